@@ -1,0 +1,22 @@
+//! Domain types of agenthub: agent ids, manifests, parameters, the wire protocol, responses,
+//! errors and configuration. No process I/O; reading files is limited to manifests,
+//! configuration and agent directories.
+
+mod agent;
+mod config;
+mod error;
+mod manifest;
+mod params;
+mod protocol;
+mod response;
+
+pub use agent::{AgentId, AgentLocation, AgentRef, InvalidAgentId, list_installed, resolve_agent};
+pub use config::{Config, ConfigError, EnvBackendKind, EnvironmentConfig, RuntimeConfig};
+pub use error::{AgentRuntimeError, ResourceLimit, format_bytes};
+pub use manifest::{
+    AgentManifest, FieldProblem, MANIFEST_FILE_NAMES, MAX_MANIFEST_BYTES, ManifestError, MethodSpec, ParamType,
+    ParameterSpec, PythonConstraint, ReturnSpec,
+};
+pub use params::{CliParamsError, Params, parse_cli_params, validate_parameters};
+pub use protocol::{AgentOutput, AgentReply, ExecutionRequest, ProtocolViolation, read_agent_output};
+pub use response::ExecutionResponse;
