@@ -101,9 +101,8 @@ pub fn resolve_agent(arg: &str, agents_root: &Path) -> Result<AgentLocation, Age
     let not_found = |reason: String| AgentRuntimeError::AgentNotFound { agent: arg.to_owned(), reason };
     match AgentRef::parse(arg).map_err(|e| not_found(e.to_string()))? {
         AgentRef::Path(path) => {
-            let dir = path
-                .canonicalize()
-                .map_err(|_| not_found(format!("no directory at {}", path.display())))?;
+            let dir =
+                path.canonicalize().map_err(|_| not_found(format!("no directory at {}", path.display())))?;
             if !dir.is_dir() {
                 return Err(not_found(format!("{} is not a directory", path.display())));
             }

@@ -283,7 +283,8 @@ mod tests {
 
     #[test]
     fn variables_override_the_file() {
-        let file = "runtime:\n  max_execution_time: 10\n  use_uv: false\nenvironment:\n  venv_location: venv\n";
+        let file =
+            "runtime:\n  max_execution_time: 10\n  use_uv: false\nenvironment:\n  venv_location: venv\n";
         let vars = [("AGENTHUB_MAX_EXECUTION_TIME".to_owned(), "2.5".to_owned())];
         let c = Config::from_sources("/h".into(), Some(file), vars).unwrap();
         assert_eq!(c.runtime.max_execution_time, 2.5);

@@ -170,9 +170,9 @@ impl AgentRuntimeError {
                 "Raise the cap with `--max-memory {}` (MB) or `max_memory_usage` in config.yaml",
                 (limit_bytes / (1024 * 1024) * 2).max(1)
             )),
-            Self::ResourceLimit { limit: ResourceLimit::Stdout { .. }, .. } => Some(
-                "Return less data, or write large output to a file and return its path".to_owned(),
-            ),
+            Self::ResourceLimit { limit: ResourceLimit::Stdout { .. }, .. } => {
+                Some("Return less data, or write large output to a file and return its path".to_owned())
+            }
             Self::Protocol { .. } => {
                 Some("Print one JSON object to stdout; logs belong on stderr".to_owned())
             }
@@ -256,10 +256,7 @@ mod tests {
                 AgentRuntimeError::MethodNotFound { method: "x".into(), available: vec![] },
                 "MethodNotFoundError",
             ),
-            (
-                AgentRuntimeError::Timeout { limit: Duration::from_secs(1), stderr: None },
-                "TimeoutError",
-            ),
+            (AgentRuntimeError::Timeout { limit: Duration::from_secs(1), stderr: None }, "TimeoutError"),
             (
                 AgentRuntimeError::Protocol { detail: "d".into(), return_code: None, stderr: None },
                 "ProtocolError",

@@ -174,9 +174,8 @@ impl PythonConstraint {
         } else {
             trimmed.to_owned()
         };
-        let specifiers = VersionSpecifiers::from_str(&pep440).map_err(|e| {
-            format!("`{trimmed}` is not `3.11`, `3.11+` or a PEP 440 specifier ({e})")
-        })?;
+        let specifiers = VersionSpecifiers::from_str(&pep440)
+            .map_err(|e| format!("`{trimmed}` is not `3.11`, `3.11+` or a PEP 440 specifier ({e})"))?;
         Ok(Self { raw: trimmed.to_owned(), specifiers })
     }
 
@@ -323,9 +322,7 @@ fn read_capped(path: &Path) -> std::io::Result<String> {
     let mut text = String::new();
     file.take(MAX_MANIFEST_BYTES + 1).read_to_string(&mut text)?;
     if text.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(std::io::Error::other(format!(
-            "manifest is larger than {MAX_MANIFEST_BYTES} bytes"
-        )));
+        return Err(std::io::Error::other(format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes")));
     }
     Ok(text)
 }
@@ -474,7 +471,9 @@ impl Validator {
         let returns = match get("returns") {
             None => None,
             Some(Yaml::Mapping(r)) => Some(ReturnSpec {
-                return_type: r.get("type").and_then(|v| self.scalar_string(v, &format!("{field}.returns.type"))),
+                return_type: r
+                    .get("type")
+                    .and_then(|v| self.scalar_string(v, &format!("{field}.returns.type"))),
                 description: r
                     .get("description")
                     .and_then(|v| self.scalar_string(v, &format!("{field}.returns.description"))),
@@ -500,12 +499,15 @@ impl Validator {
                 None
             }
             None => None,
-            Some(t) => t.parse::<ParamType>().map_err(|()| {
-                self.problem(
-                    &type_field,
-                    format!("unknown type `{t}` (use string, integer, number, boolean, array or object)"),
-                );
-            }).ok(),
+            Some(t) => t
+                .parse::<ParamType>()
+                .map_err(|()| {
+                    self.problem(
+                        &type_field,
+                        format!("unknown type `{t}` (use string, integer, number, boolean, array or object)"),
+                    );
+                })
+                .ok(),
         };
         let required = match get("required") {
             None => false,
@@ -515,7 +517,8 @@ impl Validator {
                 false
             }
         };
-        let description = get("description").and_then(|v| self.scalar_string(v, &format!("{field}.description")));
+        let description =
+            get("description").and_then(|v| self.scalar_string(v, &format!("{field}.description")));
         let default = map.get("default").map(yaml_to_json);
         let param_type = param_type?;
         if let Some(d) = &default {

@@ -160,11 +160,9 @@ fn typed_value(declared: Option<ParamType>, raw: &str) -> Result<Json, String> {
     let parse_json = || serde_json::from_str::<Json>(raw);
     match declared {
         Some(ParamType::String) => Ok(Json::String(raw.to_owned())),
-        Some(ParamType::Integer) => raw
-            .trim()
-            .parse::<i64>()
-            .map(Json::from)
-            .map_err(|_| "expected an integer".to_owned()),
+        Some(ParamType::Integer) => {
+            raw.trim().parse::<i64>().map(Json::from).map_err(|_| "expected an integer".to_owned())
+        }
         Some(ParamType::Number) => match parse_json() {
             Ok(n @ Json::Number(_)) => Ok(n),
             _ => Err("expected a number".to_owned()),
@@ -236,7 +234,9 @@ interface:
             obj(json!({"count": "abc", "zzz": 1, "ratio": 2})),
         )
         .unwrap_err();
-        let AgentRuntimeError::InvalidParameters { problems, signature, .. } = &err else { panic!("{err:?}") };
+        let AgentRuntimeError::InvalidParameters { problems, signature, .. } = &err else {
+            panic!("{err:?}")
+        };
         assert_eq!(
             problems,
             &[
@@ -245,7 +245,10 @@ interface:
                 "parameter 'count' must be of type integer, got string",
             ]
         );
-        assert_eq!(signature, "echo(text: string, count?: integer, ratio?: number, flag?: boolean, items?: array)");
+        assert_eq!(
+            signature,
+            "echo(text: string, count?: integer, ratio?: number, flag?: boolean, items?: array)"
+        );
     }
 
     #[test]
@@ -263,20 +266,27 @@ interface:
         assert_eq!(parse_cli_params("greet", greet, &args(&[r#"{"name":"W"}"#])).unwrap()["name"], "W");
         assert_eq!(parse_cli_params("greet", greet, &args(&["World"])).unwrap()["name"], "World");
         assert_eq!(parse_cli_params("greet", greet, &args(&["name=a=b"])).unwrap()["name"], "a=b");
-        let typed = parse_cli_params("echo", echo, &args(&["text=1", "count=7", "flag=yes", "items=[1]"])).unwrap();
+        let typed =
+            parse_cli_params("echo", echo, &args(&["text=1", "count=7", "flag=yes", "items=[1]"])).unwrap();
         assert_eq!(Json::Object(typed), json!({"text": "1", "count": 7, "flag": true, "items": [1]}));
         assert!(matches!(
             parse_cli_params("echo", echo, &args(&["count=abc"])),
             Err(CliParamsError::BadValue { .. })
         ));
         assert_eq!(parse_cli_params("echo", echo, &args(&["plain"])).unwrap()["text"], "plain");
-        assert!(matches!(parse_cli_params("other", None, &args(&["plain"])), Err(CliParamsError::Ambiguous { .. })));
+        assert!(matches!(
+            parse_cli_params("other", None, &args(&["plain"])),
+            Err(CliParamsError::Ambiguous { .. })
+        ));
         assert!(matches!(
             parse_cli_params("echo", echo, &args(&["a", "b"])),
             Err(CliParamsError::Ambiguous { .. })
         ));
         assert!(matches!(parse_cli_params("greet", greet, &args(&["[1]"])), Ok(_)));
-        assert!(matches!(parse_cli_params("greet", greet, &args(&["{bad"])), Err(CliParamsError::NotAnObject(_))));
+        assert!(matches!(
+            parse_cli_params("greet", greet, &args(&["{bad"])),
+            Err(CliParamsError::NotAnObject(_))
+        ));
         assert!(matches!(
             parse_cli_params("greet", greet, &args(&["name=a", "name=b"])),
             Err(CliParamsError::Duplicate(_))

@@ -64,7 +64,8 @@ impl Serialize for ExecutionResponse {
             }
         }
         map.serialize_entry("execution_time", &round_micros(self.execution_time))?;
-        let memory = self.memory_usage_bytes.or_else(|| self.error().and_then(AgentRuntimeError::peak_memory_bytes));
+        let memory =
+            self.memory_usage_bytes.or_else(|| self.error().and_then(AgentRuntimeError::peak_memory_bytes));
         if let Some(bytes) = memory {
             map.serialize_entry("memory_usage", &format_bytes(bytes))?;
             map.serialize_entry("memory_usage_bytes", &bytes)?;

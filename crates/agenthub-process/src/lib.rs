@@ -1,1 +1,65 @@
-//! placeholder
+//! Runs agent processes: each in its own process group, with a timeout that kills the whole
+//! group (SIGTERM, grace, SIGKILL), a stdout cap, a stderr tail, a resident-memory cap and
+//! peak-memory measurement. Backends: [`StdProcessBackend`] and [`TokioProcessBackend`].
+
+mod manager;
+mod registry;
+mod spec;
+#[cfg(feature = "std")]
+mod std_backend;
+mod supervisor;
+#[cfg(feature = "tokio")]
+mod tokio_backend;
+#[cfg(unix)]
+mod unix;
+
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+pub use manager::{AgentInvocation, DynProcessBackend, ProcessManager};
+pub use registry::ProcessRegistry;
+pub use spec::{EnvSpec, ExitStatus, ProcessLimits, ProcessOutput, ProcessSpec, Termination};
+#[cfg(feature = "std")]
+pub use std_backend::StdProcessBackend;
+#[cfg(feature = "tokio")]
+pub use tokio_backend::TokioProcessBackend;
+
+/// Runs one child process to completion under its limits.
+///
+/// A limit that is hit is not an error: it is reported in [`ProcessOutput::termination`].
+/// Errors are failures to run at all.
+#[cfg_attr(any(test, feature = "mock"), mockall::automock)]
+#[async_trait]
+pub trait ProcessBackend: Send + Sync {
+    /// Spawns `spec` in its own process group and waits for it under its limits.
+    async fn run(&self, spec: &ProcessSpec) -> Result<ProcessOutput, ProcessError>;
+
+    /// A short name for logs (`std`, `tokio`).
+    fn name(&self) -> &'static str;
+}
+
+/// Failures to run a child at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The program could not be started.
+    #[error("failed to spawn `{}`", program.display())]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waiting for or reading from the child failed.
+    #[error("failed to supervise the child process")]
+    Io(#[source] std::io::Error),
+}
+
+impl From<ProcessError> for agenthub_core::AgentRuntimeError {
+    fn from(err: ProcessError) -> Self {
+        let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
+        Self::Execution { message: format!("{err}: {cause}"), return_code: None, signal: None, stderr: None }
+    }
+}

@@ -1,0 +1,83 @@
+//! [`ProcessManager`]: the Phase-1 interface over a [`ProcessBackend`].
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::registry::ProcessRegistry;
+use crate::{EnvSpec, ProcessBackend, ProcessError, ProcessLimits, ProcessOutput, ProcessSpec, unix};
+
+/// Shared handle to a process backend.
+pub type DynProcessBackend = Arc<dyn ProcessBackend>;
+
+/// One agent call: `<python> <script> '<request json>'` in the agent directory.
+#[derive(Debug, Clone)]
+pub struct AgentInvocation {
+    /// The environment's Python.
+    pub python: PathBuf,
+    /// The agent directory (the working directory).
+    pub agent_dir: PathBuf,
+    /// The script, relative to the agent directory.
+    pub script: OsString,
+    /// The request JSON, passed as the one argument.
+    pub request_json: String,
+    /// The environment to run it with.
+    pub env: EnvSpec,
+    /// Its limits.
+    pub limits: ProcessLimits,
+}
+
+/// Runs agent processes through a backend and keeps track of them.
+pub struct ProcessManager {
+    backend: DynProcessBackend,
+    registry: Arc<ProcessRegistry>,
+}
+
+impl std::fmt::Debug for ProcessManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessManager")
+            .field("backend", &self.backend.name())
+            .field("running", &self.registry.running())
+            .finish()
+    }
+}
+
+impl ProcessManager {
+    /// A manager over `backend`.
+    pub fn new(backend: DynProcessBackend) -> Self {
+        Self { backend, registry: Arc::new(ProcessRegistry::new()) }
+    }
+
+    /// The backend's name.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Runs one agent call to completion.
+    pub async fn execute_agent(&self, call: AgentInvocation) -> Result<ProcessOutput, ProcessError> {
+        let spec = ProcessSpec {
+            program: call.python,
+            args: vec![call.script, call.request_json.into()],
+            cwd: call.agent_dir,
+            env: call.env,
+            limits: call.limits,
+            registry: Some(Arc::clone(&self.registry)),
+        };
+        self.backend.run(&spec).await
+    }
+
+    /// Kills the process groups of all agents this manager is running; returns how many.
+    pub fn cleanup_processes(&self) -> usize {
+        self.registry.kill_all()
+    }
+
+    /// Whether a process with this pid is alive (not a zombie).
+    pub fn is_process_running(&self, pid: u32) -> bool {
+        unix::pid_alive(pid)
+    }
+
+    /// Pids of the agents running now.
+    pub fn running_processes(&self) -> Vec<u32> {
+        self.registry.running()
+    }
+}

@@ -1,0 +1,171 @@
+//! What to run ([`ProcessSpec`]) and what came of it ([`ProcessOutput`]).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::registry::ProcessRegistry;
+
+/// One child process to run to completion.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// The executable.
+    pub program: PathBuf,
+    /// Its arguments (never passed through a shell).
+    pub args: Vec<OsString>,
+    /// Its working directory.
+    pub cwd: PathBuf,
+    /// How its environment is built.
+    pub env: EnvSpec,
+    /// Time, output and memory limits.
+    pub limits: ProcessLimits,
+    /// Where running children are recorded while they run.
+    pub registry: Option<Arc<ProcessRegistry>>,
+}
+
+impl ProcessSpec {
+    /// A spec with default limits, the caller's environment and no registry.
+    pub fn new(program: impl Into<PathBuf>, cwd: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            args: Vec::new(),
+            cwd: cwd.into(),
+            env: EnvSpec::default(),
+            limits: ProcessLimits::default(),
+            registry: None,
+        }
+    }
+
+    /// Adds arguments.
+    #[must_use]
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Sets the limits.
+    #[must_use]
+    pub fn limits(mut self, limits: ProcessLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// The child's environment: the caller's (or none), plus and minus some variables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvSpec {
+    /// Start from an empty environment instead of the caller's.
+    pub clear: bool,
+    /// Variables to set.
+    pub set: Vec<(OsString, OsString)>,
+    /// Variables to remove.
+    pub remove: Vec<OsString>,
+}
+
+/// Limits on one child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessLimits {
+    /// Wall-clock limit; `None` waits forever.
+    pub timeout: Option<Duration>,
+    /// Time between SIGTERM and SIGKILL after a timeout.
+    pub grace_period: Duration,
+    /// Stdout beyond this many bytes stops the child (never buffered past the cap).
+    pub max_stdout_bytes: usize,
+    /// How much of the end of stderr is kept.
+    pub stderr_tail_bytes: usize,
+    /// Resident-memory cap in bytes; `None` for none.
+    pub max_memory_bytes: Option<u64>,
+    /// How often resident memory is sampled when there is a cap.
+    pub memory_sample_interval: Duration,
+}
+
+impl Default for ProcessLimits {
+    fn default() -> Self {
+        Self {
+            timeout: Some(Duration::from_secs(30)),
+            grace_period: Duration::from_secs(1),
+            max_stdout_bytes: 16 * 1024 * 1024,
+            stderr_tail_bytes: 64 * 1024,
+            max_memory_bytes: Some(1024 * 1024 * 1024),
+            memory_sample_interval: Duration::from_millis(10),
+        }
+    }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// It exited with this code.
+    Exited(i32),
+    /// A signal killed it.
+    Signaled(i32),
+}
+
+impl ExitStatus {
+    /// Whether it exited with code 0.
+    pub fn success(self) -> bool {
+        self == Self::Exited(0)
+    }
+
+    /// The exit code, when it exited.
+    pub fn code(self) -> Option<i32> {
+        match self {
+            Self::Exited(code) => Some(code),
+            Self::Signaled(_) => None,
+        }
+    }
+
+    /// The signal, when one killed it.
+    pub fn signal(self) -> Option<i32> {
+        match self {
+            Self::Signaled(sig) => Some(sig),
+            Self::Exited(_) => None,
+        }
+    }
+}
+
+/// Why the supervisor stopped a child.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    /// It ran past `timeout`.
+    Timeout,
+    /// Its resident memory went past `max_memory_bytes`.
+    MemoryLimit,
+    /// It wrote more than `max_stdout_bytes` to stdout.
+    StdoutLimit,
+}
+
+/// What came of running a [`ProcessSpec`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessOutput {
+    /// The child's pid (also its process-group id).
+    pub pid: u32,
+    /// How it ended.
+    pub status: ExitStatus,
+    /// Set when the supervisor stopped it.
+    pub termination: Option<Termination>,
+    /// Everything it wrote to stdout, up to the cap.
+    pub stdout: Vec<u8>,
+    /// The last `stderr_tail_bytes` of its stderr.
+    pub stderr_tail: Vec<u8>,
+    /// Whether stderr was longer than the tail kept.
+    pub stderr_truncated: bool,
+    /// From spawn to exit.
+    pub wall_time: Duration,
+    /// Peak resident memory of the child (from `wait4`), in bytes.
+    pub peak_rss_bytes: Option<u64>,
+}
+
+impl ProcessOutput {
+    /// The stderr tail as text, `None` when empty.
+    pub fn stderr_text(&self) -> Option<String> {
+        let text = String::from_utf8_lossy(&self.stderr_tail);
+        let text = text.trim_end();
+        (!text.is_empty()).then(|| if self.stderr_truncated { format!("…{text}") } else { text.to_owned() })
+    }
+}

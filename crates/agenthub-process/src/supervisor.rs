@@ -1,0 +1,261 @@
+//! The backend-independent part of running a child: spawning it in its own process group,
+//! collecting its output under the caps, and deciding when to signal it.
+//!
+//! Both backends drive a [`Supervisor`]: they wait for output, exit or the next wake-up
+//! time in their own way (`poll(2)` or tokio's reactor) and hand what they see to it.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::registry::ProcessRegistry;
+use crate::unix::{self, Reaped};
+use crate::{ProcessError, ProcessOutput, ProcessSpec, Termination};
+
+/// How long pipes are drained after the child exits, for output still in flight. Longer
+/// only matters when something outside the group (a `setsid` escapee) holds the pipes.
+const DRAIN_LIMIT: Duration = Duration::from_millis(200);
+
+/// Poll interval when the kernel has no pidfd to wait on.
+pub(crate) const FALLBACK_TICK: Duration = Duration::from_millis(5);
+
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A spawned child with its pipes, killed and reaped on drop unless [`Self::reap`] ran.
+pub(crate) struct Spawned {
+    pub(crate) pid: u32,
+    pub(crate) stdout: Option<File>,
+    pub(crate) stderr: Option<File>,
+    pub(crate) pidfd: Option<OwnedFd>,
+    pub(crate) started: Instant,
+    registry: Option<Arc<ProcessRegistry>>,
+    reaped: bool,
+}
+
+impl Spawned {
+    /// Spawns `spec` in a new process group with null stdin and piped, non-blocking output.
+    pub(crate) fn spawn(spec: &ProcessSpec) -> Result<Self, ProcessError> {
+        let mut cmd = Command::new(&spec.program);
+        cmd.args(&spec.args)
+            .current_dir(&spec.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        if spec.env.clear {
+            cmd.env_clear();
+        }
+        for key in &spec.env.remove {
+            cmd.env_remove(key);
+        }
+        cmd.envs(spec.env.set.iter().map(|(k, v)| (k, v)));
+        let started = Instant::now();
+        let mut child =
+            cmd.spawn().map_err(|source| ProcessError::Spawn { program: spec.program.clone(), source })?;
+        let pid = child.id();
+        let stdout = child.stdout.take().map(|p| File::from(OwnedFd::from(p)));
+        let stderr = child.stderr.take().map(|p| File::from(OwnedFd::from(p)));
+        // From here on `Spawned` owns the child: std's `Child` never waits on drop.
+        drop(child);
+        let spawned = Self {
+            pid,
+            stdout,
+            stderr,
+            pidfd: unix::pidfd_open(pid),
+            started,
+            registry: spec.registry.clone(),
+            reaped: false,
+        };
+        for pipe in spawned.stdout.iter().chain(spawned.stderr.iter()) {
+            unix::set_nonblocking(pipe).map_err(ProcessError::Io)?;
+        }
+        if let Some(registry) = &spawned.registry {
+            registry.register(pid);
+        }
+        Ok(spawned)
+    }
+
+    /// Reaps the child if it has exited (`block` waits for it). Also kills what is left
+    /// of its process group: an agent that has answered leaves nothing behind.
+    pub(crate) fn reap(&mut self, block: bool) -> Result<Option<Reaped>, ProcessError> {
+        let reaped = unix::wait4(self.pid, block).map_err(ProcessError::Io)?;
+        if reaped.is_some() {
+            self.reaped = true;
+            unix::kill_group(self.pid, libc::SIGKILL);
+            if let Some(registry) = &self.registry {
+                registry.unregister(self.pid);
+            }
+        }
+        Ok(reaped)
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if !self.reaped {
+            // Cancelled or failed midway: never leave the group running or a zombie behind.
+            unix::kill_group(self.pid, libc::SIGKILL);
+            let _ = unix::wait4(self.pid, true);
+            if let Some(registry) = &self.registry {
+                registry.unregister(self.pid);
+            }
+        }
+    }
+}
+
+/// Which pipe a read came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// Output collected so far and the limits' state.
+pub(crate) struct Supervisor {
+    pid: u32,
+    spec_limits: crate::ProcessLimits,
+    started: Instant,
+    stdout: Vec<u8>,
+    stderr: VecDeque<u8>,
+    stderr_truncated: bool,
+    termination: Option<Termination>,
+    sigterm_at: Option<Instant>,
+    sigkill_sent: bool,
+    next_memory_sample: Option<Instant>,
+    buf: Box<[u8]>,
+}
+
+impl Supervisor {
+    pub(crate) fn new(spawned: &Spawned, limits: crate::ProcessLimits) -> Self {
+        let next_memory_sample =
+            limits.max_memory_bytes.map(|_| spawned.started + limits.memory_sample_interval);
+        Self {
+            pid: spawned.pid,
+            spec_limits: limits,
+            started: spawned.started,
+            stdout: Vec::new(),
+            stderr: VecDeque::new(),
+            stderr_truncated: false,
+            termination: None,
+            sigterm_at: None,
+            sigkill_sent: false,
+            next_memory_sample,
+            buf: vec![0; READ_CHUNK].into_boxed_slice(),
+        }
+    }
+
+    /// Reads what `pipe` has without blocking. Returns `false` once it is closed (EOF,
+    /// error, or stdout past its cap), after which the caller drops it.
+    pub(crate) fn read_from(&mut self, pipe: &File, stream: Stream) -> bool {
+        loop {
+            match (&mut &*pipe).read(&mut self.buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    if !self.accept(stream, n) {
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Takes `n` bytes from the read buffer; `false` when stdout went past its cap.
+    fn accept(&mut self, stream: Stream, n: usize) -> bool {
+        let data = &self.buf[..n];
+        match stream {
+            Stream::Stdout => {
+                let room = self.spec_limits.max_stdout_bytes.saturating_sub(self.stdout.len());
+                if n > room {
+                    self.stdout.extend_from_slice(&data[..room]);
+                    self.stop(Termination::StdoutLimit);
+                    return false;
+                }
+                self.stdout.extend_from_slice(data);
+            }
+            Stream::Stderr => {
+                let cap = self.spec_limits.stderr_tail_bytes;
+                self.stderr.extend(data);
+                if self.stderr.len() > cap {
+                    self.stderr_truncated = true;
+                    let excess = self.stderr.len() - cap;
+                    self.stderr.drain(..excess);
+                }
+            }
+        }
+        true
+    }
+
+    /// Kills the group at once for a limit other than time.
+    fn stop(&mut self, why: Termination) {
+        self.termination.get_or_insert(why);
+        unix::kill_group(self.pid, libc::SIGKILL);
+        self.sigkill_sent = true;
+    }
+
+    /// Applies the time and memory limits as of `now`; returns when to call again.
+    pub(crate) fn tick(&mut self, now: Instant) -> Option<Instant> {
+        let limits = self.spec_limits;
+        if let Some(sigterm_at) = self.sigterm_at {
+            if !self.sigkill_sent && now >= sigterm_at + limits.grace_period {
+                unix::kill_group(self.pid, libc::SIGKILL);
+                self.sigkill_sent = true;
+            }
+        } else if let Some(timeout) = limits.timeout {
+            if now >= self.started + timeout && self.termination.is_none() {
+                self.termination = Some(Termination::Timeout);
+                self.sigterm_at = Some(now);
+                unix::kill_group(self.pid, libc::SIGTERM);
+            }
+        }
+        if let (Some(at), Some(cap)) = (self.next_memory_sample, limits.max_memory_bytes) {
+            if now >= at && !self.sigkill_sent {
+                if unix::rss_bytes(self.pid).is_some_and(|rss| rss > cap) {
+                    self.stop(Termination::MemoryLimit);
+                }
+                self.next_memory_sample = Some(now + limits.memory_sample_interval);
+            }
+        }
+        if self.sigkill_sent {
+            return None;
+        }
+        let deadline = match self.sigterm_at {
+            Some(at) => Some(at + limits.grace_period),
+            None => limits.timeout.map(|t| self.started + t),
+        };
+        [deadline, self.next_memory_sample].into_iter().flatten().min()
+    }
+
+    /// The time left until `wake`, as `poll(2)` milliseconds (-1 = none), rounded up.
+    pub(crate) fn poll_timeout(wake: Option<Instant>, now: Instant) -> i32 {
+        wake.map_or(-1, |w| {
+            let left = w.saturating_duration_since(now);
+            i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        })
+    }
+
+    /// Builds the output once the child is reaped and the pipes drained.
+    pub(crate) fn finish(self, reaped: Reaped) -> ProcessOutput {
+        ProcessOutput {
+            pid: self.pid,
+            status: reaped.status,
+            termination: self.termination,
+            stdout: self.stdout,
+            stderr_tail: self.stderr.into(),
+            stderr_truncated: self.stderr_truncated,
+            wall_time: self.started.elapsed(),
+            peak_rss_bytes: reaped.peak_rss_bytes,
+        }
+    }
+
+    /// The deadline for draining pipes after exit.
+    pub(crate) fn drain_deadline() -> Instant {
+        Instant::now() + DRAIN_LIMIT
+    }
+}

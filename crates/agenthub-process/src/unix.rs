@@ -1,0 +1,125 @@
+//! The few Linux/Unix calls the backends need, each wrapped safely.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// A reaped child: how it ended and its peak resident memory.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reaped {
+    pub(crate) status: crate::ExitStatus,
+    pub(crate) peak_rss_bytes: Option<u64>,
+}
+
+/// `pidfd_open(2)`: an fd that becomes readable when `pid` exits. `None` on old kernels.
+pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Puts an fd in non-blocking mode.
+pub(crate) fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: fcntl on an fd we own, with flags read from it.
+    unsafe {
+        let flags = libc::fcntl(raw, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Sends `signal` to every process in the group `pgid`. A group that is gone is fine.
+pub(crate) fn kill_group(pgid: u32, signal: libc::c_int) {
+    if pgid <= 1 {
+        return; // never signal "all processes" or init's group
+    }
+    // SAFETY: kill with a negative pid signals a process group; no memory is involved.
+    unsafe {
+        libc::kill(-(pgid as libc::pid_t), signal);
+    }
+}
+
+/// Whether a process with this pid exists and is not a zombie.
+pub(crate) fn pid_alive(pid: u32) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks for existence and permission.
+    let exists = unsafe { libc::kill(pid as libc::pid_t, 0) } == 0
+        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    exists && !matches!(proc_state(pid), Some('Z' | 'X'))
+}
+
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next())
+}
+
+/// `wait4(pid)`: reaps the child, blocking when `block`. `None` when it is still running.
+pub(crate) fn wait4(pid: u32, block: bool) -> io::Result<Option<Reaped>> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain old data; zeroed is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: status and usage are valid for writes for the duration of the call.
+        let ret = unsafe { libc::wait4(pid as libc::pid_t, &raw mut status, flags, &raw mut usage) };
+        if ret == 0 {
+            return Ok(None);
+        }
+        if ret < 0 {
+            let err = io::Error::last_os_error();
+            if err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        let status = if libc::WIFSIGNALED(status) {
+            crate::ExitStatus::Signaled(libc::WTERMSIG(status))
+        } else {
+            crate::ExitStatus::Exited(libc::WEXITSTATUS(status))
+        };
+        // ru_maxrss is in KiB on Linux.
+        let peak = u64::try_from(usage.ru_maxrss).ok().filter(|&k| k > 0).map(|k| k * 1024);
+        return Ok(Some(Reaped { status, peak_rss_bytes: peak }));
+    }
+}
+
+/// Resident memory of `pid` in bytes, from `/proc/<pid>/statm`.
+pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
+    let mut buf = [0u8; 128];
+    let n = File::open(format!("/proc/{pid}/statm")).ok()?.read(&mut buf).ok()?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size())
+}
+
+fn page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).unwrap_or(4096)
+}
+
+/// `poll(2)` on `fds` for readability; returns which were ready (readable, hung up or errored).
+pub(crate) fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
+    let mut pollfds: Vec<libc::pollfd> =
+        fds.iter().map(|&fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: pollfds is a valid array of the length passed.
+    let ret = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout_ms) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(err);
+    }
+    Ok(pollfds.iter().map(|p| p.revents != 0).collect())
+}

@@ -1,0 +1,213 @@
+//! The same behaviour checks, run once per backend.
+
+use std::time::{Duration, Instant};
+
+use agenthub_process::{EnvSpec, ExitStatus, ProcessLimits, ProcessManager, ProcessSpec, Termination};
+
+use crate::{py, survivors};
+
+fn limits() -> ProcessLimits {
+    ProcessLimits { timeout: Some(Duration::from_secs(20)), ..ProcessLimits::default() }
+}
+
+fn token() -> String {
+    format!("agenthub-test-{}-{}", std::process::id(), Instant::now().elapsed().as_nanos() ^ rand_bits())
+}
+
+fn rand_bits() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod std_backend {
+            $( #[test] fn $name() { super::$name(crate::run_std) } )*
+        }
+        mod tokio_backend {
+            $( #[test] fn $name() { super::$name(crate::run_tokio) } )*
+        }
+    };
+}
+
+both_backends!(
+    captures_stdout_stderr_and_exit_code,
+    reports_the_killing_signal,
+    timeout_kills_the_group_even_when_sigterm_is_ignored,
+    stdout_cap_stops_the_child_without_buffering_more,
+    stderr_keeps_only_the_tail,
+    both_pipes_full_does_not_deadlock,
+    memory_cap_stops_the_child_and_reports_peak,
+    peak_memory_is_measured,
+    leftover_children_are_killed_when_the_agent_exits,
+    escaped_child_holding_the_pipes_does_not_hang_the_call,
+    environment_is_set_and_cleared,
+);
+
+type Run = fn(&ProcessSpec) -> agenthub_process::ProcessOutput;
+
+fn captures_stdout_stderr_and_exit_code(run: Run) {
+    let out =
+        run(&py("import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)").limits(limits()));
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr_text().as_deref(), Some("err"));
+    assert_eq!(out.status, ExitStatus::Exited(3));
+    assert_eq!(out.termination, None);
+    assert!(out.wall_time > Duration::ZERO);
+}
+
+fn reports_the_killing_signal(run: Run) {
+    let out = run(&py("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)").limits(limits()));
+    assert_eq!(out.status, ExitStatus::Signaled(libc::SIGSEGV));
+}
+
+fn timeout_kills_the_group_even_when_sigterm_is_ignored(run: Run) {
+    let token = token();
+    let code = format!(
+        "import signal, subprocess, sys, time\n\
+         subprocess.Popen([sys.executable, '-c', 'import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)', '{token}'])\n\
+         signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+         time.sleep(600)"
+    );
+    let limits = ProcessLimits {
+        timeout: Some(Duration::from_millis(500)),
+        grace_period: Duration::from_millis(300),
+        ..ProcessLimits::default()
+    };
+    let started = Instant::now();
+    let out = run(&py(&code).limits(limits));
+    assert_eq!(out.termination, Some(Termination::Timeout));
+    assert_eq!(out.status, ExitStatus::Signaled(libc::SIGKILL));
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(survivors(&token), Vec::<u32>::new(), "grandchild survived");
+}
+
+fn stdout_cap_stops_the_child_without_buffering_more(run: Run) {
+    let limits = ProcessLimits { max_stdout_bytes: 1000, ..limits() };
+    let out = run(&py("import sys\nwhile True: sys.stdout.write('x' * 65536)").limits(limits));
+    assert_eq!(out.termination, Some(Termination::StdoutLimit));
+    assert_eq!(out.stdout.len(), 1000);
+}
+
+fn stderr_keeps_only_the_tail(run: Run) {
+    let limits = ProcessLimits { stderr_tail_bytes: 10, ..limits() };
+    let out = run(&py("import sys; sys.stderr.write('a' * 100000 + '0123456789')").limits(limits));
+    assert_eq!(out.stderr_tail, b"0123456789");
+    assert!(out.stderr_truncated);
+}
+
+fn both_pipes_full_does_not_deadlock(run: Run) {
+    let code =
+        "import sys\nfor _ in range(64):\n    sys.stdout.write('o' * 16384); sys.stderr.write('e' * 16384)\n";
+    let out = run(&py(code).limits(limits()));
+    assert_eq!(out.status, ExitStatus::Exited(0));
+    assert_eq!(out.stdout.len(), 64 * 16384);
+}
+
+fn memory_cap_stops_the_child_and_reports_peak(run: Run) {
+    let limits = ProcessLimits { max_memory_bytes: Some(128 * 1024 * 1024), ..limits() };
+    let code =
+        "b = bytearray(1024 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('survived')";
+    let out = run(&py(code).limits(limits));
+    assert_eq!(out.termination, Some(Termination::MemoryLimit));
+    assert!(out.stdout.is_empty());
+    assert!(out.peak_rss_bytes.unwrap() > 128 * 1024 * 1024, "{:?}", out.peak_rss_bytes);
+}
+
+fn peak_memory_is_measured(run: Run) {
+    let code = "b = bytearray(64 * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1";
+    let out = run(&py(code).limits(limits()));
+    assert!(out.status.success());
+    assert!(out.peak_rss_bytes.unwrap() >= 64 * 1024 * 1024, "{:?}", out.peak_rss_bytes);
+}
+
+fn leftover_children_are_killed_when_the_agent_exits(run: Run) {
+    let token = token();
+    let code = format!(
+        "import subprocess, sys\n\
+         subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', '{token}'], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+         print('done')"
+    );
+    let out = run(&py(&code).limits(limits()));
+    assert_eq!(out.stdout, b"done\n");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(survivors(&token), Vec::<u32>::new());
+}
+
+fn escaped_child_holding_the_pipes_does_not_hang_the_call(run: Run) {
+    let token = token();
+    let code = format!(
+        "import subprocess, sys\n\
+         subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(3)', '{token}'], start_new_session=True)\n\
+         print('done', flush=True)"
+    );
+    let started = Instant::now();
+    let out = run(&py(&code).limits(limits()));
+    assert_eq!(out.stdout, b"done\n");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    for pid in survivors(&token) {
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    }
+}
+
+fn environment_is_set_and_cleared(run: Run) {
+    let mut spec =
+        py("import os; print(os.environ.get('AH_SET'), os.environ.get('HOME'), sorted(os.environ)[:3])");
+    spec.env = EnvSpec { clear: true, set: vec![("AH_SET".into(), "1".into())], remove: vec![] };
+    let out = run(&spec.limits(limits()));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("1 None"), "{text}");
+}
+
+#[test]
+fn dropping_the_tokio_future_kills_the_child() {
+    use agenthub_process::{ProcessBackend, TokioProcessBackend};
+    let token = token();
+    let spec = py(&format!("import time; time.sleep(600)  # {token}")).limits(limits());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let run = TokioProcessBackend.run(&spec);
+        assert!(tokio::time::timeout(Duration::from_millis(300), run).await.is_err());
+    });
+    assert_eq!(survivors(&token), Vec::<u32>::new());
+}
+
+#[test]
+fn manager_tracks_and_cleans_up_running_agents() {
+    use std::sync::Arc;
+
+    use agenthub_process::{AgentInvocation, StdProcessBackend};
+    let manager = Arc::new(ProcessManager::new(Arc::new(StdProcessBackend)));
+    let dir = tempfile_dir();
+    std::fs::write(dir.join("agent.py"), "import time\ntime.sleep(600)\n").unwrap();
+    let call = AgentInvocation {
+        python: crate::python(),
+        agent_dir: dir.clone(),
+        script: "agent.py".into(),
+        request_json: "{}".into(),
+        env: EnvSpec::default(),
+        limits: limits(),
+    };
+    let m = Arc::clone(&manager);
+    let handle = std::thread::spawn(move || pollster::block_on(m.execute_agent(call)));
+    let started = Instant::now();
+    let pid = loop {
+        if let Some(&pid) = manager.running_processes().first() {
+            break pid;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "agent never registered");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(manager.is_process_running(pid));
+    assert_eq!(manager.cleanup_processes(), 1);
+    let out = handle.join().unwrap().unwrap();
+    assert_eq!(out.status, ExitStatus::Signaled(libc::SIGKILL));
+    assert!(!manager.is_process_running(pid));
+    assert!(manager.running_processes().is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("agenthub-pm-{}-{}", std::process::id(), rand_bits()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
