@@ -1,0 +1,274 @@
+//! [`EnvironmentManager`]: the Phase-1 interface, and `ensure_environment`, which builds an
+//! agent's environment once per requirement set, under a cross-process lock.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use agenthub_core::{AgentManifest, EnvironmentConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::backends::find_python;
+use crate::requirements::{RequirementSet, RequirementSource};
+use crate::{DynEnvironmentBackend, EnvError};
+
+/// File name of the completion marker inside the environment, written last.
+pub const MARKER_FILE: &str = "agenthub-env.json";
+
+/// The completion marker: present only in an environment that was built to the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvMarker {
+    /// The environment key the environment was built for.
+    pub key: String,
+    /// The backend that built it.
+    pub backend: String,
+    /// The base interpreter.
+    pub python: PathBuf,
+    /// Its version.
+    pub python_version: String,
+    /// Where the requirements came from.
+    pub requirements_source: String,
+    /// The requirements installed (empty for a lock).
+    pub requirements: Vec<String>,
+    /// Seconds since the Unix epoch when the build finished.
+    pub built_at: u64,
+}
+
+/// An environment ready to run an agent in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadyEnvironment {
+    /// The environment directory.
+    pub venv: PathBuf,
+    /// Its Python.
+    pub python: PathBuf,
+    /// The key it was built for.
+    pub key: String,
+    /// Whether this call built it.
+    pub built: bool,
+}
+
+/// The variables a shell `activate` would set for an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Activation {
+    /// Variables to set: `VIRTUAL_ENV`, and `PATH` with `<venv>/bin` first.
+    pub set: Vec<(String, OsString)>,
+    /// Variables to remove: `PYTHONHOME`.
+    pub remove: Vec<String>,
+}
+
+/// Creates, keys, locks and reuses agent environments through one backend.
+pub struct EnvironmentManager {
+    backend: DynEnvironmentBackend,
+    config: EnvironmentConfig,
+}
+
+impl std::fmt::Debug for EnvironmentManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvironmentManager")
+            .field("backend", &self.backend.kind())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl EnvironmentManager {
+    /// A manager over `backend`.
+    pub fn new(backend: DynEnvironmentBackend, config: EnvironmentConfig) -> Self {
+        Self { backend, config }
+    }
+
+    /// The backend's kind.
+    pub fn backend_kind(&self) -> agenthub_core::EnvBackendKind {
+        self.backend.kind()
+    }
+
+    /// The environment directory of the agent in `agent_path`.
+    pub fn venv_path(&self, agent_path: &Path) -> PathBuf {
+        agent_path.join(&self.config.venv_location)
+    }
+
+    /// Creates the agent's environment if there is none; returns its path.
+    pub async fn create_environment(&self, agent_path: &Path) -> Result<PathBuf, EnvError> {
+        let venv = self.venv_path(agent_path);
+        if !self.get_python_executable(&venv).exists() {
+            let python = find_python(self.config.python_version.as_deref(), None)?;
+            self.backend.create_venv(&venv, &python.path).await?;
+        }
+        Ok(venv)
+    }
+
+    /// Installs requirements (PEP 508 strings or installer options) into an environment.
+    pub async fn install_dependencies(&self, venv: &Path, requirements: &[String]) -> Result<(), EnvError> {
+        if requirements.is_empty() {
+            return Ok(());
+        }
+        self.backend.install(venv, requirements).await
+    }
+
+    /// The Python executable of an environment.
+    pub fn get_python_executable(&self, venv: &Path) -> PathBuf {
+        self.backend.python_executable(venv)
+    }
+
+    /// The variables a shell `activate` would set (SPEC §3).
+    pub fn activate_environment(venv: &Path) -> Activation {
+        let bin = venv.join("bin");
+        let mut path = OsString::from(bin.as_os_str());
+        if let Some(old) = std::env::var_os("PATH").filter(|p| !p.is_empty()) {
+            path.push(":");
+            path.push(old);
+        }
+        Activation {
+            set: vec![("VIRTUAL_ENV".to_owned(), venv.as_os_str().to_owned()), ("PATH".to_owned(), path)],
+            remove: vec!["PYTHONHOME".to_owned()],
+        }
+    }
+
+    /// Makes sure the agent's environment matches its requirements and returns it.
+    ///
+    /// Fast path: the marker holds the current key (no lock, no process). Otherwise the
+    /// cross-process lock is taken, the marker checked again (another process may have
+    /// built it meanwhile), and the environment rebuilt with the marker written last.
+    pub async fn ensure_environment(
+        &self,
+        agent_path: &Path,
+        manifest: &AgentManifest,
+    ) -> Result<ReadyEnvironment, EnvError> {
+        let requirements = RequirementSet::for_agent(agent_path, &manifest.dependencies)?;
+        let constraint = manifest.python_version.as_ref().map(agenthub_core::PythonConstraint::to_pep440);
+        let wanted = [self.config.python_version.as_deref(), constraint.as_deref()];
+        let key = requirements.key(Some(&wanted.iter().flatten().copied().collect::<Vec<_>>().join(";")));
+        let venv = self.venv_path(agent_path);
+        let python = self.get_python_executable(&venv);
+        if self.is_ready(&venv, &python, &key) {
+            return Ok(ReadyEnvironment { venv, python, key, built: false });
+        }
+        let lock_path = agent_path.join(format!("{}.lock", self.config.venv_location));
+        let lock =
+            File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|source| {
+                EnvError::Io { action: "create lock file", path: lock_path.clone(), source }
+            })?;
+        lock.lock().map_err(|source| EnvError::Io { action: "lock", path: lock_path.clone(), source })?;
+        if self.is_ready(&venv, &python, &key) {
+            return Ok(ReadyEnvironment { venv, python, key, built: false });
+        }
+        let result = self.build(&venv, manifest, &requirements, &key).await;
+        if result.is_err() && self.config.auto_cleanup {
+            let _ = std::fs::remove_dir_all(&venv);
+        }
+        drop(lock);
+        result?;
+        Ok(ReadyEnvironment { venv, python, key, built: true })
+    }
+
+    /// Reads the marker; ready when it holds `key` and the Python is there.
+    fn is_ready(&self, venv: &Path, python: &Path, key: &str) -> bool {
+        read_marker(venv).is_some_and(|m| m.key == key) && python.exists()
+    }
+
+    async fn build(
+        &self,
+        venv: &Path,
+        manifest: &AgentManifest,
+        requirements: &RequirementSet,
+        key: &str,
+    ) -> Result<(), EnvError> {
+        tracing::info!(venv = %venv.display(), backend = self.backend.kind().as_str(), "building environment");
+        // The marker goes first, so a build killed midway never looks ready.
+        remove_if_exists(&venv.join(MARKER_FILE))?;
+        if venv.exists() {
+            std::fs::remove_dir_all(venv).map_err(|source| EnvError::Io {
+                action: "remove stale environment",
+                path: venv.to_path_buf(),
+                source,
+            })?;
+        }
+        let interpreter =
+            find_python(self.config.python_version.as_deref(), manifest.python_version.as_ref())?;
+        self.backend.create_venv(venv, &interpreter.path).await?;
+        let install_args = match &requirements.source {
+            RequirementSource::Empty => Vec::new(),
+            RequirementSource::UvLock { project_dir } => {
+                let exported = venv.join("agenthub-requirements.txt");
+                let uv = crate::UvBackend::find()
+                    .map_err(|_| EnvError::ToolNotFound { tool: "uv (needed to install from uv.lock)" })?;
+                let text = uv.export_lock(project_dir)?;
+                std::fs::write(&exported, text).map_err(|source| EnvError::Io {
+                    action: "write",
+                    path: exported.clone(),
+                    source,
+                })?;
+                vec![format!("-r {}", exported.display())]
+            }
+            RequirementSource::RequirementsFile(path) => vec![format!("-r {}", path.display())],
+            RequirementSource::Pyproject | RequirementSource::Manifest => requirements.requirements.clone(),
+        };
+        self.install_dependencies(venv, &install_args).await?;
+        let marker = EnvMarker {
+            key: key.to_owned(),
+            backend: self.backend.kind().as_str().to_owned(),
+            python: interpreter.path.clone(),
+            python_version: interpreter.version_string(),
+            requirements_source: requirements.source.name().to_owned(),
+            requirements: requirements.requirements.clone(),
+            built_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        };
+        write_marker(venv, &marker)?;
+        self.warn_if_large(venv);
+        Ok(())
+    }
+
+    fn warn_if_large(&self, venv: &Path) {
+        let limit = self.config.max_venv_size * 1024 * 1024;
+        let size = dir_size(venv);
+        if limit > 0 && size > limit {
+            tracing::warn!(
+                venv = %venv.display(),
+                size_mb = size / (1024 * 1024),
+                max_venv_size = self.config.max_venv_size,
+                "environment is larger than max_venv_size"
+            );
+        }
+    }
+}
+
+/// The marker of an environment, if it has a readable one.
+pub fn read_marker(venv: &Path) -> Option<EnvMarker> {
+    let bytes = std::fs::read(venv.join(MARKER_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Writes the marker atomically: a temporary file, synced, then renamed into place.
+fn write_marker(venv: &Path, marker: &EnvMarker) -> Result<(), EnvError> {
+    let path = venv.join(MARKER_FILE);
+    let tmp = venv.join(format!(".{MARKER_FILE}.{}.tmp", std::process::id()));
+    let io = |action, source| EnvError::Io { action, path: path.clone(), source };
+    let json =
+        serde_json::to_vec_pretty(marker).map_err(|e| io("serialise marker", std::io::Error::other(e)))?;
+    let mut file = File::create(&tmp).map_err(|e| io("create marker", e))?;
+    file.write_all(&json).and_then(|()| file.sync_all()).map_err(|e| io("write marker", e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io("rename marker", e))
+}
+
+fn remove_if_exists(path: &Path) -> Result<(), EnvError> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(EnvError::Io { action: "remove", path: path.to_path_buf(), source: e })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}

@@ -1,0 +1,3 @@
+//! Integration tests of the environment backends with the real uv, pip and virtualenv.
+
+mod manager;

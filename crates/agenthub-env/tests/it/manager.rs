@@ -1,0 +1,165 @@
+//! `EnvironmentManager` end to end, once per backend.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use agenthub_core::{AgentManifest, EnvBackendKind, EnvironmentConfig};
+use agenthub_env::{EnvError, EnvironmentManager, MARKER_FILE, backend_for, read_marker};
+
+const MANIFEST: &str =
+    "name: t\nversion: '1'\ndescription: d\nauthor: a\ninterface:\n  methods:\n    m: {description: d}\n";
+
+fn manifest() -> AgentManifest {
+    AgentManifest::from_yaml_str(MANIFEST, "agent.yaml").unwrap()
+}
+
+fn manager(kind: EnvBackendKind) -> EnvironmentManager {
+    EnvironmentManager::new(
+        backend_for(kind, true).expect("backend tool installed"),
+        EnvironmentConfig::default(),
+    )
+}
+
+fn agent_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("agent.yaml"), MANIFEST).unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+fn python_says(python: &Path, code: &str) -> String {
+    let out = std::process::Command::new(python).args(["-c", code]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+macro_rules! each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod uv { $( #[test] fn $name() { super::$name(agenthub_core::EnvBackendKind::Uv) } )* }
+        mod pip { $( #[test] fn $name() { super::$name(agenthub_core::EnvBackendKind::Pip) } )* }
+        mod virtualenv { $( #[test] fn $name() { super::$name(agenthub_core::EnvBackendKind::Virtualenv) } )* }
+    };
+}
+
+each_backend!(
+    builds_once_installs_requirements_and_reuses,
+    changed_requirements_rebuild,
+    failed_install_reports_stderr_and_leaves_no_marker,
+);
+
+fn builds_once_installs_requirements_and_reuses(kind: EnvBackendKind) {
+    let agent = agent_with(&[("requirements.txt", "# pinned\nsix==1.16.0\n")]);
+    let m = manager(kind);
+    let env = pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap();
+    assert!(env.built);
+    assert_eq!(python_says(&env.python, "import six; print(six.__version__)"), "1.16.0");
+    let marker = read_marker(&env.venv).unwrap();
+    assert_eq!(marker.backend, kind.as_str());
+    assert_eq!(marker.requirements_source, "requirements.txt");
+    let again = pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap();
+    assert!(!again.built);
+    assert_eq!(again.key, env.key);
+}
+
+fn changed_requirements_rebuild(kind: EnvBackendKind) {
+    let agent = agent_with(&[]);
+    let m = manager(kind);
+    let first = pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap();
+    assert!(first.built);
+    // Touching an unrelated file changes nothing.
+    std::fs::write(agent.path().join("notes.txt"), "x").unwrap();
+    assert!(!pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap().built);
+    std::fs::write(agent.path().join("requirements.txt"), "six==1.16.0\n").unwrap();
+    let second = pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap();
+    assert!(second.built);
+    assert_ne!(first.key, second.key);
+    assert_eq!(python_says(&second.python, "import six; print(six.__version__)"), "1.16.0");
+}
+
+fn failed_install_reports_stderr_and_leaves_no_marker(kind: EnvBackendKind) {
+    let agent = agent_with(&[("requirements.txt", "agenthub-no-such-package-xyz==9.9.9\n")]);
+    let m = manager(kind);
+    let err = pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap_err();
+    let EnvError::CommandFailed { stderr, .. } = &err else { panic!("{err:?}") };
+    assert!(stderr.contains("agenthub-no-such-package-xyz"), "{stderr}");
+    assert!(!agent.path().join(".venv").join(MARKER_FILE).exists());
+    let runtime_error = agenthub_core::AgentRuntimeError::from(err);
+    assert_eq!(runtime_error.error_type(), "EnvironmentError");
+    assert!(runtime_error.stderr().unwrap().contains("agenthub-no-such-package-xyz"));
+}
+
+#[test]
+fn manifest_dependencies_and_pyproject_are_installed() {
+    let m = manager(EnvBackendKind::Uv);
+    let agent = agent_with(&[(
+        "pyproject.toml",
+        "[project]\nname = 'a'\nversion = '0'\ndependencies = ['six==1.16.0']\n",
+    )]);
+    let env = pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap();
+    assert_eq!(read_marker(&env.venv).unwrap().requirements, ["six==1.16.0"]);
+    assert_eq!(python_says(&env.python, "import six; print(six.__version__)"), "1.16.0");
+
+    let with_deps =
+        AgentManifest::from_yaml_str(&format!("{MANIFEST}dependencies: ['six==1.15.0']\n"), "agent.yaml")
+            .unwrap();
+    let agent = agent_with(&[]);
+    let env = pollster::block_on(m.ensure_environment(agent.path(), &with_deps)).unwrap();
+    assert_eq!(python_says(&env.python, "import six; print(six.__version__)"), "1.15.0");
+}
+
+#[test]
+fn uv_lock_is_installed_frozen() {
+    let agent = agent_with(&[(
+        "pyproject.toml",
+        "[project]\nname = 'locked'\nversion = '0.1.0'\nrequires-python = '>=3.8'\ndependencies = ['six==1.16.0']\n",
+    )]);
+    let lock = std::process::Command::new("uv")
+        .args(["lock", "--quiet", "--directory"])
+        .arg(agent.path())
+        .output()
+        .unwrap();
+    assert!(lock.status.success(), "{}", String::from_utf8_lossy(&lock.stderr));
+    let m = manager(EnvBackendKind::Uv);
+    let env = pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap();
+    assert_eq!(read_marker(&env.venv).unwrap().requirements_source, "uv.lock");
+    assert_eq!(python_says(&env.python, "import six; print(six.__version__)"), "1.16.0");
+    // The project itself is never installed: it runs from its directory.
+    let project =
+        python_says(&env.python, "import importlib.util as u; print(u.find_spec('locked') is None)");
+    assert_eq!(project, "True");
+}
+
+#[test]
+fn concurrent_callers_build_one_environment() {
+    let agent = agent_with(&[("requirements.txt", "six==1.16.0\n")]);
+    let m = Arc::new(manager(EnvBackendKind::Uv));
+    let path = agent.path().to_path_buf();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (m, path) = (Arc::clone(&m), path.clone());
+            std::thread::spawn(move || pollster::block_on(m.ensure_environment(&path, &manifest())).unwrap())
+        })
+        .collect();
+    let built = handles.into_iter().map(|h| h.join().unwrap()).filter(|env| env.built).count();
+    assert_eq!(built, 1);
+}
+
+#[test]
+fn activation_puts_the_venv_first_and_drops_pythonhome() {
+    let act = EnvironmentManager::activate_environment(Path::new("/x/.venv"));
+    assert_eq!(act.set[0], ("VIRTUAL_ENV".to_owned(), "/x/.venv".into()));
+    assert!(act.set[1].1.to_string_lossy().starts_with("/x/.venv/bin"));
+    assert_eq!(act.remove, ["PYTHONHOME"]);
+}
+
+#[test]
+fn phase1_create_and_install() {
+    let m = manager(EnvBackendKind::Pip);
+    let agent = agent_with(&[]);
+    let venv = pollster::block_on(m.create_environment(agent.path())).unwrap();
+    assert_eq!(venv, agent.path().join(".venv"));
+    pollster::block_on(m.install_dependencies(&venv, &["six==1.16.0".to_owned()])).unwrap();
+    assert_eq!(python_says(&m.get_python_executable(&venv), "import six; print(six.__version__)"), "1.16.0");
+}
