@@ -1,1 +1,328 @@
-//! placeholder
+//! [`AgentRuntime`] composes an environment backend and a process backend into one call:
+//! manifest → validation → environment → process → one [`ExecutionResponse`].
+//!
+//! ```no_run
+//! use agenthub_runtime::{AgentRuntime, Config};
+//! use serde_json::json;
+//!
+//! let runtime = AgentRuntime::from_config(Config::load()?)?;
+//! let params = json!({"name": "World"}).as_object().unwrap().clone();
+//! let response = runtime.execute_agent_blocking("examples/hello", "greet", params);
+//! println!("{}", serde_json::to_string(&response)?);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod outcome;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use agenthub_core::{
+    AgentId, AgentManifest, AgentRuntimeError, Config, EnvBackendKind, EnvironmentConfig, ExecutionRequest,
+    ExecutionResponse, MethodSpec, Params, RuntimeConfig,
+};
+use agenthub_core::{AgentLocation, list_installed, resolve_agent, validate_parameters};
+pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
+use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
+pub use agenthub_process::{DynProcessBackend, ProcessManager};
+use serde::Serialize;
+
+/// Which process backend to run agents with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessBackendKind {
+    /// `std::process` and `poll(2)` on the calling thread.
+    #[default]
+    Std,
+    /// tokio's reactor; calls must run inside a tokio runtime.
+    Tokio,
+}
+
+/// An agent whose directory was found and whose manifest parsed.
+#[derive(Debug, Clone)]
+pub struct LoadedAgent {
+    /// Where it is.
+    pub location: AgentLocation,
+    /// Its manifest.
+    pub manifest: AgentManifest,
+    /// The manifest file.
+    pub manifest_path: PathBuf,
+}
+
+/// What `get_agent_info` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentInfo {
+    /// The id, when the agent is installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The agent directory.
+    pub path: PathBuf,
+    /// The manifest.
+    #[serde(flatten)]
+    pub manifest: AgentManifest,
+    /// The environment's marker, when it has been built.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<EnvMarker>,
+}
+
+/// One line of `list_agents`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentSummary {
+    /// `namespace/name`.
+    pub id: String,
+    /// The agent directory.
+    pub path: PathBuf,
+    /// The manifest's version, when it loads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The manifest's description, when it loads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The methods, when the manifest loads.
+    pub methods: Vec<String>,
+    /// Why the manifest does not load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Runs agents: resolves them, validates calls, prepares environments and runs processes.
+///
+/// `Send + Sync`: share one behind an `Arc` and call it from many tasks.
+pub struct AgentRuntime {
+    config: Config,
+    environments: EnvironmentManager,
+    processes: ProcessManager,
+}
+
+impl std::fmt::Debug for AgentRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentRuntime")
+            .field("home", &self.config.home)
+            .field("environments", &self.environments)
+            .field("processes", &self.processes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentRuntime {
+    /// A runtime over the given backends.
+    pub fn new(config: Config, environment: DynEnvironmentBackend, process: DynProcessBackend) -> Self {
+        let environments = EnvironmentManager::new(environment, config.environment.clone());
+        Self { config, environments, processes: ProcessManager::new(process) }
+    }
+
+    /// A runtime with the default backends: the environment backend the configuration
+    /// picks (SPEC §3) and the std process backend (tokio when std is compiled out).
+    pub fn from_config(config: Config) -> Result<Self, AgentRuntimeError> {
+        let kind = if cfg!(feature = "std") { ProcessBackendKind::Std } else { ProcessBackendKind::Tokio };
+        Self::with_backends(config, None, kind)
+    }
+
+    /// A runtime with the named backends (`None`: the configuration's choice).
+    pub fn with_backends(
+        config: Config,
+        environment: Option<EnvBackendKind>,
+        process: ProcessBackendKind,
+    ) -> Result<Self, AgentRuntimeError> {
+        let rt = &config.runtime;
+        let env_backend = agenthub_env::default_backend(
+            environment.or(rt.env_backend),
+            rt.use_uv,
+            config.environment.dependency_cache,
+        )?;
+        let process_backend = process_backend(process)?;
+        Ok(Self::new(config, env_backend, process_backend))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The environment manager.
+    pub fn environments(&self) -> &EnvironmentManager {
+        &self.environments
+    }
+
+    /// The process manager.
+    pub fn processes(&self) -> &ProcessManager {
+        &self.processes
+    }
+
+    /// Resolves an id or path and parses its manifest.
+    pub fn load_agent(&self, agent: &str) -> Result<LoadedAgent, AgentRuntimeError> {
+        let location = resolve_agent(agent, &self.config.agents_root())?;
+        let (manifest, manifest_path) = AgentManifest::load(&location.dir)?;
+        Ok(LoadedAgent { location, manifest, manifest_path })
+    }
+
+    /// Loads and validates an agent's manifest (Phase-1 `load_agent_manifest`).
+    pub fn load_agent_manifest(&self, agent: &str) -> Result<AgentManifest, AgentRuntimeError> {
+        self.load_agent(agent).map(|a| a.manifest)
+    }
+
+    /// Whether the agent's interface has `method`.
+    pub fn validate_method(&self, agent: &str, method: &str) -> Result<bool, AgentRuntimeError> {
+        Ok(self.load_agent_manifest(agent)?.method(method).is_some())
+    }
+
+    /// The agent's manifest, location and environment state.
+    pub fn get_agent_info(&self, agent: &str) -> Result<AgentInfo, AgentRuntimeError> {
+        let loaded = self.load_agent(agent)?;
+        let venv = self.environments.venv_path(&loaded.location.dir);
+        Ok(AgentInfo {
+            id: loaded.location.id.as_ref().map(ToString::to_string),
+            environment: agenthub_env::read_marker(&venv),
+            path: loaded.location.dir,
+            manifest: loaded.manifest,
+        })
+    }
+
+    /// The installed agents, sorted by id; broken manifests are listed with their error.
+    pub fn list_agents(&self) -> Vec<AgentSummary> {
+        list_installed(&self.config.agents_root())
+            .into_iter()
+            .map(|(id, path)| match AgentManifest::load(&path) {
+                Ok((m, _)) => AgentSummary {
+                    id: id.to_string(),
+                    path,
+                    version: Some(m.version.clone()),
+                    description: Some(m.description.clone()),
+                    methods: m.method_names(),
+                    error: None,
+                },
+                Err(e) => AgentSummary {
+                    id: id.to_string(),
+                    path,
+                    version: None,
+                    description: None,
+                    methods: Vec::new(),
+                    error: Some(e.to_string()),
+                },
+            })
+            .collect()
+    }
+
+    /// Builds (or rebuilds from scratch) the agent's environment.
+    pub async fn rebuild_environment(&self, agent: &str) -> Result<ReadyEnvironment, AgentRuntimeError> {
+        let loaded = self.load_agent(agent)?;
+        let venv = self.environments.venv_path(&loaded.location.dir);
+        let marker = venv.join(agenthub_env::MARKER_FILE);
+        if let Err(e) = std::fs::remove_file(&marker) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(agenthub_env::EnvError::Io { action: "remove", path: marker, source: e }.into());
+            }
+        }
+        Ok(self.environments.ensure_environment(&loaded.location.dir, &loaded.manifest).await?)
+    }
+
+    /// Runs `method` of `agent` (an id or a path) with `params`: always one response.
+    pub async fn execute_agent(&self, agent: &str, method: &str, params: Params) -> ExecutionResponse {
+        let started = Instant::now();
+        match self.load_agent(agent) {
+            Ok(loaded) => self.execute_loaded_since(&loaded, method, params, started).await,
+            Err(err) => ExecutionResponse::failed(err, started.elapsed()),
+        }
+    }
+
+    /// Runs `method` of an already loaded agent.
+    pub async fn execute(&self, agent: &LoadedAgent, method: &str, params: Params) -> ExecutionResponse {
+        self.execute_loaded_since(agent, method, params, Instant::now()).await
+    }
+
+    /// [`Self::execute_agent`] on the calling thread, for the std process backend (the
+    /// tokio backend needs a tokio runtime: use the async method there).
+    pub fn execute_agent_blocking(&self, agent: &str, method: &str, params: Params) -> ExecutionResponse {
+        pollster::block_on(self.execute_agent(agent, method, params))
+    }
+
+    /// [`Self::execute`] on the calling thread, for the std process backend.
+    pub fn execute_blocking(&self, agent: &LoadedAgent, method: &str, params: Params) -> ExecutionResponse {
+        pollster::block_on(self.execute(agent, method, params))
+    }
+
+    /// Kills every agent this runtime is running; returns how many.
+    pub fn cleanup_processes(&self) -> usize {
+        self.processes.cleanup_processes()
+    }
+
+    async fn execute_loaded_since(
+        &self,
+        agent: &LoadedAgent,
+        method: &str,
+        params: Params,
+        started: Instant,
+    ) -> ExecutionResponse {
+        match self.run(agent, method, params).await {
+            Ok(mut response) => {
+                response.execution_time = started.elapsed();
+                response
+            }
+            Err(err) => ExecutionResponse::failed(err, started.elapsed()),
+        }
+    }
+
+    async fn run(
+        &self,
+        agent: &LoadedAgent,
+        method: &str,
+        params: Params,
+    ) -> Result<ExecutionResponse, AgentRuntimeError> {
+        let manifest = &agent.manifest;
+        let spec = manifest.method(method).ok_or_else(|| AgentRuntimeError::MethodNotFound {
+            method: method.to_owned(),
+            available: manifest.method_names(),
+        })?;
+        let parameters = validate_parameters(method, spec, params)?;
+        let dir = &agent.location.dir;
+        if !dir.join("agent.py").is_file() {
+            return Err(AgentRuntimeError::Execution {
+                message: format!("No agent.py in {}", dir.display()),
+                return_code: None,
+                signal: None,
+                stderr: None,
+            });
+        }
+        let env = self.environments.ensure_environment(dir, manifest).await?;
+        let request = ExecutionRequest { method: method.to_owned(), parameters };
+        let activation = EnvironmentManager::activate_environment(&env.venv);
+        let rt = &self.config.runtime;
+        let call = AgentInvocation {
+            python: env.python,
+            agent_dir: dir.clone(),
+            script: "agent.py".into(),
+            request_json: request.to_json(),
+            env: EnvSpec {
+                clear: false,
+                set: activation.set.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+                remove: activation.remove.into_iter().map(Into::into).collect(),
+            },
+            limits: ProcessLimits {
+                timeout: Some(rt.execution_timeout()),
+                grace_period: rt.grace_period(),
+                max_stdout_bytes: usize::try_from(rt.max_stdout_bytes).unwrap_or(usize::MAX),
+                max_memory_bytes: rt.memory_limit_bytes(),
+                ..ProcessLimits::default()
+            },
+        };
+        let output = self.processes.execute_agent(call).await?;
+        Ok(outcome::response_from(output, rt))
+    }
+}
+
+fn process_backend(kind: ProcessBackendKind) -> Result<DynProcessBackend, AgentRuntimeError> {
+    let not_compiled = |name: &str| AgentRuntimeError::Execution {
+        message: format!("the `{name}` process backend is not compiled in (enable the `{name}` feature)"),
+        return_code: None,
+        signal: None,
+        stderr: None,
+    };
+    match kind {
+        #[cfg(feature = "std")]
+        ProcessBackendKind::Std => Ok(Arc::new(agenthub_process::StdProcessBackend)),
+        #[cfg(feature = "tokio")]
+        ProcessBackendKind::Tokio => Ok(Arc::new(agenthub_process::TokioProcessBackend)),
+        #[allow(unreachable_patterns)]
+        other => Err(not_compiled(if other == ProcessBackendKind::Std { "std" } else { "tokio" })),
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of `AgentRuntime`: composition logic against mock backends, and the
+//! real path with every environment backend and process backend.
+
+mod mocked;
+mod real;

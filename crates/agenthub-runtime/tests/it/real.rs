@@ -1,0 +1,104 @@
+//! The real path: real uv, pip or virtualenv, real Python, std and tokio processes.
+
+use agenthub_core::ParamType;
+use agenthub_runtime::{EnvBackendKind, ProcessBackendKind};
+use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod, validate_runtime_interface};
+use serde_json::{Map, Value as Json, json};
+
+fn agent() -> TestAgent {
+    TestAgent::new("real")
+        .method(TestMethod::new("echo").param("text", ParamType::String, true).behaves(Behaviour::EchoParams))
+        .method(TestMethod::new("raise").behaves(Behaviour::Raise("nope: broken".into())))
+        .method(
+            TestMethod::new("noise")
+                .behaves(Behaviour::Noise { noise: "warming up".into(), value: json!(1) }),
+        )
+        .method(TestMethod::new("six").behaves(Behaviour::Return(json!("unused"))))
+        .requirements_txt("six==1.16.0\n")
+}
+
+fn params(v: Json) -> Map<String, Json> {
+    v.as_object().unwrap().clone()
+}
+
+fn exercise(env: EnvBackendKind, process: ProcessBackendKind) {
+    let ctx = TestContext::new();
+    ctx.install(&agent());
+    let rt = ctx.runtime_with_kinds(env, process);
+    let call = |method: &str, p: Json| -> Json {
+        let fut = rt.execute_agent("test/real", method, params(p));
+        let r = match process {
+            ProcessBackendKind::Std => pollster::block_on(fut),
+            ProcessBackendKind::Tokio => {
+                tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(fut)
+            }
+        };
+        r.to_json()
+    };
+    let ok = call("echo", json!({"text": "naïve 🚀"}));
+    assert_eq!(ok["result"], json!({"text": "naïve 🚀"}), "{ok}");
+    assert!(ok["memory_usage_bytes"].as_u64().unwrap() > 1 << 20);
+    let err = call("raise", json!({}));
+    assert_eq!(err["error_type"], "AgentError");
+    assert_eq!(err["error"], "nope: broken");
+    assert_eq!(err["return_code"], 1);
+    let noisy = call("noise", json!({}));
+    assert_eq!(noisy["stdout_noise"], "warming up");
+    let marker = ctx.config().agents_root().join("test/real/.venv/agenthub-env.json");
+    let marker: Json = serde_json::from_slice(&std::fs::read(marker).unwrap()).unwrap();
+    assert_eq!(marker["backend"], env.as_str());
+    assert_eq!(marker["requirements"], json!(["six==1.16.0"]));
+}
+
+#[test]
+fn uv_with_std_processes() {
+    exercise(EnvBackendKind::Uv, ProcessBackendKind::Std);
+}
+
+#[test]
+fn uv_with_tokio_processes() {
+    exercise(EnvBackendKind::Uv, ProcessBackendKind::Tokio);
+}
+
+#[test]
+fn pip_with_std_processes() {
+    exercise(EnvBackendKind::Pip, ProcessBackendKind::Std);
+}
+
+#[test]
+fn pip_with_tokio_processes() {
+    exercise(EnvBackendKind::Pip, ProcessBackendKind::Tokio);
+}
+
+#[test]
+fn virtualenv_with_std_processes() {
+    exercise(EnvBackendKind::Virtualenv, ProcessBackendKind::Std);
+}
+
+#[test]
+fn virtualenv_with_tokio_processes() {
+    exercise(EnvBackendKind::Virtualenv, ProcessBackendKind::Tokio);
+}
+
+#[test]
+fn the_runtime_passes_the_phase1_interface_check() {
+    let ctx = TestContext::new();
+    assert_eq!(validate_runtime_interface(&ctx.runtime()), Ok(()));
+}
+
+#[test]
+fn info_and_list_describe_installed_agents() {
+    let ctx = TestContext::new();
+    ctx.install(&agent());
+    ctx.install(&TestAgent::new("broken").in_namespace("zz"));
+    let rt = ctx.runtime();
+    let list = rt.list_agents();
+    assert_eq!(list.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["test/real", "zz/broken"]);
+    assert_eq!(list[0].methods, ["echo", "raise", "noise", "six"]);
+    assert!(list[1].error.as_deref().unwrap().contains("interface.methods"));
+    let info = rt.get_agent_info("test/real").unwrap();
+    assert_eq!(info.id.as_deref(), Some("test/real"));
+    assert!(info.environment.is_none());
+    assert!(rt.validate_method("test/real", "echo").unwrap());
+    assert!(!rt.validate_method("test/real", "zzz").unwrap());
+}
