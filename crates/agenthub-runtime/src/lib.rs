@@ -12,21 +12,25 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod catalog;
 mod outcome;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use agenthub_core::validate_parameters;
 pub use agenthub_core::{
     AgentId, AgentManifest, AgentRuntimeError, Config, EnvBackendKind, EnvironmentConfig, ExecutionRequest,
     ExecutionResponse, MethodSpec, Params, RuntimeConfig,
 };
-use agenthub_core::{AgentLocation, list_installed, resolve_agent, validate_parameters};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
+pub use agenthub_env::{EnvError, EnvironmentBackend};
+pub use agenthub_process::ProcessBackend;
 use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
-use serde::Serialize;
+/// Re-exported so that custom backends can be written without naming the crate.
+pub use async_trait::async_trait;
+pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent};
 
 /// Which process backend to run agents with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -36,53 +40,6 @@ pub enum ProcessBackendKind {
     Std,
     /// tokio's reactor; calls must run inside a tokio runtime.
     Tokio,
-}
-
-/// An agent whose directory was found and whose manifest parsed.
-#[derive(Debug, Clone)]
-pub struct LoadedAgent {
-    /// Where it is.
-    pub location: AgentLocation,
-    /// Its manifest.
-    pub manifest: AgentManifest,
-    /// The manifest file.
-    pub manifest_path: PathBuf,
-}
-
-/// What `get_agent_info` returns.
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentInfo {
-    /// The id, when the agent is installed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-    /// The agent directory.
-    pub path: PathBuf,
-    /// The manifest.
-    #[serde(flatten)]
-    pub manifest: AgentManifest,
-    /// The environment's marker, when it has been built.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub environment: Option<EnvMarker>,
-}
-
-/// One line of `list_agents`.
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentSummary {
-    /// `namespace/name`.
-    pub id: String,
-    /// The agent directory.
-    pub path: PathBuf,
-    /// The manifest's version, when it loads.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// The manifest's description, when it loads.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// The methods, when the manifest loads.
-    pub methods: Vec<String>,
-    /// Why the manifest does not load.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// Runs agents: resolves them, validates calls, prepares environments and runs processes.
@@ -151,9 +108,7 @@ impl AgentRuntime {
 
     /// Resolves an id or path and parses its manifest.
     pub fn load_agent(&self, agent: &str) -> Result<LoadedAgent, AgentRuntimeError> {
-        let location = resolve_agent(agent, &self.config.agents_root())?;
-        let (manifest, manifest_path) = AgentManifest::load(&location.dir)?;
-        Ok(LoadedAgent { location, manifest, manifest_path })
+        load_agent(&self.config, agent)
     }
 
     /// Loads and validates an agent's manifest (Phase-1 `load_agent_manifest`).
@@ -168,39 +123,12 @@ impl AgentRuntime {
 
     /// The agent's manifest, location and environment state.
     pub fn get_agent_info(&self, agent: &str) -> Result<AgentInfo, AgentRuntimeError> {
-        let loaded = self.load_agent(agent)?;
-        let venv = self.environments.venv_path(&loaded.location.dir);
-        Ok(AgentInfo {
-            id: loaded.location.id.as_ref().map(ToString::to_string),
-            environment: agenthub_env::read_marker(&venv),
-            path: loaded.location.dir,
-            manifest: loaded.manifest,
-        })
+        agent_info(&self.config, agent)
     }
 
     /// The installed agents, sorted by id; broken manifests are listed with their error.
     pub fn list_agents(&self) -> Vec<AgentSummary> {
-        list_installed(&self.config.agents_root())
-            .into_iter()
-            .map(|(id, path)| match AgentManifest::load(&path) {
-                Ok((m, _)) => AgentSummary {
-                    id: id.to_string(),
-                    path,
-                    version: Some(m.version.clone()),
-                    description: Some(m.description.clone()),
-                    methods: m.method_names(),
-                    error: None,
-                },
-                Err(e) => AgentSummary {
-                    id: id.to_string(),
-                    path,
-                    version: None,
-                    description: None,
-                    methods: Vec::new(),
-                    error: Some(e.to_string()),
-                },
-            })
-            .collect()
+        list_agents(&self.config)
     }
 
     /// Builds (or rebuilds from scratch) the agent's environment.

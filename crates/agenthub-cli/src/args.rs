@@ -1,0 +1,79 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use agenthub_core::EnvBackendKind;
+use clap::{Args, Parser, Subcommand};
+
+/// Run Python AI agents (agentplug format) in isolated environments and processes.
+#[derive(Debug, Parser)]
+#[command(name = "agenthub", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Home directory (default: $AGENTHUB_HOME, else ~/.agenthub).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub(crate) home: Option<PathBuf>,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run one method of an agent and print its response.
+    #[command(
+        after_help = "PARAMS is one JSON object ('{\"name\": \"World\"}'), key=value pairs typed by the \
+manifest (a=2 b=40), or one plain string for the method's single required string parameter.\n\n\
+Exit status: 0 result, 1 error response, 2 usage error."
+    )]
+    Exec(ExecArgs),
+    /// List installed agents.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show an agent's manifest, methods and environment.
+    Info {
+        /// Agent id (namespace/name) or path (./dir, /dir, ~/dir).
+        agent: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage agent environments.
+    #[command(subcommand)]
+    Env(EnvCommand),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// Agent id (namespace/name) or path (./dir, /dir, ~/dir).
+    pub(crate) agent: String,
+    /// The method to call.
+    pub(crate) method: String,
+    /// Parameters: a JSON object, key=value pairs, or one plain string.
+    pub(crate) params: Vec<String>,
+    /// Print the response as one JSON object on stdout, and nothing else.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Time limit in seconds (default: max_execution_time, 30).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) timeout: Option<f64>,
+    /// Memory cap in MB, 0 for none (default: max_memory_usage, 1024).
+    #[arg(long, value_name = "MB")]
+    pub(crate) max_memory: Option<u64>,
+    /// Which tool builds the environment (default: uv when found, else pip).
+    #[arg(long, value_enum)]
+    pub(crate) env_backend: Option<EnvBackendKind>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EnvCommand {
+    /// Rebuild an agent's environment from scratch.
+    Rebuild {
+        /// Agent id or path.
+        agent: String,
+        /// Which tool builds the environment.
+        #[arg(long, value_enum)]
+        env_backend: Option<EnvBackendKind>,
+    },
+}

@@ -1,0 +1,56 @@
+//! `agenthub info AGENT`.
+
+use std::fmt::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use agenthub_core::Config;
+use agenthub_runtime::{AgentInfo, ExecutionResponse};
+
+use crate::render;
+
+pub(crate) fn run(config: &Config, agent: &str, json: bool) -> ExitCode {
+    let started = Instant::now();
+    match agenthub_runtime::agent_info(config, agent) {
+        Ok(info) if json => {
+            render::out(&format!("{}\n", serde_json::to_string(&info).unwrap_or_default()));
+            ExitCode::SUCCESS
+        }
+        Ok(info) => {
+            render::out(&human(&info));
+            ExitCode::SUCCESS
+        }
+        Err(e) => render::response(&ExecutionResponse::failed(e, started.elapsed()), json),
+    }
+}
+
+fn human(info: &AgentInfo) -> String {
+    let m = &info.manifest;
+    let mut t = String::new();
+    let _ = writeln!(t, "{} {} by {}", m.name, m.version, m.author);
+    let _ = writeln!(t, "{}", m.description);
+    let _ = writeln!(t, "\npath:        {}", info.path.display());
+    if let Some(id) = &info.id {
+        let _ = writeln!(t, "id:          {id}");
+    }
+    if let Some(py) = &m.python_version {
+        let _ = writeln!(t, "python:      {}", py.as_str());
+    }
+    let env = match &info.environment {
+        Some(e) => format!(
+            "built with {} (Python {}, {} requirements from {})",
+            e.backend,
+            e.python_version,
+            e.requirements.len(),
+            e.requirements_source
+        ),
+        None => "not built yet (the first `agenthub exec` builds it)".to_owned(),
+    };
+    let _ = writeln!(t, "environment: {env}");
+    let _ = writeln!(t, "\nmethods:");
+    for (name, spec) in &m.methods {
+        let _ = writeln!(t, "  {}", spec.signature(name));
+        let _ = writeln!(t, "      {}", spec.description);
+    }
+    t
+}

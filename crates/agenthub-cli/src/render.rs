@@ -1,0 +1,61 @@
+//! Printing responses: exact JSON for machines, a short summary for people.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use agenthub_runtime::ExecutionResponse;
+use serde_json::Value as Json;
+
+/// Lines of agent stderr shown in a human error summary.
+const STDERR_LINES: usize = 20;
+
+/// Writes `text` to stdout; a closed pipe (`| head`) is not an error.
+pub(crate) fn out(text: &str) {
+    let mut stdout = io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+}
+
+/// Writes `text` to stderr.
+pub(crate) fn err(text: &str) {
+    let _ = io::stderr().lock().write_all(text.as_bytes());
+}
+
+/// Prints a response and returns the exit code of SPEC §7.
+pub(crate) fn response(response: &ExecutionResponse, json: bool) -> ExitCode {
+    if json {
+        out(&format!("{}\n", serde_json::to_string(response).unwrap_or_default()));
+    } else {
+        human(response);
+    }
+    if response.is_success() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+fn human(response: &ExecutionResponse) {
+    if let Some(noise) = &response.stdout_noise {
+        err(&format!("warning: the agent printed text before its JSON response:\n{}\n", indent(noise)));
+    }
+    match &response.outcome {
+        Ok(Json::String(text)) => out(&format!("{text}\n")),
+        Ok(value) => out(&format!("{}\n", serde_json::to_string_pretty(value).unwrap_or_default())),
+        Err(error) => {
+            let mut text = format!("error[{}]: {error}\n", error.error_type());
+            if let Some(stderr) = error.stderr() {
+                let lines: Vec<&str> = stderr.lines().collect();
+                let tail = &lines[lines.len().saturating_sub(STDERR_LINES)..];
+                text.push_str(&format!(
+                    "  stderr (last {} lines):\n{}\n",
+                    tail.len(),
+                    indent(&tail.join("\n"))
+                ));
+            }
+            if let Some(suggestion) = error.suggestion() {
+                text.push_str(&format!("  help: {suggestion}\n"));
+            }
+            err(&text);
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+}
