@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "agenthub", version, about, propagate_version = true)]
 pub(crate) struct Cli {
-    /// Home directory (default: $AGENTHUB_HOME, else ~/.agenthub).
+    /// Home directory (default: $`AGENTHUB_HOME`, else ~/.agenthub).
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) home: Option<PathBuf>,
     #[command(subcommand)]
@@ -55,10 +55,10 @@ pub(crate) struct ExecArgs {
     /// Print the response as one JSON object on stdout, and nothing else.
     #[arg(long)]
     pub(crate) json: bool,
-    /// Time limit in seconds (default: max_execution_time, 30).
+    /// Time limit in seconds (default: `max_execution_time`, 30).
     #[arg(long, value_name = "SECONDS")]
     pub(crate) timeout: Option<f64>,
-    /// Memory cap in MB, 0 for none (default: max_memory_usage, 1024).
+    /// Memory cap in MB, 0 for none (default: `max_memory_usage`, 1024).
     #[arg(long, value_name = "MB")]
     pub(crate) max_memory: Option<u64>,
     /// Which tool builds the environment (default: uv when found, else pip).

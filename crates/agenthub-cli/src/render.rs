@@ -1,5 +1,6 @@
 //! Printing responses: exact JSON for machines, a short summary for people.
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -42,14 +43,19 @@ fn human(response: &ExecutionResponse) {
             if let Some(stderr) = error.stderr() {
                 let lines: Vec<&str> = stderr.lines().collect();
                 let tail = &lines[lines.len().saturating_sub(STDERR_LINES)..];
-                text.push_str(&format!(
-                    "  stderr (last {} lines):\n{}\n",
+                let _ = writeln!(
+                    text,
+                    "  stderr (last {} lines):
+{}",
                     tail.len(),
-                    indent(&tail.join("\n"))
-                ));
+                    indent(&tail.join(
+                        "
+"
+                    ))
+                );
             }
             if let Some(suggestion) = error.suggestion() {
-                text.push_str(&format!("  help: {suggestion}\n"));
+                let _ = writeln!(text, "  help: {suggestion}");
             }
             err(&text);
         }

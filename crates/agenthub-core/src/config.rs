@@ -224,13 +224,13 @@ impl Config {
             "MAX_MEMORY_USAGE" => r.max_memory_usage = parse(value)?,
             "SUBPROCESS_TIMEOUT" => r.subprocess_timeout = parse(value)?,
             "CLEANUP_INTERVAL" => r.cleanup_interval = parse(value)?,
-            "LOG_LEVEL" => r.log_level = value.to_owned(),
+            "LOG_LEVEL" => value.clone_into(&mut r.log_level),
             "USE_UV" => r.use_uv = parse_bool(value)?,
             "ENV_BACKEND" => r.env_backend = Some(value.parse()?),
             "MAX_STDOUT_BYTES" => r.max_stdout_bytes = parse(value)?,
             "KILL_GRACE_PERIOD" => r.kill_grace_period = parse(value)?,
             "PYTHON_VERSION" => e.python_version = Some(value.to_owned()).filter(|v| !v.is_empty()),
-            "VENV_LOCATION" => e.venv_location = value.to_owned(),
+            "VENV_LOCATION" => value.clone_into(&mut e.venv_location),
             "DEPENDENCY_CACHE" => e.dependency_cache = parse_bool(value)?,
             "AUTO_CLEANUP" => e.auto_cleanup = parse_bool(value)?,
             "MAX_VENV_SIZE" => e.max_venv_size = parse(value)?,
@@ -263,6 +263,7 @@ fn parse_bool(value: &str) -> Result<bool, String> {
 }
 
 #[cfg(test)]
+#[expect(clippy::float_cmp, reason = "defaults and parsed values are exact")]
 mod tests {
     use super::*;
 

@@ -1,6 +1,6 @@
 //! The agent manifest (`agent.yaml`, SPEC §2): parsing, validation and field-named errors.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -267,7 +267,7 @@ fn render_problems(file: &str, problems: &[FieldProblem]) -> String {
     let n = problems.len();
     let mut out = format!("Invalid {file}: {n} error{}:", if n == 1 { "" } else { "s" });
     for p in problems {
-        out.push_str(&format!("\n  - {}: {}", p.field, p.message));
+        let _ = write!(out, "\n  - {}: {}", p.field, p.message);
     }
     out
 }
@@ -521,10 +521,11 @@ impl Validator {
             get("description").and_then(|v| self.scalar_string(v, &format!("{field}.description")));
         let default = map.get("default").map(yaml_to_json);
         let param_type = param_type?;
-        if let Some(d) = &default {
-            if !d.is_null() && !param_type.accepts(d) {
-                self.problem(format!("{field}.default"), format!("must be of type {param_type}"));
-            }
+        if let Some(d) = &default
+            && !d.is_null()
+            && !param_type.accepts(d)
+        {
+            self.problem(format!("{field}.default"), format!("must be of type {param_type}"));
         }
         Some(ParameterSpec { param_type, description, required, default })
     }

@@ -82,16 +82,13 @@ pub fn read_agent_output(stdout: &[u8]) -> Result<AgentOutput, ProtocolViolation
         Some(i) => (&trimmed[..i], trimmed[i + 1..].trim_ascii()),
         None => (&b""[..], trimmed),
     };
-    match serde_json::from_slice::<Json>(last) {
-        Ok(value) => {
-            let noise = String::from_utf8_lossy(before.trim_ascii()).into_owned();
-            reply_from(value).map(|reply| AgentOutput { reply, noise: (!noise.is_empty()).then_some(noise) })
-        }
-        Err(_) => {
-            let text = String::from_utf8_lossy(last);
-            let last_line = text.chars().take(EXCERPT).collect();
-            Err(ProtocolViolation::NotJson { last_line })
-        }
+    if let Ok(value) = serde_json::from_slice::<Json>(last) {
+        let noise = String::from_utf8_lossy(before.trim_ascii()).into_owned();
+        reply_from(value).map(|reply| AgentOutput { reply, noise: (!noise.is_empty()).then_some(noise) })
+    } else {
+        let text = String::from_utf8_lossy(last);
+        let last_line = text.chars().take(EXCERPT).collect();
+        Err(ProtocolViolation::NotJson { last_line })
     }
 }
 
@@ -111,12 +108,11 @@ fn reply_from(value: Json) -> Result<AgentReply, ProtocolViolation> {
         Some(Json::String(message)) => return Ok(AgentReply::Error(message)),
         Some(other) => return Ok(AgentReply::Error(other.to_string())),
     }
-    match map.remove("result") {
-        Some(result) => Ok(AgentReply::Result(result)),
-        None => {
-            let keys: Vec<&str> = map.keys().map(String::as_str).take(10).collect();
-            Err(ProtocolViolation::NoReplyKey { keys: keys.join(", ") })
-        }
+    if let Some(result) = map.remove("result") {
+        Ok(AgentReply::Result(result))
+    } else {
+        let keys: Vec<&str> = map.keys().map(String::as_str).take(10).collect();
+        Err(ProtocolViolation::NoReplyKey { keys: keys.join(", ") })
     }
 }
 

@@ -104,7 +104,7 @@ mod tests {
     fn success_shape() {
         let r = ExecutionResponse {
             outcome: Ok(json!("hi")),
-            execution_time: Duration::from_micros(21_000),
+            execution_time: Duration::from_millis(21),
             memory_usage_bytes: Some(11_953_766),
             stdout_noise: None,
         };

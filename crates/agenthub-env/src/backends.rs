@@ -295,21 +295,18 @@ impl EnvironmentBackend for VirtualenvBackend {
     async fn create_venv(&self, venv: &Path, python: &Path) -> Result<(), EnvError> {
         let common =
             [os("--quiet"), os("--no-download"), os("--python"), python.as_os_str(), venv.as_os_str()];
-        match &self.program {
-            Some(program) => run_tool(program, &common, &[]).map(drop),
-            None => {
-                let mut args = vec![os("-m"), os("virtualenv")];
-                args.extend(common);
-                run_tool(python, &args, &[]).map_err(|e| match e {
-                    EnvError::CommandFailed { stderr, .. }
-                        if stderr.contains("No module named virtualenv") =>
-                    {
-                        EnvError::ToolNotFound { tool: "virtualenv" }
-                    }
-                    other => other,
-                })?;
-                Ok(())
-            }
+        if let Some(program) = &self.program {
+            run_tool(program, &common, &[]).map(drop)
+        } else {
+            let mut args = vec![os("-m"), os("virtualenv")];
+            args.extend(common);
+            run_tool(python, &args, &[]).map_err(|e| match e {
+                EnvError::CommandFailed { stderr, .. } if stderr.contains("No module named virtualenv") => {
+                    EnvError::ToolNotFound { tool: "virtualenv" }
+                }
+                other => other,
+            })?;
+            Ok(())
         }
     }
 

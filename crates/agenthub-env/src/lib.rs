@@ -6,6 +6,7 @@ mod backends;
 mod manager;
 mod requirements;
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -138,7 +139,7 @@ impl From<EnvError> for AgentRuntimeError {
         let suggestion = err.suggestion();
         let mut message = format!("Environment setup failed: {err}");
         if let Some(source) = std::error::Error::source(&err) {
-            message.push_str(&format!(": {source}"));
+            let _ = write!(message, ": {source}");
         }
         let stderr = match &err {
             EnvError::CommandFailed { stderr, .. } if !stderr.is_empty() => Some(stderr.clone()),

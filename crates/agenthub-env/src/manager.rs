@@ -142,7 +142,7 @@ impl EnvironmentManager {
         let key = requirements.key(Some(&wanted.iter().flatten().copied().collect::<Vec<_>>().join(";")));
         let venv = self.venv_path(agent_path);
         let python = self.get_python_executable(&venv);
-        if self.is_ready(&venv, &python, &key) {
+        if is_ready(&venv, &python, &key) {
             return Ok(ReadyEnvironment { venv, python, key, built: false });
         }
         let lock_path = agent_path.join(format!("{}.lock", self.config.venv_location));
@@ -151,7 +151,7 @@ impl EnvironmentManager {
                 EnvError::Io { action: "create lock file", path: lock_path.clone(), source }
             })?;
         lock.lock().map_err(|source| EnvError::Io { action: "lock", path: lock_path.clone(), source })?;
-        if self.is_ready(&venv, &python, &key) {
+        if is_ready(&venv, &python, &key) {
             return Ok(ReadyEnvironment { venv, python, key, built: false });
         }
         let result = self.build(&venv, manifest, &requirements, &key).await;
@@ -161,11 +161,6 @@ impl EnvironmentManager {
         drop(lock);
         result?;
         Ok(ReadyEnvironment { venv, python, key, built: true })
-    }
-
-    /// Reads the marker; ready when it holds `key` and the Python is there.
-    fn is_ready(&self, venv: &Path, python: &Path, key: &str) -> bool {
-        read_marker(venv).is_some_and(|m| m.key == key) && python.exists()
     }
 
     async fn build(
@@ -232,6 +227,11 @@ impl EnvironmentManager {
             );
         }
     }
+}
+
+/// Ready when the marker holds `key` and the Python is there.
+fn is_ready(venv: &Path, python: &Path, key: &str) -> bool {
+    read_marker(venv).is_some_and(|m| m.key == key) && python.exists()
 }
 
 /// The marker of an environment, if it has a readable one.

@@ -1,5 +1,6 @@
 //! The requirement set of an agent (SPEC §3) and the environment key derived from it.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -108,7 +109,10 @@ impl RequirementSet {
         hash.update(b"\n");
         hash.update(self.key_material.as_bytes());
         let digest = hash.finalize();
-        digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+        digest[..16].iter().fold(String::with_capacity(32), |mut hex, b| {
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
     }
 }
 

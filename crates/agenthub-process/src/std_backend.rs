@@ -29,10 +29,10 @@ impl StdProcessBackend {
                 timeout = if timeout < 0 { tick } else { timeout.min(tick) };
             }
             let exited = wait_once(&mut child, &mut sup, timeout)?;
-            if exited || child.pidfd.is_none() {
-                if let Some(reaped) = child.reap(exited)? {
-                    break reaped;
-                }
+            if (exited || child.pidfd.is_none())
+                && let Some(reaped) = child.reap(exited)?
+            {
+                break reaped;
             }
         };
         drain(&mut child, &mut sup)?;
@@ -71,10 +71,10 @@ fn read_pipe(child: &mut Spawned, sup: &mut Supervisor, stream: Stream) {
         Stream::Stdout => &mut child.stdout,
         Stream::Stderr => &mut child.stderr,
     };
-    if let Some(file) = pipe {
-        if !sup.read_from(file, stream) {
-            *pipe = None;
-        }
+    if let Some(file) = pipe
+        && !sup.read_from(file, stream)
+    {
+        *pipe = None;
     }
 }
 

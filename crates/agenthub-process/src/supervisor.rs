@@ -207,20 +207,22 @@ impl Supervisor {
                 unix::kill_group(self.pid, libc::SIGKILL);
                 self.sigkill_sent = true;
             }
-        } else if let Some(timeout) = limits.timeout {
-            if now >= self.started + timeout && self.termination.is_none() {
-                self.termination = Some(Termination::Timeout);
-                self.sigterm_at = Some(now);
-                unix::kill_group(self.pid, libc::SIGTERM);
-            }
+        } else if let Some(timeout) = limits.timeout
+            && now >= self.started + timeout
+            && self.termination.is_none()
+        {
+            self.termination = Some(Termination::Timeout);
+            self.sigterm_at = Some(now);
+            unix::kill_group(self.pid, libc::SIGTERM);
         }
-        if let (Some(at), Some(cap)) = (self.next_memory_sample, limits.max_memory_bytes) {
-            if now >= at && !self.sigkill_sent {
-                if unix::rss_bytes(self.pid).is_some_and(|rss| rss > cap) {
-                    self.stop(Termination::MemoryLimit);
-                }
-                self.next_memory_sample = Some(now + limits.memory_sample_interval);
+        if let (Some(at), Some(cap)) = (self.next_memory_sample, limits.max_memory_bytes)
+            && now >= at
+            && !self.sigkill_sent
+        {
+            if unix::rss_bytes(self.pid).is_some_and(|rss| rss > cap) {
+                self.stop(Termination::MemoryLimit);
             }
+            self.next_memory_sample = Some(now + limits.memory_sample_interval);
         }
         if self.sigkill_sent {
             return None;

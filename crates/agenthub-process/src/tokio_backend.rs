@@ -101,10 +101,10 @@ impl TokioProcessBackend {
                 wake = Some(wake.map_or(tick, |w| w.min(tick)));
             }
             let exited = pipes.wait_once(&mut sup, pidfd.as_ref(), wake).await;
-            if exited || pidfd.is_none() {
-                if let Some(reaped) = child.reap(exited)? {
-                    break reaped;
-                }
+            if (exited || pidfd.is_none())
+                && let Some(reaped) = child.reap(exited)?
+            {
+                break reaped;
             }
         };
         let deadline = Supervisor::drain_deadline();

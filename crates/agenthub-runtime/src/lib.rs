@@ -136,10 +136,10 @@ impl AgentRuntime {
         let loaded = self.load_agent(agent)?;
         let venv = self.environments.venv_path(&loaded.location.dir);
         let marker = venv.join(agenthub_env::MARKER_FILE);
-        if let Err(e) = std::fs::remove_file(&marker) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                return Err(agenthub_env::EnvError::Io { action: "remove", path: marker, source: e }.into());
-            }
+        if let Err(e) = std::fs::remove_file(&marker)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(agenthub_env::EnvError::Io { action: "remove", path: marker, source: e }.into());
         }
         Ok(self.environments.ensure_environment(&loaded.location.dir, &loaded.manifest).await?)
     }
@@ -234,7 +234,7 @@ impl AgentRuntime {
             },
         };
         let output = self.processes.execute_agent(call).await?;
-        Ok(outcome::response_from(output, rt))
+        Ok(outcome::response_from(&output, rt))
     }
 }
 

@@ -6,7 +6,7 @@ use agenthub_core::{
 use agenthub_process::{ExitStatus, ProcessOutput, Termination};
 
 /// Maps what the process did to the one response of SPEC §5.
-pub(crate) fn response_from(output: ProcessOutput, config: &RuntimeConfig) -> ExecutionResponse {
+pub(crate) fn response_from(output: &ProcessOutput, config: &RuntimeConfig) -> ExecutionResponse {
     let stderr = output.stderr_text();
     let mut noise = None;
     let outcome = match output.termination {
@@ -107,7 +107,7 @@ mod tests {
         }
     }
 
-    fn error_type(out: ProcessOutput) -> &'static str {
+    fn error_type(out: &ProcessOutput) -> &'static str {
         response_from(out, &RuntimeConfig::default()).error().map_or("ok", AgentRuntimeError::error_type)
     }
 
@@ -129,14 +129,14 @@ mod tests {
         ];
         for (out, want) in cases {
             let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-            assert_eq!(error_type(out), want, "stdout {stdout:?}");
+            assert_eq!(error_type(&out), want, "stdout {stdout:?}");
         }
     }
 
     #[test]
     fn signal_and_stderr_reach_the_response() {
         let r =
-            response_from(output(ExitStatus::Signaled(11), "", None), &RuntimeConfig::default()).to_json();
+            response_from(&output(ExitStatus::Signaled(11), "", None), &RuntimeConfig::default()).to_json();
         assert_eq!(r["signal"], 11);
         assert_eq!(r["stderr"], "some stderr");
         assert_eq!(r["error"], "Agent was killed by signal 11 (SIGSEGV) without printing a JSON response");
@@ -145,7 +145,7 @@ mod tests {
     #[test]
     fn noise_and_memory_are_reported_on_success() {
         let r = response_from(
-            output(ExitStatus::Exited(0), "hi\n{\"result\": 2}", None),
+            &output(ExitStatus::Exited(0), "hi\n{\"result\": 2}", None),
             &RuntimeConfig::default(),
         );
         assert_eq!(r.result(), Some(&json!(2)));

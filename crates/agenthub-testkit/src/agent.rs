@@ -92,8 +92,9 @@ impl TestMethod {
     /// Declares an optional parameter with a default.
     #[must_use]
     pub fn param_default(mut self, name: &str, ty: ParamType, default: Json) -> Self {
-        self.params
-            .push((name.to_owned(), json!({"type": ty.as_str(), "required": false, "default": default})));
+        let mut spec = json!({"type": ty.as_str(), "required": false});
+        spec["default"] = default;
+        self.params.push((name.to_owned(), spec));
         self
     }
 

@@ -133,7 +133,10 @@ pub fn validate_runtime_interface(runtime: &AgentRuntime) -> Result<(), Vec<Stri
     };
     match runtime.load_agent_manifest(&agent) {
         Ok(m) => {
-            check(m.name == "probe" && m.method("ping").is_some(), "load_agent_manifest returns the manifest")
+            check(
+                m.name == "probe" && m.method("ping").is_some(),
+                "load_agent_manifest returns the manifest",
+            );
         }
         Err(e) => check(false, &format!("load_agent_manifest failed: {e}")),
     }

@@ -9,7 +9,7 @@ use agenthub_runtime::{AgentRuntime, ExecutionResponse, ProcessBackendKind};
 use crate::args::ExecArgs;
 use crate::render;
 
-pub(crate) fn run(mut config: Config, args: ExecArgs) -> ExitCode {
+pub(crate) fn run(mut config: Config, args: &ExecArgs) -> ExitCode {
     let started = Instant::now();
     if let Some(timeout) = args.timeout {
         config.runtime.max_execution_time = timeout;
@@ -17,7 +17,7 @@ pub(crate) fn run(mut config: Config, args: ExecArgs) -> ExitCode {
     if let Some(mb) = args.max_memory {
         config.runtime.max_memory_usage = mb;
     }
-    let response = execute(config, &args).unwrap_or_else(|e| ExecutionResponse::failed(e, started.elapsed()));
+    let response = execute(config, args).unwrap_or_else(|e| ExecutionResponse::failed(e, started.elapsed()));
     render::response(&response, args.json)
 }
 

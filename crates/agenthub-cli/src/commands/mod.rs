@@ -23,7 +23,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
     };
     init_logging(&config.runtime.log_level);
     match cli.command {
-        Command::Exec(args) => exec::run(config, args),
+        Command::Exec(args) => exec::run(config, &args),
         Command::List { json } => list::run(&config, json),
         Command::Info { agent, json } => info::run(&config, &agent, json),
         Command::Env(cmd) => env::run(config, cmd),

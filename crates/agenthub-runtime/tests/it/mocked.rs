@@ -11,7 +11,7 @@ use agenthub_testkit::{
 };
 use serde_json::{Map, Value as Json, json};
 
-fn params(v: Json) -> Map<String, Json> {
+fn params(v: &Json) -> Map<String, Json> {
     v.as_object().unwrap().clone()
 }
 
@@ -68,7 +68,7 @@ fn invalid_parameters_touch_neither_backend() {
     let ctx = TestContext::new();
     let agent = hello(&ctx);
     let rt = ctx.runtime_with(untouched_env(), no_process());
-    let r = rt.execute_agent_blocking(&agent, "greet", params(json!({"name": 5, "x": 1})));
+    let r = rt.execute_agent_blocking(&agent, "greet", params(&json!({"name": 5, "x": 1})));
     let v = r.to_json();
     assert_eq!(v["error_type"], "InvalidParametersError");
     assert!(v["error"].as_str().unwrap().contains("'x'"));
@@ -124,7 +124,7 @@ fn the_environment_is_built_once_and_reused() {
         .returning(|_| Ok(output(r#"{"result": "hi"}"#, ExitStatus::Exited(0), None)));
     let rt = ctx.runtime_with(Arc::new(env), Arc::new(process));
     for _ in 0..3 {
-        assert!(rt.execute_agent_blocking(&agent, "greet", params(json!({"name": "a"}))).is_success());
+        assert!(rt.execute_agent_blocking(&agent, "greet", params(&json!({"name": "a"}))).is_success());
     }
 }
 
@@ -143,7 +143,7 @@ fn environment_failure_is_an_environment_error_and_nothing_runs() {
         })
     });
     let rt = ctx.runtime_with(Arc::new(env), no_process());
-    let v = rt.execute_agent_blocking(&agent, "greet", params(json!({"name": "a"}))).to_json();
+    let v = rt.execute_agent_blocking(&agent, "greet", params(&json!({"name": "a"}))).to_json();
     assert_eq!(v["error_type"], "EnvironmentError");
     assert_eq!(v["stderr"], "error: no space left");
     assert!(v["suggestion"].as_str().unwrap().contains("agenthub env rebuild"));
@@ -152,7 +152,8 @@ fn environment_failure_is_an_environment_error_and_nothing_runs() {
 
 #[test]
 fn process_outcomes_map_to_their_error_types() {
-    let cases: Vec<(Result<ProcessOutput, fn() -> ProcessError>, &str)> = vec![
+    type Scripted = Result<ProcessOutput, fn() -> ProcessError>;
+    let cases: Vec<(Scripted, &str)> = vec![
         (Ok(output("", ExitStatus::Signaled(9), Some(Termination::Timeout))), "TimeoutError"),
         (Ok(output("", ExitStatus::Signaled(9), Some(Termination::MemoryLimit))), "ResourceLimitError"),
         (Ok(output(r#"{"error": "bad"}"#, ExitStatus::Exited(1), None)), "AgentError"),
@@ -177,7 +178,7 @@ fn process_outcomes_map_to_their_error_types() {
             Err(make) => Err(make()),
         });
         let rt = ctx.runtime_with(permissive_env_backend(), Arc::new(process));
-        let v = rt.execute_agent_blocking(&agent, "greet", params(json!({"name": "a"}))).to_json();
+        let v = rt.execute_agent_blocking(&agent, "greet", params(&json!({"name": "a"}))).to_json();
         assert_eq!(v["error_type"], want, "{v}");
         assert!(v["execution_time"].as_f64().unwrap() >= 0.0);
     }
@@ -189,7 +190,7 @@ fn missing_agent_py_is_reported_before_building_anything() {
     let agent = hello(&ctx);
     std::fs::remove_file(ctx.config().agents_root().join("test/hello/agent.py")).unwrap();
     let rt = ctx.runtime_with(untouched_env(), no_process());
-    let v = rt.execute_agent_blocking(&agent, "greet", params(json!({"name": "a"}))).to_json();
+    let v = rt.execute_agent_blocking(&agent, "greet", params(&json!({"name": "a"}))).to_json();
     assert_eq!(v["error_type"], "ExecutionError");
     assert!(v["error"].as_str().unwrap().contains("No agent.py"));
 }

@@ -17,7 +17,7 @@ fn agent() -> TestAgent {
         .requirements_txt("six==1.16.0\n")
 }
 
-fn params(v: Json) -> Map<String, Json> {
+fn params(v: &Json) -> Map<String, Json> {
     v.as_object().unwrap().clone()
 }
 
@@ -26,7 +26,7 @@ fn exercise(env: EnvBackendKind, process: ProcessBackendKind) {
     ctx.install(&agent());
     let rt = ctx.runtime_with_kinds(env, process);
     let call = |method: &str, p: Json| -> Json {
-        let fut = rt.execute_agent("test/real", method, params(p));
+        let fut = rt.execute_agent("test/real", method, params(&p));
         let r = match process {
             ProcessBackendKind::Std => pollster::block_on(fut),
             ProcessBackendKind::Tokio => {
