@@ -3,12 +3,16 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+#[cfg(any(feature = "uv", feature = "pip", feature = "virtualenv"))]
 use std::sync::Arc;
 
 use agenthub_core::{EnvBackendKind, PythonConstraint};
+#[cfg(any(feature = "uv", feature = "pip", feature = "virtualenv"))]
 use async_trait::async_trait;
 
-use crate::{DynEnvironmentBackend, EnvError, EnvironmentBackend};
+#[cfg(any(feature = "uv", feature = "pip", feature = "virtualenv"))]
+use crate::EnvironmentBackend;
+use crate::{DynEnvironmentBackend, EnvError};
 
 /// How much of an installer's stderr errors keep.
 const STDERR_TAIL: usize = 64 * 1024;
@@ -126,13 +130,34 @@ pub fn find_python(
     })
 }
 
+/// `uv export` of a locked project: the pinned requirements, without hashes or the project.
+///
+/// Needs `uv` on PATH whichever backend builds the environment.
+pub fn uv_export_lock(project_dir: &Path) -> Result<String, EnvError> {
+    let uv = which::which("uv")
+        .map_err(|_| EnvError::ToolNotFound { tool: "uv (needed to install from uv.lock)" })?;
+    let args = [
+        os("export"),
+        os("--frozen"),
+        os("--no-hashes"),
+        os("--no-emit-project"),
+        os("--no-header"),
+        os("--quiet"),
+        os("--directory"),
+        project_dir.as_os_str(),
+    ];
+    run_tool(&uv, &args, &[("UV_NO_PROGRESS", "1")])
+}
+
 /// Builds environments with `uv venv` and `uv pip install`.
+#[cfg(feature = "uv")]
 #[derive(Debug, Clone)]
 pub struct UvBackend {
     uv: PathBuf,
     use_cache: bool,
 }
 
+#[cfg(feature = "uv")]
 impl UvBackend {
     /// Finds `uv` on PATH.
     pub fn find() -> Result<Self, EnvError> {
@@ -151,23 +176,9 @@ impl UvBackend {
         self.use_cache = yes;
         self
     }
-
-    /// `uv export` of a locked project: the pinned requirements, without hashes or the project.
-    pub fn export_lock(&self, project_dir: &Path) -> Result<String, EnvError> {
-        let args = [
-            os("export"),
-            os("--frozen"),
-            os("--no-hashes"),
-            os("--no-emit-project"),
-            os("--no-header"),
-            os("--quiet"),
-            os("--directory"),
-            project_dir.as_os_str(),
-        ];
-        run_tool(&self.uv, &args, &[("UV_NO_PROGRESS", "1")])
-    }
 }
 
+#[cfg(feature = "uv")]
 #[async_trait]
 impl EnvironmentBackend for UvBackend {
     fn kind(&self) -> EnvBackendKind {
@@ -207,11 +218,13 @@ impl EnvironmentBackend for UvBackend {
 }
 
 /// Builds environments with `python -m venv` and pip.
+#[cfg(feature = "pip")]
 #[derive(Debug, Clone, Default)]
 pub struct PipBackend {
     no_cache: bool,
 }
 
+#[cfg(feature = "pip")]
 impl PipBackend {
     /// A pip backend.
     pub fn new() -> Self {
@@ -226,8 +239,10 @@ impl PipBackend {
     }
 }
 
+#[cfg(any(feature = "pip", feature = "virtualenv"))]
 const PIP_ENV: [(&str, &str); 2] = [("PIP_DISABLE_PIP_VERSION_CHECK", "1"), ("PIP_NO_INPUT", "1")];
 
+#[cfg(any(feature = "pip", feature = "virtualenv"))]
 /// `<venv python> -m pip install ...`, bootstrapping pip with ensurepip when it is missing.
 fn pip_install(venv_python: &Path, requirements: &[String], no_cache: bool) -> Result<(), EnvError> {
     let has_pip = run_tool(venv_python, &[os("-c"), os("import pip")], &[]).is_ok();
@@ -243,6 +258,7 @@ fn pip_install(venv_python: &Path, requirements: &[String], no_cache: bool) -> R
     run_tool(venv_python, &args, &PIP_ENV).map(drop)
 }
 
+#[cfg(feature = "pip")]
 #[async_trait]
 impl EnvironmentBackend for PipBackend {
     fn kind(&self) -> EnvBackendKind {
@@ -260,12 +276,14 @@ impl EnvironmentBackend for PipBackend {
 }
 
 /// Builds environments with `virtualenv` and pip.
+#[cfg(feature = "virtualenv")]
 #[derive(Debug, Clone)]
 pub struct VirtualenvBackend {
     program: Option<PathBuf>,
     no_cache: bool,
 }
 
+#[cfg(feature = "virtualenv")]
 impl VirtualenvBackend {
     /// Uses `virtualenv` from PATH, else `python -m virtualenv` of the chosen interpreter.
     pub fn new() -> Self {
@@ -280,12 +298,14 @@ impl VirtualenvBackend {
     }
 }
 
+#[cfg(feature = "virtualenv")]
 impl Default for VirtualenvBackend {
     fn default() -> Self {
         Self::new()
     }
 }
 
+#[cfg(feature = "virtualenv")]
 #[async_trait]
 impl EnvironmentBackend for VirtualenvBackend {
     fn kind(&self) -> EnvBackendKind {
@@ -315,6 +335,7 @@ impl EnvironmentBackend for VirtualenvBackend {
     }
 }
 
+#[cfg(any(feature = "uv", feature = "pip", feature = "virtualenv"))]
 /// Splits `-r file` / `--opt value` lines into separate arguments; requirements stay whole.
 fn split_options(requirements: &[String]) -> Vec<String> {
     requirements
@@ -332,6 +353,7 @@ fn split_options(requirements: &[String]) -> Vec<String> {
 /// The backend of `kind`, configured by `dependency_cache`; fails when its tool is missing
 /// or it was compiled out.
 pub fn backend_for(kind: EnvBackendKind, dependency_cache: bool) -> Result<DynEnvironmentBackend, EnvError> {
+    let _ = dependency_cache; // unused when no backend is compiled in
     match kind {
         #[cfg(feature = "uv")]
         EnvBackendKind::Uv => Ok(Arc::new(UvBackend::find()?.use_cache(dependency_cache))),

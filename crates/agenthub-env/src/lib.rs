@@ -19,7 +19,7 @@ pub use backends::PipBackend;
 pub use backends::UvBackend;
 #[cfg(feature = "virtualenv")]
 pub use backends::VirtualenvBackend;
-pub use backends::{Interpreter, backend_for, default_backend, find_python};
+pub use backends::{Interpreter, backend_for, default_backend, find_python, uv_export_lock};
 pub use manager::{Activation, EnvMarker, EnvironmentManager, MARKER_FILE, ReadyEnvironment, read_marker};
 pub use requirements::{RequirementSet, RequirementSource, requirement_lines};
 

@@ -187,9 +187,7 @@ impl EnvironmentManager {
             RequirementSource::Empty => Vec::new(),
             RequirementSource::UvLock { project_dir } => {
                 let exported = venv.join("agenthub-requirements.txt");
-                let uv = crate::UvBackend::find()
-                    .map_err(|_| EnvError::ToolNotFound { tool: "uv (needed to install from uv.lock)" })?;
-                let text = uv.export_lock(project_dir)?;
+                let text = crate::uv_export_lock(project_dir)?;
                 std::fs::write(&exported, text).map_err(|source| EnvError::Io {
                     action: "write",
                     path: exported.clone(),

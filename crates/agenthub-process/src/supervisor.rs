@@ -234,6 +234,7 @@ impl Supervisor {
         [deadline, self.next_memory_sample].into_iter().flatten().min()
     }
 
+    #[cfg(feature = "std")]
     /// The time left until `wake`, as `poll(2)` milliseconds (-1 = none), rounded up.
     pub(crate) fn poll_timeout(wake: Option<Instant>, now: Instant) -> i32 {
         wake.map_or(-1, |w| {

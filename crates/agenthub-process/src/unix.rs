@@ -108,6 +108,7 @@ fn page_size() -> u64 {
     u64::try_from(size).unwrap_or(4096)
 }
 
+#[cfg(feature = "std")]
 /// `poll(2)` on `fds` for readability; returns which were ready (readable, hung up or errored).
 pub(crate) fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
     let mut pollfds: Vec<libc::pollfd> =

@@ -1,0 +1,205 @@
+//! Black-box tests of the `agenthub` binary: exact JSON for machines, snapshots for people.
+
+use agenthub_core::ParamType;
+use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};
+use assert_cmd::Command;
+use serde_json::{Value as Json, json};
+
+fn ctx_with_agent() -> TestContext {
+    let ctx = TestContext::new();
+    ctx.install(
+        &TestAgent::new("demo")
+            .method(
+                TestMethod::new("greet")
+                    .param("name", ParamType::String, true)
+                    .behaves(Behaviour::EchoParams),
+            )
+            .method(
+                TestMethod::new("sum")
+                    .param("a", ParamType::Integer, true)
+                    .param_default("b", ParamType::Integer, json!(1))
+                    .behaves(Behaviour::EchoParams),
+            )
+            .method(
+                TestMethod::new("fail")
+                    .behaves(Behaviour::Crash { code: 4, stderr: "Traceback: boom\n".into() }),
+            )
+            .method(TestMethod::new("nap").behaves(Behaviour::Sleep(30.0))),
+    );
+    ctx
+}
+
+fn agenthub(ctx: &TestContext) -> Command {
+    let mut cmd = Command::cargo_bin("agenthub").unwrap();
+    cmd.env("AGENTHUB_HOME", ctx.home()).env("NO_COLOR", "1").env("AGENTHUB_LOG_LEVEL", "WARN");
+    cmd
+}
+
+fn json_of(out: &std::process::Output) -> Json {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {:?} / {:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn redact(ctx: &TestContext, text: &[u8]) -> String {
+    let home = ctx.home().canonicalize().unwrap();
+    String::from_utf8_lossy(text).replace(&home.display().to_string(), "[HOME]")
+}
+
+#[test]
+fn exec_json_prints_exactly_one_response_object() {
+    let ctx = ctx_with_agent();
+    let out = agenthub(&ctx).args(["exec", "test/demo", "sum", "a=41", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let v = json_of(&out);
+    assert_eq!(v["result"], json!({"a": 41, "b": 1}));
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["result", "execution_time", "memory_usage", "memory_usage_bytes"]);
+}
+
+#[test]
+fn exec_human_prints_the_result() {
+    let ctx = ctx_with_agent();
+    let out = agenthub(&ctx).args(["exec", "test/demo", "greet", "World"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout), @r#"
+    {
+      "name": "World"
+    }
+    "#);
+}
+
+#[test]
+fn exec_human_error_shows_stderr_tail_and_help() {
+    let ctx = ctx_with_agent();
+    let out = agenthub(&ctx).args(["exec", "test/demo", "fail"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    insta::assert_snapshot!(redact(&ctx, &out.stderr), @r"
+    error[ExecutionError]: Agent exited with code 4 without printing a JSON response
+      stderr (last 1 lines):
+        Traceback: boom
+      help: See the agent's stderr above for the cause
+    ");
+}
+
+#[test]
+fn exec_unknown_method_suggests_the_methods() {
+    let ctx = ctx_with_agent();
+    let out = agenthub(&ctx).args(["exec", "test/demo", "nope"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(redact(&ctx, &out.stderr), @r"
+    error[MethodNotFoundError]: Method 'nope' not found in agent interface
+      help: Available methods: greet, sum, fail, nap
+    ");
+}
+
+#[test]
+fn unreadable_params_are_an_invalid_parameters_response() {
+    let ctx = ctx_with_agent();
+    let out = agenthub(&ctx).args(["exec", "test/demo", "sum", "a=x", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_of(&out);
+    assert_eq!(v["error_type"], "InvalidParametersError");
+    assert_eq!(v["error"], "Invalid parameters for 'sum': a=x: expected an integer");
+    assert_eq!(v["suggestion"], "Expected: sum(a: integer, b?: integer)");
+}
+
+#[test]
+fn timeout_flag_overrides_the_config() {
+    let ctx = ctx_with_agent();
+    let out =
+        agenthub(&ctx).args(["exec", "test/demo", "nap", "--timeout", "0.5", "--json"]).output().unwrap();
+    let v = json_of(&out);
+    assert_eq!(v["error_type"], "TimeoutError", "{v}");
+    assert_eq!(v["timeout"], 0.5);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let ctx = ctx_with_agent();
+    let out = agenthub(&ctx).args(["exec", "test/demo"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = agenthub(&ctx).args(["exec", "a/b", "m", "--env-backend", "conda"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bad_config_is_a_usage_error_naming_the_variable() {
+    let ctx = ctx_with_agent();
+    let out = agenthub(&ctx).env("AGENTHUB_MAX_MEMORY_USAGE", "lots").args(["list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AGENTHUB_MAX_MEMORY_USAGE=lots"));
+}
+
+#[test]
+fn list_human_and_json() {
+    let ctx = ctx_with_agent();
+    let out = agenthub(&ctx).args(["list"]).output().unwrap();
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout), @"test/demo  0.1.0  greet, sum, fail, nap");
+    let v = json_of(&agenthub(&ctx).args(["list", "--json"]).output().unwrap());
+    assert_eq!(v[0]["id"], "test/demo");
+    assert_eq!(v[0]["methods"], json!(["greet", "sum", "fail", "nap"]));
+}
+
+#[test]
+fn list_with_nothing_installed_says_how_to_start() {
+    let ctx = TestContext::new();
+    let out = agenthub(&ctx).args(["list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let home = ctx.home().display().to_string();
+    let text = String::from_utf8_lossy(&out.stderr).replace(&home, "[HOME]");
+    insta::assert_snapshot!(text, @r"
+    No agents installed under [HOME]/agents.
+    Install one as [HOME]/agents/<namespace>/<name>/, or run one by path: agenthub exec ./my-agent METHOD
+    ");
+}
+
+#[test]
+fn info_human_and_json() {
+    let ctx = ctx_with_agent();
+    let out = agenthub(&ctx).args(["info", "test/demo"]).output().unwrap();
+    insta::assert_snapshot!(redact(&ctx, &out.stdout), @r"
+    demo 0.1.0 by agenthub-testkit
+    A test agent written by agenthub-testkit
+
+    path:        [HOME]/agents/test/demo
+    id:          test/demo
+    environment: not built yet (the first `agenthub exec` builds it)
+
+    methods:
+      greet(name: string)
+          test method greet
+      sum(a: integer, b?: integer)
+          test method sum
+      fail()
+          test method fail
+      nap()
+          test method nap
+    ");
+    let v = json_of(&agenthub(&ctx).args(["info", "test/demo", "--json"]).output().unwrap());
+    assert_eq!(v["name"], "demo");
+    assert_eq!(v["methods"]["sum"]["parameters"]["b"]["default"], 1);
+    let missing = agenthub(&ctx).args(["info", "test/missing", "--json"]).output().unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(json_of(&missing)["error_type"], "AgentNotFoundError");
+}
+
+#[test]
+fn env_rebuild_builds_a_fresh_environment() {
+    let ctx = ctx_with_agent();
+    let out = agenthub(&ctx).args(["env", "rebuild", "test/demo"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let marker = ctx.config().agents_root().join("test/demo/.venv/agenthub-env.json");
+    let first = std::fs::metadata(&marker).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    agenthub(&ctx).args(["env", "rebuild", "test/demo"]).assert().success();
+    assert!(
+        std::fs::metadata(&marker).unwrap().modified().unwrap() > first,
+        "the rebuild reused the old environment"
+    );
+}
