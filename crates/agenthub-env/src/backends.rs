@@ -370,14 +370,18 @@ pub fn backend_for(kind: EnvBackendKind, dependency_cache: bool) -> Result<DynEn
 /// PATH, else pip.
 pub fn default_backend(
     forced: Option<EnvBackendKind>,
+    #[cfg_attr(not(feature = "uv"), expect(unused_variables, reason = "only the uv backend reads it"))]
     use_uv: bool,
     dependency_cache: bool,
 ) -> Result<DynEnvironmentBackend, EnvError> {
     if let Some(kind) = forced {
         return backend_for(kind, dependency_cache);
     }
-    if use_uv && cfg!(feature = "uv") && which::which("uv").is_ok() {
-        return backend_for(EnvBackendKind::Uv, dependency_cache);
+    #[cfg(feature = "uv")]
+    if use_uv {
+        if let Ok(uv) = UvBackend::find() {
+            return Ok(Arc::new(uv.use_cache(dependency_cache)));
+        }
     }
     backend_for(EnvBackendKind::Pip, dependency_cache)
         .or_else(|_| backend_for(EnvBackendKind::Uv, dependency_cache))

@@ -32,6 +32,8 @@ pub(crate) struct Spawned {
     pub(crate) stderr: Option<File>,
     pub(crate) pidfd: Option<OwnedFd>,
     pub(crate) started: Instant,
+    /// The spawner's own peak RSS at spawn time (see [`unix::self_peak_rss_bytes`]).
+    spawner_peak_rss: u64,
     registry: Option<Arc<ProcessRegistry>>,
     reaped: bool,
 }
@@ -53,6 +55,7 @@ impl Spawned {
             cmd.env_remove(key);
         }
         cmd.envs(spec.env.set.iter().map(|(k, v)| (k, v)));
+        let spawner_peak_rss = unix::self_peak_rss_bytes();
         let started = Instant::now();
         let mut child =
             cmd.spawn().map_err(|source| ProcessError::Spawn { program: spec.program.clone(), source })?;
@@ -67,6 +70,7 @@ impl Spawned {
             stderr,
             pidfd: unix::pidfd_open(pid),
             started,
+            spawner_peak_rss,
             registry: spec.registry.clone(),
             reaped: false,
         };
@@ -126,6 +130,8 @@ pub(crate) struct Supervisor {
     sigterm_at: Option<Instant>,
     sigkill_sent: bool,
     next_memory_sample: Option<Instant>,
+    sampled_peak_rss: u64,
+    spawner_peak_rss: u64,
     buf: Box<[u8]>,
 }
 
@@ -144,6 +150,8 @@ impl Supervisor {
             sigterm_at: None,
             sigkill_sent: false,
             next_memory_sample,
+            sampled_peak_rss: 0,
+            spawner_peak_rss: spawned.spawner_peak_rss,
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
         }
     }
@@ -219,7 +227,9 @@ impl Supervisor {
             && now >= at
             && !self.sigkill_sent
         {
-            if unix::rss_bytes(self.pid).is_some_and(|rss| rss > cap) {
+            let rss = unix::rss_bytes(self.pid).unwrap_or(0);
+            self.sampled_peak_rss = self.sampled_peak_rss.max(rss);
+            if rss > cap {
                 self.stop(Termination::MemoryLimit);
             }
             self.next_memory_sample = Some(now + limits.memory_sample_interval);
@@ -245,6 +255,7 @@ impl Supervisor {
 
     /// Builds the output once the child is reaped and the pipes drained.
     pub(crate) fn finish(self, reaped: Reaped) -> ProcessOutput {
+        let peak_rss_bytes = self.peak_rss(reaped.peak_rss_bytes);
         ProcessOutput {
             pid: self.pid,
             status: reaped.status,
@@ -253,7 +264,16 @@ impl Supervisor {
             stderr_tail: self.stderr.into(),
             stderr_truncated: self.stderr_truncated,
             wall_time: self.started.elapsed(),
-            peak_rss_bytes: reaped.peak_rss_bytes,
+            peak_rss_bytes,
+        }
+    }
+
+    /// The child's own peak: `wait4`'s figure when it exceeds what the child inherited from
+    /// the spawner, else the largest sample taken (a lower bound), else unknown.
+    fn peak_rss(&self, from_wait4: Option<u64>) -> Option<u64> {
+        match from_wait4 {
+            Some(peak) if peak > self.spawner_peak_rss => Some(peak),
+            _ => (self.sampled_peak_rss > 0).then_some(self.sampled_peak_rss),
         }
     }
 

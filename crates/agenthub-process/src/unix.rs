@@ -93,6 +93,21 @@ pub(crate) fn wait4(pid: u32, block: bool) -> io::Result<Option<Reaped>> {
     }
 }
 
+/// This process's own peak resident memory in bytes (`getrusage(RUSAGE_SELF)`).
+///
+/// Linux carries a spawner's high-water mark into its child across `exec` (the child
+/// starts on the parent's address space), so a child's `ru_maxrss` is only its own peak
+/// when it is larger than this.
+pub(crate) fn self_peak_rss_bytes() -> u64 {
+    // SAFETY: rusage is plain old data; zeroed is valid, and getrusage only writes it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: usage is valid for writes.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &raw mut usage) } != 0 {
+        return 0;
+    }
+    u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
+}
+
 /// Resident memory of `pid` in bytes, from `/proc/<pid>/statm`.
 pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
     let mut buf = [0u8; 128];

@@ -1,0 +1,30 @@
+//! A spawner much larger than its child must not report its own size as the child's peak
+//! (Linux carries the spawner's high-water mark across exec). Alone in its own test
+//! binary because it makes the test process itself large.
+
+use agenthub_process::{ProcessBackend, ProcessLimits, ProcessSpec, StdProcessBackend};
+
+#[test]
+fn a_small_child_of_a_large_parent_reports_its_own_peak() {
+    // Make this process's resident high-water mark ~400 MiB.
+    let mut ballast = vec![0u8; 400 << 20];
+    for i in (0..ballast.len()).step_by(4096) {
+        ballast[i] = 1;
+    }
+    std::hint::black_box(&ballast);
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .unwrap();
+    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
+    let code =
+        "import time\nb = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\ntime.sleep(0.1)";
+    let spec =
+        ProcessSpec::new(python, std::env::temp_dir()).args(["-c", code]).limits(ProcessLimits::default());
+    let out = pollster::block_on(StdProcessBackend.run(&spec)).unwrap();
+    assert!(out.status.success());
+    let peak = out.peak_rss_bytes.expect("sampled while it ran");
+    assert!(peak >= 48 << 20, "peak {peak} is below what the child touched");
+    assert!(peak < 300 << 20, "peak {peak} is the parent's size, not the child's");
+    drop(ballast);
+}
