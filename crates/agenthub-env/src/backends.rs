@@ -378,10 +378,8 @@ pub fn default_backend(
         return backend_for(kind, dependency_cache);
     }
     #[cfg(feature = "uv")]
-    if use_uv {
-        if let Ok(uv) = UvBackend::find() {
-            return Ok(Arc::new(uv.use_cache(dependency_cache)));
-        }
+    if use_uv && let Ok(uv) = UvBackend::find() {
+        return Ok(Arc::new(uv.use_cache(dependency_cache)));
     }
     backend_for(EnvBackendKind::Pip, dependency_cache)
         .or_else(|_| backend_for(EnvBackendKind::Uv, dependency_cache))
