@@ -14,8 +14,8 @@ pub use agent::{AgentId, AgentLocation, AgentRef, InvalidAgentId, list_installed
 pub use config::{Config, ConfigError, EnvBackendKind, EnvironmentConfig, RuntimeConfig};
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes};
 pub use manifest::{
-    AgentManifest, FieldProblem, MANIFEST_FILE_NAMES, MAX_MANIFEST_BYTES, ManifestError, MethodSpec,
-    ParamType, ParameterSpec, PythonConstraint, ReturnSpec,
+    AgentManifest, FieldProblem, MANIFEST_FILE_NAMES, MAX_FLOW_NESTING, MAX_MANIFEST_BYTES, ManifestError,
+    MethodSpec, ParamType, ParameterSpec, PythonConstraint, ReturnSpec,
 };
 pub use params::{CliParamsError, Params, parse_cli_params, validate_parameters};
 pub use protocol::{AgentOutput, AgentReply, ExecutionRequest, ProtocolViolation, read_agent_output};

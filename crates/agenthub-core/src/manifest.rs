@@ -16,6 +16,10 @@ pub const MANIFEST_FILE_NAMES: [&str; 2] = ["agent.yaml", "agent.yml"];
 /// Manifests larger than this are refused before parsing.
 pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 
+/// Flow collections (`[`, `{`) nested deeper than this are refused before parsing: the
+/// YAML parser takes quadratic time on deep flow nesting (100,000 levels: 29 s).
+pub const MAX_FLOW_NESTING: usize = 64;
+
 /// A parsed and validated `agent.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentManifest {
@@ -292,6 +296,13 @@ impl AgentManifest {
 
     /// Parses and validates manifest text; `file` names it in errors.
     pub fn from_yaml_str(text: &str, file: &str) -> Result<Self, ManifestError> {
+        let refuse = |message: String| ManifestError::Syntax { file: file.to_owned(), message };
+        if text.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(refuse(format!("larger than {MAX_MANIFEST_BYTES} bytes")));
+        }
+        if flow_nesting_depth(text) > MAX_FLOW_NESTING {
+            return Err(refuse(format!("brackets nested deeper than {MAX_FLOW_NESTING} levels")));
+        }
         let doc: Yaml = serde_yaml::from_str(text)
             .map_err(|e| ManifestError::Syntax { file: file.to_owned(), message: e.to_string() })?;
         let mut v = Validator { problems: Vec::new() };
@@ -314,6 +325,41 @@ impl AgentManifest {
     pub fn method_names(&self) -> Vec<String> {
         self.methods.keys().cloned().collect()
     }
+}
+
+/// The deepest nesting of `[`/`{` outside quoted scalars and comments, in one linear pass.
+fn flow_nesting_depth(text: &str) -> usize {
+    let (mut depth, mut max) = (0usize, 0usize);
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    let mut comment = false;
+    let mut prev = '\n';
+    for c in text.chars() {
+        if comment {
+            comment = c != '\n';
+        } else if let Some(q) = quote {
+            if escaped {
+                escaped = false;
+            } else if q == '"' && c == '\\' {
+                escaped = true;
+            } else if c == q {
+                quote = None;
+            }
+        } else {
+            match c {
+                '"' | '\'' => quote = Some(c),
+                '#' if prev.is_whitespace() => comment = true,
+                '[' | '{' => {
+                    depth += 1;
+                    max = max.max(depth);
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            }
+        }
+        prev = c;
+    }
+    max
 }
 
 fn read_capped(path: &Path) -> std::io::Result<String> {
@@ -702,6 +748,16 @@ x-extra: {a: 1}
         let text = "name: x\nversion: '1'\ndescription: d\nauthor: a\ninterface:\n  methods:\n    m:\n      description: d\n      parameters:\n        n: {type: integer, default: abc}\n";
         let err = AgentManifest::from_yaml_str(text, "agent.yaml").unwrap_err();
         assert!(err.to_string().contains("parameters.n.default: must be of type integer"));
+    }
+
+    #[test]
+    fn flow_nesting_is_measured_outside_quotes_and_comments() {
+        assert_eq!(flow_nesting_depth("a: [1, {b: [2]}]"), 3);
+        assert_eq!(flow_nesting_depth("a: \"[[[[\" # [[[[\nb: '{{'"), 0);
+        assert_eq!(flow_nesting_depth("a: \"x\\\"[\"\nb: [c]"), 1);
+        let deep = format!("name: {}{}", "[".repeat(65), "]".repeat(65));
+        let err = AgentManifest::from_yaml_str(&deep, "agent.yaml").unwrap_err();
+        assert!(err.to_string().contains("nested deeper than 64"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! Integration tests of agenthub-core: hostile and malformed input.
+
+mod hostile;
