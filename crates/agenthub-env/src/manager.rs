@@ -136,13 +136,32 @@ impl EnvironmentManager {
         agent_path: &Path,
         manifest: &AgentManifest,
     ) -> Result<ReadyEnvironment, EnvError> {
+        self.ensure(agent_path, manifest, false).await
+    }
+
+    /// Builds the agent's environment afresh even if it is up to date, then swaps it in.
+    /// The current environment stays in use if the build fails.
+    pub async fn rebuild_environment(
+        &self,
+        agent_path: &Path,
+        manifest: &AgentManifest,
+    ) -> Result<ReadyEnvironment, EnvError> {
+        self.ensure(agent_path, manifest, true).await
+    }
+
+    async fn ensure(
+        &self,
+        agent_path: &Path,
+        manifest: &AgentManifest,
+        force: bool,
+    ) -> Result<ReadyEnvironment, EnvError> {
         let requirements = RequirementSet::for_agent(agent_path, &manifest.dependencies)?;
         let constraint = manifest.python_version.as_ref().map(agenthub_core::PythonConstraint::to_pep440);
         let wanted = [self.config.python_version.as_deref(), constraint.as_deref()];
         let key = requirements.key(Some(&wanted.iter().flatten().copied().collect::<Vec<_>>().join(";")));
         let venv = self.venv_path(agent_path);
         let python = self.get_python_executable(&venv);
-        if is_ready(&venv, &python, &key) {
+        if !force && is_ready(&venv, &python, &key) {
             return Ok(ReadyEnvironment { venv, python, key, built: false });
         }
         let lock_path = agent_path.join(format!("{}.lock", self.config.venv_location));
@@ -151,42 +170,50 @@ impl EnvironmentManager {
                 EnvError::Io { action: "create lock file", path: lock_path.clone(), source }
             })?;
         lock.lock().map_err(|source| EnvError::Io { action: "lock", path: lock_path.clone(), source })?;
-        if is_ready(&venv, &python, &key) {
+        if !force && is_ready(&venv, &python, &key) {
             return Ok(ReadyEnvironment { venv, python, key, built: false });
         }
-        let result = self.build(&venv, manifest, &requirements, &key).await;
-        if result.is_err() && self.config.auto_cleanup {
-            let _ = std::fs::remove_dir_all(&venv);
+        let builds = self.builds_dir(agent_path);
+        let build_dir = builds.join(format!("{key}-{}", unique_suffix()));
+        std::fs::create_dir_all(&builds).map_err(|source| EnvError::Io {
+            action: "create",
+            path: builds.clone(),
+            source,
+        })?;
+        let result = self.build(&build_dir, manifest, &requirements, &key).await;
+        if let Err(err) = result {
+            if self.config.auto_cleanup {
+                let _ = std::fs::remove_dir_all(&build_dir);
+            }
+            return Err(err);
         }
+        let previous = swap_in(&venv, &build_dir)?;
+        collect_garbage(&builds, &[build_dir.as_path(), previous.as_deref().unwrap_or(Path::new(""))]);
         drop(lock);
-        result?;
         Ok(ReadyEnvironment { venv, python, key, built: true })
     }
 
+    /// Where builds live: `<agent>/<venv_location>.d/<key>-<unique>`.
+    fn builds_dir(&self, agent_path: &Path) -> PathBuf {
+        agent_path.join(format!("{}.d", self.config.venv_location))
+    }
+
+    /// Builds a complete environment in `dir`, a fresh directory; the marker goes last.
     async fn build(
         &self,
-        venv: &Path,
+        dir: &Path,
         manifest: &AgentManifest,
         requirements: &RequirementSet,
         key: &str,
     ) -> Result<(), EnvError> {
-        tracing::info!(venv = %venv.display(), backend = self.backend.kind().as_str(), "building environment");
-        // The marker goes first, so a build killed midway never looks ready.
-        remove_if_exists(&venv.join(MARKER_FILE))?;
-        if venv.exists() {
-            std::fs::remove_dir_all(venv).map_err(|source| EnvError::Io {
-                action: "remove stale environment",
-                path: venv.to_path_buf(),
-                source,
-            })?;
-        }
+        tracing::info!(venv = %dir.display(), backend = self.backend.kind().as_str(), "building environment");
         let interpreter =
             find_python(self.config.python_version.as_deref(), manifest.python_version.as_ref())?;
-        self.backend.create_venv(venv, &interpreter.path).await?;
+        self.backend.create_venv(dir, &interpreter.path).await?;
         let install_args = match &requirements.source {
             RequirementSource::Empty => Vec::new(),
             RequirementSource::UvLock { project_dir } => {
-                let exported = venv.join("agenthub-requirements.txt");
+                let exported = dir.join("agenthub-requirements.txt");
                 let text = crate::uv_export_lock(project_dir)?;
                 std::fs::write(&exported, text).map_err(|source| EnvError::Io {
                     action: "write",
@@ -198,7 +225,7 @@ impl EnvironmentManager {
             RequirementSource::RequirementsFile(path) => vec![format!("-r {}", path.display())],
             RequirementSource::Pyproject | RequirementSource::Manifest => requirements.requirements.clone(),
         };
-        self.install_dependencies(venv, &install_args).await?;
+        self.install_dependencies(dir, &install_args).await?;
         let marker = EnvMarker {
             key: key.to_owned(),
             backend: self.backend.kind().as_str().to_owned(),
@@ -208,8 +235,8 @@ impl EnvironmentManager {
             requirements: requirements.requirements.clone(),
             built_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         };
-        write_marker(venv, &marker)?;
-        self.warn_if_large(venv);
+        write_marker(dir, &marker)?;
+        self.warn_if_large(dir);
         Ok(())
     }
 
@@ -250,13 +277,46 @@ fn write_marker(venv: &Path, marker: &EnvMarker) -> Result<(), EnvError> {
     std::fs::rename(&tmp, &path).map_err(|e| io("rename marker", e))
 }
 
-fn remove_if_exists(path: &Path) -> Result<(), EnvError> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(EnvError::Io { action: "remove", path: path.to_path_buf(), source: e })
-        }
-        _ => Ok(()),
+/// Points `venv` at `build` atomically: a new symlink is renamed over the old one. A real
+/// directory at `venv` (built by another tool or an older agenthub) is removed first.
+/// Returns the build the old symlink pointed to.
+fn swap_in(venv: &Path, build: &Path) -> Result<Option<PathBuf>, EnvError> {
+    let io = |action, path: &Path, source| EnvError::Io { action, path: path.to_path_buf(), source };
+    let previous =
+        std::fs::read_link(venv).ok().map(|target| venv.parent().unwrap_or(Path::new("")).join(target));
+    if previous.is_none() && venv.is_dir() {
+        std::fs::remove_dir_all(venv).map_err(|e| io("remove the old environment", venv, e))?;
     }
+    let parent = venv.parent().unwrap_or(Path::new("."));
+    let target = build.strip_prefix(parent).unwrap_or(build);
+    let tmp = parent.join(format!(
+        ".{}.{}.swap",
+        venv.file_name().unwrap_or_default().to_string_lossy(),
+        unique_suffix()
+    ));
+    std::os::unix::fs::symlink(target, &tmp).map_err(|e| io("create symlink", &tmp, e))?;
+    std::fs::rename(&tmp, venv).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("swap in the new environment", venv, e)
+    })?;
+    Ok(previous)
+}
+
+/// Removes builds other than `keep`: failed or killed ones, and ones superseded before the
+/// last swap (the one just superseded is kept for calls still running in it).
+fn collect_garbage(builds: &Path, keep: &[&Path]) {
+    let Ok(entries) = std::fs::read_dir(builds) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !keep.iter().any(|k| *k == path) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+}
+
+fn unique_suffix() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{}-{nanos:09}", std::process::id())
 }
 
 fn dir_size(dir: &Path) -> u64 {

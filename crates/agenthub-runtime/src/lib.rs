@@ -131,17 +131,11 @@ impl AgentRuntime {
         list_agents(&self.config)
     }
 
-    /// Builds (or rebuilds from scratch) the agent's environment.
+    /// Builds the agent's environment from scratch and swaps it in; the current one stays
+    /// in use if the build fails.
     pub async fn rebuild_environment(&self, agent: &str) -> Result<ReadyEnvironment, AgentRuntimeError> {
         let loaded = self.load_agent(agent)?;
-        let venv = self.environments.venv_path(&loaded.location.dir);
-        let marker = venv.join(agenthub_env::MARKER_FILE);
-        if let Err(e) = std::fs::remove_file(&marker)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            return Err(agenthub_env::EnvError::Io { action: "remove", path: marker, source: e }.into());
-        }
-        Ok(self.environments.ensure_environment(&loaded.location.dir, &loaded.manifest).await?)
+        Ok(self.environments.rebuild_environment(&loaded.location.dir, &loaded.manifest).await?)
     }
 
     /// Runs `method` of `agent` (an id or a path) with `params`: always one response.

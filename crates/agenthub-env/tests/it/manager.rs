@@ -163,3 +163,41 @@ fn phase1_create_and_install() {
     pollster::block_on(m.install_dependencies(&venv, &["six==1.16.0".to_owned()])).unwrap();
     assert_eq!(python_says(&m.get_python_executable(&venv), "import six; print(six.__version__)"), "1.16.0");
 }
+
+#[test]
+fn a_failed_rebuild_leaves_the_previous_environment_in_use() {
+    let agent = agent_with(&[("requirements.txt", "six==1.16.0\n")]);
+    let m = manager(EnvBackendKind::Uv);
+    let good = pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap();
+    assert!(std::fs::symlink_metadata(&good.venv).unwrap().file_type().is_symlink());
+    std::fs::write(agent.path().join("requirements.txt"), "agenthub-no-such-package-xyz==1\n").unwrap();
+    let err = pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap_err();
+    assert!(matches!(err, EnvError::CommandFailed { .. }), "{err:?}");
+    // The old environment is untouched: same key, six still importable.
+    assert_eq!(read_marker(&good.venv).unwrap().key, good.key);
+    assert_eq!(python_says(&good.python, "import six; print(six.__version__)"), "1.16.0");
+    // Only the good build is left on disk.
+    assert_eq!(std::fs::read_dir(agent.path().join(".venv.d")).unwrap().count(), 1);
+    // A forced rebuild of the good set swaps in a new build and keeps the old one for calls
+    // still running in it; the build before that is collected at the next swap.
+    std::fs::write(agent.path().join("requirements.txt"), "six==1.16.0\n").unwrap();
+    let before = std::fs::read_link(&good.venv).unwrap();
+    let rebuilt = pollster::block_on(m.rebuild_environment(agent.path(), &manifest())).unwrap();
+    assert!(rebuilt.built);
+    assert_ne!(std::fs::read_link(&rebuilt.venv).unwrap(), before);
+    assert!(agent.path().join(&before).exists(), "the superseded build is kept one round");
+    pollster::block_on(m.rebuild_environment(agent.path(), &manifest())).unwrap();
+    assert!(!agent.path().join(&before).exists(), "builds older than that are collected");
+}
+
+#[test]
+fn a_real_venv_directory_is_replaced_by_a_managed_one() {
+    let agent = agent_with(&[]);
+    std::fs::create_dir_all(agent.path().join(".venv/bin")).unwrap();
+    std::fs::write(agent.path().join(".venv/bin/python"), "not a python").unwrap();
+    let m = manager(EnvBackendKind::Uv);
+    let env = pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap();
+    assert!(env.built);
+    assert!(std::fs::symlink_metadata(&env.venv).unwrap().file_type().is_symlink());
+    assert_eq!(python_says(&env.python, "print(1)"), "1");
+}

@@ -102,3 +102,72 @@ fn info_and_list_describe_installed_agents() {
     assert!(rt.validate_method("test/real", "echo").unwrap());
     assert!(!rt.validate_method("test/real", "zzz").unwrap());
 }
+
+#[test]
+fn each_requirement_source_change_rebuilds_and_nothing_else_does() {
+    let ctx = TestContext::new();
+    let dir =
+        ctx.install(&TestAgent::new("src").method(TestMethod::new("m").behaves(Behaviour::Return(json!(1)))));
+    let rt = ctx.runtime_with_kinds(EnvBackendKind::Uv, ProcessBackendKind::Std);
+    let key = || {
+        let r = rt.execute_agent_blocking("test/src", "m", Map::new());
+        assert_eq!(r.result(), Some(&json!(1)), "{}", r.to_json());
+        agenthub_env::read_marker(&dir.join(".venv")).unwrap().key
+    };
+    let mut last = key();
+    let mut step = |what: &str, change: &dyn Fn(), rebuilds: bool| {
+        change();
+        let now = key();
+        assert_eq!(now != last, rebuilds, "{what}");
+        last = now;
+    };
+    let write = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    step("unrelated file", &|| write("notes.txt", "x"), false);
+    step("agent code", &|| write("agent.py", &std::fs::read_to_string(dir.join("agent.py")).unwrap()), false);
+    let original = std::fs::read_to_string(dir.join("agent.yaml")).unwrap();
+    step(
+        "manifest dependencies",
+        &|| write("agent.yaml", &format!("{original}dependencies: ['six==1.15.0']\n")),
+        true,
+    );
+    step("manifest dependencies removed", &|| write("agent.yaml", &original), true);
+    step("comment in requirements.txt", &|| write("requirements.txt", "# none yet\n"), false);
+    step("requirements.txt", &|| write("requirements.txt", "six==1.16.0\n"), true);
+    step("same requirements reordered", &|| write("requirements.txt", "\n# pinned\nsix==1.16.0\n"), false);
+    step(
+        "pyproject dependencies",
+        &|| {
+            write(
+                "pyproject.toml",
+                "[project]\nname='src'\nversion='0'\nrequires-python='>=3.8'\ndependencies=['six==1.15.0']\n",
+            )
+        },
+        true,
+    );
+    let lock = || {
+        let out = std::process::Command::new("uv")
+            .args(["lock", "--quiet", "--directory"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    step("uv.lock appears", &lock, true);
+    step(
+        "uv.lock changes",
+        &|| {
+            write(
+                "pyproject.toml",
+                "[project]\nname='src'\nversion='0'\nrequires-python='>=3.8'\ndependencies=['six==1.16.0']\n",
+            );
+            lock();
+        },
+        true,
+    );
+    let manifest = std::fs::read_to_string(dir.join("agent.yaml")).unwrap();
+    step(
+        "manifest deps are shadowed by the lock",
+        &|| write("agent.yaml", &format!("{manifest}dependencies: ['six']\n")),
+        false,
+    );
+}

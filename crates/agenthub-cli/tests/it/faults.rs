@@ -1,0 +1,79 @@
+//! Faults across processes: many cold callers at once, and a build killed midway.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};
+use serde_json::json;
+
+fn needs_six(name: &str) -> TestAgent {
+    TestAgent::new(name)
+        .method(TestMethod::new("ping").behaves(Behaviour::Return(json!("pong"))))
+        .requirements_txt("six==1.16.0\n")
+}
+
+fn command(ctx: &TestContext, args: &[&str]) -> Command {
+    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("agenthub"));
+    cmd.args(args).env("AGENTHUB_HOME", ctx.home()).env("NO_COLOR", "1").stdin(Stdio::null());
+    cmd
+}
+
+fn builds(ctx: &TestContext, name: &str) -> usize {
+    let dir = ctx.config().agents_root().join("test").join(name).join(".venv.d");
+    std::fs::read_dir(dir).map_or(0, Iterator::count)
+}
+
+#[test]
+fn eight_processes_on_one_cold_agent_build_once_and_all_succeed() {
+    let ctx = TestContext::new();
+    ctx.install(&needs_six("cold"));
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            command(&ctx, &["exec", "test/cold", "ping", "--json"])
+                .env("AGENTHUB_LOG_LEVEL", "INFO")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut building = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["result"], "pong", "{v}");
+        building += String::from_utf8_lossy(&out.stderr).matches("building environment").count();
+    }
+    assert_eq!(building, 1, "exactly one process builds");
+    assert_eq!(builds(&ctx, "cold"), 1);
+}
+
+#[test]
+fn a_build_killed_midway_leaves_no_ready_marker_and_the_next_call_rebuilds() {
+    let ctx = TestContext::new();
+    let agent_dir = ctx.install(&needs_six("killed"));
+    // pip bootstraps itself with ensurepip first: a window of seconds to kill it in.
+    let mut child = command(&ctx, &["exec", "test/killed", "ping", "--json", "--env-backend", "pip"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while builds(&ctx, "killed") == 0 {
+        assert!(started.elapsed() < Duration::from_secs(30), "the build never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    // SIGKILL the CLI and its installer together, as a crash or an OOM kill would.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    child.wait().unwrap();
+    assert!(!agent_dir.join(".venv").join("agenthub-env.json").exists(), "a killed build looks ready");
+
+    let out =
+        command(&ctx, &["exec", "test/killed", "ping", "--json", "--env-backend", "pip"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"], "pong", "{v}");
+    assert_eq!(builds(&ctx, "killed"), 1, "the half-built environment was collected");
+}
