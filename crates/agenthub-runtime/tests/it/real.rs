@@ -140,7 +140,7 @@ fn each_requirement_source_change_rebuilds_and_nothing_else_does() {
             write(
                 "pyproject.toml",
                 "[project]\nname='src'\nversion='0'\nrequires-python='>=3.8'\ndependencies=['six==1.15.0']\n",
-            )
+            );
         },
         true,
     );
