@@ -2,6 +2,7 @@
 //! group (SIGTERM, grace, SIGKILL), a stdout cap, a stderr tail, a resident-memory cap and
 //! peak-memory measurement. Backends: [`StdProcessBackend`] and [`TokioProcessBackend`].
 
+mod containment;
 mod manager;
 mod registry;
 mod spec;
@@ -17,6 +18,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
+pub use containment::{Containment, RUN_ID_VAR};
 pub use manager::{AgentInvocation, DynProcessBackend, ProcessManager};
 pub use registry::ProcessRegistry;
 pub use spec::{EnvSpec, ExitStatus, ProcessLimits, ProcessOutput, ProcessSpec, Termination};

@@ -25,6 +25,8 @@ pub struct AgentInvocation {
     pub env: EnvSpec,
     /// Its limits.
     pub limits: ProcessLimits,
+    /// How it and its descendants are contained.
+    pub containment: crate::Containment,
 }
 
 /// Runs agent processes through a backend and keeps track of them.
@@ -62,13 +64,17 @@ impl ProcessManager {
             env: call.env,
             limits: call.limits,
             registry: Some(Arc::clone(&self.registry)),
+            containment: call.containment,
         };
         self.backend.run(&spec).await
     }
 
-    /// Kills the process groups of all agents this manager is running; returns how many.
+    /// Kills all agents this manager is running, and removes cgroups that crashed runtimes
+    /// left behind (killing what is in them); returns how many agents were running.
     pub fn cleanup_processes(&self) -> usize {
-        self.registry.kill_all()
+        let running = self.registry.kill_all();
+        crate::containment::sweep_stale_cgroups();
+        running
     }
 
     /// Whether a process with this pid is alive (not a zombie).

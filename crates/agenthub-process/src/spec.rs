@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::containment::Containment;
 use crate::registry::ProcessRegistry;
 
 /// One child process to run to completion.
@@ -22,6 +23,8 @@ pub struct ProcessSpec {
     pub limits: ProcessLimits,
     /// Where running children are recorded while they run.
     pub registry: Option<Arc<ProcessRegistry>>,
+    /// How the child and its descendants are contained and killed.
+    pub containment: Containment,
 }
 
 impl ProcessSpec {
@@ -34,6 +37,7 @@ impl ProcessSpec {
             env: EnvSpec::default(),
             limits: ProcessLimits::default(),
             registry: None,
+            containment: Containment::Auto,
         }
     }
 

@@ -12,6 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::containment::{self, RUN_ID_VAR, Scope};
 use crate::registry::ProcessRegistry;
 use crate::unix::{self, Reaped};
 use crate::{ProcessError, ProcessOutput, ProcessSpec, Termination};
@@ -34,6 +35,8 @@ pub(crate) struct Spawned {
     pub(crate) started: Instant,
     /// The spawner's own peak RSS at spawn time (see [`unix::self_peak_rss_bytes`]).
     spawner_peak_rss: u64,
+    /// Every process of the call; dropping the last handle kills what is left of them.
+    pub(crate) scope: Arc<Scope>,
     registry: Option<Arc<ProcessRegistry>>,
     reaped: bool,
 }
@@ -55,6 +58,8 @@ impl Spawned {
             cmd.env_remove(key);
         }
         cmd.envs(spec.env.set.iter().map(|(k, v)| (k, v)));
+        let run_id = containment::new_run_id();
+        cmd.env(RUN_ID_VAR, &run_id);
         let spawner_peak_rss = unix::self_peak_rss_bytes();
         let started = Instant::now();
         let mut child =
@@ -71,6 +76,7 @@ impl Spawned {
             pidfd: unix::pidfd_open(pid),
             started,
             spawner_peak_rss,
+            scope: Arc::new(Scope::new(pid, run_id, spec.containment)),
             registry: spec.registry.clone(),
             reaped: false,
         };
@@ -89,7 +95,7 @@ impl Spawned {
         let reaped = unix::wait4(self.pid, block).map_err(ProcessError::Io)?;
         if reaped.is_some() {
             self.reaped = true;
-            unix::kill_group(self.pid, libc::SIGKILL);
+            self.scope.kill_all();
             if let Some(registry) = &self.registry {
                 registry.unregister(self.pid);
             }
@@ -102,7 +108,7 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         if !self.reaped {
             // Cancelled or failed midway: never leave the group running or a zombie behind.
-            unix::kill_group(self.pid, libc::SIGKILL);
+            self.scope.kill_all();
             let _ = unix::wait4(self.pid, true);
             if let Some(registry) = &self.registry {
                 registry.unregister(self.pid);
@@ -121,6 +127,7 @@ pub(crate) enum Stream {
 /// Output collected so far and the limits' state.
 pub(crate) struct Supervisor {
     pid: u32,
+    scope: Arc<Scope>,
     spec_limits: crate::ProcessLimits,
     started: Instant,
     stdout: Vec<u8>,
@@ -141,6 +148,7 @@ impl Supervisor {
             limits.max_memory_bytes.map(|_| spawned.started + limits.memory_sample_interval);
         Self {
             pid: spawned.pid,
+            scope: Arc::clone(&spawned.scope),
             spec_limits: limits,
             started: spawned.started,
             stdout: Vec::new(),
@@ -203,7 +211,7 @@ impl Supervisor {
     /// Kills the group at once for a limit other than time.
     fn stop(&mut self, why: Termination) {
         self.termination.get_or_insert(why);
-        unix::kill_group(self.pid, libc::SIGKILL);
+        self.scope.kill_all();
         self.sigkill_sent = true;
     }
 
@@ -212,7 +220,7 @@ impl Supervisor {
         let limits = self.spec_limits;
         if let Some(sigterm_at) = self.sigterm_at {
             if !self.sigkill_sent && now >= sigterm_at + limits.grace_period {
-                unix::kill_group(self.pid, libc::SIGKILL);
+                self.scope.kill_all();
                 self.sigkill_sent = true;
             }
         } else if let Some(timeout) = limits.timeout
@@ -221,7 +229,7 @@ impl Supervisor {
         {
             self.termination = Some(Termination::Timeout);
             self.sigterm_at = Some(now);
-            unix::kill_group(self.pid, libc::SIGTERM);
+            self.scope.signal_group(libc::SIGTERM);
         }
         if let (Some(at), Some(cap)) = (self.next_memory_sample, limits.max_memory_bytes)
             && now >= at

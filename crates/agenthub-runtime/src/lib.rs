@@ -226,6 +226,7 @@ impl AgentRuntime {
                 max_memory_bytes: rt.memory_limit_bytes(),
                 ..ProcessLimits::default()
             },
+            containment: agenthub_process::Containment::Auto,
         };
         let output = self.processes.execute_agent(call).await?;
         Ok(outcome::response_from(&output, rt))

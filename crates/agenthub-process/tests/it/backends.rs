@@ -40,6 +40,10 @@ both_backends!(
     peak_memory_is_measured,
     leftover_children_are_killed_when_the_agent_exits,
     escaped_child_holding_the_pipes_does_not_hang_the_call,
+    escapees_die_on_timeout_with_a_cgroup,
+    escapees_die_on_timeout_with_the_fallback,
+    escapees_die_after_a_normal_exit_with_a_cgroup,
+    escapees_die_after_a_normal_exit_with_the_fallback,
     environment_is_set_and_cleared,
 );
 
@@ -186,6 +190,7 @@ fn manager_tracks_and_cleans_up_running_agents() {
         request_json: "{}".into(),
         env: EnvSpec::default(),
         limits: limits(),
+        containment: agenthub_process::Containment::Auto,
     };
     let m = Arc::clone(&manager);
     let handle = std::thread::spawn(move || pollster::block_on(m.execute_agent(call)));
@@ -210,4 +215,89 @@ fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("agenthub-pm-{}-{}", std::process::id(), rand_bits()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Python that starts, all ignoring SIGTERM and tagged with `token`: a child in the group,
+/// a `setsid` child, and a double-forked `setsid` daemon whose parent exits; then sleeps
+/// `sleep` seconds and prints `done`.
+pub(crate) fn escaping_agent(token: &str, sleep: f64) -> String {
+    format!(
+        "import os, signal, subprocess, sys, time\n\
+         hold = 'import signal,time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'\n\
+         subprocess.Popen([sys.executable, '-c', hold, '{token}-group'])\n\
+         subprocess.Popen([sys.executable, '-c', hold, '{token}-setsid'], start_new_session=True)\n\
+         daemon = 'import os,subprocess,sys; subprocess.Popen([sys.executable, \"-c\", sys.argv[1], sys.argv[2]], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); os._exit(0)'\n\
+         subprocess.run([sys.executable, '-c', daemon, hold, '{token}-daemon'])\n\
+         signal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+         time.sleep({sleep})\n\
+         print('done', flush=True)"
+    )
+}
+
+fn escapees(run: Run, containment: agenthub_process::Containment, timeout: bool) {
+    let token = token();
+    let limits = ProcessLimits {
+        timeout: Some(Duration::from_millis(if timeout { 1500 } else { 20_000 })),
+        grace_period: Duration::from_millis(200),
+        ..ProcessLimits::default()
+    };
+    let mut spec = py(&escaping_agent(&token, if timeout { 600.0 } else { 1.0 })).limits(limits);
+    spec.containment = containment;
+    let out = run(&spec);
+    if timeout {
+        assert_eq!(out.termination, Some(Termination::Timeout));
+    } else {
+        assert_eq!(out.stdout, b"done\n");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(survivors(&token), Vec::<u32>::new(), "{containment:?}, timeout {timeout}");
+}
+
+fn escapees_die_on_timeout_with_a_cgroup(run: Run) {
+    escapees(run, agenthub_process::Containment::Auto, true);
+}
+
+fn escapees_die_on_timeout_with_the_fallback(run: Run) {
+    escapees(run, agenthub_process::Containment::ProcessGroup, true);
+}
+
+fn escapees_die_after_a_normal_exit_with_a_cgroup(run: Run) {
+    escapees(run, agenthub_process::Containment::Auto, false);
+}
+
+fn escapees_die_after_a_normal_exit_with_the_fallback(run: Run) {
+    escapees(run, agenthub_process::Containment::ProcessGroup, false);
+}
+
+#[test]
+fn a_hundred_timed_out_calls_leave_no_survivors() {
+    let token = token();
+    let limits = ProcessLimits {
+        timeout: Some(Duration::from_millis(1200)),
+        grace_period: Duration::from_millis(100),
+        ..ProcessLimits::default()
+    };
+    let spec = py(&escaping_agent(&token, 600.0)).limits(limits);
+    let threads: Vec<_> = (0..10)
+        .map(|_| {
+            let spec = spec.clone();
+            std::thread::spawn(move || {
+                for _ in 0..10 {
+                    let out = crate::run_std(&spec);
+                    assert_eq!(
+                        out.termination,
+                        Some(Termination::Timeout),
+                        "{:?} {:?}",
+                        out.status,
+                        out.stderr_text()
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(survivors(&token), Vec::<u32>::new());
 }

@@ -1,0 +1,170 @@
+//! Finding and killing every descendant of an agent, including ones that left its process
+//! group with `setsid`. Strongest mechanism first:
+//!
+//! 1. a cgroup v2 per call, killed with `cgroup.kill` (Linux 5.14+, a writable cgroup2
+//!    hierarchy: root, or a delegated subtree);
+//! 2. otherwise the process group, plus a sweep of `/proc` for processes whose environment
+//!    carries the call's `AGENTHUB_RUN_ID` (descendants inherit it, also after `setsid` or
+//!    being reparented to init; a process that scrubs its environment escapes this one).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::unix;
+
+/// Name of the variable that marks every process of one call.
+pub const RUN_ID_VAR: &str = "AGENTHUB_RUN_ID";
+
+/// How one call's processes are contained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Containment {
+    /// A cgroup when one can be made, else the process group and a `/proc` sweep.
+    #[default]
+    Auto,
+    /// The process group and a `/proc` sweep only.
+    ProcessGroup,
+}
+
+/// The processes of one running call.
+#[derive(Debug)]
+pub(crate) struct Scope {
+    pgid: u32,
+    run_id: String,
+    cgroup: Option<PathBuf>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A new run id, unique on this machine for this boot: `<pid>-<counter>-<nanos>`.
+pub(crate) fn new_run_id() -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{}-{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+impl Scope {
+    /// Contains the just-spawned `pid` (its own process-group leader).
+    pub(crate) fn new(pid: u32, run_id: String, how: Containment) -> Self {
+        let cgroup = match how {
+            Containment::Auto => cgroup_base().and_then(|base| enter_new_cgroup(base, &run_id, pid)),
+            Containment::ProcessGroup => None,
+        };
+        Self { pgid: pid, run_id, cgroup }
+    }
+
+    /// Sends `signal` to the process group (SIGTERM for a polite stop).
+    pub(crate) fn signal_group(&self, signal: libc::c_int) {
+        unix::kill_group(self.pgid, signal);
+    }
+
+    /// SIGKILLs every process of the call: the group, and the cgroup or the marked ones.
+    pub(crate) fn kill_all(&self) {
+        unix::kill_group(self.pgid, libc::SIGKILL);
+        match &self.cgroup {
+            Some(cg) => {
+                let _ = std::fs::write(cg.join("cgroup.kill"), b"1");
+            }
+            None => sweep_marked(&self.run_id),
+        }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        self.kill_all();
+        if let Some(cg) = &self.cgroup {
+            remove_cgroup(cg);
+        }
+    }
+}
+
+/// `<cgroup2 mount><own cgroup>`, when it is a writable cgroup2 directory with `cgroup.kill`.
+fn cgroup_base() -> Option<&'static Path> {
+    static BASE: OnceLock<Option<PathBuf>> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mount = mountinfo.lines().find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            right.starts_with("cgroup2 ").then(|| left.split(' ').nth(4).map(PathBuf::from))?
+        })?;
+        let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/').to_owned();
+        let base = mount.join(own);
+        // cgroup.kill exists in every non-root cgroup on 5.14+; probe with a child.
+        let probe = base.join(format!("agenthub-probe-{}", std::process::id()));
+        let usable = std::fs::create_dir(&probe).is_ok() && probe.join("cgroup.kill").exists();
+        let _ = std::fs::remove_dir(&probe);
+        usable.then_some(base)
+    })
+    .as_deref()
+}
+
+fn enter_new_cgroup(base: &Path, run_id: &str, pid: u32) -> Option<PathBuf> {
+    let cg = base.join(format!("agenthub-{run_id}"));
+    std::fs::create_dir(&cg).ok()?;
+    let moved = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cg.join("cgroup.procs"))
+        .and_then(|mut f| f.write_all(pid.to_string().as_bytes()));
+    if moved.is_err() {
+        let _ = std::fs::remove_dir(&cg);
+        return None;
+    }
+    Some(cg)
+}
+
+/// Removes a killed cgroup once its processes are gone (killed processes linger as zombies
+/// until their parent reaps them); gives up after 200 ms and leaves it for
+/// [`sweep_stale_cgroups`].
+fn remove_cgroup(cg: &Path) {
+    let deadline = Instant::now() + Duration::from_millis(200);
+    while std::fs::remove_dir(cg).is_err() && cg.exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Removes `agenthub-*` cgroups left by calls that could not remove theirs, after killing
+/// what is in them; returns how many were removed.
+pub(crate) fn sweep_stale_cgroups() -> usize {
+    let Some(base) = cgroup_base() else { return 0 };
+    let Ok(entries) = std::fs::read_dir(base) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(rest) = name.strip_prefix("agenthub-") else { continue };
+        // Only cgroups of runtimes that are gone (the run id starts with the runtime's pid):
+        // a live runtime, this one included, owns its calls in flight.
+        let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if owner.is_none_or(unix::pid_alive) {
+            continue;
+        }
+        let _ = std::fs::write(entry.path().join("cgroup.kill"), b"1");
+        remove_cgroup(&entry.path());
+        removed += usize::from(!entry.path().exists());
+    }
+    removed
+}
+
+/// SIGKILLs every process whose environment holds `AGENTHUB_RUN_ID=<run_id>`.
+fn sweep_marked(run_id: &str) {
+    let needle = format!("{RUN_ID_VAR}={run_id}");
+    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()) {
+            // SAFETY: kill has no memory effects; a pid that is gone is ESRCH.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+    }
+}
