@@ -64,6 +64,13 @@ pub(crate) struct ExecArgs {
     /// Which tool builds the environment (default: uv when found, else pip).
     #[arg(long, value_enum)]
     pub(crate) env_backend: Option<EnvBackendKind>,
+    /// Pass the agent only PATH, HOME, USER, LANG, LC_ALL, LC_CTYPE, TMPDIR, TZ and the
+    /// --env-allow variables, not the whole environment.
+    #[arg(long)]
+    pub(crate) env_clear: bool,
+    /// A variable to pass when the environment is cleared (repeatable; implies --env-clear).
+    #[arg(long, value_name = "VAR")]
+    pub(crate) env_allow: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

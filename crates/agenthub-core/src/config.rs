@@ -64,7 +64,16 @@ pub struct RuntimeConfig {
     pub max_stdout_bytes: u64,
     /// How long a timed-out agent gets between SIGTERM and SIGKILL, in seconds.
     pub kill_grace_period: f64,
+    /// Pass agents only [`BASE_ENV_VARS`] and `env_allow`, not the whole caller's
+    /// environment. Off by default: agents usually need API keys from it.
+    pub env_clear: bool,
+    /// Variables passed to agents when `env_clear` is on (turning it on when set by flag).
+    pub env_allow: Vec<String>,
 }
+
+/// Variables agents always get from the caller when `env_clear` is on: none is a secret,
+/// and tools break without them.
+pub const BASE_ENV_VARS: [&str; 8] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"];
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
@@ -78,6 +87,8 @@ impl Default for RuntimeConfig {
             env_backend: None,
             max_stdout_bytes: 16 * 1024 * 1024,
             kill_grace_period: 1.0,
+            env_clear: false,
+            env_allow: Vec::new(),
         }
     }
 }
@@ -229,6 +240,11 @@ impl Config {
             "ENV_BACKEND" => r.env_backend = Some(value.parse()?),
             "MAX_STDOUT_BYTES" => r.max_stdout_bytes = parse(value)?,
             "KILL_GRACE_PERIOD" => r.kill_grace_period = parse(value)?,
+            "ENV_CLEAR" => r.env_clear = parse_bool(value)?,
+            "ENV_ALLOW" => {
+                r.env_allow =
+                    value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect();
+            }
             "PYTHON_VERSION" => e.python_version = Some(value.to_owned()).filter(|v| !v.is_empty()),
             "VENV_LOCATION" => value.clone_into(&mut e.venv_location),
             "DEPENDENCY_CACHE" => e.dependency_cache = parse_bool(value)?,
@@ -292,6 +308,18 @@ mod tests {
         assert!(!c.runtime.use_uv);
         assert_eq!(c.environment.venv_location, "venv");
         assert_eq!(c.runtime.execution_timeout(), Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn env_allow_list_from_variables() {
+        let vars = [
+            ("AGENTHUB_ENV_CLEAR".to_owned(), "1".to_owned()),
+            ("AGENTHUB_ENV_ALLOW".to_owned(), "OPENAI_API_KEY, HF_HOME,".to_owned()),
+        ];
+        let c = Config::from_sources("/h".into(), None, vars).unwrap();
+        assert!(c.runtime.env_clear);
+        assert_eq!(c.runtime.env_allow, ["OPENAI_API_KEY", "HF_HOME"]);
+        assert!(!Config::from_sources("/h".into(), None, []).unwrap().runtime.env_clear);
     }
 
     #[test]

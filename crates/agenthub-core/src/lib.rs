@@ -11,7 +11,7 @@ mod protocol;
 mod response;
 
 pub use agent::{AgentId, AgentLocation, AgentRef, InvalidAgentId, list_installed, resolve_agent};
-pub use config::{Config, ConfigError, EnvBackendKind, EnvironmentConfig, RuntimeConfig};
+pub use config::{BASE_ENV_VARS, Config, ConfigError, EnvBackendKind, EnvironmentConfig, RuntimeConfig};
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes};
 pub use manifest::{
     AgentManifest, FieldProblem, MANIFEST_FILE_NAMES, MAX_FLOW_NESTING, MAX_MANIFEST_BYTES, ManifestError,

@@ -214,11 +214,7 @@ impl AgentRuntime {
             agent_dir: dir.clone(),
             script: "agent.py".into(),
             request_json: request.to_json(),
-            env: EnvSpec {
-                clear: false,
-                set: activation.set.into_iter().map(|(k, v)| (k.into(), v)).collect(),
-                remove: activation.remove.into_iter().map(Into::into).collect(),
-            },
+            env: agent_env(rt, activation),
             limits: ProcessLimits {
                 timeout: Some(rt.execution_timeout()),
                 grace_period: rt.grace_period(),
@@ -231,6 +227,24 @@ impl AgentRuntime {
         let output = self.processes.execute_agent(call).await?;
         Ok(outcome::response_from(&output, rt))
     }
+}
+
+/// The agent's environment: the caller's (or, with `env_clear`, only the base set and the
+/// allow-list), plus the activation variables.
+fn agent_env(rt: &RuntimeConfig, activation: agenthub_env::Activation) -> EnvSpec {
+    let mut set: Vec<(std::ffi::OsString, std::ffi::OsString)> = Vec::new();
+    if rt.env_clear {
+        let allowed =
+            agenthub_core::BASE_ENV_VARS.iter().copied().chain(rt.env_allow.iter().map(String::as_str));
+        for name in allowed {
+            if let Some(value) = std::env::var_os(name) {
+                set.push((name.into(), value));
+            }
+        }
+    }
+    // Activation comes last: its PATH (venv first) wins over the caller's.
+    set.extend(activation.set.into_iter().map(|(k, v)| (k.into(), v)));
+    EnvSpec { clear: rt.env_clear, set, remove: activation.remove.into_iter().map(Into::into).collect() }
 }
 
 fn process_backend(kind: ProcessBackendKind) -> Result<DynProcessBackend, AgentRuntimeError> {

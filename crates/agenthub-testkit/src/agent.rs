@@ -42,6 +42,8 @@ pub enum Behaviour {
         /// How long to sleep.
         seconds: f64,
     },
+    /// Returns `{name: value or null}` for these environment variables.
+    EnvVars(Vec<String>),
     /// Allocates and touches `mib` MiB, then returns `mib`.
     Allocate {
         /// How much.
@@ -64,6 +66,7 @@ impl Behaviour {
                 json!({"kind": "spawn", "token": token, "seconds": seconds})
             }
             Self::Allocate { mib } => json!({"kind": "allocate", "mib": mib}),
+            Self::EnvVars(names) => json!({"kind": "env", "names": names}),
         }
     }
 }
@@ -163,6 +166,8 @@ elif kind == "spawn":
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     time.sleep(b["seconds"])
     print(json.dumps({"result": "woke up"}))
+elif kind == "env":
+    print(json.dumps({"result": {n: os.environ.get(n) for n in b["names"]}}))
 elif kind == "allocate":
     block = bytearray(b["mib"] * 1024 * 1024)
     for i in range(0, len(block), 4096):

@@ -17,6 +17,10 @@ pub(crate) fn run(mut config: Config, args: &ExecArgs) -> ExitCode {
     if let Some(mb) = args.max_memory {
         config.runtime.max_memory_usage = mb;
     }
+    if args.env_clear || !args.env_allow.is_empty() {
+        config.runtime.env_clear = true;
+        config.runtime.env_allow.extend(args.env_allow.iter().cloned());
+    }
     let response = execute(config, args).unwrap_or_else(|e| ExecutionResponse::failed(e, started.elapsed()));
     render::response(&response, args.json)
 }

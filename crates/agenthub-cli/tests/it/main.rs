@@ -205,3 +205,25 @@ fn env_rebuild_builds_a_fresh_environment() {
         "the rebuild reused the old environment"
     );
 }
+
+#[test]
+fn env_clear_passes_only_the_base_set_and_the_allow_list() {
+    let ctx = TestContext::new();
+    let names = ["AH_SECRET", "AH_ALLOWED", "HOME", "VIRTUAL_ENV"].map(String::from).to_vec();
+    ctx.install(&TestAgent::new("env").method(TestMethod::new("show").behaves(Behaviour::EnvVars(names))));
+    let run = |extra: &[&str]| {
+        let mut args = vec!["exec", "test/env", "show", "--json"];
+        args.extend_from_slice(extra);
+        let out =
+            agenthub(&ctx).env("AH_SECRET", "s3cret").env("AH_ALLOWED", "yes").args(&args).output().unwrap();
+        json_of(&out)["result"].clone()
+    };
+    let all = run(&[]);
+    assert_eq!(all["AH_SECRET"], "s3cret", "by default the caller's environment passes");
+    let cleared = run(&["--env-allow", "AH_ALLOWED"]);
+    assert_eq!(cleared["AH_SECRET"], Json::Null);
+    assert_eq!(cleared["AH_ALLOWED"], "yes");
+    assert_eq!(cleared["HOME"], all["HOME"]);
+    assert!(cleared["VIRTUAL_ENV"].as_str().unwrap().ends_with(".venv"));
+    assert_eq!(run(&["--env-clear"])["AH_ALLOWED"], Json::Null);
+}
