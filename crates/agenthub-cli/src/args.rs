@@ -64,7 +64,7 @@ pub(crate) struct ExecArgs {
     /// Which tool builds the environment (default: uv when found, else pip).
     #[arg(long, value_enum)]
     pub(crate) env_backend: Option<EnvBackendKind>,
-    /// Pass the agent only PATH, HOME, USER, LANG, LC_ALL, LC_CTYPE, TMPDIR, TZ and the
+    /// Pass the agent only a base set (PATH, HOME, USER, TMPDIR, TZ, the locale) and the
     /// --env-allow variables, not the whole environment.
     #[arg(long)]
     pub(crate) env_clear: bool,
