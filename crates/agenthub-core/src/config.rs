@@ -69,6 +69,8 @@ pub struct RuntimeConfig {
     pub env_clear: bool,
     /// Variables passed to agents when `env_clear` is on (turning it on when set by flag).
     pub env_allow: Vec<String>,
+    /// How many agents one runtime runs at once; further calls wait. 0 = twice the CPUs.
+    pub max_concurrency: usize,
 }
 
 /// Variables agents always get from the caller when `env_clear` is on: none is a secret,
@@ -89,6 +91,7 @@ impl Default for RuntimeConfig {
             kill_grace_period: 1.0,
             env_clear: false,
             env_allow: Vec::new(),
+            max_concurrency: 0,
         }
     }
 }
@@ -102,6 +105,14 @@ impl RuntimeConfig {
     /// `max_memory_usage` in bytes; 0 means no cap.
     pub fn memory_limit_bytes(&self) -> Option<u64> {
         (self.max_memory_usage > 0).then(|| self.max_memory_usage * 1024 * 1024)
+    }
+
+    /// `max_concurrency`, with 0 resolved to twice the available CPUs.
+    pub fn concurrency_limit(&self) -> usize {
+        match self.max_concurrency {
+            0 => std::thread::available_parallelism().map_or(2, std::num::NonZero::get) * 2,
+            n => n,
+        }
     }
 
     /// `kill_grace_period` as a duration.
@@ -241,6 +252,7 @@ impl Config {
             "MAX_STDOUT_BYTES" => r.max_stdout_bytes = parse(value)?,
             "KILL_GRACE_PERIOD" => r.kill_grace_period = parse(value)?,
             "ENV_CLEAR" => r.env_clear = parse_bool(value)?,
+            "MAX_CONCURRENCY" => r.max_concurrency = parse(value)?,
             "ENV_ALLOW" => {
                 r.env_allow =
                     value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect();

@@ -49,6 +49,7 @@ pub struct AgentRuntime {
     config: Config,
     environments: EnvironmentManager,
     processes: ProcessManager,
+    slots: async_lock::Semaphore,
 }
 
 impl std::fmt::Debug for AgentRuntime {
@@ -65,7 +66,8 @@ impl AgentRuntime {
     /// A runtime over the given backends.
     pub fn new(config: Config, environment: DynEnvironmentBackend, process: DynProcessBackend) -> Self {
         let environments = EnvironmentManager::new(environment, config.environment.clone());
-        Self { config, environments, processes: ProcessManager::new(process) }
+        let slots = async_lock::Semaphore::new(config.runtime.concurrency_limit());
+        Self { config, environments, processes: ProcessManager::new(process), slots }
     }
 
     /// A runtime with the default backends: the environment backend the configuration
@@ -197,6 +199,8 @@ impl AgentRuntime {
         })?;
         let parameters = validate_parameters(method, spec, params)?;
         let dir = &agent.location.dir;
+        // Calls beyond `max_concurrency` wait here, after validation and before any work.
+        let _slot = self.slots.acquire().await;
         if !dir.join("agent.py").is_file() {
             return Err(AgentRuntimeError::Execution {
                 message: format!("No agent.py in {}", dir.display()),

@@ -171,3 +171,61 @@ fn each_requirement_source_change_rebuilds_and_nothing_else_does() {
         false,
     );
 }
+
+fn vm_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn two_hundred_concurrent_tokio_calls_are_correct_unmixed_and_bounded() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    const BOUND: usize = 16;
+    let ctx = TestContext::new().with_config(|c| c.runtime.max_concurrency = BOUND);
+    ctx.install(
+        &TestAgent::new("load").method(
+            TestMethod::new("echo").param("i", ParamType::Integer, true).behaves(Behaviour::EchoParams),
+        ),
+    );
+    let rt = Arc::new(ctx.runtime_with_kinds(EnvBackendKind::Uv, ProcessBackendKind::Tokio));
+    let tokio_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
+    tokio_rt.block_on(async {
+        // Build the environment first: the load is on running, not on building.
+        assert!(rt.execute_agent("test/load", "echo", params(&json!({"i": -1}))).await.is_success());
+        let rss_before = vm_rss_kib();
+        let done = Arc::new(AtomicBool::new(false));
+        let peak_running = Arc::new(AtomicUsize::new(0));
+        let watcher = {
+            let (rt, done, peak) = (Arc::clone(&rt), Arc::clone(&done), Arc::clone(&peak_running));
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    peak.fetch_max(rt.processes().running_processes().len(), Ordering::Relaxed);
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+            })
+        };
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let rt = Arc::clone(&rt);
+                tokio::spawn(async move {
+                    (i, rt.execute_agent("test/load", "echo", params(&json!({"i": i}))).await)
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (i, response) = task.await.unwrap();
+            assert_eq!(response.result(), Some(&json!({"i": i})), "{}", response.to_json());
+        }
+        done.store(true, Ordering::Relaxed);
+        watcher.await.unwrap();
+        let peak = peak_running.load(Ordering::Relaxed);
+        assert!(peak <= BOUND, "{peak} agents ran at once, bound {BOUND}");
+        assert!(peak > 1, "the calls did not run concurrently");
+        let growth_mib = vm_rss_kib().saturating_sub(rss_before) / 1024;
+        assert!(growth_mib < 64, "runtime RSS grew by {growth_mib} MiB over 200 calls");
+    });
+}
