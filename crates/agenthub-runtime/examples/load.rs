@@ -45,32 +45,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         p.insert("name".into(), format!("caller {i}").into());
         p
     };
-    let warm = runtime.execute_agent_blocking("bench/hello", "greet", params(0));
+    let tokio_rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // Build the environment before timing: the load is on running, not on building.
+    let warm = tokio_rt.block_on(runtime.execute_agent("bench/hello", "greet", params(0)));
     assert!(warm.is_success(), "{}", serde_json::to_string(&warm)?);
 
     let started = Instant::now();
     let mut latencies: Vec<Duration> = match backend {
-        ProcessBackendKind::Tokio => {
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            rt.block_on(async {
-                let tasks: Vec<_> = (0..calls)
-                    .map(|i| {
-                        let runtime = Arc::clone(&runtime);
-                        tokio::spawn(async move {
-                            let t = Instant::now();
-                            let r = runtime.execute_agent("bench/hello", "greet", params(i)).await;
-                            assert_eq!(r.result(), Some(&format!("Hello, caller {i}.").into()));
-                            t.elapsed()
-                        })
+        ProcessBackendKind::Tokio => tokio_rt.block_on(async {
+            let tasks: Vec<_> = (0..calls)
+                .map(|i| {
+                    let runtime = Arc::clone(&runtime);
+                    tokio::spawn(async move {
+                        let t = Instant::now();
+                        let r = runtime.execute_agent("bench/hello", "greet", params(i)).await;
+                        assert_eq!(r.result(), Some(&format!("Hello, caller {i}.").into()));
+                        t.elapsed()
                     })
-                    .collect();
-                let mut out = Vec::with_capacity(calls);
-                for task in tasks {
-                    out.push(task.await.expect("task"));
-                }
-                out
-            })
-        }
+                })
+                .collect();
+            let mut out = Vec::with_capacity(calls);
+            for task in tasks {
+                out.push(task.await.expect("task"));
+            }
+            out
+        }),
         ProcessBackendKind::Std => std::thread::scope(|s| {
             let per_thread = calls.div_ceil(concurrency);
             let handles: Vec<_> = (0..concurrency)
