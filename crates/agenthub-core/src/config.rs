@@ -71,6 +71,9 @@ pub struct RuntimeConfig {
     pub env_allow: Vec<String>,
     /// How many agents one runtime runs at once; further calls wait. 0 = twice the CPUs.
     pub max_concurrency: usize,
+    /// Agents get SIGKILL when the thread that started them dies (`PR_SET_PDEATHSIG`).
+    /// The CLI turns it on; libraries on multi-threaded runtimes should leave it off.
+    pub kill_agents_with_runtime: bool,
 }
 
 /// Variables agents always get from the caller when `env_clear` is on: none is a secret,
@@ -92,6 +95,7 @@ impl Default for RuntimeConfig {
             env_clear: false,
             env_allow: Vec::new(),
             max_concurrency: 0,
+            kill_agents_with_runtime: false,
         }
     }
 }

@@ -34,6 +34,7 @@ pub(crate) struct Scope {
     pgid: u32,
     run_id: String,
     cgroup: Option<PathBuf>,
+    killed: std::sync::atomic::AtomicBool,
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -52,7 +53,7 @@ impl Scope {
             Containment::Auto => cgroup_base().and_then(|base| enter_new_cgroup(base, &run_id, pid)),
             Containment::ProcessGroup => None,
         };
-        Self { pgid: pid, run_id, cgroup }
+        Self { pgid: pid, run_id, cgroup, killed: std::sync::atomic::AtomicBool::new(false) }
     }
 
     /// Sends `signal` to the process group (SIGTERM for a polite stop).
@@ -61,7 +62,11 @@ impl Scope {
     }
 
     /// SIGKILLs every process of the call: the group, and the cgroup or the marked ones.
+    /// Once is enough: after it, nothing of the call is left to start new processes.
     pub(crate) fn kill_all(&self) {
+        if self.killed.swap(true, Ordering::AcqRel) {
+            return;
+        }
         unix::kill_group(self.pgid, libc::SIGKILL);
         match &self.cgroup {
             Some(cg) => {
@@ -93,11 +98,8 @@ fn cgroup_base() -> Option<&'static Path> {
         let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
         let own = own.lines().find_map(|l| l.strip_prefix("0::"))?.trim_start_matches('/').to_owned();
         let base = mount.join(own);
-        // cgroup.kill exists in every non-root cgroup on 5.14+; probe with a child.
-        let probe = base.join(format!("agenthub-probe-{}", std::process::id()));
-        let usable = std::fs::create_dir(&probe).is_ok() && probe.join("cgroup.kill").exists();
-        let _ = std::fs::remove_dir(&probe);
-        usable.then_some(base)
+        // Whether children can be made here shows on the first call (`enter_new_cgroup`).
+        base.join("cgroup.procs").exists().then_some(base)
     })
     .as_deref()
 }
@@ -105,6 +107,11 @@ fn cgroup_base() -> Option<&'static Path> {
 fn enter_new_cgroup(base: &Path, run_id: &str, pid: u32) -> Option<PathBuf> {
     let cg = base.join(format!("agenthub-{run_id}"));
     std::fs::create_dir(&cg).ok()?;
+    // cgroup.kill exists in every non-root cgroup from Linux 5.14 on.
+    if !cg.join("cgroup.kill").exists() {
+        let _ = std::fs::remove_dir(&cg);
+        return None;
+    }
     let moved = std::fs::OpenOptions::new()
         .write(true)
         .open(cg.join("cgroup.procs"))

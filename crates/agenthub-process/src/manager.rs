@@ -27,6 +27,8 @@ pub struct AgentInvocation {
     pub limits: ProcessLimits,
     /// How it and its descendants are contained.
     pub containment: crate::Containment,
+    /// See [`ProcessSpec::die_with_parent`].
+    pub die_with_parent: bool,
 }
 
 /// Runs agent processes through a backend and keeps track of them.
@@ -65,6 +67,7 @@ impl ProcessManager {
             limits: call.limits,
             registry: Some(Arc::clone(&self.registry)),
             containment: call.containment,
+            die_with_parent: call.die_with_parent,
         };
         self.backend.run(&spec).await
     }

@@ -25,6 +25,11 @@ pub struct ProcessSpec {
     pub registry: Option<Arc<ProcessRegistry>>,
     /// How the child and its descendants are contained and killed.
     pub containment: Containment,
+    /// SIGKILL the child when the spawning thread dies (`PR_SET_PDEATHSIG`), so a runtime
+    /// killed with SIGKILL takes its agents along. Costs a `fork` instead of `posix_spawn`;
+    /// only safe when the spawning thread lives as long as the child (not on a tokio
+    /// blocking pool, whose idle threads exit).
+    pub die_with_parent: bool,
 }
 
 impl ProcessSpec {
@@ -38,6 +43,7 @@ impl ProcessSpec {
             limits: ProcessLimits::default(),
             registry: None,
             containment: Containment::Auto,
+            die_with_parent: false,
         }
     }
 

@@ -58,6 +58,9 @@ impl Spawned {
             cmd.env_remove(key);
         }
         cmd.envs(spec.env.set.iter().map(|(k, v)| (k, v)));
+        if spec.die_with_parent {
+            unix::die_with_parent(&mut cmd);
+        }
         let run_id = containment::new_run_id();
         cmd.env(RUN_ID_VAR, &run_id);
         let spawner_peak_rss = unix::self_peak_rss_bytes();

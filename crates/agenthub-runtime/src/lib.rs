@@ -227,6 +227,7 @@ impl AgentRuntime {
                 ..ProcessLimits::default()
             },
             containment: agenthub_process::Containment::Auto,
+            die_with_parent: rt.kill_agents_with_runtime,
         };
         let output = self.processes.execute_agent(call).await?;
         Ok(outcome::response_from(&output, rt))

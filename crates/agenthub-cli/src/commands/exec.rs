@@ -25,8 +25,12 @@ pub(crate) fn run(mut config: Config, args: &ExecArgs) -> ExitCode {
     render::response(&response, args.json)
 }
 
-fn execute(config: Config, args: &ExecArgs) -> Result<ExecutionResponse, AgentRuntimeError> {
+fn execute(mut config: Config, args: &ExecArgs) -> Result<ExecutionResponse, AgentRuntimeError> {
+    // One thread spawns and outlives every agent here, so tie the agents' lives to it.
+    config.runtime.kill_agents_with_runtime = true;
     let runtime = AgentRuntime::with_backends(config, args.env_backend, ProcessBackendKind::Std)?;
+    // Reap what a runtime that was killed outright left behind.
+    runtime.cleanup_processes();
     let agent = runtime.load_agent(&args.agent)?;
     let spec = agent.manifest.method(&args.method);
     let params = parse_cli_params(&args.method, spec, &args.params).map_err(|e| {

@@ -77,3 +77,65 @@ fn a_build_killed_midway_leaves_no_ready_marker_and_the_next_call_rebuilds() {
     assert_eq!(v["result"], "pong", "{v}");
     assert_eq!(builds(&ctx, "killed"), 1, "the half-built environment was collected");
 }
+
+/// Live, non-zombie processes whose command line contains `token`.
+fn survivors(token: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = state.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        if !zombie && cmdline.windows(token.len()).any(|w| w == token.as_bytes()) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn a_runtime_killed_outright_takes_its_agent_along_and_the_next_one_reaps_the_rest() {
+    let ctx = TestContext::new();
+    let token = format!("agenthub-crash-{}", std::process::id());
+    ctx.install(
+        &TestAgent::new("crash")
+            .method(
+                TestMethod::new("hang")
+                    .behaves(Behaviour::SpawnAndHang { token: token.clone(), seconds: 600.0 }),
+            )
+            .method(TestMethod::new("ping").behaves(Behaviour::Return(json!("pong")))),
+    );
+    assert_eq!(command(&ctx, &["exec", "test/crash", "ping"]).output().unwrap().status.code(), Some(0));
+    let mut cli =
+        command(&ctx, &["exec", "test/crash", "hang", "--json"]).stdout(Stdio::null()).spawn().unwrap();
+    let started = Instant::now();
+    while survivors(&token).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "the agent never started its grandchild");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let agent_py = ctx.config().agents_root().join("test/crash/agent.py");
+    let agent_pids = || {
+        let needle = agent_py.canonicalize().unwrap();
+        let dir = needle.parent().unwrap().to_path_buf();
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
+            .filter(|pid| {
+                let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                cwd.as_deref() == Some(dir.as_path()) && cmd.windows(8).any(|w| w == b"agent.py")
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(!agent_pids().is_empty());
+    // SIGKILL the runtime alone, as the OOM killer would.
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(agent_pids(), Vec::<u32>::new(), "the agent outlived its runtime");
+    // The grandchild ignored everything so far; the next runtime reaps it at start.
+    assert_eq!(command(&ctx, &["exec", "test/crash", "ping"]).output().unwrap().status.code(), Some(0));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(survivors(&token), Vec::<u32>::new(), "the next runtime left the orphan running");
+}

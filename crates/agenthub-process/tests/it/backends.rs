@@ -193,6 +193,7 @@ fn manager_tracks_and_cleans_up_running_agents() {
         env: EnvSpec::default(),
         limits: limits(),
         containment: agenthub_process::Containment::Auto,
+        die_with_parent: false,
     };
     let m = Arc::clone(&manager);
     let handle = std::thread::spawn(move || pollster::block_on(m.execute_agent(call)));

@@ -229,3 +229,21 @@ fn two_hundred_concurrent_tokio_calls_are_correct_unmixed_and_bounded() {
         assert!(growth_mib < 64, "runtime RSS grew by {growth_mib} MiB over 200 calls");
     });
 }
+
+#[test]
+fn numpy_imports_and_computes_under_the_default_memory_cap() {
+    let ctx = TestContext::new();
+    let dir = ctx.install(
+        &TestAgent::new("np")
+            .method(TestMethod::new("m").behaves(Behaviour::Return(json!(null))))
+            .requirements_txt("numpy\n"),
+    );
+    std::fs::write(
+        dir.join("agent.py"),
+        "import json, numpy as np\nm = np.ones((512, 512)) @ np.ones((512, 512))\nprint(json.dumps({'result': float(m[0, 0])}))\n",
+    )
+    .unwrap();
+    assert_eq!(ctx.config().runtime.max_memory_usage, 1024);
+    let r = ctx.runtime().execute_agent_blocking("test/np", "m", Map::new());
+    assert_eq!(r.result(), Some(&json!(512.0)), "{}", r.to_json());
+}
