@@ -12,11 +12,7 @@ fn a_small_child_of_a_large_parent_reports_its_own_peak() {
         ballast[i] = 1;
     }
     std::hint::black_box(&ballast);
-    let python = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .unwrap();
-    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
+    let python = agenthub_testkit::real_python();
     let code =
         "import time\nb = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\ntime.sleep(0.1)";
     let spec =

@@ -11,11 +11,7 @@ fn open_fds() -> usize {
 
 #[test]
 fn a_thousand_calls_leave_the_fd_count_unchanged() {
-    let python = std::process::Command::new("python3")
-        .args(["-c", "import sys; print(sys.executable)"])
-        .output()
-        .unwrap();
-    let python = String::from_utf8(python.stdout).unwrap().trim().to_owned();
+    let python = agenthub_testkit::real_python();
     // A timeout, a memory cap and stderr output, so every code path opens and closes its fds.
     let spec = ProcessSpec::new(python, std::env::temp_dir())
         .args(["-c", "import sys; print('x'); print('e', file=sys.stderr)"])

@@ -3,6 +3,7 @@
 //! [`TestContext`] that owns a temporary home, and [`validate_runtime_interface`].
 
 mod agent;
+mod procs;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ pub use agenthub_process::MockProcessBackend;
 use agenthub_runtime::{
     AgentRuntime, DynEnvironmentBackend, DynProcessBackend, EnvBackendKind, ProcessBackendKind,
 };
+pub use procs::{real_python, survivors};
 
 /// A temporary `AGENTHUB_HOME` with an agents root, removed on drop.
 #[derive(Debug)]

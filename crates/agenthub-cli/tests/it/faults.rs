@@ -4,7 +4,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};
+use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod, survivors};
 use serde_json::json;
 
 fn needs_six(name: &str) -> TestAgent {
@@ -76,21 +76,6 @@ fn a_build_killed_midway_leaves_no_ready_marker_and_the_next_call_rebuilds() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["result"], "pong", "{v}");
     assert_eq!(builds(&ctx, "killed"), 1, "the half-built environment was collected");
-}
-
-/// Live, non-zombie processes whose command line contains `token`.
-fn survivors(token: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
-        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = state.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-        if !zombie && cmdline.windows(token.len()).any(|w| w == token.as_bytes()) {
-            found.push(pid);
-        }
-    }
-    found
 }
 
 #[test]
