@@ -14,7 +14,7 @@ fn a_small_child_of_a_large_parent_reports_its_own_peak() {
     std::hint::black_box(&ballast);
     let python = agenthub_testkit::real_python();
     let code =
-        "import time\nb = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\ntime.sleep(0.1)";
+        "import time\nb = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\ntime.sleep(1.0)";
     let spec =
         ProcessSpec::new(python, std::env::temp_dir()).args(["-c", code]).limits(ProcessLimits::default());
     let out = pollster::block_on(StdProcessBackend.run(&spec)).unwrap();
