@@ -32,7 +32,7 @@ pub enum Containment {
 #[derive(Debug)]
 pub(crate) struct Scope {
     pgid: u32,
-    run_id: String,
+    pub(crate) run_id: String,
     cgroup: Option<PathBuf>,
     killed: std::sync::atomic::AtomicBool,
 }
@@ -72,7 +72,7 @@ impl Scope {
             Some(cg) => {
                 let _ = std::fs::write(cg.join("cgroup.kill"), b"1");
             }
-            None => sweep_marked(&self.run_id),
+            None => kill_marked(&self.run_id),
         }
     }
 }
@@ -157,7 +157,7 @@ pub(crate) fn sweep_stale_cgroups() -> usize {
 }
 
 /// SIGKILLs every process whose environment holds `AGENTHUB_RUN_ID=<run_id>`.
-fn sweep_marked(run_id: &str) {
+pub(crate) fn kill_marked(run_id: &str) {
     let needle = format!("{RUN_ID_VAR}={run_id}");
     let Ok(entries) = std::fs::read_dir("/proc") else { return };
     let me = std::process::id();

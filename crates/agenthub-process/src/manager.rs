@@ -52,6 +52,12 @@ impl ProcessManager {
         Self { backend, registry: Arc::new(ProcessRegistry::new()) }
     }
 
+    /// A manager that records running agents in `run_dir` (see
+    /// [`ProcessRegistry::with_run_dir`]), so a later runtime can clean up after this one.
+    pub fn with_run_dir(backend: DynProcessBackend, run_dir: PathBuf) -> Self {
+        Self { backend, registry: Arc::new(ProcessRegistry::with_run_dir(run_dir)) }
+    }
+
     /// The backend's name.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
@@ -72,12 +78,12 @@ impl ProcessManager {
         self.backend.run(&spec).await
     }
 
-    /// Kills all agents this manager is running, and removes cgroups that crashed runtimes
-    /// left behind (killing what is in them); returns how many agents were running.
+    /// Kills all agents this manager is running, and what crashed runtimes left behind
+    /// (stale run records and cgroups); returns how many processes groups were killed.
     pub fn cleanup_processes(&self) -> usize {
-        let running = self.registry.kill_all();
-        crate::containment::sweep_stale_cgroups();
-        running
+        self.registry.kill_all()
+            + self.registry.clear_stale_records()
+            + crate::containment::sweep_stale_cgroups()
     }
 
     /// Whether a process with this pid is alive (not a zombie).

@@ -87,7 +87,7 @@ impl Spawned {
             unix::set_nonblocking(pipe).map_err(ProcessError::Io)?;
         }
         if let Some(registry) = &spawned.registry {
-            registry.register(pid);
+            registry.register(pid, &spawned.scope.run_id);
         }
         Ok(spawned)
     }

@@ -67,7 +67,8 @@ impl AgentRuntime {
     pub fn new(config: Config, environment: DynEnvironmentBackend, process: DynProcessBackend) -> Self {
         let environments = EnvironmentManager::new(environment, config.environment.clone());
         let slots = async_lock::Semaphore::new(config.runtime.concurrency_limit());
-        Self { config, environments, processes: ProcessManager::new(process), slots }
+        let processes = ProcessManager::with_run_dir(process, config.home.join("run"));
+        Self { config, environments, processes, slots }
     }
 
     /// A runtime with the default backends: the environment backend the configuration

@@ -304,3 +304,62 @@ fn a_hundred_timed_out_calls_leave_no_survivors() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(survivors(&token), Vec::<u32>::new());
 }
+
+#[test]
+fn records_of_a_dead_runtime_are_cleaned_up_and_live_ones_kept() {
+    use std::os::unix::process::CommandExt;
+    use std::sync::Arc;
+
+    use agenthub_process::{RUN_ID_VAR, StdProcessBackend};
+    let run_dir = tempfile_dir();
+    // A runtime that died: a pid that has exited.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_runtime = gone.id();
+    gone.wait().unwrap();
+    let run_id = format!("{dead_runtime}-0-1");
+    // The agent it left: its own group, marked with the run id, with setsid'd descendants.
+    let token = token();
+    let mut orphan = std::process::Command::new(crate::python())
+        .args(["-c", &escaping_agent(&token, 600.0)])
+        .env(RUN_ID_VAR, &run_id)
+        .stdout(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while survivors(&token).len() < 3 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the orphan never started its children");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(run_dir.join(&run_id), format!("{}\n", orphan.id())).unwrap();
+    let live = format!("{}-7-7", std::process::id());
+    std::fs::write(run_dir.join(&live), "999999\n").unwrap();
+
+    let manager = ProcessManager::with_run_dir(Arc::new(StdProcessBackend), run_dir.clone());
+    assert!(manager.cleanup_processes() >= 1);
+    orphan.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(survivors(&token), Vec::<u32>::new());
+    assert!(!run_dir.join(&run_id).exists(), "the stale record was not removed");
+    assert!(run_dir.join(&live).exists(), "a live runtime's record was removed");
+
+    // A call of this manager leaves no record behind once it ends.
+    std::fs::remove_file(run_dir.join(&live)).unwrap();
+    let agent_dir = tempfile_dir();
+    std::fs::write(agent_dir.join("agent.py"), "print('{\"result\": 1}')\n").unwrap();
+    let out = pollster::block_on(manager.execute_agent(agenthub_process::AgentInvocation {
+        python: crate::python(),
+        agent_dir: agent_dir.clone(),
+        script: "agent.py".into(),
+        request_json: "{}".into(),
+        env: EnvSpec::default(),
+        limits: limits(),
+        containment: agenthub_process::Containment::Auto,
+        die_with_parent: false,
+    }))
+    .unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 0);
+    std::fs::remove_dir_all(run_dir).unwrap();
+    std::fs::remove_dir_all(agent_dir).unwrap();
+}
