@@ -144,6 +144,9 @@ pub struct EnvironmentConfig {
     pub auto_cleanup: bool,
     /// Warn when an environment grows past this many MB.
     pub max_venv_size: u64,
+    /// Run the manifest's `installation.commands` after installing requirements (split
+    /// like a shell would, run without one). Off by default: a manifest is untrusted input.
+    pub run_installation_commands: bool,
 }
 
 impl Default for EnvironmentConfig {
@@ -154,6 +157,7 @@ impl Default for EnvironmentConfig {
             dependency_cache: true,
             auto_cleanup: true,
             max_venv_size: 500,
+            run_installation_commands: false,
         }
     }
 }
@@ -266,6 +270,7 @@ impl Config {
             "DEPENDENCY_CACHE" => e.dependency_cache = parse_bool(value)?,
             "AUTO_CLEANUP" => e.auto_cleanup = parse_bool(value)?,
             "MAX_VENV_SIZE" => e.max_venv_size = parse(value)?,
+            "RUN_INSTALLATION_COMMANDS" => e.run_installation_commands = parse_bool(value)?,
             _ => {} // AGENTHUB_HOME and variables of other tools.
         }
         Ok(())

@@ -20,7 +20,20 @@ const STDERR_TAIL: usize = 64 * 1024;
 /// Runs a tool to completion with an argument vector (never a shell); fails with its
 /// stderr tail when it exits non-zero.
 pub(crate) fn run_tool(program: &Path, args: &[&OsStr], envs: &[(&str, &str)]) -> Result<String, EnvError> {
+    run_tool_in(program, args, envs, None)
+}
+
+/// [`run_tool`] in the working directory `cwd`.
+pub(crate) fn run_tool_in(
+    program: &Path,
+    args: &[&OsStr],
+    envs: &[(&str, &str)],
+    cwd: Option<&Path>,
+) -> Result<String, EnvError> {
     let mut cmd = Command::new(program);
+    if let Some(cwd) = cwd {
+        cmd.current_dir(cwd);
+    }
     cmd.args(args).stdin(Stdio::null()).env_remove("PYTHONHOME").env_remove("VIRTUAL_ENV");
     for (k, v) in envs {
         cmd.env(k, v);

@@ -101,6 +101,12 @@ pub enum EnvError {
         #[source]
         source: std::io::Error,
     },
+    /// An installation command of the manifest does not split into words (open quote).
+    #[error("failed to split installation command `{command}` into arguments")]
+    BadInstallCommand {
+        /// The command as written.
+        command: String,
+    },
     /// `pyproject.toml` could not be read as TOML with string dependencies.
     #[error("invalid `{}`: {message}", path.display())]
     Pyproject {
@@ -130,6 +136,7 @@ impl EnvError {
                 .to_owned(),
             Self::Io { .. } => "Check that the agent directory is writable and the disk has room".to_owned(),
             Self::Pyproject { .. } => "Fix pyproject.toml: [project].dependencies must be a list of strings".to_owned(),
+            Self::BadInstallCommand { .. } => "Fix the quoting of installation.commands in agent.yaml".to_owned(),
         }
     }
 }

@@ -158,7 +158,13 @@ impl EnvironmentManager {
         let requirements = RequirementSet::for_agent(agent_path, &manifest.dependencies)?;
         let constraint = manifest.python_version.as_ref().map(agenthub_core::PythonConstraint::to_pep440);
         let wanted = [self.config.python_version.as_deref(), constraint.as_deref()];
-        let key = requirements.key(Some(&wanted.iter().flatten().copied().collect::<Vec<_>>().join(";")));
+        let mut salt = wanted.iter().flatten().copied().collect::<Vec<_>>().join(";");
+        if self.config.run_installation_commands {
+            // Changed commands rebuild the environment, as changed requirements do.
+            salt.push_str("\ninstallation:");
+            salt.push_str(&manifest.installation_commands.join("\n"));
+        }
+        let key = requirements.key(Some(&salt));
         let venv = self.venv_path(agent_path);
         let python = self.get_python_executable(&venv);
         if !force && is_ready(&venv, &python, &key) {
@@ -180,7 +186,7 @@ impl EnvironmentManager {
             path: builds.clone(),
             source,
         })?;
-        let result = self.build(&build_dir, manifest, &requirements, &key).await;
+        let result = self.build(&build_dir, agent_path, manifest, &requirements, &key).await;
         if let Err(err) = result {
             if self.config.auto_cleanup {
                 let _ = std::fs::remove_dir_all(&build_dir);
@@ -202,6 +208,7 @@ impl EnvironmentManager {
     async fn build(
         &self,
         dir: &Path,
+        agent_dir: &Path,
         manifest: &AgentManifest,
         requirements: &RequirementSet,
         key: &str,
@@ -226,6 +233,9 @@ impl EnvironmentManager {
             RequirementSource::Pyproject | RequirementSource::Manifest => requirements.requirements.clone(),
         };
         self.install_dependencies(dir, &install_args).await?;
+        if self.config.run_installation_commands {
+            run_installation_commands(dir, agent_dir, &manifest.installation_commands)?;
+        }
         let marker = EnvMarker {
             key: key.to_owned(),
             backend: self.backend.kind().as_str().to_owned(),
@@ -252,6 +262,27 @@ impl EnvironmentManager {
             );
         }
     }
+}
+
+/// Runs installation commands in the agent directory with the new environment active:
+/// each split into words like a shell would (quotes, escapes), then run without one.
+fn run_installation_commands(venv: &Path, agent_dir: &Path, commands: &[String]) -> Result<(), EnvError> {
+    let activation = EnvironmentManager::activate_environment(venv);
+    let vars: Vec<(String, String)> =
+        activation.set.iter().map(|(k, v)| (k.clone(), v.to_string_lossy().into_owned())).collect();
+    let envs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let search_path = vars.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+    for command in commands {
+        let words = shlex::split(command).filter(|w| !w.is_empty());
+        let Some(words) = words else {
+            return Err(EnvError::BadInstallCommand { command: command.clone() });
+        };
+        let program = which::which_in(&words[0], search_path.as_deref(), agent_dir)
+            .map_err(|_| EnvError::ToolNotFound { tool: "the program of an installation command" })?;
+        let args: Vec<&std::ffi::OsStr> = words[1..].iter().map(std::ffi::OsStr::new).collect();
+        crate::backends::run_tool_in(&program, &args, &envs, Some(agent_dir))?;
+    }
+    Ok(())
 }
 
 /// Ready when the marker holds `key` and the Python is there.

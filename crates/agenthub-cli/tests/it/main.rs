@@ -227,3 +227,13 @@ fn env_clear_passes_only_the_base_set_and_the_allow_list() {
     assert!(std::path::Path::new(cleared["VIRTUAL_ENV"].as_str().unwrap()).ends_with(".venv"));
     assert_eq!(run(&["--env-clear"])["AH_ALLOWED"], Json::Null);
 }
+
+#[test]
+fn parameters_never_reach_a_shell() {
+    let ctx = ctx_with_agent();
+    let marker = ctx.home().join("pwned");
+    let evil = format!("'; touch {m}; $(touch {m}) `touch {m}` && touch {m} | cat", m = marker.display());
+    let out = agenthub(&ctx).args(["exec", "test/demo", "greet", &evil, "--json"]).output().unwrap();
+    assert_eq!(json_of(&out)["result"], json!({"name": evil}));
+    assert!(!marker.exists(), "a parameter was interpreted by a shell");
+}

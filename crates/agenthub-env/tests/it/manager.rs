@@ -201,3 +201,22 @@ fn a_real_venv_directory_is_replaced_by_a_managed_one() {
     assert!(std::fs::symlink_metadata(&env.venv).unwrap().file_type().is_symlink());
     assert_eq!(python_says(&env.python, "print(1)"), "1");
 }
+
+#[test]
+fn installation_commands_run_only_when_enabled_and_never_through_a_shell() {
+    let commands = "installation:\n  commands:\n    - \"python -c 'import sys; open(\\\"args.txt\\\", \\\"w\\\").write(repr(sys.argv[1:]))' '$(touch pwned)' ';' '&& touch pwned'\"\n";
+    let with_commands = AgentManifest::from_yaml_str(&format!("{MANIFEST}{commands}"), "agent.yaml").unwrap();
+    assert_eq!(with_commands.installation_commands.len(), 1, "{:?}", with_commands.installation_commands);
+
+    let off = agent_with(&[]);
+    pollster::block_on(manager(EnvBackendKind::Uv).ensure_environment(off.path(), &with_commands)).unwrap();
+    assert!(!off.path().join("args.txt").exists(), "commands ran without being enabled");
+
+    let config = EnvironmentConfig { run_installation_commands: true, ..EnvironmentConfig::default() };
+    let on_manager = EnvironmentManager::new(backend_for(EnvBackendKind::Uv, true).unwrap(), config);
+    let on = agent_with(&[]);
+    pollster::block_on(on_manager.ensure_environment(on.path(), &with_commands)).unwrap();
+    let args = std::fs::read_to_string(on.path().join("args.txt")).unwrap();
+    assert_eq!(args, "['$(touch pwned)', ';', '&& touch pwned']");
+    assert!(!on.path().join("pwned").exists(), "an installation command went through a shell");
+}
