@@ -56,6 +56,12 @@ impl Scope {
         Self { pgid: pid, run_id, cgroup, killed: std::sync::atomic::AtomicBool::new(false) }
     }
 
+    /// Whether a cgroup holds the call (it then doubles as the record a later runtime
+    /// cleans up from).
+    pub(crate) fn has_cgroup(&self) -> bool {
+        self.cgroup.is_some()
+    }
+
     /// Sends `signal` to the process group (SIGTERM for a polite stop).
     pub(crate) fn signal_group(&self, signal: libc::c_int) {
         unix::kill_group(self.pgid, signal);

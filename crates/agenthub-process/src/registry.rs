@@ -26,9 +26,11 @@ impl ProcessRegistry {
         Self { running: Mutex::default(), run_dir: Some(run_dir) }
     }
 
-    pub(crate) fn register(&self, pid: u32, run_id: &str) {
+    /// Records a running child; `on_disk` also writes its record file (not needed when a
+    /// cgroup already records the call).
+    pub(crate) fn register(&self, pid: u32, run_id: &str, on_disk: bool) {
         self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(pid, run_id.to_owned());
-        if let Some(dir) = &self.run_dir {
+        if let Some(dir) = self.run_dir.as_ref().filter(|_| on_disk) {
             let write = || std::fs::write(dir.join(run_id), format!("{pid}\n"));
             if write().is_err() && std::fs::create_dir_all(dir).is_ok() {
                 let _ = write();

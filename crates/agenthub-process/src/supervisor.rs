@@ -87,7 +87,7 @@ impl Spawned {
             unix::set_nonblocking(pipe).map_err(ProcessError::Io)?;
         }
         if let Some(registry) = &spawned.registry {
-            registry.register(pid, &spawned.scope.run_id);
+            registry.register(pid, &spawned.scope.run_id, !spawned.scope.has_cgroup());
         }
         Ok(spawned)
     }

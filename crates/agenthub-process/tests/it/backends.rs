@@ -343,7 +343,8 @@ fn records_of_a_dead_runtime_are_cleaned_up_and_live_ones_kept() {
     assert!(!run_dir.join(&run_id).exists(), "the stale record was not removed");
     assert!(run_dir.join(&live).exists(), "a live runtime's record was removed");
 
-    // A call of this manager leaves no record behind once it ends.
+    // A call of this manager leaves no record behind once it ends (with or without a
+    // cgroup, which records the call by itself).
     std::fs::remove_file(run_dir.join(&live)).unwrap();
     let agent_dir = tempfile_dir();
     std::fs::write(agent_dir.join("agent.py"), "print('{\"result\": 1}')\n").unwrap();
@@ -359,6 +360,29 @@ fn records_of_a_dead_runtime_are_cleaned_up_and_live_ones_kept() {
     }))
     .unwrap();
     assert!(out.status.success());
+    assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 0);
+
+    // Without a cgroup the record file is what a later runtime finds: the agent sees its
+    // own record while it runs, and it is gone when the call ends.
+    std::fs::write(
+        agent_dir.join("agent.py"),
+        format!("import os\nprint(os.listdir({:?}), os.environ['{RUN_ID_VAR}'])\n", run_dir.display().to_string()),
+    )
+    .unwrap();
+    let out = pollster::block_on(manager.execute_agent(agenthub_process::AgentInvocation {
+        python: crate::python(),
+        agent_dir: agent_dir.clone(),
+        script: "agent.py".into(),
+        request_json: "{}".into(),
+        env: EnvSpec::default(),
+        limits: limits(),
+        containment: agenthub_process::Containment::ProcessGroup,
+        die_with_parent: false,
+    }))
+    .unwrap();
+    let seen = String::from_utf8(out.stdout).unwrap();
+    let (listing, run_id) = seen.trim().rsplit_once(' ').unwrap();
+    assert_eq!(listing, format!("['{run_id}']"), "{seen}");
     assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 0);
     std::fs::remove_dir_all(run_dir).unwrap();
     std::fs::remove_dir_all(agent_dir).unwrap();
