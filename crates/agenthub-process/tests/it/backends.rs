@@ -348,17 +348,20 @@ fn records_of_a_dead_runtime_are_cleaned_up_and_live_ones_kept() {
     std::fs::remove_file(run_dir.join(&live)).unwrap();
     let agent_dir = tempfile_dir();
     std::fs::write(agent_dir.join("agent.py"), "print('{\"result\": 1}')\n").unwrap();
-    let out = pollster::block_on(manager.execute_agent(agenthub_process::AgentInvocation {
-        python: crate::python(),
-        agent_dir: agent_dir.clone(),
-        script: "agent.py".into(),
-        request_json: "{}".into(),
-        env: EnvSpec::default(),
-        limits: limits(),
-        containment: agenthub_process::Containment::Auto,
-        die_with_parent: false,
-    }))
-    .unwrap();
+    let invoke = |containment| {
+        pollster::block_on(manager.execute_agent(agenthub_process::AgentInvocation {
+            python: crate::python(),
+            agent_dir: agent_dir.clone(),
+            script: "agent.py".into(),
+            request_json: "{}".into(),
+            env: EnvSpec::default(),
+            limits: limits(),
+            containment,
+            die_with_parent: false,
+        }))
+        .unwrap()
+    };
+    let out = invoke(agenthub_process::Containment::Auto);
     assert!(out.status.success());
     assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 0);
 
@@ -366,20 +369,13 @@ fn records_of_a_dead_runtime_are_cleaned_up_and_live_ones_kept() {
     // own record while it runs, and it is gone when the call ends.
     std::fs::write(
         agent_dir.join("agent.py"),
-        format!("import os\nprint(os.listdir({:?}), os.environ['{RUN_ID_VAR}'])\n", run_dir.display().to_string()),
+        format!(
+            "import os\nprint(os.listdir({:?}), os.environ['{RUN_ID_VAR}'])\n",
+            run_dir.display().to_string()
+        ),
     )
     .unwrap();
-    let out = pollster::block_on(manager.execute_agent(agenthub_process::AgentInvocation {
-        python: crate::python(),
-        agent_dir: agent_dir.clone(),
-        script: "agent.py".into(),
-        request_json: "{}".into(),
-        env: EnvSpec::default(),
-        limits: limits(),
-        containment: agenthub_process::Containment::ProcessGroup,
-        die_with_parent: false,
-    }))
-    .unwrap();
+    let out = invoke(agenthub_process::Containment::ProcessGroup);
     let seen = String::from_utf8(out.stdout).unwrap();
     let (listing, run_id) = seen.trim().rsplit_once(' ').unwrap();
     assert_eq!(listing, format!("['{run_id}']"), "{seen}");
