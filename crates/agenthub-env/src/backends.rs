@@ -374,7 +374,10 @@ pub fn backend_for(kind: EnvBackendKind, dependency_cache: bool) -> Result<DynEn
         EnvBackendKind::Pip => Ok(Arc::new(PipBackend::new().use_cache(dependency_cache))),
         #[cfg(feature = "virtualenv")]
         EnvBackendKind::Virtualenv => Ok(Arc::new(VirtualenvBackend::new().use_cache(dependency_cache))),
-        #[allow(unreachable_patterns)]
+        #[allow(
+            unreachable_patterns,
+            reason = "reachable only when a backend feature is off; `expect` would fail in the feature matrix"
+        )]
         other => Err(EnvError::BackendNotCompiled { kind: other.as_str() }),
     }
 }

@@ -265,7 +265,10 @@ fn process_backend(kind: ProcessBackendKind) -> Result<DynProcessBackend, AgentR
         ProcessBackendKind::Std => Ok(Arc::new(agenthub_process::StdProcessBackend)),
         #[cfg(feature = "tokio")]
         ProcessBackendKind::Tokio => Ok(Arc::new(agenthub_process::TokioProcessBackend)),
-        #[allow(unreachable_patterns)]
+        #[allow(
+            unreachable_patterns,
+            reason = "reachable only when a backend feature is off; `expect` would fail in the feature matrix"
+        )]
         other => Err(not_compiled(if other == ProcessBackendKind::Std { "std" } else { "tokio" })),
     }
 }
