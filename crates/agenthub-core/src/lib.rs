@@ -3,6 +3,7 @@
 //! configuration and agent directories.
 
 mod agent;
+mod agent_file;
 mod config;
 mod error;
 mod manifest;
@@ -11,6 +12,7 @@ mod protocol;
 mod response;
 
 pub use agent::{AgentId, AgentLocation, AgentRef, InvalidAgentId, list_installed, resolve_agent};
+pub use agent_file::{AgentFileError, open_agent_file, read_agent_file};
 pub use config::{BASE_ENV_VARS, Config, ConfigError, EnvBackendKind, EnvironmentConfig, RuntimeConfig};
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes};
 pub use manifest::{
