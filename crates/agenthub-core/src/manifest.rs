@@ -125,13 +125,21 @@ impl ParamType {
     pub fn accepts(self, value: &Json) -> bool {
         match self {
             Self::String => value.is_string(),
-            Self::Integer => value.is_i64() || value.is_u64(),
+            Self::Integer => matches!(value, Json::Number(n) if is_integer_literal(&n.to_string())),
             Self::Number => value.is_number(),
             Self::Boolean => value.is_boolean(),
             Self::Array => value.is_array(),
             Self::Object => value.is_object(),
         }
     }
+}
+
+/// Whether `text` is a JSON integer literal (`-?[0-9]+`) of any size: with
+/// `arbitrary_precision` a number keeps its digits, so `12345678901234567890123` is an
+/// integer and `2.0` or `1e3` are not.
+pub(crate) fn is_integer_literal(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
 }
 
 impl FromStr for ParamType {

@@ -160,9 +160,7 @@ fn typed_value(declared: Option<ParamType>, raw: &str) -> Result<Json, String> {
     let parse_json = || serde_json::from_str::<Json>(raw);
     match declared {
         Some(ParamType::String) => Ok(Json::String(raw.to_owned())),
-        Some(ParamType::Integer) => {
-            raw.trim().parse::<i64>().map(Json::from).map_err(|_| "expected an integer".to_owned())
-        }
+        Some(ParamType::Integer) => parse_integer(raw).ok_or_else(|| "expected an integer".to_owned()),
         Some(ParamType::Number) => match parse_json() {
             Ok(n @ Json::Number(_)) => Ok(n),
             _ => Err("expected a number".to_owned()),
@@ -179,6 +177,22 @@ fn typed_value(declared: Option<ParamType>, raw: &str) -> Result<Json, String> {
         // Not declared: JSON when it parses, else the text. Validation then names it.
         None => Ok(parse_json().unwrap_or_else(|_| Json::String(raw.to_owned()))),
     }
+}
+
+/// An integer of any size, exactly (`+7`, `007` and `-0` allowed, as Rust's parser does).
+fn parse_integer(raw: &str) -> Option<Json> {
+    let text = raw.trim();
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if unsigned.is_empty() || !unsigned.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let digits = unsigned.trim_start_matches('0');
+    let digits = if digits.is_empty() { "0" } else { digits };
+    let literal = if negative && digits != "0" { format!("-{digits}") } else { digits.to_owned() };
+    serde_json::from_str::<serde_json::Number>(&literal).ok().map(Json::Number)
 }
 
 #[cfg(test)]
@@ -255,6 +269,34 @@ interface:
     fn integers_are_numbers_but_not_the_reverse() {
         assert!(ParamType::Number.accepts(&json!(2)));
         assert!(!ParamType::Integer.accepts(&json!(2.5)));
+    }
+
+    #[test]
+    fn integers_of_any_size_are_integers_and_stay_exact() {
+        let huge: Json = serde_json::from_str("12345678901234567890123").unwrap();
+        let negative: Json = serde_json::from_str("-98765432109876543210987654321").unwrap();
+        assert!(ParamType::Integer.accepts(&huge));
+        assert!(ParamType::Integer.accepts(&negative));
+        assert!(ParamType::Integer.accepts(&json!(1)) && ParamType::Integer.accepts(&json!(u64::MAX)));
+        for not_integer in ["2.0", "1e3", "-1.5E-3", "\"1\"", "true", "[1]"] {
+            let v: Json = serde_json::from_str(not_integer).unwrap();
+            assert!(!ParamType::Integer.accepts(&v), "{not_integer}");
+        }
+        let m = hello();
+        let args = ["text=x".to_owned(), "count=12345678901234567890123".to_owned()];
+        let parsed = parse_cli_params("echo", m.method("echo"), &args).unwrap();
+        let filled = validate_parameters("echo", m.method("echo").unwrap(), parsed).unwrap();
+        assert_eq!(filled["count"].to_string(), "12345678901234567890123");
+        let json_arg = [r#"{"text": "x", "count": -98765432109876543210987654321}"#.to_owned()];
+        let parsed = parse_cli_params("echo", m.method("echo"), &json_arg).unwrap();
+        let filled = validate_parameters("echo", m.method("echo").unwrap(), parsed).unwrap();
+        assert_eq!(filled["count"].to_string(), "-98765432109876543210987654321");
+        for (raw, want) in [("+7", "7"), ("007", "7"), ("-0", "0"), (" 42 ", "42")] {
+            assert_eq!(parse_integer(raw).map(|v| v.to_string()).as_deref(), Some(want), "{raw}");
+        }
+        for bad in ["", "-", "1.0", "1e3", "0x10", "12a", "--1"] {
+            assert_eq!(parse_integer(bad), None, "{bad}");
+        }
     }
 
     #[test]
