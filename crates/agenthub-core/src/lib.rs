@@ -10,14 +10,15 @@ mod manifest;
 mod params;
 mod protocol;
 mod response;
+mod yaml;
 
 pub use agent::{AgentId, AgentLocation, AgentRef, InvalidAgentId, list_installed, resolve_agent};
 pub use agent_file::{AgentFileError, open_agent_file, read_agent_file};
 pub use config::{BASE_ENV_VARS, Config, ConfigError, EnvBackendKind, EnvironmentConfig, RuntimeConfig};
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes};
 pub use manifest::{
-    AgentManifest, FieldProblem, MANIFEST_FILE_NAMES, MAX_FLOW_NESTING, MAX_MANIFEST_BYTES, ManifestError,
-    MethodSpec, ParamType, ParameterSpec, PythonConstraint, ReturnSpec,
+    AgentManifest, FieldProblem, MANIFEST_FILE_NAMES, MAX_ALIAS_EXPANSION, MAX_FLOW_NESTING,
+    MAX_MANIFEST_BYTES, ManifestError, MethodSpec, ParamType, ParameterSpec, PythonConstraint, ReturnSpec,
 };
 pub use params::{CliParamsError, Params, parse_cli_params, validate_parameters};
 pub use protocol::{AgentOutput, AgentReply, ExecutionRequest, ProtocolViolation, read_agent_output};

@@ -8,7 +8,8 @@ use indexmap::IndexMap;
 use pep440_rs::{Version, VersionSpecifiers};
 use serde::Serialize;
 use serde_json::Value as Json;
-use serde_yaml::Value as Yaml;
+
+use crate::yaml::{Node as Yaml, YamlError};
 
 /// File names a manifest may have, in the order they are looked for.
 pub const MANIFEST_FILE_NAMES: [&str; 2] = ["agent.yaml", "agent.yml"];
@@ -19,6 +20,11 @@ pub const MAX_MANIFEST_BYTES: u64 = 1024 * 1024;
 /// Flow collections (`[`, `{`) nested deeper than this are refused before parsing: the
 /// YAML parser takes quadratic time on deep flow nesting (100,000 levels: 29 s).
 pub const MAX_FLOW_NESTING: usize = 64;
+
+/// A manifest may not expand to more nodes than this through YAML aliases: a 62 KB file
+/// with one anchor of 1,000 items referenced 20,000 times would otherwise become 20
+/// million nodes (seconds and gigabytes). Counted while parsing, refused as soon as passed.
+pub const MAX_ALIAS_EXPANSION: usize = 100_000;
 
 /// A parsed and validated `agent.yaml`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -248,6 +254,15 @@ pub enum ManifestError {
         /// The parser's message, with line and column.
         message: String,
     },
+    /// YAML aliases expand the manifest past [`MAX_ALIAS_EXPANSION`] nodes (or past 16 MiB
+    /// of text): refused as soon as the bound is passed.
+    #[error("Invalid {file}: {file} expands to more than {limit} through YAML aliases")]
+    AliasExpansion {
+        /// The manifest's file name.
+        file: String,
+        /// The bound that was passed: `100000 nodes`.
+        limit: String,
+    },
     /// The YAML is a mapping, but fields are missing or wrong.
     #[error("{}", render_problems(file, problems))]
     Invalid {
@@ -267,6 +282,9 @@ impl ManifestError {
             }
             Self::Unreadable { .. } => "Check the file's permissions".to_owned(),
             Self::Syntax { file, .. } => format!("Fix the YAML syntax of {file} at the position shown"),
+            Self::AliasExpansion { file, .. } => {
+                format!("Write the repeated parts of {file} out, or reference anchors fewer times")
+            }
             Self::Invalid { file, problems } => {
                 let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
                 format!("Fix {} in {file}", fields.join(", "))
@@ -311,8 +329,20 @@ impl AgentManifest {
         if flow_nesting_depth(text) > MAX_FLOW_NESTING {
             return Err(refuse(format!("brackets nested deeper than {MAX_FLOW_NESTING} levels")));
         }
-        let doc: Yaml = serde_yaml::from_str(text)
-            .map_err(|e| ManifestError::Syntax { file: file.to_owned(), message: e.to_string() })?;
+        let doc = crate::yaml::parse_document(text).map_err(|e| match e {
+            YamlError::Syntax(message) => refuse(message),
+            YamlError::TooDeep => {
+                refuse(format!("collections nested deeper than {} levels", crate::yaml::MAX_NESTING))
+            }
+            YamlError::AliasNodes => ManifestError::AliasExpansion {
+                file: file.to_owned(),
+                limit: format!("{MAX_ALIAS_EXPANSION} nodes"),
+            },
+            YamlError::AliasBytes => ManifestError::AliasExpansion {
+                file: file.to_owned(),
+                limit: format!("{} bytes", crate::yaml::MAX_ALIAS_EXPANSION_BYTES),
+            },
+        })?;
         let mut v = Validator { problems: Vec::new() };
         let manifest = v.manifest(&doc);
         match manifest {
@@ -417,11 +447,11 @@ impl Validator {
     }
 
     fn manifest(&mut self, doc: &Yaml) -> Option<AgentManifest> {
-        let Some(map) = doc.as_mapping() else {
+        let Some(map) = doc.as_map() else {
             self.problem("(top level)", "must be a mapping of fields");
             return None;
         };
-        let get = |k: &str| map.get(k).filter(|v| !v.is_null());
+        let get = |k: &str| doc.get(k).filter(|v| !v.is_null());
         let name = self.required_string(get("name"), "name");
         let version = self.required_string(get("version"), "version");
         let description = self.required_string(get("description"), "description").unwrap_or_default();
@@ -434,7 +464,7 @@ impl Validator {
         let dependencies = self.string_list(get("dependencies"), "dependencies");
         let installation_commands = match get("installation") {
             None => Vec::new(),
-            Some(Yaml::Mapping(inst)) => {
+            Some(inst @ Yaml::Map(_)) => {
                 self.string_list(inst.get("commands").filter(|v| !v.is_null()), "installation.commands")
             }
             Some(_) => {
@@ -446,12 +476,12 @@ impl Validator {
         let methods = self.interface(get("interface"));
         let mut extra = IndexMap::new();
         for (key, value) in map {
-            match key.as_str() {
-                Some(k) if KNOWN_KEYS.contains(&k) => {}
-                Some(k) => {
-                    extra.insert(k.to_owned(), yaml_to_json(value));
+            match key {
+                Yaml::Str(k) if KNOWN_KEYS.contains(&k.as_str()) => {}
+                Yaml::Str(k) => {
+                    extra.insert(k.clone(), yaml_to_json(value));
                 }
-                None => self.problem("(top level)", "keys must be strings"),
+                _ => self.problem("(top level)", "keys must be strings"),
             }
         }
         Some(AgentManifest {
@@ -475,15 +505,15 @@ impl Validator {
             self.problem("interface", "is required");
             return methods;
         };
-        let Some(iface) = value.as_mapping() else {
+        if value.as_map().is_none() {
             self.problem("interface", "must be a mapping with `methods`");
             return methods;
-        };
-        let Some(raw_methods) = iface.get("methods").filter(|v| !v.is_null()) else {
+        }
+        let Some(raw_methods) = value.get("methods").filter(|v| !v.is_null()) else {
             self.problem("interface.methods", "at least one method is required");
             return methods;
         };
-        let Some(raw_methods) = raw_methods.as_mapping() else {
+        let Some(raw_methods) = raw_methods.as_map() else {
             self.problem("interface.methods", "must be a mapping of method names to methods");
             return methods;
         };
@@ -501,18 +531,18 @@ impl Validator {
     }
 
     fn method(&mut self, raw: &Yaml, field: &str) -> Option<MethodSpec> {
-        let Some(map) = raw.as_mapping() else {
+        if raw.as_map().is_none() {
             self.problem(field, "must be a mapping with `description`");
             return None;
-        };
-        let get = |k: &str| map.get(k).filter(|v| !v.is_null());
+        }
+        let get = |k: &str| raw.get(k).filter(|v| !v.is_null());
         let description =
             self.required_string(get("description"), &format!("{field}.description")).unwrap_or_default();
         let mut parameters = IndexMap::new();
         match get("parameters") {
             None => {}
-            Some(Yaml::Mapping(params)) => {
-                for (key, raw_param) in params {
+            Some(Yaml::Map(params)) => {
+                for (key, raw_param) in params.iter() {
                     let Some(pname) = self.key_name(key, &format!("{field}.parameters")) else { continue };
                     let pfield = format!("{field}.parameters.{pname}");
                     if let Some(p) = self.parameter(raw_param, &pfield) {
@@ -524,7 +554,7 @@ impl Validator {
         }
         let returns = match get("returns") {
             None => None,
-            Some(Yaml::Mapping(r)) => Some(ReturnSpec {
+            Some(r @ Yaml::Map(_)) => Some(ReturnSpec {
                 return_type: r
                     .get("type")
                     .and_then(|v| self.scalar_string(v, &format!("{field}.returns.type"))),
@@ -541,11 +571,11 @@ impl Validator {
     }
 
     fn parameter(&mut self, raw: &Yaml, field: &str) -> Option<ParameterSpec> {
-        let Some(map) = raw.as_mapping() else {
+        if raw.as_map().is_none() {
             self.problem(field, "must be a mapping with `type`");
             return None;
-        };
-        let get = |k: &str| map.get(k).filter(|v| !v.is_null());
+        }
+        let get = |k: &str| raw.get(k).filter(|v| !v.is_null());
         let type_field = format!("{field}.type");
         let param_type = match get("type").and_then(|v| self.scalar_string(v, &type_field)) {
             None if get("type").is_none() => {
@@ -573,7 +603,7 @@ impl Validator {
         };
         let description =
             get("description").and_then(|v| self.scalar_string(v, &format!("{field}.description")));
-        let default = map.get("default").map(yaml_to_json);
+        let default = raw.get("default").map(yaml_to_json);
         let param_type = param_type?;
         if let Some(d) = &default
             && !d.is_null()
@@ -586,7 +616,7 @@ impl Validator {
 
     fn key_name(&mut self, key: &Yaml, field: &str) -> Option<String> {
         match key {
-            Yaml::String(s) if !s.is_empty() => Some(s.clone()),
+            Yaml::Str(s) if !s.is_empty() => Some(s.clone()),
             _ => {
                 self.problem(field, "names must be non-empty strings");
                 None
@@ -610,8 +640,8 @@ impl Validator {
     /// Strings, and numbers or booleans written without quotes (`version: 1.0`).
     fn scalar_string(&mut self, value: &Yaml, field: &str) -> Option<String> {
         match value {
-            Yaml::String(s) => Some(s.clone()),
-            Yaml::Number(n) => Some(n.to_string()),
+            Yaml::Str(s) | Yaml::Float(s) => Some(s.clone()),
+            Yaml::Int(n) => Some(n.to_string()),
             Yaml::Bool(b) => Some(b.to_string()),
             _ => {
                 self.problem(field, "must be a string");
@@ -623,11 +653,11 @@ impl Validator {
     fn string_list(&mut self, value: Option<&Yaml>, field: &str) -> Vec<String> {
         match value {
             None => Vec::new(),
-            Some(Yaml::Sequence(items)) => items
+            Some(Yaml::Seq(items)) => items
                 .iter()
                 .enumerate()
                 .filter_map(|(i, item)| match item {
-                    Yaml::String(s) if !s.trim().is_empty() => Some(s.clone()),
+                    Yaml::Str(s) if !s.trim().is_empty() => Some(s.clone()),
                     _ => {
                         self.problem(format!("{field}[{i}]"), "must be a non-empty string");
                         None
@@ -642,34 +672,30 @@ impl Validator {
     }
 }
 
-/// Converts YAML to JSON; non-string keys become their YAML text, tags are dropped.
+/// Converts YAML to JSON. Integers keep every digit; `.nan` and the infinities, which JSON
+/// cannot carry, become `null`; keys that are not strings become their JSON text.
 fn yaml_to_json(value: &Yaml) -> Json {
     match value {
         Yaml::Null => Json::Null,
         Yaml::Bool(b) => Json::Bool(*b),
-        Yaml::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                Json::from(i)
-            } else if let Some(u) = n.as_u64() {
-                Json::from(u)
-            } else {
-                n.as_f64().and_then(serde_json::Number::from_f64).map_or(Json::Null, Json::Number)
-            }
+        Yaml::Int(n) => Json::Number(n.clone()),
+        Yaml::Float(raw) => {
+            Yaml::finite_float(raw).and_then(serde_json::Number::from_f64).map_or(Json::Null, Json::Number)
         }
-        Yaml::String(s) => Json::String(s.clone()),
-        Yaml::Sequence(items) => Json::Array(items.iter().map(yaml_to_json).collect()),
-        Yaml::Mapping(map) => Json::Object(
-            map.iter()
+        Yaml::Str(s) => Json::String(s.clone()),
+        Yaml::Seq(items) => Json::Array(items.iter().map(yaml_to_json).collect()),
+        Yaml::Map(entries) => Json::Object(
+            entries
+                .iter()
                 .map(|(k, v)| {
                     let key = match k {
-                        Yaml::String(s) => s.clone(),
-                        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_owned(),
+                        Yaml::Str(s) | Yaml::Float(s) => s.clone(),
+                        other => yaml_to_json(other).to_string(),
                     };
                     (key, yaml_to_json(v))
                 })
                 .collect(),
         ),
-        Yaml::Tagged(tagged) => yaml_to_json(&tagged.value),
     }
 }
 
@@ -756,6 +782,25 @@ x-extra: {a: 1}
         let text = "name: x\nversion: '1'\ndescription: d\nauthor: a\ninterface:\n  methods:\n    m:\n      description: d\n      parameters:\n        n: {type: integer, default: abc}\n";
         let err = AgentManifest::from_yaml_str(text, "agent.yaml").unwrap_err();
         assert!(err.to_string().contains("parameters.n.default: must be of type integer"));
+    }
+
+    #[test]
+    fn integer_defaults_of_any_size_are_integers_and_stay_exact() {
+        let text = "name: x\nversion: '1'\ndescription: d\nauthor: a\ninterface:\n  methods:\n    m:\n      description: d\n      parameters:\n        a: {type: integer, default: 1}\n        b: {type: integer, default: 12345678901234567890123}\n        c: {type: number, default: -98765432109876543210987654321}\n";
+        let m = AgentManifest::from_yaml_str(text, "agent.yaml").unwrap();
+        let params = &m.method("m").unwrap().parameters;
+        assert_eq!(params["a"].default, Some(Json::from(1)));
+        assert_eq!(params["b"].default.as_ref().unwrap().to_string(), "12345678901234567890123");
+        assert_eq!(params["c"].default.as_ref().unwrap().to_string(), "-98765432109876543210987654321");
+        let float = text.replace("default: 1}", "default: 1.5}");
+        let err = AgentManifest::from_yaml_str(&float, "agent.yaml").unwrap_err();
+        assert!(err.to_string().contains("parameters.a.default: must be of type integer"), "{err}");
+    }
+
+    #[test]
+    fn version_text_is_kept_as_written() {
+        let text = "name: x\nversion: 1.10\ndescription: d\nauthor: a\ninterface:\n  methods:\n    m: {description: d}\n";
+        assert_eq!(AgentManifest::from_yaml_str(text, "agent.yaml").unwrap().version, "1.10");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use agenthub_core::{
-    AgentManifest, AgentRuntimeError, ManifestError, ProtocolViolation, parse_cli_params, read_agent_output,
-    resolve_agent, validate_parameters,
+    AgentManifest, AgentRuntimeError, MAX_ALIAS_EXPANSION, ManifestError, ProtocolViolation,
+    parse_cli_params, read_agent_output, resolve_agent, validate_parameters,
 };
 use proptest::prelude::*;
 use serde_json::Value as Json;
@@ -92,7 +92,11 @@ fn assert_quick_typed_error(text: &str) {
     let result = AgentManifest::from_yaml_str(text, "agent.yaml");
     assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
     match result {
-        Err(ManifestError::Syntax { .. } | ManifestError::Invalid { .. }) => {}
+        Err(
+            ManifestError::Syntax { .. }
+            | ManifestError::Invalid { .. }
+            | ManifestError::AliasExpansion { .. },
+        ) => {}
         other => panic!("expected a typed error, got {other:?}"),
     }
 }
@@ -110,6 +114,36 @@ fn billion_laughs_is_refused() {
         prev = name;
     }
     assert_quick_typed_error(&doc);
+}
+
+#[test]
+fn alias_amplification_is_refused_quickly() {
+    // Issue 6 item 12: 62 KB, one anchor of 1,000 items referenced 20,000 times.
+    let items = vec!["x"; 1000].join(",");
+    let refs = vec!["*a"; 20_000].join(",");
+    let text =
+        format!("name: n\nversion: '1'\ndescription: d\nauthor: a\nitems: &a [{items}]\nbomb: [{refs}]\n");
+    assert!(text.len() < 70_000, "{}", text.len());
+    let started = Instant::now();
+    let err = AgentManifest::from_yaml_str(&text, "agent.yaml").unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(matches!(err, ManifestError::AliasExpansion { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "Invalid agent.yaml: agent.yaml expands to more than {MAX_ALIAS_EXPANSION} nodes through YAML aliases"
+        )
+    );
+    let runtime_err = AgentRuntimeError::from(err);
+    assert_eq!(runtime_err.error_type(), "InvalidManifestError");
+    assert!(runtime_err.suggestion().unwrap().contains("anchors"));
+}
+
+#[test]
+fn a_few_aliases_still_load() {
+    let text = "name: n\nversion: '1'\ndescription: d\nauthor: a\ndefaults: &p {type: string, required: true}\ninterface:\n  methods:\n    m:\n      description: d\n      parameters:\n        a: *p\n        b: *p\n";
+    let m = AgentManifest::from_yaml_str(text, "agent.yaml").unwrap();
+    assert_eq!(m.method("m").unwrap().signature("m"), "m(a: string, b: string)");
 }
 
 #[test]
