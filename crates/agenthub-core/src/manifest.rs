@@ -9,6 +9,7 @@ use pep440_rs::{Version, VersionSpecifiers};
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use crate::agent_file::read_agent_file;
 use crate::yaml::{Node as Yaml, YamlError};
 
 /// File names a manifest may have, in the order they are looked for.
@@ -238,13 +239,17 @@ pub enum ManifestError {
         /// The agent directory.
         dir: PathBuf,
     },
-    /// The file exists but could not be read.
-    #[error("Cannot read {}: {message}", path.display())]
+    /// The file exists but is refused or could not be read: not a regular file (a FIFO, a
+    /// device), a symlink leaving the agent directory, larger than [`MAX_MANIFEST_BYTES`],
+    /// or an I/O error.
+    #[error("Cannot read the manifest: {message}")]
     Unreadable {
         /// The manifest file.
         path: PathBuf,
-        /// The I/O error.
+        /// What is wrong, naming the file.
         message: String,
+        /// What to do about it.
+        suggestion: String,
     },
     /// The file is not YAML.
     #[error("Invalid {file}: not valid YAML: {message}")]
@@ -280,7 +285,7 @@ impl ManifestError {
             Self::Missing { .. } => {
                 "Create agent.yaml with name, version, description, author and interface.methods".to_owned()
             }
-            Self::Unreadable { .. } => "Check the file's permissions".to_owned(),
+            Self::Unreadable { suggestion, .. } => suggestion.clone(),
             Self::Syntax { file, .. } => format!("Fix the YAML syntax of {file} at the position shown"),
             Self::AliasExpansion { file, .. } => {
                 format!("Write the repeated parts of {file} out, or reference anchors fewer times")
@@ -305,17 +310,24 @@ fn render_problems(file: &str, problems: &[FieldProblem]) -> String {
 impl AgentManifest {
     /// Finds and parses the manifest of the agent in `dir`.
     ///
-    /// Returns the manifest and the file it came from.
+    /// Returns the manifest and the file it came from. The file is read as untrusted input
+    /// (see [`read_agent_file`]): without blocking, a regular file inside `dir`, at most
+    /// [`MAX_MANIFEST_BYTES`].
     pub fn load(dir: &Path) -> Result<(Self, PathBuf), ManifestError> {
         for name in MANIFEST_FILE_NAMES {
-            let path = dir.join(name);
-            let text = match read_capped(&path) {
-                Ok(text) => text,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(ManifestError::Unreadable { path, message: e.to_string() }),
+            let text = match read_agent_file(dir, Path::new(name), MAX_MANIFEST_BYTES) {
+                Ok(Some(text)) => text,
+                Ok(None) => continue,
+                Err(e) => {
+                    return Err(ManifestError::Unreadable {
+                        path: e.path().to_path_buf(),
+                        message: e.to_string(),
+                        suggestion: e.suggestion(),
+                    });
+                }
             };
             let manifest = Self::from_yaml_str(&text, name)?;
-            return Ok((manifest, path));
+            return Ok((manifest, dir.join(name)));
         }
         Err(ManifestError::Missing { dir: dir.to_path_buf() })
     }
@@ -398,17 +410,6 @@ fn flow_nesting_depth(text: &str) -> usize {
         prev = c;
     }
     max
-}
-
-fn read_capped(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let file = std::fs::File::open(path)?;
-    let mut text = String::new();
-    file.take(MAX_MANIFEST_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(std::io::Error::other(format!("manifest is larger than {MAX_MANIFEST_BYTES} bytes")));
-    }
-    Ok(text)
 }
 
 impl MethodSpec {

@@ -212,3 +212,61 @@ fn traversal_attempts_are_agent_not_found() {
         }
     }
 }
+
+/// Runs `f` on a thread and fails the test if it takes longer than `secs` (a hang).
+fn within<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(f()));
+    rx.recv_timeout(Duration::from_secs(secs)).expect("hung")
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: mkfifo reads a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+type Make<'a> = &'a dyn Fn(&std::path::Path);
+
+#[test]
+fn hostile_manifest_files_are_refused_without_blocking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("outside.yaml");
+    std::fs::write(&outside, MANIFEST).unwrap();
+    let cases: [(&str, Make, &str); 4] = [
+        ("fifo", &|dir| mkfifo(&dir.join("agent.yaml")), "a FIFO, not a regular file"),
+        (
+            "zero",
+            &|dir| std::os::unix::fs::symlink("/dev/zero", dir.join("agent.yaml")).unwrap(),
+            "a device, not a regular file",
+        ),
+        (
+            "escape",
+            &|dir| std::os::unix::fs::symlink(&outside, dir.join("agent.yml")).unwrap(),
+            "outside the agent directory",
+        ),
+        ("dir", &|dir| std::fs::create_dir(dir.join("agent.yaml")).unwrap(), "a directory"),
+    ];
+    for (name, make, want) in cases {
+        let dir = tmp.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        make(&dir);
+        let err = within(5, move || AgentManifest::load(&dir)).unwrap_err();
+        assert!(matches!(err, ManifestError::Unreadable { .. }), "{name}: {err:?}");
+        assert!(err.to_string().contains(want), "{name}: {err}");
+        let err = AgentRuntimeError::from(err);
+        assert_eq!(err.error_type(), "InvalidManifestError");
+        let suggestion = err.suggestion().unwrap();
+        assert!(!suggestion.contains("permission") && !suggestion.contains("disk"), "{name}: {suggestion}");
+    }
+}
+
+#[test]
+fn a_manifest_symlink_inside_the_agent_directory_is_fine() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("real.yaml"), MANIFEST).unwrap();
+    std::os::unix::fs::symlink("real.yaml", tmp.path().join("agent.yaml")).unwrap();
+    let (m, path) = AgentManifest::load(tmp.path()).unwrap();
+    assert_eq!(m.name, "t");
+    assert!(path.ends_with("agent.yaml"));
+}
