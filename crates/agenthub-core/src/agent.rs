@@ -4,7 +4,9 @@ use std::fmt;
 use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
+use crate::agent_file::{AgentFileError, open_agent_file};
 use crate::error::AgentRuntimeError;
+use crate::manifest::MANIFEST_FILE_NAMES;
 
 /// An installed agent's id, `namespace/name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -129,22 +131,41 @@ pub fn resolve_agent(arg: &str, agents_root: &Path) -> Result<AgentLocation, Age
 
 /// Lists the installed agents under `agents_root` (`<ns>/<name>` directories), sorted.
 ///
-/// Hidden directories and names that are not valid id parts are skipped.
+/// Hidden directories and names that are not valid id parts are skipped, and so is every
+/// entry that [`resolve_agent`] or manifest loading would refuse for containment: a
+/// directory that resolves outside the agents root (a symlink), or a manifest that is not
+/// a regular file inside the agent directory (a FIFO would block a reader). Agents with a
+/// missing or invalid manifest are listed: loading them reports why.
 pub fn list_installed(agents_root: &Path) -> Vec<(AgentId, PathBuf)> {
-    let mut found = Vec::new();
-    let visible_dirs = |dir: &Path| {
-        std::fs::read_dir(dir).into_iter().flatten().flatten().filter_map(|entry| {
+    let Ok(root) = agents_root.canonicalize() else { return Vec::new() };
+    let contained_dirs = |dir: &Path| {
+        let root = &root;
+        std::fs::read_dir(dir).into_iter().flatten().flatten().filter_map(move |entry| {
             let name = entry.file_name().into_string().ok()?;
-            (valid_part(&name) && entry.path().is_dir()).then(|| (name, entry.path()))
+            let real = entry.path().canonicalize().ok()?;
+            (valid_part(&name) && real.starts_with(root) && real.is_dir()).then(|| (name, entry.path()))
         })
     };
-    for (ns, ns_path) in visible_dirs(agents_root) {
-        for (name, path) in visible_dirs(&ns_path) {
-            found.push((AgentId { namespace: ns.clone(), name }, path));
+    let mut found = Vec::new();
+    for (ns, ns_path) in contained_dirs(agents_root) {
+        for (name, path) in contained_dirs(&ns_path) {
+            if manifest_is_contained(&path) {
+                found.push((AgentId { namespace: ns.clone(), name }, path));
+            }
         }
     }
     found.sort();
     found
+}
+
+/// Whether no manifest file of `dir` is refused for what it is or where it leads.
+fn manifest_is_contained(dir: &Path) -> bool {
+    MANIFEST_FILE_NAMES.iter().all(|name| {
+        !matches!(
+            open_agent_file(dir, Path::new(name)),
+            Err(AgentFileError::NotRegular { .. } | AgentFileError::Escapes { .. })
+        )
+    })
 }
 
 #[cfg(test)]
@@ -190,5 +211,40 @@ mod tests {
         std::fs::write(tmp.path().join("a/file"), "").unwrap();
         let ids: Vec<String> = list_installed(tmp.path()).into_iter().map(|(id, _)| id.to_string()).collect();
         assert_eq!(ids, ["a/one", "b/two"]);
+    }
+
+    #[test]
+    fn listing_skips_what_exec_refuses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("agents");
+        for d in ["ns/ok", "ns/fifo", "ns/escaping-yaml", "other/inside", "outside/agent"] {
+            let dir = if d.starts_with("outside") { tmp.path().join(d) } else { root.join(d) };
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("agent.yaml"), "name: x\n").unwrap();
+        }
+        std::fs::remove_file(root.join("ns/fifo/agent.yaml")).unwrap();
+        let fifo =
+            std::ffi::CString::new(root.join("ns/fifo/agent.yaml").into_os_string().into_encoded_bytes())
+                .unwrap();
+        // SAFETY: mkfifo reads a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::fs::remove_file(root.join("ns/escaping-yaml/agent.yaml")).unwrap();
+        std::os::unix::fs::symlink(
+            tmp.path().join("outside/agent/agent.yaml"),
+            root.join("ns/escaping-yaml/agent.yaml"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside/agent"), root.join("ns/escaping-dir")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside"), root.join("escaping-ns")).unwrap();
+        std::os::unix::fs::symlink(root.join("other/inside"), root.join("ns/linked")).unwrap();
+
+        let ids: Vec<String> = list_installed(&root).into_iter().map(|(id, _)| id.to_string()).collect();
+        assert_eq!(ids, ["ns/linked", "ns/ok", "other/inside"]);
+        for refused in ["ns/fifo", "ns/escaping-yaml", "ns/escaping-dir", "escaping-ns/agent"] {
+            let err = resolve_agent(refused, &root)
+                .map_err(|e| e.error_type())
+                .and_then(|loc| crate::AgentManifest::load(&loc.dir).map_err(|_| "InvalidManifestError"));
+            assert!(err.is_err(), "{refused} is listed only if exec takes it");
+        }
     }
 }
