@@ -79,7 +79,7 @@ impl AgentRef {
     }
 }
 
-fn expand_tilde(arg: &str) -> PathBuf {
+pub(crate) fn expand_tilde(arg: &str) -> PathBuf {
     let rest = if arg == "~" { Some("") } else { arg.strip_prefix("~/") };
     match (rest, std::env::home_dir()) {
         (Some(rest), Some(home)) => home.join(rest),

@@ -98,30 +98,8 @@ pub fn open_agent_file(agent_dir: &Path, name: &Path) -> Result<Option<(File, Pa
         return Err(AgentFileError::BadName { name: name.to_path_buf() });
     }
     let path = agent_dir.join(name);
+    let Some(file) = open_regular(&path)? else { return Ok(None) };
     let io = |source| AgentFileError::Io { path: path.clone(), source };
-    let file = match File::options()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(&path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
-        Err(e) => return Err(io(e)),
-    };
-    let kind = file.metadata().map_err(io)?.file_type();
-    let not_regular = |kind| Err(AgentFileError::NotRegular { path: path.clone(), kind });
-    if kind.is_dir() {
-        return not_regular("a directory");
-    } else if kind.is_fifo() {
-        return not_regular("a FIFO");
-    } else if kind.is_socket() {
-        return not_regular("a socket");
-    } else if kind.is_char_device() || kind.is_block_device() {
-        return not_regular("a device");
-    } else if !kind.is_file() {
-        return not_regular("not a file");
-    }
     let real = opened_path(&file).map_err(io)?;
     let root =
         agent_dir.canonicalize().map_err(|source| AgentFileError::Io { path: agent_dir.into(), source })?;
@@ -139,6 +117,43 @@ pub fn read_agent_file(
     max_bytes: u64,
 ) -> Result<Option<String>, AgentFileError> {
     let Some((file, path)) = open_agent_file(agent_dir, name)? else { return Ok(None) };
+    read_bounded(file, path, max_bytes).map(Some)
+}
+
+/// Opens `path` for reading without blocking (`O_NONBLOCK`: a FIFO never waits for a
+/// writer) and refuses anything but a regular file; `Ok(None)` when it does not exist.
+/// Symlinks are followed: callers check where the file really is when that matters.
+pub(crate) fn open_regular(path: &Path) -> Result<Option<File>, AgentFileError> {
+    let io = |source| AgentFileError::Io { path: path.to_path_buf(), source };
+    let file = match File::options()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
+        Err(e) => return Err(io(e)),
+    };
+    let kind = file.metadata().map_err(io)?.file_type();
+    let not_regular = |kind| Err(AgentFileError::NotRegular { path: path.to_path_buf(), kind });
+    if kind.is_dir() {
+        not_regular("a directory")
+    } else if kind.is_fifo() {
+        not_regular("a FIFO")
+    } else if kind.is_socket() {
+        not_regular("a socket")
+    } else if kind.is_char_device() || kind.is_block_device() {
+        not_regular("a device")
+    } else if !kind.is_file() {
+        not_regular("not a file")
+    } else {
+        Ok(Some(file))
+    }
+}
+
+/// Reads an open file as UTF-8 text, refusing more than `max_bytes`.
+pub(crate) fn read_bounded(file: File, path: PathBuf, max_bytes: u64) -> Result<String, AgentFileError> {
     let mut bytes = Vec::new();
     file.take(max_bytes.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -146,7 +161,7 @@ pub fn read_agent_file(
     if bytes.len() as u64 > max_bytes {
         return Err(AgentFileError::TooLarge { path, limit: max_bytes });
     }
-    String::from_utf8(bytes).map(Some).map_err(|_| AgentFileError::Io {
+    String::from_utf8(bytes).map_err(|_| AgentFileError::Io {
         path,
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"),
     })

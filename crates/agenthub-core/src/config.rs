@@ -1,9 +1,13 @@
 //! Configuration (SPEC §6): Phase-1 defaults, then `<home>/config.yaml`, then `AGENTHUB_*`.
 
-use std::path::{Path, PathBuf};
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+
+use crate::agent_file::{open_regular, read_bounded};
+use crate::manifest::PythonConstraint;
 
 /// Which tool builds virtual environments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -46,15 +50,18 @@ impl std::str::FromStr for EnvBackendKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RuntimeConfig {
-    /// Wall-clock limit of one execution, in seconds.
+    /// Wall-clock limit of one execution, in seconds (greater than 0, at most
+    /// [`MAX_SECONDS`]).
     pub max_execution_time: f64,
-    /// Resident-memory cap of one agent, in MB (MiB).
+    /// Resident-memory cap of one agent, in MB (MiB); 0 means no cap.
     pub max_memory_usage: u64,
-    /// Limit for spawning an agent, in seconds.
+    /// Limit for the short probes run around environment building (asking an installer or
+    /// interpreter for its version), in seconds.
     pub subprocess_timeout: f64,
-    /// How often a long-lived runtime sweeps stale processes, in seconds.
+    /// Seconds between sweeps of stale run records (of runtimes that died) by a long-lived
+    /// runtime; 0 turns the sweep off.
     pub cleanup_interval: f64,
-    /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
+    /// `error`, `warn`, `info`, `debug` or `trace` (any case).
     pub log_level: String,
     /// Prefer uv for environments when it is on PATH.
     pub use_uv: bool,
@@ -64,6 +71,9 @@ pub struct RuntimeConfig {
     pub max_stdout_bytes: u64,
     /// How long a timed-out agent gets between SIGTERM and SIGKILL, in seconds.
     pub kill_grace_period: f64,
+    /// Wall-clock limit of building one environment (creating it and installing its
+    /// requirements), in seconds.
+    pub build_timeout: f64,
     /// Pass agents only [`BASE_ENV_VARS`] and `env_allow`, not the whole caller's
     /// environment. Off by default: agents usually need API keys from it.
     pub env_clear: bool,
@@ -80,6 +90,46 @@ pub struct RuntimeConfig {
 /// and tools break without them.
 pub const BASE_ENV_VARS: [&str; 8] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"];
 
+/// The `AGENTHUB_*` variables that set configuration.
+pub const CONFIG_VARS: [&str; 20] = [
+    "AGENTHUB_MAX_EXECUTION_TIME",
+    "AGENTHUB_MAX_MEMORY_USAGE",
+    "AGENTHUB_SUBPROCESS_TIMEOUT",
+    "AGENTHUB_CLEANUP_INTERVAL",
+    "AGENTHUB_LOG_LEVEL",
+    "AGENTHUB_USE_UV",
+    "AGENTHUB_ENV_BACKEND",
+    "AGENTHUB_MAX_STDOUT_BYTES",
+    "AGENTHUB_KILL_GRACE_PERIOD",
+    "AGENTHUB_BUILD_TIMEOUT",
+    "AGENTHUB_ENV_CLEAR",
+    "AGENTHUB_ENV_ALLOW",
+    "AGENTHUB_MAX_CONCURRENCY",
+    "AGENTHUB_KILL_AGENTS_WITH_RUNTIME",
+    "AGENTHUB_PYTHON_VERSION",
+    "AGENTHUB_VENV_LOCATION",
+    "AGENTHUB_DEPENDENCY_CACHE",
+    "AGENTHUB_AUTO_CLEANUP",
+    "AGENTHUB_MAX_VENV_SIZE",
+    "AGENTHUB_RUN_INSTALLATION_COMMANDS",
+];
+
+/// `AGENTHUB_*` variables other parts of agenthub read: allowed, not configuration.
+pub const NON_CONFIG_VARS: [&str; 4] =
+    ["AGENTHUB_HOME", "AGENTHUB_RUN_ID", "AGENTHUB_REGISTRY", "AGENTHUB_BIN"];
+
+/// The longest duration configuration accepts, in seconds (about 31 years): far from where
+/// `Instant + duration` could overflow.
+pub const MAX_SECONDS: f64 = 1e9;
+
+/// `max_memory_usage` above this many MiB would overflow when converted to bytes.
+pub const MAX_MEMORY_MIB: u64 = u64::MAX / (1024 * 1024);
+
+/// The largest `config.yaml` read.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+const LOG_LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+
 impl Default for RuntimeConfig {
     fn default() -> Self {
         Self {
@@ -92,6 +142,7 @@ impl Default for RuntimeConfig {
             env_backend: None,
             max_stdout_bytes: 16 * 1024 * 1024,
             kill_grace_period: 1.0,
+            build_timeout: 600.0,
             env_clear: false,
             env_allow: Vec::new(),
             max_concurrency: 0,
@@ -101,14 +152,16 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    /// `max_execution_time` as a duration.
+    /// `max_execution_time` as a duration (saturated to `0..=MAX_SECONDS`, also when not
+    /// validated).
     pub fn execution_timeout(&self) -> Duration {
         secs(self.max_execution_time)
     }
 
-    /// `max_memory_usage` in bytes; 0 means no cap.
+    /// `max_memory_usage` in bytes; `None` means no cap. Saturates instead of wrapping
+    /// (validation refuses values past [`MAX_MEMORY_MIB`]).
     pub fn memory_limit_bytes(&self) -> Option<u64> {
-        (self.max_memory_usage > 0).then(|| self.max_memory_usage * 1024 * 1024)
+        (self.max_memory_usage > 0).then(|| self.max_memory_usage.saturating_mul(1024 * 1024))
     }
 
     /// `max_concurrency`, with 0 resolved to twice the available CPUs.
@@ -119,14 +172,103 @@ impl RuntimeConfig {
         }
     }
 
-    /// `kill_grace_period` as a duration.
+    /// `kill_grace_period` as a duration (saturated like [`Self::execution_timeout`]).
     pub fn grace_period(&self) -> Duration {
         secs(self.kill_grace_period)
     }
+
+    /// `build_timeout` as a duration (saturated like [`Self::execution_timeout`]).
+    pub fn build_timeout(&self) -> Duration {
+        secs(self.build_timeout)
+    }
+
+    /// `subprocess_timeout` as a duration (saturated like [`Self::execution_timeout`]).
+    pub fn subprocess_timeout(&self) -> Duration {
+        secs(self.subprocess_timeout)
+    }
+
+    /// `cleanup_interval` as a duration; `None` when the sweep is off (0).
+    pub fn cleanup_interval(&self) -> Option<Duration> {
+        Some(secs(self.cleanup_interval)).filter(|d| !d.is_zero())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let positive = [
+            ("runtime.max_execution_time", self.max_execution_time),
+            ("runtime.kill_grace_period", self.kill_grace_period),
+            ("runtime.build_timeout", self.build_timeout),
+            ("runtime.subprocess_timeout", self.subprocess_timeout),
+        ];
+        for (key, value) in positive {
+            if !(value.is_finite() && value > 0.0 && value <= MAX_SECONDS) {
+                return Err(invalid(
+                    key,
+                    format!(
+                        "must be a number of seconds greater than 0 and at most {MAX_SECONDS:.0}, got {value}"
+                    ),
+                ));
+            }
+        }
+        let interval = self.cleanup_interval;
+        if !(interval.is_finite() && (0.0..=MAX_SECONDS).contains(&interval)) {
+            return Err(invalid(
+                "runtime.cleanup_interval",
+                format!("must be a number of seconds from 0 (off) to {MAX_SECONDS:.0}, got {interval}"),
+            ));
+        }
+        if self.max_memory_usage > MAX_MEMORY_MIB {
+            return Err(invalid(
+                "runtime.max_memory_usage",
+                format!(
+                    "must be a whole number of MiB from 0 (no cap) to {MAX_MEMORY_MIB}, got {}",
+                    self.max_memory_usage
+                ),
+            ));
+        }
+        if !LOG_LEVELS.contains(&self.log_level.to_ascii_lowercase().as_str()) {
+            return Err(invalid(
+                "runtime.log_level",
+                format!("must be one of {}, got `{}`", LOG_LEVELS.join(", "), self.log_level),
+            ));
+        }
+        Ok(())
+    }
 }
 
+/// Seconds as a duration, clamped to `0..=MAX_SECONDS` (NaN is 0): never panics, and an
+/// `Instant` plus the result never overflows.
 fn secs(s: f64) -> Duration {
-    Duration::try_from_secs_f64(s.max(0.0)).unwrap_or(Duration::MAX)
+    let clamped = if s.is_nan() { 0.0 } else { s.clamp(0.0, MAX_SECONDS) };
+    Duration::from_secs_f64(clamped)
+}
+
+fn invalid(key: &str, message: String) -> ConfigError {
+    ConfigError::Invalid { key: key.to_owned(), message }
+}
+
+/// The Python an environment is built with, from `python_version`: a version constraint
+/// (`3.11`, `3.11+`, `>=3.10,<3.13`) or an interpreter path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PythonRequest {
+    /// Any interpreter on PATH that satisfies the constraint.
+    Version(PythonConstraint),
+    /// This interpreter (`~/` expanded).
+    Path(PathBuf),
+}
+
+impl PythonRequest {
+    /// A value with a path separator, or starting with `.`, `~` or `/`, is a path;
+    /// anything else must be a version constraint.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let raw = raw.trim();
+        let is_path = raw.contains(std::path::MAIN_SEPARATOR) || raw.starts_with(['.', '~', '/']);
+        if is_path {
+            return Ok(Self::Path(crate::agent::expand_tilde(raw)));
+        }
+        PythonConstraint::parse(raw)
+            .map(Self::Version)
+            .map_err(|e| format!("{e}; to name an interpreter, give its path (containing `/`)"))
+    }
 }
 
 /// Environment management (`EnvironmentConfig` of the Phase-1 design).
@@ -134,9 +276,10 @@ fn secs(s: f64) -> Duration {
 #[serde(default, deny_unknown_fields)]
 pub struct EnvironmentConfig {
     /// Python to build with: a version (`3.11`) or a path; none = the manifest's
-    /// constraint, else the `python3` on PATH.
+    /// constraint, else the `python3` on PATH. See [`Self::python_request`].
     pub python_version: Option<String>,
-    /// Name of the environment directory inside the agent directory.
+    /// Name of the environment directory inside the agent directory: one plain path
+    /// component (not empty, `.`, `..`, nor containing `/`).
     pub venv_location: String,
     /// Let the installer use its download cache.
     pub dependency_cache: bool,
@@ -159,6 +302,34 @@ impl Default for EnvironmentConfig {
             max_venv_size: 500,
             run_installation_commands: false,
         }
+    }
+}
+
+impl EnvironmentConfig {
+    /// `python_version` parsed: `None` when it is not set (or, before [`Config::validate`]
+    /// has passed, when it does not parse).
+    pub fn python_request(&self) -> Option<PythonRequest> {
+        self.python_version.as_deref().and_then(|v| PythonRequest::parse(v).ok())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(raw) = &self.python_version {
+            PythonRequest::parse(raw).map_err(|m| invalid("environment.python_version", m))?;
+        }
+        let venv = &self.venv_location;
+        let mut components = Path::new(venv).components();
+        let plain = matches!(components.next(), Some(Component::Normal(_)))
+            && components.next().is_none()
+            && !venv.contains(['/', '\0']);
+        if !plain {
+            return Err(invalid(
+                "environment.venv_location",
+                format!(
+                    "must be the name of a directory inside the agent directory (one path component, not `.` or `..`), got `{venv}`"
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -186,9 +357,17 @@ pub enum ConfigError {
     /// No `$AGENTHUB_HOME` and no home directory.
     #[error("cannot find a home directory; set AGENTHUB_HOME")]
     NoHome,
-    /// The config file exists but could not be read or parsed.
+    /// The config file exists but could not be parsed.
     #[error("invalid {}: {message}", path.display())]
     File {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The config file exists but is not a regular file, is too large, or cannot be read.
+    #[error("cannot read {}: {message}", path.display())]
+    Unreadable {
         /// The file.
         path: PathBuf,
         /// What is wrong.
@@ -199,34 +378,95 @@ pub enum ConfigError {
     Variable {
         /// The variable.
         name: String,
-        /// Its value.
+        /// Its value (lossily decoded when it is not UTF-8).
         value: String,
         /// What was expected.
         message: String,
     },
+    /// An `AGENTHUB_*` variable agenthub does not know (a typo would otherwise be ignored).
+    #[error("unknown variable {name}")]
+    UnknownVariable {
+        /// The variable.
+        name: String,
+        /// What to set instead: the closest known name, or the list.
+        suggestion: String,
+    },
+    /// A setting is out of its range.
+    #[error("invalid {key}: {message}")]
+    Invalid {
+        /// The setting, as a config key: `runtime.max_execution_time`.
+        key: String,
+        /// What is accepted, and the value given.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// What the user can do about it.
+    pub fn suggestion(&self) -> Option<String> {
+        Some(match self {
+            Self::NoHome => "Set AGENTHUB_HOME or pass --home".to_owned(),
+            Self::File { path, .. } => format!("Fix {} at the position shown", path.display()),
+            Self::Unreadable { path, .. } => {
+                format!(
+                    "Make {} a regular file of at most {MAX_CONFIG_BYTES} bytes, or remove it",
+                    path.display()
+                )
+            }
+            Self::Variable { name, .. } => format!("Fix or unset {name}"),
+            Self::UnknownVariable { suggestion, .. } => suggestion.clone(),
+            Self::Invalid { key, .. } => {
+                format!("Fix `{key}` in config.yaml, its AGENTHUB_* variable, or the flag that sets it")
+            }
+        })
+    }
 }
 
 impl Config {
-    /// Loads configuration from the process environment and `<home>/config.yaml`.
+    /// Loads configuration from the process environment and `<home>/config.yaml`, the home
+    /// being `$AGENTHUB_HOME`, else `~/.agenthub`. Same as `load_from(None)`.
     pub fn load() -> Result<Self, ConfigError> {
-        let home = match std::env::var_os("AGENTHUB_HOME").filter(|h| !h.is_empty()) {
-            Some(home) => PathBuf::from(home),
-            None => std::env::home_dir().ok_or(ConfigError::NoHome)?.join(".agenthub"),
-        };
-        let path = home.join("config.yaml");
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(ConfigError::File { path, message: e.to_string() }),
-        };
-        Self::from_sources(home, text.as_deref(), std::env::vars())
+        Self::load_from(None)
     }
 
-    /// Builds configuration from a home, the config file's text, and variables.
+    /// Loads configuration from the process environment and `<home>/config.yaml`; `home`
+    /// (the CLI's `--home`) overrides `$AGENTHUB_HOME`. The file is read the same way
+    /// whichever home is used: it may be a symlink (it is the user's file) but must be a
+    /// regular file of at most [`MAX_CONFIG_BYTES`]; otherwise the error says why.
+    pub fn load_from(home: Option<PathBuf>) -> Result<Self, ConfigError> {
+        let home = match home {
+            Some(home) => home,
+            None => match std::env::var_os("AGENTHUB_HOME").filter(|h| !h.is_empty()) {
+                Some(home) => PathBuf::from(home),
+                None => std::env::home_dir().ok_or(ConfigError::NoHome)?.join(".agenthub"),
+            },
+        };
+        let path = home.join("config.yaml");
+        let unreadable = |e: crate::AgentFileError| ConfigError::Unreadable {
+            path: path.clone(),
+            message: match &e {
+                crate::AgentFileError::Io { source, .. } => source.to_string(),
+                crate::AgentFileError::NotRegular { kind, .. } => format!("it is {kind}, not a regular file"),
+                crate::AgentFileError::TooLarge { limit, .. } => format!("it is larger than {limit} bytes"),
+                other => other.to_string(),
+            },
+        };
+        let text = match open_regular(&path).map_err(unreadable)? {
+            Some(file) => Some(read_bounded(file, path.clone(), MAX_CONFIG_BYTES).map_err(unreadable)?),
+            None => None,
+        };
+        Self::from_sources(home, text.as_deref(), std::env::vars_os())
+    }
+
+    /// Builds configuration from a home, the config file's text, and variables (the
+    /// process's are `std::env::vars_os()`; pass `[]` for none), then validates it.
+    ///
+    /// Variables that are not UTF-8 are ignored unless they are `AGENTHUB_*` ones; an
+    /// unknown `AGENTHUB_*` variable is an error (see [`CONFIG_VARS`], [`NON_CONFIG_VARS`]).
     pub fn from_sources(
         home: PathBuf,
         file: Option<&str>,
-        vars: impl IntoIterator<Item = (String, String)>,
+        vars: impl IntoIterator<Item = (OsString, OsString)>,
     ) -> Result<Self, ConfigError> {
         let parsed: ConfigFile = match file.map(str::trim) {
             None | Some("") => ConfigFile::default(),
@@ -235,32 +475,57 @@ impl Config {
         };
         let mut config = Self { home, runtime: parsed.runtime, environment: parsed.environment };
         for (name, value) in vars {
-            if let Some(key) = name.strip_prefix("AGENTHUB_") {
-                config.apply_variable(key, &value).map_err(|message| ConfigError::Variable {
-                    name: name.clone(),
-                    value: value.clone(),
-                    message,
-                })?;
+            if !name.as_encoded_bytes().starts_with(b"AGENTHUB_") {
+                continue;
             }
+            let name = name.to_string_lossy().into_owned();
+            if NON_CONFIG_VARS.contains(&name.as_str()) {
+                continue;
+            }
+            if !CONFIG_VARS.contains(&name.as_str()) {
+                let suggestion = suggest_variable(&name);
+                return Err(ConfigError::UnknownVariable { name, suggestion });
+            }
+            let variable_error = |message: String| ConfigError::Variable {
+                name: name.clone(),
+                value: value.to_string_lossy().into_owned(),
+                message,
+            };
+            let text = value.to_str().ok_or_else(|| variable_error("not valid UTF-8".to_owned()))?;
+            let key = &name["AGENTHUB_".len()..];
+            config.apply_variable(key, text).map_err(variable_error)?;
         }
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Checks every setting's range: timeouts finite, greater than 0 and at most
+    /// [`MAX_SECONDS`]; `cleanup_interval` from 0 (off); `max_memory_usage` at most
+    /// [`MAX_MEMORY_MIB`]; a known `log_level`; `venv_location` one plain path component;
+    /// `python_version` a constraint or a path. [`Self::from_sources`] calls it; call it
+    /// again after changing settings (from flags).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.runtime.validate()?;
+        self.environment.validate()
     }
 
     fn apply_variable(&mut self, key: &str, value: &str) -> Result<(), String> {
         let r = &mut self.runtime;
         let e = &mut self.environment;
         match key {
-            "MAX_EXECUTION_TIME" => r.max_execution_time = parse(value)?,
-            "MAX_MEMORY_USAGE" => r.max_memory_usage = parse(value)?,
-            "SUBPROCESS_TIMEOUT" => r.subprocess_timeout = parse(value)?,
-            "CLEANUP_INTERVAL" => r.cleanup_interval = parse(value)?,
+            "MAX_EXECUTION_TIME" => r.max_execution_time = parse_seconds(value)?,
+            "MAX_MEMORY_USAGE" => r.max_memory_usage = parse_whole(value, u64::MAX)?,
+            "SUBPROCESS_TIMEOUT" => r.subprocess_timeout = parse_seconds(value)?,
+            "CLEANUP_INTERVAL" => r.cleanup_interval = parse_seconds(value)?,
             "LOG_LEVEL" => value.clone_into(&mut r.log_level),
             "USE_UV" => r.use_uv = parse_bool(value)?,
             "ENV_BACKEND" => r.env_backend = Some(value.parse()?),
-            "MAX_STDOUT_BYTES" => r.max_stdout_bytes = parse(value)?,
-            "KILL_GRACE_PERIOD" => r.kill_grace_period = parse(value)?,
+            "MAX_STDOUT_BYTES" => r.max_stdout_bytes = parse_whole(value, u64::MAX)?,
+            "KILL_GRACE_PERIOD" => r.kill_grace_period = parse_seconds(value)?,
+            "BUILD_TIMEOUT" => r.build_timeout = parse_seconds(value)?,
             "ENV_CLEAR" => r.env_clear = parse_bool(value)?,
-            "MAX_CONCURRENCY" => r.max_concurrency = parse(value)?,
+            "MAX_CONCURRENCY" => r.max_concurrency = parse_whole(value, usize::MAX)?,
+            "KILL_AGENTS_WITH_RUNTIME" => r.kill_agents_with_runtime = parse_bool(value)?,
             "ENV_ALLOW" => {
                 r.env_allow =
                     value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect();
@@ -269,9 +534,9 @@ impl Config {
             "VENV_LOCATION" => value.clone_into(&mut e.venv_location),
             "DEPENDENCY_CACHE" => e.dependency_cache = parse_bool(value)?,
             "AUTO_CLEANUP" => e.auto_cleanup = parse_bool(value)?,
-            "MAX_VENV_SIZE" => e.max_venv_size = parse(value)?,
+            "MAX_VENV_SIZE" => e.max_venv_size = parse_whole(value, u64::MAX)?,
             "RUN_INSTALLATION_COMMANDS" => e.run_installation_commands = parse_bool(value)?,
-            _ => {} // AGENTHUB_HOME and variables of other tools.
+            _ => return Err("not a configuration variable".to_owned()),
         }
         Ok(())
     }
@@ -287,8 +552,43 @@ impl Config {
     }
 }
 
-fn parse<T: std::str::FromStr>(value: &str) -> Result<T, String> {
-    value.trim().parse().map_err(|_| "expected a number".to_owned())
+/// "Did you mean …" for an unknown variable: the closest known name by edit distance when
+/// it is close, else the list.
+fn suggest_variable(name: &str) -> String {
+    let short = |v: &'static str| v.trim_start_matches("AGENTHUB_");
+    let wanted = name.trim_start_matches("AGENTHUB_");
+    let known = CONFIG_VARS.iter().chain(&NON_CONFIG_VARS).copied();
+    match known.clone().map(|k| (edit_distance(wanted, short(k)), k)).min() {
+        Some((distance, k)) if distance <= (short(k).len() / 3).max(1) => format!("Did you mean {k}?"),
+        _ => format!(
+            "Unset it; known variables: AGENTHUB_ + {}",
+            known.map(short).collect::<Vec<_>>().join(", ")
+        ),
+    }
+}
+
+/// Levenshtein distance over bytes.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+fn parse_seconds(value: &str) -> Result<f64, String> {
+    value.trim().parse().map_err(|_| "expected a number of seconds".to_owned())
+}
+
+fn parse_whole<T: std::str::FromStr>(value: &str, max: impl std::fmt::Display) -> Result<T, String> {
+    value.trim().parse().map_err(|_| format!("expected a whole number from 0 to {max}"))
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {
@@ -303,6 +603,20 @@ fn parse_bool(value: &str) -> Result<bool, String> {
 #[expect(clippy::float_cmp, reason = "defaults and parsed values are exact")]
 mod tests {
     use super::*;
+    use std::os::unix::ffi::OsStringExt;
+    use std::time::Instant;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+        pairs.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect()
+    }
+
+    fn with_var(name: &str, value: &str) -> Result<Config, ConfigError> {
+        Config::from_sources("/h".into(), None, vars(&[(name, value)]))
+    }
+
+    fn with_file(text: &str) -> Result<Config, ConfigError> {
+        Config::from_sources("/h".into(), Some(text), [])
+    }
 
     #[test]
     fn phase1_defaults() {
@@ -311,32 +625,32 @@ mod tests {
         assert_eq!(c.runtime.max_memory_usage, 1024);
         assert_eq!(c.runtime.subprocess_timeout, 5.0);
         assert_eq!(c.runtime.cleanup_interval, 60.0);
+        assert_eq!(c.runtime.build_timeout(), Duration::from_secs(600));
         assert_eq!(c.runtime.log_level, "INFO");
         assert!(c.runtime.use_uv);
         assert_eq!(c.environment.venv_location, ".venv");
         assert!(c.environment.dependency_cache && c.environment.auto_cleanup);
         assert_eq!(c.environment.max_venv_size, 500);
         assert_eq!(c.agents_root(), PathBuf::from("/h/agents"));
+        assert_eq!(c.environment.python_request(), None);
     }
 
     #[test]
     fn variables_override_the_file() {
         let file =
             "runtime:\n  max_execution_time: 10\n  use_uv: false\nenvironment:\n  venv_location: venv\n";
-        let vars = [("AGENTHUB_MAX_EXECUTION_TIME".to_owned(), "2.5".to_owned())];
+        let vars = vars(&[("AGENTHUB_MAX_EXECUTION_TIME", "2.5"), ("AGENTHUB_BUILD_TIMEOUT", "90")]);
         let c = Config::from_sources("/h".into(), Some(file), vars).unwrap();
         assert_eq!(c.runtime.max_execution_time, 2.5);
         assert!(!c.runtime.use_uv);
         assert_eq!(c.environment.venv_location, "venv");
         assert_eq!(c.runtime.execution_timeout(), Duration::from_millis(2500));
+        assert_eq!(c.runtime.build_timeout(), Duration::from_secs(90));
     }
 
     #[test]
     fn env_allow_list_from_variables() {
-        let vars = [
-            ("AGENTHUB_ENV_CLEAR".to_owned(), "1".to_owned()),
-            ("AGENTHUB_ENV_ALLOW".to_owned(), "OPENAI_API_KEY, HF_HOME,".to_owned()),
-        ];
+        let vars = vars(&[("AGENTHUB_ENV_CLEAR", "1"), ("AGENTHUB_ENV_ALLOW", "OPENAI_API_KEY, HF_HOME,")]);
         let c = Config::from_sources("/h".into(), None, vars).unwrap();
         assert!(c.runtime.env_clear);
         assert_eq!(c.runtime.env_allow, ["OPENAI_API_KEY", "HF_HOME"]);
@@ -345,10 +659,201 @@ mod tests {
 
     #[test]
     fn typos_and_bad_values_are_named() {
-        let err = Config::from_sources("/h".into(), Some("runtime:\n  max_exec_time: 3\n"), []).unwrap_err();
+        let err = with_file("runtime:\n  max_exec_time: 3\n").unwrap_err();
         assert!(err.to_string().contains("max_exec_time"), "{err}");
-        let vars = [("AGENTHUB_USE_UV".to_owned(), "maybe".to_owned())];
-        let err = Config::from_sources("/h".into(), None, vars).unwrap_err();
+        let err = with_var("AGENTHUB_USE_UV", "maybe").unwrap_err();
         assert_eq!(err.to_string(), "invalid AGENTHUB_USE_UV=maybe: expected true or false");
+        let err = with_var("AGENTHUB_MAX_STDOUT_BYTES", "-1").unwrap_err();
+        assert!(err.to_string().contains("from 0 to 18446744073709551615"), "{err}");
+    }
+
+    #[test]
+    fn non_utf8_variables_elsewhere_are_ignored_and_ours_are_named() {
+        let foreign = (OsString::from_vec(b"LC_\xff".to_vec()), OsString::from_vec(b"\xfe\xff".to_vec()));
+        let other = (OsString::from("PATH_X"), OsString::from_vec(b"\xff".to_vec()));
+        assert!(Config::from_sources("/h".into(), None, [foreign, other]).is_ok());
+        let ours = (OsString::from("AGENTHUB_LOG_LEVEL"), OsString::from_vec(b"in\xffo".to_vec()));
+        let err = Config::from_sources("/h".into(), None, [ours]).unwrap_err();
+        assert!(matches!(&err, ConfigError::Variable { name, .. } if name == "AGENTHUB_LOG_LEVEL"), "{err}");
+        assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn unknown_agenthub_variables_are_reported_with_the_closest_name() {
+        let err = with_var("AGENTHUB_MAX_EXECUTON_TIME", "3").unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::UnknownVariable {
+                name: "AGENTHUB_MAX_EXECUTON_TIME".into(),
+                suggestion: "Did you mean AGENTHUB_MAX_EXECUTION_TIME?".into()
+            }
+        );
+        assert_eq!(err.suggestion().as_deref(), Some("Did you mean AGENTHUB_MAX_EXECUTION_TIME?"));
+        let far = with_var("AGENTHUB_FROBNICATE", "1").unwrap_err();
+        assert!(far.suggestion().unwrap().contains("known variables"), "{far:?}");
+        for allowed in NON_CONFIG_VARS {
+            assert!(with_var(allowed, "x").is_ok(), "{allowed}");
+        }
+        for name in CONFIG_VARS {
+            let err = with_var(name, "\u{1}definitely wrong");
+            assert!(!matches!(err, Err(ConfigError::UnknownVariable { .. })), "{name}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn durations_out_of_range_are_usage_errors_naming_key_and_range() {
+        let keys = [
+            ("MAX_EXECUTION_TIME", "runtime.max_execution_time"),
+            ("KILL_GRACE_PERIOD", "runtime.kill_grace_period"),
+            ("BUILD_TIMEOUT", "runtime.build_timeout"),
+            ("SUBPROCESS_TIMEOUT", "runtime.subprocess_timeout"),
+        ];
+        for (var, key) in keys {
+            for bad in ["0", "-1", "NaN", "inf", "-inf", "1e19"] {
+                let err = with_var(&format!("AGENTHUB_{var}"), bad).unwrap_err();
+                let ConfigError::Invalid { key: named, message } = &err else {
+                    panic!("{var}={bad}: {err:?}")
+                };
+                assert_eq!(named, key);
+                assert!(message.contains("greater than 0 and at most 1000000000"), "{message}");
+            }
+            assert!(with_var(&format!("AGENTHUB_{var}"), "0.5").is_ok());
+        }
+        assert!(with_var("AGENTHUB_CLEANUP_INTERVAL", "0").is_ok());
+        for bad in ["-1", "NaN", "inf"] {
+            let err = with_var("AGENTHUB_CLEANUP_INTERVAL", bad).unwrap_err();
+            assert!(err.to_string().contains("runtime.cleanup_interval"), "{err}");
+        }
+        let err = with_file("runtime:\n  max_execution_time: .inf\n").unwrap_err();
+        assert!(err.to_string().starts_with("invalid runtime.max_execution_time"), "{err}");
+    }
+
+    #[test]
+    fn durations_saturate_even_unvalidated() {
+        for value in [f64::INFINITY, f64::NAN, -1.0, 1e300, f64::MAX] {
+            let r = RuntimeConfig {
+                max_execution_time: value,
+                kill_grace_period: value,
+                build_timeout: value,
+                subprocess_timeout: value,
+                cleanup_interval: value,
+                ..RuntimeConfig::default()
+            };
+            for d in [r.execution_timeout(), r.grace_period(), r.build_timeout(), r.subprocess_timeout()] {
+                assert!(d <= Duration::from_secs_f64(MAX_SECONDS));
+                let _ = Instant::now() + d;
+            }
+            let _ = r.cleanup_interval();
+        }
+        let off = RuntimeConfig { cleanup_interval: 0.0, ..RuntimeConfig::default() };
+        assert_eq!(off.cleanup_interval(), None);
+    }
+
+    #[test]
+    fn memory_cap_never_wraps() {
+        let err = with_var("AGENTHUB_MAX_MEMORY_USAGE", "17592186044416").unwrap_err();
+        assert!(err.to_string().contains("from 0 (no cap) to 17592186044415"), "{err}");
+        let max = with_var("AGENTHUB_MAX_MEMORY_USAGE", "17592186044415").unwrap();
+        assert_eq!(max.runtime.memory_limit_bytes(), Some(17_592_186_044_415 * 1024 * 1024));
+        let unchecked = RuntimeConfig { max_memory_usage: u64::MAX, ..RuntimeConfig::default() };
+        assert_eq!(unchecked.memory_limit_bytes(), Some(u64::MAX));
+        assert_eq!(with_var("AGENTHUB_MAX_MEMORY_USAGE", "0").unwrap().runtime.memory_limit_bytes(), None);
+    }
+
+    #[test]
+    fn venv_location_is_one_plain_component() {
+        for good in [".venv", "venv", "env-3.11"] {
+            assert!(with_var("AGENTHUB_VENV_LOCATION", good).is_ok(), "{good}");
+        }
+        for bad in ["", ".", "..", "/tmp/x", "a/b", "a/", "./a", "../x", "a\0b"] {
+            let err = with_var("AGENTHUB_VENV_LOCATION", bad).unwrap_err();
+            assert!(
+                matches!(&err, ConfigError::Invalid { key, .. } if key == "environment.venv_location"),
+                "{bad:?}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn log_level_must_be_known() {
+        for good in ["INFO", "warn", "Trace", "error", "debug"] {
+            assert!(with_var("AGENTHUB_LOG_LEVEL", good).is_ok(), "{good}");
+        }
+        let err = with_var("AGENTHUB_LOG_LEVEL", "verbose").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid runtime.log_level: must be one of error, warn, info, debug, trace, got `verbose`"
+        );
+    }
+
+    #[test]
+    fn python_version_is_parsed_once_into_a_request() {
+        let c = with_var("AGENTHUB_PYTHON_VERSION", "3.11+").unwrap();
+        let Some(PythonRequest::Version(v)) = c.environment.python_request() else { panic!() };
+        assert!(v.allows(3, 12, 0) && !v.allows(3, 10, 0));
+        for path in ["/usr/bin/python3", "./py/bin/python", "bin/python", ".venv/bin/python"] {
+            let c = with_var("AGENTHUB_PYTHON_VERSION", path).unwrap();
+            assert_eq!(c.environment.python_request(), Some(PythonRequest::Path(path.into())), "{path}");
+        }
+        if let Some(home) = std::env::home_dir() {
+            let c = with_var("AGENTHUB_PYTHON_VERSION", "~/py/bin/python").unwrap();
+            assert_eq!(c.environment.python_request(), Some(PythonRequest::Path(home.join("py/bin/python"))));
+        }
+        let err = with_var("AGENTHUB_PYTHON_VERSION", "python3.11").unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "environment.python_version"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn config_file_is_read_the_same_way_from_any_home() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ok = tmp.path().join("ok");
+        std::fs::create_dir(&ok).unwrap();
+        std::fs::write(ok.join("config.yaml"), "runtime:\n  max_execution_time: 7\n").unwrap();
+        assert_eq!(Config::load_from(Some(ok.clone())).unwrap().runtime.max_execution_time, 7.0);
+
+        let linked = tmp.path().join("linked");
+        std::fs::create_dir(&linked).unwrap();
+        std::os::unix::fs::symlink(ok.join("config.yaml"), linked.join("config.yaml")).unwrap();
+        assert_eq!(Config::load_from(Some(linked)).unwrap().runtime.max_execution_time, 7.0);
+
+        let empty = tmp.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        assert_eq!(Config::load_from(Some(empty.clone())).unwrap().home, empty);
+
+        let fifo = tmp.path().join("fifo");
+        std::fs::create_dir(&fifo).unwrap();
+        let c = std::ffi::CString::new(fifo.join("config.yaml").into_os_string().into_vec()).unwrap();
+        // SAFETY: mkfifo reads a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let dir = tmp.path().join("dir");
+        std::fs::create_dir_all(dir.join("config.yaml")).unwrap();
+        let big = tmp.path().join("big");
+        std::fs::create_dir(&big).unwrap();
+        std::fs::write(big.join("config.yaml"), format!("# {}\n", "x".repeat(2 << 20))).unwrap();
+        let zero = tmp.path().join("zero");
+        std::fs::create_dir(&zero).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", zero.join("config.yaml")).unwrap();
+        for (home, want) in
+            [(fifo, "a FIFO"), (dir, "a directory"), (big, "larger than 1048576 bytes"), (zero, "a device")]
+        {
+            let started = Instant::now();
+            let err = Config::load_from(Some(home.clone())).unwrap_err();
+            assert!(started.elapsed() < Duration::from_secs(5));
+            assert!(
+                matches!(&err, ConfigError::Unreadable { path, .. } if *path == home.join("config.yaml")),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains(want), "{err}");
+        }
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+        assert_eq!(edit_distance("same", "same"), 0);
     }
 }

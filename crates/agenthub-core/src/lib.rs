@@ -14,7 +14,10 @@ mod yaml;
 
 pub use agent::{AgentId, AgentLocation, AgentRef, InvalidAgentId, list_installed, resolve_agent};
 pub use agent_file::{AgentFileError, open_agent_file, read_agent_file};
-pub use config::{BASE_ENV_VARS, Config, ConfigError, EnvBackendKind, EnvironmentConfig, RuntimeConfig};
+pub use config::{
+    BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, EnvBackendKind, EnvironmentConfig, MAX_CONFIG_BYTES,
+    MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS, PythonRequest, RuntimeConfig,
+};
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes};
 pub use manifest::{
     AgentManifest, FieldProblem, MANIFEST_FILE_NAMES, MAX_ALIAS_EXPANSION, MAX_FLOW_NESTING,
