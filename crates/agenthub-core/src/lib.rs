@@ -24,5 +24,7 @@ pub use manifest::{
     MAX_MANIFEST_BYTES, ManifestError, MethodSpec, ParamType, ParameterSpec, PythonConstraint, ReturnSpec,
 };
 pub use params::{CliParamsError, Params, parse_cli_params, validate_parameters};
-pub use protocol::{AgentOutput, AgentReply, ExecutionRequest, ProtocolViolation, read_agent_output};
+pub use protocol::{
+    AgentOutput, AgentReply, ExecutionRequest, MAX_JSON_DEPTH, ProtocolViolation, read_agent_output,
+};
 pub use response::ExecutionResponse;

@@ -58,6 +58,15 @@ pub enum ProtocolViolation {
         /// `array`, `string`, …
         kind: &'static str,
     },
+    /// Bare `NaN`, `Infinity` or `-Infinity`: not JSON, but what Python's `json.dumps`
+    /// writes for non-finite floats by default.
+    #[error(
+        "stdout has NaN or Infinity, which JSON does not allow (Python's json.dumps writes them by default): use json.dumps(..., allow_nan=False) to find them, and convert them to null or strings"
+    )]
+    NonFiniteNumber,
+    /// JSON nested deeper than [`MAX_JSON_DEPTH`] levels.
+    #[error("stdout JSON is nested deeper than {MAX_JSON_DEPTH} levels (the reply object included)")]
+    TooDeep,
     /// An object with neither `result` nor `error`.
     #[error("the JSON object on stdout has neither `result` nor `error` (keys: {keys})")]
     NoReplyKey {
@@ -67,6 +76,10 @@ pub enum ProtocolViolation {
 }
 
 const EXCERPT: usize = 200;
+
+/// The deepest JSON read from an agent, counting the reply object itself: the nesting
+/// `serde_json` accepts (its recursion limit is 128), as for the parameters sent in.
+pub const MAX_JSON_DEPTH: usize = 127;
 
 /// Reads an agent's stdout: the whole of it as one JSON object, or else the last
 /// non-empty line as one, keeping what came before as noise.
@@ -86,10 +99,57 @@ pub fn read_agent_output(stdout: &[u8]) -> Result<AgentOutput, ProtocolViolation
         let noise = String::from_utf8_lossy(before.trim_ascii()).into_owned();
         reply_from(value).map(|reply| AgentOutput { reply, noise: (!noise.is_empty()).then_some(noise) })
     } else {
+        let looks_like_json = |text: &[u8]| text.first().is_some_and(|b| matches!(b, b'{' | b'['));
+        for candidate in [trimmed, last] {
+            if looks_like_json(candidate) {
+                let scan = scan_json(candidate);
+                if scan.max_depth > MAX_JSON_DEPTH {
+                    return Err(ProtocolViolation::TooDeep);
+                }
+                if scan.non_finite {
+                    return Err(ProtocolViolation::NonFiniteNumber);
+                }
+            }
+        }
         let text = String::from_utf8_lossy(last);
         let last_line = text.chars().take(EXCERPT).collect();
         Err(ProtocolViolation::NotJson { last_line })
     }
+}
+
+/// What a linear pass over text that failed to parse as JSON finds outside strings.
+struct JsonScan {
+    max_depth: usize,
+    non_finite: bool,
+}
+
+fn scan_json(text: &[u8]) -> JsonScan {
+    let mut scan = JsonScan { max_depth: 0, non_finite: false };
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (i, &b) in text.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                scan.max_depth = scan.max_depth.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            b'N' if text[i..].starts_with(b"NaN") => scan.non_finite = true,
+            b'I' if text[i..].starts_with(b"Infinity") => scan.non_finite = true,
+            _ => {}
+        }
+    }
+    scan
 }
 
 fn reply_from(value: Json) -> Result<AgentReply, ProtocolViolation> {
@@ -152,6 +212,47 @@ mod tests {
         assert_eq!(read_agent_output(b"[1,2,3]"), Err(ProtocolViolation::NotAnObject { kind: "array" }));
         assert!(matches!(read_agent_output(br#"{"foo": 1}"#), Err(ProtocolViolation::NoReplyKey { .. })));
         assert!(matches!(read_agent_output(b"\xff\xfe\n\xff"), Err(ProtocolViolation::NotJson { .. })));
+    }
+
+    #[test]
+    fn non_finite_numbers_are_named_with_the_fix() {
+        for out in [
+            &b"{\"result\": NaN}"[..],
+            b"{\"result\": [1, Infinity]}",
+            b"log line\n{\"result\": -Infinity}\n",
+            b"{\n  \"result\": {\"x\": NaN}\n}\n",
+        ] {
+            let err = read_agent_output(out).unwrap_err();
+            assert_eq!(err, ProtocolViolation::NonFiniteNumber, "{}", String::from_utf8_lossy(out));
+            let msg = err.to_string();
+            assert!(msg.contains("NaN or Infinity") && msg.contains("allow_nan=False"), "{msg}");
+        }
+        // In strings they are text, and a broken line is still just not JSON.
+        let ok = read_agent_output(b"{\"result\": \"NaN Infinity\"}").unwrap();
+        assert_eq!(ok.reply, AgentReply::Result(json!("NaN Infinity")));
+        assert!(matches!(read_agent_output(b"{\"result\": \"NaN"), Err(ProtocolViolation::NotJson { .. })));
+        assert!(matches!(read_agent_output(b"loss: NaN"), Err(ProtocolViolation::NotJson { .. })));
+    }
+
+    #[test]
+    fn output_nested_past_the_limit_says_so() {
+        let nested =
+            |depth: usize| format!("{{\"result\": {}{}}}", "[".repeat(depth - 1), "]".repeat(depth - 1));
+        assert!(read_agent_output(nested(MAX_JSON_DEPTH).as_bytes()).is_ok());
+        let err = read_agent_output(nested(MAX_JSON_DEPTH + 1).as_bytes()).unwrap_err();
+        assert_eq!(err, ProtocolViolation::TooDeep);
+        assert!(err.to_string().contains("nested deeper than 127 levels"), "{err}");
+        let noisy = format!("[[[ log ]]]\n{}", nested(MAX_JSON_DEPTH + 1));
+        assert_eq!(read_agent_output(noisy.as_bytes()), Err(ProtocolViolation::TooDeep));
+    }
+
+    #[test]
+    fn big_integers_in_results_stay_exact() {
+        let out =
+            read_agent_output(b"{\"result\": [12345678901234567890123, -98765432109876543210987654321]}")
+                .unwrap();
+        let AgentReply::Result(v) = out.reply else { panic!() };
+        assert_eq!(v.to_string(), "[12345678901234567890123,-98765432109876543210987654321]");
     }
 
     #[test]
