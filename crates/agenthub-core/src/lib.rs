@@ -10,6 +10,7 @@ mod manifest;
 mod params;
 mod protocol;
 mod response;
+mod text;
 mod yaml;
 
 pub use agent::{AgentId, AgentLocation, AgentRef, InvalidAgentId, list_installed, resolve_agent};
@@ -28,3 +29,4 @@ pub use protocol::{
     AgentOutput, AgentReply, ExecutionRequest, MAX_JSON_DEPTH, ProtocolViolation, read_agent_output,
 };
 pub use response::ExecutionResponse;
+pub use text::escape_control;
