@@ -67,12 +67,7 @@ impl AgentFileError {
                 path.display()
             ),
             Self::BadName { .. } => "Name files relative to the agent directory, without `..`".to_owned(),
-            Self::Io { source, path } => match source.kind() {
-                std::io::ErrorKind::PermissionDenied => {
-                    format!("Check the permissions of {}", path.display())
-                }
-                _ => format!("Check {}", path.display()),
-            },
+            Self::Io { source, path } => crate::error::io_error_suggestion(source, path),
         }
     }
 

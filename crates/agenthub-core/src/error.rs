@@ -1,6 +1,8 @@
 //! The error taxonomy of SPEC §5: one variant per `error_type`.
 
 use std::fmt;
+use std::io;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::manifest::ManifestError;
@@ -102,6 +104,16 @@ pub enum AgentRuntimeError {
         /// The tail of the agent's stderr.
         stderr: Option<String>,
     },
+    /// The agent was not started: something it needs is missing or refused (no `agent.py`,
+    /// a file of the agent refused, a request the OS cannot pass). An `ExecutionError`
+    /// with a suggestion.
+    #[error("{message}")]
+    NotRun {
+        /// What is missing or wrong.
+        message: String,
+        /// What to do about it.
+        suggestion: String,
+    },
 }
 
 /// The limit behind a [`AgentRuntimeError::ResourceLimit`].
@@ -145,7 +157,7 @@ impl AgentRuntimeError {
             Self::ResourceLimit { .. } => "ResourceLimitError",
             Self::Agent { .. } => "AgentError",
             Self::Protocol { .. } => "ProtocolError",
-            Self::Execution { .. } => "ExecutionError",
+            Self::Execution { .. } | Self::NotRun { .. } => "ExecutionError",
         }
     }
 
@@ -161,7 +173,9 @@ impl AgentRuntimeError {
                 Some(format!("Available methods: {}", available.join(", ")))
             }
             Self::InvalidParameters { signature, .. } => Some(format!("Expected: {signature}")),
-            Self::Environment { suggestion, .. } => Some(suggestion.clone()),
+            Self::Environment { suggestion, .. } | Self::NotRun { suggestion, .. } => {
+                Some(suggestion.clone())
+            }
             Self::Timeout { limit, .. } => Some(format!(
                 "Raise the limit with `--timeout {}` or `max_execution_time` in config.yaml",
                 (limit.as_secs() * 2).max(1)
@@ -231,6 +245,27 @@ impl AgentRuntimeError {
     }
 }
 
+/// What to do about an I/O error on `path`, by its kind: permissions or disk space are
+/// suggested only when they are the cause.
+pub fn io_error_suggestion(err: &io::Error, path: &Path) -> String {
+    let path = path.display();
+    match err.kind() {
+        io::ErrorKind::PermissionDenied => format!("Check the permissions of {path}"),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+            format!("Free disk space (or quota) for {path}")
+        }
+        io::ErrorKind::ReadOnlyFilesystem => {
+            format!("{path} is on a read-only file system; use a writable location")
+        }
+        io::ErrorKind::NotFound => format!("Check that {path} exists"),
+        io::ErrorKind::InvalidData => format!("{path} is not valid UTF-8 text; fix its encoding"),
+        io::ErrorKind::NotADirectory | io::ErrorKind::IsADirectory => {
+            format!("Check what {path} is: a file where a directory belongs, or the reverse")
+        }
+        _ => format!("See the error about {path} above"),
+    }
+}
+
 /// Formats a byte count the way responses show memory: `11.4MB` (binary megabytes).
 pub fn format_bytes(bytes: u64) -> String {
     format!("{:.1}MB", bytes as f64 / (1024.0 * 1024.0))
@@ -276,6 +311,40 @@ mod tests {
         assert_eq!(err.to_string(), "Method 'nope' not found in agent interface");
         assert_eq!(err.suggestion().as_deref(), Some("Available methods: greet, echo"));
         assert_eq!(err.available_methods().map(<[String]>::len), Some(2));
+    }
+
+    #[test]
+    fn not_run_is_an_execution_error_with_its_suggestion() {
+        let err = AgentRuntimeError::NotRun {
+            message: "No agent.py in /a".into(),
+            suggestion: "Create agent.py".into(),
+        };
+        assert_eq!(err.error_type(), "ExecutionError");
+        assert_eq!(err.suggestion().as_deref(), Some("Create agent.py"));
+        assert_eq!(err.to_string(), "No agent.py in /a");
+        let json = crate::ExecutionResponse::failed(err, Duration::ZERO).to_json();
+        assert_eq!(
+            json,
+            serde_json::json!({"error": "No agent.py in /a", "error_type": "ExecutionError", "suggestion": "Create agent.py", "execution_time": 0.0})
+        );
+    }
+
+    #[test]
+    fn io_suggestions_name_only_the_real_cause() {
+        let path = Path::new("/x/f");
+        let kinds = [
+            (io::ErrorKind::PermissionDenied, "permissions"),
+            (io::ErrorKind::StorageFull, "disk space"),
+            (io::ErrorKind::InvalidData, "UTF-8"),
+            (io::ErrorKind::NotFound, "exists"),
+            (io::ErrorKind::Other, "above"),
+        ];
+        for (kind, want) in kinds {
+            let s = io_error_suggestion(&io::Error::from(kind), path);
+            assert!(s.contains(want), "{kind:?}: {s}");
+            assert_eq!(s.contains("permission"), kind == io::ErrorKind::PermissionDenied, "{s}");
+            assert_eq!(s.contains("disk"), kind == io::ErrorKind::StorageFull, "{s}");
+        }
     }
 
     #[test]

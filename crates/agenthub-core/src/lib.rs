@@ -19,7 +19,7 @@ pub use config::{
     BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, EnvBackendKind, EnvironmentConfig, MAX_CONFIG_BYTES,
     MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS, PythonRequest, RuntimeConfig,
 };
-pub use error::{AgentRuntimeError, ResourceLimit, format_bytes};
+pub use error::{AgentRuntimeError, ResourceLimit, format_bytes, io_error_suggestion};
 pub use manifest::{
     AgentManifest, FieldProblem, MANIFEST_FILE_NAMES, MAX_ALIAS_EXPANSION, MAX_FLOW_NESTING,
     MAX_MANIFEST_BYTES, ManifestError, MethodSpec, ParamType, ParameterSpec, PythonConstraint, ReturnSpec,
