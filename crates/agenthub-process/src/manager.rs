@@ -81,9 +81,14 @@ impl ProcessManager {
     /// Kills all agents this manager is running, and what crashed runtimes left behind
     /// (stale run records and cgroups); returns how many processes groups were killed.
     pub fn cleanup_processes(&self) -> usize {
-        self.registry.kill_all()
-            + self.registry.clear_stale_records()
-            + crate::containment::sweep_stale_cgroups()
+        self.registry.kill_all() + self.clear_stale()
+    }
+
+    /// Clears what runtimes that died left behind: stale run records (after checking that
+    /// each names the process it was written for) and per-call cgroups; returns how many
+    /// were cleared. Calls in flight, of this runtime or another live one, are untouched.
+    pub fn clear_stale(&self) -> usize {
+        self.registry.clear_stale_records() + crate::containment::sweep_stale_cgroups()
     }
 
     /// Whether a process with this pid is alive (not a zombie).

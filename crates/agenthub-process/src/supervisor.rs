@@ -63,6 +63,9 @@ impl Spawned {
         }
         let run_id = containment::new_run_id();
         cmd.env(RUN_ID_VAR, &run_id);
+        if containment::is_shut_down() {
+            return Err(ProcessError::Cancelled);
+        }
         let spawner_peak_rss = unix::self_peak_rss_bytes();
         let started = Instant::now();
         let mut child =
@@ -72,6 +75,11 @@ impl Spawned {
         let stderr = child.stderr.take().map(|p| File::from(OwnedFd::from(p)));
         // From here on `Spawned` owns the child: std's `Child` never waits on drop.
         drop(child);
+        let Some(scope) = Scope::new(pid, run_id, spec.containment) else {
+            // Shut down while spawning: the scope is gone and has killed the child.
+            let _ = unix::wait4(pid, true);
+            return Err(ProcessError::Cancelled);
+        };
         let spawned = Self {
             pid,
             stdout,
@@ -79,7 +87,7 @@ impl Spawned {
             pidfd: unix::pidfd_open(pid),
             started,
             spawner_peak_rss,
-            scope: Arc::new(Scope::new(pid, run_id, spec.containment)),
+            scope,
             registry: spec.registry.clone(),
             reaped: false,
         };
@@ -98,7 +106,7 @@ impl Spawned {
         let reaped = unix::wait4(self.pid, block).map_err(ProcessError::Io)?;
         if reaped.is_some() {
             self.reaped = true;
-            self.scope.kill_all();
+            let _ = self.scope.kill_all();
             if let Some(registry) = &self.registry {
                 registry.unregister(self.pid);
             }
@@ -111,7 +119,7 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         if !self.reaped {
             // Cancelled or failed midway: never leave the group running or a zombie behind.
-            self.scope.kill_all();
+            let _ = self.scope.kill_all();
             let _ = unix::wait4(self.pid, true);
             if let Some(registry) = &self.registry {
                 registry.unregister(self.pid);
@@ -214,7 +222,7 @@ impl Supervisor {
     /// Kills the group at once for a limit other than time.
     fn stop(&mut self, why: Termination) {
         self.termination.get_or_insert(why);
-        self.scope.kill_all();
+        let _ = self.scope.kill_all();
         self.sigkill_sent = true;
     }
 
@@ -223,7 +231,7 @@ impl Supervisor {
         let limits = self.spec_limits;
         if let Some(sigterm_at) = self.sigterm_at {
             if !self.sigkill_sent && now >= sigterm_at + limits.grace_period {
-                self.scope.kill_all();
+                let _ = self.scope.kill_all();
                 self.sigkill_sent = true;
             }
         } else if let Some(timeout) = limits.timeout
@@ -265,7 +273,10 @@ impl Supervisor {
     }
 
     /// Builds the output once the child is reaped and the pipes drained.
-    pub(crate) fn finish(self, reaped: Reaped) -> ProcessOutput {
+    pub(crate) fn finish(mut self, reaped: Reaped) -> ProcessOutput {
+        if self.scope.cancelled() {
+            self.termination.get_or_insert(Termination::Cancelled);
+        }
         let peak_rss_bytes = self.peak_rss(reaped.peak_rss_bytes);
         ProcessOutput {
             pid: self.pid,
