@@ -190,8 +190,8 @@ fn enter_new_cgroup(base: &Path, run_id: &str, pid: u32) -> Option<PathBuf> {
 /// until their parent reaps them); gives up after 200 ms and leaves it for
 /// [`sweep_stale_cgroups`].
 fn remove_cgroup(cg: &Path) {
-    let deadline = Instant::now() + Duration::from_millis(200);
-    while std::fs::remove_dir(cg).is_err() && cg.exists() && Instant::now() < deadline {
+    let deadline = Instant::now().checked_add(Duration::from_millis(200));
+    while std::fs::remove_dir(cg).is_err() && cg.exists() && deadline.is_some_and(|d| Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }

@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::containment::{self, RUN_ID_VAR, Scope};
 use crate::registry::ProcessRegistry;
@@ -32,7 +32,8 @@ pub(crate) struct Spawned {
     pub(crate) stdout: Option<File>,
     pub(crate) stderr: Option<File>,
     pub(crate) pidfd: Option<OwnedFd>,
-    pub(crate) started: Instant,
+    /// Spawn time on [`unix::clock_now`]'s clock.
+    pub(crate) started: Duration,
     /// The spawner's own peak RSS at spawn time (see [`unix::self_peak_rss_bytes`]).
     spawner_peak_rss: u64,
     /// Every process of the call; dropping the last handle kills what is left of them.
@@ -67,7 +68,7 @@ impl Spawned {
             return Err(ProcessError::Cancelled);
         }
         let spawner_peak_rss = unix::self_peak_rss_bytes();
-        let started = Instant::now();
+        let started = unix::clock_now();
         let mut child =
             cmd.spawn().map_err(|source| ProcessError::Spawn { program: spec.program.clone(), source })?;
         let pid = child.id();
@@ -140,14 +141,20 @@ pub(crate) struct Supervisor {
     pid: u32,
     scope: Arc<Scope>,
     spec_limits: crate::ProcessLimits,
-    started: Instant,
+    /// Spawn time; every time here is on [`unix::clock_now`]'s clock, which keeps running
+    /// while this process is stopped.
+    started: Duration,
+    /// `started + timeout`; `None` for no timeout (or one too large to add).
+    deadline: Option<Duration>,
+    /// When the child was reaped.
+    reaped_at: Option<Duration>,
     stdout: Vec<u8>,
     stderr: VecDeque<u8>,
     stderr_truncated: bool,
     termination: Option<Termination>,
-    sigterm_at: Option<Instant>,
+    sigterm_at: Option<Duration>,
     sigkill_sent: bool,
-    next_memory_sample: Option<Instant>,
+    next_memory_sample: Option<Duration>,
     sampled_peak_rss: u64,
     spawner_peak_rss: u64,
     buf: Box<[u8]>,
@@ -156,12 +163,14 @@ pub(crate) struct Supervisor {
 impl Supervisor {
     pub(crate) fn new(spawned: &Spawned, limits: crate::ProcessLimits) -> Self {
         let next_memory_sample =
-            limits.max_memory_bytes.map(|_| spawned.started + limits.memory_sample_interval);
+            limits.max_memory_bytes.and_then(|_| spawned.started.checked_add(sample_interval(limits)));
         Self {
             pid: spawned.pid,
             scope: Arc::clone(&spawned.scope),
             spec_limits: limits,
             started: spawned.started,
+            deadline: limits.timeout.and_then(|t| spawned.started.checked_add(t)),
+            reaped_at: None,
             stdout: Vec::new(),
             stderr: VecDeque::new(),
             stderr_truncated: false,
@@ -226,18 +235,22 @@ impl Supervisor {
         self.sigkill_sent = true;
     }
 
-    /// Applies the time and memory limits as of `now`; returns when to call again.
-    pub(crate) fn tick(&mut self, now: Instant) -> Option<Instant> {
+    /// Applies the time and memory limits as of now; returns how long until it must be
+    /// called again (`None`: only an event can change anything).
+    ///
+    /// Times are read from a clock that keeps running while this process is stopped, so
+    /// a supervisor that was suspended (SIGSTOP, a debugger) acts on every deadline that
+    /// passed in the meantime as soon as it runs again.
+    pub(crate) fn tick(&mut self) -> Option<Duration> {
+        let now = unix::clock_now();
         let limits = self.spec_limits;
         if let Some(sigterm_at) = self.sigterm_at {
-            if !self.sigkill_sent && now >= sigterm_at + limits.grace_period {
+            let kill_at = sigterm_at.checked_add(limits.grace_period);
+            if !self.sigkill_sent && kill_at.is_some_and(|at| now >= at) {
                 let _ = self.scope.kill_all();
                 self.sigkill_sent = true;
             }
-        } else if let Some(timeout) = limits.timeout
-            && now >= self.started + timeout
-            && self.termination.is_none()
-        {
+        } else if self.deadline.is_some_and(|at| now >= at) && self.termination.is_none() {
             self.termination = Some(Termination::Timeout);
             self.sigterm_at = Some(now);
             self.scope.signal_group(libc::SIGTERM);
@@ -251,25 +264,33 @@ impl Supervisor {
             if rss > cap {
                 self.stop(Termination::MemoryLimit);
             }
-            self.next_memory_sample = Some(now + limits.memory_sample_interval);
+            self.next_memory_sample = now.checked_add(sample_interval(limits));
         }
         if self.sigkill_sent {
             return None;
         }
-        let deadline = match self.sigterm_at {
-            Some(at) => Some(at + limits.grace_period),
-            None => limits.timeout.map(|t| self.started + t),
+        let wake = match self.sigterm_at {
+            Some(at) => at.checked_add(limits.grace_period),
+            None => self.deadline,
         };
-        [deadline, self.next_memory_sample].into_iter().flatten().min()
+        [wake, self.next_memory_sample].into_iter().flatten().min().map(|at| at.saturating_sub(now))
+    }
+
+    /// Records that the child was reaped. A child reaped after its deadline is reported as
+    /// a timeout even when no timer fired in time (the supervisor was stopped, or the
+    /// machine too busy to run it): a call never succeeds past its deadline.
+    pub(crate) fn mark_reaped(&mut self) {
+        let now = unix::clock_now();
+        self.reaped_at = Some(now);
+        if self.termination.is_none() && self.deadline.is_some_and(|at| now >= at) {
+            self.termination = Some(Termination::Timeout);
+        }
     }
 
     #[cfg(feature = "std")]
-    /// The time left until `wake`, as `poll(2)` milliseconds (-1 = none), rounded up.
-    pub(crate) fn poll_timeout(wake: Option<Instant>, now: Instant) -> i32 {
-        wake.map_or(-1, |w| {
-            let left = w.saturating_duration_since(now);
-            i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
-        })
+    /// `wait` as `poll(2)` milliseconds (-1 = forever), rounded up.
+    pub(crate) fn poll_timeout(wait: Option<Duration>) -> i32 {
+        wait.map_or(-1, |w| i32::try_from(w.as_micros().div_ceil(1000)).unwrap_or(i32::MAX))
     }
 
     /// Builds the output once the child is reaped and the pipes drained.
@@ -285,7 +306,7 @@ impl Supervisor {
             stdout: self.stdout,
             stderr_tail: self.stderr.into(),
             stderr_truncated: self.stderr_truncated,
-            wall_time: self.started.elapsed(),
+            wall_time: self.reaped_at.unwrap_or_else(unix::clock_now).saturating_sub(self.started),
             peak_rss_bytes,
         }
     }
@@ -299,8 +320,13 @@ impl Supervisor {
         }
     }
 
-    /// The deadline for draining pipes after exit.
-    pub(crate) fn drain_deadline() -> Instant {
-        Instant::now() + DRAIN_LIMIT
+    /// The deadline for draining pipes after exit, on [`unix::clock_now`]'s clock.
+    pub(crate) fn drain_deadline() -> Duration {
+        unix::clock_now().saturating_add(DRAIN_LIMIT)
     }
+}
+
+/// The memory sampling interval, at least 1 ms (a zero interval would spin).
+fn sample_interval(limits: crate::ProcessLimits) -> Duration {
+    limits.memory_sample_interval.max(Duration::from_millis(1))
 }

@@ -22,6 +22,24 @@ pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
+/// Time since boot on a clock that keeps running while this process is stopped and while
+/// the machine is suspended (`CLOCK_BOOTTIME`; `CLOCK_MONOTONIC` if that fails).
+pub(crate) fn clock_now() -> std::time::Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    for clock in [libc::CLOCK_BOOTTIME, libc::CLOCK_MONOTONIC] {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: ts is valid for writes; clock_gettime writes only it.
+        if unsafe { libc::clock_gettime(clock, &raw mut ts) } == 0
+            && let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec))
+            && nanos < 1_000_000_000
+        {
+            return std::time::Duration::new(secs, nanos);
+        }
+    }
+    // Neither clock is readable (no known kernel does this): a clock that starts now.
+    START.get_or_init(std::time::Instant::now).elapsed()
+}
+
 /// Puts an fd in non-blocking mode.
 pub(crate) fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     let raw = fd.as_raw_fd();

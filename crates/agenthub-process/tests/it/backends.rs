@@ -45,6 +45,7 @@ both_backends!(
     escapees_die_after_a_normal_exit_with_a_cgroup,
     escapees_die_after_a_normal_exit_with_the_fallback,
     environment_is_set_and_cleared,
+    huge_time_limits_mean_no_limit,
 );
 
 type Run = fn(&ProcessSpec) -> agenthub_process::ProcessOutput;
@@ -162,6 +163,31 @@ fn environment_is_set_and_cleared(run: Run) {
     let out = run(&spec.limits(limits()));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("1 None"), "{text}");
+}
+
+fn huge_time_limits_mean_no_limit(run: Run) {
+    // Too large to add to a clock reading: no deadline, no panic.
+    for timeout in [Duration::MAX, Duration::from_secs_f64(1e19)] {
+        let limits = ProcessLimits {
+            timeout: Some(timeout),
+            grace_period: Duration::MAX,
+            memory_sample_interval: Duration::MAX,
+            ..limits()
+        };
+        let out = run(&py("print('ok')").limits(limits));
+        assert_eq!(out.stdout, b"ok\n");
+        assert_eq!(out.termination, None);
+    }
+    // An endless grace period: SIGTERM at the deadline, never SIGKILL.
+    let limits = ProcessLimits {
+        timeout: Some(Duration::from_millis(500)),
+        grace_period: Duration::MAX,
+        memory_sample_interval: Duration::ZERO,
+        ..limits()
+    };
+    let out = run(&py("import time; time.sleep(600)").limits(limits));
+    assert_eq!(out.termination, Some(Termination::Timeout));
+    assert_eq!(out.status, ExitStatus::Signaled(libc::SIGTERM));
 }
 
 #[test]
