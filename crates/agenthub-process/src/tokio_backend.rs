@@ -14,7 +14,8 @@ use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use crate::supervisor::{FALLBACK_TICK, Spawned, Stream, Supervisor};
 use crate::{ProcessBackend, ProcessError, ProcessOutput, ProcessSpec};
 
-/// Runs children on a tokio runtime (needs tokio's `net` and `time` drivers).
+/// Runs children on a tokio runtime (needs tokio's `net` and `time` drivers); called
+/// outside one, it drives the call on a current-thread runtime of its own.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokioProcessBackend;
 
@@ -120,8 +121,18 @@ impl TokioProcessBackend {
 
 #[async_trait]
 impl ProcessBackend for TokioProcessBackend {
+    /// Outside a tokio runtime (a blocking wrapper such as `pollster::block_on`), builds a
+    /// current-thread runtime for the call and blocks on it, as the std backend does.
     async fn run(&self, spec: &ProcessSpec) -> Result<ProcessOutput, ProcessError> {
-        self.run_async(spec).await
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return self.run_async(spec).await;
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(ProcessError::Io)?;
+        runtime.block_on(self.run_async(spec))
     }
 
     fn name(&self) -> &'static str {

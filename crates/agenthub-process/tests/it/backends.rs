@@ -191,6 +191,22 @@ fn huge_time_limits_mean_no_limit(run: Run) {
 }
 
 #[test]
+fn tokio_backend_runs_outside_a_tokio_runtime() {
+    use agenthub_process::{ProcessBackend, TokioProcessBackend};
+    let out = pollster::block_on(TokioProcessBackend.run(&py("print('ok')").limits(limits())))
+        .expect("runs without a reactor of the caller's");
+    assert_eq!(out.stdout, b"ok\n");
+    let out = pollster::block_on(
+        TokioProcessBackend.run(
+            &py("import time; time.sleep(5)")
+                .limits(ProcessLimits { timeout: Some(Duration::from_millis(300)), ..limits() }),
+        ),
+    )
+    .unwrap();
+    assert_eq!(out.termination, Some(Termination::Timeout));
+}
+
+#[test]
 fn dropping_the_tokio_future_kills_the_child() {
     use agenthub_process::{ProcessBackend, TokioProcessBackend};
     let token = token();
