@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use crate::unix;
+use crate::linux;
 
 /// Name of the variable that marks every process of one call.
 pub const RUN_ID_VAR: &str = "AGENTHUB_RUN_ID";
@@ -118,7 +118,7 @@ impl Scope {
 
     /// Sends `signal` to the process group (SIGTERM for a polite stop).
     pub(crate) fn signal_group(&self, signal: libc::c_int) {
-        unix::kill_group(self.pgid, signal);
+        linux::kill_group(self.pgid, signal);
     }
 
     /// SIGKILLs every process of the call: the group, and the cgroup or the marked ones.
@@ -128,7 +128,7 @@ impl Scope {
         if self.killed.swap(true, Ordering::AcqRel) {
             return false;
         }
-        unix::kill_group(self.pgid, libc::SIGKILL);
+        linux::kill_group(self.pgid, libc::SIGKILL);
         match &self.cgroup {
             Some(cg) => {
                 let _ = std::fs::write(cg.join("cgroup.kill"), b"1");
@@ -209,7 +209,7 @@ pub(crate) fn sweep_stale_cgroups() -> usize {
         // Only cgroups of runtimes that are gone (the run id starts with the runtime's pid):
         // a live runtime, this one included, owns its calls in flight.
         let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        if owner.is_none_or(unix::pid_alive) {
+        if owner.is_none_or(linux::pid_alive) {
             continue;
         }
         let _ = std::fs::write(entry.path().join("cgroup.kill"), b"1");

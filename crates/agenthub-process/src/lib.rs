@@ -1,6 +1,13 @@
 //! Runs agent processes: each in its own process group, with a timeout that kills the whole
 //! group (SIGTERM, grace, SIGKILL), a stdout cap, a stderr tail, a resident-memory cap and
 //! peak-memory measurement. Backends: [`StdProcessBackend`] and [`TokioProcessBackend`].
+//!
+//! Linux only: it relies on pidfds, `prctl`, cgroups and `/proc`.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "agenthub-process supports Linux only: it relies on pidfd_open, prctl(PR_SET_PDEATHSIG), cgroups and /proc"
+);
 
 mod containment;
 mod manager;
@@ -11,8 +18,8 @@ mod std_backend;
 mod supervisor;
 #[cfg(feature = "tokio")]
 mod tokio_backend;
-#[cfg(unix)]
-mod unix;
+#[cfg(target_os = "linux")]
+mod linux;
 
 use std::path::PathBuf;
 

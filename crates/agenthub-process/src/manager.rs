@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::registry::ProcessRegistry;
-use crate::{EnvSpec, ProcessBackend, ProcessError, ProcessLimits, ProcessOutput, ProcessSpec, unix};
+use crate::{EnvSpec, ProcessBackend, ProcessError, ProcessLimits, ProcessOutput, ProcessSpec, linux};
 
 /// Shared handle to a process backend.
 pub type DynProcessBackend = Arc<dyn ProcessBackend>;
@@ -93,7 +93,7 @@ impl ProcessManager {
 
     /// Whether a process with this pid is alive (not a zombie).
     pub fn is_process_running(&self, pid: u32) -> bool {
-        unix::pid_alive(pid)
+        linux::pid_alive(pid)
     }
 
     /// Pids of the agents running now.

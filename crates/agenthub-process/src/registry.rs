@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use crate::{containment, unix};
+use crate::{containment, linux};
 
 /// Pids (also process-group ids) of the running children, with their run ids.
 #[derive(Debug, Default)]
@@ -56,7 +56,7 @@ impl ProcessRegistry {
     pub fn kill_all(&self) -> usize {
         let pids = self.running();
         for &pid in &pids {
-            unix::kill_group(pid, libc::SIGKILL);
+            linux::kill_group(pid, libc::SIGKILL);
         }
         pids.len()
     }
@@ -74,13 +74,13 @@ fn clear_stale_records(dir: &Path) -> usize {
     for entry in entries.flatten() {
         let Some(run_id) = entry.file_name().to_str().map(str::to_owned) else { continue };
         let owner = run_id.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        if owner.is_none_or(unix::pid_alive) {
+        if owner.is_none_or(linux::pid_alive) {
             continue; // a live runtime's call in flight (or not a record of ours)
         }
         if let Some(pid) =
             std::fs::read_to_string(entry.path()).ok().and_then(|t| t.trim().parse::<u32>().ok())
         {
-            unix::kill_group(pid, libc::SIGKILL);
+            linux::kill_group(pid, libc::SIGKILL);
         }
         containment::kill_marked(&run_id);
         if std::fs::remove_file(entry.path()).is_ok() {

@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use async_trait::async_trait;
 
 use crate::supervisor::{FALLBACK_TICK, Spawned, Stream, Supervisor};
-use crate::unix;
+use crate::linux;
 use crate::{ProcessBackend, ProcessError, ProcessOutput, ProcessSpec};
 
 /// Runs children on the calling thread with `std::process` and `poll(2)`.
@@ -51,7 +51,7 @@ fn wait_once(child: &mut Spawned, sup: &mut Supervisor, timeout_ms: i32) -> Resu
         std::thread::sleep(FALLBACK_TICK);
         return Ok(false);
     }
-    let ready = unix::poll_readable(&fds, timeout_ms).map_err(ProcessError::Io)?;
+    let ready = linux::poll_readable(&fds, timeout_ms).map_err(ProcessError::Io)?;
     let mut i = 0;
     for (slot, stream) in slots.iter().zip([Stream::Stdout, Stream::Stderr]) {
         if slot.is_some() {
@@ -81,7 +81,7 @@ fn drain(child: &mut Spawned, sup: &mut Supervisor) -> Result<(), ProcessError> 
     child.pidfd = None;
     let deadline = Supervisor::drain_deadline();
     while child.stdout.is_some() || child.stderr.is_some() {
-        let now = unix::clock_now();
+        let now = linux::clock_now();
         if now >= deadline {
             break;
         }

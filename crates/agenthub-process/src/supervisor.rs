@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::containment::{self, RUN_ID_VAR, Scope};
 use crate::registry::ProcessRegistry;
-use crate::unix::{self, Reaped};
+use crate::linux::{self, Reaped};
 use crate::{ProcessError, ProcessOutput, ProcessSpec, Termination};
 
 /// How long pipes are drained after the child exits, for output still in flight. Longer
@@ -32,9 +32,9 @@ pub(crate) struct Spawned {
     pub(crate) stdout: Option<File>,
     pub(crate) stderr: Option<File>,
     pub(crate) pidfd: Option<OwnedFd>,
-    /// Spawn time on [`unix::clock_now`]'s clock.
+    /// Spawn time on [`linux::clock_now`]'s clock.
     pub(crate) started: Duration,
-    /// The spawner's own peak RSS at spawn time (see [`unix::self_peak_rss_bytes`]).
+    /// The spawner's own peak RSS at spawn time (see [`linux::self_peak_rss_bytes`]).
     spawner_peak_rss: u64,
     /// Every process of the call; dropping the last handle kills what is left of them.
     pub(crate) scope: Arc<Scope>,
@@ -60,15 +60,15 @@ impl Spawned {
         }
         cmd.envs(spec.env.set.iter().map(|(k, v)| (k, v)));
         if spec.die_with_parent {
-            unix::die_with_parent(&mut cmd);
+            linux::die_with_parent(&mut cmd);
         }
         let run_id = containment::new_run_id();
         cmd.env(RUN_ID_VAR, &run_id);
         if containment::is_shut_down() {
             return Err(ProcessError::Cancelled);
         }
-        let spawner_peak_rss = unix::self_peak_rss_bytes();
-        let started = unix::clock_now();
+        let spawner_peak_rss = linux::self_peak_rss_bytes();
+        let started = linux::clock_now();
         let mut child =
             cmd.spawn().map_err(|source| ProcessError::Spawn { program: spec.program.clone(), source })?;
         let pid = child.id();
@@ -78,14 +78,14 @@ impl Spawned {
         drop(child);
         let Some(scope) = Scope::new(pid, run_id, spec.containment) else {
             // Shut down while spawning: the scope is gone and has killed the child.
-            let _ = unix::wait4(pid, true);
+            let _ = linux::wait4(pid, true);
             return Err(ProcessError::Cancelled);
         };
         let spawned = Self {
             pid,
             stdout,
             stderr,
-            pidfd: unix::pidfd_open(pid),
+            pidfd: linux::pidfd_open(pid),
             started,
             spawner_peak_rss,
             scope,
@@ -93,7 +93,7 @@ impl Spawned {
             reaped: false,
         };
         for pipe in spawned.stdout.iter().chain(spawned.stderr.iter()) {
-            unix::set_nonblocking(pipe).map_err(ProcessError::Io)?;
+            linux::set_nonblocking(pipe).map_err(ProcessError::Io)?;
         }
         if let Some(registry) = &spawned.registry {
             registry.register(pid, &spawned.scope.run_id, !spawned.scope.has_cgroup());
@@ -104,7 +104,7 @@ impl Spawned {
     /// Reaps the child if it has exited (`block` waits for it). Also kills what is left
     /// of its process group: an agent that has answered leaves nothing behind.
     pub(crate) fn reap(&mut self, block: bool) -> Result<Option<Reaped>, ProcessError> {
-        let reaped = unix::wait4(self.pid, block).map_err(ProcessError::Io)?;
+        let reaped = linux::wait4(self.pid, block).map_err(ProcessError::Io)?;
         if reaped.is_some() {
             self.reaped = true;
             let _ = self.scope.kill_all();
@@ -121,7 +121,7 @@ impl Drop for Spawned {
         if !self.reaped {
             // Cancelled or failed midway: never leave the group running or a zombie behind.
             let _ = self.scope.kill_all();
-            let _ = unix::wait4(self.pid, true);
+            let _ = linux::wait4(self.pid, true);
             if let Some(registry) = &self.registry {
                 registry.unregister(self.pid);
             }
@@ -141,7 +141,7 @@ pub(crate) struct Supervisor {
     pid: u32,
     scope: Arc<Scope>,
     spec_limits: crate::ProcessLimits,
-    /// Spawn time; every time here is on [`unix::clock_now`]'s clock, which keeps running
+    /// Spawn time; every time here is on [`linux::clock_now`]'s clock, which keeps running
     /// while this process is stopped.
     started: Duration,
     /// `started + timeout`; `None` for no timeout (or one too large to add).
@@ -242,7 +242,7 @@ impl Supervisor {
     /// a supervisor that was suspended (SIGSTOP, a debugger) acts on every deadline that
     /// passed in the meantime as soon as it runs again.
     pub(crate) fn tick(&mut self) -> Option<Duration> {
-        let now = unix::clock_now();
+        let now = linux::clock_now();
         let limits = self.spec_limits;
         if let Some(sigterm_at) = self.sigterm_at {
             let kill_at = sigterm_at.checked_add(limits.grace_period);
@@ -259,7 +259,7 @@ impl Supervisor {
             && now >= at
             && !self.sigkill_sent
         {
-            let rss = unix::rss_bytes(self.pid).unwrap_or(0);
+            let rss = linux::rss_bytes(self.pid).unwrap_or(0);
             self.sampled_peak_rss = self.sampled_peak_rss.max(rss);
             if rss > cap {
                 self.stop(Termination::MemoryLimit);
@@ -280,7 +280,7 @@ impl Supervisor {
     /// a timeout even when no timer fired in time (the supervisor was stopped, or the
     /// machine too busy to run it): a call never succeeds past its deadline.
     pub(crate) fn mark_reaped(&mut self) {
-        let now = unix::clock_now();
+        let now = linux::clock_now();
         self.reaped_at = Some(now);
         if self.termination.is_none() && self.deadline.is_some_and(|at| now >= at) {
             self.termination = Some(Termination::Timeout);
@@ -306,7 +306,7 @@ impl Supervisor {
             stdout: self.stdout,
             stderr_tail: self.stderr.into(),
             stderr_truncated: self.stderr_truncated,
-            wall_time: self.reaped_at.unwrap_or_else(unix::clock_now).saturating_sub(self.started),
+            wall_time: self.reaped_at.unwrap_or_else(linux::clock_now).saturating_sub(self.started),
             peak_rss_bytes,
         }
     }
@@ -320,9 +320,9 @@ impl Supervisor {
         }
     }
 
-    /// The deadline for draining pipes after exit, on [`unix::clock_now`]'s clock.
+    /// The deadline for draining pipes after exit, on [`linux::clock_now`]'s clock.
     pub(crate) fn drain_deadline() -> Duration {
-        unix::clock_now().saturating_add(DRAIN_LIMIT)
+        linux::clock_now().saturating_add(DRAIN_LIMIT)
     }
 }
 

@@ -109,7 +109,7 @@ impl TokioProcessBackend {
         sup.mark_reaped();
         let deadline = Supervisor::drain_deadline();
         while pipes.stdout.is_some() || pipes.stderr.is_some() {
-            let now = crate::unix::clock_now();
+            let now = crate::linux::clock_now();
             if now >= deadline {
                 break;
             }

@@ -1,4 +1,5 @@
-//! The few Linux/Unix calls the backends need, each wrapped safely.
+//! The few Linux calls the backends need, each wrapped safely (pidfd, `prctl`, `wait4`,
+//! `/proc`, `CLOCK_BOOTTIME`).
 
 use std::fs::File;
 use std::io::{self, Read};
