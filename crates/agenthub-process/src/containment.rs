@@ -219,6 +219,14 @@ pub(crate) fn sweep_stale_cgroups() -> usize {
     removed
 }
 
+/// Whether `pid`'s environment holds `AGENTHUB_RUN_ID=<run_id>`; `None` when it cannot be
+/// read (gone, or not ours to read).
+pub(crate) fn carries_run_id(pid: u32, run_id: &str) -> Option<bool> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let needle = format!("{RUN_ID_VAR}={run_id}");
+    Some(environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
+}
+
 /// SIGKILLs every process whose environment holds `AGENTHUB_RUN_ID=<run_id>`.
 pub(crate) fn kill_marked(run_id: &str) {
     let needle = format!("{RUN_ID_VAR}={run_id}");
@@ -231,10 +239,7 @@ pub(crate) fn kill_marked(run_id: &str) {
         }
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
         if environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()) {
-            // SAFETY: kill has no memory effects; a pid that is gone is ESRCH.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
+            linux::kill_pid(pid);
         }
     }
 }

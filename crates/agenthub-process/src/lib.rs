@@ -10,6 +10,8 @@ compile_error!(
 );
 
 mod containment;
+#[cfg(target_os = "linux")]
+mod linux;
 mod manager;
 mod registry;
 mod spec;
@@ -18,8 +20,6 @@ mod std_backend;
 mod supervisor;
 #[cfg(feature = "tokio")]
 mod tokio_backend;
-#[cfg(target_os = "linux")]
-mod linux;
 
 use std::path::PathBuf;
 

@@ -6,8 +6,8 @@ use std::os::fd::AsRawFd;
 
 use async_trait::async_trait;
 
-use crate::supervisor::{FALLBACK_TICK, Spawned, Stream, Supervisor};
 use crate::linux;
+use crate::supervisor::{FALLBACK_TICK, Spawned, Stream, Supervisor};
 use crate::{ProcessBackend, ProcessError, ProcessOutput, ProcessSpec};
 
 /// Runs children on the calling thread with `std::process` and `poll(2)`.

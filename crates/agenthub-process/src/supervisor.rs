@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::containment::{self, RUN_ID_VAR, Scope};
-use crate::registry::ProcessRegistry;
 use crate::linux::{self, Reaped};
+use crate::registry::ProcessRegistry;
 use crate::{ProcessError, ProcessOutput, ProcessSpec, Termination};
 
 /// How long pipes are drained after the child exits, for output still in flight. Longer
