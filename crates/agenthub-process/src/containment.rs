@@ -7,13 +7,14 @@
 //!    carries the call's `AGENTHUB_RUN_ID` (descendants inherit it, also after `setsid` or
 //!    being reparented to init; a process that scrubs its environment escapes this one).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use crate::unix;
+use crate::linux;
 
 /// Name of the variable that marks every process of one call.
 pub const RUN_ID_VAR: &str = "AGENTHUB_RUN_ID";
@@ -34,7 +35,40 @@ pub(crate) struct Scope {
     pgid: u32,
     pub(crate) run_id: String,
     cgroup: Option<PathBuf>,
-    killed: std::sync::atomic::AtomicBool,
+    killed: AtomicBool,
+    cancelled: AtomicBool,
+}
+
+/// Set once by [`shutdown`]: no call starts after it.
+static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
+
+/// Every call running in this process, by run id (all backends, all managers).
+fn live_scopes() -> &'static Mutex<HashMap<String, Weak<Scope>>> {
+    static LIVE: OnceLock<Mutex<HashMap<String, Weak<Scope>>>> = OnceLock::new();
+    LIVE.get_or_init(Mutex::default)
+}
+
+/// See [`crate::shutdown`].
+pub(crate) fn shutdown() -> usize {
+    SHUT_DOWN.store(true, Ordering::SeqCst);
+    // Upgrade under the lock, kill outside it: a scope dropped here unregisters itself.
+    let scopes: Vec<Arc<Scope>> = live_scopes()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .values()
+        .filter_map(Weak::upgrade)
+        .collect();
+    let mut killed = 0;
+    for scope in &scopes {
+        scope.cancelled.store(true, Ordering::SeqCst);
+        killed += usize::from(scope.kill_all());
+    }
+    killed
+}
+
+/// See [`crate::is_shut_down`].
+pub(crate) fn is_shut_down() -> bool {
+    SHUT_DOWN.load(Ordering::SeqCst)
 }
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -48,12 +82,32 @@ pub(crate) fn new_run_id() -> String {
 
 impl Scope {
     /// Contains the just-spawned `pid` (its own process-group leader).
-    pub(crate) fn new(pid: u32, run_id: String, how: Containment) -> Self {
+    ///
+    /// The scope is known to [`shutdown`] from here on; `None` when shutdown has begun, in
+    /// which case the scope is dropped (killing the child) before this returns.
+    pub(crate) fn new(pid: u32, run_id: String, how: Containment) -> Option<Arc<Self>> {
         let cgroup = match how {
             Containment::Auto => cgroup_base().and_then(|base| enter_new_cgroup(base, &run_id, pid)),
             Containment::ProcessGroup => None,
         };
-        Self { pgid: pid, run_id, cgroup, killed: std::sync::atomic::AtomicBool::new(false) }
+        let scope = Arc::new(Self {
+            pgid: pid,
+            run_id,
+            cgroup,
+            killed: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+        });
+        live_scopes()
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(scope.run_id.clone(), Arc::downgrade(&scope));
+        // A shutdown that began before the insert did not see this scope: check after it.
+        (!is_shut_down()).then_some(scope)
+    }
+
+    /// Whether [`shutdown`] killed the call.
+    pub(crate) fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
     }
 
     /// Whether a cgroup holds the call (it then doubles as the record a later runtime
@@ -64,27 +118,30 @@ impl Scope {
 
     /// Sends `signal` to the process group (SIGTERM for a polite stop).
     pub(crate) fn signal_group(&self, signal: libc::c_int) {
-        unix::kill_group(self.pgid, signal);
+        linux::kill_group(self.pgid, signal);
     }
 
     /// SIGKILLs every process of the call: the group, and the cgroup or the marked ones.
     /// Once is enough: after it, nothing of the call is left to start new processes.
-    pub(crate) fn kill_all(&self) {
+    /// Returns whether this was the first time.
+    pub(crate) fn kill_all(&self) -> bool {
         if self.killed.swap(true, Ordering::AcqRel) {
-            return;
+            return false;
         }
-        unix::kill_group(self.pgid, libc::SIGKILL);
+        linux::kill_group(self.pgid, libc::SIGKILL);
         match &self.cgroup {
             Some(cg) => {
                 let _ = std::fs::write(cg.join("cgroup.kill"), b"1");
             }
             None => kill_marked(&self.run_id),
         }
+        true
     }
 }
 
 impl Drop for Scope {
     fn drop(&mut self) {
+        live_scopes().lock().unwrap_or_else(PoisonError::into_inner).remove(&self.run_id);
         self.kill_all();
         if let Some(cg) = &self.cgroup {
             remove_cgroup(cg);
@@ -133,8 +190,8 @@ fn enter_new_cgroup(base: &Path, run_id: &str, pid: u32) -> Option<PathBuf> {
 /// until their parent reaps them); gives up after 200 ms and leaves it for
 /// [`sweep_stale_cgroups`].
 fn remove_cgroup(cg: &Path) {
-    let deadline = Instant::now() + Duration::from_millis(200);
-    while std::fs::remove_dir(cg).is_err() && cg.exists() && Instant::now() < deadline {
+    let deadline = Instant::now().checked_add(Duration::from_millis(200));
+    while std::fs::remove_dir(cg).is_err() && cg.exists() && deadline.is_some_and(|d| Instant::now() < d) {
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -152,7 +209,7 @@ pub(crate) fn sweep_stale_cgroups() -> usize {
         // Only cgroups of runtimes that are gone (the run id starts with the runtime's pid):
         // a live runtime, this one included, owns its calls in flight.
         let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        if owner.is_none_or(unix::pid_alive) {
+        if owner.is_none_or(linux::pid_alive) {
             continue;
         }
         let _ = std::fs::write(entry.path().join("cgroup.kill"), b"1");
@@ -160,6 +217,14 @@ pub(crate) fn sweep_stale_cgroups() -> usize {
         removed += usize::from(!entry.path().exists());
     }
     removed
+}
+
+/// Whether `pid`'s environment holds `AGENTHUB_RUN_ID=<run_id>`; `None` when it cannot be
+/// read (gone, or not ours to read).
+pub(crate) fn carries_run_id(pid: u32, run_id: &str) -> Option<bool> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    let needle = format!("{RUN_ID_VAR}={run_id}");
+    Some(environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
 }
 
 /// SIGKILLs every process whose environment holds `AGENTHUB_RUN_ID=<run_id>`.
@@ -174,10 +239,7 @@ pub(crate) fn kill_marked(run_id: &str) {
         }
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
         if environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()) {
-            // SAFETY: kill has no memory effects; a pid that is gone is ESRCH.
-            unsafe {
-                libc::kill(pid as libc::pid_t, libc::SIGKILL);
-            }
+            linux::kill_pid(pid);
         }
     }
 }

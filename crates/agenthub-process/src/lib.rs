@@ -1,8 +1,17 @@
 //! Runs agent processes: each in its own process group, with a timeout that kills the whole
 //! group (SIGTERM, grace, SIGKILL), a stdout cap, a stderr tail, a resident-memory cap and
 //! peak-memory measurement. Backends: [`StdProcessBackend`] and [`TokioProcessBackend`].
+//!
+//! Linux only: it relies on pidfds, `prctl`, cgroups and `/proc`.
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "agenthub-process supports Linux only: it relies on pidfd_open, prctl(PR_SET_PDEATHSIG), cgroups and /proc"
+);
 
 mod containment;
+#[cfg(target_os = "linux")]
+mod linux;
 mod manager;
 mod registry;
 mod spec;
@@ -11,8 +20,6 @@ mod std_backend;
 mod supervisor;
 #[cfg(feature = "tokio")]
 mod tokio_backend;
-#[cfg(unix)]
-mod unix;
 
 use std::path::PathBuf;
 
@@ -57,11 +64,34 @@ pub enum ProcessError {
     /// Waiting for or reading from the child failed.
     #[error("failed to supervise the child process")]
     Io(#[source] std::io::Error),
+    /// [`shutdown`] has been called: no new call starts.
+    #[error("the call was cancelled: the runtime is shutting down")]
+    Cancelled,
+}
+
+/// Kills the whole tree of every call running in this process (all backends, all
+/// [`ProcessManager`]s) and makes every later spawn fail with [`ProcessError::Cancelled`];
+/// returns how many calls were killed.
+///
+/// A running call killed here still returns its [`ProcessOutput`], with
+/// [`Termination::Cancelled`]. Meant for an ordinary thread that handles SIGTERM, SIGINT
+/// and SIGHUP (signal-hook's iterator), not for a signal handler: it takes a lock and
+/// reads `/proc`.
+pub fn shutdown() -> usize {
+    containment::shutdown()
+}
+
+/// Whether [`shutdown`] has been called.
+pub fn is_shut_down() -> bool {
+    containment::is_shut_down()
 }
 
 impl From<ProcessError> for agenthub_core::AgentRuntimeError {
     fn from(err: ProcessError) -> Self {
-        let cause = std::error::Error::source(&err).map(ToString::to_string).unwrap_or_default();
-        Self::Execution { message: format!("{err}: {cause}"), return_code: None, signal: None, stderr: None }
+        let message = match std::error::Error::source(&err) {
+            Some(cause) => format!("{err}: {cause}"),
+            None => err.to_string(),
+        };
+        Self::Execution { message, return_code: None, signal: None, stderr: None }
     }
 }

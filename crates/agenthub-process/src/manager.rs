@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::registry::ProcessRegistry;
-use crate::{EnvSpec, ProcessBackend, ProcessError, ProcessLimits, ProcessOutput, ProcessSpec, unix};
+use crate::{EnvSpec, ProcessBackend, ProcessError, ProcessLimits, ProcessOutput, ProcessSpec, linux};
 
 /// Shared handle to a process backend.
 pub type DynProcessBackend = Arc<dyn ProcessBackend>;
@@ -81,14 +81,19 @@ impl ProcessManager {
     /// Kills all agents this manager is running, and what crashed runtimes left behind
     /// (stale run records and cgroups); returns how many processes groups were killed.
     pub fn cleanup_processes(&self) -> usize {
-        self.registry.kill_all()
-            + self.registry.clear_stale_records()
-            + crate::containment::sweep_stale_cgroups()
+        self.registry.kill_all() + self.clear_stale()
+    }
+
+    /// Clears what runtimes that died left behind: stale run records (after checking that
+    /// each names the process it was written for) and per-call cgroups; returns how many
+    /// were cleared. Calls in flight, of this runtime or another live one, are untouched.
+    pub fn clear_stale(&self) -> usize {
+        self.registry.clear_stale_records() + crate::containment::sweep_stale_cgroups()
     }
 
     /// Whether a process with this pid is alive (not a zombie).
     pub fn is_process_running(&self, pid: u32) -> bool {
-        unix::pid_alive(pid)
+        linux::pid_alive(pid)
     }
 
     /// Pids of the agents running now.

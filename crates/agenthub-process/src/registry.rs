@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use crate::{containment, unix};
+use crate::{containment, linux};
 
 /// Pids (also process-group ids) of the running children, with their run ids.
 #[derive(Debug, Default)]
@@ -21,7 +21,7 @@ impl ProcessRegistry {
     }
 
     /// A registry that also keeps a record file per running agent in `run_dir`
-    /// (`<run id>` holding the pid), created on first use.
+    /// (`<run id>` holding `<pid> <start time> <boot id>`), created on first use.
     pub fn with_run_dir(run_dir: PathBuf) -> Self {
         Self { running: Mutex::default(), run_dir: Some(run_dir) }
     }
@@ -31,7 +31,11 @@ impl ProcessRegistry {
     pub(crate) fn register(&self, pid: u32, run_id: &str, on_disk: bool) {
         self.running.lock().unwrap_or_else(PoisonError::into_inner).insert(pid, run_id.to_owned());
         if let Some(dir) = self.run_dir.as_ref().filter(|_| on_disk) {
-            let write = || std::fs::write(dir.join(run_id), format!("{pid}\n"));
+            // What proves, later, that the pid still names this call's process. Without a
+            // start time or a boot id the record is only good for the run-id sweep.
+            let start = linux::start_time(pid).map_or_else(|| "-".to_owned(), |t| t.to_string());
+            let record = format!("{pid} {start} {}\n", linux::boot_id().unwrap_or("-"));
+            let write = || std::fs::write(dir.join(run_id), &record);
             if write().is_err() && std::fs::create_dir_all(dir).is_ok() {
                 let _ = write();
             }
@@ -56,31 +60,103 @@ impl ProcessRegistry {
     pub fn kill_all(&self) -> usize {
         let pids = self.running();
         for &pid in &pids {
-            unix::kill_group(pid, libc::SIGKILL);
+            linux::kill_group(pid, libc::SIGKILL);
         }
         pids.len()
     }
 
-    /// Kills what records of runtimes that are gone describe (the process group, and
-    /// processes marked with the run id), then removes the records; returns how many.
+    /// Clears the records of runtimes that are gone, then removes them; returns how many.
+    ///
+    /// A record's process group is killed only when its pid still names the process the
+    /// record was written for: same start time, same boot, and (where its environment can
+    /// be read) the call's run id. Processes marked with the run id are killed in any case
+    /// (the mark is the proof). A record that cannot be parsed (old format, garbage) is
+    /// removed without killing a group.
     pub fn clear_stale_records(&self) -> usize {
         self.run_dir.as_deref().map_or(0, clear_stale_records)
     }
 }
 
+/// At most this many directory entries are looked at in one clean-up.
+const MAX_RECORDS: usize = 100_000;
+
+/// A record is a few dozen bytes; anything past this is garbage and not read.
+const MAX_RECORD_BYTES: u64 = 256;
+
+/// What a run record says: the agent's pid and what identified it when it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Record {
+    pub(crate) pid: u32,
+    pub(crate) start_time: u64,
+    pub(crate) boot_id: String,
+}
+
+impl Record {
+    /// Parses `<pid> <start time> <boot id>`; `None` for anything else.
+    pub(crate) fn parse(text: &str) -> Option<Self> {
+        let mut fields = text.split_ascii_whitespace();
+        let pid = fields.next()?.parse::<u32>().ok().filter(|&p| p > 1 && i32::try_from(p).is_ok())?;
+        let start_time = fields.next()?.parse().ok()?;
+        let boot_id = fields.next()?;
+        if fields.next().is_some()
+            || boot_id.len() > 64
+            || !boot_id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+        {
+            return None;
+        }
+        Some(Self { pid, start_time, boot_id: boot_id.to_owned() })
+    }
+
+    /// Whether the pid names, now, the process this record was written for.
+    fn still_names_its_process(&self, run_id: &str) -> bool {
+        linux::boot_id() == Some(self.boot_id.as_str())
+            && linux::start_time(self.pid) == Some(self.start_time)
+            && containment::carries_run_id(self.pid, run_id) != Some(false)
+    }
+}
+
+/// Whether `name` looks like a run id (`<pid>-<counter>-<nanos>`).
+fn is_run_id(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    name.len() <= 64
+        && parts.len() == 3
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Reads a record file without following a symlink, without blocking on a FIFO, and at
+/// most [`MAX_RECORD_BYTES`] of it; `None` for anything but a small regular file.
+fn read_record(path: &Path) -> Option<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(MAX_RECORD_BYTES).read_to_string(&mut text).ok()?;
+    Some(text)
+}
+
 fn clear_stale_records(dir: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut cleared = 0;
-    for entry in entries.flatten() {
+    for entry in entries.take(MAX_RECORDS).flatten() {
         let Some(run_id) = entry.file_name().to_str().map(str::to_owned) else { continue };
-        let owner = run_id.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        if owner.is_none_or(unix::pid_alive) {
-            continue; // a live runtime's call in flight (or not a record of ours)
+        if !is_run_id(&run_id) {
+            continue; // not a record of ours
         }
-        if let Some(pid) =
-            std::fs::read_to_string(entry.path()).ok().and_then(|t| t.trim().parse::<u32>().ok())
+        let owner = run_id.split('-').next().and_then(|p| p.parse::<u32>().ok());
+        if owner.is_none_or(linux::pid_alive) {
+            continue; // a live runtime's call in flight
+        }
+        if let Some(record) = read_record(&entry.path()).as_deref().and_then(Record::parse)
+            && record.still_names_its_process(&run_id)
         {
-            unix::kill_group(pid, libc::SIGKILL);
+            linux::kill_group(record.pid, libc::SIGKILL);
         }
         containment::kill_marked(&run_id);
         if std::fs::remove_file(entry.path()).is_ok() {
@@ -88,4 +164,35 @@ fn clear_stale_records(dir: &Path) -> usize {
         }
     }
     cleared
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_are_parsed_defensively() {
+        let good = Record::parse("1234 5678 0b5e9c1e-5a4f-4d5c-9c8e-1f2a3b4c5d6e\n").unwrap();
+        assert_eq!(good.pid, 1234);
+        assert_eq!(good.start_time, 5678);
+        for bad in [
+            "",
+            "1234\n",
+            "1234 5678",
+            "0 1 abc",
+            "1 1 abc",
+            "99999999999 1 abc",
+            "-5 1 abc",
+            "12 x abc",
+            "12 1 not/hex",
+            "12 1 abc extra",
+            "\u{0}\u{ff}garbage",
+        ] {
+            assert_eq!(Record::parse(bad), None, "{bad:?}");
+        }
+        assert!(is_run_id("123-0-456"));
+        for bad in ["", "123", "a-b-c", "1--2", "../1-2-3", "1-2-3-4"] {
+            assert!(!is_run_id(bad), "{bad:?}");
+        }
+    }
 }

@@ -148,6 +148,8 @@ pub enum Termination {
     MemoryLimit,
     /// It wrote more than `max_stdout_bytes` to stdout.
     StdoutLimit,
+    /// [`crate::shutdown`] killed it: the runtime is shutting down.
+    Cancelled,
 }
 
 /// What came of running a [`ProcessSpec`].

@@ -3,12 +3,11 @@
 //! (or `pollster::block_on`) drives it; it blocks the calling thread while the child runs.
 
 use std::os::fd::AsRawFd;
-use std::time::Instant;
 
 use async_trait::async_trait;
 
+use crate::linux;
 use crate::supervisor::{FALLBACK_TICK, Spawned, Stream, Supervisor};
-use crate::unix;
 use crate::{ProcessBackend, ProcessError, ProcessOutput, ProcessSpec};
 
 /// Runs children on the calling thread with `std::process` and `poll(2)`.
@@ -21,9 +20,7 @@ impl StdProcessBackend {
         let mut child = Spawned::spawn(spec)?;
         let mut sup = Supervisor::new(&child, spec.limits);
         let reaped = loop {
-            let now = Instant::now();
-            let wake = sup.tick(now);
-            let mut timeout = Supervisor::poll_timeout(wake, now);
+            let mut timeout = Supervisor::poll_timeout(sup.tick());
             if child.pidfd.is_none() {
                 let tick = FALLBACK_TICK.as_millis() as i32;
                 timeout = if timeout < 0 { tick } else { timeout.min(tick) };
@@ -35,6 +32,7 @@ impl StdProcessBackend {
                 break reaped;
             }
         };
+        sup.mark_reaped();
         drain(&mut child, &mut sup)?;
         Ok(sup.finish(reaped))
     }
@@ -53,7 +51,7 @@ fn wait_once(child: &mut Spawned, sup: &mut Supervisor, timeout_ms: i32) -> Resu
         std::thread::sleep(FALLBACK_TICK);
         return Ok(false);
     }
-    let ready = unix::poll_readable(&fds, timeout_ms).map_err(ProcessError::Io)?;
+    let ready = linux::poll_readable(&fds, timeout_ms).map_err(ProcessError::Io)?;
     let mut i = 0;
     for (slot, stream) in slots.iter().zip([Stream::Stdout, Stream::Stderr]) {
         if slot.is_some() {
@@ -83,11 +81,11 @@ fn drain(child: &mut Spawned, sup: &mut Supervisor) -> Result<(), ProcessError> 
     child.pidfd = None;
     let deadline = Supervisor::drain_deadline();
     while child.stdout.is_some() || child.stderr.is_some() {
-        let now = Instant::now();
+        let now = linux::clock_now();
         if now >= deadline {
             break;
         }
-        wait_once(child, sup, Supervisor::poll_timeout(Some(deadline), now))?;
+        wait_once(child, sup, Supervisor::poll_timeout(Some(deadline.saturating_sub(now))))?;
     }
     Ok(())
 }

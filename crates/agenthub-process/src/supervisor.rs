@@ -10,11 +10,11 @@ use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::containment::{self, RUN_ID_VAR, Scope};
+use crate::linux::{self, Reaped};
 use crate::registry::ProcessRegistry;
-use crate::unix::{self, Reaped};
 use crate::{ProcessError, ProcessOutput, ProcessSpec, Termination};
 
 /// How long pipes are drained after the child exits, for output still in flight. Longer
@@ -32,8 +32,9 @@ pub(crate) struct Spawned {
     pub(crate) stdout: Option<File>,
     pub(crate) stderr: Option<File>,
     pub(crate) pidfd: Option<OwnedFd>,
-    pub(crate) started: Instant,
-    /// The spawner's own peak RSS at spawn time (see [`unix::self_peak_rss_bytes`]).
+    /// Spawn time on [`linux::clock_now`]'s clock.
+    pub(crate) started: Duration,
+    /// The spawner's own peak RSS at spawn time (see [`linux::self_peak_rss_bytes`]).
     spawner_peak_rss: u64,
     /// Every process of the call; dropping the last handle kills what is left of them.
     pub(crate) scope: Arc<Scope>,
@@ -59,12 +60,15 @@ impl Spawned {
         }
         cmd.envs(spec.env.set.iter().map(|(k, v)| (k, v)));
         if spec.die_with_parent {
-            unix::die_with_parent(&mut cmd);
+            linux::die_with_parent(&mut cmd);
         }
         let run_id = containment::new_run_id();
         cmd.env(RUN_ID_VAR, &run_id);
-        let spawner_peak_rss = unix::self_peak_rss_bytes();
-        let started = Instant::now();
+        if containment::is_shut_down() {
+            return Err(ProcessError::Cancelled);
+        }
+        let spawner_peak_rss = linux::self_peak_rss_bytes();
+        let started = linux::clock_now();
         let mut child =
             cmd.spawn().map_err(|source| ProcessError::Spawn { program: spec.program.clone(), source })?;
         let pid = child.id();
@@ -72,19 +76,24 @@ impl Spawned {
         let stderr = child.stderr.take().map(|p| File::from(OwnedFd::from(p)));
         // From here on `Spawned` owns the child: std's `Child` never waits on drop.
         drop(child);
+        let Some(scope) = Scope::new(pid, run_id, spec.containment) else {
+            // Shut down while spawning: the scope is gone and has killed the child.
+            let _ = linux::wait4(pid, true);
+            return Err(ProcessError::Cancelled);
+        };
         let spawned = Self {
             pid,
             stdout,
             stderr,
-            pidfd: unix::pidfd_open(pid),
+            pidfd: linux::pidfd_open(pid),
             started,
             spawner_peak_rss,
-            scope: Arc::new(Scope::new(pid, run_id, spec.containment)),
+            scope,
             registry: spec.registry.clone(),
             reaped: false,
         };
         for pipe in spawned.stdout.iter().chain(spawned.stderr.iter()) {
-            unix::set_nonblocking(pipe).map_err(ProcessError::Io)?;
+            linux::set_nonblocking(pipe).map_err(ProcessError::Io)?;
         }
         if let Some(registry) = &spawned.registry {
             registry.register(pid, &spawned.scope.run_id, !spawned.scope.has_cgroup());
@@ -95,10 +104,10 @@ impl Spawned {
     /// Reaps the child if it has exited (`block` waits for it). Also kills what is left
     /// of its process group: an agent that has answered leaves nothing behind.
     pub(crate) fn reap(&mut self, block: bool) -> Result<Option<Reaped>, ProcessError> {
-        let reaped = unix::wait4(self.pid, block).map_err(ProcessError::Io)?;
+        let reaped = linux::wait4(self.pid, block).map_err(ProcessError::Io)?;
         if reaped.is_some() {
             self.reaped = true;
-            self.scope.kill_all();
+            let _ = self.scope.kill_all();
             if let Some(registry) = &self.registry {
                 registry.unregister(self.pid);
             }
@@ -111,8 +120,8 @@ impl Drop for Spawned {
     fn drop(&mut self) {
         if !self.reaped {
             // Cancelled or failed midway: never leave the group running or a zombie behind.
-            self.scope.kill_all();
-            let _ = unix::wait4(self.pid, true);
+            let _ = self.scope.kill_all();
+            let _ = linux::wait4(self.pid, true);
             if let Some(registry) = &self.registry {
                 registry.unregister(self.pid);
             }
@@ -132,14 +141,20 @@ pub(crate) struct Supervisor {
     pid: u32,
     scope: Arc<Scope>,
     spec_limits: crate::ProcessLimits,
-    started: Instant,
+    /// Spawn time; every time here is on [`linux::clock_now`]'s clock, which keeps running
+    /// while this process is stopped.
+    started: Duration,
+    /// `started + timeout`; `None` for no timeout (or one too large to add).
+    deadline: Option<Duration>,
+    /// When the child was reaped.
+    reaped_at: Option<Duration>,
     stdout: Vec<u8>,
     stderr: VecDeque<u8>,
     stderr_truncated: bool,
     termination: Option<Termination>,
-    sigterm_at: Option<Instant>,
+    sigterm_at: Option<Duration>,
     sigkill_sent: bool,
-    next_memory_sample: Option<Instant>,
+    next_memory_sample: Option<Duration>,
     sampled_peak_rss: u64,
     spawner_peak_rss: u64,
     buf: Box<[u8]>,
@@ -148,12 +163,14 @@ pub(crate) struct Supervisor {
 impl Supervisor {
     pub(crate) fn new(spawned: &Spawned, limits: crate::ProcessLimits) -> Self {
         let next_memory_sample =
-            limits.max_memory_bytes.map(|_| spawned.started + limits.memory_sample_interval);
+            limits.max_memory_bytes.and_then(|_| spawned.started.checked_add(sample_interval(limits)));
         Self {
             pid: spawned.pid,
             scope: Arc::clone(&spawned.scope),
             spec_limits: limits,
             started: spawned.started,
+            deadline: limits.timeout.and_then(|t| spawned.started.checked_add(t)),
+            reaped_at: None,
             stdout: Vec::new(),
             stderr: VecDeque::new(),
             stderr_truncated: false,
@@ -214,22 +231,26 @@ impl Supervisor {
     /// Kills the group at once for a limit other than time.
     fn stop(&mut self, why: Termination) {
         self.termination.get_or_insert(why);
-        self.scope.kill_all();
+        let _ = self.scope.kill_all();
         self.sigkill_sent = true;
     }
 
-    /// Applies the time and memory limits as of `now`; returns when to call again.
-    pub(crate) fn tick(&mut self, now: Instant) -> Option<Instant> {
+    /// Applies the time and memory limits as of now; returns how long until it must be
+    /// called again (`None`: only an event can change anything).
+    ///
+    /// Times are read from a clock that keeps running while this process is stopped, so
+    /// a supervisor that was suspended (SIGSTOP, a debugger) acts on every deadline that
+    /// passed in the meantime as soon as it runs again.
+    pub(crate) fn tick(&mut self) -> Option<Duration> {
+        let now = linux::clock_now();
         let limits = self.spec_limits;
         if let Some(sigterm_at) = self.sigterm_at {
-            if !self.sigkill_sent && now >= sigterm_at + limits.grace_period {
-                self.scope.kill_all();
+            let kill_at = sigterm_at.checked_add(limits.grace_period);
+            if !self.sigkill_sent && kill_at.is_some_and(|at| now >= at) {
+                let _ = self.scope.kill_all();
                 self.sigkill_sent = true;
             }
-        } else if let Some(timeout) = limits.timeout
-            && now >= self.started + timeout
-            && self.termination.is_none()
-        {
+        } else if self.deadline.is_some_and(|at| now >= at) && self.termination.is_none() {
             self.termination = Some(Termination::Timeout);
             self.sigterm_at = Some(now);
             self.scope.signal_group(libc::SIGTERM);
@@ -238,34 +259,45 @@ impl Supervisor {
             && now >= at
             && !self.sigkill_sent
         {
-            let rss = unix::rss_bytes(self.pid).unwrap_or(0);
+            let rss = linux::rss_bytes(self.pid).unwrap_or(0);
             self.sampled_peak_rss = self.sampled_peak_rss.max(rss);
             if rss > cap {
                 self.stop(Termination::MemoryLimit);
             }
-            self.next_memory_sample = Some(now + limits.memory_sample_interval);
+            self.next_memory_sample = now.checked_add(sample_interval(limits));
         }
         if self.sigkill_sent {
             return None;
         }
-        let deadline = match self.sigterm_at {
-            Some(at) => Some(at + limits.grace_period),
-            None => limits.timeout.map(|t| self.started + t),
+        let wake = match self.sigterm_at {
+            Some(at) => at.checked_add(limits.grace_period),
+            None => self.deadline,
         };
-        [deadline, self.next_memory_sample].into_iter().flatten().min()
+        [wake, self.next_memory_sample].into_iter().flatten().min().map(|at| at.saturating_sub(now))
+    }
+
+    /// Records that the child was reaped. A child reaped after its deadline is reported as
+    /// a timeout even when no timer fired in time (the supervisor was stopped, or the
+    /// machine too busy to run it): a call never succeeds past its deadline.
+    pub(crate) fn mark_reaped(&mut self) {
+        let now = linux::clock_now();
+        self.reaped_at = Some(now);
+        if self.termination.is_none() && self.deadline.is_some_and(|at| now >= at) {
+            self.termination = Some(Termination::Timeout);
+        }
     }
 
     #[cfg(feature = "std")]
-    /// The time left until `wake`, as `poll(2)` milliseconds (-1 = none), rounded up.
-    pub(crate) fn poll_timeout(wake: Option<Instant>, now: Instant) -> i32 {
-        wake.map_or(-1, |w| {
-            let left = w.saturating_duration_since(now);
-            i32::try_from(left.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
-        })
+    /// `wait` as `poll(2)` milliseconds (-1 = forever), rounded up.
+    pub(crate) fn poll_timeout(wait: Option<Duration>) -> i32 {
+        wait.map_or(-1, |w| i32::try_from(w.as_micros().div_ceil(1000)).unwrap_or(i32::MAX))
     }
 
     /// Builds the output once the child is reaped and the pipes drained.
-    pub(crate) fn finish(self, reaped: Reaped) -> ProcessOutput {
+    pub(crate) fn finish(mut self, reaped: Reaped) -> ProcessOutput {
+        if self.scope.cancelled() {
+            self.termination.get_or_insert(Termination::Cancelled);
+        }
         let peak_rss_bytes = self.peak_rss(reaped.peak_rss_bytes);
         ProcessOutput {
             pid: self.pid,
@@ -274,7 +306,7 @@ impl Supervisor {
             stdout: self.stdout,
             stderr_tail: self.stderr.into(),
             stderr_truncated: self.stderr_truncated,
-            wall_time: self.started.elapsed(),
+            wall_time: self.reaped_at.unwrap_or_else(linux::clock_now).saturating_sub(self.started),
             peak_rss_bytes,
         }
     }
@@ -288,8 +320,13 @@ impl Supervisor {
         }
     }
 
-    /// The deadline for draining pipes after exit.
-    pub(crate) fn drain_deadline() -> Instant {
-        Instant::now() + DRAIN_LIMIT
+    /// The deadline for draining pipes after exit, on [`linux::clock_now`]'s clock.
+    pub(crate) fn drain_deadline() -> Duration {
+        linux::clock_now().saturating_add(DRAIN_LIMIT)
     }
+}
+
+/// The memory sampling interval, at least 1 ms (a zero interval would spin).
+fn sample_interval(limits: crate::ProcessLimits) -> Duration {
+    limits.memory_sample_interval.max(Duration::from_millis(1))
 }

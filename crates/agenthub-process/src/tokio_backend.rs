@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::time::Instant;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::io::Interest;
@@ -14,7 +14,8 @@ use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 use crate::supervisor::{FALLBACK_TICK, Spawned, Stream, Supervisor};
 use crate::{ProcessBackend, ProcessError, ProcessOutput, ProcessSpec};
 
-/// Runs children on a tokio runtime (needs tokio's `net` and `time` drivers).
+/// Runs children on a tokio runtime (needs tokio's `net` and `time` drivers); called
+/// outside one, it drives the call on a current-thread runtime of its own.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokioProcessBackend;
 
@@ -43,11 +44,11 @@ impl AsyncPipes {
         &mut self,
         sup: &mut Supervisor,
         pidfd: Option<&AsyncFd<OwnedFd>>,
-        wake: Option<Instant>,
+        wait: Option<Duration>,
     ) -> bool {
         let sleep = async {
-            match wake {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
+            match wait {
+                Some(wait) => tokio::time::sleep(wait).await,
                 None => std::future::pending().await,
             }
         };
@@ -94,25 +95,25 @@ impl TokioProcessBackend {
         };
         let pidfd = child.pidfd.take().map(register).transpose().map_err(ProcessError::Io)?;
         let reaped = loop {
-            let now = Instant::now();
-            let mut wake = sup.tick(now);
+            let mut wait = sup.tick();
             if pidfd.is_none() {
-                let tick = now + FALLBACK_TICK;
-                wake = Some(wake.map_or(tick, |w| w.min(tick)));
+                wait = Some(wait.map_or(FALLBACK_TICK, |w| w.min(FALLBACK_TICK)));
             }
-            let exited = pipes.wait_once(&mut sup, pidfd.as_ref(), wake).await;
+            let exited = pipes.wait_once(&mut sup, pidfd.as_ref(), wait).await;
             if (exited || pidfd.is_none())
                 && let Some(reaped) = child.reap(exited)?
             {
                 break reaped;
             }
         };
+        sup.mark_reaped();
         let deadline = Supervisor::drain_deadline();
         while pipes.stdout.is_some() || pipes.stderr.is_some() {
-            if Instant::now() >= deadline {
+            let now = crate::linux::clock_now();
+            if now >= deadline {
                 break;
             }
-            pipes.wait_once(&mut sup, None, Some(deadline)).await;
+            pipes.wait_once(&mut sup, None, Some(deadline.saturating_sub(now))).await;
         }
         Ok(sup.finish(reaped))
     }
@@ -120,8 +121,18 @@ impl TokioProcessBackend {
 
 #[async_trait]
 impl ProcessBackend for TokioProcessBackend {
+    /// Outside a tokio runtime (a blocking wrapper such as `pollster::block_on`), builds a
+    /// current-thread runtime for the call and blocks on it, as the std backend does.
     async fn run(&self, spec: &ProcessSpec) -> Result<ProcessOutput, ProcessError> {
-        self.run_async(spec).await
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return self.run_async(spec).await;
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(ProcessError::Io)?;
+        runtime.block_on(self.run_async(spec))
     }
 
     fn name(&self) -> &'static str {

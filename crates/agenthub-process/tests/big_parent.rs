@@ -2,6 +2,8 @@
 //! (Linux carries the spawner's high-water mark across exec). Alone in its own test
 //! binary because it makes the test process itself large.
 
+#[path = "support/mod.rs"]
+mod support;
 use agenthub_process::{ProcessBackend, ProcessLimits, ProcessSpec, StdProcessBackend};
 
 #[test]
@@ -12,7 +14,7 @@ fn a_small_child_of_a_large_parent_reports_its_own_peak() {
         ballast[i] = 1;
     }
     std::hint::black_box(&ballast);
-    let python = agenthub_testkit::real_python();
+    let python = support::real_python();
     let code =
         "import time\nb = bytearray(48 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\ntime.sleep(1.0)";
     let spec =

@@ -1,6 +1,8 @@
 //! File descriptors never leak. Alone in its own test binary: fd counts of a process that
 //! runs other tests in parallel mean nothing.
 
+#[path = "support/mod.rs"]
+mod support;
 use std::time::Duration;
 
 use agenthub_process::{ProcessBackend, ProcessLimits, ProcessSpec, StdProcessBackend, TokioProcessBackend};
@@ -11,7 +13,7 @@ fn open_fds() -> usize {
 
 #[test]
 fn a_thousand_calls_leave_the_fd_count_unchanged() {
-    let python = agenthub_testkit::real_python();
+    let python = support::real_python();
     // A timeout, a memory cap and stderr output, so every code path opens and closes its fds.
     let spec = ProcessSpec::new(python, std::env::temp_dir())
         .args(["-c", "import sys; print('x'); print('e', file=sys.stderr)"])

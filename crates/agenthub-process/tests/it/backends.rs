@@ -45,6 +45,7 @@ both_backends!(
     escapees_die_after_a_normal_exit_with_a_cgroup,
     escapees_die_after_a_normal_exit_with_the_fallback,
     environment_is_set_and_cleared,
+    huge_time_limits_mean_no_limit,
 );
 
 type Run = fn(&ProcessSpec) -> agenthub_process::ProcessOutput;
@@ -162,6 +163,47 @@ fn environment_is_set_and_cleared(run: Run) {
     let out = run(&spec.limits(limits()));
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.starts_with("1 None"), "{text}");
+}
+
+fn huge_time_limits_mean_no_limit(run: Run) {
+    // Too large to add to a clock reading: no deadline, no panic.
+    for timeout in [Duration::MAX, Duration::from_secs_f64(1e19)] {
+        let limits = ProcessLimits {
+            timeout: Some(timeout),
+            grace_period: Duration::MAX,
+            memory_sample_interval: Duration::MAX,
+            ..limits()
+        };
+        let out = run(&py("print('ok')").limits(limits));
+        assert_eq!(out.stdout, b"ok\n");
+        assert_eq!(out.termination, None);
+    }
+    // An endless grace period: SIGTERM at the deadline, never SIGKILL.
+    let limits = ProcessLimits {
+        timeout: Some(Duration::from_millis(500)),
+        grace_period: Duration::MAX,
+        memory_sample_interval: Duration::ZERO,
+        ..limits()
+    };
+    let out = run(&py("import time; time.sleep(600)").limits(limits));
+    assert_eq!(out.termination, Some(Termination::Timeout));
+    assert_eq!(out.status, ExitStatus::Signaled(libc::SIGTERM));
+}
+
+#[test]
+fn tokio_backend_runs_outside_a_tokio_runtime() {
+    use agenthub_process::{ProcessBackend, TokioProcessBackend};
+    let out = pollster::block_on(TokioProcessBackend.run(&py("print('ok')").limits(limits())))
+        .expect("runs without a reactor of the caller's");
+    assert_eq!(out.stdout, b"ok\n");
+    let out = pollster::block_on(
+        TokioProcessBackend.run(
+            &py("import time; time.sleep(5)")
+                .limits(ProcessLimits { timeout: Some(Duration::from_millis(300)), ..limits() }),
+        ),
+    )
+    .unwrap();
+    assert_eq!(out.termination, Some(Termination::Timeout));
 }
 
 #[test]
@@ -331,7 +373,7 @@ fn records_of_a_dead_runtime_are_cleaned_up_and_live_ones_kept() {
         assert!(started.elapsed() < Duration::from_secs(20), "the orphan never started its children");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::fs::write(run_dir.join(&run_id), format!("{}\n", orphan.id())).unwrap();
+    std::fs::write(run_dir.join(&run_id), record_of(orphan.id())).unwrap();
     let live = format!("{}-7-7", std::process::id());
     std::fs::write(run_dir.join(&live), "999999\n").unwrap();
 
@@ -382,4 +424,112 @@ fn records_of_a_dead_runtime_are_cleaned_up_and_live_ones_kept() {
     assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 0);
     std::fs::remove_dir_all(run_dir).unwrap();
     std::fs::remove_dir_all(agent_dir).unwrap();
+}
+
+/// A run record naming `pid` as it is now: `<pid> <start time> <boot id>`.
+fn record_of(pid: u32) -> String {
+    format!("{pid} {} {}\n", start_time(pid), boot_id())
+}
+
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit_once(')').unwrap().1.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim().to_owned()
+}
+
+/// A `sleep` in its own process group, optionally marked with `run_id`.
+fn sleeper(run_id: Option<&str>) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new("sleep");
+    cmd.arg("600").process_group(0);
+    if let Some(run_id) = run_id {
+        cmd.env(agenthub_process::RUN_ID_VAR, run_id);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn dead_pid() -> u32 {
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let pid = gone.id();
+    gone.wait().unwrap();
+    pid
+}
+
+/// Whether `child` is still running (reaps it if it has exited).
+fn still_running(child: &mut std::process::Child) -> bool {
+    std::thread::sleep(Duration::from_millis(50));
+    child.try_wait().unwrap().is_none()
+}
+
+#[test]
+fn stale_records_kill_only_the_process_they_were_written_for() {
+    use std::sync::Arc;
+
+    use agenthub_process::StdProcessBackend;
+    let run_dir = tempfile_dir();
+    let dead_runtime = dead_pid();
+    let manager = ProcessManager::with_run_dir(Arc::new(StdProcessBackend), run_dir.clone());
+
+    // Pid reuse: the record's pid now names an unrelated process (another start time).
+    let mut unrelated = sleeper(None);
+    let pid = unrelated.id();
+    std::fs::write(
+        run_dir.join(format!("{dead_runtime}-0-1")),
+        format!("{pid} {} {}\n", start_time(pid) + 1, boot_id()),
+    )
+    .unwrap();
+    // Another boot: same pid and start time, another boot id.
+    std::fs::write(
+        run_dir.join(format!("{dead_runtime}-0-2")),
+        format!("{pid} {} 00000000-0000-0000-0000-000000000000\n", start_time(pid)),
+    )
+    .unwrap();
+    // The old format carries no identity at all.
+    std::fs::write(run_dir.join(format!("{dead_runtime}-0-3")), format!("{pid}\n")).unwrap();
+    // Garbage, and a huge file.
+    std::fs::write(run_dir.join(format!("{dead_runtime}-0-4")), b"\xff\x00 garbage -1 \n\n").unwrap();
+    std::fs::write(run_dir.join(format!("{dead_runtime}-0-5")), format!("{pid} ").repeat(1 << 20)).unwrap();
+    // Not a record of ours: left alone.
+    std::fs::write(run_dir.join("notes.txt"), format!("{pid}\n")).unwrap();
+
+    assert_eq!(manager.clear_stale(), 5);
+    assert!(still_running(&mut unrelated), "an unrelated process was killed");
+    let left: Vec<_> = std::fs::read_dir(&run_dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(left, ["notes.txt"]);
+
+    // Same start time and boot, but the process does not carry the record's run id.
+    std::fs::write(run_dir.join(format!("{dead_runtime}-0-6")), record_of(pid)).unwrap();
+    assert_eq!(manager.clear_stale(), 1);
+    assert!(still_running(&mut unrelated), "a process without the run id was killed");
+
+    // The right identity: the record's process and its whole group are killed, also a
+    // member that does not carry the run id (so only the group kill reaches it).
+    let run_id = format!("{dead_runtime}-0-7");
+    let token = format!("600.{}{}", std::process::id(), rand_bits() % 1_000_000);
+    let mut orphan = {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("sh")
+            .args(["-c", &format!("env -u {} sleep {token} & wait", agenthub_process::RUN_ID_VAR)])
+            .env(agenthub_process::RUN_ID_VAR, &run_id)
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let started = Instant::now();
+    while survivors(&token).len() < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the group member never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(run_dir.join(&run_id), record_of(orphan.id())).unwrap();
+    assert_eq!(manager.clear_stale(), 1);
+    assert!(!still_running(&mut orphan), "the record's own process survived");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(survivors(&token), Vec::<u32>::new(), "a member of the record's group survived");
+
+    unrelated.kill().unwrap();
+    unrelated.wait().unwrap();
+    std::fs::remove_dir_all(run_dir).unwrap();
 }

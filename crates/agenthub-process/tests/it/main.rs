@@ -1,10 +1,12 @@
 //! Integration tests of both process backends against real child processes.
 
 mod backends;
+#[path = "../support/mod.rs"]
+mod support;
 
 use agenthub_process::{ProcessBackend, ProcessOutput, ProcessSpec, StdProcessBackend, TokioProcessBackend};
 
-pub(crate) use agenthub_testkit::{real_python as python, survivors};
+pub(crate) use support::{real_python as python, survivors};
 
 /// A spec running `python -c code args...` in the temp dir.
 pub(crate) fn py(code: &str) -> ProcessSpec {

@@ -1,4 +1,5 @@
-//! The few Linux/Unix calls the backends need, each wrapped safely.
+//! The few Linux calls the backends need, each wrapped safely (pidfd, `prctl`, `wait4`,
+//! `/proc`, `CLOCK_BOOTTIME`).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -20,6 +21,24 @@ pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
     }
     // SAFETY: the kernel just returned this fd to us; nobody else owns it.
     Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Time since boot on a clock that keeps running while this process is stopped and while
+/// the machine is suspended (`CLOCK_BOOTTIME`; `CLOCK_MONOTONIC` if that fails).
+pub(crate) fn clock_now() -> std::time::Duration {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    for clock in [libc::CLOCK_BOOTTIME, libc::CLOCK_MONOTONIC] {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: ts is valid for writes; clock_gettime writes only it.
+        if unsafe { libc::clock_gettime(clock, &raw mut ts) } == 0
+            && let (Ok(secs), Ok(nanos)) = (u64::try_from(ts.tv_sec), u32::try_from(ts.tv_nsec))
+            && nanos < 1_000_000_000
+        {
+            return std::time::Duration::new(secs, nanos);
+        }
+    }
+    // Neither clock is readable (no known kernel does this): a clock that starts now.
+    START.get_or_init(std::time::Instant::now).elapsed()
 }
 
 /// Puts an fd in non-blocking mode.
@@ -57,10 +76,65 @@ pub(crate) fn pid_alive(pid: u32) -> bool {
     exists && !matches!(proc_state(pid), Some('Z' | 'X'))
 }
 
+/// The fields of `/proc/<pid>/stat` after the command name (which is in parentheses and
+/// may hold anything, spaces and parentheses included): field 3 (the state) first.
+fn stat_fields_after_comm(pid: u32) -> Option<String> {
+    let mut buf = [0u8; 1024];
+    let n = read_prefix(&format!("/proc/{pid}/stat"), &mut buf)?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    text.rsplit_once(')').map(|(_, rest)| rest.trim_start().to_owned())
+}
+
 fn proc_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The state follows the command name, which is in parentheses and may hold spaces.
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next())
+    stat_fields_after_comm(pid)?.chars().next()
+}
+
+/// When `pid` started, in clock ticks after boot (field 22 of `/proc/<pid>/stat`): with
+/// the boot id, what tells a process from a later one that reuses its pid.
+pub(crate) fn start_time(pid: u32) -> Option<u64> {
+    // Field 22 is the 20th after the command name (field 2).
+    stat_fields_after_comm(pid)?.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+pub(crate) fn boot_id() -> Option<&'static str> {
+    static BOOT_ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT_ID
+        .get_or_init(|| {
+            let mut buf = [0u8; 64];
+            let n = read_prefix("/proc/sys/kernel/random/boot_id", &mut buf)?;
+            let id = std::str::from_utf8(&buf[..n]).ok()?.trim();
+            (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')).then(|| id.to_owned())
+        })
+        .as_deref()
+}
+
+/// Reads at most `buf.len()` bytes from the start of `path` (a bounded read, whatever the
+/// file is); `None` when it cannot be opened or read.
+pub(crate) fn read_prefix(path: &str, buf: &mut [u8]) -> Option<usize> {
+    let file = File::open(path).ok()?;
+    let mut filled = 0;
+    // Each read returns at least one byte or ends the loop: at most buf.len() rounds.
+    while filled < buf.len() {
+        match (&file).read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    Some(filled)
+}
+
+/// SIGKILLs one process. A process that is gone is fine.
+pub(crate) fn kill_pid(pid: u32) {
+    if pid <= 1 || pid > i32::MAX as u32 {
+        return; // never signal init or "all processes"
+    }
+    // SAFETY: kill has no memory effects; a pid that is gone is ESRCH.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
 }
 
 /// `wait4(pid)`: reaps the child, blocking when `block`. `None` when it is still running.
