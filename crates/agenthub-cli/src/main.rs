@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod render;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -10,5 +11,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
-    commands::run(cli)
+    let code = commands::run(cli);
+    match signals::received() {
+        Some(signal) => ExitCode::from(u8::try_from(signals::exit_status(signal)).unwrap_or(1)),
+        None => code,
+    }
 }

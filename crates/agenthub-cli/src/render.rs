@@ -33,7 +33,9 @@ pub(crate) fn response(response: &ExecutionResponse, json: bool) -> ExitCode {
 
 fn human(response: &ExecutionResponse) {
     if let Some(noise) = &response.stdout_noise {
-        err(&format!("warning: the agent printed text before its JSON response:\n{}\n", indent(noise)));
+        let warning =
+            format!("warning: the agent printed text before its JSON response:\n{}\n", indent(noise));
+        err(&agenthub_core::escape_control(&warning));
     }
     match &response.outcome {
         Ok(Json::String(text)) => out(&format!("{text}\n")),
@@ -57,7 +59,8 @@ fn human(response: &ExecutionResponse) {
             if let Some(suggestion) = error.suggestion() {
                 let _ = writeln!(text, "  help: {suggestion}");
             }
-            err(&text);
+            // Messages quote manifests and agent output: no escape sequences reach the terminal.
+            err(&agenthub_core::escape_control(&text));
         }
     }
 }

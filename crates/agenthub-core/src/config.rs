@@ -271,6 +271,15 @@ impl PythonRequest {
     }
 }
 
+impl std::fmt::Display for PythonRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Version(c) => f.write_str(c.as_str()),
+            Self::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
 /// Environment management (`EnvironmentConfig` of the Phase-1 design).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -2,61 +2,20 @@
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 #[cfg(any(feature = "uv", feature = "pip", feature = "virtualenv"))]
 use std::sync::Arc;
+use std::time::Duration;
 
-use agenthub_core::{EnvBackendKind, PythonConstraint};
+use agenthub_core::{EnvBackendKind, PythonConstraint, PythonRequest};
 #[cfg(any(feature = "uv", feature = "pip", feature = "virtualenv"))]
 use async_trait::async_trait;
 
 #[cfg(any(feature = "uv", feature = "pip", feature = "virtualenv"))]
 use crate::EnvironmentBackend;
+#[cfg(any(feature = "uv", feature = "pip", feature = "virtualenv"))]
+use crate::InstallArg;
+use crate::tools::{BuildContext, Tool};
 use crate::{DynEnvironmentBackend, EnvError};
-
-/// How much of an installer's stderr errors keep.
-const STDERR_TAIL: usize = 64 * 1024;
-
-/// Runs a tool to completion with an argument vector (never a shell); fails with its
-/// stderr tail when it exits non-zero.
-pub(crate) fn run_tool(program: &Path, args: &[&OsStr], envs: &[(&str, &str)]) -> Result<String, EnvError> {
-    run_tool_in(program, args, envs, None)
-}
-
-/// [`run_tool`] in the working directory `cwd`.
-pub(crate) fn run_tool_in(
-    program: &Path,
-    args: &[&OsStr],
-    envs: &[(&str, &str)],
-    cwd: Option<&Path>,
-) -> Result<String, EnvError> {
-    let mut cmd = Command::new(program);
-    if let Some(cwd) = cwd {
-        cmd.current_dir(cwd);
-    }
-    cmd.args(args).stdin(Stdio::null()).env_remove("PYTHONHOME").env_remove("VIRTUAL_ENV");
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    let command = std::iter::once(program.as_os_str())
-        .chain(args.iter().copied())
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join(" ");
-    tracing::debug!(%command, "running installer tool");
-    let out = cmd.output().map_err(|source| EnvError::Spawn { program: program.to_path_buf(), source })?;
-    if out.status.success() {
-        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-    }
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let start = stderr.len().saturating_sub(STDERR_TAIL);
-    let start = (start..stderr.len()).find(|&i| stderr.is_char_boundary(i)).unwrap_or(stderr.len());
-    Err(EnvError::CommandFailed {
-        command,
-        status: out.status.to_string(),
-        stderr: stderr[start..].trim().to_owned(),
-    })
-}
 
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
@@ -78,14 +37,11 @@ impl Interpreter {
     }
 }
 
-/// Asks `candidate` for its real path and version; `None` when it does not run.
-fn probe(candidate: &Path) -> Option<Interpreter> {
+/// Asks `candidate` for its real path and version (within `timeout`, supervised like any
+/// tool); `None` when it does not run.
+fn probe(candidate: &Path, timeout: Duration) -> Option<Interpreter> {
     let code = "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])";
-    let out = Command::new(candidate).args(["-I", "-c", code]).stdin(Stdio::null()).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let text = String::from_utf8(out.stdout).ok()?;
+    let text = Tool::new(candidate, ["-I", "-c", code]).run(&BuildContext::probe(timeout)).ok()?;
     let mut lines = text.lines();
     let path = PathBuf::from(lines.next()?.trim());
     let mut parts = lines.next()?.trim().split('.').map(|p| p.parse::<u64>().ok());
@@ -95,19 +51,24 @@ fn probe(candidate: &Path) -> Option<Interpreter> {
 
 /// Finds a Python for a new environment. Never downloads one.
 ///
-/// `requested` (config `python_version`) is a path or a version like `3.11`; without it
-/// the first of `python3`, `python`, `python3.N` (newest first) on PATH that satisfies
-/// `constraint` wins.
+/// `requested` (config `python_version`) is an interpreter path or a version constraint;
+/// with a version (or nothing) the first of `python3`, `python`, `python3.N` (newest
+/// first) on PATH that satisfies it and `constraint` wins. Each candidate is probed
+/// within `probe_timeout`.
 pub fn find_python(
-    requested: Option<&str>,
+    requested: Option<&PythonRequest>,
     constraint: Option<&PythonConstraint>,
+    probe_timeout: Duration,
 ) -> Result<Interpreter, EnvError> {
     let mut tried = Vec::new();
     let mut candidates: Vec<PathBuf> = Vec::new();
+    let requested_constraint = match requested {
+        Some(PythonRequest::Version(c)) => Some(c),
+        _ => None,
+    };
     match requested {
-        Some(r) if r.contains('/') => candidates.push(PathBuf::from(r)),
-        Some(version) => candidates.extend(which::which(format!("python{version}")).ok()),
-        None => {
+        Some(PythonRequest::Path(path)) => candidates.push(path.clone()),
+        Some(PythonRequest::Version(_)) | None => {
             for name in ["python3", "python"] {
                 candidates.extend(which::which(name).ok());
             }
@@ -116,25 +77,22 @@ pub fn find_python(
             }
         }
     }
-    let requested_constraint =
-        requested.filter(|r| !r.contains('/')).and_then(|r| PythonConstraint::parse(r).ok());
+    candidates.dedup();
     for candidate in candidates {
-        let Some(found) = probe(&candidate) else {
+        let Some(found) = probe(&candidate, probe_timeout) else {
             tried.push(format!("{} (does not run)", candidate.display()));
             continue;
         };
         let (major, minor, patch) = found.version;
-        let fits = [constraint, requested_constraint.as_ref()]
-            .into_iter()
-            .flatten()
-            .all(|c| c.allows(major, minor, patch));
+        let fits =
+            [constraint, requested_constraint].into_iter().flatten().all(|c| c.allows(major, minor, patch));
         if fits {
             return Ok(found);
         }
         tried.push(format!("{} ({})", candidate.display(), found.version_string()));
     }
     Err(EnvError::NoPython {
-        wanted: [requested.map(str::to_owned), constraint.map(|c| c.as_str().to_owned())]
+        wanted: [requested.map(ToString::to_string), constraint.map(|c| c.as_str().to_owned())]
             .into_iter()
             .flatten()
             .collect::<Vec<_>>()
@@ -146,7 +104,7 @@ pub fn find_python(
 /// `uv export` of a locked project: the pinned requirements, without hashes or the project.
 ///
 /// Needs `uv` on PATH whichever backend builds the environment.
-pub fn uv_export_lock(project_dir: &Path) -> Result<String, EnvError> {
+pub fn uv_export_lock(project_dir: &Path, ctx: &BuildContext) -> Result<String, EnvError> {
     let uv = which::which("uv")
         .map_err(|_| EnvError::ToolNotFound { tool: "uv (needed to install from uv.lock)" })?;
     let args = [
@@ -159,7 +117,7 @@ pub fn uv_export_lock(project_dir: &Path) -> Result<String, EnvError> {
         os("--directory"),
         project_dir.as_os_str(),
     ];
-    run_tool(&uv, &args, &[("UV_NO_PROGRESS", "1")])
+    Tool::new(&uv, args).env("UV_NO_PROGRESS", "1").run(ctx)
 }
 
 /// Builds environments with `uv venv` and `uv pip install`.
@@ -198,7 +156,7 @@ impl EnvironmentBackend for UvBackend {
         EnvBackendKind::Uv
     }
 
-    async fn create_venv(&self, venv: &Path, python: &Path) -> Result<(), EnvError> {
+    async fn create_venv(&self, venv: &Path, python: &Path, ctx: &BuildContext) -> Result<(), EnvError> {
         let args = [
             os("venv"),
             os("--quiet"),
@@ -208,10 +166,15 @@ impl EnvironmentBackend for UvBackend {
             python.as_os_str(),
             venv.as_os_str(),
         ];
-        run_tool(&self.uv, &args, &[("UV_NO_PROGRESS", "1")]).map(drop)
+        Tool::new(&self.uv, args).env("UV_NO_PROGRESS", "1").run(ctx).map(drop)
     }
 
-    async fn install(&self, venv: &Path, requirements: &[String]) -> Result<(), EnvError> {
+    async fn install(
+        &self,
+        venv: &Path,
+        requirements: &[InstallArg],
+        ctx: &BuildContext,
+    ) -> Result<(), EnvError> {
         let python = self.python_executable(venv);
         let mut args = vec![
             os("pip"),
@@ -224,9 +187,12 @@ impl EnvironmentBackend for UvBackend {
         if !self.use_cache {
             args.push(os("--no-cache"));
         }
-        let split = split_options(requirements);
-        args.extend(split.iter().map(OsStr::new));
-        run_tool(&self.uv, &args, &[("UV_NO_PROGRESS", "1"), ("UV_PYTHON_DOWNLOADS", "never")]).map(drop)
+        args.extend(install_args(requirements));
+        Tool::new(&self.uv, args)
+            .env("UV_NO_PROGRESS", "1")
+            .env("UV_PYTHON_DOWNLOADS", "never")
+            .run(ctx)
+            .map(drop)
     }
 }
 
@@ -257,18 +223,24 @@ const PIP_ENV: [(&str, &str); 2] = [("PIP_DISABLE_PIP_VERSION_CHECK", "1"), ("PI
 
 #[cfg(any(feature = "pip", feature = "virtualenv"))]
 /// `<venv python> -m pip install ...`, bootstrapping pip with ensurepip when it is missing.
-fn pip_install(venv_python: &Path, requirements: &[String], no_cache: bool) -> Result<(), EnvError> {
-    let has_pip = run_tool(venv_python, &[os("-c"), os("import pip")], &[]).is_ok();
+fn pip_install(
+    venv_python: &Path,
+    requirements: &[InstallArg],
+    no_cache: bool,
+    ctx: &BuildContext,
+) -> Result<(), EnvError> {
+    let pip_tool =
+        |args: Vec<&OsStr>| PIP_ENV.iter().fold(Tool::new(venv_python, args), |t, (k, v)| t.env(k, v));
+    let has_pip = Tool::new(venv_python, ["-c", "import pip"]).run(ctx).is_ok();
     if !has_pip {
-        run_tool(venv_python, &[os("-m"), os("ensurepip"), os("--default-pip")], &PIP_ENV)?;
+        pip_tool(vec![os("-m"), os("ensurepip"), os("--default-pip")]).run(ctx)?;
     }
     let mut args = vec![os("-m"), os("pip"), os("install"), os("--quiet")];
     if no_cache {
         args.push(os("--no-cache-dir"));
     }
-    let split = split_options(requirements);
-    args.extend(split.iter().map(OsStr::new));
-    run_tool(venv_python, &args, &PIP_ENV).map(drop)
+    args.extend(install_args(requirements));
+    pip_tool(args).run(ctx).map(drop)
 }
 
 #[cfg(feature = "pip")]
@@ -278,13 +250,18 @@ impl EnvironmentBackend for PipBackend {
         EnvBackendKind::Pip
     }
 
-    async fn create_venv(&self, venv: &Path, python: &Path) -> Result<(), EnvError> {
+    async fn create_venv(&self, venv: &Path, python: &Path, ctx: &BuildContext) -> Result<(), EnvError> {
         // Without pip: most agents install nothing, and ensurepip costs seconds.
-        run_tool(python, &[os("-m"), os("venv"), os("--without-pip"), venv.as_os_str()], &[]).map(drop)
+        Tool::new(python, [os("-m"), os("venv"), os("--without-pip"), venv.as_os_str()]).run(ctx).map(drop)
     }
 
-    async fn install(&self, venv: &Path, requirements: &[String]) -> Result<(), EnvError> {
-        pip_install(&self.python_executable(venv), requirements, self.no_cache)
+    async fn install(
+        &self,
+        venv: &Path,
+        requirements: &[InstallArg],
+        ctx: &BuildContext,
+    ) -> Result<(), EnvError> {
+        pip_install(&self.python_executable(venv), requirements, self.no_cache, ctx)
     }
 }
 
@@ -325,15 +302,15 @@ impl EnvironmentBackend for VirtualenvBackend {
         EnvBackendKind::Virtualenv
     }
 
-    async fn create_venv(&self, venv: &Path, python: &Path) -> Result<(), EnvError> {
+    async fn create_venv(&self, venv: &Path, python: &Path, ctx: &BuildContext) -> Result<(), EnvError> {
         let common =
             [os("--quiet"), os("--no-download"), os("--python"), python.as_os_str(), venv.as_os_str()];
         if let Some(program) = &self.program {
-            run_tool(program, &common, &[]).map(drop)
+            Tool::new(program, common).run(ctx).map(drop)
         } else {
             let mut args = vec![os("-m"), os("virtualenv")];
             args.extend(common);
-            run_tool(python, &args, &[]).map_err(|e| match e {
+            Tool::new(python, args).run(ctx).map_err(|e| match e {
                 EnvError::CommandFailed { stderr, .. } if stderr.contains("No module named virtualenv") => {
                     EnvError::ToolNotFound { tool: "virtualenv" }
                 }
@@ -343,22 +320,24 @@ impl EnvironmentBackend for VirtualenvBackend {
         }
     }
 
-    async fn install(&self, venv: &Path, requirements: &[String]) -> Result<(), EnvError> {
-        pip_install(&self.python_executable(venv), requirements, self.no_cache)
+    async fn install(
+        &self,
+        venv: &Path,
+        requirements: &[InstallArg],
+        ctx: &BuildContext,
+    ) -> Result<(), EnvError> {
+        pip_install(&self.python_executable(venv), requirements, self.no_cache, ctx)
     }
 }
 
 #[cfg(any(feature = "uv", feature = "pip", feature = "virtualenv"))]
-/// Splits `-r file` / `--opt value` lines into separate arguments; requirements stay whole.
-fn split_options(requirements: &[String]) -> Vec<String> {
+/// Installer arguments: requirements as they are, files after `-r`.
+fn install_args(requirements: &[InstallArg]) -> Vec<&OsStr> {
     requirements
         .iter()
-        .flat_map(|line| {
-            if line.starts_with('-') {
-                line.splitn(2, [' ', '=']).map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect()
-            } else {
-                vec![line.clone()]
-            }
+        .flat_map(|arg| match arg {
+            InstallArg::Requirement(r) => vec![os(r)],
+            InstallArg::RequirementsFile(path) => vec![os("-r"), path.as_os_str()],
         })
         .collect()
 }
@@ -406,23 +385,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn options_are_split_requirements_are_not() {
-        let reqs =
-            ["-r /a/requirements.txt".to_owned(), "six >= 1".to_owned(), "--index-url=https://x".to_owned()];
-        assert_eq!(
-            split_options(&reqs),
-            ["-r", "/a/requirements.txt", "six >= 1", "--index-url", "https://x"]
-        );
-    }
-
-    #[test]
-    fn failing_tools_keep_their_stderr() {
-        let err =
-            run_tool(Path::new("python3"), &[os("-c"), os("import sys; sys.exit('nope: broken')")], &[])
-                .unwrap_err();
+    fn failing_tools_keep_their_stderr_and_run_in_the_given_directory() {
+        let dir = std::env::temp_dir().canonicalize().unwrap();
+        let ctx = BuildContext::new(&dir, Duration::from_secs(20), false);
+        let err = Tool::new(Path::new("python3"), ["-c", "import os, sys; sys.exit('nope: ' + os.getcwd())"])
+            .run(&ctx)
+            .unwrap_err();
         match err {
             EnvError::CommandFailed { stderr, command, .. } => {
-                assert_eq!(stderr, "nope: broken");
+                assert_eq!(stderr, format!("nope: {}", dir.display()));
                 assert!(command.starts_with("python3 -c"));
             }
             other => panic!("{other:?}"),
@@ -430,11 +401,22 @@ mod tests {
     }
 
     #[test]
+    fn tools_past_the_build_deadline_are_killed() {
+        let ctx = BuildContext::new(&std::env::temp_dir(), Duration::from_millis(500), false);
+        let started = std::time::Instant::now();
+        let err =
+            Tool::new(Path::new("python3"), ["-c", "import time; time.sleep(30)"]).run(&ctx).unwrap_err();
+        assert!(matches!(err, EnvError::BuildTimeout { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    }
+
+    #[test]
     fn finds_the_real_python_and_refuses_impossible_constraints() {
-        let py = find_python(None, None).unwrap();
+        let timeout = Duration::from_secs(20);
+        let py = find_python(None, None, timeout).unwrap();
         assert!(py.path.is_absolute() && py.version.0 == 3, "{py:?}");
         let impossible = PythonConstraint::parse(">=4").unwrap();
-        let err = find_python(None, Some(&impossible)).unwrap_err();
+        let err = find_python(None, Some(&impossible), timeout).unwrap_err();
         assert!(matches!(err, EnvError::NoPython { .. }), "{err:?}");
     }
 }

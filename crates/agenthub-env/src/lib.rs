@@ -3,8 +3,10 @@
 //! reuses one environment per agent. Installer tools are run with argument vectors only.
 
 mod backends;
+mod layout;
 mod manager;
 mod requirements;
+mod tools;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -20,15 +22,24 @@ pub use backends::UvBackend;
 #[cfg(feature = "virtualenv")]
 pub use backends::VirtualenvBackend;
 pub use backends::{Interpreter, backend_for, default_backend, find_python, uv_export_lock};
-pub use manager::{Activation, EnvMarker, EnvironmentManager, MARKER_FILE, ReadyEnvironment, read_marker};
-pub use requirements::{RequirementSet, RequirementSource, requirement_lines};
+pub use layout::BUILDS_MARKER;
+pub use manager::{
+    Activation, DEFAULT_BUILD_TIMEOUT, DEFAULT_PROBE_TIMEOUT, EnvMarker, EnvironmentManager, MARKER_FILE,
+    ReadyEnvironment, read_marker,
+};
+pub use requirements::{
+    InstallArg, MAX_LOCK_BYTES, MAX_REQUIREMENTS_BYTES, RequirementSet, RequirementSource, requirement_lines,
+};
+pub use tools::BuildContext;
 
 /// Shared handle to an environment backend.
 pub type DynEnvironmentBackend = Arc<dyn EnvironmentBackend>;
 
 /// Creates virtual environments and installs requirements into them.
 ///
-/// Implementations run their installer tools to completion on the calling thread.
+/// Implementations run their installer tools to completion on the calling thread (the
+/// manager calls them on a build thread of its own), in `ctx.agent_dir`, and stop them at
+/// `ctx.deadline`.
 #[cfg_attr(any(test, feature = "mock"), mockall::automock)]
 #[async_trait]
 pub trait EnvironmentBackend: Send + Sync {
@@ -36,10 +47,15 @@ pub trait EnvironmentBackend: Send + Sync {
     fn kind(&self) -> EnvBackendKind;
 
     /// Creates an empty environment at `venv` with the interpreter at `python`.
-    async fn create_venv(&self, venv: &Path, python: &Path) -> Result<(), EnvError>;
+    async fn create_venv(&self, venv: &Path, python: &Path, ctx: &BuildContext) -> Result<(), EnvError>;
 
-    /// Installs requirements (PEP 508 strings, or options like `-r file`) into `venv`.
-    async fn install(&self, venv: &Path, requirements: &[String]) -> Result<(), EnvError>;
+    /// Installs requirements into `venv`.
+    async fn install(
+        &self,
+        venv: &Path,
+        requirements: &[InstallArg],
+        ctx: &BuildContext,
+    ) -> Result<(), EnvError>;
 
     /// The environment's Python executable.
     fn python_executable(&self, venv: &Path) -> PathBuf {
@@ -107,6 +123,52 @@ pub enum EnvError {
         /// The command as written.
         command: String,
     },
+    /// A build (or one of its tools) ran past `build_timeout`; the tool was killed.
+    #[error("`{command}` did not finish within the build time limit of {}s", limit.as_secs_f64())]
+    BuildTimeout {
+        /// The command line that was running.
+        command: String,
+        /// The build's limit.
+        limit: std::time::Duration,
+        /// The tail of its stderr.
+        stderr: String,
+    },
+    /// The build was cancelled (agenthub is shutting down, e.g. on Ctrl-C).
+    #[error("the environment build was cancelled")]
+    Cancelled,
+    /// Another process held the build lock for longer than `build_timeout`.
+    #[error("another process is building this environment (waited {}s for `{}`)", limit.as_secs_f64(), path.display())]
+    LockTimeout {
+        /// The lock file.
+        path: PathBuf,
+        /// How long was waited.
+        limit: std::time::Duration,
+    },
+    /// Something agenthub did not make is where it would build, replace or delete.
+    #[error("`{}` is {what}", path.display())]
+    NotOurs {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        what: String,
+    },
+    /// `venv_location` is not one plain directory name.
+    #[error("venv_location `{value}` is not one plain directory name")]
+    BadVenvLocation {
+        /// The configured value.
+        value: String,
+    },
+    /// A file of the agent directory could not be read safely.
+    #[error(transparent)]
+    AgentFile(agenthub_core::AgentFileError),
+    /// A dependency list holds an installer option instead of a requirement.
+    #[error("`{requirement}` in {list} is not a requirement")]
+    BadRequirement {
+        /// The entry.
+        requirement: String,
+        /// Which list.
+        list: String,
+    },
     /// `pyproject.toml` could not be read as TOML with string dependencies.
     #[error("invalid `{}`: {message}", path.display())]
     Pyproject {
@@ -134,7 +196,27 @@ impl EnvError {
             Self::CommandFailed { .. } | Self::Spawn { .. } => "Check the agent's requirements and the installer's \
                 output above, then retry; `agenthub env rebuild AGENT` rebuilds from scratch"
                 .to_owned(),
-            Self::Io { .. } => "Check that the agent directory is writable and the disk has room".to_owned(),
+            Self::Io { source, path, .. } => match source.raw_os_error() {
+                Some(libc::EACCES | libc::EPERM) => format!("Check the permissions of {}", path.display()),
+                Some(libc::ENOSPC | libc::EDQUOT) => "Free disk space (or quota), then retry".to_owned(),
+                Some(libc::EROFS) => format!("{} is on a read-only file system", path.display()),
+                _ => format!("Check {}", path.display()),
+            },
+            Self::BuildTimeout { .. } => "Check that the package index answers (the installer's output is above), \
+                or raise runtime.build_timeout (AGENTHUB_BUILD_TIMEOUT)"
+                .to_owned(),
+            Self::Cancelled => "The environment in use was not touched; run the command again".to_owned(),
+            Self::LockTimeout { .. } => "Wait for the other build to finish, then retry (or raise runtime.build_timeout)".to_owned(),
+            Self::NotOurs { path, .. } => format!(
+                "agenthub never deletes or replaces what it did not make: move `{}` away, or set \
+                 environment.venv_location (AGENTHUB_VENV_LOCATION) to another name such as .agenthub-venv",
+                path.display()
+            ),
+            Self::BadVenvLocation { .. } => "Set venv_location to one directory name such as .venv".to_owned(),
+            Self::AgentFile(e) => e.suggestion(),
+            Self::BadRequirement { .. } => {
+                "Dependencies must be PEP 508 requirements; put installer options in requirements.txt".to_owned()
+            }
             Self::Pyproject { .. } => "Fix pyproject.toml: [project].dependencies must be a list of strings".to_owned(),
             Self::BadInstallCommand { .. } => "Fix the quoting of installation.commands in agent.yaml".to_owned(),
         }
@@ -149,7 +231,11 @@ impl From<EnvError> for AgentRuntimeError {
             let _ = write!(message, ": {source}");
         }
         let stderr = match &err {
-            EnvError::CommandFailed { stderr, .. } if !stderr.is_empty() => Some(stderr.clone()),
+            EnvError::CommandFailed { stderr, .. } | EnvError::BuildTimeout { stderr, .. }
+                if !stderr.is_empty() =>
+            {
+                Some(stderr.clone())
+            }
             _ => None,
         };
         Self::Environment { message, stderr, suggestion }

@@ -1,21 +1,33 @@
 //! [`EnvironmentManager`]: the Phase-1 interface, and `ensure_environment`, which builds an
-//! agent's environment once per requirement set, under a cross-process lock.
+//! agent's environment once per requirement set, under a cross-process lock, on a thread of
+//! its own (so an async caller's executor is never blocked by an installer).
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use agenthub_core::{AgentManifest, EnvironmentConfig};
+use agenthub_core::{AgentManifest, EnvironmentConfig, PythonConstraint, read_agent_file};
 use serde::{Deserialize, Serialize};
 
-use crate::backends::find_python;
-use crate::requirements::{RequirementSet, RequirementSource};
+use crate::backends::{find_python, uv_export_lock};
+use crate::layout::{Layout, VenvState};
+use crate::requirements::{InstallArg, RequirementSet, RequirementSource};
+use crate::tools::{BuildContext, Tool};
 use crate::{DynEnvironmentBackend, EnvError};
 
 /// File name of the completion marker inside the environment, written last.
 pub const MARKER_FILE: &str = "agenthub-env.json";
+
+/// Markers larger than this are not ours.
+const MAX_MARKER_BYTES: u64 = 256 * 1024;
+
+/// Default limit of one environment build.
+pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Default limit of one interpreter probe.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The completion marker: present only in an environment that was built to the end.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,10 +70,23 @@ pub struct Activation {
     pub remove: Vec<String>,
 }
 
+/// What one build installs, and the key it is built for.
+#[derive(Debug, Clone)]
+struct BuildPlan {
+    requirements: RequirementSet,
+    python: Option<PythonConstraint>,
+    installation_commands: Vec<String>,
+    key: String,
+}
+
 /// Creates, keys, locks and reuses agent environments through one backend.
+#[derive(Clone)]
 pub struct EnvironmentManager {
     backend: DynEnvironmentBackend,
     config: EnvironmentConfig,
+    build_timeout: Duration,
+    probe_timeout: Duration,
+    die_with_parent: bool,
 }
 
 impl std::fmt::Debug for EnvironmentManager {
@@ -69,14 +94,31 @@ impl std::fmt::Debug for EnvironmentManager {
         f.debug_struct("EnvironmentManager")
             .field("backend", &self.backend.kind())
             .field("config", &self.config)
-            .finish()
+            .field("build_timeout", &self.build_timeout)
+            .finish_non_exhaustive()
     }
 }
 
 impl EnvironmentManager {
-    /// A manager over `backend`.
+    /// A manager over `backend`, with the default build limits.
     pub fn new(backend: DynEnvironmentBackend, config: EnvironmentConfig) -> Self {
-        Self { backend, config }
+        Self {
+            backend,
+            config,
+            build_timeout: DEFAULT_BUILD_TIMEOUT,
+            probe_timeout: DEFAULT_PROBE_TIMEOUT,
+            die_with_parent: false,
+        }
+    }
+
+    /// Limits for builds: the whole build (`build_timeout`), one interpreter probe
+    /// (`subprocess_timeout`), and whether installers die with the building thread.
+    #[must_use]
+    pub fn with_build_limits(mut self, build: Duration, probe: Duration, die_with_parent: bool) -> Self {
+        self.build_timeout = build;
+        self.probe_timeout = probe;
+        self.die_with_parent = die_with_parent;
+        self
     }
 
     /// The backend's kind.
@@ -89,22 +131,31 @@ impl EnvironmentManager {
         agent_path.join(&self.config.venv_location)
     }
 
-    /// Creates the agent's environment if there is none; returns its path.
+    /// Creates the agent's environment (with nothing installed) if there is none; returns
+    /// its path. Never replaces an environment agenthub did not make.
     pub async fn create_environment(&self, agent_path: &Path) -> Result<PathBuf, EnvError> {
-        let venv = self.venv_path(agent_path);
-        if !self.get_python_executable(&venv).exists() {
-            let python = find_python(self.config.python_version.as_deref(), None)?;
-            self.backend.create_venv(&venv, &python.path).await?;
+        let layout = Layout::new(agent_path, &self.config.venv_location)?;
+        let state = layout.check_venv_is_ours()?;
+        if state != VenvState::Missing && self.get_python_executable(&layout.venv).exists() {
+            return Ok(layout.venv);
         }
-        Ok(venv)
+        let requirements = RequirementSet::empty();
+        let key = requirements.key(Some("create_environment"));
+        let plan = BuildPlan { requirements, python: None, installation_commands: Vec::new(), key };
+        let this = self.clone();
+        offload(move || pollster::block_on(this.build_locked(&layout, &plan, true))).await.map(|r| r.venv)
     }
 
-    /// Installs requirements (PEP 508 strings or installer options) into an environment.
+    /// Installs requirements (PEP 508 strings, or `-r FILE`) into an environment; the
+    /// installer runs in the environment's parent directory.
     pub async fn install_dependencies(&self, venv: &Path, requirements: &[String]) -> Result<(), EnvError> {
         if requirements.is_empty() {
             return Ok(());
         }
-        self.backend.install(venv, requirements).await
+        let args = requirements.iter().map(|r| InstallArg::parse(r)).collect::<Result<Vec<_>, _>>()?;
+        let cwd = venv.parent().unwrap_or(Path::new("/"));
+        let ctx = BuildContext::new(cwd, self.build_timeout, self.die_with_parent);
+        self.backend.install(venv, &args, &ctx).await
     }
 
     /// The Python executable of an environment.
@@ -128,9 +179,11 @@ impl EnvironmentManager {
 
     /// Makes sure the agent's environment matches its requirements and returns it.
     ///
-    /// Fast path: the marker holds the current key (no lock, no process). Otherwise the
-    /// cross-process lock is taken, the marker checked again (another process may have
-    /// built it meanwhile), and the environment rebuilt with the marker written last.
+    /// Fast path: the marker holds the current key (no lock, no process, no thread).
+    /// Otherwise, on a thread of its own: the cross-process lock is taken (waiting at most
+    /// `build_timeout`), the marker checked again (another process may have built it
+    /// meanwhile), and the environment built beside the current one with the marker
+    /// written last, then swapped in.
     pub async fn ensure_environment(
         &self,
         agent_path: &Path,
@@ -155,94 +208,109 @@ impl EnvironmentManager {
         manifest: &AgentManifest,
         force: bool,
     ) -> Result<ReadyEnvironment, EnvError> {
+        let layout = Layout::new(agent_path, &self.config.venv_location)?;
+        let plan = self.plan(agent_path, manifest)?;
+        if !force && let Some(ready) = self.ready(&layout, &plan.key) {
+            return Ok(ready);
+        }
+        layout.check_venv_is_ours()?;
+        let this = self.clone();
+        offload(move || pollster::block_on(this.build_locked(&layout, &plan, force))).await
+    }
+
+    /// The requirement set and the key of the environment the agent needs.
+    fn plan(&self, agent_path: &Path, manifest: &AgentManifest) -> Result<BuildPlan, EnvError> {
         let requirements = RequirementSet::for_agent(agent_path, &manifest.dependencies)?;
-        let constraint = manifest.python_version.as_ref().map(agenthub_core::PythonConstraint::to_pep440);
+        let constraint = manifest.python_version.as_ref().map(PythonConstraint::to_pep440);
         let wanted = [self.config.python_version.as_deref(), constraint.as_deref()];
         let mut salt = wanted.iter().flatten().copied().collect::<Vec<_>>().join(";");
+        let installation_commands = if self.config.run_installation_commands {
+            manifest.installation_commands.clone()
+        } else {
+            Vec::new()
+        };
         if self.config.run_installation_commands {
             // Changed commands rebuild the environment, as changed requirements do.
             salt.push_str("\ninstallation:");
-            salt.push_str(&manifest.installation_commands.join("\n"));
+            salt.push_str(&installation_commands.join("\n"));
         }
         let key = requirements.key(Some(&salt));
-        let venv = self.venv_path(agent_path);
-        let python = self.get_python_executable(&venv);
-        if !force && is_ready(&venv, &python, &key) {
-            return Ok(ReadyEnvironment { venv, python, key, built: false });
+        Ok(BuildPlan { requirements, python: manifest.python_version.clone(), installation_commands, key })
+    }
+
+    /// The environment, when its marker holds `key` and its Python is there.
+    fn ready(&self, layout: &Layout, key: &str) -> Option<ReadyEnvironment> {
+        let marker = read_agent_file(&layout.agent_dir, &layout.marker_name(), MAX_MARKER_BYTES).ok()??;
+        let marker: EnvMarker = serde_json::from_str(&marker).ok()?;
+        let python = self.get_python_executable(&layout.venv);
+        (marker.key == key && python.exists()).then(|| ReadyEnvironment {
+            venv: layout.venv.clone(),
+            python,
+            key: key.to_owned(),
+            built: false,
+        })
+    }
+
+    /// The slow path, on the building thread: lock, check again, build, swap, collect.
+    async fn build_locked(
+        &self,
+        layout: &Layout,
+        plan: &BuildPlan,
+        force: bool,
+    ) -> Result<ReadyEnvironment, EnvError> {
+        let ctx = BuildContext::new(&layout.agent_dir, self.build_timeout, self.die_with_parent);
+        let lock = layout.lock(ctx.deadline, ctx.limit)?;
+        if !force && let Some(ready) = self.ready(layout, &plan.key) {
+            return Ok(ready);
         }
-        let lock_path = agent_path.join(format!("{}.lock", self.config.venv_location));
-        let lock =
-            File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(|source| {
-                EnvError::Io { action: "create lock file", path: lock_path.clone(), source }
-            })?;
-        lock.lock().map_err(|source| EnvError::Io { action: "lock", path: lock_path.clone(), source })?;
-        if !force && is_ready(&venv, &python, &key) {
-            return Ok(ReadyEnvironment { venv, python, key, built: false });
-        }
-        let builds = self.builds_dir(agent_path);
-        let build_dir = builds.join(format!("{key}-{}", unique_suffix()));
-        std::fs::create_dir_all(&builds).map_err(|source| EnvError::Io {
-            action: "create",
-            path: builds.clone(),
-            source,
-        })?;
-        let result = self.build(&build_dir, agent_path, manifest, &requirements, &key).await;
-        if let Err(err) = result {
+        layout.check_venv_is_ours()?;
+        layout.ensure_builds_dir()?;
+        let build_dir = layout.new_build_dir(&plan.key);
+        if let Err(err) = self.build(&build_dir, &ctx, plan).await {
             if self.config.auto_cleanup {
-                let _ = std::fs::remove_dir_all(&build_dir);
+                layout.remove_build(&build_dir);
             }
             return Err(err);
         }
-        let previous = swap_in(&venv, &build_dir)?;
-        collect_garbage(&builds, &[build_dir.as_path(), previous.as_deref().unwrap_or(Path::new(""))]);
+        let previous = layout.swap_in(&build_dir)?;
+        layout.collect_garbage(&[build_dir.as_path(), previous.as_deref().unwrap_or(Path::new(""))]);
         drop(lock);
-        Ok(ReadyEnvironment { venv, python, key, built: true })
-    }
-
-    /// Where builds live: `<agent>/<venv_location>.d/<key>-<unique>`.
-    fn builds_dir(&self, agent_path: &Path) -> PathBuf {
-        agent_path.join(format!("{}.d", self.config.venv_location))
+        let python = self.get_python_executable(&layout.venv);
+        Ok(ReadyEnvironment { venv: layout.venv.clone(), python, key: plan.key.clone(), built: true })
     }
 
     /// Builds a complete environment in `dir`, a fresh directory; the marker goes last.
-    async fn build(
-        &self,
-        dir: &Path,
-        agent_dir: &Path,
-        manifest: &AgentManifest,
-        requirements: &RequirementSet,
-        key: &str,
-    ) -> Result<(), EnvError> {
+    async fn build(&self, dir: &Path, ctx: &BuildContext, plan: &BuildPlan) -> Result<(), EnvError> {
         tracing::info!(venv = %dir.display(), backend = self.backend.kind().as_str(), "building environment");
         let interpreter =
-            find_python(self.config.python_version.as_deref(), manifest.python_version.as_ref())?;
-        self.backend.create_venv(dir, &interpreter.path).await?;
-        let install_args = match &requirements.source {
-            RequirementSource::Empty => Vec::new(),
+            find_python(self.config.python_request().as_ref(), plan.python.as_ref(), self.probe_timeout)?;
+        self.backend.create_venv(dir, &interpreter.path, ctx).await?;
+        let install_args = match &plan.requirements.source {
             RequirementSource::UvLock { project_dir } => {
                 let exported = dir.join("agenthub-requirements.txt");
-                let text = crate::uv_export_lock(project_dir)?;
+                let text = uv_export_lock(project_dir, ctx)?;
                 std::fs::write(&exported, text).map_err(|source| EnvError::Io {
                     action: "write",
                     path: exported.clone(),
                     source,
                 })?;
-                vec![format!("-r {}", exported.display())]
+                vec![InstallArg::RequirementsFile(exported)]
             }
-            RequirementSource::RequirementsFile(path) => vec![format!("-r {}", path.display())],
-            RequirementSource::Pyproject | RequirementSource::Manifest => requirements.requirements.clone(),
+            _ => plan.requirements.install_args(),
         };
-        self.install_dependencies(dir, &install_args).await?;
-        if self.config.run_installation_commands {
-            run_installation_commands(dir, agent_dir, &manifest.installation_commands)?;
+        if !install_args.is_empty() {
+            self.backend.install(dir, &install_args, ctx).await?;
+        }
+        if !plan.installation_commands.is_empty() {
+            run_installation_commands(dir, ctx, &plan.installation_commands)?;
         }
         let marker = EnvMarker {
-            key: key.to_owned(),
+            key: plan.key.clone(),
             backend: self.backend.kind().as_str().to_owned(),
             python: interpreter.path.clone(),
             python_version: interpreter.version_string(),
-            requirements_source: requirements.source.name().to_owned(),
-            requirements: requirements.requirements.clone(),
+            requirements_source: plan.requirements.source.name().to_owned(),
+            requirements: plan.requirements.requirements.clone(),
             built_at: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         };
         write_marker(dir, &marker)?;
@@ -251,7 +319,7 @@ impl EnvironmentManager {
     }
 
     fn warn_if_large(&self, venv: &Path) {
-        let limit = self.config.max_venv_size * 1024 * 1024;
+        let limit = self.config.max_venv_size.saturating_mul(1024 * 1024);
         let size = dir_size(venv);
         if limit > 0 && size > limit {
             tracing::warn!(
@@ -264,36 +332,46 @@ impl EnvironmentManager {
     }
 }
 
+/// Runs `work` on a thread of its own and waits for it without blocking the executor.
+async fn offload<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, EnvError> + Send + 'static,
+) -> Result<T, EnvError> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name("agenthub-env-build".to_owned())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|source| EnvError::Io { action: "start a build thread", path: PathBuf::new(), source })?;
+    rx.await.unwrap_or(Err(EnvError::Cancelled))
+}
+
 /// Runs installation commands in the agent directory with the new environment active:
 /// each split into words like a shell would (quotes, escapes), then run without one.
-fn run_installation_commands(venv: &Path, agent_dir: &Path, commands: &[String]) -> Result<(), EnvError> {
+fn run_installation_commands(venv: &Path, ctx: &BuildContext, commands: &[String]) -> Result<(), EnvError> {
     let activation = EnvironmentManager::activate_environment(venv);
-    let vars: Vec<(String, String)> =
-        activation.set.iter().map(|(k, v)| (k.clone(), v.to_string_lossy().into_owned())).collect();
-    let envs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let search_path = vars.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+    let search_path = activation.set.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
     for command in commands {
         let words = shlex::split(command).filter(|w| !w.is_empty());
         let Some(words) = words else {
             return Err(EnvError::BadInstallCommand { command: command.clone() });
         };
-        let program = which::which_in(&words[0], search_path.as_deref(), agent_dir)
+        let program = which::which_in(&words[0], search_path.as_ref(), &ctx.agent_dir)
             .map_err(|_| EnvError::ToolNotFound { tool: "the program of an installation command" })?;
-        let args: Vec<&std::ffi::OsStr> = words[1..].iter().map(std::ffi::OsStr::new).collect();
-        crate::backends::run_tool_in(&program, &args, &envs, Some(agent_dir))?;
+        let mut tool = Tool::new(&program, &words[1..]);
+        for (key, value) in &activation.set {
+            tool = tool.env(key, value);
+        }
+        tool.run(ctx)?;
     }
     Ok(())
 }
 
-/// Ready when the marker holds `key` and the Python is there.
-fn is_ready(venv: &Path, python: &Path, key: &str) -> bool {
-    read_marker(venv).is_some_and(|m| m.key == key) && python.exists()
-}
-
-/// The marker of an environment, if it has a readable one.
+/// The marker of an environment, if it has a readable one (a bounded read of a regular
+/// file inside the environment).
 pub fn read_marker(venv: &Path) -> Option<EnvMarker> {
-    let bytes = std::fs::read(venv.join(MARKER_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let text = read_agent_file(venv, Path::new(MARKER_FILE), MAX_MARKER_BYTES).ok()??;
+    serde_json::from_str(&text).ok()
 }
 
 /// Writes the marker atomically: a temporary file, synced, then renamed into place.
@@ -303,51 +381,9 @@ fn write_marker(venv: &Path, marker: &EnvMarker) -> Result<(), EnvError> {
     let io = |action, source| EnvError::Io { action, path: path.clone(), source };
     let json =
         serde_json::to_vec_pretty(marker).map_err(|e| io("serialise marker", std::io::Error::other(e)))?;
-    let mut file = File::create(&tmp).map_err(|e| io("create marker", e))?;
+    let mut file = File::create_new(&tmp).map_err(|e| io("create marker", e))?;
     file.write_all(&json).and_then(|()| file.sync_all()).map_err(|e| io("write marker", e))?;
     std::fs::rename(&tmp, &path).map_err(|e| io("rename marker", e))
-}
-
-/// Points `venv` at `build` atomically: a new symlink is renamed over the old one. A real
-/// directory at `venv` (built by another tool or an older agenthub) is removed first.
-/// Returns the build the old symlink pointed to.
-fn swap_in(venv: &Path, build: &Path) -> Result<Option<PathBuf>, EnvError> {
-    let io = |action, path: &Path, source| EnvError::Io { action, path: path.to_path_buf(), source };
-    let previous =
-        std::fs::read_link(venv).ok().map(|target| venv.parent().unwrap_or(Path::new("")).join(target));
-    if previous.is_none() && venv.is_dir() {
-        std::fs::remove_dir_all(venv).map_err(|e| io("remove the old environment", venv, e))?;
-    }
-    let parent = venv.parent().unwrap_or(Path::new("."));
-    let target = build.strip_prefix(parent).unwrap_or(build);
-    let tmp = parent.join(format!(
-        ".{}.{}.swap",
-        venv.file_name().unwrap_or_default().to_string_lossy(),
-        unique_suffix()
-    ));
-    std::os::unix::fs::symlink(target, &tmp).map_err(|e| io("create symlink", &tmp, e))?;
-    std::fs::rename(&tmp, venv).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io("swap in the new environment", venv, e)
-    })?;
-    Ok(previous)
-}
-
-/// Removes builds other than `keep`: failed or killed ones, and ones superseded before the
-/// last swap (the one just superseded is kept for calls still running in it).
-fn collect_garbage(builds: &Path, keep: &[&Path]) {
-    let Ok(entries) = std::fs::read_dir(builds) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if !keep.iter().any(|k| *k == path) {
-            let _ = std::fs::remove_dir_all(&path);
-        }
-    }
-}
-
-fn unique_suffix() -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("{}-{nanos:09}", std::process::id())
 }
 
 fn dir_size(dir: &Path) -> u64 {

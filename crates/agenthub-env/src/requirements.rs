@@ -49,20 +49,60 @@ pub struct RequirementSet {
     key_material: String,
 }
 
+/// Largest `requirements.txt` or `pyproject.toml` read.
+pub const MAX_REQUIREMENTS_BYTES: u64 = 1024 * 1024;
+
+/// Largest `uv.lock` read.
+pub const MAX_LOCK_BYTES: u64 = 32 * 1024 * 1024;
+
+/// One argument for an installer: a requirement, or a requirements file. Parsed once; the
+/// backends turn it into their own argument vectors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstallArg {
+    /// A PEP 508 requirement (never an option: it cannot start with `-`).
+    Requirement(String),
+    /// A requirements file, passed with `-r`; the installer applies its own rules to the
+    /// options inside it.
+    RequirementsFile(PathBuf),
+}
+
+impl InstallArg {
+    /// Reads `-r FILE` / `--requirement FILE` as a file and anything else as a requirement;
+    /// other options are refused (they could redirect the installer, e.g. `--target`).
+    pub fn parse(text: &str) -> Result<Self, EnvError> {
+        let text = text.trim();
+        for flag in ["-r", "--requirement"] {
+            if let Some(rest) = text.strip_prefix(flag) {
+                let file = rest.trim_start_matches('=').trim();
+                if !file.is_empty() && (rest.starts_with([' ', '\t', '='])) {
+                    return Ok(Self::RequirementsFile(PathBuf::from(file)));
+                }
+            }
+        }
+        Self::requirement(text, "the requirements")
+    }
+
+    /// A requirement from a list (`source` names the list in errors).
+    fn requirement(text: &str, list: &str) -> Result<Self, EnvError> {
+        if text.starts_with('-') || text.is_empty() {
+            return Err(EnvError::BadRequirement { requirement: text.to_owned(), list: list.to_owned() });
+        }
+        Ok(Self::Requirement(text.to_owned()))
+    }
+}
+
 impl RequirementSet {
     /// Reads the requirement set of the agent in `agent_dir` by SPEC §3's precedence.
+    ///
+    /// Files are read as untrusted input: regular files only, bounded, never through a
+    /// symlink that leaves the agent directory.
     pub fn for_agent(agent_dir: &Path, manifest_dependencies: &[String]) -> Result<Self, EnvError> {
-        let read = |name: &str| -> Result<Option<String>, EnvError> {
-            let path = agent_dir.join(name);
-            match std::fs::read_to_string(&path) {
-                Ok(text) => Ok(Some(text)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(source) => Err(EnvError::Io { action: "read", path, source }),
-            }
+        let read = |name: &str, limit: u64| -> Result<Option<String>, EnvError> {
+            agenthub_core::read_agent_file(agent_dir, Path::new(name), limit).map_err(EnvError::AgentFile)
         };
-        let pyproject = read("pyproject.toml")?;
+        let pyproject = read("pyproject.toml", MAX_REQUIREMENTS_BYTES)?;
         if let Some(pyproject) = &pyproject {
-            if let Some(lock) = read("uv.lock")? {
+            if let Some(lock) = read("uv.lock", MAX_LOCK_BYTES)? {
                 return Ok(Self {
                     source: RequirementSource::UvLock { project_dir: agent_dir.to_path_buf() },
                     requirements: Vec::new(),
@@ -72,17 +112,35 @@ impl RequirementSet {
             let deps = pyproject_dependencies(pyproject)
                 .map_err(|message| EnvError::Pyproject { path: agent_dir.join("pyproject.toml"), message })?;
             if let Some(deps) = deps {
+                check_requirements(&deps, "pyproject.toml [project].dependencies")?;
                 return Ok(Self::from_list(RequirementSource::Pyproject, deps));
             }
         }
-        if let Some(text) = read("requirements.txt")? {
+        if let Some(text) = read("requirements.txt", MAX_REQUIREMENTS_BYTES)? {
             let lines = requirement_lines(&text);
             return Ok(Self::from_list(
                 RequirementSource::RequirementsFile(agent_dir.join("requirements.txt")),
                 lines,
             ));
         }
+        check_requirements(manifest_dependencies, "agent.yaml dependencies")?;
         Ok(Self::from_list(RequirementSource::Manifest, manifest_dependencies.to_vec()))
+    }
+
+    /// Nothing to install.
+    pub fn empty() -> Self {
+        Self::from_list(RequirementSource::Empty, Vec::new())
+    }
+
+    /// What to pass the installer (a lock is exported at build time instead: empty here).
+    pub fn install_args(&self) -> Vec<InstallArg> {
+        match &self.source {
+            RequirementSource::RequirementsFile(path) => vec![InstallArg::RequirementsFile(path.clone())],
+            RequirementSource::Pyproject | RequirementSource::Manifest => {
+                self.requirements.iter().map(|r| InstallArg::Requirement(r.clone())).collect()
+            }
+            RequirementSource::UvLock { .. } | RequirementSource::Empty => Vec::new(),
+        }
     }
 
     fn from_list(source: RequirementSource, requirements: Vec<String>) -> Self {
@@ -114,6 +172,11 @@ impl RequirementSet {
             hex
         })
     }
+}
+
+/// Refuses list entries that are installer options rather than requirements.
+fn check_requirements(entries: &[String], list: &str) -> Result<(), EnvError> {
+    entries.iter().try_for_each(|r| InstallArg::requirement(r.trim(), list).map(drop))
 }
 
 /// Requirement lines of a requirements file: comments and blank lines dropped, options

@@ -15,8 +15,9 @@
 mod catalog;
 mod outcome;
 
-use std::sync::Arc;
-use std::time::Instant;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use agenthub_core::validate_parameters;
 pub use agenthub_core::{
@@ -50,7 +51,13 @@ pub struct AgentRuntime {
     environments: EnvironmentManager,
     processes: ProcessManager,
     slots: async_lock::Semaphore,
+    /// When stale processes of dead runtimes were last swept (`cleanup_interval`).
+    last_sweep: Mutex<Instant>,
 }
+
+/// The largest request a one-shot call can pass: Linux limits one command-line argument
+/// to 32 pages (`MAX_ARG_STRLEN`, 128 KiB) including its terminating NUL.
+pub const MAX_REQUEST_BYTES: usize = 128 * 1024 - 1;
 
 impl std::fmt::Debug for AgentRuntime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -65,10 +72,17 @@ impl std::fmt::Debug for AgentRuntime {
 impl AgentRuntime {
     /// A runtime over the given backends.
     pub fn new(config: Config, environment: DynEnvironmentBackend, process: DynProcessBackend) -> Self {
-        let environments = EnvironmentManager::new(environment, config.environment.clone());
-        let slots = async_lock::Semaphore::new(config.runtime.concurrency_limit());
+        let rt = &config.runtime;
+        let environments = EnvironmentManager::new(environment, config.environment.clone())
+            .with_build_limits(
+                rt.build_timeout(),
+                Duration::try_from_secs_f64(rt.subprocess_timeout)
+                    .unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
+                rt.kill_agents_with_runtime,
+            );
+        let slots = async_lock::Semaphore::new(rt.concurrency_limit());
         let processes = ProcessManager::with_run_dir(process, config.home.join("run"));
-        Self { config, environments, processes, slots }
+        Self { config, environments, processes, slots, last_sweep: Mutex::new(Instant::now()) }
     }
 
     /// A runtime with the default backends: the environment backend the configuration
@@ -171,6 +185,25 @@ impl AgentRuntime {
         self.processes.cleanup_processes()
     }
 
+    /// Clears what runtimes that died left behind, at most once per `cleanup_interval`
+    /// (0 turns it off): a long-lived runtime does it on the next call after the interval.
+    fn sweep_if_due(&self) {
+        let interval =
+            Duration::try_from_secs_f64(self.config.runtime.cleanup_interval).unwrap_or(Duration::MAX);
+        if interval.is_zero() {
+            return;
+        }
+        let mut last = self.last_sweep.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.elapsed() >= interval {
+            *last = Instant::now();
+            drop(last);
+            let cleared = self.processes.clear_stale();
+            if cleared > 0 {
+                tracing::info!(cleared, "cleared processes left by runtimes that died");
+            }
+        }
+    }
+
     async fn execute_loaded_since(
         &self,
         agent: &LoadedAgent,
@@ -200,25 +233,29 @@ impl AgentRuntime {
         })?;
         let parameters = validate_parameters(method, spec, params)?;
         let dir = &agent.location.dir;
-        // Calls beyond `max_concurrency` wait here, after validation and before any work.
-        let _slot = self.slots.acquire().await;
-        if !dir.join("agent.py").is_file() {
-            return Err(AgentRuntimeError::Execution {
-                message: format!("No agent.py in {}", dir.display()),
-                return_code: None,
-                signal: None,
-                stderr: None,
+        let request = ExecutionRequest { method: method.to_owned(), parameters }.to_json();
+        if request.len() > MAX_REQUEST_BYTES {
+            return Err(AgentRuntimeError::NotRun {
+                message: format!(
+                    "The request is {} bytes; a one-shot call passes it as one command-line argument, \
+                     which Linux limits to {MAX_REQUEST_BYTES} bytes",
+                    request.len()
+                ),
+                suggestion: "Pass large inputs by file path or URL instead of inline".to_owned(),
             });
         }
+        // Calls beyond `max_concurrency` wait here, after validation and before any work.
+        let _slot = self.slots.acquire().await;
+        check_agent_script(dir)?;
+        self.sweep_if_due();
         let env = self.environments.ensure_environment(dir, manifest).await?;
-        let request = ExecutionRequest { method: method.to_owned(), parameters };
         let activation = EnvironmentManager::activate_environment(&env.venv);
         let rt = &self.config.runtime;
         let call = AgentInvocation {
             python: env.python,
             agent_dir: dir.clone(),
             script: "agent.py".into(),
-            request_json: request.to_json(),
+            request_json: request,
             env: agent_env(rt, activation),
             limits: ProcessLimits {
                 timeout: Some(rt.execution_timeout()),
@@ -232,6 +269,24 @@ impl AgentRuntime {
         };
         let output = self.processes.execute_agent(call).await?;
         Ok(outcome::response_from(&output, rt))
+    }
+}
+
+/// `agent.py` must be a regular file inside the agent directory (not a symlink out of it,
+/// not a FIFO).
+fn check_agent_script(dir: &Path) -> Result<(), AgentRuntimeError> {
+    match agenthub_core::open_agent_file(dir, Path::new("agent.py")) {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(AgentRuntimeError::NotRun {
+            message: format!("No agent.py in {}", dir.display()),
+            suggestion: "An agent needs agent.py beside agent.yaml: a script that reads the JSON request \
+                         from its first argument and prints one JSON object"
+                .to_owned(),
+        }),
+        Err(e) => Err(AgentRuntimeError::NotRun {
+            message: format!("Refusing to run agent.py: {e}"),
+            suggestion: e.suggestion(),
+        }),
     }
 }
 
@@ -254,11 +309,9 @@ fn agent_env(rt: &RuntimeConfig, activation: agenthub_env::Activation) -> EnvSpe
 }
 
 fn process_backend(kind: ProcessBackendKind) -> Result<DynProcessBackend, AgentRuntimeError> {
-    let not_compiled = |name: &str| AgentRuntimeError::Execution {
-        message: format!("the `{name}` process backend is not compiled in (enable the `{name}` feature)"),
-        return_code: None,
-        signal: None,
-        stderr: None,
+    let not_compiled = |name: &str| AgentRuntimeError::NotRun {
+        message: format!("the `{name}` process backend is not compiled in"),
+        suggestion: format!("Enable the `{name}` feature of agenthub-runtime, or pick another backend"),
     };
     match kind {
         #[cfg(feature = "std")]

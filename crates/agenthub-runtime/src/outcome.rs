@@ -23,6 +23,14 @@ pub(crate) fn response_from(output: &ProcessOutput, config: &RuntimeConfig) -> E
             peak_memory_bytes: output.peak_rss_bytes,
             stderr,
         }),
+        Some(Termination::Cancelled) => Err(AgentRuntimeError::Execution {
+            message: "Call cancelled: agenthub is shutting down (a signal such as Ctrl-C); the agent and \
+                      everything it started were killed"
+                .to_owned(),
+            return_code: output.status.code(),
+            signal: output.status.signal(),
+            stderr,
+        }),
         None => match (read_agent_output(&output.stdout), output.status) {
             (Ok(parsed), status) => {
                 noise = parsed.noise;

@@ -49,6 +49,8 @@ pub enum Behaviour {
         /// How much.
         mib: u64,
     },
+    /// Runs this Python code with `params` in scope; the code prints its own response.
+    Script(String),
 }
 
 impl Behaviour {
@@ -67,6 +69,7 @@ impl Behaviour {
             }
             Self::Allocate { mib } => json!({"kind": "allocate", "mib": mib}),
             Self::EnvVars(names) => json!({"kind": "env", "names": names}),
+            Self::Script(code) => json!({"kind": "script", "code": code}),
         }
     }
 }
@@ -173,6 +176,8 @@ elif kind == "allocate":
     for i in range(0, len(block), 4096):
         block[i] = 1
     print(json.dumps({"result": b["mib"]}))
+elif kind == "script":
+    exec(b["code"], {"params": params, "json": json, "os": os, "signal": signal, "subprocess": subprocess, "sys": sys, "time": time})
 "#;
 
 impl TestAgent {
@@ -233,7 +238,8 @@ impl TestAgent {
         self
     }
 
-    /// The manifest as YAML.
+    /// The manifest as YAML (written in JSON's flow style, which YAML reads: `serde_yaml`
+    /// cannot serialise `arbitrary_precision` numbers).
     pub fn manifest_yaml(&self) -> String {
         let mut methods = Map::new();
         for m in &self.methods {
@@ -256,7 +262,7 @@ impl TestAgent {
         if let Some(v) = &self.python_version {
             doc["python_version"] = json!(v);
         }
-        serde_yaml::to_string(&doc).unwrap_or_default()
+        serde_json::to_string_pretty(&doc).unwrap_or_default()
     }
 
     /// Writes the agent into `dir` (created if needed).

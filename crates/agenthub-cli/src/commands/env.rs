@@ -9,7 +9,9 @@ use agenthub_runtime::{AgentRuntime, ExecutionResponse, ProcessBackendKind, Read
 use crate::args::EnvCommand;
 use crate::render;
 
-pub(crate) fn run(config: Config, command: EnvCommand) -> ExitCode {
+pub(crate) fn run(mut config: Config, command: EnvCommand) -> ExitCode {
+    // One thread spawns and outlives every installer here: they die with it.
+    config.runtime.kill_agents_with_runtime = true;
     let EnvCommand::Rebuild { agent, env_backend } = command;
     let started = Instant::now();
     let rebuilt = || -> Result<ReadyEnvironment, AgentRuntimeError> {

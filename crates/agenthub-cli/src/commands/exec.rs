@@ -21,6 +21,9 @@ pub(crate) fn run(mut config: Config, args: &ExecArgs) -> ExitCode {
         config.runtime.env_clear = true;
         config.runtime.env_allow.extend(args.env_allow.iter().cloned());
     }
+    if let Err(e) = config.validate() {
+        return super::usage_error(&e);
+    }
     let response = execute(config, args).unwrap_or_else(|e| ExecutionResponse::failed(e, started.elapsed()));
     render::response(&response, args.json)
 }

@@ -17,7 +17,8 @@ pub(crate) fn run(config: &Config, agent: &str, json: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(info) => {
-            render::out(&human(&info));
+            // Manifest text is untrusted: no escape sequences reach the terminal.
+            render::out(&agenthub_core::escape_control(&human(&info)));
             ExitCode::SUCCESS
         }
         Err(e) => render::response(&ExecutionResponse::failed(e, started.elapsed()), json),

@@ -31,6 +31,6 @@ pub(crate) fn run(config: &Config, json: bool) -> ExitCode {
         };
         let _ = writeln!(text, "{:width$}  {detail}", a.id);
     }
-    render::out(&text);
+    render::out(&agenthub_core::escape_control(&text));
     ExitCode::SUCCESS
 }

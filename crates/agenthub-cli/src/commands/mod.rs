@@ -14,14 +14,15 @@ use crate::render;
 
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> ExitCode {
-    let config = match load_config(cli.home.as_deref()) {
+    let config = match Config::load_from(cli.home.clone()) {
         Ok(config) => config,
-        Err(e) => {
-            render::err(&format!("error: {e}\n"));
-            return ExitCode::from(2);
-        }
+        Err(e) => return usage_error(&e),
     };
     init_logging(&config.runtime.log_level);
+    if matches!(cli.command, Command::Exec(_) | Command::Env(_)) {
+        // Commands that run agents or installers clean up after themselves on a signal.
+        crate::signals::handle();
+    }
     match cli.command {
         Command::Exec(args) => exec::run(config, &args),
         Command::List { json } => list::run(&config, json),
@@ -30,18 +31,16 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn load_config(home: Option<&std::path::Path>) -> Result<Config, ConfigError> {
-    match home {
-        Some(home) => {
-            let text = std::fs::read_to_string(home.join("config.yaml")).ok();
-            Config::from_sources(home.to_path_buf(), text.as_deref(), std::env::vars())
-        }
-        None => Config::load(),
-    }
+/// A configuration error (at load, or after flags were applied): exit 2 like any usage
+/// error, with the suggestion.
+pub(crate) fn usage_error(e: &ConfigError) -> ExitCode {
+    let help = e.suggestion().map(|s| format!("  help: {s}\n")).unwrap_or_default();
+    render::err(&agenthub_core::escape_control(&format!("error: {e}\n{help}")));
+    ExitCode::from(2)
 }
 
 fn init_logging(level: &str) {
-    let level = level.parse().unwrap_or(tracing::Level::INFO);
+    let level = level.to_ascii_uppercase().parse().unwrap_or(tracing::Level::INFO);
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)

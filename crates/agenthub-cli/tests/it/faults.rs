@@ -21,7 +21,9 @@ fn command(ctx: &TestContext, args: &[&str]) -> Command {
 
 fn builds(ctx: &TestContext, name: &str) -> usize {
     let dir = ctx.config().agents_root().join("test").join(name).join(".venv.d");
-    std::fs::read_dir(dir).map_or(0, Iterator::count)
+    std::fs::read_dir(dir).map_or(0, |entries| {
+        entries.flatten().filter(|e| e.file_name() != agenthub_env::BUILDS_MARKER).count()
+    })
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Black-box tests of the `agenthub` binary: exact JSON for machines, snapshots for people.
 
 mod faults;
+mod hostile;
 
 use agenthub_core::ParamType;
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};

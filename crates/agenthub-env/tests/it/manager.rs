@@ -6,21 +6,21 @@ use std::sync::Arc;
 use agenthub_core::{AgentManifest, EnvBackendKind, EnvironmentConfig};
 use agenthub_env::{EnvError, EnvironmentManager, MARKER_FILE, backend_for, read_marker};
 
-const MANIFEST: &str =
+pub(crate) const MANIFEST: &str =
     "name: t\nversion: '1'\ndescription: d\nauthor: a\ninterface:\n  methods:\n    m: {description: d}\n";
 
-fn manifest() -> AgentManifest {
+pub(crate) fn manifest() -> AgentManifest {
     AgentManifest::from_yaml_str(MANIFEST, "agent.yaml").unwrap()
 }
 
-fn manager(kind: EnvBackendKind) -> EnvironmentManager {
+pub(crate) fn manager(kind: EnvBackendKind) -> EnvironmentManager {
     EnvironmentManager::new(
         backend_for(kind, true).expect("backend tool installed"),
         EnvironmentConfig::default(),
     )
 }
 
-fn agent_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(crate) fn agent_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("agent.yaml"), MANIFEST).unwrap();
     for (name, text) in files {
@@ -29,7 +29,7 @@ fn agent_with(files: &[(&str, &str)]) -> tempfile::TempDir {
     dir
 }
 
-fn python_says(python: &Path, code: &str) -> String {
+pub(crate) fn python_says(python: &Path, code: &str) -> String {
     let out = std::process::Command::new(python).args(["-c", code]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
@@ -176,8 +176,8 @@ fn a_failed_rebuild_leaves_the_previous_environment_in_use() {
     // The old environment is untouched: same key, six still importable.
     assert_eq!(read_marker(&good.venv).unwrap().key, good.key);
     assert_eq!(python_says(&good.python, "import six; print(six.__version__)"), "1.16.0");
-    // Only the good build is left on disk.
-    assert_eq!(std::fs::read_dir(agent.path().join(".venv.d")).unwrap().count(), 1);
+    // Only the good build is left on disk (beside the builds directory's own marker).
+    assert_eq!(builds(agent.path()).len(), 1);
     // A forced rebuild of the good set swaps in a new build and keeps the old one for calls
     // still running in it; the build before that is collected at the next swap.
     std::fs::write(agent.path().join("requirements.txt"), "six==1.16.0\n").unwrap();
@@ -191,15 +191,27 @@ fn a_failed_rebuild_leaves_the_previous_environment_in_use() {
 }
 
 #[test]
-fn a_real_venv_directory_is_replaced_by_a_managed_one() {
+fn a_phase1_environment_is_replaced_by_a_managed_one() {
     let agent = agent_with(&[]);
-    std::fs::create_dir_all(agent.path().join(".venv/bin")).unwrap();
-    std::fs::write(agent.path().join(".venv/bin/python"), "not a python").unwrap();
     let m = manager(EnvBackendKind::Uv);
+    let venv = pollster::block_on(m.create_environment(agent.path())).unwrap();
+    // The Phase-1 call builds a managed environment too, marked as agenthub's.
+    assert!(read_marker(&venv).is_some());
     let env = pollster::block_on(m.ensure_environment(agent.path(), &manifest())).unwrap();
     assert!(env.built);
     assert!(std::fs::symlink_metadata(&env.venv).unwrap().file_type().is_symlink());
     assert_eq!(python_says(&env.python, "print(1)"), "1");
+}
+
+/// The builds in `<agent>/.venv.d`, without its marker.
+pub(crate) fn builds(agent: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(agent.join(".venv.d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n != agenthub_env::BUILDS_MARKER)
+        .collect();
+    names.sort();
+    names
 }
 
 #[test]

@@ -127,7 +127,11 @@ fn each_requirement_source_change_rebuilds_and_nothing_else_does() {
     let original = std::fs::read_to_string(dir.join("agent.yaml")).unwrap();
     step(
         "manifest dependencies",
-        &|| write("agent.yaml", &format!("{original}dependencies: ['six==1.15.0']\n")),
+        &|| {
+            let mut manifest: serde_json::Value = serde_json::from_str(&original).unwrap();
+            manifest["dependencies"] = json!(["six==1.15.0"]);
+            write("agent.yaml", &manifest.to_string());
+        },
         true,
     );
     step("manifest dependencies removed", &|| write("agent.yaml", &original), true);
@@ -167,7 +171,11 @@ fn each_requirement_source_change_rebuilds_and_nothing_else_does() {
     let manifest = std::fs::read_to_string(dir.join("agent.yaml")).unwrap();
     step(
         "manifest deps are shadowed by the lock",
-        &|| write("agent.yaml", &format!("{manifest}dependencies: ['six']\n")),
+        &|| {
+            let mut manifest: serde_json::Value = serde_json::from_str(&manifest).unwrap();
+            manifest["dependencies"] = json!(["six"]);
+            write("agent.yaml", &manifest.to_string());
+        },
         false,
     );
 }
@@ -246,4 +254,37 @@ fn numpy_imports_and_computes_under_the_default_memory_cap() {
     assert_eq!(ctx.config().runtime.max_memory_usage, 1024);
     let r = ctx.runtime().execute_agent_blocking("test/np", "m", Map::new());
     assert_eq!(r.result(), Some(&json!(512.0)), "{}", r.to_json());
+}
+
+#[test]
+fn the_blocking_api_works_with_the_tokio_backend_outside_a_tokio_runtime() {
+    let ctx = TestContext::new();
+    ctx.install(&agent());
+    let rt = ctx.runtime_with_kinds(EnvBackendKind::Uv, ProcessBackendKind::Tokio);
+    // No tokio runtime here: this used to panic ("there is no reactor running").
+    let r = rt.execute_agent_blocking("test/real", "echo", params(&json!({"text": "blocking"})));
+    assert_eq!(r.result(), Some(&json!({"text": "blocking"})), "{}", r.to_json());
+}
+
+#[test]
+fn a_long_lived_runtime_clears_what_dead_runtimes_left_every_cleanup_interval() {
+    let stale_record = |ctx: &TestContext| {
+        // A record of a call made by a runtime that is gone (pid 1 is never ours, and a
+        // pid beyond pid_max never runs): the sweep removes it without killing anything.
+        let run = ctx.home().join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        let record = run.join("4194305-0-1");
+        std::fs::write(&record, "4194305\n").unwrap();
+        record
+    };
+    for (interval, swept) in [(0.0, false), (0.001, true), (3600.0, false)] {
+        let ctx = TestContext::new().with_config(|c| c.runtime.cleanup_interval = interval);
+        ctx.install(&agent());
+        let rt = ctx.runtime();
+        let record = stale_record(&ctx);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let r = rt.execute_agent_blocking("test/real", "echo", params(&json!({"text": "x"})));
+        assert!(r.is_success(), "{}", r.to_json());
+        assert_eq!(!record.exists(), swept, "cleanup_interval {interval}");
+    }
 }

@@ -1,0 +1,320 @@
+//! What agenthub owns inside an agent directory, and the only code that deletes or
+//! replaces anything there.
+//!
+//! **agenthub deletes only what it created**, proven by something it wrote, never through
+//! a symlink, never outside the agent directory:
+//!
+//! - `<agent>/<venv>.d/` is ours when it is a real directory holding [`BUILDS_MARKER`] (or,
+//!   made by an agenthub from before that marker, when everything in it is named like a
+//!   build). Builds inside it are ours when they are real directories named
+//!   `<32 hex>-<pid>-<9 digits>`; only those are ever removed.
+//! - `<agent>/<venv>` is ours when it is a symlink to `<venv>.d/<build>` (what
+//!   [`swap_in`] writes), or a real directory holding the environment marker (made by the
+//!   Phase-1 `create_environment`). Anything else there — an author's own `.venv`, a symlink
+//!   elsewhere, a file — is left alone and reported as [`EnvError::NotOurs`].
+//! - `<agent>/<venv>.lock` is opened without following symlinks.
+
+use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::EnvError;
+use crate::manager::MARKER_FILE;
+
+/// The file that proves a builds directory was made by agenthub.
+pub const BUILDS_MARKER: &str = ".agenthub-builds";
+
+/// The paths of one agent's environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Layout {
+    /// The agent directory.
+    pub(crate) agent_dir: PathBuf,
+    /// `<agent>/<venv_location>`: what agents run in.
+    pub(crate) venv: PathBuf,
+    /// `<agent>/<venv_location>.d`: complete and in-progress builds.
+    pub(crate) builds: PathBuf,
+    /// `<agent>/<venv_location>.lock`.
+    pub(crate) lock: PathBuf,
+    /// `venv_location`, one plain path component.
+    name: String,
+}
+
+/// What is at the environment path now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum VenvState {
+    /// Nothing.
+    Missing,
+    /// Our symlink to `<venv>.d/<build>`.
+    Managed(PathBuf),
+    /// A real directory with our marker (Phase-1 `create_environment`).
+    Legacy,
+    /// Something agenthub did not make: described for the message.
+    Foreign(String),
+}
+
+impl Layout {
+    /// The layout for `venv_location` in `agent_dir`; the name must be one plain component.
+    pub(crate) fn new(agent_dir: &Path, venv_location: &str) -> Result<Self, EnvError> {
+        let mut parts = Path::new(venv_location).components();
+        let plain = matches!((parts.next(), parts.next()), (Some(Component::Normal(_)), None))
+            && !venv_location.contains('/')
+            && !venv_location.contains('\0');
+        if !plain {
+            return Err(EnvError::BadVenvLocation { value: venv_location.to_owned() });
+        }
+        Ok(Self {
+            agent_dir: agent_dir.to_path_buf(),
+            venv: agent_dir.join(venv_location),
+            builds: agent_dir.join(format!("{venv_location}.d")),
+            lock: agent_dir.join(format!("{venv_location}.lock")),
+            name: venv_location.to_owned(),
+        })
+    }
+
+    /// The marker's path relative to the agent directory (through our symlink).
+    pub(crate) fn marker_name(&self) -> PathBuf {
+        Path::new(&self.name).join(MARKER_FILE)
+    }
+
+    /// What is at the environment path.
+    pub(crate) fn venv_state(&self) -> VenvState {
+        let Ok(meta) = std::fs::symlink_metadata(&self.venv) else { return VenvState::Missing };
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&self.venv).unwrap_or_default();
+            let mut parts = target.components();
+            let builds_name = format!("{}.d", self.name);
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(Component::Normal(dir)), Some(Component::Normal(build)), None)
+                    if dir == builds_name.as_str() && build.to_str().is_some_and(is_build_name) =>
+                {
+                    VenvState::Managed(self.builds.join(build))
+                }
+                _ => VenvState::Foreign(format!(
+                    "a symlink to {} that agenthub did not make",
+                    target.display()
+                )),
+            }
+        } else if kind.is_dir() {
+            let marker = std::fs::symlink_metadata(self.venv.join(MARKER_FILE));
+            if marker.is_ok_and(|m| m.file_type().is_file()) {
+                VenvState::Legacy
+            } else {
+                VenvState::Foreign(
+                    "a directory agenthub did not make (it has no agenthub-env.json)".to_owned(),
+                )
+            }
+        } else {
+            VenvState::Foreign("a file, not an environment".to_owned())
+        }
+    }
+
+    /// Fails unless the environment path is empty or ours.
+    pub(crate) fn check_venv_is_ours(&self) -> Result<VenvState, EnvError> {
+        match self.venv_state() {
+            VenvState::Foreign(what) => Err(EnvError::NotOurs { path: self.venv.clone(), what }),
+            state => Ok(state),
+        }
+    }
+
+    /// Makes sure the builds directory exists and is ours; creates and marks it if missing.
+    pub(crate) fn ensure_builds_dir(&self) -> Result<(), EnvError> {
+        let io = |action, source| EnvError::Io { action, path: self.builds.clone(), source };
+        match std::fs::symlink_metadata(&self.builds) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&self.builds).map_err(|e| io("create", e))?;
+                mark(&self.builds).map_err(|e| io("mark", e))
+            }
+            Err(e) => Err(io("inspect", e)),
+            Ok(meta) if meta.file_type().is_symlink() => Err(EnvError::NotOurs {
+                path: self.builds.clone(),
+                what: "a symlink; agenthub never builds or deletes through one".to_owned(),
+            }),
+            Ok(meta) if !meta.is_dir() => {
+                Err(EnvError::NotOurs { path: self.builds.clone(), what: "not a directory".to_owned() })
+            }
+            Ok(_) if is_marked(&self.builds) => Ok(()),
+            Ok(_) if holds_only_builds(&self.builds) => {
+                // Made by an agenthub from before the marker: adopt it.
+                mark(&self.builds).map_err(|e| io("mark", e))
+            }
+            Ok(_) => Err(EnvError::NotOurs {
+                path: self.builds.clone(),
+                what: format!("a directory agenthub did not make (it has no {BUILDS_MARKER})"),
+            }),
+        }
+    }
+
+    /// A fresh, unique build directory inside the (checked) builds directory.
+    pub(crate) fn new_build_dir(&self, key: &str) -> PathBuf {
+        self.builds.join(format!("{key}-{}", unique_suffix()))
+    }
+
+    /// Removes a build this process just created (a failed build).
+    pub(crate) fn remove_build(&self, build: &Path) {
+        if self.owns_build(build) {
+            let _ = std::fs::remove_dir_all(build);
+        }
+    }
+
+    /// Whether `build` is a real directory named like a build directly in our builds dir.
+    fn owns_build(&self, build: &Path) -> bool {
+        build.parent() == Some(self.builds.as_path())
+            && build.file_name().and_then(|n| n.to_str()).is_some_and(is_build_name)
+            && is_marked(&self.builds)
+            && std::fs::symlink_metadata(build).is_ok_and(|m| m.is_dir())
+    }
+
+    /// Points the environment path at `build` atomically (a new symlink renamed over the
+    /// old one); a Phase-1 directory of ours is removed first. Returns the build the old
+    /// symlink pointed to.
+    pub(crate) fn swap_in(&self, build: &Path) -> Result<Option<PathBuf>, EnvError> {
+        let io = |action, path: &Path, source| EnvError::Io { action, path: path.to_path_buf(), source };
+        let previous = match self.check_venv_is_ours()? {
+            VenvState::Managed(previous) => Some(previous),
+            VenvState::Legacy => {
+                std::fs::remove_dir_all(&self.venv)
+                    .map_err(|e| io("remove the old environment", &self.venv, e))?;
+                None
+            }
+            VenvState::Missing | VenvState::Foreign(_) => None,
+        };
+        let name = build.file_name().unwrap_or_default();
+        let target = Path::new(&format!("{}.d", self.name)).join(name);
+        let tmp = self.agent_dir.join(format!(".{}.{}.swap", self.name, unique_suffix()));
+        std::os::unix::fs::symlink(&target, &tmp).map_err(|e| io("create symlink", &tmp, e))?;
+        std::fs::rename(&tmp, &self.venv).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            io("swap in the new environment", &self.venv, e)
+        })?;
+        Ok(previous)
+    }
+
+    /// Removes builds other than `keep`: failed or killed ones, and ones superseded before
+    /// the last swap (the one just superseded is kept for calls still running in it).
+    /// Only real directories named like builds, in a builds directory that is ours.
+    pub(crate) fn collect_garbage(&self, keep: &[&Path]) {
+        if !is_marked(&self.builds) {
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(&self.builds) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !keep.contains(&path.as_path()) && self.owns_build(&path) {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+        }
+    }
+
+    /// Takes the cross-process build lock, waiting until `deadline` at most. The lock file
+    /// is opened without following a symlink and must be a regular file.
+    pub(crate) fn lock(&self, deadline: Option<Instant>, limit: Duration) -> Result<File, EnvError> {
+        let io = |action, source| EnvError::Io { action, path: self.lock.clone(), source };
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&self.lock)
+            .map_err(|e| {
+                if e.raw_os_error() == Some(libc::ELOOP) {
+                    EnvError::NotOurs {
+                        path: self.lock.clone(),
+                        what: "a symlink; agenthub never writes through one".to_owned(),
+                    }
+                } else {
+                    io("create lock file", e)
+                }
+            })?;
+        if !file.metadata().map_err(|e| io("inspect", e))?.is_file() {
+            return Err(EnvError::NotOurs { path: self.lock.clone(), what: "not a regular file".to_owned() });
+        }
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", e)),
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(EnvError::LockTimeout { path: self.lock.clone(), limit });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// `<32 hex>-<pid>-<9 digits>`: the names [`Layout::new_build_dir`] gives.
+fn is_build_name(name: &str) -> bool {
+    let mut parts = name.split('-');
+    let (Some(key), Some(pid), Some(nanos), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    key.len() == 32
+        && key.bytes().all(|b| b.is_ascii_hexdigit())
+        && !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && nanos.len() == 9
+        && nanos.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_marked(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
+        && std::fs::symlink_metadata(dir.join(BUILDS_MARKER)).is_ok_and(|m| m.file_type().is_file())
+}
+
+fn mark(dir: &Path) -> std::io::Result<()> {
+    let marker = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(dir.join(BUILDS_MARKER))?;
+    drop(marker);
+    Ok(())
+}
+
+/// Whether every entry of `dir` is a real directory named like a build.
+fn holds_only_builds(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries
+        .flatten()
+        .all(|e| e.file_name().to_str().is_some_and(is_build_name) && e.file_type().is_ok_and(|t| t.is_dir()))
+}
+
+pub(crate) fn unique_suffix() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    format!("{}-{nanos:09}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_names_are_recognised_exactly() {
+        let key = "0123456789abcdef0123456789abcdef";
+        assert!(is_build_name(&format!("{key}-42-000000001")));
+        for bad in [
+            "projects".to_owned(),
+            format!("{key}-42"),
+            format!("{key}-42-1"),
+            format!("{key}-x-000000001"),
+            format!("{key}x-42-000000001"),
+            format!("{key}-42-000000001-extra"),
+        ] {
+            assert!(!is_build_name(&bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn venv_location_must_be_one_plain_component() {
+        let dir = Path::new("/agents/a");
+        for bad in ["", ".", "..", "/abs", "a/b", "../x", "x\0y"] {
+            assert!(matches!(Layout::new(dir, bad), Err(EnvError::BadVenvLocation { .. })), "{bad:?}");
+        }
+        let ok = Layout::new(dir, ".venv").unwrap();
+        assert_eq!(ok.builds, Path::new("/agents/a/.venv.d"));
+    }
+}

@@ -1,0 +1,133 @@
+//! Running installer tools (uv, pip, virtualenv, interpreter probes, installation
+//! commands) under the same supervision as agents: argument vectors only, their own process
+//! group (and cgroup where possible), a deadline, killed with the caller when asked, and in
+//! the agent directory so relative paths in requirements never reach the caller's.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use agenthub_process::{EnvSpec, ProcessLimits, ProcessSpec, StdProcessBackend, Termination};
+
+use crate::EnvError;
+
+/// How much of a tool's stderr errors keep.
+const STDERR_TAIL: usize = 64 * 1024;
+
+/// How much of a tool's stdout is kept (`uv export` of a large lock).
+const STDOUT_CAP: usize = 64 * 1024 * 1024;
+
+/// Where and how long installer tools may run during one build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildContext {
+    /// The agent directory: the tools' working directory.
+    pub agent_dir: PathBuf,
+    /// When the whole build must be done; `None` for no limit.
+    pub deadline: Option<Instant>,
+    /// The build's time limit, for messages.
+    pub limit: Duration,
+    /// SIGKILL the tools when the building thread dies (see
+    /// `agenthub_process::ProcessSpec::die_with_parent`).
+    pub die_with_parent: bool,
+}
+
+impl BuildContext {
+    /// A context for a build in `agent_dir` that must end within `limit`.
+    pub fn new(agent_dir: &Path, limit: Duration, die_with_parent: bool) -> Self {
+        Self {
+            agent_dir: agent_dir.to_path_buf(),
+            deadline: Instant::now().checked_add(limit),
+            limit,
+            die_with_parent,
+        }
+    }
+
+    /// A context for a short helper (an interpreter probe) in the current directory.
+    pub(crate) fn probe(limit: Duration) -> Self {
+        Self::new(&std::env::temp_dir(), limit, false)
+    }
+}
+
+/// One tool invocation.
+pub(crate) struct Tool<'a> {
+    pub(crate) program: &'a Path,
+    pub(crate) args: Vec<OsString>,
+    pub(crate) env: Vec<(OsString, OsString)>,
+}
+
+impl<'a> Tool<'a> {
+    pub(crate) fn new<I, S>(program: &'a Path, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Self { program, args: args.into_iter().map(|a| a.as_ref().to_owned()).collect(), env: Vec::new() }
+    }
+
+    #[must_use]
+    pub(crate) fn env(mut self, key: &str, value: impl AsRef<OsStr>) -> Self {
+        self.env.push((key.into(), value.as_ref().to_owned()));
+        self
+    }
+
+    fn command_line(&self) -> String {
+        std::iter::once(self.program.as_os_str())
+            .chain(self.args.iter().map(OsString::as_os_str))
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Runs the tool to completion in `ctx.agent_dir`; its stdout on success, else an error
+    /// with its stderr tail. A tool still running at the deadline is killed with its group.
+    pub(crate) fn run(self, ctx: &BuildContext) -> Result<String, EnvError> {
+        let command = self.command_line();
+        let timeout = match ctx.deadline {
+            Some(deadline) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(EnvError::BuildTimeout { command, limit: ctx.limit, stderr: String::new() });
+                }
+                Some(left)
+            }
+            None => None,
+        };
+        let mut spec = ProcessSpec::new(self.program, &ctx.agent_dir).args(self.args);
+        spec.env =
+            EnvSpec { clear: false, set: self.env, remove: vec!["PYTHONHOME".into(), "VIRTUAL_ENV".into()] };
+        spec.limits = ProcessLimits {
+            timeout,
+            grace_period: Duration::from_millis(500),
+            max_stdout_bytes: STDOUT_CAP,
+            stderr_tail_bytes: STDERR_TAIL,
+            max_memory_bytes: None,
+            ..ProcessLimits::default()
+        };
+        spec.die_with_parent = ctx.die_with_parent;
+        tracing::debug!(%command, "running installer tool");
+        let out = StdProcessBackend.run_blocking(&spec).map_err(|e| match e {
+            agenthub_process::ProcessError::Cancelled => EnvError::Cancelled,
+            agenthub_process::ProcessError::Spawn { program, source } => EnvError::Spawn { program, source },
+            other => EnvError::Spawn {
+                program: self.program.to_path_buf(),
+                source: std::io::Error::other(other.to_string()),
+            },
+        })?;
+        let stderr = out.stderr_text().unwrap_or_default();
+        match out.termination {
+            Some(Termination::Timeout) => {
+                return Err(EnvError::BuildTimeout { command, limit: ctx.limit, stderr });
+            }
+            Some(Termination::Cancelled) => return Err(EnvError::Cancelled),
+            Some(Termination::StdoutLimit | Termination::MemoryLimit) | None => {}
+        }
+        if out.status.success() && out.termination.is_none() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let status = match out.status {
+            agenthub_process::ExitStatus::Exited(code) => format!("exit status: {code}"),
+            agenthub_process::ExitStatus::Signaled(sig) => format!("killed by signal {sig}"),
+        };
+        Err(EnvError::CommandFailed { command, status, stderr })
+    }
+}
