@@ -133,7 +133,9 @@ impl Scope {
             Some(cg) => {
                 let _ = std::fs::write(cg.join("cgroup.kill"), b"1");
             }
-            None => kill_marked(&self.run_id),
+            None => {
+                kill_marked(&self.run_id, Some(self.pgid));
+            }
         }
         true
     }
@@ -227,19 +229,60 @@ pub(crate) fn carries_run_id(pid: u32, run_id: &str) -> Option<bool> {
     Some(environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
 }
 
-/// SIGKILLs every process whose environment holds `AGENTHUB_RUN_ID=<run_id>`.
-pub(crate) fn kill_marked(run_id: &str) {
+/// A sweep stops after this long even if it still finds processes (a fork bomb that
+/// outruns it); what is left is reported in the log.
+const SWEEP_TIME_LIMIT: Duration = Duration::from_secs(2);
+
+/// And after this many passes.
+const SWEEP_MAX_PASSES: usize = 500;
+
+/// SIGKILLs every process whose environment holds `AGENTHUB_RUN_ID=<run_id>` (and, when
+/// `pgid` is given, every process of that group), pass after pass until a pass finds
+/// nothing: a process forked while a pass runs can be missed by it, not by the next one.
+/// Bounded by [`SWEEP_TIME_LIMIT`] and [`SWEEP_MAX_PASSES`]; returns how many were killed.
+pub(crate) fn kill_marked(run_id: &str, pgid: Option<u32>) -> usize {
     let needle = format!("{RUN_ID_VAR}={run_id}");
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let started = Instant::now();
+    let mut killed = 0;
+    for pass in 0..SWEEP_MAX_PASSES {
+        if let Some(pgid) = pgid {
+            linux::kill_group(pgid, libc::SIGKILL);
+        }
+        let found = kill_marked_once(needle.as_bytes());
+        killed += found;
+        if found == 0 {
+            break;
+        }
+        if started.elapsed() >= SWEEP_TIME_LIMIT {
+            tracing::warn!(
+                run_id,
+                passes = pass + 1,
+                "processes of the call still found after the sweep's time limit"
+            );
+            break;
+        }
+        // Give what was just killed a moment to die before looking again.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    killed
+}
+
+/// One pass over `/proc`: SIGKILLs the live (not zombie) processes whose environment holds
+/// `needle`; returns how many.
+fn kill_marked_once(needle: &[u8]) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
     let me = std::process::id();
+    let mut found = 0;
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
         if pid == me {
             continue;
         }
+        // A zombie's environment reads as empty: what was killed is not found again.
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
-        if environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()) {
-            linux::kill_pid(pid);
+        if environ.split(|&b| b == 0).any(|var| var == needle) && linux::kill_pid(pid) {
+            found += 1;
         }
     }
+    found
 }

@@ -126,15 +126,14 @@ pub(crate) fn read_prefix(path: &str, buf: &mut [u8]) -> Option<usize> {
     Some(filled)
 }
 
-/// SIGKILLs one process. A process that is gone is fine.
-pub(crate) fn kill_pid(pid: u32) {
+/// SIGKILLs one process; returns whether the signal was sent (not when it is gone or not
+/// ours to kill).
+pub(crate) fn kill_pid(pid: u32) -> bool {
     if pid <= 1 || pid > i32::MAX as u32 {
-        return; // never signal init or "all processes"
+        return false; // never signal init or "all processes"
     }
     // SAFETY: kill has no memory effects; a pid that is gone is ESRCH.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-    }
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) == 0 }
 }
 
 /// `wait4(pid)`: reaps the child, blocking when `block`. `None` when it is still running.

@@ -46,6 +46,7 @@ both_backends!(
     escapees_die_after_a_normal_exit_with_the_fallback,
     environment_is_set_and_cleared,
     huge_time_limits_mean_no_limit,
+    a_forking_daemon_leaves_no_survivors_without_a_cgroup,
 );
 
 type Run = fn(&ProcessSpec) -> agenthub_process::ProcessOutput;
@@ -188,6 +189,45 @@ fn huge_time_limits_mean_no_limit(run: Run) {
     let out = run(&py("import time; time.sleep(600)").limits(limits));
     assert_eq!(out.termination, Some(Termination::Timeout));
     assert_eq!(out.status, ExitStatus::Signaled(libc::SIGTERM));
+}
+
+/// Without a cgroup, a daemon that keeps forking `setsid` children while the call ends
+/// must not leave any behind: the `/proc` sweep repeats until a pass finds nothing.
+fn a_forking_daemon_leaves_no_survivors_without_a_cgroup(run: Run) {
+    for round in 0..3 {
+        let token = token();
+        let code = format!(
+            "import os, time  # {token}\n\
+             print(os.environ['AGENTHUB_RUN_ID'], flush=True)\n\
+             if os.fork() == 0:\n\
+             \x20   os.setsid()\n\
+             \x20   if os.fork() == 0:\n\
+             \x20       for _ in range(10):\n\
+             \x20           for _ in range(40):\n\
+             \x20               try:\n\
+             \x20                   if os.fork() == 0:\n\
+             \x20                       os.setsid()\n\
+             \x20                       time.sleep(600)\n\
+             \x20                       os._exit(0)\n\
+             \x20               except OSError:\n\
+             \x20                   pass\n\
+             \x20           time.sleep(0.02)\n\
+             \x20       time.sleep(600)\n\
+             \x20   os._exit(0)\n\
+             time.sleep(0.3)\n"
+        );
+        let mut spec = py(&code).limits(limits());
+        spec.containment = agenthub_process::Containment::ProcessGroup;
+        let out = run(&spec);
+        assert!(out.status.success(), "{out:?}");
+        let run_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let left = crate::support::marked(&run_id);
+        for &pid in &left {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        assert_eq!(left, Vec::<u32>::new(), "round {round}: survivors of {run_id}");
+        assert_eq!(survivors(&token), Vec::<u32>::new(), "round {round}");
+    }
 }
 
 #[test]
