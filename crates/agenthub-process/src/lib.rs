@@ -13,6 +13,7 @@ mod containment;
 #[cfg(target_os = "linux")]
 mod linux;
 mod manager;
+mod memory;
 mod registry;
 mod spec;
 #[cfg(feature = "std")]

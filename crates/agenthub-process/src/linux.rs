@@ -181,21 +181,6 @@ pub(crate) fn self_peak_rss_bytes() -> u64 {
     u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
 }
 
-/// Resident memory of `pid` in bytes, from `/proc/<pid>/statm`.
-pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
-    let mut buf = [0u8; 128];
-    let n = File::open(format!("/proc/{pid}/statm")).ok()?.read(&mut buf).ok()?;
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size())
-}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).unwrap_or(4096)
-}
-
 #[cfg(feature = "std")]
 /// `poll(2)` on `fds` for readability; returns which were ready (readable, hung up or errored).
 pub(crate) fn poll_readable(fds: &[RawFd], timeout_ms: i32) -> io::Result<Vec<bool>> {
