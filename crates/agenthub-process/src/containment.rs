@@ -5,7 +5,11 @@
 //!    hierarchy: root, or a delegated subtree);
 //! 2. otherwise the process group, plus a sweep of `/proc` for processes whose environment
 //!    carries the call's `AGENTHUB_RUN_ID` (descendants inherit it, also after `setsid` or
-//!    being reparented to init; a process that scrubs its environment escapes this one).
+//!    being reparented to init; a process that scrubs its environment escapes this one),
+//!    repeated until a pass finds nothing; a cgroup v1 memory cgroup of the call, when
+//!    there is one, is emptied as well.
+//!
+//! Every live call is also known to [`shutdown`], which kills them all at once.
 
 use std::collections::HashMap;
 use std::io::Write;
