@@ -5,7 +5,11 @@
 //!    hierarchy: root, or a delegated subtree);
 //! 2. otherwise the process group, plus a sweep of `/proc` for processes whose environment
 //!    carries the call's `AGENTHUB_RUN_ID` (descendants inherit it, also after `setsid` or
-//!    being reparented to init; a process that scrubs its environment escapes this one).
+//!    being reparented to init; a process that scrubs its environment escapes this one),
+//!    repeated until a pass finds nothing; a cgroup v1 memory cgroup of the call, when
+//!    there is one, is emptied as well.
+//!
+//! Every live call is also known to [`shutdown`], which kills them all at once.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -15,6 +19,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::linux;
+use crate::memory::{self, MemoryCgroup, Sample, Tree};
 
 /// Name of the variable that marks every process of one call.
 pub const RUN_ID_VAR: &str = "AGENTHUB_RUN_ID";
@@ -35,6 +40,8 @@ pub(crate) struct Scope {
     pgid: u32,
     pub(crate) run_id: String,
     cgroup: Option<PathBuf>,
+    /// The memory cgroup holding the call: the v2 `cgroup` itself, or a v1 one.
+    memory: Option<MemoryCgroup>,
     killed: AtomicBool,
     cancelled: AtomicBool,
 }
@@ -85,15 +92,30 @@ impl Scope {
     ///
     /// The scope is known to [`shutdown`] from here on; `None` when shutdown has begun, in
     /// which case the scope is dropped (killing the child) before this returns.
-    pub(crate) fn new(pid: u32, run_id: String, how: Containment) -> Option<Arc<Self>> {
-        let cgroup = match how {
-            Containment::Auto => cgroup_base().and_then(|base| enter_new_cgroup(base, &run_id, pid)),
-            Containment::ProcessGroup => None,
+    /// `memory_cap` becomes the memory cgroup's kernel limit (with headroom: the sampler
+    /// enforces the cap itself).
+    pub(crate) fn new(
+        pid: u32,
+        run_id: String,
+        how: Containment,
+        memory_cap: Option<u64>,
+    ) -> Option<Arc<Self>> {
+        let (cgroup, memory) = match how {
+            Containment::Auto => {
+                let cgroup = cgroup_base().and_then(|base| enter_new_cgroup(base, &run_id, pid));
+                let memory = cgroup
+                    .as_deref()
+                    .and_then(|cg| MemoryCgroup::v2(cg, memory_cap))
+                    .or_else(|| MemoryCgroup::new_v1(&run_id, pid, memory_cap));
+                (cgroup, memory)
+            }
+            Containment::ProcessGroup => (None, None),
         };
         let scope = Arc::new(Self {
             pgid: pid,
             run_id,
             cgroup,
+            memory,
             killed: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
         });
@@ -113,7 +135,21 @@ impl Scope {
     /// Whether a cgroup holds the call (it then doubles as the record a later runtime
     /// cleans up from).
     pub(crate) fn has_cgroup(&self) -> bool {
-        self.cgroup.is_some()
+        self.cgroup.is_some() || self.memory.is_some()
+    }
+
+    /// The memory in use by the whole call now: from its memory cgroup, else summed over
+    /// `tree`.
+    pub(crate) fn sample_memory(&self, tree: &mut Tree) -> Sample {
+        self.memory
+            .as_ref()
+            .and_then(MemoryCgroup::sample)
+            .unwrap_or_else(|| tree.sample(self.pgid, self.cgroup.as_deref()))
+    }
+
+    /// Whether the kernel's OOM killer struck in the call's memory cgroup.
+    pub(crate) fn oom_killed(&self) -> bool {
+        self.memory.as_ref().and_then(MemoryCgroup::sample).is_some_and(|s| s.oom_killed)
     }
 
     /// Sends `signal` to the process group (SIGTERM for a polite stop).
@@ -133,7 +169,12 @@ impl Scope {
             Some(cg) => {
                 let _ = std::fs::write(cg.join("cgroup.kill"), b"1");
             }
-            None => kill_marked(&self.run_id),
+            None => {
+                kill_marked(&self.run_id, Some(self.pgid));
+            }
+        }
+        if let Some(memory) = self.memory.as_ref().filter(|m| !m.v2) {
+            memory.kill_v1();
         }
         true
     }
@@ -145,6 +186,9 @@ impl Drop for Scope {
         self.kill_all();
         if let Some(cg) = &self.cgroup {
             remove_cgroup(cg);
+        }
+        if let Some(memory) = self.memory.as_ref().filter(|m| !m.v2) {
+            remove_cgroup(&memory.dir);
         }
     }
 }
@@ -196,25 +240,31 @@ fn remove_cgroup(cg: &Path) {
     }
 }
 
-/// Removes `agenthub-*` cgroups left by calls that could not remove theirs, after killing
-/// what is in them; returns how many were removed.
+/// Removes `agenthub-*` cgroups (v2, and v1 memory ones) left by calls that could not
+/// remove theirs, after killing what is in them; returns how many were removed.
 pub(crate) fn sweep_stale_cgroups() -> usize {
-    let Some(base) = cgroup_base() else { return 0 };
-    let Ok(entries) = std::fs::read_dir(base) else { return 0 };
     let mut removed = 0;
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let Some(rest) = name.strip_prefix("agenthub-") else { continue };
-        // Only cgroups of runtimes that are gone (the run id starts with the runtime's pid):
-        // a live runtime, this one included, owns its calls in flight.
-        let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
-        if owner.is_none_or(linux::pid_alive) {
-            continue;
+    for (base, v2) in [(cgroup_base(), true), (memory::v1_base(), false)] {
+        let Some(base) = base else { continue };
+        let Ok(entries) = std::fs::read_dir(base) else { continue };
+        for entry in entries.take(100_000).flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some(rest) = name.strip_prefix("agenthub-") else { continue };
+            // Only cgroups of runtimes that are gone (the run id starts with the runtime's
+            // pid): a live runtime, this one included, owns its calls in flight.
+            let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if owner.is_none_or(linux::pid_alive) {
+                continue;
+            }
+            if v2 {
+                let _ = std::fs::write(entry.path().join("cgroup.kill"), b"1");
+            } else {
+                memory::kill_procs_of(&entry.path());
+            }
+            remove_cgroup(&entry.path());
+            removed += usize::from(!entry.path().exists());
         }
-        let _ = std::fs::write(entry.path().join("cgroup.kill"), b"1");
-        remove_cgroup(&entry.path());
-        removed += usize::from(!entry.path().exists());
     }
     removed
 }
@@ -227,19 +277,60 @@ pub(crate) fn carries_run_id(pid: u32, run_id: &str) -> Option<bool> {
     Some(environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()))
 }
 
-/// SIGKILLs every process whose environment holds `AGENTHUB_RUN_ID=<run_id>`.
-pub(crate) fn kill_marked(run_id: &str) {
+/// A sweep stops after this long even if it still finds processes (a fork bomb that
+/// outruns it); what is left is reported in the log.
+const SWEEP_TIME_LIMIT: Duration = Duration::from_secs(2);
+
+/// And after this many passes.
+const SWEEP_MAX_PASSES: usize = 500;
+
+/// SIGKILLs every process whose environment holds `AGENTHUB_RUN_ID=<run_id>` (and, when
+/// `pgid` is given, every process of that group), pass after pass until a pass finds
+/// nothing: a process forked while a pass runs can be missed by it, not by the next one.
+/// Bounded by [`SWEEP_TIME_LIMIT`] and [`SWEEP_MAX_PASSES`]; returns how many were killed.
+pub(crate) fn kill_marked(run_id: &str, pgid: Option<u32>) -> usize {
     let needle = format!("{RUN_ID_VAR}={run_id}");
-    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    let started = Instant::now();
+    let mut killed = 0;
+    for pass in 0..SWEEP_MAX_PASSES {
+        if let Some(pgid) = pgid {
+            linux::kill_group(pgid, libc::SIGKILL);
+        }
+        let found = kill_marked_once(needle.as_bytes());
+        killed += found;
+        if found == 0 {
+            break;
+        }
+        if started.elapsed() >= SWEEP_TIME_LIMIT {
+            tracing::warn!(
+                run_id,
+                passes = pass + 1,
+                "processes of the call still found after the sweep's time limit"
+            );
+            break;
+        }
+        // Give what was just killed a moment to die before looking again.
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    killed
+}
+
+/// One pass over `/proc`: SIGKILLs the live (not zombie) processes whose environment holds
+/// `needle`; returns how many.
+fn kill_marked_once(needle: &[u8]) -> usize {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return 0 };
     let me = std::process::id();
+    let mut found = 0;
     for entry in entries.flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
         if pid == me {
             continue;
         }
+        // A zombie's environment reads as empty: what was killed is not found again.
         let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
-        if environ.split(|&b| b == 0).any(|var| var == needle.as_bytes()) {
-            linux::kill_pid(pid);
+        if environ.split(|&b| b == 0).any(|var| var == needle) && linux::kill_pid(pid) {
+            found += 1;
         }
     }
+    found
 }

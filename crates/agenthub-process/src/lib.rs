@@ -1,6 +1,6 @@
 //! Runs agent processes: each in its own process group, with a timeout that kills the whole
-//! group (SIGTERM, grace, SIGKILL), a stdout cap, a stderr tail, a resident-memory cap and
-//! peak-memory measurement. Backends: [`StdProcessBackend`] and [`TokioProcessBackend`].
+//! group (SIGTERM, grace, SIGKILL), a stdout cap, a stderr tail, a memory cap over the
+//! whole process tree and peak-memory measurement; [`shutdown`] kills every call at once. Backends: [`StdProcessBackend`] and [`TokioProcessBackend`].
 //!
 //! Linux only: it relies on pidfds, `prctl`, cgroups and `/proc`.
 
@@ -13,6 +13,7 @@ mod containment;
 #[cfg(target_os = "linux")]
 mod linux;
 mod manager;
+mod memory;
 mod registry;
 mod spec;
 #[cfg(feature = "std")]

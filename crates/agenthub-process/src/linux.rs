@@ -126,15 +126,14 @@ pub(crate) fn read_prefix(path: &str, buf: &mut [u8]) -> Option<usize> {
     Some(filled)
 }
 
-/// SIGKILLs one process. A process that is gone is fine.
-pub(crate) fn kill_pid(pid: u32) {
+/// SIGKILLs one process; returns whether the signal was sent (not when it is gone or not
+/// ours to kill).
+pub(crate) fn kill_pid(pid: u32) -> bool {
     if pid <= 1 || pid > i32::MAX as u32 {
-        return; // never signal init or "all processes"
+        return false; // never signal init or "all processes"
     }
     // SAFETY: kill has no memory effects; a pid that is gone is ESRCH.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-    }
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) == 0 }
 }
 
 /// `wait4(pid)`: reaps the child, blocking when `block`. `None` when it is still running.
@@ -180,21 +179,6 @@ pub(crate) fn self_peak_rss_bytes() -> u64 {
         return 0;
     }
     u64::try_from(usage.ru_maxrss).unwrap_or(0) * 1024
-}
-
-/// Resident memory of `pid` in bytes, from `/proc/<pid>/statm`.
-pub(crate) fn rss_bytes(pid: u32) -> Option<u64> {
-    let mut buf = [0u8; 128];
-    let n = File::open(format!("/proc/{pid}/statm")).ok()?.read(&mut buf).ok()?;
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size())
-}
-
-fn page_size() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).unwrap_or(4096)
 }
 
 #[cfg(feature = "std")]

@@ -158,7 +158,7 @@ fn clear_stale_records(dir: &Path) -> usize {
         {
             linux::kill_group(record.pid, libc::SIGKILL);
         }
-        containment::kill_marked(&run_id);
+        containment::kill_marked(&run_id, None);
         if std::fs::remove_file(entry.path()).is_ok() {
             cleared += 1;
         }

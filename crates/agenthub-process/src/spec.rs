@@ -80,7 +80,8 @@ pub struct EnvSpec {
 /// Limits on one child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessLimits {
-    /// Wall-clock limit; `None` waits forever.
+    /// Wall-clock limit (on a clock that keeps running while the runtime is stopped);
+    /// `None`, or a duration too large to add to a clock reading, waits forever.
     pub timeout: Option<Duration>,
     /// Time between SIGTERM and SIGKILL after a timeout.
     pub grace_period: Duration,
@@ -88,9 +89,10 @@ pub struct ProcessLimits {
     pub max_stdout_bytes: usize,
     /// How much of the end of stderr is kept.
     pub stderr_tail_bytes: usize,
-    /// Resident-memory cap in bytes; `None` for none.
+    /// Memory cap in bytes over the call's whole tree (anonymous plus shared memory);
+    /// `None` for none.
     pub max_memory_bytes: Option<u64>,
-    /// How often resident memory is sampled when there is a cap.
+    /// How often the tree's memory is sampled when there is a cap (at least 1 ms).
     pub memory_sample_interval: Duration,
 }
 
@@ -144,7 +146,7 @@ impl ExitStatus {
 pub enum Termination {
     /// It ran past `timeout`.
     Timeout,
-    /// Its resident memory went past `max_memory_bytes`.
+    /// The memory of its tree went past `max_memory_bytes`.
     MemoryLimit,
     /// It wrote more than `max_stdout_bytes` to stdout.
     StdoutLimit,
@@ -169,7 +171,8 @@ pub struct ProcessOutput {
     pub stderr_truncated: bool,
     /// From spawn to exit.
     pub wall_time: Duration,
-    /// Peak resident memory of the child (from `wait4`), in bytes.
+    /// Peak memory of the child's tree, in bytes: the largest sample over the tree, or the
+    /// child's own `wait4` peak when larger; `None` when unknown.
     pub peak_rss_bytes: Option<u64>,
 }
 

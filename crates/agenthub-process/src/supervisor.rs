@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::containment::{self, RUN_ID_VAR, Scope};
 use crate::linux::{self, Reaped};
+use crate::memory::Tree;
 use crate::registry::ProcessRegistry;
 use crate::{ProcessError, ProcessOutput, ProcessSpec, Termination};
 
@@ -25,6 +26,9 @@ const DRAIN_LIMIT: Duration = Duration::from_millis(200);
 pub(crate) const FALLBACK_TICK: Duration = Duration::from_millis(5);
 
 const READ_CHUNK: usize = 64 * 1024;
+
+/// How far above the spawner's own peak a child's `wait4` peak must be to be its own.
+const INHERITED_MARGIN: u64 = 4 << 20;
 
 /// A spawned child with its pipes, killed and reaped on drop unless [`Self::reap`] ran.
 pub(crate) struct Spawned {
@@ -71,12 +75,15 @@ impl Spawned {
         let started = linux::clock_now();
         let mut child =
             cmd.spawn().map_err(|source| ProcessError::Spawn { program: spec.program.clone(), source })?;
+        // The child inherits the spawner's high-water mark as of its `exec`, which may be a
+        // little above the figure read before the spawn: read it again after.
+        let spawner_peak_rss = spawner_peak_rss.max(linux::self_peak_rss_bytes());
         let pid = child.id();
         let stdout = child.stdout.take().map(|p| File::from(OwnedFd::from(p)));
         let stderr = child.stderr.take().map(|p| File::from(OwnedFd::from(p)));
         // From here on `Spawned` owns the child: std's `Child` never waits on drop.
         drop(child);
-        let Some(scope) = Scope::new(pid, run_id, spec.containment) else {
+        let Some(scope) = Scope::new(pid, run_id, spec.containment, spec.limits.max_memory_bytes) else {
             // Shut down while spawning: the scope is gone and has killed the child.
             let _ = linux::wait4(pid, true);
             return Err(ProcessError::Cancelled);
@@ -157,6 +164,8 @@ pub(crate) struct Supervisor {
     next_memory_sample: Option<Duration>,
     sampled_peak_rss: u64,
     spawner_peak_rss: u64,
+    /// The call's processes, followed for the memory sum when no memory cgroup holds it.
+    tree: Tree,
     buf: Box<[u8]>,
 }
 
@@ -180,6 +189,7 @@ impl Supervisor {
             next_memory_sample,
             sampled_peak_rss: 0,
             spawner_peak_rss: spawned.spawner_peak_rss,
+            tree: Tree::default(),
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
         }
     }
@@ -259,9 +269,11 @@ impl Supervisor {
             && now >= at
             && !self.sigkill_sent
         {
-            let rss = linux::rss_bytes(self.pid).unwrap_or(0);
-            self.sampled_peak_rss = self.sampled_peak_rss.max(rss);
-            if rss > cap {
+            // The whole tree: children and `multiprocessing` workers count, and with a memory
+            // cgroup so does shared memory (`/dev/shm`).
+            let sample = self.scope.sample_memory(&mut self.tree);
+            self.sampled_peak_rss = self.sampled_peak_rss.max(sample.in_use);
+            if sample.in_use > cap || sample.oom_killed {
                 self.stop(Termination::MemoryLimit);
             }
             self.next_memory_sample = now.checked_add(sample_interval(limits));
@@ -284,6 +296,13 @@ impl Supervisor {
         self.reaped_at = Some(now);
         if self.termination.is_none() && self.deadline.is_some_and(|at| now >= at) {
             self.termination = Some(Termination::Timeout);
+        }
+        // The kernel limit (the backstop above the cap) struck between two samples.
+        if self.termination.is_none()
+            && self.spec_limits.max_memory_bytes.is_some()
+            && self.scope.oom_killed()
+        {
+            self.termination = Some(Termination::MemoryLimit);
         }
     }
 
@@ -311,13 +330,15 @@ impl Supervisor {
         }
     }
 
-    /// The child's own peak: `wait4`'s figure when it exceeds what the child inherited from
-    /// the spawner, else the largest sample taken (a lower bound), else unknown.
+    /// The tree's peak: the largest of the samples taken over the whole tree and `wait4`'s
+    /// figure (the child's own peak, or that of a descendant it reaped) when it exceeds
+    /// what the child inherited from the spawner; unknown when there is neither.
     fn peak_rss(&self, from_wait4: Option<u64>) -> Option<u64> {
-        match from_wait4 {
-            Some(peak) if peak > self.spawner_peak_rss => Some(peak),
-            _ => (self.sampled_peak_rss > 0).then_some(self.sampled_peak_rss),
-        }
+        // The kernel's RSS counters are batched per CPU: a margin keeps an inherited figure
+        // from passing for the child's own.
+        let inherited = self.spawner_peak_rss.saturating_add(INHERITED_MARGIN);
+        let own = from_wait4.filter(|&peak| peak > inherited).unwrap_or(0);
+        Some(own.max(self.sampled_peak_rss)).filter(|&peak| peak > 0)
     }
 
     /// The deadline for draining pipes after exit, on [`linux::clock_now`]'s clock.

@@ -46,6 +46,10 @@ both_backends!(
     escapees_die_after_a_normal_exit_with_the_fallback,
     environment_is_set_and_cleared,
     huge_time_limits_mean_no_limit,
+    a_forking_daemon_leaves_no_survivors_without_a_cgroup,
+    memory_cap_covers_children_with_a_cgroup,
+    memory_cap_covers_children_without_a_cgroup,
+    memory_cap_counts_shared_memory_with_a_memory_cgroup,
 );
 
 type Run = fn(&ProcessSpec) -> agenthub_process::ProcessOutput;
@@ -188,6 +192,116 @@ fn huge_time_limits_mean_no_limit(run: Run) {
     let out = run(&py("import time; time.sleep(600)").limits(limits));
     assert_eq!(out.termination, Some(Termination::Timeout));
     assert_eq!(out.status, ExitStatus::Signaled(libc::SIGTERM));
+}
+
+/// Without a cgroup, a daemon that keeps forking `setsid` children while the call ends
+/// must not leave any behind: the `/proc` sweep repeats until a pass finds nothing.
+fn a_forking_daemon_leaves_no_survivors_without_a_cgroup(run: Run) {
+    for round in 0..3 {
+        let token = token();
+        let code = format!(
+            "import os, time  # {token}\n\
+             print(os.environ['AGENTHUB_RUN_ID'], flush=True)\n\
+             if os.fork() == 0:\n\
+             \x20   os.setsid()\n\
+             \x20   if os.fork() == 0:\n\
+             \x20       for _ in range(10):\n\
+             \x20           for _ in range(40):\n\
+             \x20               try:\n\
+             \x20                   if os.fork() == 0:\n\
+             \x20                       os.setsid()\n\
+             \x20                       time.sleep(600)\n\
+             \x20                       os._exit(0)\n\
+             \x20               except OSError:\n\
+             \x20                   pass\n\
+             \x20           time.sleep(0.02)\n\
+             \x20       time.sleep(600)\n\
+             \x20   os._exit(0)\n\
+             time.sleep(0.3)\n"
+        );
+        let mut spec = py(&code).limits(limits());
+        spec.containment = agenthub_process::Containment::ProcessGroup;
+        let out = run(&spec);
+        assert!(out.status.success(), "{out:?}");
+        let run_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+        let left = crate::support::marked(&run_id);
+        for &pid in &left {
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        }
+        assert_eq!(left, Vec::<u32>::new(), "round {round}: survivors of {run_id}");
+        assert_eq!(survivors(&token), Vec::<u32>::new(), "round {round}");
+    }
+}
+
+/// An agent whose child allocates 400 MiB, 10 MiB at a time, while the agent itself stays
+/// small; tagged with `token`.
+fn allocating_child(token: &str) -> String {
+    format!(
+        "import subprocess, sys  # {token}\n\
+         grow = 'import time\\nkeep = []\\nfor _ in range(40):\\n    keep.append(bytes(10 << 20) + b\\'x\\')\\n    time.sleep(0.02)\\ntime.sleep(600)'\n\
+         subprocess.run([sys.executable, '-c', grow, '{token}-child'])\n\
+         print('survived', flush=True)\n"
+    )
+}
+
+fn memory_cap_covers_children(run: Run, containment: agenthub_process::Containment) {
+    let token = token();
+    let cap = 100 * 1024 * 1024;
+    let limits = ProcessLimits { max_memory_bytes: Some(cap), ..limits() };
+    let mut spec = py(&allocating_child(&token)).limits(limits);
+    spec.containment = containment;
+    let out = run(&spec);
+    assert_eq!(out.termination, Some(Termination::MemoryLimit), "{containment:?}: {out:?}");
+    assert!(out.stdout.is_empty(), "{containment:?}");
+    let peak = out.peak_rss_bytes.expect("the tree's peak is known");
+    assert!(peak > cap, "{containment:?}: peak {peak} is not the tree's");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(survivors(&token), Vec::<u32>::new(), "{containment:?}");
+}
+
+fn memory_cap_covers_children_with_a_cgroup(run: Run) {
+    memory_cap_covers_children(run, agenthub_process::Containment::Auto);
+}
+
+fn memory_cap_covers_children_without_a_cgroup(run: Run) {
+    memory_cap_covers_children(run, agenthub_process::Containment::ProcessGroup);
+}
+
+/// Whether this process can make memory cgroups (root, with a v1 memory hierarchy or a
+/// cgroup v2 one that delegates memory).
+fn memory_cgroups_available() -> bool {
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    let v1 = own.lines().any(|l| l.split(':').nth(1).is_some_and(|c| c.split(',').any(|c| c == "memory")));
+    let v2 = ["/sys/fs/cgroup/cgroup.subtree_control", "/sys/fs/cgroup/unified/cgroup.subtree_control"]
+        .iter()
+        .any(|p| std::fs::read_to_string(p).is_ok_and(|t| t.split_whitespace().any(|c| c == "memory")));
+    crate::support::is_root() && (v1 || v2)
+}
+
+#[expect(clippy::print_stderr, reason = "a skipped root-only case says why")]
+fn memory_cap_counts_shared_memory_with_a_memory_cgroup(run: Run) {
+    if !memory_cgroups_available() {
+        eprintln!(
+            "skipped: shared memory is counted only with a memory cgroup (needs root and a memory hierarchy)"
+        );
+        return;
+    }
+    let token = token();
+    let shm = format!("/dev/shm/{token}");
+    // A child writes 400 MiB to /dev/shm, 10 MiB at a time, and exits; the file stays.
+    let code = format!(
+        "import subprocess, sys, time\n\
+         fill = 'import time\\nwith open(\\'{shm}\\', \\'wb\\') as f:\\n    for _ in range(40):\\n        f.write(bytes(10 << 20)); f.flush(); time.sleep(0.02)'\n\
+         subprocess.run([sys.executable, '-c', fill])\n\
+         time.sleep(2)\n\
+         print('survived', flush=True)\n"
+    );
+    let cap = 100 * 1024 * 1024;
+    let limits = ProcessLimits { max_memory_bytes: Some(cap), ..limits() };
+    let out = run(&py(&code).limits(limits));
+    let _ = std::fs::remove_file(&shm);
+    assert_eq!(out.termination, Some(Termination::MemoryLimit), "{out:?}");
+    assert!(out.stdout.is_empty());
 }
 
 #[test]
