@@ -196,12 +196,7 @@ impl EnvError {
             Self::CommandFailed { .. } | Self::Spawn { .. } => "Check the agent's requirements and the installer's \
                 output above, then retry; `agenthub env rebuild AGENT` rebuilds from scratch"
                 .to_owned(),
-            Self::Io { source, path, .. } => match source.raw_os_error() {
-                Some(libc::EACCES | libc::EPERM) => format!("Check the permissions of {}", path.display()),
-                Some(libc::ENOSPC | libc::EDQUOT) => "Free disk space (or quota), then retry".to_owned(),
-                Some(libc::EROFS) => format!("{} is on a read-only file system", path.display()),
-                _ => format!("Check {}", path.display()),
-            },
+            Self::Io { source, path, .. } => agenthub_core::io_error_suggestion(source, path),
             Self::BuildTimeout { .. } => "Check that the package index answers (the installer's output is above), \
                 or raise runtime.build_timeout (AGENTHUB_BUILD_TIMEOUT)"
                 .to_owned(),

@@ -141,10 +141,12 @@ impl Scope {
     /// The memory in use by the whole call now: from its memory cgroup, else summed over
     /// `tree`.
     pub(crate) fn sample_memory(&self, tree: &mut Tree) -> Sample {
-        self.memory
-            .as_ref()
-            .and_then(MemoryCgroup::sample)
-            .unwrap_or_else(|| tree.sample(self.pgid, self.cgroup.as_deref()))
+        // A cgroup that has been charged nothing yet (the child allocated before it was
+        // moved in, on a kernel that does not move charges) says nothing: ask the tree.
+        match self.memory.as_ref().and_then(MemoryCgroup::sample) {
+            Some(sample) if sample.in_use > 0 || sample.oom_killed => sample,
+            _ => tree.sample(self.pgid, self.cgroup.as_deref()),
+        }
     }
 
     /// Whether the kernel's OOM killer struck in the call's memory cgroup.
