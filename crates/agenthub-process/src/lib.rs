@@ -21,6 +21,8 @@ mod std_backend;
 mod supervisor;
 #[cfg(feature = "tokio")]
 mod tokio_backend;
+#[cfg(feature = "std")]
+mod worker;
 
 use std::path::PathBuf;
 
@@ -34,6 +36,8 @@ pub use spec::{EnvSpec, ExitStatus, ProcessLimits, ProcessOutput, ProcessSpec, T
 pub use std_backend::StdProcessBackend;
 #[cfg(feature = "tokio")]
 pub use tokio_backend::TokioProcessBackend;
+#[cfg(feature = "std")]
+pub use worker::{Received, Worker};
 
 /// Runs one child process to completion under its limits.
 ///

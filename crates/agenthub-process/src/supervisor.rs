@@ -49,10 +49,19 @@ pub(crate) struct Spawned {
 impl Spawned {
     /// Spawns `spec` in a new process group with null stdin and piped, non-blocking output.
     pub(crate) fn spawn(spec: &ProcessSpec) -> Result<Self, ProcessError> {
+        Self::spawn_with_stdin(spec, false).map(|(spawned, _)| spawned)
+    }
+
+    /// As [`Self::spawn`]; with `piped_stdin` the child's stdin is a pipe whose (blocking)
+    /// write end is returned.
+    pub(crate) fn spawn_with_stdin(
+        spec: &ProcessSpec,
+        piped_stdin: bool,
+    ) -> Result<(Self, Option<File>), ProcessError> {
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
             .current_dir(&spec.cwd)
-            .stdin(Stdio::null())
+            .stdin(if piped_stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -79,6 +88,7 @@ impl Spawned {
         // little above the figure read before the spawn: read it again after.
         let spawner_peak_rss = spawner_peak_rss.max(linux::self_peak_rss_bytes());
         let pid = child.id();
+        let stdin = child.stdin.take().map(|p| File::from(OwnedFd::from(p)));
         let stdout = child.stdout.take().map(|p| File::from(OwnedFd::from(p)));
         let stderr = child.stderr.take().map(|p| File::from(OwnedFd::from(p)));
         // From here on `Spawned` owns the child: std's `Child` never waits on drop.
@@ -105,7 +115,7 @@ impl Spawned {
         if let Some(registry) = &spawned.registry {
             registry.register(pid, &spawned.scope.run_id, !spawned.scope.has_cgroup());
         }
-        Ok(spawned)
+        Ok((spawned, stdin))
     }
 
     /// Reaps the child if it has exited (`block` waits for it). Also kills what is left

@@ -1,0 +1,329 @@
+//! [`Worker`]: a long-lived child under the same containment as a one-shot call (its own
+//! process group, a cgroup where possible, the run-id marker, dies with the runtime when
+//! asked, killed by [`crate::shutdown`]), talking newline-delimited messages over its
+//! stdin and stdout. What the lines mean is the caller's business; this module only
+//! guarantees that every wait is bounded, limits hold during a request, and nothing of the
+//! worker outlives it.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::linux;
+use crate::memory::Tree;
+use crate::supervisor::Spawned;
+use crate::{ExitStatus, ProcessError, ProcessLimits, ProcessSpec, Termination};
+
+/// How often a worker that is waited on is looked at when nothing else wakes the wait.
+const TICK: Duration = Duration::from_millis(50);
+
+/// What [`Worker::recv`] got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// One line, without its newline.
+    Line(Vec<u8>),
+    /// The worker closed its channel: it has exited (or was killed) and has been reaped.
+    Exited(ExitStatus),
+    /// A limit was hit while waiting; the worker's whole tree has been killed and reaped.
+    Stopped(Termination, ExitStatus),
+}
+
+/// The tail of a worker's stderr, with a running count so that a caller can take what
+/// was written since a mark.
+#[derive(Debug)]
+struct StderrLog {
+    tail: VecDeque<u8>,
+    total: u64,
+    cap: usize,
+}
+
+impl StderrLog {
+    fn push(&mut self, bytes: &[u8]) {
+        self.total = self.total.saturating_add(bytes.len() as u64);
+        let keep = bytes.len().min(self.cap);
+        let bytes = &bytes[bytes.len() - keep..];
+        let overflow = (self.tail.len() + bytes.len()).saturating_sub(self.cap);
+        self.tail.drain(..overflow);
+        self.tail.extend(bytes);
+    }
+}
+
+/// A long-lived supervised child process with a line channel on its stdin and stdout.
+///
+/// Dropping a worker kills its whole tree and reaps it; [`Worker::shutdown`] asks it to
+/// leave first.
+pub struct Worker {
+    child: Spawned,
+    stdin: Option<File>,
+    stdout: File,
+    pending: Vec<u8>,
+    stderr: Arc<Mutex<StderrLog>>,
+    drain: Option<JoinHandle<()>>,
+    limits: ProcessLimits,
+    tree: Tree,
+    sampled_peak: u64,
+    status: Option<ExitStatus>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("pid", &self.child.pid)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Starts `spec` with piped stdin, stdout and stderr. `spec.limits.max_memory_bytes`
+    /// caps the tree while a request is waited on, `stderr_tail_bytes` bounds the kept
+    /// stderr; the timeout is per [`Self::recv`].
+    pub fn spawn(spec: &ProcessSpec) -> Result<Self, ProcessError> {
+        let (mut child, stdin) = Spawned::spawn_with_stdin(spec, true)?;
+        let stdout =
+            child.stdout.take().ok_or_else(|| ProcessError::Io(std::io::Error::other("no stdout pipe")))?;
+        let stderr = Arc::new(Mutex::new(StderrLog {
+            tail: VecDeque::new(),
+            total: 0,
+            cap: spec.limits.stderr_tail_bytes.max(1),
+        }));
+        let drain = child.stderr.take().map(|pipe| {
+            let log = Arc::clone(&stderr);
+            std::thread::Builder::new()
+                .name(format!("agenthub-worker-{}-stderr", child.pid))
+                .spawn(move || drain_stderr(&pipe, &log))
+        });
+        let drain = drain.transpose().map_err(ProcessError::Io)?;
+        Ok(Self {
+            child,
+            stdin,
+            stdout,
+            pending: Vec::new(),
+            stderr,
+            drain,
+            limits: spec.limits,
+            tree: Tree::default(),
+            sampled_peak: 0,
+            status: None,
+        })
+    }
+
+    /// The worker's pid (also its process group).
+    pub fn pid(&self) -> u32 {
+        self.child.pid
+    }
+
+    /// Whether the worker has exited (it is then reaped).
+    pub fn has_exited(&mut self) -> bool {
+        if self.status.is_none()
+            && let Ok(Some(reaped)) = self.child.reap(false)
+        {
+            self.status = Some(reaped.status);
+        }
+        self.status.is_some()
+    }
+
+    /// Writes one line (a newline is added). A worker that has gone away is an error.
+    pub fn send(&mut self, line: &[u8]) -> Result<(), ProcessError> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| ProcessError::Io(ErrorKind::BrokenPipe.into()))?;
+        let mut message = Vec::with_capacity(line.len() + 1);
+        message.extend_from_slice(line);
+        message.push(b'\n');
+        stdin.write_all(&message).map_err(ProcessError::Io)
+    }
+
+    /// Waits for the next line, at most `timeout` (on a clock that keeps running while this
+    /// process is stopped), with the memory cap sampled over the whole tree. A line longer
+    /// than `max_line` bytes is [`Termination::StdoutLimit`].
+    pub fn recv(&mut self, timeout: Option<Duration>, max_line: usize) -> Result<Received, ProcessError> {
+        let started = linux::clock_now();
+        let deadline = timeout.and_then(|t| started.checked_add(t));
+        let interval = self.limits.memory_sample_interval.max(Duration::from_millis(1));
+        let mut next_sample = self.limits.max_memory_bytes.map(|_| started);
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=end).collect();
+                line.pop();
+                return Ok(Received::Line(line));
+            }
+            if self.pending.len() > max_line {
+                return Ok(self.stop(Termination::StdoutLimit));
+            }
+            if self.child.scope.cancelled() {
+                return Ok(self.stop(Termination::Cancelled));
+            }
+            let now = linux::clock_now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(self.stop(Termination::Timeout));
+            }
+            if let (Some(at), Some(cap)) = (next_sample, self.limits.max_memory_bytes)
+                && now >= at
+            {
+                let sample = self.child.scope.sample_memory(&mut self.tree);
+                self.sampled_peak = self.sampled_peak.max(sample.in_use);
+                if sample.in_use > cap || sample.oom_killed {
+                    return Ok(self.stop(Termination::MemoryLimit));
+                }
+                next_sample = now.checked_add(interval);
+            }
+            let wake =
+                [deadline, next_sample].into_iter().flatten().min().map_or(TICK, |at| at.saturating_sub(now));
+            let wait = i32::try_from(wake.min(TICK).as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+            let ready = linux::poll_readable(&[self.stdout.as_raw_fd()], wait).map_err(ProcessError::Io)?;
+            if !ready[0] {
+                continue;
+            }
+            match self.stdout.read(&mut buf) {
+                Ok(0) => {
+                    let status = self.finish();
+                    return Ok(Received::Exited(status));
+                }
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+                Err(e) => return Err(ProcessError::Io(e)),
+            }
+        }
+    }
+
+    /// How many stderr bytes the worker has written so far: a mark for [`Self::stderr_since`].
+    pub fn stderr_mark(&self) -> u64 {
+        self.stderr.lock().unwrap_or_else(PoisonError::into_inner).total
+    }
+
+    /// What the worker wrote to stderr since `mark` (its tail, if more than is kept), and
+    /// whether that was cut. Waits briefly for the stderr reader to catch up with what is
+    /// already in the pipe.
+    pub fn stderr_since(&self, mark: u64) -> (Vec<u8>, bool) {
+        std::thread::yield_now();
+        let log = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        let written = usize::try_from(log.total.saturating_sub(mark)).unwrap_or(usize::MAX);
+        let kept = written.min(log.tail.len());
+        (log.tail.iter().skip(log.tail.len() - kept).copied().collect(), written > kept)
+    }
+
+    /// Starts measuring a request's peak: resets the worker's high-water mark.
+    pub fn reset_peak(&mut self) {
+        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.pid), b"5");
+        self.sampled_peak = 0;
+    }
+
+    /// The peak memory since [`Self::reset_peak`]: the worker's resident high-water mark or
+    /// the largest sample over its tree, whichever is larger.
+    pub fn peak_bytes(&self) -> Option<u64> {
+        let hwm = status_kib(self.child.pid, "VmHWM:").map(|k| k.saturating_mul(1024));
+        hwm.into_iter().chain([self.sampled_peak]).max().filter(|&p| p > 0)
+    }
+
+    /// The worker's resident memory now.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        status_kib(self.child.pid, "VmRSS:").map(|k| k.saturating_mul(1024))
+    }
+
+    /// Asks the worker to leave: closes its stdin, waits up to `grace`, then SIGTERM to
+    /// its group, waits up to `grace` again, then SIGKILL to everything of it. Reaps it.
+    pub fn shutdown(mut self, grace: Duration) -> ExitStatus {
+        self.stdin = None;
+        if let Some(status) = self.wait_exit(grace) {
+            return status;
+        }
+        self.child.scope.signal_group(libc::SIGTERM);
+        if let Some(status) = self.wait_exit(grace) {
+            return status;
+        }
+        self.finish()
+    }
+
+    /// Waits up to `limit` for the worker to exit by itself.
+    fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let end = linux::clock_now().saturating_add(limit);
+        loop {
+            if self.has_exited() {
+                let _ = self.child.scope.kill_all();
+                return self.status;
+            }
+            let now = linux::clock_now();
+            if now >= end {
+                return None;
+            }
+            std::thread::sleep(end.saturating_sub(now).min(Duration::from_millis(5)));
+        }
+    }
+
+    /// Kills what is left of the worker's tree and reaps it.
+    fn stop(&mut self, why: Termination) -> Received {
+        let status = self.finish();
+        Received::Stopped(why, status)
+    }
+
+    /// SIGKILL to the whole tree, then reap (the kill makes the wait short).
+    fn finish(&mut self) -> ExitStatus {
+        self.stdin = None;
+        if let Some(status) = self.status {
+            return status;
+        }
+        let _ = self.child.scope.kill_all();
+        let status = match self.child.reap(true) {
+            Ok(Some(reaped)) => reaped.status,
+            _ => ExitStatus::Signaled(libc::SIGKILL),
+        };
+        self.status = Some(status);
+        status
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Kills and reaps the tree. The stderr reader is not joined: it ends by itself at
+        // EOF, once every process that held the pipe is gone.
+        let _ = self.finish();
+        drop(self.drain.take());
+    }
+}
+
+/// Reads a worker's stderr into `log` until EOF.
+fn drain_stderr(pipe: &File, log: &Mutex<StderrLog>) {
+    let mut buf = [0u8; 16 * 1024];
+    let mut reader = pipe;
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => log.lock().unwrap_or_else(PoisonError::into_inner).push(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                if linux::poll_readable(&[pipe.as_raw_fd()], -1).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// A `kB` field of `/proc/<pid>/status`.
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
+    let mut buf = [0u8; 4096];
+    let n = linux::read_prefix(&format!("/proc/{pid}/status"), &mut buf)?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stderr_log_keeps_the_tail_and_counts_everything() {
+        let mut log = StderrLog { tail: VecDeque::new(), total: 0, cap: 4 };
+        log.push(b"abc");
+        log.push(b"defgh");
+        assert_eq!(log.total, 8);
+        assert_eq!(log.tail.iter().copied().collect::<Vec<_>>(), b"efgh");
+        log.push(b"0123456789");
+        assert_eq!(log.tail.iter().copied().collect::<Vec<_>>(), b"6789");
+    }
+}
