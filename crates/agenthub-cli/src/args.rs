@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use agenthub_core::EnvBackendKind;
+use agenthub_core::{EnvBackendKind, ExecutionMode};
 use clap::{Args, Parser, Subcommand};
 
 /// Run Python AI agents (agentplug format) in isolated environments and processes.
@@ -42,6 +42,54 @@ Exit status: 0 result, 1 error response, 2 usage error."
     /// Manage agent environments.
     #[command(subcommand)]
     Env(EnvCommand),
+    /// Run many calls of one agent through warm workers: one JSON request per stdin line
+    /// (`{"method": ..., "parameters": {...}, "id": ...}`), one response per stdout line,
+    /// in input order.
+    #[command(
+        after_help = "A line that is not a request gets an error response for that line; the rest go on. \
+An \"id\" in a request is echoed back in its response.\n\nExit status: 0 when every call returned a result, \
+1 when any failed, 2 usage error."
+    )]
+    Batch(BatchArgs),
+    /// Measure an agent's call latency: median, p99 and calls per second.
+    Bench(BenchArgs),
+}
+
+/// `agenthub batch`.
+#[derive(Debug, Args)]
+pub(crate) struct BatchArgs {
+    /// Agent id (`namespace/name`) or path (`./dir`).
+    pub(crate) agent: String,
+    /// Calls in flight at once (and warm workers started for them).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) concurrency: usize,
+    /// Print each response as the JSON object of SPEC §5 (the default prints it too; kept
+    /// for symmetry with `exec`).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Per-call timeout in seconds (overrides runtime.max_execution_time).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) timeout: Option<f64>,
+}
+
+/// `agenthub bench`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Agent id (`namespace/name`) or path (`./dir`).
+    pub(crate) agent: String,
+    /// Method to call.
+    pub(crate) method: String,
+    /// Parameters, as for `exec`.
+    pub(crate) params: Vec<String>,
+    /// How many calls to time (after one untimed warm-up call).
+    #[arg(short = 'n', long = "calls", default_value_t = 100, value_name = "N")]
+    pub(crate) calls: usize,
+    /// `oneshot` starts an interpreter per call (as `exec` does); `warm` reuses a worker.
+    #[arg(long, value_enum, default_value = "warm")]
+    pub(crate) mode: ExecutionMode,
+    /// Print `{"mode", "calls", "median_ms", "p99_ms", "calls_per_sec"}`.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

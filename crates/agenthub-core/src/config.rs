@@ -46,6 +46,69 @@ impl std::str::FromStr for EnvBackendKind {
     }
 }
 
+/// How calls run: a fresh interpreter per call, or warm workers that import the agent once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ExecutionMode {
+    /// `python agent.py '<request>'` per call (SPEC §4).
+    #[default]
+    Oneshot,
+    /// Long-lived workers per agent (docs/design/workers.md); agents that cannot be served
+    /// warm fall back to one-shot.
+    Warm,
+}
+
+impl std::str::FromStr for ExecutionMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "oneshot" => Ok(Self::Oneshot),
+            "warm" => Ok(Self::Warm),
+            other => Err(format!("unknown mode `{other}` (use oneshot or warm)")),
+        }
+    }
+}
+
+/// How a warm worker calls a method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkerDispatch {
+    /// `main()`-replay when `agent.py` calls `main()` under `if __name__ == "__main__"`,
+    /// else one-shot.
+    #[default]
+    Auto,
+    /// `main()`-replay only.
+    Main,
+    /// One instance of the agent's class, its methods called with the parameters.
+    Instance,
+}
+
+impl WorkerDispatch {
+    /// The name the worker bootstrap takes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Main => "main",
+            Self::Instance => "instance",
+        }
+    }
+}
+
+impl std::str::FromStr for WorkerDispatch {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "main" => Ok(Self::Main),
+            "instance" => Ok(Self::Instance),
+            other => Err(format!("unknown worker dispatch `{other}` (use auto, main or instance)")),
+        }
+    }
+}
+
 /// Runtime limits and behaviour (`RuntimeConfig` of the Phase-1 design).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -84,6 +147,20 @@ pub struct RuntimeConfig {
     /// Agents get SIGKILL when the thread that started them dies (`PR_SET_PDEATHSIG`).
     /// The CLI turns it on; libraries on multi-threaded runtimes should leave it off.
     pub kill_agents_with_runtime: bool,
+    /// `oneshot` (default) or `warm`.
+    pub mode: ExecutionMode,
+    /// Warm workers per agent (at least 1; all together bounded by `max_concurrency`).
+    pub workers_per_agent: usize,
+    /// A worker is replaced after this many calls (with up to 10% jitter); 0 = never.
+    pub max_calls_per_worker: u64,
+    /// An idle worker exits after this many seconds.
+    pub worker_idle_timeout: f64,
+    /// How long a worker may take to import its agent, in seconds.
+    pub worker_init_timeout: f64,
+    /// A worker whose resident memory passes this many MiB after a call is replaced; 0 = off.
+    pub worker_recycle_memory: u64,
+    /// How warm workers call methods: `auto`, `main` or `instance`.
+    pub worker_dispatch: WorkerDispatch,
 }
 
 /// Variables agents always get from the caller when `env_clear` is on: none is a secret,
@@ -91,7 +168,7 @@ pub struct RuntimeConfig {
 pub const BASE_ENV_VARS: [&str; 8] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"];
 
 /// The `AGENTHUB_*` variables that set configuration.
-pub const CONFIG_VARS: [&str; 20] = [
+pub const CONFIG_VARS: [&str; 27] = [
     "AGENTHUB_MAX_EXECUTION_TIME",
     "AGENTHUB_MAX_MEMORY_USAGE",
     "AGENTHUB_SUBPROCESS_TIMEOUT",
@@ -112,6 +189,13 @@ pub const CONFIG_VARS: [&str; 20] = [
     "AGENTHUB_AUTO_CLEANUP",
     "AGENTHUB_MAX_VENV_SIZE",
     "AGENTHUB_RUN_INSTALLATION_COMMANDS",
+    "AGENTHUB_MODE",
+    "AGENTHUB_WORKERS_PER_AGENT",
+    "AGENTHUB_MAX_CALLS_PER_WORKER",
+    "AGENTHUB_WORKER_IDLE_TIMEOUT",
+    "AGENTHUB_WORKER_INIT_TIMEOUT",
+    "AGENTHUB_WORKER_RECYCLE_MEMORY",
+    "AGENTHUB_WORKER_DISPATCH",
 ];
 
 /// `AGENTHUB_*` variables other parts of agenthub read: allowed, not configuration.
@@ -147,11 +231,33 @@ impl Default for RuntimeConfig {
             env_allow: Vec::new(),
             max_concurrency: 0,
             kill_agents_with_runtime: false,
+            mode: ExecutionMode::Oneshot,
+            workers_per_agent: 1,
+            max_calls_per_worker: 1000,
+            worker_idle_timeout: 300.0,
+            worker_init_timeout: 60.0,
+            worker_recycle_memory: 1024,
+            worker_dispatch: WorkerDispatch::Auto,
         }
     }
 }
 
 impl RuntimeConfig {
+    /// `worker_idle_timeout` as a duration (saturated like [`Self::execution_timeout`]).
+    pub fn worker_idle_timeout(&self) -> Duration {
+        secs(self.worker_idle_timeout)
+    }
+
+    /// `worker_init_timeout` as a duration (saturated like [`Self::execution_timeout`]).
+    pub fn worker_init_timeout(&self) -> Duration {
+        secs(self.worker_init_timeout)
+    }
+
+    /// `worker_recycle_memory` in bytes; `None` when off.
+    pub fn worker_recycle_bytes(&self) -> Option<u64> {
+        (self.worker_recycle_memory > 0).then(|| self.worker_recycle_memory.saturating_mul(1024 * 1024))
+    }
+
     /// `max_execution_time` as a duration (saturated to `0..=MAX_SECONDS`, also when not
     /// validated).
     pub fn execution_timeout(&self) -> Duration {
@@ -198,6 +304,8 @@ impl RuntimeConfig {
             ("runtime.kill_grace_period", self.kill_grace_period),
             ("runtime.build_timeout", self.build_timeout),
             ("runtime.subprocess_timeout", self.subprocess_timeout),
+            ("runtime.worker_idle_timeout", self.worker_idle_timeout),
+            ("runtime.worker_init_timeout", self.worker_init_timeout),
         ];
         for (key, value) in positive {
             if !(value.is_finite() && value > 0.0 && value <= MAX_SECONDS) {
@@ -223,6 +331,18 @@ impl RuntimeConfig {
                     "must be a whole number of MiB from 0 (no cap) to {MAX_MEMORY_MIB}, got {}",
                     self.max_memory_usage
                 ),
+            ));
+        }
+        if self.workers_per_agent == 0 || self.workers_per_agent > 1024 {
+            return Err(invalid(
+                "runtime.workers_per_agent",
+                format!("must be a whole number from 1 to 1024, got {}", self.workers_per_agent),
+            ));
+        }
+        if self.worker_recycle_memory > MAX_MEMORY_MIB {
+            return Err(invalid(
+                "runtime.worker_recycle_memory",
+                format!("must be a whole number of MiB from 0 (off) to {MAX_MEMORY_MIB}"),
             ));
         }
         if !LOG_LEVELS.contains(&self.log_level.to_ascii_lowercase().as_str()) {
@@ -535,6 +655,13 @@ impl Config {
             "ENV_CLEAR" => r.env_clear = parse_bool(value)?,
             "MAX_CONCURRENCY" => r.max_concurrency = parse_whole(value, usize::MAX)?,
             "KILL_AGENTS_WITH_RUNTIME" => r.kill_agents_with_runtime = parse_bool(value)?,
+            "MODE" => r.mode = value.trim().parse()?,
+            "WORKERS_PER_AGENT" => r.workers_per_agent = parse_whole(value, 1024)?,
+            "MAX_CALLS_PER_WORKER" => r.max_calls_per_worker = parse_whole(value, u64::MAX)?,
+            "WORKER_IDLE_TIMEOUT" => r.worker_idle_timeout = parse_seconds(value)?,
+            "WORKER_INIT_TIMEOUT" => r.worker_init_timeout = parse_seconds(value)?,
+            "WORKER_RECYCLE_MEMORY" => r.worker_recycle_memory = parse_whole(value, u64::MAX)?,
+            "WORKER_DISPATCH" => r.worker_dispatch = value.trim().parse()?,
             "ENV_ALLOW" => {
                 r.env_allow =
                     value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned).collect();

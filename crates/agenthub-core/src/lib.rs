@@ -16,8 +16,9 @@ mod yaml;
 pub use agent::{AgentId, AgentLocation, AgentRef, InvalidAgentId, list_installed, resolve_agent};
 pub use agent_file::{AgentFileError, open_agent_file, read_agent_file};
 pub use config::{
-    BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, EnvBackendKind, EnvironmentConfig, MAX_CONFIG_BYTES,
-    MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS, PythonRequest, RuntimeConfig,
+    BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, EnvBackendKind, EnvironmentConfig, ExecutionMode,
+    MAX_CONFIG_BYTES, MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS, PythonRequest, RuntimeConfig,
+    WorkerDispatch,
 };
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes, io_error_suggestion};
 pub use manifest::{

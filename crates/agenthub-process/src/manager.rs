@@ -58,6 +58,12 @@ impl ProcessManager {
         Self { backend, registry: Arc::new(ProcessRegistry::with_run_dir(run_dir)) }
     }
 
+    /// The registry that records this manager's processes (for long-lived workers, which
+    /// are spawned outside a backend).
+    pub fn registry(&self) -> Arc<ProcessRegistry> {
+        Arc::clone(&self.registry)
+    }
+
     /// The backend's name.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()

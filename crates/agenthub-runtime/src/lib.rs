@@ -14,16 +14,17 @@
 
 mod catalog;
 mod outcome;
+mod warm;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use agenthub_core::validate_parameters;
 pub use agenthub_core::{
     AgentId, AgentManifest, AgentRuntimeError, Config, EnvBackendKind, EnvironmentConfig, ExecutionRequest,
     ExecutionResponse, MethodSpec, Params, RuntimeConfig,
 };
+use agenthub_core::{ExecutionMode, validate_parameters};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
 pub use agenthub_env::{EnvError, EnvironmentBackend};
 pub use agenthub_process::ProcessBackend;
@@ -32,6 +33,7 @@ pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
 pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent};
+use serde_json::Value as Json;
 
 /// Which process backend to run agents with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,6 +55,8 @@ pub struct AgentRuntime {
     slots: async_lock::Semaphore,
     /// When stale processes of dead runtimes were last swept (`cleanup_interval`).
     last_sweep: Mutex<Instant>,
+    /// Warm workers (`runtime.mode: warm`).
+    pools: Arc<warm::Pools>,
 }
 
 /// The largest request a one-shot call can pass: Linux limits one command-line argument
@@ -82,7 +86,18 @@ impl AgentRuntime {
             );
         let slots = async_lock::Semaphore::new(rt.concurrency_limit());
         let processes = ProcessManager::with_run_dir(process, config.home.join("run"));
-        Self { config, environments, processes, slots, last_sweep: Mutex::new(Instant::now()) }
+        let pools = warm::Pools::new(
+            warm::PoolSettings {
+                workers_per_agent: rt.workers_per_agent.max(1),
+                max_calls: rt.max_calls_per_worker,
+                idle_timeout: rt.worker_idle_timeout(),
+                init_timeout: rt.worker_init_timeout(),
+                recycle_bytes: rt.worker_recycle_bytes(),
+                dispatch: rt.worker_dispatch,
+            },
+            processes.registry(),
+        );
+        Self { config, environments, processes, slots, last_sweep: Mutex::new(Instant::now()), pools }
     }
 
     /// A runtime with the default backends: the environment backend the configuration
@@ -180,6 +195,24 @@ impl AgentRuntime {
         pollster::block_on(self.execute(agent, method, params))
     }
 
+    /// Shuts down the warm workers of `agent` (or of every agent with `None`) that are
+    /// idle; the next call starts fresh ones. Needed after changes the runtime does not
+    /// watch (see docs/design/workers.md). Returns how many were shut down.
+    pub fn restart_workers(&self, agent: Option<&str>) -> Result<usize, AgentRuntimeError> {
+        let dir = agent.map(|a| self.load_agent(a).map(|l| l.location.dir)).transpose()?;
+        Ok(self.pools.restart(dir.as_deref()))
+    }
+
+    /// How many warm workers are alive (idle or serving a call).
+    pub fn worker_count(&self) -> usize {
+        self.pools.worker_count()
+    }
+
+    /// Pids of the idle warm workers.
+    pub fn idle_worker_pids(&self) -> Vec<u32> {
+        self.pools.idle_pids()
+    }
+
     /// Kills every agent this runtime is running; returns how many.
     pub fn cleanup_processes(&self) -> usize {
         self.processes.cleanup_processes()
@@ -202,6 +235,35 @@ impl AgentRuntime {
                 tracing::info!(cleared, "cleared processes left by runtimes that died");
             }
         }
+    }
+
+    /// A warm call: on this thread with the std backend (whose calls block their thread
+    /// anyway), else on a thread of its own so that an async executor is never blocked.
+    async fn run_warm(&self, call: warm::WarmCall) -> warm::WarmOutcome {
+        if self.processes.backend_name() == "std" {
+            return self.pools.call(&call);
+        }
+        let pools = Arc::clone(&self.pools);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let spawned = std::thread::Builder::new().name("agenthub-warm-call".to_owned()).spawn(move || {
+            let _ = tx.send(pools.call(&call));
+        });
+        if let Err(e) = spawned {
+            return warm::WarmOutcome::Failed(AgentRuntimeError::Execution {
+                message: format!("Could not start a thread for the call: {e}"),
+                return_code: None,
+                signal: None,
+                stderr: None,
+            });
+        }
+        rx.await.unwrap_or_else(|_| {
+            warm::WarmOutcome::Failed(AgentRuntimeError::Execution {
+                message: "The warm call's thread ended without an answer".to_owned(),
+                return_code: None,
+                signal: None,
+                stderr: None,
+            })
+        })
     }
 
     async fn execute_loaded_since(
@@ -233,16 +295,15 @@ impl AgentRuntime {
         })?;
         let parameters = validate_parameters(method, spec, params)?;
         let dir = &agent.location.dir;
-        let request = ExecutionRequest { method: method.to_owned(), parameters }.to_json();
-        if request.len() > MAX_REQUEST_BYTES {
-            return Err(AgentRuntimeError::NotRun {
-                message: format!(
-                    "The request is {} bytes; a one-shot call passes it as one command-line argument, \
-                     which Linux limits to {MAX_REQUEST_BYTES} bytes",
-                    request.len()
-                ),
-                suggestion: "Pass large inputs by file path or URL instead of inline".to_owned(),
-            });
+        let parameters = Json::Object(parameters);
+        let request = ExecutionRequest {
+            method: method.to_owned(),
+            parameters: parameters.as_object().cloned().unwrap_or_default(),
+        }
+        .to_json();
+        let warm = self.config.runtime.mode == ExecutionMode::Warm;
+        if !warm {
+            check_request_size(&request)?;
         }
         // Calls beyond `max_concurrency` wait here, after validation and before any work.
         let _slot = self.slots.acquire().await;
@@ -251,25 +312,62 @@ impl AgentRuntime {
         let env = self.environments.ensure_environment(dir, manifest).await?;
         let activation = EnvironmentManager::activate_environment(&env.venv);
         let rt = &self.config.runtime;
+        let limits = ProcessLimits {
+            timeout: Some(rt.execution_timeout()),
+            grace_period: rt.grace_period(),
+            max_stdout_bytes: usize::try_from(rt.max_stdout_bytes).unwrap_or(usize::MAX),
+            max_memory_bytes: rt.memory_limit_bytes(),
+            ..ProcessLimits::default()
+        };
+        if warm {
+            let call = warm::WarmCall {
+                agent_dir: dir.clone(),
+                python: env.python.clone(),
+                env: agent_env(rt, activation.clone()),
+                limits,
+                die_with_parent: rt.kill_agents_with_runtime,
+                version: warm::Version::of(dir, &env.key),
+                methods: manifest.method_names(),
+                method: method.to_owned(),
+                parameters: parameters.clone(),
+                request: request.clone(),
+            };
+            match self.run_warm(call).await {
+                warm::WarmOutcome::Ran(output) => return Ok(outcome::response_from(&output, rt)),
+                warm::WarmOutcome::Failed(err) => return Err(err),
+                warm::WarmOutcome::OneShot => check_request_size(&request)?,
+            }
+        }
         let call = AgentInvocation {
             python: env.python,
             agent_dir: dir.clone(),
             script: "agent.py".into(),
             request_json: request,
             env: agent_env(rt, activation),
-            limits: ProcessLimits {
-                timeout: Some(rt.execution_timeout()),
-                grace_period: rt.grace_period(),
-                max_stdout_bytes: usize::try_from(rt.max_stdout_bytes).unwrap_or(usize::MAX),
-                max_memory_bytes: rt.memory_limit_bytes(),
-                ..ProcessLimits::default()
-            },
+            limits,
             containment: agenthub_process::Containment::Auto,
             die_with_parent: rt.kill_agents_with_runtime,
         };
         let output = self.processes.execute_agent(call).await?;
         Ok(outcome::response_from(&output, rt))
     }
+}
+
+/// A one-shot call passes the request as one argument, which Linux bounds.
+fn check_request_size(request: &str) -> Result<(), AgentRuntimeError> {
+    if request.len() <= MAX_REQUEST_BYTES {
+        return Ok(());
+    }
+    Err(AgentRuntimeError::NotRun {
+        message: format!(
+            "The request is {} bytes; a one-shot call passes it as one command-line argument, \
+             which Linux limits to {MAX_REQUEST_BYTES} bytes",
+            request.len()
+        ),
+        suggestion: "Pass large inputs by file path or URL instead of inline, or use warm workers \
+                     (runtime.mode: warm, `agenthub batch`), which have no such limit"
+            .to_owned(),
+    })
 }
 
 /// `agent.py` must be a regular file inside the agent directory (not a symlink out of it,

@@ -1,5 +1,7 @@
 //! One module per command: turn arguments into one library call and render the answer.
 
+mod batch;
+mod bench;
 mod env;
 mod exec;
 mod info;
@@ -19,7 +21,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     init_logging(&config.runtime.log_level);
-    if matches!(cli.command, Command::Exec(_) | Command::Env(_)) {
+    if matches!(cli.command, Command::Exec(_) | Command::Env(_) | Command::Batch(_) | Command::Bench(_)) {
         // Commands that run agents or installers clean up after themselves on a signal.
         crate::signals::handle();
     }
@@ -28,6 +30,8 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::List { json } => list::run(&config, json),
         Command::Info { agent, json } => info::run(&config, &agent, json),
         Command::Env(cmd) => env::run(config, cmd),
+        Command::Batch(args) => batch::run(config, &args),
+        Command::Bench(args) => bench::run(config, &args),
     }
 }
 

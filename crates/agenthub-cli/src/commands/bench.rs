@@ -1,0 +1,85 @@
+//! `agenthub bench AGENT METHOD [PARAMS]`: call latency of an agent, as users see it from
+//! the library (one untimed warm-up call, then N timed calls, one after another).
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use agenthub_core::{AgentRuntimeError, Config, ExecutionMode, parse_cli_params};
+use agenthub_runtime::{AgentRuntime, ExecutionResponse, ProcessBackendKind};
+use serde_json::json;
+
+use crate::args::BenchArgs;
+use crate::render;
+
+pub(crate) fn run(mut config: Config, args: &BenchArgs) -> ExitCode {
+    if args.calls == 0 {
+        render::err("error: --calls must be at least 1\n");
+        return ExitCode::from(2);
+    }
+    config.runtime.mode = args.mode;
+    if let Err(e) = config.validate() {
+        return super::usage_error(&e);
+    }
+    config.runtime.kill_agents_with_runtime = true;
+    match measure(config, args) {
+        Ok(times) => report(args, &times),
+        Err(response) => render::response(&response, args.json),
+    }
+}
+
+/// The per-call times and the total, or the first failed response.
+fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration), ExecutionResponse> {
+    let failed = |e: AgentRuntimeError| ExecutionResponse::failed(e, Duration::ZERO);
+    let runtime = AgentRuntime::with_backends(config, None, ProcessBackendKind::Std).map_err(failed)?;
+    runtime.cleanup_processes();
+    let agent = runtime.load_agent(&args.agent).map_err(failed)?;
+    let spec = agent.manifest.method(&args.method);
+    let params = parse_cli_params(&args.method, spec, &args.params).map_err(|e| {
+        failed(AgentRuntimeError::InvalidParameters {
+            method: args.method.clone(),
+            problems: vec![e.to_string()],
+            signature: spec.map_or_else(|| args.method.clone(), |s| s.signature(&args.method)),
+        })
+    })?;
+    // Warm-up: builds the environment if needed and, in warm mode, starts the worker.
+    let first = runtime.execute_blocking(&agent, &args.method, params.clone());
+    if !first.is_success() {
+        return Err(first);
+    }
+    let mut times = Vec::with_capacity(args.calls);
+    let all = Instant::now();
+    for _ in 0..args.calls {
+        let started = Instant::now();
+        let response = runtime.execute_blocking(&agent, &args.method, params.clone());
+        times.push(started.elapsed());
+        if !response.is_success() {
+            return Err(response);
+        }
+    }
+    Ok((times, all.elapsed()))
+}
+
+fn report(args: &BenchArgs, (times, total): &(Vec<Duration>, Duration)) -> ExitCode {
+    let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1000.0).collect();
+    ms.sort_by(f64::total_cmp);
+    let at = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
+    let median = at(0.5);
+    let p99 = at(0.99);
+    let per_sec = ms.len() as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE);
+    let mode = match args.mode {
+        ExecutionMode::Oneshot => "oneshot",
+        ExecutionMode::Warm => "warm",
+    };
+    if args.json {
+        let v = json!({"mode": mode, "calls": ms.len(), "median_ms": median, "p99_ms": p99, "calls_per_sec": per_sec});
+        render::out(&format!("{v}\n"));
+    } else {
+        render::out(&format!(
+            "{mode}: {} calls of {} {}: median {median:.3} ms, p99 {p99:.3} ms, {per_sec:.0} calls/s\n",
+            ms.len(),
+            args.agent,
+            args.method
+        ));
+    }
+    ExitCode::SUCCESS
+}

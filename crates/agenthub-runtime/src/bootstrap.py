@@ -1,0 +1,344 @@
+# agenthub warm-worker bootstrap: imports an agent once and serves calls to it.
+#
+#   <venv>/bin/python -u -c <this source> <agent_dir> <dispatch> <methods>
+#
+# run with cwd = <agent_dir>; <dispatch> is auto | main | instance; <methods> is the
+# manifest's method names, comma-separated. Python 3.8+, standard library only.
+# The protocol (newline-delimited JSON on the original fd 0 and fd 1) and what this script
+# guarantees are in docs/design/workers.md; keep the two in step.
+
+import ast
+import io
+import json
+import os
+import sys
+import traceback
+
+
+def _send(channel, message):
+    # ensure_ascii (the default) keeps every line pure ASCII; json escapes newlines.
+    channel.write(json.dumps(message).encode("ascii") + b"\n")
+    channel.flush()
+
+
+def _codec(stream):
+    # The encoding and error handler of a text stream, as one-shot stdout would have them.
+    return (getattr(stream, "encoding", None) or "utf-8", getattr(stream, "errors", None) or "strict")
+
+
+def _describe(exc):
+    try:
+        return "{}: {}".format(type(exc).__name__, exc)
+    except Exception:  # an exception whose str() raises
+        return type(exc).__name__
+
+
+def _print_exc(exc):
+    # A traceback on sys.stderr without the frames of this script and of importlib, as
+    # `python agent.py` would show it.
+    tb = exc.__traceback__
+    while tb and (tb.tb_frame.f_code.co_filename == "<string>"
+                  or tb.tb_frame.f_code.co_filename.startswith("<frozen importlib")):
+        tb = tb.tb_next
+    traceback.print_exception(type(exc), exc, tb)
+
+
+def _exit_status(code):
+    # What the interpreter would exit with for SystemExit(code).
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _main_guard(source):
+    """How agent.py's single `if __name__ == "__main__":` block calls main(), or None.
+
+    'call' for `main()`; 'exit' for `sys.exit(main())`, `exit(main())` or
+    `raise SystemExit(main())`; 'async' for `asyncio.run(main())`. Any other block (more
+    statements, an else branch, arguments) cannot be replayed faithfully.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+
+    def is_name_main(test):
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+            return False
+        sides = [test.left, test.comparators[0]]
+        names = [s.id for s in sides if isinstance(s, ast.Name)]
+        consts = [s.value for s in sides if isinstance(s, ast.Constant)]
+        return names == ["__name__"] and consts == ["__main__"]
+
+    def is_main_call(node):
+        return (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "main"
+                and not node.args and not node.keywords)
+
+    def callee(node):
+        if isinstance(node, ast.Name):
+            return node.id
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            return node.value.id + "." + node.attr
+        return None
+
+    guards = [n for n in tree.body if isinstance(n, ast.If) and is_name_main(n.test)]
+    if len(guards) != 1 or guards[0].orelse or len(guards[0].body) != 1:
+        return None
+    stmt = guards[0].body[0]
+    if isinstance(stmt, ast.Raise) and stmt.cause is None:
+        wrapper, allowed = stmt.exc, {"SystemExit": "exit"}
+    elif isinstance(stmt, ast.Expr):
+        if is_main_call(stmt.value):
+            return "call"
+        wrapper, allowed = stmt.value, {"sys.exit": "exit", "exit": "exit", "quit": "exit", "asyncio.run": "async"}
+    else:
+        return None
+    if (isinstance(wrapper, ast.Call) and len(wrapper.args) == 1 and not wrapper.keywords
+            and is_main_call(wrapper.args[0])):
+        return allowed.get(callee(wrapper.func))
+    return None
+
+
+def _find_class(module, methods):
+    """(class, None) for instance dispatch, or (None, why not)."""
+    import inspect
+
+    if not methods or any(m.startswith("_") for m in methods):
+        return None, "instance dispatch needs public manifest methods"
+
+    def covers(cls):
+        try:
+            return all(callable(getattr(cls, m, None)) for m in methods)
+        except Exception:
+            return False
+
+    found = []
+    for value in list(vars(module).values()):  # imported classes count too
+        if isinstance(value, type) and all(value is not c for c in found) and covers(value):
+            found.append(value)
+    # A base class and its subclass may both qualify: the most derived wins, then one
+    # defined in agent.py over imported ones.
+    found = [c for c in found if not any(o is not c and issubclass(o, c) for o in found)]
+    own = [c for c in found if getattr(c, "__module__", None) == module.__name__]
+    if len(found) > 1 and own:
+        found = own
+    if len(found) != 1:
+        names = ", ".join(sorted(c.__name__ for c in found)) or "none"
+        return None, "no single class has every manifest method (candidates: {})".format(names)
+    cls = found[0]
+    try:
+        params = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):
+        params = []
+    if any(p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params):
+        return None, "{}() needs constructor arguments".format(cls.__name__)
+    return cls, None
+
+
+def _prepare(agent_dir, requested, methods):
+    """Imports the agent; returns (dispatch, target, form, reason)."""
+    path = os.path.join(agent_dir, "agent.py")
+    form = None
+    if requested in ("auto", "main"):
+        with open(path, "rb") as f:
+            form = _main_guard(f.read())
+        if form is None:
+            if requested == "auto":
+                # Not imported at all: a script-style agent does its work at import time.
+                return "none", None, None, 'agent.py has no `if __name__ == "__main__": main()` block'
+            form = "call"
+    elif requested != "instance":
+        raise ValueError("unknown dispatch {!r}".format(requested))
+
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("agent", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["agent"] = module  # the agent's own `import agent` finds this module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop("agent", None)
+        raise
+
+    if requested == "instance":
+        cls, reason = _find_class(module, methods)
+        if cls is None:
+            return "none", None, None, reason
+        return "instance", cls(), None, None  # a failing constructor is an import error
+    target = getattr(module, "main", None)
+    if not callable(target):
+        return "none", None, None, "agent.py has no callable main()"
+    return "main", target, form, None
+
+
+class _Sink(io.BytesIO):
+    def close(self):  # an agent closing sys.stdout must not lose what it printed
+        pass
+
+
+def _call(dispatch, target, form, request):
+    """Runs one call; returns (stdout text, exit code) as a one-shot process would give."""
+    sink = _Sink()
+    encoding, errors = _codec(sys.stdout)  # as the agent left stdout at import
+    sys.stdout = io.TextIOWrapper(sink, encoding=encoding, errors=errors, write_through=True)
+    reply, code = "", 0
+    try:
+        if dispatch == "main":
+            sys.argv = ["agent.py", request["request"]]
+            if form == "call":
+                target()
+            elif form == "exit":
+                raise SystemExit(target())
+            else:
+                import asyncio
+
+                asyncio.run(target())
+        else:
+            value = getattr(target, request["method"])(**request["parameters"])
+            reply = json.dumps({"result": value}) + "\n"  # defaults: NaN passes as in one-shot
+    except SystemExit as exc:
+        code = _exit_status(exc.code)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # as an uncaught exception ends `python agent.py`
+        _print_exc(exc)
+        code = 1
+        if dispatch == "instance":  # as the example agents' main() report a failure
+            reply = json.dumps({"error": _describe(exc)}) + "\n"
+    for stream in (sys.stdout, sys.stderr):  # the interpreter flushes these at exit
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    # The runtime reads one-shot stdout as UTF-8, lossily; decoding here the same way also
+    # keeps lone surrogates (which serde_json rejects) out of the response.
+    printed = sink.getvalue().decode("utf-8", "replace")
+    if printed and reply and not printed.endswith("\n"):
+        printed += "\n"
+    return printed + reply, code
+
+
+def _parse(line):
+    """(id or None, request or None, why the request is bad)."""
+    try:
+        request = json.loads(line)
+    except Exception as exc:
+        return None, None, "request is not JSON: " + _describe(exc)
+    if not isinstance(request, dict):
+        return None, None, "request is not a JSON object"
+    rid = request.get("id")
+    if not isinstance(rid, int) or isinstance(rid, bool):
+        rid = None
+    fields = {"id": int, "method": str, "parameters": dict, "request": str}
+    bad = [k for k, t in fields.items() if not isinstance(request.get(k), t) or isinstance(request.get(k), bool)]
+    if bad:
+        return rid, None, "request lacks or mistypes: " + ", ".join(bad)
+    return rid, request, None
+
+
+def _serve(argv):
+    if len(argv) != 4:
+        print("usage: python -u -c <bootstrap> <agent_dir> auto|main|instance <methods>", file=sys.stderr)
+        return 2
+    agent_dir, requested = os.path.abspath(argv[1]), argv[2]
+    methods = [m for m in argv[3].split(",") if m]
+
+    # The protocol channel: private duplicates of fd 0 and fd 1 (os.dup makes them
+    # non-inheritable, so subprocesses never get them). Then fd 1 -> stderr, so print() and
+    # C-level writes cannot corrupt the channel, and fd 0 -> /dev/null, so input() raises
+    # EOFError as in one-shot.
+    channel_in = os.fdopen(os.dup(0), "rb")
+    channel = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    os.close(null)
+    in_codec, out_codec = _codec(sys.stdin), _codec(sys.stdout)
+    sys.stdin = io.open(0, "r", encoding=in_codec[0], errors=in_codec[1], closefd=False)
+    sys.stdout = io.open(1, "w", buffering=1, encoding=out_codec[0], errors=out_codec[1], closefd=False)
+
+    channel_fds = (channel_in.fileno(), channel.fileno())  # ints: a hook holding the file
+    # objects crashes Python 3.8 at exit
+
+    def forget_channel():
+        # A child forked by agent code (os.fork, multiprocessing) must not hold the channel
+        # open (the runtime would not see EOF when the worker dies) nor write to it.
+        fd = os.open(os.devnull, os.O_RDWR)
+        for target in channel_fds:
+            os.dup2(fd, target, inheritable=False)
+        os.close(fd)
+
+    os.register_at_fork(after_in_child=forget_channel)
+
+    # Import as `python agent.py` would see it: agent_dir first on sys.path (in place of
+    # the '' that -c puts there), sys.argv[0] 'agent.py'; the module is named `agent`.
+    if sys.path and sys.path[0] == "":
+        del sys.path[0]
+    sys.path.insert(0, agent_dir)
+    sys.argv = ["agent.py"]
+    ready = {"type": "ready", "pid": os.getpid(), "python": sys.version.split()[0]}
+    try:
+        dispatch, target, form, reason = _prepare(agent_dir, requested, methods)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # SystemExit included: the import did not finish
+        _print_exc(exc)
+        sys.stderr.flush()
+        _send(channel, {"type": "error", "error": _describe(exc)})
+        return 1
+    ready["dispatch"] = dispatch
+    if dispatch == "none":
+        ready["reason"] = reason
+    elif dispatch == "instance":
+        ready["class"] = type(target).__name__
+    sys.stderr.flush()
+    _send(channel, ready)
+    if dispatch == "none":
+        return 0
+
+    # The state every call starts from, restored after each: as the import left it.
+    streams = (sys.stdin, sys.stdout, sys.stderr)
+    argv, path_list, path = list(sys.argv), sys.path, list(sys.path)
+    cwd, pid = os.getcwd(), os.getpid()
+    while True:
+        line = channel_in.readline()
+        if not line:
+            return 0  # EOF: the runtime is done with this worker
+        rid, request, problem = _parse(line)
+        if request is None:  # a runtime bug, not the agent's: say so and keep serving
+            print("agenthub worker: " + problem, file=sys.stderr)
+            sys.stderr.flush()
+            _send(channel, {"id": rid, "stdout": "", "exit_code": 2, "error": problem})
+            continue
+        stdout, code = _call(dispatch, target, form, request)
+        if os.getpid() != pid:  # a forked child returned from the call: it is no worker;
+            try:  # what it printed goes to stderr rather than nowhere
+                streams[2].write(stdout)
+                streams[2].flush()
+            finally:
+                os._exit(code)
+        sys.stdin, sys.stdout, sys.stderr = streams
+        for stream in (sys.stdout, sys.stderr):  # the call's stderr reaches the runtime first
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        sys.argv = list(argv)
+        if sys.path is not path_list or sys.path != path:
+            path_list[:] = path
+            sys.path = path_list
+        try:
+            os.chdir(cwd)
+        except OSError as exc:  # e.g. the agent directory was removed: answer, then quit
+            print("agenthub worker: cannot return to {}: {}".format(cwd, exc), file=sys.stderr)
+            sys.stderr.flush()
+            _send(channel, {"id": rid, "stdout": stdout, "exit_code": code})
+            return 1
+        _send(channel, {"id": rid, "stdout": stdout, "exit_code": code})
+
+
+sys.exit(_serve(sys.argv))

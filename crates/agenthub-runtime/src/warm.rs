@@ -1,0 +1,484 @@
+//! Warm workers: one pool per agent directory of long-lived interpreters that imported the
+//! agent once (`bootstrap.py`, protocol in `docs/design/workers.md`).
+//!
+//! Invariants:
+//! - a call never runs older code or an older environment than the one on disk when it was
+//!   made: every call computes the agent's [`Version`] (the environment key and the
+//!   identity of `agent.yaml` and `agent.py`), and a worker of another version is shut
+//!   down instead of used;
+//! - one request in flight per worker, at most `workers_per_agent` workers per agent;
+//! - a worker that timed out, hit a limit, answered out of turn or died is never reused,
+//!   and a call is never retried;
+//! - dropping the pools shuts every idle worker down; a worker in use is killed when its
+//!   call ends without a pool to return to.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use agenthub_core::{AgentRuntimeError, WorkerDispatch};
+use agenthub_process::{
+    Containment, EnvSpec, ExitStatus, ProcessLimits, ProcessOutput, ProcessRegistry, ProcessSpec, Received,
+    Termination, Worker,
+};
+use serde_json::{Value as Json, json};
+
+/// The worker bootstrap, run as `python -u -c <this> <agent_dir> <dispatch> <methods>`.
+pub(crate) const BOOTSTRAP: &str = include_str!("bootstrap.py");
+
+/// How long a worker being retired gets to leave by itself, then after SIGTERM.
+const RETIRE_GRACE: Duration = Duration::from_millis(200);
+
+/// The longest announcement line read from a starting worker.
+const MAX_ANNOUNCEMENT: usize = 64 * 1024;
+
+/// What a call's code and environment are: a worker serves only calls of its own version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Version {
+    env_key: String,
+    files: [Option<(u64, u64, u64, i64, i64, i64, i64)>; 2],
+}
+
+impl Version {
+    /// The version of the agent in `dir` with environment `env_key`: two `stat`s.
+    pub(crate) fn of(dir: &Path, env_key: &str) -> Self {
+        let stamp = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .ok()
+                .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
+        };
+        Self { env_key: env_key.to_owned(), files: [stamp("agent.yaml"), stamp("agent.py")] }
+    }
+}
+
+/// Everything a warm call needs.
+pub(crate) struct WarmCall {
+    pub(crate) agent_dir: PathBuf,
+    pub(crate) python: PathBuf,
+    pub(crate) env: EnvSpec,
+    pub(crate) limits: ProcessLimits,
+    pub(crate) die_with_parent: bool,
+    pub(crate) version: Version,
+    pub(crate) methods: Vec<String>,
+    pub(crate) method: String,
+    pub(crate) parameters: Json,
+    pub(crate) request: String,
+}
+
+/// Pool settings (from `RuntimeConfig`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PoolSettings {
+    pub(crate) workers_per_agent: usize,
+    pub(crate) max_calls: u64,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) init_timeout: Duration,
+    pub(crate) recycle_bytes: Option<u64>,
+    pub(crate) dispatch: WorkerDispatch,
+}
+
+/// How a warm call ended.
+pub(crate) enum WarmOutcome {
+    /// The call ran (successfully or not): turn this into the response as one-shot does.
+    Ran(ProcessOutput),
+    /// The agent cannot be served warm (no `main()` to replay, no class): run it one-shot.
+    OneShot,
+    /// The worker could not be started.
+    Failed(AgentRuntimeError),
+}
+
+/// A started worker and its bookkeeping.
+struct Warm {
+    worker: Worker,
+    version: Version,
+    calls: u64,
+    retire_after: u64,
+    idle_since: Instant,
+}
+
+/// The workers of one agent directory.
+#[derive(Default)]
+struct AgentPool {
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+#[derive(Default)]
+struct PoolState {
+    idle: Vec<Warm>,
+    in_use: usize,
+    /// The version announced as not servable warm (cached so that every call does not
+    /// start an interpreter only to hear it again).
+    one_shot: Option<Version>,
+}
+
+/// Every agent's pool, and the idle reaper.
+pub(crate) struct Pools {
+    agents: Mutex<HashMap<PathBuf, Arc<AgentPool>>>,
+    settings: PoolSettings,
+    registry: Arc<ProcessRegistry>,
+    next_id: AtomicU64,
+    reaper_started: std::sync::Once,
+}
+
+impl Pools {
+    pub(crate) fn new(settings: PoolSettings, registry: Arc<ProcessRegistry>) -> Arc<Self> {
+        Arc::new(Self {
+            agents: Mutex::new(HashMap::new()),
+            settings,
+            registry,
+            next_id: AtomicU64::new(1),
+            reaper_started: std::sync::Once::new(),
+        })
+    }
+
+    /// How many workers are alive (idle or in use), over all agents.
+    pub(crate) fn worker_count(&self) -> usize {
+        let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+        agents
+            .values()
+            .map(|p| {
+                let s = p.state.lock().unwrap_or_else(PoisonError::into_inner);
+                s.idle.len() + s.in_use
+            })
+            .sum()
+    }
+
+    /// Pids of the idle workers.
+    pub(crate) fn idle_pids(&self) -> Vec<u32> {
+        let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+        agents
+            .values()
+            .flat_map(|p| {
+                let s = p.state.lock().unwrap_or_else(PoisonError::into_inner);
+                s.idle.iter().map(|w| w.worker.pid()).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    /// Shuts down every idle worker (of one agent directory, or of all); returns how many.
+    pub(crate) fn restart(&self, dir: Option<&Path>) -> usize {
+        let pools: Vec<Arc<AgentPool>> = {
+            let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+            agents
+                .iter()
+                .filter(|(d, _)| dir.is_none_or(|want| want == d.as_path()))
+                .map(|(_, p)| Arc::clone(p))
+                .collect()
+        };
+        let mut retired = Vec::new();
+        for pool in pools {
+            let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.one_shot = None;
+            retired.append(&mut state.idle);
+        }
+        let n = retired.len();
+        retire_all(retired);
+        n
+    }
+
+    /// Runs one call on a warm worker of the agent (blocking: run it on a thread that may
+    /// block).
+    pub(crate) fn call(self: &Arc<Self>, call: &WarmCall) -> WarmOutcome {
+        self.start_reaper();
+        let pool = {
+            let mut agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(agents.entry(call.agent_dir.clone()).or_default())
+        };
+        // Take a worker slot, and an idle worker of this version if there is one.
+        let (found, stale) = {
+            let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.one_shot.as_ref() == Some(&call.version) {
+                return WarmOutcome::OneShot;
+            }
+            while state.in_use >= self.settings.workers_per_agent {
+                state = pool.freed.wait(state).unwrap_or_else(PoisonError::into_inner);
+            }
+            state.in_use += 1;
+            let (fresh, stale): (Vec<Warm>, Vec<Warm>) =
+                std::mem::take(&mut state.idle).into_iter().partition(|w| w.version == call.version);
+            let mut fresh = fresh;
+            let found = fresh.pop();
+            state.idle = fresh;
+            (found, stale)
+        };
+        retire_all(stale);
+        let release = Release { pool: &pool };
+        let reuse = found.and_then(|mut w| (!w.worker.has_exited()).then_some(w));
+        let mut warm = match reuse {
+            Some(w) => w,
+            None => match self.start(call) {
+                Ok(Some(w)) => w,
+                Ok(None) => {
+                    pool.state.lock().unwrap_or_else(PoisonError::into_inner).one_shot =
+                        Some(call.version.clone());
+                    return WarmOutcome::OneShot;
+                }
+                Err(e) => return WarmOutcome::Failed(e),
+            },
+        };
+        let (output, reusable) = self.request(&mut warm, call);
+        warm.calls += 1;
+        let worn = (warm.retire_after > 0 && warm.calls >= warm.retire_after)
+            || self
+                .settings
+                .recycle_bytes
+                .is_some_and(|cap| warm.worker.rss_bytes().is_some_and(|rss| rss > cap));
+        if reusable && !worn {
+            warm.idle_since = Instant::now();
+            pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle.push(warm);
+        } else if reusable {
+            retire_all(vec![warm]);
+        }
+        drop(release);
+        WarmOutcome::Ran(output)
+    }
+
+    /// Starts a worker and waits for its announcement: `Ok(None)` when the agent cannot be
+    /// served warm.
+    fn start(&self, call: &WarmCall) -> Result<Option<Warm>, AgentRuntimeError> {
+        let spec = ProcessSpec {
+            program: call.python.clone(),
+            args: vec![
+                "-u".into(),
+                "-c".into(),
+                BOOTSTRAP.into(),
+                call.agent_dir.as_os_str().to_owned(),
+                self.settings.dispatch.as_str().into(),
+                call.methods.join(",").into(),
+            ],
+            cwd: call.agent_dir.clone(),
+            env: call.env.clone(),
+            limits: call.limits,
+            registry: Some(Arc::clone(&self.registry)),
+            containment: Containment::Auto,
+            die_with_parent: call.die_with_parent,
+        };
+        let started = Instant::now();
+        let mut worker = Worker::spawn(&spec)?;
+        let failed = |message: String, status: Option<ExitStatus>, worker: &Worker| {
+            let (stderr, _) = worker.stderr_since(0);
+            let stderr = String::from_utf8_lossy(&stderr).trim_end().to_owned();
+            AgentRuntimeError::Execution {
+                message,
+                return_code: status.and_then(ExitStatus::code),
+                signal: status.and_then(ExitStatus::signal),
+                stderr: Some(stderr).filter(|s| !s.is_empty()),
+            }
+        };
+        let line = match worker.recv(Some(self.settings.init_timeout), MAX_ANNOUNCEMENT)? {
+            Received::Line(line) => line,
+            Received::Exited(status) => {
+                return Err(failed(
+                    "The agent's warm worker exited while importing agent.py".to_owned(),
+                    Some(status),
+                    &worker,
+                ));
+            }
+            Received::Stopped(Termination::Timeout, status) => {
+                return Err(failed(
+                    format!(
+                        "The agent's warm worker did not finish importing agent.py within {:?} \
+                         (runtime.worker_init_timeout)",
+                        self.settings.init_timeout
+                    ),
+                    Some(status),
+                    &worker,
+                ));
+            }
+            Received::Stopped(why, status) => {
+                return Err(failed(
+                    format!("The agent's warm worker was stopped while importing agent.py: {why:?}"),
+                    Some(status),
+                    &worker,
+                ));
+            }
+        };
+        let announcement: Json = serde_json::from_slice(&line).unwrap_or(Json::Null);
+        match (announcement["type"].as_str(), announcement["dispatch"].as_str()) {
+            (Some("ready"), Some("none")) => {
+                tracing::debug!(agent = %call.agent_dir.display(), reason = %announcement["reason"], "agent served one-shot");
+                let _ = worker.shutdown(RETIRE_GRACE);
+                Ok(None)
+            }
+            (Some("ready"), Some(dispatch)) => {
+                tracing::debug!(pid = worker.pid(), dispatch, took = ?started.elapsed(), "warm worker ready");
+                let jitter = self.next_id.load(Ordering::Relaxed) % (self.settings.max_calls / 10 + 1);
+                Ok(Some(Warm {
+                    worker,
+                    version: call.version.clone(),
+                    calls: 0,
+                    retire_after: self.settings.max_calls.saturating_sub(jitter),
+                    idle_since: Instant::now(),
+                }))
+            }
+            (Some("error"), _) => {
+                let error = announcement["error"].as_str().unwrap_or("unknown error").to_owned();
+                let status = worker_status(worker, RETIRE_GRACE);
+                Err(AgentRuntimeError::Execution {
+                    message: format!("Importing agent.py failed: {error}"),
+                    return_code: status.0.and_then(ExitStatus::code),
+                    signal: status.0.and_then(ExitStatus::signal),
+                    stderr: status.1,
+                })
+            }
+            _ => Err(failed("The agent's warm worker did not announce itself".to_owned(), None, &worker)),
+        }
+    }
+
+    /// Sends one request and waits for its answer; the output as a one-shot process would
+    /// have produced it, and whether the worker may serve again.
+    fn request(&self, warm: &mut Warm, call: &WarmCall) -> (ProcessOutput, bool) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let line =
+            json!({"id": id, "method": call.method, "parameters": call.parameters, "request": call.request});
+        let started = Instant::now();
+        let worker = &mut warm.worker;
+        let mark = worker.stderr_mark();
+        worker.reset_peak();
+        // JSON escapes newlines: one line. The worker's answer may be up to ~6x its output.
+        let max_line = call.limits.max_stdout_bytes.saturating_mul(6).saturating_add(4096);
+        let received = match worker.send(line.to_string().as_bytes()) {
+            Ok(()) => worker.recv(call.limits.timeout, max_line),
+            Err(_) => worker.recv(Some(RETIRE_GRACE), max_line),
+        };
+        let mut output = ProcessOutput {
+            pid: worker.pid(),
+            status: ExitStatus::Exited(0),
+            termination: None,
+            stdout: Vec::new(),
+            stderr_tail: Vec::new(),
+            stderr_truncated: false,
+            wall_time: Duration::ZERO,
+            peak_rss_bytes: worker.peak_bytes(),
+        };
+        let reusable = match received {
+            Ok(Received::Line(line)) => {
+                let answer: Json = serde_json::from_slice(&line).unwrap_or(Json::Null);
+                if answer["id"].as_u64() == Some(id) && answer.get("error").is_none() {
+                    let stdout = answer["stdout"].as_str().unwrap_or_default().as_bytes().to_vec();
+                    let code = answer["exit_code"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(1);
+                    output.status = ExitStatus::Exited(code);
+                    if stdout.len() > call.limits.max_stdout_bytes {
+                        output.termination = Some(Termination::StdoutLimit);
+                    } else {
+                        output.stdout = stdout;
+                    }
+                    true
+                } else {
+                    // Out of turn or refused: the channel cannot be trusted any more.
+                    output.status = ExitStatus::Exited(2);
+                    false
+                }
+            }
+            Ok(Received::Exited(status)) => {
+                output.status = status;
+                false
+            }
+            Ok(Received::Stopped(why, status)) => {
+                output.status = status;
+                output.termination = Some(why);
+                false
+            }
+            Err(e) => {
+                output.status = ExitStatus::Exited(1);
+                output.stderr_tail = e.to_string().into_bytes();
+                false
+            }
+        };
+        if output.stderr_tail.is_empty() {
+            let (tail, cut) = worker.stderr_since(mark);
+            output.stderr_tail = tail;
+            output.stderr_truncated = cut;
+        }
+        output.wall_time = started.elapsed();
+        (output, reusable)
+    }
+
+    /// Starts the thread that retires idle workers after `idle_timeout` (once; it ends when
+    /// the pools are dropped).
+    fn start_reaper(self: &Arc<Self>) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        self.reaper_started.call_once(|| {
+            let tick =
+                (self.settings.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+            let _ = std::thread::Builder::new().name("agenthub-worker-reaper".to_owned()).spawn(move || {
+                loop {
+                    std::thread::sleep(tick);
+                    let Some(pools) = weak.upgrade() else { return };
+                    pools.retire_idle();
+                }
+            });
+        });
+    }
+
+    /// Retires workers idle for longer than `idle_timeout`.
+    fn retire_idle(&self) {
+        let pools: Vec<Arc<AgentPool>> =
+            self.agents.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        for pool in pools {
+            let expired = {
+                let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let (expired, kept): (Vec<Warm>, Vec<Warm>) = std::mem::take(&mut state.idle)
+                    .into_iter()
+                    .partition(|w| w.idle_since.elapsed() >= self.settings.idle_timeout);
+                state.idle = kept;
+                expired
+            };
+            retire_all(expired);
+        }
+    }
+}
+
+impl Drop for Pools {
+    fn drop(&mut self) {
+        let pools: Vec<Arc<AgentPool>> =
+            self.agents.get_mut().unwrap_or_else(PoisonError::into_inner).drain().map(|(_, p)| p).collect();
+        let mut retired = Vec::new();
+        for pool in pools {
+            retired.append(&mut pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle);
+        }
+        retire_all(retired);
+    }
+}
+
+/// Gives a slot back (also when the call unwinds).
+struct Release<'a> {
+    pool: &'a AgentPool,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        let mut state = self.pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.in_use = state.in_use.saturating_sub(1);
+        drop(state);
+        self.pool.freed.notify_one();
+    }
+}
+
+/// Shuts workers down, all at once (each gets the grace period in parallel).
+fn retire_all(workers: Vec<Warm>) {
+    match workers.len() {
+        0 => {}
+        1 => {
+            for w in workers {
+                let _ = w.worker.shutdown(RETIRE_GRACE);
+            }
+        }
+        _ => std::thread::scope(|scope| {
+            for w in workers {
+                scope.spawn(move || w.worker.shutdown(RETIRE_GRACE));
+            }
+        }),
+    }
+}
+
+/// A failed worker's exit status and stderr, after it is shut down.
+fn worker_status(worker: Worker, grace: Duration) -> (Option<ExitStatus>, Option<String>) {
+    let (stderr, _) = worker.stderr_since(0);
+    let status = worker.shutdown(grace);
+    let stderr = String::from_utf8_lossy(&stderr).trim_end().to_owned();
+    (Some(status), Some(stderr).filter(|s| !s.is_empty()))
+}
