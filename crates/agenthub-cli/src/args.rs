@@ -67,7 +67,7 @@ pub(crate) struct BatchArgs {
     /// for symmetry with `exec`).
     #[arg(long)]
     pub(crate) json: bool,
-    /// Per-call timeout in seconds (overrides runtime.max_execution_time).
+    /// Per-call timeout in seconds (overrides `runtime.max_execution_time`).
     #[arg(long, value_name = "SECONDS")]
     pub(crate) timeout: Option<f64>,
 }

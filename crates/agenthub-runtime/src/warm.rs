@@ -35,11 +35,14 @@ const RETIRE_GRACE: Duration = Duration::from_millis(200);
 /// The longest announcement line read from a starting worker.
 const MAX_ANNOUNCEMENT: usize = 64 * 1024;
 
+/// A file's identity and last change: device, inode, size, mtime and ctime (s, ns).
+type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+
 /// What a call's code and environment are: a worker serves only calls of its own version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Version {
     env_key: String,
-    files: [Option<(u64, u64, u64, i64, i64, i64, i64)>; 2],
+    files: [Option<Stamp>; 2],
 }
 
 impl Version {

@@ -115,8 +115,8 @@ fn answer(
 ) -> (String, bool) {
     let started = Instant::now();
     let (response, id) = match parse(line) {
-        Err(problem) => (ExecutionResponse::failed(bad_line(problem), started.elapsed()), None),
-        Ok((method, params, id)) => match agent {
+        Err(problem) => (ExecutionResponse::failed(bad_line(&problem), started.elapsed()), None),
+        Ok(Request { method, params, id }) => match agent {
             Ok(agent) => (runtime.execute_blocking(agent, &method, params), id),
             Err(e) => (ExecutionResponse::failed(e.clone(), started.elapsed()), id),
         },
@@ -129,8 +129,15 @@ fn answer(
     (format!("{json}\n"), ok)
 }
 
+/// One request line, parsed.
+struct Request {
+    method: String,
+    params: Map<String, Json>,
+    id: Option<Json>,
+}
+
 /// A request line: method, parameters and the optional id.
-fn parse(line: std::io::Result<String>) -> Result<(String, Map<String, Json>, Option<Json>), String> {
+fn parse(line: std::io::Result<String>) -> Result<Request, String> {
     let line = line.map_err(|e| e.to_string())?;
     let mut request: Map<String, Json> = match serde_json::from_str(&line) {
         Ok(Json::Object(request)) => request,
@@ -138,9 +145,8 @@ fn parse(line: std::io::Result<String>) -> Result<(String, Map<String, Json>, Op
         Err(e) => return Err(format!("the line is not JSON: {e}")),
     };
     let id = request.remove("id");
-    let method = match request.remove("method") {
-        Some(Json::String(method)) => method,
-        _ => return Err("the request has no \"method\" string".to_owned()),
+    let Some(Json::String(method)) = request.remove("method") else {
+        return Err("the request has no \"method\" string".to_owned());
     };
     let params = match request.remove("parameters") {
         None | Some(Json::Null) => Map::new(),
@@ -150,10 +156,10 @@ fn parse(line: std::io::Result<String>) -> Result<(String, Map<String, Json>, Op
     if let Some(key) = request.keys().next() {
         return Err(format!("unknown field \"{key}\" (a request has method, parameters and id)"));
     }
-    Ok((method, params, id))
+    Ok(Request { method, params, id })
 }
 
-fn bad_line(problem: String) -> AgentRuntimeError {
+fn bad_line(problem: &str) -> AgentRuntimeError {
     AgentRuntimeError::NotRun {
         message: format!("Not a request: {problem}"),
         suggestion:

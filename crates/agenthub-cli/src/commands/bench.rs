@@ -28,8 +28,8 @@ pub(crate) fn run(mut config: Config, args: &BenchArgs) -> ExitCode {
 }
 
 /// The per-call times and the total, or the first failed response.
-fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration), ExecutionResponse> {
-    let failed = |e: AgentRuntimeError| ExecutionResponse::failed(e, Duration::ZERO);
+fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration), Box<ExecutionResponse>> {
+    let failed = |e: AgentRuntimeError| Box::new(ExecutionResponse::failed(e, Duration::ZERO));
     let runtime = AgentRuntime::with_backends(config, None, ProcessBackendKind::Std).map_err(failed)?;
     runtime.cleanup_processes();
     let agent = runtime.load_agent(&args.agent).map_err(failed)?;
@@ -44,7 +44,7 @@ fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration)
     // Warm-up: builds the environment if needed and, in warm mode, starts the worker.
     let first = runtime.execute_blocking(&agent, &args.method, params.clone());
     if !first.is_success() {
-        return Err(first);
+        return Err(Box::new(first));
     }
     let mut times = Vec::with_capacity(args.calls);
     let all = Instant::now();
@@ -53,7 +53,7 @@ fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration)
         let response = runtime.execute_blocking(&agent, &args.method, params.clone());
         times.push(started.elapsed());
         if !response.is_success() {
-            return Err(response);
+            return Err(Box::new(response));
         }
     }
     Ok((times, all.elapsed()))
