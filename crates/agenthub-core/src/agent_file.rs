@@ -96,6 +96,11 @@ pub fn open_agent_file(agent_dir: &Path, name: &Path) -> Result<Option<(File, Pa
     let Some(file) = open_regular(&path)? else { return Ok(None) };
     let io = |source| AgentFileError::Io { path: path.clone(), source };
     let real = opened_path(&file).map_err(io)?;
+    // `real` is canonical, and so is every prefix of it: when `agent_dir` is one (the usual
+    // case: ids resolve to canonical directories) no `realpath` is needed.
+    if real.starts_with(agent_dir) {
+        return Ok(Some((file, path)));
+    }
     let root =
         agent_dir.canonicalize().map_err(|source| AgentFileError::Io { path: agent_dir.into(), source })?;
     if !real.starts_with(&root) {

@@ -143,7 +143,8 @@ impl Worker {
         let started = linux::clock_now();
         let deadline = timeout.and_then(|t| started.checked_add(t));
         let interval = self.limits.memory_sample_interval.max(Duration::from_millis(1));
-        let mut next_sample = self.limits.max_memory_bytes.map(|_| started);
+        // The first sample after one interval: most warm requests are over before it.
+        let mut next_sample = self.limits.max_memory_bytes.and_then(|_| started.checked_add(interval));
         let mut buf = [0u8; 16 * 1024];
         loop {
             if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
@@ -212,16 +213,21 @@ impl Worker {
         self.sampled_peak = 0;
     }
 
-    /// The peak memory since [`Self::reset_peak`]: the worker's resident high-water mark or
-    /// the largest sample over its tree, whichever is larger.
-    pub fn peak_bytes(&self) -> Option<u64> {
-        let hwm = status_kib(self.child.pid, "VmHWM:").map(|k| k.saturating_mul(1024));
-        hwm.into_iter().chain([self.sampled_peak]).max().filter(|&p| p > 0)
-    }
-
-    /// The worker's resident memory now.
-    pub fn rss_bytes(&self) -> Option<u64> {
-        status_kib(self.child.pid, "VmRSS:").map(|k| k.saturating_mul(1024))
+    /// The peak memory since [`Self::reset_peak`] (the worker's resident high-water mark or
+    /// the largest sample over its tree, whichever is larger) and its resident memory now;
+    /// one read of `/proc/<pid>/status`.
+    pub fn memory(&self) -> (Option<u64>, Option<u64>) {
+        let mut buf = [0u8; 4096];
+        let text = linux::read_prefix(&format!("/proc/{}/status", self.child.pid), &mut buf)
+            .and_then(|n| std::str::from_utf8(&buf[..n]).ok().map(str::to_owned))
+            .unwrap_or_default();
+        let kib = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+                .map(|k| k.saturating_mul(1024))
+        };
+        let peak = kib("VmHWM:").into_iter().chain([self.sampled_peak]).max().filter(|&p| p > 0);
+        (peak, kib("VmRSS:"))
     }
 
     /// Asks the worker to leave: closes its stdin, waits up to `grace`, then SIGTERM to
@@ -302,14 +308,6 @@ fn drain_stderr(pipe: &File, log: &Mutex<StderrLog>) {
             Err(_) => return,
         }
     }
-}
-
-/// A `kB` field of `/proc/<pid>/status`.
-fn status_kib(pid: u32, key: &str) -> Option<u64> {
-    let mut buf = [0u8; 4096];
-    let n = linux::read_prefix(&format!("/proc/{pid}/status"), &mut buf)?;
-    let text = std::str::from_utf8(&buf[..n]).ok()?;
-    text.lines().find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse().ok())
 }
 
 #[cfg(test)]

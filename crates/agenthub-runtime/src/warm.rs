@@ -222,13 +222,10 @@ impl Pools {
                 Err(e) => return WarmOutcome::Failed(e),
             },
         };
-        let (output, reusable) = self.request(&mut warm, call);
+        let (output, rss, reusable) = self.request(&mut warm, call);
         warm.calls += 1;
         let worn = (warm.retire_after > 0 && warm.calls >= warm.retire_after)
-            || self
-                .settings
-                .recycle_bytes
-                .is_some_and(|cap| warm.worker.rss_bytes().is_some_and(|rss| rss > cap));
+            || self.settings.recycle_bytes.is_some_and(|cap| rss.is_some_and(|rss| rss > cap));
         if reusable && !worn {
             warm.idle_since = Instant::now();
             pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle.push(warm);
@@ -332,8 +329,9 @@ impl Pools {
     }
 
     /// Sends one request and waits for its answer; the output as a one-shot process would
-    /// have produced it, and whether the worker may serve again.
-    fn request(&self, warm: &mut Warm, call: &WarmCall) -> (ProcessOutput, bool) {
+    /// have produced it, the worker's resident memory after it, and whether the worker may
+    /// serve again.
+    fn request(&self, warm: &mut Warm, call: &WarmCall) -> (ProcessOutput, Option<u64>, bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let line =
             json!({"id": id, "method": call.method, "parameters": call.parameters, "request": call.request});
@@ -347,6 +345,7 @@ impl Pools {
             Ok(()) => worker.recv(call.limits.timeout, max_line),
             Err(_) => worker.recv(Some(RETIRE_GRACE), max_line),
         };
+        let (peak, rss) = worker.memory();
         let mut output = ProcessOutput {
             pid: worker.pid(),
             status: ExitStatus::Exited(0),
@@ -355,7 +354,7 @@ impl Pools {
             stderr_tail: Vec::new(),
             stderr_truncated: false,
             wall_time: Duration::ZERO,
-            peak_rss_bytes: worker.peak_bytes(),
+            peak_rss_bytes: peak,
         };
         let reusable = match received {
             Ok(Received::Line(line)) => {
@@ -397,7 +396,7 @@ impl Pools {
             output.stderr_truncated = cut;
         }
         output.wall_time = started.elapsed();
-        (output, reusable)
+        (output, rss, reusable)
     }
 
     /// Starts the thread that retires idle workers after `idle_timeout` (once; it ends when

@@ -3,3 +3,4 @@
 
 mod mocked;
 mod real;
+mod warm;
