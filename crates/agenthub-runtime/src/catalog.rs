@@ -32,6 +32,9 @@ pub struct AgentInfo {
     /// The environment's marker, when it has been built.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<EnvMarker>,
+    /// How warm workers would call it: `main`, `instance` or `oneshot`
+    /// (see [`warm_dispatch`]).
+    pub warm_dispatch: &'static str,
 }
 
 /// One line of `list_agents`.
@@ -68,6 +71,7 @@ pub fn agent_info(config: &Config, agent: &str) -> Result<AgentInfo, AgentRuntim
     Ok(AgentInfo {
         id: loaded.location.id.as_ref().map(ToString::to_string),
         environment: agenthub_env::read_marker(&venv),
+        warm_dispatch: warm_dispatch(config, &loaded.location.dir),
         path: loaded.location.dir,
         manifest: loaded.manifest,
     })
@@ -96,4 +100,96 @@ pub fn list_agents(config: &Config) -> Vec<AgentSummary> {
             },
         })
         .collect()
+}
+
+/// How warm workers would serve the agent in `dir` (what the worker bootstrap decides,
+/// without starting Python): `main` when `agent.py` has exactly one top-level
+/// `if __name__ == "__main__":` block whose whole body calls `main()` (plainly, through
+/// `sys.exit`/`exit`/`quit`/`raise SystemExit`, or `asyncio.run`) and dispatch is not
+/// `instance`; `instance` when so configured (the worker falls back to one-shot if no class
+/// covers every method); `oneshot` otherwise.
+pub fn warm_dispatch(config: &Config, dir: &std::path::Path) -> &'static str {
+    use agenthub_core::WorkerDispatch;
+    if config.runtime.worker_dispatch == WorkerDispatch::Instance {
+        return "instance";
+    }
+    let source = agenthub_core::read_agent_file(dir, std::path::Path::new("agent.py"), 8 * 1024 * 1024);
+    match source {
+        Ok(Some(source)) if replays_main(&source) => "main",
+        _ => "oneshot",
+    }
+}
+
+/// A line's statement, unless it is blank or a comment.
+fn code(line: &str) -> Option<&str> {
+    let trimmed = line.trim();
+    (!trimmed.is_empty() && !trimmed.starts_with('#')).then_some(trimmed)
+}
+
+/// Whether `source` has exactly one top-level `__main__` guard whose body is one call of
+/// `main()` in a form the worker can replay.
+fn replays_main(source: &str) -> bool {
+    const CALLS: [&str; 6] = [
+        "main()",
+        "sys.exit(main())",
+        "exit(main())",
+        "quit(main())",
+        "raise SystemExit(main())",
+        "asyncio.run(main())",
+    ];
+    let is_guard = |line: &str| {
+        let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
+        [
+            "if__name__==\"__main__\":",
+            "if__name__=='__main__':",
+            "if\"__main__\"==__name__:",
+            "if'__main__'==__name__:",
+        ]
+        .iter()
+        .find_map(|g| compact.strip_prefix(g))
+        .map(str::to_owned)
+    };
+
+    let lines: Vec<&str> = source.lines().collect();
+    let mut guards = 0;
+    let mut body_ok = false;
+    for (i, line) in lines.iter().enumerate() {
+        if line.starts_with(char::is_whitespace) {
+            continue;
+        }
+        let Some(rest) = is_guard(line) else { continue };
+        guards += 1;
+        let mut body: Vec<String> = Vec::new();
+        if let Some(inline) = code(&rest) {
+            body.push(inline.replace(' ', ""));
+        }
+        for next in &lines[i + 1..] {
+            if !next.starts_with(char::is_whitespace) && code(next).is_some() {
+                break;
+            }
+            if let Some(stmt) = code(next) {
+                body.push(stmt.replace(' ', ""));
+            }
+        }
+        body_ok = body.len() == 1 && CALLS.iter().any(|c| c.replace(' ', "") == body[0]);
+    }
+    guards == 1 && body_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replays_main;
+
+    #[test]
+    fn main_guards_are_recognised_as_the_bootstrap_does() {
+        assert!(replays_main("def main():\n    pass\n\nif __name__ == \"__main__\":\n    main()\n"));
+        assert!(replays_main("if __name__ == '__main__':\n    # run\n    sys.exit(main())\n"));
+        assert!(replays_main("if __name__ == '__main__': asyncio.run(main())\n"));
+        assert!(!replays_main("import sys\nprint(sys.argv)\n"));
+        assert!(!replays_main("if __name__ == '__main__':\n    setup()\n    main()\n"));
+        assert!(!replays_main("if __name__ == '__main__':\n    main(sys.argv)\n"));
+        assert!(!replays_main(
+            "if __name__ == '__main__':\n    main()\nif __name__ == '__main__':\n    main()\n"
+        ));
+    }
 }

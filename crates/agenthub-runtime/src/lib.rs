@@ -32,7 +32,7 @@ use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
-pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent};
+pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
 use serde_json::Value as Json;
 
 /// Which process backend to run agents with.
@@ -203,6 +203,63 @@ impl AgentRuntime {
         Ok(self.pools.restart(dir.as_deref()))
     }
 
+    /// Starts `workers_per_agent` warm workers for `agent` ahead of its calls (building its
+    /// environment first if needed); returns how many were started, 0 when they already run
+    /// or the agent is served one-shot.
+    pub async fn prestart_workers(&self, agent: &str) -> Result<usize, AgentRuntimeError> {
+        let loaded = self.load_agent(agent)?;
+        let dir = &loaded.location.dir;
+        check_agent_script(dir)?;
+        let env = self.environments.ensure_environment(dir, &loaded.manifest).await?;
+        let rt = &self.config.runtime;
+        let call = warm::WarmCall {
+            agent_dir: dir.clone(),
+            python: env.python.clone(),
+            env: agent_env(rt, EnvironmentManager::activate_environment(&env.venv)),
+            limits: self.limits(),
+            die_with_parent: rt.kill_agents_with_runtime,
+            version: warm::Version::of(dir, &env.key),
+            methods: loaded.manifest.method_names(),
+            method: String::new(),
+            parameters: Json::Null,
+            request: String::new(),
+        };
+        if self.processes.backend_name() == "std" {
+            return self.pools.prestart(&call);
+        }
+        let pools = Arc::clone(&self.pools);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        std::thread::Builder::new()
+            .name("agenthub-prestart".to_owned())
+            .spawn(move || {
+                let started = pools.prestart(&call);
+                drop(pools);
+                let _ = tx.send(started);
+            })
+            .map_err(|e| AgentRuntimeError::NotRun {
+                message: format!("Could not start a thread to start workers: {e}"),
+                suggestion: "Check the process's thread limit (ulimit -u)".to_owned(),
+            })?;
+        rx.await.unwrap_or(Ok(0))
+    }
+
+    /// [`Self::prestart_workers`] on the calling thread.
+    pub fn prestart_workers_blocking(&self, agent: &str) -> Result<usize, AgentRuntimeError> {
+        pollster::block_on(self.prestart_workers(agent))
+    }
+
+    /// The process limits of one call.
+    fn limits(&self) -> ProcessLimits {
+        let rt = &self.config.runtime;
+        ProcessLimits {
+            timeout: Some(rt.execution_timeout()),
+            grace_period: rt.grace_period(),
+            max_stdout_bytes: usize::try_from(rt.max_stdout_bytes).unwrap_or(usize::MAX),
+            max_memory_bytes: rt.memory_limit_bytes(),
+            ..ProcessLimits::default()
+        }
+    }
+
     /// How many warm workers are alive (idle or serving a call).
     pub fn worker_count(&self) -> usize {
         self.pools.worker_count()
@@ -246,7 +303,11 @@ impl AgentRuntime {
         let pools = Arc::clone(&self.pools);
         let (tx, rx) = futures_channel::oneshot::channel();
         let spawned = std::thread::Builder::new().name("agenthub-warm-call".to_owned()).spawn(move || {
-            let _ = tx.send(pools.call(&call));
+            let outcome = pools.call(&call);
+            // The pools go before the answer: whoever drops the runtime after it is answered
+            // drops the last handle, and with it every worker.
+            drop(pools);
+            let _ = tx.send(outcome);
         });
         if let Err(e) = spawned {
             return warm::WarmOutcome::Failed(AgentRuntimeError::Execution {
@@ -312,13 +373,7 @@ impl AgentRuntime {
         let env = self.environments.ensure_environment(dir, manifest).await?;
         let activation = EnvironmentManager::activate_environment(&env.venv);
         let rt = &self.config.runtime;
-        let limits = ProcessLimits {
-            timeout: Some(rt.execution_timeout()),
-            grace_period: rt.grace_period(),
-            max_stdout_bytes: usize::try_from(rt.max_stdout_bytes).unwrap_or(usize::MAX),
-            max_memory_bytes: rt.memory_limit_bytes(),
-            ..ProcessLimits::default()
-        };
+        let limits = self.limits();
         if warm {
             let call = warm::WarmCall {
                 agent_dir: dir.clone(),

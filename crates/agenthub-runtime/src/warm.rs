@@ -236,6 +236,36 @@ impl Pools {
         WarmOutcome::Ran(output)
     }
 
+    /// Starts workers ahead of calls until the agent has `workers_per_agent` of this
+    /// version; returns how many were started (0 when the agent is served one-shot).
+    pub(crate) fn prestart(self: &Arc<Self>, call: &WarmCall) -> Result<usize, AgentRuntimeError> {
+        self.start_reaper();
+        let pool = {
+            let mut agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+            Arc::clone(agents.entry(call.agent_dir.clone()).or_default())
+        };
+        let missing = {
+            let state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if state.one_shot.as_ref() == Some(&call.version) {
+                return Ok(0);
+            }
+            let have = state.idle.iter().filter(|w| w.version == call.version).count() + state.in_use;
+            self.settings.workers_per_agent.saturating_sub(have)
+        };
+        let mut started = Vec::new();
+        for _ in 0..missing {
+            let Some(w) = self.start(call)? else {
+                pool.state.lock().unwrap_or_else(PoisonError::into_inner).one_shot =
+                    Some(call.version.clone());
+                break;
+            };
+            started.push(w);
+        }
+        let n = started.len();
+        pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle.extend(started);
+        Ok(n)
+    }
+
     /// Starts a worker and waits for its announcement: `Ok(None)` when the agent cannot be
     /// served warm.
     fn start(&self, call: &WarmCall) -> Result<Option<Warm>, AgentRuntimeError> {

@@ -40,6 +40,11 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
     };
     runtime.cleanup_processes();
     let agent = runtime.load_agent(&args.agent);
+    if agent.is_ok() {
+        // One worker per line in flight, started before the first line is read. A failure
+        // here is reported by the calls themselves.
+        let _ = runtime.prestart_workers_blocking(&args.agent);
+    }
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<(usize, std::io::Result<String>)>(args.concurrency * 2);
     let jobs_rx = Mutex::new(jobs_rx);
     let all_ok = std::thread::scope(|scope| {

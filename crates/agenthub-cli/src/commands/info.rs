@@ -48,6 +48,12 @@ fn human(info: &AgentInfo) -> String {
         None => "not built yet (the first `agenthub exec` builds it)".to_owned(),
     };
     let _ = writeln!(t, "environment: {env}");
+    let warm = match info.warm_dispatch {
+        "main" => "main()-replay (imported once, main() run per call)",
+        "instance" => "one instance of the agent's class (runtime.worker_dispatch: instance)",
+        _ => "one-shot (agent.py has no `if __name__ == \"__main__\": main()` to replay)",
+    };
+    let _ = writeln!(t, "warm:        {warm}");
     let _ = writeln!(t, "\nmethods:");
     for (name, spec) in &m.methods {
         let _ = writeln!(t, "  {}", spec.signature(name));

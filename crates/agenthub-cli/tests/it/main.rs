@@ -1,5 +1,6 @@
 //! Black-box tests of the `agenthub` binary: exact JSON for machines, snapshots for people.
 
+mod batch;
 mod faults;
 mod hostile;
 
@@ -166,13 +167,14 @@ fn list_with_nothing_installed_says_how_to_start() {
 fn info_human_and_json() {
     let ctx = ctx_with_agent();
     let out = agenthub(&ctx).args(["info", "test/demo"]).output().unwrap();
-    insta::assert_snapshot!(redact(&ctx, &out.stdout), @r"
+    insta::assert_snapshot!(redact(&ctx, &out.stdout), @r#"
     demo 0.1.0 by agenthub-testkit
     A test agent written by agenthub-testkit
 
     path:        [HOME]/agents/test/demo
     id:          test/demo
     environment: not built yet (the first `agenthub exec` builds it)
+    warm:        one-shot (agent.py has no `if __name__ == "__main__": main()` to replay)
 
     methods:
       greet(name: string)
@@ -183,7 +185,7 @@ fn info_human_and_json() {
           test method fail
       nap()
           test method nap
-    ");
+    "#);
     let v = json_of(&agenthub(&ctx).args(["info", "test/demo", "--json"]).output().unwrap());
     assert_eq!(v["name"], "demo");
     assert_eq!(v["methods"]["sum"]["parameters"]["b"]["default"], 1);

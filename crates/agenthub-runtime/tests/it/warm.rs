@@ -135,6 +135,7 @@ fn each_hazard_behaves_as_in_one_shot_and_the_worker_survives_what_it_should() {
     write_agent(&ctx, "hazards", HAZARDS, &METHODS);
     let rt = runtime(&ctx);
     let agent = "test/hazards";
+    assert_eq!(rt.get_agent_info(agent).unwrap().warm_dispatch, "main");
     let pid = call(&rt, agent, "pid", &json!({}))["result"].as_u64().unwrap();
 
     let echoed =
@@ -280,6 +281,8 @@ fn an_agent_without_main_falls_back_to_one_shot_with_the_same_answers() {
     }
     assert_eq!(rt.worker_count(), 0);
     assert!(survivors(dir.to_str().unwrap()).is_empty());
+    assert_eq!(rt.get_agent_info("test/plain").unwrap().warm_dispatch, "oneshot");
+    assert_eq!(rt.prestart_workers_blocking("test/plain").unwrap(), 0);
 }
 
 #[test]
@@ -290,6 +293,9 @@ fn two_hundred_concurrent_calls_over_four_workers_each_get_their_own_answer() {
     });
     write_agent(&ctx, "busy", HAZARDS, &METHODS);
     let rt = std::sync::Arc::new(ctx.runtime_with_kinds(EnvBackendKind::Uv, ProcessBackendKind::Tokio));
+    // Four workers started ahead of the calls.
+    assert_eq!(rt.prestart_workers_blocking("test/busy").unwrap(), 4);
+    assert_eq!(rt.idle_worker_pids().len(), 4);
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().unwrap();
     let answers = tokio.block_on(async {
         let tasks: Vec<_> = (0..200)
