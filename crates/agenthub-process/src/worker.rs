@@ -67,6 +67,8 @@ pub struct Worker {
     tree: Tree,
     sampled_peak: u64,
     status: Option<ExitStatus>,
+    /// `/proc/<pid>/clear_refs` and `/proc/<pid>/status`, kept open across requests.
+    proc_files: Option<(File, File)>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -109,6 +111,7 @@ impl Worker {
             tree: Tree::default(),
             sampled_peak: 0,
             status: None,
+            proc_files: None,
         })
     }
 
@@ -209,7 +212,16 @@ impl Worker {
 
     /// Starts measuring a request's peak: resets the worker's high-water mark.
     pub fn reset_peak(&mut self) {
-        let _ = std::fs::write(format!("/proc/{}/clear_refs", self.child.pid), b"5");
+        use std::os::unix::fs::FileExt;
+        if self.proc_files.is_none() {
+            let pid = self.child.pid;
+            let clear = File::options().write(true).open(format!("/proc/{pid}/clear_refs"));
+            let status = File::open(format!("/proc/{pid}/status"));
+            self.proc_files = clear.and_then(|c| status.map(|s| (c, s))).ok();
+        }
+        if let Some((clear, _)) = &self.proc_files {
+            let _ = clear.write_at(b"5", 0);
+        }
         self.sampled_peak = 0;
     }
 
@@ -217,10 +229,13 @@ impl Worker {
     /// the largest sample over its tree, whichever is larger) and its resident memory now;
     /// one read of `/proc/<pid>/status`.
     pub fn memory(&self) -> (Option<u64>, Option<u64>) {
+        use std::os::unix::fs::FileExt;
         let mut buf = [0u8; 4096];
-        let text = linux::read_prefix(&format!("/proc/{}/status", self.child.pid), &mut buf)
-            .and_then(|n| std::str::from_utf8(&buf[..n]).ok().map(str::to_owned))
-            .unwrap_or_default();
+        let read = match &self.proc_files {
+            Some((_, status)) => status.read_at(&mut buf, 0).ok(),
+            None => linux::read_prefix(&format!("/proc/{}/status", self.child.pid), &mut buf),
+        };
+        let text = read.and_then(|n| std::str::from_utf8(&buf[..n]).ok()).unwrap_or_default();
         let kib = |key: &str| {
             text.lines()
                 .find_map(|l| l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())

@@ -55,6 +55,9 @@ pub struct AgentRuntime {
     slots: async_lock::Semaphore,
     /// When stale processes of dead runtimes were last swept (`cleanup_interval`).
     last_sweep: Mutex<Instant>,
+    /// Warm mode: agents whose `agent.py` and environment were checked, with the stamps of
+    /// the files that decided it; while none changed, calls skip re-reading them.
+    checked: Mutex<std::collections::HashMap<std::path::PathBuf, warm::Checked>>,
     /// Warm workers (`runtime.mode: warm`).
     pools: Arc<warm::Pools>,
 }
@@ -97,7 +100,15 @@ impl AgentRuntime {
             },
             processes.registry(),
         );
-        Self { config, environments, processes, slots, last_sweep: Mutex::new(Instant::now()), pools }
+        Self {
+            config,
+            environments,
+            processes,
+            slots,
+            last_sweep: Mutex::new(Instant::now()),
+            checked: Mutex::new(std::collections::HashMap::new()),
+            pools,
+        }
     }
 
     /// A runtime with the default backends: the environment backend the configuration
@@ -218,7 +229,7 @@ impl AgentRuntime {
             env: agent_env(rt, EnvironmentManager::activate_environment(&env.venv)),
             limits: self.limits(),
             die_with_parent: rt.kill_agents_with_runtime,
-            version: warm::Version::of(dir, &env.key),
+            version: warm::Version::new(&env.key, &warm::stamps(dir, &self.config.environment.venv_location)),
             methods: loaded.manifest.method_names(),
             method: String::new(),
             parameters: Json::Null,
@@ -246,6 +257,28 @@ impl AgentRuntime {
     /// [`Self::prestart_workers`] on the calling thread.
     pub fn prestart_workers_blocking(&self, agent: &str) -> Result<usize, AgentRuntimeError> {
         pollster::block_on(self.prestart_workers(agent))
+    }
+
+    /// In warm mode, the environment found ready for `dir` by an earlier call when none of
+    /// the files that decided it has changed since (a few `stat`s instead of reading and
+    /// hashing them).
+    fn checked_before(&self, dir: &Path, warm: bool, stamps: &warm::Stamps) -> Option<ReadyEnvironment> {
+        if !warm || warm::is_racy(stamps) {
+            return None;
+        }
+        let checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        checked.get(dir).filter(|(was, _)| was == stamps).map(|(_, env)| env.clone())
+    }
+
+    /// Remembers `env` as checked for `dir` with the stamps taken *before* the check: a file
+    /// changed during the check shows as a difference at the next call.
+    fn remember_checked(&self, dir: &Path, env: &ReadyEnvironment, stamps: &warm::Stamps) {
+        let mut checked = self.checked.lock().unwrap_or_else(PoisonError::into_inner);
+        if warm::is_racy(stamps) || env.built {
+            checked.remove(dir);
+        } else {
+            checked.insert(dir.to_path_buf(), (*stamps, env.clone()));
+        }
     }
 
     /// The process limits of one call.
@@ -368,9 +401,18 @@ impl AgentRuntime {
         }
         // Calls beyond `max_concurrency` wait here, after validation and before any work.
         let _slot = self.slots.acquire().await;
-        check_agent_script(dir)?;
         self.sweep_if_due();
-        let env = self.environments.ensure_environment(dir, manifest).await?;
+        let stamps = if warm { warm::stamps(dir, &self.config.environment.venv_location) } else { [None; 6] };
+        let env = if let Some(env) = self.checked_before(dir, warm, &stamps) {
+            env
+        } else {
+            check_agent_script(dir)?;
+            let env = self.environments.ensure_environment(dir, manifest).await?;
+            if warm {
+                self.remember_checked(dir, &env, &stamps);
+            }
+            env
+        };
         let activation = EnvironmentManager::activate_environment(&env.venv);
         let rt = &self.config.runtime;
         let limits = self.limits();
@@ -381,7 +423,7 @@ impl AgentRuntime {
                 env: agent_env(rt, activation.clone()),
                 limits,
                 die_with_parent: rt.kill_agents_with_runtime,
-                version: warm::Version::of(dir, &env.key),
+                version: warm::Version::new(&env.key, &stamps),
                 methods: manifest.method_names(),
                 method: method.to_owned(),
                 parameters: parameters.clone(),

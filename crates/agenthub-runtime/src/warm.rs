@@ -13,7 +13,6 @@
 //!   call ends without a pool to return to.
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
@@ -36,7 +35,7 @@ const RETIRE_GRACE: Duration = Duration::from_millis(200);
 const MAX_ANNOUNCEMENT: usize = 64 * 1024;
 
 /// A file's identity and last change: device, inode, size, mtime and ctime (s, ns).
-type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+pub(crate) type Stamp = (u64, u64, u64, i64, i64, i64, i64);
 
 /// What a call's code and environment are: a worker serves only calls of its own version.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,15 +45,66 @@ pub(crate) struct Version {
 }
 
 impl Version {
-    /// The version of the agent in `dir` with environment `env_key`: two `stat`s.
-    pub(crate) fn of(dir: &Path, env_key: &str) -> Self {
-        let stamp = |name: &str| {
-            std::fs::metadata(dir.join(name))
-                .ok()
-                .map(|m| (m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec()))
-        };
-        Self { env_key: env_key.to_owned(), files: [stamp("agent.yaml"), stamp("agent.py")] }
+    /// The version of the agent with environment `env_key`, from the agent's [`stamps`].
+    pub(crate) fn new(env_key: &str, stamps: &Stamps) -> Self {
+        Self { env_key: env_key.to_owned(), files: [stamps[0], stamps[1]] }
     }
+}
+
+/// The stamps of `agent.yaml`, `agent.py`, `requirements.txt`, `pyproject.toml`, `uv.lock`
+/// and the environment marker.
+pub(crate) type Stamps = [Option<Stamp>; 6];
+
+/// An agent's checked environment and the [`Stamps`] when it was checked.
+pub(crate) type Checked = (Stamps, agenthub_env::ReadyEnvironment);
+
+/// The identity of the files that decide an agent's version and whether its checked
+/// environment still holds: `agent.yaml`, `agent.py` and the requirement sources (followed
+/// through symlinks, so an edit of a target shows), and the environment marker through our
+/// `<venv>` symlink (so a swap shows). One path walk to the directory, then `fstatat`s.
+pub(crate) fn stamps(dir: &Path, venv_location: &str) -> Stamps {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = [None; 6];
+    let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else { return out };
+    // SAFETY: `path` is a valid C string; the fd is closed below.
+    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return out;
+    }
+    let marker = format!("{venv_location}/{}", agenthub_env::MARKER_FILE);
+    let names = ["agent.yaml", "agent.py", "requirements.txt", "pyproject.toml", "uv.lock", marker.as_str()];
+    for (slot, name) in out.iter_mut().zip(names) {
+        let Ok(name) = CString::new(name) else { continue };
+        // SAFETY: stat is plain old data, fully written by a successful fstatat.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is an open directory, name a valid C string, st valid for writes.
+        if unsafe { libc::fstatat(fd, name.as_ptr(), &raw mut st, 0) } == 0 {
+            *slot = Some((
+                st.st_dev,
+                st.st_ino,
+                st.st_size as u64,
+                st.st_mtime,
+                st.st_mtime_nsec,
+                st.st_ctime,
+                st.st_ctime_nsec,
+            ));
+        }
+    }
+    // SAFETY: fd was opened above and is not used after.
+    unsafe { libc::close(fd) };
+    out
+}
+
+/// Whether a file of `stamps` changed within the last second. Like git's racily clean
+/// index: such a file may change again without its stamp changing (coarse timestamps), so
+/// a state that includes one is never cached.
+pub(crate) fn is_racy(stamps: &Stamps) -> bool {
+    let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else { return true };
+    stamps
+        .iter()
+        .flatten()
+        .any(|s| u64::try_from(s.3.max(s.5)).map_or(true, |t| t.saturating_add(1) >= now.as_secs()))
 }
 
 /// Everything a warm call needs.

@@ -237,6 +237,11 @@ fn an_edit_on_disk_is_seen_by_the_next_call() {
     let ctx = warm_context(|_| {});
     let dir = write_agent(&ctx, "edited", HAZARDS, &METHODS);
     let rt = runtime(&ctx);
+    let _ = call(&rt, "test/edited", "pid", &json!({}));
+    // Past the racy second, calls skip re-reading files whose stamps have not changed: the
+    // edit below must still be seen.
+    std::thread::sleep(Duration::from_millis(1100));
+    let _ = call(&rt, "test/edited", "pid", &json!({}));
     let old_pid = call(&rt, "test/edited", "pid", &json!({}))["result"].as_u64().unwrap();
     let edited = HAZARDS.replace(
         "    if method == \"echo\":",
