@@ -368,3 +368,23 @@ fn a_dropped_runtime_leaves_no_worker() {
     drop(rt);
     assert_eq!(workers_of(&dir.canonicalize().unwrap()), Vec::<u32>::new());
 }
+
+#[test]
+fn a_changed_requirement_rebuilds_the_environment_and_replaces_the_worker() {
+    let ctx = warm_context(|_| {});
+    let code = "import json, sys\ndef main():\n    try:\n        import six\n        v = six.__version__\n    except ImportError:\n        v = None\n    print(json.dumps({'result': v}))\nif __name__ == '__main__':\n    main()\n";
+    let dir = write_agent(&ctx, "deps", code, &["six"]);
+    let rt = runtime(&ctx);
+    assert_eq!(call(&rt, "test/deps", "six", &json!({}))["result"], Json::Null);
+    // Past the racy second the environment check is cached; a new requirement must still
+    // reach the next call, through a rebuilt environment and a fresh worker.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(call(&rt, "test/deps", "six", &json!({}))["result"], Json::Null);
+    let old = rt.idle_worker_pids();
+    std::fs::write(dir.join("requirements.txt"), "six==1.16.0\n").unwrap();
+    let r = call(&rt, "test/deps", "six", &json!({}));
+    assert_eq!(r["result"], "1.16.0", "{r}");
+    for pid in old {
+        assert!(!pid_alive(pid), "the worker of the old environment is still running");
+    }
+}
