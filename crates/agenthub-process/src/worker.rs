@@ -178,7 +178,16 @@ impl Worker {
             let wake =
                 [deadline, next_sample].into_iter().flatten().min().map_or(TICK, |at| at.saturating_sub(now));
             let wait = i32::try_from(wake.min(TICK).as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-            let ready = linux::poll_readable(&[self.stdout.as_raw_fd()], wait).map_err(ProcessError::Io)?;
+            // The pidfd too: a worker that died while something it started still holds the
+            // channel open must not look alive until the deadline.
+            let mut fds = vec![self.stdout.as_raw_fd()];
+            fds.extend(self.child.pidfd.as_ref().map(AsRawFd::as_raw_fd));
+            let ready = linux::poll_readable(&fds, wait).map_err(ProcessError::Io)?;
+            if ready.get(1).copied().unwrap_or(false) && !ready[0] {
+                // Take what it wrote before dying, then report the exit.
+                let status = self.finish();
+                return Ok(Received::Exited(status));
+            }
             if !ready[0] {
                 continue;
             }

@@ -55,6 +55,13 @@ def handle(method, params):
         os.abort()
     if method == "pid":
         return os.getpid()
+    if method == "orphan":
+        # A C-level fork skips Python's fork hooks: the child keeps the worker's channel.
+        import ctypes
+        if ctypes.CDLL(None).fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        os.abort()
     raise ValueError("unknown method " + method)
 
 def main():
@@ -72,8 +79,10 @@ if __name__ == "__main__":
     main()
 "#;
 
-const METHODS: [&str; 12] =
-    ["echo", "noisy", "ask", "count", "wander", "thread", "leak", "sleep", "abort", "pid", "bye", "edited"];
+const METHODS: [&str; 13] = [
+    "echo", "noisy", "ask", "count", "wander", "thread", "leak", "sleep", "abort", "pid", "bye", "edited",
+    "orphan",
+];
 
 /// Writes an agent whose `agent.py` is `code` under `test/<name>`.
 fn write_agent(ctx: &TestContext, name: &str, code: &str, methods: &[&str]) -> PathBuf {
@@ -387,4 +396,20 @@ fn a_changed_requirement_rebuilds_the_environment_and_replaces_the_worker() {
     for pid in old {
         assert!(!pid_alive(pid), "the worker of the old environment is still running");
     }
+}
+
+#[test]
+fn a_worker_that_dies_while_its_child_holds_the_channel_is_reported_at_once() {
+    let ctx = warm_context(|_| {});
+    let dir = write_agent(&ctx, "orphans", HAZARDS, &METHODS);
+    let rt = runtime(&ctx);
+    let _ = call(&rt, "test/orphans", "pid", &json!({}));
+    let started = Instant::now();
+    let r = call(&rt, "test/orphans", "orphan", &json!({}));
+    assert_eq!(r["error_type"], "ExecutionError", "{r}");
+    assert_eq!(r["signal"], 6, "{r}");
+    assert!(started.elapsed() < Duration::from_secs(5), "waited for the orphan: {:?}", started.elapsed());
+    wait_until("the orphan to be killed", Duration::from_secs(5), || {
+        workers_of(&dir.canonicalize().unwrap()).is_empty()
+    });
 }
