@@ -61,7 +61,7 @@ pub struct Worker {
     stdin: Option<File>,
     stdout: File,
     pending: Vec<u8>,
-    stderr: Arc<Mutex<StderrLog>>,
+    stderr: Option<Arc<Stderr>>,
     drain: Option<JoinHandle<()>>,
     limits: ProcessLimits,
     tree: Tree,
@@ -88,16 +88,15 @@ impl Worker {
         let (mut child, stdin) = Spawned::spawn_with_stdin(spec, true)?;
         let stdout =
             child.stdout.take().ok_or_else(|| ProcessError::Io(std::io::Error::other("no stdout pipe")))?;
-        let stderr = Arc::new(Mutex::new(StderrLog {
-            tail: VecDeque::new(),
-            total: 0,
-            cap: spec.limits.stderr_tail_bytes.max(1),
-        }));
-        let drain = child.stderr.take().map(|pipe| {
-            let log = Arc::clone(&stderr);
+        let cap = spec.limits.stderr_tail_bytes.max(1);
+        let stderr = child.stderr.take().map(|pipe| {
+            Arc::new(Stderr { pipe, log: Mutex::new(StderrLog { tail: VecDeque::new(), total: 0, cap }) })
+        });
+        let drain = stderr.as_ref().map(|stderr| {
+            let stderr = Arc::clone(stderr);
             std::thread::Builder::new()
                 .name(format!("agenthub-worker-{}-stderr", child.pid))
-                .spawn(move || drain_stderr(&pipe, &log))
+                .spawn(move || stderr.drain_until_eof())
         });
         let drain = drain.transpose().map_err(ProcessError::Io)?;
         Ok(Self {
@@ -149,12 +148,15 @@ impl Worker {
         // The first sample after one interval: most warm requests are over before it.
         let mut next_sample = self.limits.max_memory_bytes.and_then(|_| started.checked_add(interval));
         let mut buf = [0u8; 16 * 1024];
+        let mut scanned = 0;
         loop {
-            if let Some(end) = self.pending.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.pending.drain(..=end).collect();
+            if let Some(end) = self.pending[scanned..].iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.pending.drain(..=scanned + end).collect();
                 line.pop();
                 return Ok(Received::Line(line));
             }
+            // Only bytes read from here on need looking at (a long line is not rescanned).
+            scanned = self.pending.len();
             if self.pending.len() > max_line {
                 return Ok(self.stop(Termination::StdoutLimit));
             }
@@ -184,18 +186,13 @@ impl Worker {
             fds.extend(self.child.pidfd.as_ref().map(AsRawFd::as_raw_fd));
             let ready = linux::poll_readable(&fds, wait).map_err(ProcessError::Io)?;
             if ready.get(1).copied().unwrap_or(false) && !ready[0] {
-                // Take what it wrote before dying, then report the exit.
-                let status = self.finish();
-                return Ok(Received::Exited(status));
+                return Ok(self.exited());
             }
             if !ready[0] {
                 continue;
             }
             match self.stdout.read(&mut buf) {
-                Ok(0) => {
-                    let status = self.finish();
-                    return Ok(Received::Exited(status));
-                }
+                Ok(0) => return Ok(self.exited()),
                 Ok(n) => self.pending.extend_from_slice(&buf[..n]),
                 Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
                 Err(e) => return Err(ProcessError::Io(e)),
@@ -205,15 +202,15 @@ impl Worker {
 
     /// How many stderr bytes the worker has written so far: a mark for [`Self::stderr_since`].
     pub fn stderr_mark(&self) -> u64 {
-        self.stderr.lock().unwrap_or_else(PoisonError::into_inner).total
+        self.stderr.as_ref().map_or(0, |s| s.catch_up().total)
     }
 
     /// What the worker wrote to stderr since `mark` (its tail, if more than is kept), and
-    /// whether that was cut. Waits briefly for the stderr reader to catch up with what is
-    /// already in the pipe.
+    /// whether that was cut. Everything already in the pipe is read first, so what the
+    /// worker wrote before its answer is there.
     pub fn stderr_since(&self, mark: u64) -> (Vec<u8>, bool) {
-        std::thread::yield_now();
-        let log = self.stderr.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(stderr) = &self.stderr else { return (Vec::new(), false) };
+        let log = stderr.catch_up();
         let written = usize::try_from(log.total.saturating_sub(mark)).unwrap_or(usize::MAX);
         let kept = written.min(log.tail.len());
         (log.tail.iter().skip(log.tail.len() - kept).copied().collect(), written > kept)
@@ -284,6 +281,16 @@ impl Worker {
         }
     }
 
+    /// The worker is gone: reaped, and reported as cancelled when `shutdown` killed it.
+    fn exited(&mut self) -> Received {
+        let status = self.finish();
+        if self.child.scope.cancelled() {
+            Received::Stopped(Termination::Cancelled, status)
+        } else {
+            Received::Exited(status)
+        }
+    }
+
     /// Kills what is left of the worker's tree and reaps it.
     fn stop(&mut self, why: Termination) -> Received {
         let status = self.finish();
@@ -315,21 +322,46 @@ impl Drop for Worker {
     }
 }
 
-/// Reads a worker's stderr into `log` until EOF.
-fn drain_stderr(pipe: &File, log: &Mutex<StderrLog>) {
-    let mut buf = [0u8; 16 * 1024];
-    let mut reader = pipe;
-    loop {
-        match reader.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => log.lock().unwrap_or_else(PoisonError::into_inner).push(&buf[..n]),
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == ErrorKind::WouldBlock => {
-                if linux::poll_readable(&[pipe.as_raw_fd()], -1).is_err() {
-                    return;
-                }
+/// A worker's stderr pipe and what was read from it. Reads happen only under the log's
+/// lock, by the reader thread or by a caller catching up, so the log keeps the pipe's order.
+struct Stderr {
+    pipe: File,
+    log: Mutex<StderrLog>,
+}
+
+impl Stderr {
+    /// Reads what the pipe holds now into the log (non-blocking); returns the locked log.
+    fn catch_up(&self) -> std::sync::MutexGuard<'_, StderrLog> {
+        let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = Self::read_available(&self.pipe, &mut log);
+        log
+    }
+
+    /// Reads until the pipe is empty; `false` at EOF or on an error.
+    fn read_available(pipe: &File, log: &mut StderrLog) -> bool {
+        let mut buf = [0u8; 16 * 1024];
+        let mut reader = pipe;
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => log.push(&buf[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
             }
-            Err(_) => return,
+        }
+    }
+
+    /// The reader thread: waits for output and reads it, until EOF.
+    fn drain_until_eof(&self) {
+        loop {
+            if linux::poll_readable(&[self.pipe.as_raw_fd()], -1).is_err() {
+                return;
+            }
+            let mut log = self.log.lock().unwrap_or_else(PoisonError::into_inner);
+            if !Self::read_available(&self.pipe, &mut log) {
+                return;
+            }
         }
     }
 }

@@ -397,7 +397,7 @@ impl AgentRuntime {
         .to_json();
         let warm = self.config.runtime.mode == ExecutionMode::Warm;
         if !warm {
-            check_request_size(&request)?;
+            check_request_size(&request, false)?;
         }
         // Calls beyond `max_concurrency` wait here, after validation and before any work.
         let _slot = self.slots.acquire().await;
@@ -432,7 +432,7 @@ impl AgentRuntime {
             match self.run_warm(call).await {
                 warm::WarmOutcome::Ran(output) => return Ok(outcome::response_from(&output, rt)),
                 warm::WarmOutcome::Failed(err) => return Err(err),
-                warm::WarmOutcome::OneShot => check_request_size(&request)?,
+                warm::WarmOutcome::OneShot => check_request_size(&request, true)?,
             }
         }
         let call = AgentInvocation {
@@ -450,8 +450,9 @@ impl AgentRuntime {
     }
 }
 
-/// A one-shot call passes the request as one argument, which Linux bounds.
-fn check_request_size(request: &str) -> Result<(), AgentRuntimeError> {
+/// A one-shot call passes the request as one argument, which Linux bounds. `warm_fallback`:
+/// warm mode is on but the agent cannot be served warm.
+fn check_request_size(request: &str, warm_fallback: bool) -> Result<(), AgentRuntimeError> {
     if request.len() <= MAX_REQUEST_BYTES {
         return Ok(());
     }
@@ -461,9 +462,16 @@ fn check_request_size(request: &str) -> Result<(), AgentRuntimeError> {
              which Linux limits to {MAX_REQUEST_BYTES} bytes",
             request.len()
         ),
-        suggestion: "Pass large inputs by file path or URL instead of inline, or use warm workers \
-                     (runtime.mode: warm, `agenthub batch`), which have no such limit"
-            .to_owned(),
+        suggestion: if warm_fallback {
+            "This agent runs one-shot even in warm mode, because agent.py has no \
+             `if __name__ == \"__main__\": main()` to replay: add one (warm workers have no such \
+             limit), or pass large inputs by file path or URL"
+                .to_owned()
+        } else {
+            "Pass large inputs by file path or URL instead of inline, or use warm workers \
+             (runtime.mode: warm, `agenthub batch`), which have no such limit"
+                .to_owned()
+        },
     })
 }
 

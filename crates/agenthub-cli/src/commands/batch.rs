@@ -14,6 +14,9 @@ use serde_json::{Map, Value as Json};
 use crate::args::BatchArgs;
 use crate::render;
 
+/// How often a batch thread waiting for a line checks for a shutdown.
+const POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The longest request line read; longer lines get an error response.
 const MAX_LINE: usize = 64 * 1024 * 1024;
 
@@ -47,15 +50,22 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
     }
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<(usize, std::io::Result<String>)>(args.concurrency * 2);
     let jobs_rx = Mutex::new(jobs_rx);
+    // The reader is not scoped: on a signal the batch ends without waiting for stdin.
+    let _ = std::thread::Builder::new()
+        .name("agenthub-batch-stdin".to_owned())
+        .spawn(move || read_lines(&jobs_tx));
     let all_ok = std::thread::scope(|scope| {
         let (results_tx, results_rx) = mpsc::channel::<(usize, String, bool)>();
-        scope.spawn(move || read_lines(&jobs_tx));
         for _ in 0..args.concurrency {
             let (jobs_rx, results_tx, runtime, agent) = (&jobs_rx, results_tx.clone(), &runtime, &agent);
             scope.spawn(move || {
                 loop {
-                    let job = jobs_rx.lock().unwrap_or_else(PoisonError::into_inner).recv();
-                    let Ok((index, line)) = job else { return };
+                    let job = jobs_rx.lock().unwrap_or_else(PoisonError::into_inner).recv_timeout(POLL);
+                    let (index, line) = match job {
+                        Ok(job) => job,
+                        Err(mpsc::RecvTimeoutError::Timeout) if !agenthub_process::is_shut_down() => continue,
+                        Err(_) => return,
+                    };
                     let (text, ok) = answer(runtime, agent, line);
                     if results_tx.send((index, text, ok)).is_err() {
                         return;
@@ -119,11 +129,12 @@ fn answer(
     line: std::io::Result<String>,
 ) -> (String, bool) {
     let started = Instant::now();
-    let (response, id) = match parse(line) {
-        Err(problem) => (ExecutionResponse::failed(bad_line(&problem), started.elapsed()), None),
-        Ok(Request { method, params, id }) => match agent {
-            Ok(agent) => (runtime.execute_blocking(agent, &method, params), id),
-            Err(e) => (ExecutionResponse::failed(e.clone(), started.elapsed()), id),
+    let (id, request) = parse(line);
+    let response = match request {
+        Err(problem) => ExecutionResponse::failed(bad_line(&problem), started.elapsed()),
+        Ok(Request { method, params }) => match agent {
+            Ok(agent) => runtime.execute_blocking(agent, &method, params),
+            Err(e) => ExecutionResponse::failed(e.clone(), started.elapsed()),
         },
     };
     let ok = response.is_success();
@@ -138,18 +149,22 @@ fn answer(
 struct Request {
     method: String,
     params: Map<String, Json>,
-    id: Option<Json>,
 }
 
-/// A request line: method, parameters and the optional id.
-fn parse(line: std::io::Result<String>) -> Result<Request, String> {
-    let line = line.map_err(|e| e.to_string())?;
-    let mut request: Map<String, Json> = match serde_json::from_str(&line) {
-        Ok(Json::Object(request)) => request,
-        Ok(_) => return Err("a request line must be a JSON object".to_owned()),
-        Err(e) => return Err(format!("the line is not JSON: {e}")),
+/// A request line: its id (kept also when the rest is wrong) and the request.
+fn parse(line: std::io::Result<String>) -> (Option<Json>, Result<Request, String>) {
+    let mut request: Map<String, Json> = match line.map(|l| serde_json::from_str(&l)) {
+        Ok(Ok(Json::Object(request))) => request,
+        Ok(Ok(_)) => return (None, Err("a request line must be a JSON object".to_owned())),
+        Ok(Err(e)) => return (None, Err(format!("the line is not JSON: {e}"))),
+        Err(e) => return (None, Err(e.to_string())),
     };
     let id = request.remove("id");
+    (id, request_of(request))
+}
+
+/// The method and parameters of a request object without its id.
+fn request_of(mut request: Map<String, Json>) -> Result<Request, String> {
     let Some(Json::String(method)) = request.remove("method") else {
         return Err("the request has no \"method\" string".to_owned());
     };
@@ -161,7 +176,7 @@ fn parse(line: std::io::Result<String>) -> Result<Request, String> {
     if let Some(key) = request.keys().next() {
         return Err(format!("unknown field \"{key}\" (a request has method, parameters and id)"));
     }
-    Ok(Request { method, params, id })
+    Ok(Request { method, params })
 }
 
 fn bad_line(problem: &str) -> AgentRuntimeError {
