@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use agenthub_core::{AgentRuntimeError, WorkerDispatch};
 use agenthub_process::{
-    Containment, EnvSpec, ExitStatus, ProcessLimits, ProcessOutput, ProcessRegistry, ProcessSpec, Received,
-    Termination, Worker,
+    Containment, EnvSpec, ExitStatus, ProcessError, ProcessLimits, ProcessOutput, ProcessRegistry,
+    ProcessSpec, Received, Termination, Worker,
 };
 use serde_json::{Value as Json, json};
 
@@ -174,6 +174,30 @@ pub(crate) struct Pools {
     registry: Arc<ProcessRegistry>,
     next_id: AtomicU64,
     reaper_started: std::sync::Once,
+    /// The thread that spawns every worker (see [`Spawner`]).
+    spawner: Mutex<Option<Spawner>>,
+}
+
+/// Spawns workers on one thread that lives as long as the pools. With `die_with_parent`
+/// (`PR_SET_PDEATHSIG`) a child dies when the *thread* that spawned it ends; workers outlive
+/// the call that started them, so they must not be spawned by a call's (short-lived) thread.
+struct Spawner {
+    requests: std::sync::mpsc::Sender<(ProcessSpec, std::sync::mpsc::Sender<Result<Worker, ProcessError>>)>,
+}
+
+impl Spawner {
+    fn start() -> std::io::Result<Self> {
+        let (requests, rx) =
+            std::sync::mpsc::channel::<(ProcessSpec, std::sync::mpsc::Sender<Result<Worker, ProcessError>>)>(
+            );
+        std::thread::Builder::new().name("agenthub-worker-spawner".to_owned()).spawn(move || {
+            // Ends when the pools (the only sender) are dropped.
+            for (spec, reply) in rx {
+                let _ = reply.send(Worker::spawn(&spec));
+            }
+        })?;
+        Ok(Self { requests })
+    }
 }
 
 impl Pools {
@@ -184,6 +208,7 @@ impl Pools {
             registry,
             next_id: AtomicU64::new(1),
             reaper_started: std::sync::Once::new(),
+            spawner: Mutex::new(None),
         })
     }
 
@@ -316,6 +341,24 @@ impl Pools {
         Ok(n)
     }
 
+    /// Spawns a worker on the spawner thread.
+    fn spawn(&self, spec: ProcessSpec) -> Result<Worker, ProcessError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sent = {
+            let mut spawner = self.spawner.lock().unwrap_or_else(PoisonError::into_inner);
+            if spawner.is_none() {
+                *spawner = Some(Spawner::start().map_err(ProcessError::Io)?);
+            }
+            spawner.as_ref().is_some_and(|s| s.requests.send((spec, tx)).is_ok())
+        };
+        if !sent {
+            return Err(ProcessError::Io(std::io::Error::other("the worker spawner thread is gone")));
+        }
+        rx.recv().unwrap_or_else(|_| {
+            Err(ProcessError::Io(std::io::Error::other("the worker spawner thread is gone")))
+        })
+    }
+
     /// Starts a worker and waits for its announcement: `Ok(None)` when the agent cannot be
     /// served warm.
     fn start(&self, call: &WarmCall) -> Result<Option<Warm>, AgentRuntimeError> {
@@ -337,7 +380,7 @@ impl Pools {
             die_with_parent: call.die_with_parent,
         };
         let started = Instant::now();
-        let mut worker = Worker::spawn(&spec)?;
+        let mut worker = self.spawn(spec)?;
         let failed = |message: String, status: Option<ExitStatus>, worker: &Worker| {
             let (stderr, _) = worker.stderr_since(0);
             let stderr = String::from_utf8_lossy(&stderr).trim_end().to_owned();

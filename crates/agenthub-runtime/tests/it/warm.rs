@@ -413,3 +413,22 @@ fn a_worker_that_dies_while_its_child_holds_the_channel_is_reported_at_once() {
         workers_of(&dir.canonicalize().unwrap()).is_empty()
     });
 }
+
+#[test]
+fn workers_tied_to_the_runtime_outlive_the_call_that_started_them() {
+    // PR_SET_PDEATHSIG fires when the spawning *thread* ends: with the tokio backend each
+    // warm call runs on a thread of its own, so workers must be spawned elsewhere.
+    let ctx = warm_context(|c| c.runtime.kill_agents_with_runtime = true);
+    write_agent(&ctx, "tied", HAZARDS, &METHODS);
+    let rt = ctx.runtime_with_kinds(EnvBackendKind::Uv, ProcessBackendKind::Tokio);
+    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let pid = |rt: &AgentRuntime| {
+        let r = tokio.block_on(rt.execute_agent("test/tied", "pid", Map::new())).to_json();
+        r["result"].as_u64().unwrap_or_else(|| panic!("{r}"))
+    };
+    let first = pid(&rt);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(pid(&rt), first, "the worker died with the thread that started it");
+    drop(rt);
+    assert!(!pid_alive(first as u32));
+}
