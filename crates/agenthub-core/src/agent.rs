@@ -25,6 +25,12 @@ impl AgentId {
     pub fn name(&self) -> &str {
         &self.name
     }
+
+    /// Whether `part` is a valid namespace or name: `[A-Za-z0-9][A-Za-z0-9._-]*`, the rule
+    /// every new agent's name follows too (`agenthub init`).
+    pub fn is_valid_part(part: &str) -> bool {
+        valid_part(part)
+    }
 }
 
 /// Why a string is not an [`AgentId`].
@@ -137,6 +143,17 @@ pub fn resolve_agent(arg: &str, agents_root: &Path) -> Result<AgentLocation, Age
 /// a regular file inside the agent directory (a FIFO would block a reader). Agents with a
 /// missing or invalid manifest are listed: loading them reports why.
 pub fn list_installed(agents_root: &Path) -> Vec<(AgentId, PathBuf)> {
+    let mut found = list_agent_dirs(agents_root);
+    found.retain(|(_, path)| manifest_is_contained(path));
+    found
+}
+
+/// The `<ns>/<name>` directories under `agents_root`, sorted, whatever their manifest: what
+/// [`list_installed`] lists before it drops agents whose manifest is refused for what it is
+/// or where it leads (for `agenthub validate`, which reports those). Hidden directories,
+/// names that are not valid id parts and directories that resolve outside the agents root
+/// are skipped.
+pub fn list_agent_dirs(agents_root: &Path) -> Vec<(AgentId, PathBuf)> {
     let Ok(root) = agents_root.canonicalize() else { return Vec::new() };
     let contained_dirs = |dir: &Path| {
         let root = &root;
@@ -149,9 +166,7 @@ pub fn list_installed(agents_root: &Path) -> Vec<(AgentId, PathBuf)> {
     let mut found = Vec::new();
     for (ns, ns_path) in contained_dirs(agents_root) {
         for (name, path) in contained_dirs(&ns_path) {
-            if manifest_is_contained(&path) {
-                found.push((AgentId { namespace: ns.clone(), name }, path));
-            }
+            found.push((AgentId { namespace: ns.clone(), name }, path));
         }
     }
     found.sort();

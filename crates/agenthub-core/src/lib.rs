@@ -13,7 +13,9 @@ mod response;
 mod text;
 mod yaml;
 
-pub use agent::{AgentId, AgentLocation, AgentRef, InvalidAgentId, list_installed, resolve_agent};
+pub use agent::{
+    AgentId, AgentLocation, AgentRef, InvalidAgentId, list_agent_dirs, list_installed, resolve_agent,
+};
 pub use agent_file::{AgentFileError, open_agent_file, read_agent_file};
 pub use config::{
     BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, EnvBackendKind, EnvironmentConfig, ExecutionMode,

@@ -128,7 +128,7 @@ fn code(line: &str) -> Option<&str> {
 
 /// Whether `source` has exactly one top-level `__main__` guard whose body is one call of
 /// `main()` in a form the worker can replay.
-fn replays_main(source: &str) -> bool {
+pub(crate) fn replays_main(source: &str) -> bool {
     const CALLS: [&str; 6] = [
         "main()",
         "sys.exit(main())",

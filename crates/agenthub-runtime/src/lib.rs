@@ -14,6 +14,8 @@
 
 mod catalog;
 mod outcome;
+mod scaffold;
+mod validate;
 mod warm;
 
 use std::path::Path;
@@ -33,7 +35,11 @@ pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
 pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
+pub use scaffold::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
 use serde_json::Value as Json;
+pub use validate::{
+    MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,
+};
 
 /// Which process backend to run agents with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,0 +1,262 @@
+//! `agenthub validate`: everything wrong with an agent directory, without running it — the
+//! manifest (every problem with its field path), `agent.py`, and symlinks that leave the
+//! directory. Reads only; bounded on hostile directories.
+
+use std::ffi::OsStr;
+use std::path::{Component, Path, PathBuf};
+
+use agenthub_core::{
+    AgentManifest, AgentRuntimeError, Config, ManifestError, open_agent_file, resolve_agent,
+};
+use serde::Serialize;
+
+/// Entries of an agent directory looked at for escaping symlinks, at most.
+pub const MAX_WALK_ENTRIES: usize = 100_000;
+/// Directory levels below the agent directory looked at, at most.
+pub const MAX_WALK_DEPTH: usize = 64;
+
+/// Names not walked: agenthub's environments (whose interpreter links leave the directory
+/// by design) and version control.
+const SKIPPED: [&str; 3] = [".venv", ".venv.d", ".git"];
+
+/// One problem with an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    /// The file it is about, relative to the agent directory (`agent.yaml`), when one.
+    pub file: Option<String>,
+    /// The manifest field, as a dotted path (`interface.methods.greet.description`), when
+    /// one.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for part in [&self.file, &self.field].into_iter().flatten() {
+            write!(f, "{part}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// The verdict on one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Validation {
+    /// The agent as named: its id, or the path as given.
+    pub agent: String,
+    /// The agent directory, when the name resolved to one.
+    pub path: Option<String>,
+    /// Whether there are no problems.
+    pub valid: bool,
+    /// Every problem found: manifest first, then `agent.py`, then symlinks.
+    pub problems: Vec<Problem>,
+}
+
+impl Validation {
+    fn new(agent: String, path: Option<&Path>, problems: Vec<Problem>) -> Self {
+        let path = path.map(|p| p.to_string_lossy().into_owned());
+        Self { agent, path, valid: problems.is_empty(), problems }
+    }
+}
+
+/// Validates the agent named by `agent` (an id or a path, resolved as `exec` does).
+pub fn validate_agent(config: &Config, agent: &str) -> Validation {
+    match resolve_agent(agent, &config.agents_root()) {
+        Ok(location) => Validation::new(agent.to_owned(), Some(&location.dir), check_dir(&location.dir)),
+        Err(e) => {
+            let mut message = match e {
+                AgentRuntimeError::AgentNotFound { reason, .. } => format!("not found: {reason}"),
+                other => other.to_string(),
+            };
+            if !agent.starts_with(['/', '.', '~']) && Path::new(agent).is_dir() {
+                message.push_str(&format!(" (to name the directory, write ./{agent})"));
+            }
+            Validation::new(agent.to_owned(), None, vec![Problem { file: None, field: None, message }])
+        }
+    }
+}
+
+/// Validates every installed agent (`<agents root>/<ns>/<name>`), sorted by id, including
+/// those `list` leaves out because their manifest is refused.
+pub fn validate_installed(config: &Config) -> Vec<Validation> {
+    agenthub_core::list_agent_dirs(&config.agents_root())
+        .into_iter()
+        .map(|(id, dir)| {
+            let dir = dir.canonicalize().unwrap_or(dir);
+            Validation::new(id.to_string(), Some(&dir), check_dir(&dir))
+        })
+        .collect()
+}
+
+/// Every problem of the agent in `dir` (canonical).
+fn check_dir(dir: &Path) -> Vec<Problem> {
+    let mut problems = manifest_problems(dir);
+    let agent_py = "agent.py";
+    let file_problem = |message: String| Problem { file: Some(agent_py.to_owned()), field: None, message };
+    match open_agent_file(dir, Path::new(agent_py)) {
+        Ok(Some(_)) => {}
+        Ok(None) => problems.push(file_problem("is missing".to_owned())),
+        Err(e) => problems.push(file_problem(e.to_string())),
+    }
+    problems.extend(escaping_symlinks(dir));
+    problems
+}
+
+fn manifest_problems(dir: &Path) -> Vec<Problem> {
+    let whole =
+        |file: &str, message: String| vec![Problem { file: Some(file.to_owned()), field: None, message }];
+    match AgentManifest::load(dir) {
+        Ok(_) => Vec::new(),
+        Err(ManifestError::Missing { .. }) => {
+            whole("agent.yaml", "is missing (nor is there an agent.yml)".to_owned())
+        }
+        Err(ManifestError::Unreadable { path, message, .. }) => whole(&relative(dir, &path), message),
+        Err(ManifestError::Syntax { file, message }) => whole(&file, format!("not valid YAML: {message}")),
+        Err(ManifestError::AliasExpansion { file, limit }) => {
+            whole(&file, format!("expands to more than {limit} through YAML aliases"))
+        }
+        Err(ManifestError::Invalid { file, problems }) => problems
+            .into_iter()
+            .map(|p| Problem { file: Some(file.clone()), field: Some(p.field), message: p.message })
+            .collect(),
+    }
+}
+
+fn relative(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir).unwrap_or(path).to_string_lossy().into_owned()
+}
+
+/// Symlinks under `dir` that resolve (or, dangling, point) outside it, and symlink loops.
+/// Walks without following symlinks, skipping [`SKIPPED`], at most [`MAX_WALK_ENTRIES`]
+/// entries and [`MAX_WALK_DEPTH`] levels.
+fn escaping_symlinks(dir: &Path) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let problem =
+        |path: &Path, message: String| Problem { file: Some(relative(dir, path)), field: None, message };
+    let mut stack = vec![(dir.to_path_buf(), 0usize)];
+    let mut seen = 0usize;
+    while let Some((current, depth)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else { continue };
+        for entry in entries.flatten() {
+            seen += 1;
+            if seen > MAX_WALK_ENTRIES {
+                problems.push(Problem {
+                    file: None,
+                    field: None,
+                    message: format!(
+                        "more than {MAX_WALK_ENTRIES} entries: the rest were not checked for escaping symlinks"
+                    ),
+                });
+                sort(&mut problems);
+                return problems;
+            }
+            let path = entry.path();
+            let name = entry.file_name();
+            if SKIPPED.iter().any(|s| name == OsStr::new(s)) {
+                continue;
+            }
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                if depth + 1 > MAX_WALK_DEPTH {
+                    problems.push(problem(
+                        &path,
+                        format!("nested deeper than {MAX_WALK_DEPTH} levels: not checked"),
+                    ));
+                } else {
+                    stack.push((path, depth + 1));
+                }
+            } else if kind.is_symlink() {
+                if let Some(message) = symlink_problem(dir, &path) {
+                    problems.push(problem(&path, message));
+                }
+            }
+        }
+    }
+    sort(&mut problems);
+    problems
+}
+
+fn sort(problems: &mut [Problem]) {
+    problems.sort_by(|a, b| a.file.cmp(&b.file));
+}
+
+/// Why the symlink at `link` (inside `root`) is a problem, if it is.
+fn symlink_problem(root: &Path, link: &Path) -> Option<String> {
+    let target = std::fs::read_link(link).ok()?;
+    match link.canonicalize() {
+        Ok(real) if real.starts_with(root) => None,
+        Ok(real) => Some(format!(
+            "symlink to {} leaves the agent directory (it resolves to {})",
+            target.display(),
+            real.display()
+        )),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            Some(format!("symlink loop (through {})", target.display()))
+        }
+        Err(_) => {
+            // Dangling: harmless while it points inside, a trap once its target outside appears.
+            let base = link.parent().unwrap_or(root);
+            (!lexically_inside(root, &base.join(&target)))
+                .then(|| format!("dangling symlink to {}, outside the agent directory", target.display()))
+        }
+    }
+}
+
+/// Whether `path` stays under `root` by its components alone (`..` taken literally).
+fn lexically_inside(root: &Path, path: &Path) -> bool {
+    let mut normal: Vec<Component<'_>> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                normal.pop();
+            }
+            Component::CurDir => {}
+            other => normal.push(other),
+        }
+    }
+    normal.iter().collect::<PathBuf>().starts_with(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_are_judged_by_where_they_lead() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap().join("agent");
+        std::fs::create_dir_all(root.join("sub/deeper")).unwrap();
+        std::fs::write(root.join("data.txt"), "x").unwrap();
+        symlink("../data.txt", root.join("sub/ok")).unwrap();
+        symlink("/etc/hostname", root.join("sub/deeper/out")).unwrap();
+        symlink("..", root.join("sub/up")).unwrap();
+        symlink("loop", root.join("loop")).unwrap();
+        symlink("../../nowhere", root.join("sub/dangling-out")).unwrap();
+        symlink("nowhere", root.join("dangling-in")).unwrap();
+        symlink("/usr/bin", root.join(".venv")).unwrap();
+        std::fs::create_dir(root.join(".git")).unwrap();
+        symlink("/", root.join(".git/out")).unwrap();
+
+        let found: Vec<String> = escaping_symlinks(&root).iter().map(ToString::to_string).collect();
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found[0].starts_with("loop: symlink loop"), "{found:#?}");
+        assert!(found[1].starts_with("sub/dangling-out: dangling symlink to ../../nowhere"), "{found:#?}");
+        assert!(found[2].starts_with("sub/deeper/out: symlink to /etc/hostname leaves"), "{found:#?}");
+    }
+
+    #[test]
+    fn deep_trees_are_cut_off() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        let mut deep = root.clone();
+        for _ in 0..=MAX_WALK_DEPTH {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).unwrap();
+        let found = escaping_symlinks(&root);
+        assert_eq!(found.len(), 1);
+        assert!(found[0].message.contains("nested deeper"), "{found:?}");
+    }
+}
