@@ -53,6 +53,38 @@ An \"id\" in a request is echoed back in its response.\n\nExit status: 0 when ev
     Batch(BatchArgs),
     /// Measure an agent's call latency: median, p99 and calls per second.
     Bench(BenchArgs),
+    /// Create a new agent: agent.yaml, agent.py and README.md, ready to validate and run.
+    #[command(
+        after_help = "Exit status: 0 created, 1 the directory is not empty or cannot be written, 2 usage \
+error (such as an invalid name)."
+    )]
+    Init(InitArgs),
+    /// Check agents without running them: the manifest (every problem with its field path),
+    /// agent.py, and symlinks that leave the agent directory.
+    #[command(after_help = "With no AGENT, every installed agent is checked.\n\n\
+Exit status: 0 all valid, 1 any invalid, 2 usage error.")]
+    Validate(ValidateArgs),
+}
+
+/// `agenthub init`.
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The agent's name: letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+    pub(crate) name: String,
+    /// Where to write it (default: ./NAME). Must not exist, or be an empty directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) path: Option<PathBuf>,
+}
+
+/// `agenthub validate`.
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// Agent ids (namespace/name) or paths (./dir, /dir, ~/dir); none: every installed agent.
+    #[arg(value_name = "PATH|AGENT")]
+    pub(crate) agents: Vec<String>,
+    /// Print `[{"agent", "path", "valid", "problems": [{"file", "field", "message"}]}]`.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `agenthub batch`.

@@ -5,7 +5,9 @@ mod bench;
 mod env;
 mod exec;
 mod info;
+mod init;
 mod list;
+mod validate;
 
 use std::process::ExitCode;
 
@@ -32,6 +34,8 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Env(cmd) => env::run(config, cmd),
         Command::Batch(args) => batch::run(config, &args),
         Command::Bench(args) => bench::run(config, &args),
+        Command::Init(args) => init::run(&args),
+        Command::Validate(args) => validate::run(&config, &args),
     }
 }
 
