@@ -3,6 +3,7 @@
 mod batch;
 mod faults;
 mod hostile;
+mod lifecycle;
 
 use agenthub_core::ParamType;
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};
