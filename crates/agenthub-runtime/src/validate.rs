@@ -70,7 +70,7 @@ pub fn validate_agent(config: &Config, agent: &str) -> Validation {
                 other => other.to_string(),
             };
             if !agent.starts_with(['/', '.', '~']) && Path::new(agent).is_dir() {
-                message.push_str(&format!(" (to name the directory, write ./{agent})"));
+                message = format!("{message} (to name the directory, write ./{agent})");
             }
             Validation::new(agent.to_owned(), None, vec![Problem { file: None, field: None, message }])
         }
@@ -166,10 +166,10 @@ fn escaping_symlinks(dir: &Path) -> Vec<Problem> {
                 } else {
                     stack.push((path, depth + 1));
                 }
-            } else if kind.is_symlink() {
-                if let Some(message) = symlink_problem(dir, &path) {
-                    problems.push(problem(&path, message));
-                }
+            } else if kind.is_symlink()
+                && let Some(message) = symlink_problem(dir, &path)
+            {
+                problems.push(problem(&path, message));
             }
         }
     }
