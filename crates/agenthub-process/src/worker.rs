@@ -129,13 +129,64 @@ impl Worker {
         self.status.is_some()
     }
 
-    /// Writes one line (a newline is added). A worker that has gone away is an error.
-    pub fn send(&mut self, line: &[u8]) -> Result<(), ProcessError> {
-        let stdin = self.stdin.as_mut().ok_or_else(|| ProcessError::Io(ErrorKind::BrokenPipe.into()))?;
+    /// Sends one request line (a newline is added) and waits for the answer line: one
+    /// deadline, `timeout`, covers both, so a worker that stops reading its stdin cannot hold
+    /// a call past it. See [`Self::recv`] for the rest.
+    pub fn request(
+        &mut self,
+        line: &[u8],
+        timeout: Option<Duration>,
+        max_line: usize,
+    ) -> Result<Received, ProcessError> {
+        let deadline = timeout.and_then(|t| linux::clock_now().checked_add(t));
         let mut message = Vec::with_capacity(line.len() + 1);
         message.extend_from_slice(line);
         message.push(b'\n');
-        stdin.write_all(&message).map_err(ProcessError::Io)
+        if let Some(stopped) = self.write_all_until(&message, deadline)? {
+            return Ok(stopped);
+        }
+        let left = deadline.map(|d| d.saturating_sub(linux::clock_now()));
+        self.recv(left, max_line)
+    }
+
+    /// Writes `bytes` to the worker's stdin, never past `deadline`; `Some` when the worker
+    /// was stopped (deadline, cancelled) or has gone away instead.
+    fn write_all_until(
+        &mut self,
+        mut bytes: &[u8],
+        deadline: Option<Duration>,
+    ) -> Result<Option<Received>, ProcessError> {
+        let Some(stdin) = self.stdin.as_ref() else { return Ok(Some(self.exited())) };
+        let fd = stdin.as_raw_fd();
+        linux::set_nonblocking(stdin).map_err(ProcessError::Io)?;
+        while !bytes.is_empty() {
+            if self.child.scope.cancelled() {
+                return Ok(Some(self.stop(Termination::Cancelled)));
+            }
+            let now = linux::clock_now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(Some(self.stop(Termination::Timeout)));
+            }
+            let mut writer = self
+                .stdin
+                .as_ref()
+                .map(|f| f as &File)
+                .ok_or_else(|| ProcessError::Io(ErrorKind::BrokenPipe.into()))?;
+            match writer.write(bytes) {
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                    let wait = deadline.map_or(TICK, |d| d.saturating_sub(now).min(TICK));
+                    let ms = i32::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+                    let mut pfd = libc::pollfd { fd, events: libc::POLLOUT, revents: 0 };
+                    // SAFETY: one valid pollfd for the duration of the call.
+                    unsafe { libc::poll(&raw mut pfd, 1, ms) };
+                }
+                // EPIPE: the worker closed its stdin or died.
+                Err(_) => return Ok(Some(self.exited())),
+            }
+        }
+        Ok(None)
     }
 
     /// Waits for the next line, at most `timeout` (on a clock that keeps running while this
@@ -283,7 +334,12 @@ impl Worker {
 
     /// The worker is gone: reaped, and reported as cancelled when `shutdown` killed it.
     fn exited(&mut self) -> Received {
-        let status = self.finish();
+        // It closed the channel: give it a moment to finish exiting by itself, so that its
+        // own exit status (not our SIGKILL) is what is reported.
+        let status = match self.wait_exit(Duration::from_millis(200)) {
+            Some(status) => status,
+            None => self.finish(),
+        };
         if self.child.scope.cancelled() {
             Received::Stopped(Termination::Cancelled, status)
         } else {

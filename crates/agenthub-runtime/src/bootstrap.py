@@ -48,7 +48,8 @@ def _exit_status(code):
     if code is None:
         return 0
     if isinstance(code, int):
-        return code & 0xFF
+        # Beyond a C long, CPython exits with -1 & 0xFF.
+        return code & 0xFF if -(2 ** 63) <= code < 2 ** 63 else 255
     print(code, file=sys.stderr)
     return 1
 
@@ -175,9 +176,29 @@ def _prepare(agent_dir, requested, methods):
     return "main", target, form, None
 
 
+# The output cap of a call (bytes; 0 = none) and where to say that it was hit.
+_LIMIT = [0]
+_CURRENT = [None, None]  # channel, request id
+
+
 class _Sink(io.BytesIO):
     def close(self):  # an agent closing sys.stdout must not lose what it printed
         pass
+
+    def write(self, data):
+        n = super().write(data)
+        if _LIMIT[0] and self.tell() > _LIMIT[0]:
+            # Over the cap, as one-shot output would be: say so and leave at once (the
+            # runtime replaces this worker); nothing more is buffered.
+            channel, rid = _CURRENT
+            try:
+                sys.__stderr__.flush()
+            except Exception:
+                pass
+            if channel is not None:
+                _send(channel, {"id": rid, "stdout": "", "exit_code": 1, "stdout_limit": True})
+            os._exit(1)
+        return n
 
 
 def _call(dispatch, target, form, request):
@@ -241,9 +262,16 @@ def _parse(line):
 
 
 def _serve(argv):
-    if len(argv) != 4:
-        print("usage: python -u -c <bootstrap> <agent_dir> auto|main|instance <methods>", file=sys.stderr)
+    if len(argv) not in (4, 5):
+        print("usage: python -u -c <bootstrap> <agent_dir> auto|main|instance <methods> [max_stdout_bytes]",
+              file=sys.stderr)
         return 2
+    if len(argv) == 5:
+        try:
+            _LIMIT[0] = max(0, int(argv[4]))
+        except ValueError:
+            print("agenthub worker: max_stdout_bytes must be a whole number", file=sys.stderr)
+            return 2
     agent_dir, requested = os.path.abspath(argv[1]), argv[2]
     methods = [m for m in argv[3].split(",") if m]
 
@@ -314,6 +342,7 @@ def _serve(argv):
             sys.stderr.flush()
             _send(channel, {"id": rid, "stdout": "", "exit_code": 2, "error": problem})
             continue
+        _CURRENT[0], _CURRENT[1] = channel, rid
         stdout, code = _call(dispatch, target, form, request)
         if os.getpid() != pid:  # a forked child returned from the call: it is no worker;
             try:  # what it printed goes to stderr rather than nowhere

@@ -287,7 +287,7 @@ impl Pools {
         let reuse = found.and_then(|mut w| (!w.worker.has_exited()).then_some(w));
         let mut warm = match reuse {
             Some(w) => w,
-            None => match self.start(call) {
+            None => match self.start(call, call.limits.timeout) {
                 Ok(Some(w)) => w,
                 Ok(None) => {
                     pool.state.lock().unwrap_or_else(PoisonError::into_inner).one_shot =
@@ -299,8 +299,12 @@ impl Pools {
         };
         let (output, rss, reusable) = self.request(&mut warm, call);
         warm.calls += 1;
+        // Recycle before the memory cap would fail a call: at the threshold, and at three
+        // quarters of the cap at the latest.
+        let cap_share = call.limits.max_memory_bytes.map(|cap| cap / 4 * 3);
+        let threshold = [self.settings.recycle_bytes, cap_share].into_iter().flatten().min();
         let worn = (warm.retire_after > 0 && warm.calls >= warm.retire_after)
-            || self.settings.recycle_bytes.is_some_and(|cap| rss.is_some_and(|rss| rss > cap));
+            || threshold.is_some_and(|limit| rss.is_some_and(|rss| rss > limit));
         if reusable && !worn {
             warm.idle_since = Instant::now();
             pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle.push(warm);
@@ -327,18 +331,35 @@ impl Pools {
             let have = state.idle.iter().filter(|w| w.version == call.version).count() + state.in_use;
             self.settings.workers_per_agent.saturating_sub(have)
         };
+        // Started side by side (a few at a time), not one import after another.
         let mut started = Vec::new();
-        for _ in 0..missing {
-            let Some(w) = self.start(call)? else {
-                pool.state.lock().unwrap_or_else(PoisonError::into_inner).one_shot =
-                    Some(call.version.clone());
-                break;
-            };
-            started.push(w);
+        let mut first_error = None;
+        let mut left = missing;
+        while left > 0 && first_error.is_none() {
+            let batch = left.min(8);
+            left -= batch;
+            let results: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..batch).map(|_| scope.spawn(|| self.start(call, None))).collect();
+                handles.into_iter().filter_map(|h| h.join().ok()).collect()
+            });
+            for result in results {
+                match result {
+                    Ok(Some(w)) => started.push(w),
+                    Ok(None) => {
+                        pool.state.lock().unwrap_or_else(PoisonError::into_inner).one_shot =
+                            Some(call.version.clone());
+                        left = 0;
+                    }
+                    Err(e) => first_error = first_error.or(Some(e)),
+                }
+            }
         }
         let n = started.len();
         pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle.extend(started);
-        Ok(n)
+        match first_error {
+            Some(e) if n == 0 => Err(e),
+            _ => Ok(n),
+        }
     }
 
     /// Spawns a worker on the spawner thread.
@@ -361,7 +382,11 @@ impl Pools {
 
     /// Starts a worker and waits for its announcement: `Ok(None)` when the agent cannot be
     /// served warm.
-    fn start(&self, call: &WarmCall) -> Result<Option<Warm>, AgentRuntimeError> {
+    fn start(
+        &self,
+        call: &WarmCall,
+        call_timeout: Option<Duration>,
+    ) -> Result<Option<Warm>, AgentRuntimeError> {
         let spec = ProcessSpec {
             program: call.python.clone(),
             args: vec![
@@ -371,6 +396,7 @@ impl Pools {
                 call.agent_dir.as_os_str().to_owned(),
                 self.settings.dispatch.as_str().into(),
                 call.methods.join(",").into(),
+                call.limits.max_stdout_bytes.to_string().into(),
             ],
             cwd: call.agent_dir.clone(),
             env: call.env.clone(),
@@ -391,7 +417,10 @@ impl Pools {
                 stderr: Some(stderr).filter(|s| !s.is_empty()),
             }
         };
-        let line = match worker.recv(Some(self.settings.init_timeout), MAX_ANNOUNCEMENT)? {
+        // A call waits for the start at most its own timeout (then it is a TimeoutError, as
+        // the import would be in one-shot); a prestart waits `worker_init_timeout`.
+        let bound = call_timeout.filter(|t| *t < self.settings.init_timeout);
+        let line = match worker.recv(Some(bound.unwrap_or(self.settings.init_timeout)), MAX_ANNOUNCEMENT)? {
             Received::Line(line) => line,
             Received::Exited(status) => {
                 return Err(failed(
@@ -399,6 +428,14 @@ impl Pools {
                     Some(status),
                     &worker,
                 ));
+            }
+            Received::Stopped(Termination::Timeout, _) if bound.is_some() => {
+                let (stderr, _) = worker.stderr_since(0);
+                let stderr = String::from_utf8_lossy(&stderr).trim_end().to_owned();
+                return Err(AgentRuntimeError::Timeout {
+                    limit: bound.unwrap_or_default(),
+                    stderr: Some(stderr).filter(|s| !s.is_empty()),
+                });
             }
             Received::Stopped(Termination::Timeout, status) => {
                 return Err(failed(
@@ -464,10 +501,7 @@ impl Pools {
         worker.reset_peak();
         // JSON escapes newlines: one line. The worker's answer may be up to ~6x its output.
         let max_line = call.limits.max_stdout_bytes.saturating_mul(6).saturating_add(4096);
-        let received = match worker.send(line.to_string().as_bytes()) {
-            Ok(()) => worker.recv(call.limits.timeout, max_line),
-            Err(_) => worker.recv(Some(RETIRE_GRACE), max_line),
-        };
+        let received = worker.request(line.to_string().as_bytes(), call.limits.timeout, max_line);
         let (peak, rss) = worker.memory();
         let mut output = ProcessOutput {
             pid: worker.pid(),
@@ -482,7 +516,11 @@ impl Pools {
         let reusable = match received {
             Ok(Received::Line(line)) => {
                 let answer: Json = serde_json::from_slice(&line).unwrap_or(Json::Null);
-                if answer["id"].as_u64() == Some(id) && answer.get("error").is_none() {
+                if answer["stdout_limit"] == Json::Bool(true) && answer["id"].as_u64() == Some(id) {
+                    // The worker stopped the call at the output cap (and exits).
+                    output.termination = Some(Termination::StdoutLimit);
+                    false
+                } else if answer["id"].as_u64() == Some(id) && answer.get("error").is_none() {
                     let stdout = answer["stdout"].as_str().unwrap_or_default().as_bytes().to_vec();
                     let code = answer["exit_code"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(1);
                     output.status = ExitStatus::Exited(code);
@@ -493,8 +531,15 @@ impl Pools {
                     }
                     true
                 } else {
-                    // Out of turn or refused: the channel cannot be trusted any more.
-                    output.status = ExitStatus::Exited(2);
+                    // Out of turn (something in the worker wrote to its channel) or refused:
+                    // the channel cannot be trusted any more; the worker is replaced.
+                    output.status = ExitStatus::Exited(1);
+                    output.stderr_tail = format!(
+                        "agenthub: the warm worker answered out of turn (a reply for request {} while \
+                         waiting for {id}); it has been replaced. The call was not retried.",
+                        answer["id"]
+                    )
+                    .into_bytes();
                     false
                 }
             }

@@ -66,7 +66,7 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
                         Err(mpsc::RecvTimeoutError::Timeout) if !agenthub_process::is_shut_down() => continue,
                         Err(_) => return,
                     };
-                    let (text, ok) = answer(runtime, agent, line);
+                    let (text, ok) = answer(runtime, &args.agent, agent, line);
                     if results_tx.send((index, text, ok)).is_err() {
                         return;
                     }
@@ -125,6 +125,7 @@ fn read_lines(jobs: &mpsc::SyncSender<(usize, std::io::Result<String>)>) {
 /// The response line for one request line, and whether the call succeeded.
 fn answer(
     runtime: &AgentRuntime,
+    name: &str,
     agent: &Result<LoadedAgent, AgentRuntimeError>,
     line: std::io::Result<String>,
 ) -> (String, bool) {
@@ -132,8 +133,10 @@ fn answer(
     let (id, request) = parse(line);
     let response = match request {
         Err(problem) => ExecutionResponse::failed(bad_line(&problem), started.elapsed()),
+        // The agent is loaded for every line: a call is validated against the manifest on
+        // disk when it is made, as warm workers serve the code on disk.
         Ok(Request { method, params }) => match agent {
-            Ok(agent) => runtime.execute_blocking(agent, &method, params),
+            Ok(_) => runtime.execute_agent_blocking(name, &method, params),
             Err(e) => ExecutionResponse::failed(e.clone(), started.elapsed()),
         },
     };

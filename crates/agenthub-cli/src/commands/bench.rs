@@ -11,9 +11,12 @@ use serde_json::json;
 use crate::args::BenchArgs;
 use crate::render;
 
+/// The most calls one bench runs (their times are kept in memory).
+const MAX_CALLS: usize = 10_000_000;
+
 pub(crate) fn run(mut config: Config, args: &BenchArgs) -> ExitCode {
-    if args.calls == 0 {
-        render::err("error: --calls must be at least 1\n");
+    if args.calls == 0 || args.calls > MAX_CALLS {
+        render::err(&format!("error: --calls must be from 1 to {MAX_CALLS}\n"));
         return ExitCode::from(2);
     }
     config.runtime.mode = args.mode;

@@ -1069,3 +1069,52 @@ interface:
       parameters:
         mib: {type: integer, required: true}
 "#;
+
+#[test]
+fn each_line_is_checked_against_the_manifest_on_disk_when_it_is_read() {
+    let ctx = TestContext::new();
+    let dir = install_hello(&ctx);
+    let mut child = command(&ctx, &["batch", "conf/hello"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let answers = lines_of(child.stdout.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    let mut ask = |line: &str| {
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        let answer = answers.recv_timeout(BATCH_LIMIT).expect("an answer in time");
+        serde_json::from_slice::<Json>(&answer).unwrap()
+    };
+    assert_eq!(ask(r#"{"method": "add", "parameters": {"a": 1, "b": 2}}"#)["result"], 3);
+    // `add` leaves the manifest: the next line must not be validated against the old one.
+    let manifest = std::fs::read_to_string(dir.join("agent.yaml")).unwrap();
+    let cut = manifest.find("    add:").unwrap();
+    std::fs::write(dir.join("agent.yaml"), &manifest[..cut]).unwrap();
+    let v = ask(r#"{"method": "add", "parameters": {"a": 1, "b": 2}}"#);
+    assert_eq!(v["error_type"], "MethodNotFoundError", "{v}");
+    drop(stdin);
+    let mut status = None;
+    for _ in 0..500 {
+        status = child.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+}
+
+#[test]
+fn bench_refuses_call_counts_it_cannot_hold() {
+    let ctx = TestContext::new();
+    install_hello(&ctx);
+    for n in ["0", "18446744073709551615", "1000000000000"] {
+        let out =
+            run(&mut command(&ctx, &["bench", "conf/hello", "greet", "x", "-n", n]), Vec::new(), BATCH_LIMIT);
+        assert_eq!(out.status.code(), Some(2), "-n {n}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--calls"), "-n {n}: {}", stderr(&out));
+    }
+}

@@ -55,6 +55,13 @@ def handle(method, params):
         os.abort()
     if method == "pid":
         return os.getpid()
+    if method == "freeze":
+        import signal
+        threading.Thread(target=lambda: (time.sleep(0.3), os.kill(os.getpid(), signal.SIGSTOP)), daemon=True).start()
+        return "armed"
+    if method == "flood":
+        while True:
+            sys.stdout.write("x" * 65536)
     if method == "orphan":
         # A C-level fork skips Python's fork hooks: the child keeps the worker's channel.
         import ctypes
@@ -79,9 +86,9 @@ if __name__ == "__main__":
     main()
 "#;
 
-const METHODS: [&str; 13] = [
+const METHODS: [&str; 15] = [
     "echo", "noisy", "ask", "count", "wander", "thread", "leak", "sleep", "abort", "pid", "bye", "edited",
-    "orphan",
+    "orphan", "freeze", "flood",
 ];
 
 /// Writes an agent whose `agent.py` is `code` under `test/<name>`.
@@ -431,4 +438,34 @@ fn workers_tied_to_the_runtime_outlive_the_call_that_started_them() {
     assert_eq!(pid(&rt), first, "the worker died with the thread that started it");
     drop(rt);
     assert!(!pid_alive(first as u32));
+}
+
+#[test]
+fn a_worker_that_stops_reading_cannot_hold_a_large_request_past_its_timeout() {
+    let ctx = warm_context(|c| c.runtime.max_execution_time = 2.0);
+    write_agent(&ctx, "frozen", HAZARDS, &METHODS);
+    let rt = runtime(&ctx);
+    assert_eq!(call(&rt, "test/frozen", "freeze", &json!({}))["result"], "armed");
+    std::thread::sleep(Duration::from_millis(600));
+    // More than a pipe holds: the write itself must give up at the deadline.
+    let started = Instant::now();
+    let r = call(&rt, "test/frozen", "echo", &json!({"pad": "x".repeat(200_000)}));
+    assert_eq!(r["error_type"], "TimeoutError", "{r}");
+    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    // And the next call gets a fresh worker.
+    assert_eq!(call(&rt, "test/frozen", "echo", &json!({"n": 2}))["result"], json!({"n": 2}));
+}
+
+#[test]
+fn output_past_the_cap_stops_a_warm_call_as_it_stops_a_one_shot_call() {
+    let ctx = warm_context(|c| c.runtime.max_stdout_bytes = 1024 * 1024);
+    write_agent(&ctx, "flood", HAZARDS, &METHODS);
+    let rt = runtime(&ctx);
+    let pid = call(&rt, "test/flood", "pid", &json!({}))["result"].as_u64().unwrap();
+    let started = Instant::now();
+    let r = call(&rt, "test/flood", "flood", &json!({}));
+    assert_eq!(r["error_type"], "ResourceLimitError", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("stdout"), "{r}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(!pid_alive(pid as u32));
 }
