@@ -467,12 +467,16 @@ fn failing_cases(with_huge: bool) -> Vec<Case> {
         ),
     ];
     if with_huge {
-        cases.push(Case::json(
-            "output over the stdout cap",
-            "huge",
-            json!({}),
-            json!({"error_type": "ResourceLimitError"}),
-        ));
+        // A warm worker that passes the cap is stopped and replaced, as a one-shot agent is.
+        cases.push(
+            Case::json(
+                "output over the stdout cap",
+                "huge",
+                json!({}),
+                json!({"error_type": "ResourceLimitError"}),
+            )
+            .ends_worker(),
+        );
     }
     cases
 }
