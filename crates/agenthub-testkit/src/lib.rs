@@ -97,15 +97,39 @@ pub fn permissive_env_backend() -> Arc<MockEnvironmentBackend> {
     Arc::new(env)
 }
 
-/// Writes an agent from a manifest and code (Phase-1 `create_test_agent`).
+/// The file that proves a directory was written by [`create_test_agent`].
+pub const TEST_AGENT_MARKER: &str = ".agenthub-test-agent";
+
+/// Writes an agent from a manifest and code (Phase-1 `create_test_agent`), with
+/// [`TEST_AGENT_MARKER`] so that [`cleanup_test_agent`] can prove it made the directory.
 pub fn create_test_agent(agent_path: &Path, manifest_yaml: &str, agent_code: &str) -> std::io::Result<()> {
     std::fs::create_dir_all(agent_path)?;
+    std::fs::write(agent_path.join(TEST_AGENT_MARKER), b"written by agenthub-testkit\n")?;
     std::fs::write(agent_path.join("agent.yaml"), manifest_yaml)?;
     std::fs::write(agent_path.join("agent.py"), agent_code)
 }
 
-/// Removes an agent written by [`create_test_agent`] (Phase-1 `cleanup_test_agent`).
+/// Removes an agent written by [`create_test_agent`] (Phase-1 `cleanup_test_agent`). Refuses
+/// (`InvalidInput`) a symlink or a directory without [`TEST_AGENT_MARKER`]: agenthub deletes
+/// only what it created. A missing directory is not an error.
 pub fn cleanup_test_agent(agent_path: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(agent_path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+        Ok(meta) if !meta.is_dir() => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} is not a directory written by create_test_agent", agent_path.display()),
+            ));
+        }
+        Ok(_) => {}
+    }
+    if !std::fs::symlink_metadata(agent_path.join(TEST_AGENT_MARKER)).is_ok_and(|m| m.is_file()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} has no {TEST_AGENT_MARKER}: not written by create_test_agent", agent_path.display()),
+        ));
+    }
     match std::fs::remove_dir_all(agent_path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
@@ -171,4 +195,30 @@ pub fn validate_runtime_interface(runtime: &AgentRuntime) -> Result<(), Vec<Stri
         "a missing agent is an AgentNotFoundError",
     );
     if violations.is_empty() { Ok(()) } else { Err(violations) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cleanup_removes_only_what_create_wrote() {
+        let root = tempfile::tempdir().unwrap();
+        let agent = root.path().join("agent");
+        create_test_agent(&agent, "name: x\n", "print(1)\n").unwrap();
+        cleanup_test_agent(&agent).unwrap();
+        assert!(!agent.exists());
+        cleanup_test_agent(&agent).unwrap();
+
+        // A directory without the marker, and a symlink to one with it, are left alone.
+        let precious = root.path().join("precious");
+        std::fs::create_dir(&precious).unwrap();
+        std::fs::write(precious.join("notes.txt"), "keep").unwrap();
+        assert_eq!(cleanup_test_agent(&precious).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+        std::fs::write(precious.join(TEST_AGENT_MARKER), "").unwrap();
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(&precious, &link).unwrap();
+        assert_eq!(cleanup_test_agent(&link).unwrap_err().kind(), std::io::ErrorKind::InvalidInput);
+        assert!(precious.join("notes.txt").exists());
+    }
 }
