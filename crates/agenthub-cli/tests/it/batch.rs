@@ -28,12 +28,8 @@ with open(_ah_os.environ[\"AH_TEST_IMPORT_LOG\"], \"a\") as _ah_log:\n        \
 _ah_log.write(\"%d\\n\" % _ah_os.getpid())\n";
 
 fn command(ctx: &TestContext, args: &[&str]) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("agenthub"));
-    cmd.args(args)
-        .env("AGENTHUB_HOME", ctx.home())
-        .env("NO_COLOR", "1")
-        .env("AGENTHUB_LOG_LEVEL", "WARN")
-        .env_remove(IMPORT_LOG);
+    let mut cmd = super::command(ctx, args);
+    cmd.env_remove(IMPORT_LOG);
     cmd
 }
 

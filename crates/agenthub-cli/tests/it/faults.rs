@@ -1,7 +1,7 @@
 //! Faults across processes: many cold callers at once, and a build killed midway.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod, survivors};
@@ -13,11 +13,7 @@ fn needs_six(name: &str) -> TestAgent {
         .requirements_txt("six==1.16.0\n")
 }
 
-fn command(ctx: &TestContext, args: &[&str]) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("agenthub"));
-    cmd.args(args).env("AGENTHUB_HOME", ctx.home()).env("NO_COLOR", "1").stdin(Stdio::null());
-    cmd
-}
+use super::command;
 
 fn builds(ctx: &TestContext, name: &str) -> usize {
     let dir = ctx.config().agents_root().join("test").join(name).join(".venv.d");

@@ -12,15 +12,7 @@ use agenthub_core::ParamType;
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod, survivors};
 use serde_json::{Value as Json, json};
 
-fn command(ctx: &TestContext, args: &[&str]) -> Command {
-    let mut cmd = Command::new(assert_cmd::cargo::cargo_bin("agenthub"));
-    cmd.args(args)
-        .env("AGENTHUB_HOME", ctx.home())
-        .env("NO_COLOR", "1")
-        .env("AGENTHUB_LOG_LEVEL", "WARN")
-        .stdin(Stdio::null());
-    cmd
-}
+use super::command;
 
 /// Runs a command that must finish within `limit` (a hang is a failure, not a stuck test).
 fn run_within(cmd: &mut Command, limit: Duration) -> Output {

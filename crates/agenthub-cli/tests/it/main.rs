@@ -40,6 +40,18 @@ fn agenthub(ctx: &TestContext) -> Command {
     cmd
 }
 
+/// The binary as every test module runs it: a test home, no colour, quiet logs, stdin from
+/// `/dev/null` (a test that pipes stdin sets it again).
+pub(crate) fn command(ctx: &TestContext, args: &[&str]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("agenthub"));
+    cmd.args(args)
+        .env("AGENTHUB_HOME", ctx.home())
+        .env("NO_COLOR", "1")
+        .env("AGENTHUB_LOG_LEVEL", "WARN")
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
 fn json_of(out: &std::process::Output) -> Json {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
