@@ -48,7 +48,7 @@ def protocol_round_trip(python, calls):
     times = []
     started = time.perf_counter()
     for i in range(calls):
-        line = json.dumps({"id": i, "method": "greet", "parameters": request["parameters"],
+        line = json.dumps({"id": i, "method": "greet",
                            "request": json.dumps(request)}).encode() + b"\n"
         t = time.perf_counter()
         worker.stdin.write(line)

@@ -219,7 +219,7 @@ def _call(dispatch, target, form, request):
 
                 asyncio.run(target())
         else:
-            value = getattr(target, request["method"])(**request["parameters"])
+            value = getattr(target, request["method"])(**json.loads(request["request"])["parameters"])
             reply = json.dumps({"result": value}) + "\n"  # defaults: NaN passes as in one-shot
     except SystemExit as exc:
         code = _exit_status(exc.code)
@@ -254,7 +254,7 @@ def _parse(line):
     rid = request.get("id")
     if not isinstance(rid, int) or isinstance(rid, bool):
         rid = None
-    fields = {"id": int, "method": str, "parameters": dict, "request": str}
+    fields = {"id": int, "method": str, "request": str}
     bad = [k for k, t in fields.items() if not isinstance(request.get(k), t) or isinstance(request.get(k), bool)]
     if bad:
         return rid, None, "request lacks or mistypes: " + ", ".join(bad)

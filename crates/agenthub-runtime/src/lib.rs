@@ -36,7 +36,6 @@ pub use agenthub_process::{DynProcessBackend, ProcessManager};
 pub use async_trait::async_trait;
 pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
 pub use scaffold::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
-use serde_json::Value as Json;
 pub use validate::{
     MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,
 };
@@ -238,7 +237,6 @@ impl AgentRuntime {
             version: warm::Version::new(&env.key, &warm::stamps(dir, &self.config.environment.venv_location)),
             methods: loaded.manifest.method_names(),
             method: String::new(),
-            parameters: Json::Null,
             request: String::new(),
         };
         if self.processes.backend_name() == "std" {
@@ -395,12 +393,7 @@ impl AgentRuntime {
         })?;
         let parameters = validate_parameters(method, spec, params)?;
         let dir = &agent.location.dir;
-        let parameters = Json::Object(parameters);
-        let request = ExecutionRequest {
-            method: method.to_owned(),
-            parameters: parameters.as_object().cloned().unwrap_or_default(),
-        }
-        .to_json();
+        let request = ExecutionRequest { method: method.to_owned(), parameters }.to_json();
         let warm = self.config.runtime.mode == ExecutionMode::Warm;
         if !warm {
             check_request_size(&request, false)?;
@@ -432,7 +425,6 @@ impl AgentRuntime {
                 version: warm::Version::new(&env.key, &stamps),
                 methods: manifest.method_names(),
                 method: method.to_owned(),
-                parameters: parameters.clone(),
                 request: request.clone(),
             };
             match self.run_warm(call).await {

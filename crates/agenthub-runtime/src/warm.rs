@@ -117,7 +117,6 @@ pub(crate) struct WarmCall {
     pub(crate) version: Version,
     pub(crate) methods: Vec<String>,
     pub(crate) method: String,
-    pub(crate) parameters: Json,
     pub(crate) request: String,
 }
 
@@ -493,8 +492,7 @@ impl Pools {
     /// serve again.
     fn request(&self, warm: &mut Warm, call: &WarmCall) -> (ProcessOutput, Option<u64>, bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let line =
-            json!({"id": id, "method": call.method, "parameters": call.parameters, "request": call.request});
+        let line = json!({"id": id, "method": call.method, "request": call.request});
         let started = Instant::now();
         let worker = &mut warm.worker;
         let mark = worker.stderr_mark();

@@ -469,3 +469,35 @@ fn output_past_the_cap_stops_a_warm_call_as_it_stops_a_one_shot_call() {
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     assert!(!pid_alive(pid as u32));
 }
+
+#[test]
+fn instance_dispatch_calls_one_instance_of_the_agents_class() {
+    let ctx = warm_context(|c| c.runtime.worker_dispatch = agenthub_core::WorkerDispatch::Instance);
+    let code = r#"
+import os
+
+class Agent:
+    def __init__(self):
+        self.calls = 0
+
+    def echo(self, **params):
+        self.calls += 1
+        return {"params": params, "calls": self.calls, "pid": os.getpid()}
+
+    def fail(self):
+        raise ValueError("bad input")
+"#;
+    write_agent(&ctx, "instance", code, &["echo", "fail"]);
+    let rt = runtime(&ctx);
+    assert_eq!(rt.get_agent_info("test/instance").unwrap().warm_dispatch, "instance");
+    let first = call(&rt, "test/instance", "echo", &json!({"text": "a"}));
+    assert_eq!(first["result"]["params"], json!({"text": "a"}), "{first}");
+    let second = call(&rt, "test/instance", "echo", &json!({"n": 2}));
+    assert_eq!(second["result"]["params"], json!({"n": 2}), "{second}");
+    // One instance, kept: its state carries over, in one process.
+    assert_eq!(second["result"]["calls"], 2, "{second}");
+    assert_eq!(second["result"]["pid"], first["result"]["pid"]);
+    let failed = call(&rt, "test/instance", "fail", &json!({}));
+    assert_eq!(failed["error_type"], "AgentError", "{failed}");
+    assert!(failed["error"].as_str().unwrap().contains("bad input"), "{failed}");
+}
