@@ -205,7 +205,7 @@ pub fn validate_ref(reference: &str) -> Result<String, SourceError> {
     if reference.contains("..") {
         return bad("it contains `..`");
     }
-    if reference.ends_with('.') || reference.ends_with(".lock") {
+    if reference.ends_with('.') || reference.to_ascii_lowercase().ends_with(".lock") {
         return bad("it ends with `.` or `.lock`");
     }
     if reference.split('/').any(|part| part.starts_with('.')) {
