@@ -174,8 +174,26 @@ impl AgentRuntime {
                         message: format!("cannot start the install thread: {e}"),
                         suggestion: "Retry; the system is short of threads".to_owned(),
                     })?;
-                rx.await.unwrap_or(Err(InstallError::Cancelled))?;
-                self.load_agent(agent)
+                match rx.await.unwrap_or(Err(InstallError::Cancelled)) {
+                    Ok(_) => self.load_agent(agent),
+                    // Nothing to fetch there: the agent is still not found, now with why.
+                    Err(
+                        e @ (InstallError::Git { .. }
+                        | InstallError::GitTimeout { .. }
+                        | InstallError::GitMissing
+                        | InstallError::RefNotFound { .. }
+                        | InstallError::Source(_)),
+                    ) => Err(AgentRuntimeError::AgentNotFound {
+                        agent: agent.to_owned(),
+                        reason: format!(
+                            "it is not installed, and installing it from {url} failed: {e}{}",
+                            e.stderr()
+                                .map(|s| format!(" ({})", s.lines().last().unwrap_or_default()))
+                                .unwrap_or_default()
+                        ),
+                    }),
+                    Err(e) => Err(e.into()),
+                }
             }
             other => other,
         }
