@@ -599,7 +599,10 @@ impl Installer {
         dest: &Path,
     ) -> Result<Option<String>, InstallError> {
         let dest_arg = dest.as_os_str().to_owned();
-        let mut clone: Vec<OsString> = vec!["clone".into(), "--quiet".into()];
+        let mut clone: Vec<OsString> = vec!["clone".into()];
+        if !agenthub_env::stream_tool_output() {
+            clone.push("--quiet".into());
+        }
         if reference.is_some() {
             clone.push("--no-checkout".into());
         }
@@ -672,6 +675,7 @@ impl Installer {
             max_stdout_bytes: 1024 * 1024,
             stderr_tail_bytes: GIT_STDERR_TAIL,
             max_memory_bytes: None,
+            echo_stderr: agenthub_env::stream_tool_output(),
             ..ProcessLimits::default()
         };
         spec.die_with_parent = self.config.runtime.kill_agents_with_runtime;

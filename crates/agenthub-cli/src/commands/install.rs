@@ -49,7 +49,7 @@ pub(crate) fn install(config: Config, args: &InstallArgs) -> ExitCode {
     let options = InstallOptions { as_id, force: args.force, no_env: args.no_env, if_missing: false };
     let result = runtime.installer().install(&args.source, &options);
     progress.finish();
-    report(result, args.json, started)
+    report(result, args.json, started, "Replaced")
 }
 
 pub(crate) fn update(config: Config, args: &UpdateArgs) -> ExitCode {
@@ -61,7 +61,7 @@ pub(crate) fn update(config: Config, args: &UpdateArgs) -> ExitCode {
     let reference = args.reference.as_deref().map(|r| r.strip_prefix('@').unwrap_or(r));
     let result = runtime.installer().update(&args.agent, reference);
     progress.finish();
-    report(result, args.json, started)
+    report(result, args.json, started, "Updated")
 }
 
 pub(crate) fn remove(config: Config, args: &RemoveArgs) -> ExitCode {
@@ -105,7 +105,8 @@ pub(crate) fn remove(config: Config, args: &RemoveArgs) -> ExitCode {
     }
 }
 
-fn report(result: Result<Installed, InstallError>, json: bool, started: Instant) -> ExitCode {
+/// Prints an install's outcome; `replaced` is the verb for an install that replaced one.
+fn report(result: Result<Installed, InstallError>, json: bool, started: Instant, replaced: &str) -> ExitCode {
     match result {
         Ok(installed) if json => {
             render::out(&format!("{}\n", serde_json::to_string(&installed).unwrap_or_default()));
@@ -118,7 +119,7 @@ fn report(result: Result<Installed, InstallError>, json: bool, started: Instant)
                 (None, Some(sha)) => format!(" at {}", short(sha)),
                 _ => String::new(),
             };
-            let verb = if installed.replaced { "Replaced" } else { "Installed" };
+            let verb = if installed.replaced { replaced } else { "Installed" };
             let env = if installed.environment_built { "" } else { " (environment not built yet)" };
             render::err(&agenthub_core::escape_control(&format!(
                 "{verb} {}{at} in {:.2}s{env}\n  {}\n",

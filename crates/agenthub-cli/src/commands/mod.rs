@@ -27,6 +27,8 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
     // The CLI installs `ns/name` on first use unless configured not to.
     config.install.auto_install.get_or_insert(true);
     init_logging(&config.runtime.log_level, ui);
+    // -v: installers (uv, pip, git) write to our stderr as they run.
+    agenthub_runtime::set_stream_tool_output(ui.verbose > 0 && !ui.quiet);
     if matches!(
         cli.command,
         Command::Exec(_)

@@ -91,11 +91,11 @@ impl Registry {
         if fresh {
             git(&dir, &["init", "-q"]);
         }
-        self.commit(&dir, tag);
+        Self::commit(&dir, tag);
         dir
     }
 
-    fn commit(&self, dir: &Path, tag: &str) {
+    fn commit(dir: &Path, tag: &str) {
         git(dir, &["add", "-A"]);
         git(dir, &["commit", "-q", "--allow-empty", "-m", tag]);
         git(dir, &["tag", tag]);
@@ -260,7 +260,7 @@ fn a_repository_without_a_manifest_is_refused_and_leaves_nothing() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("README.md"), "nothing here\n").unwrap();
     git(&dir, &["init", "-q"]);
-    reg.commit(&dir, "v1");
+    Registry::commit(&dir, "v1");
     let out = hub(&reg, &["install", "acme/empty"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("is not a valid agent"), "{}", text(&out.stderr));
@@ -273,7 +273,7 @@ fn an_escaping_symlink_is_refused() {
     let reg = Registry::new();
     let dir = reg.repo("acme/sneaky", "Hello", "v1");
     std::os::unix::fs::symlink("/etc/passwd", dir.join("data.txt")).unwrap();
-    reg.commit(&dir, "v2");
+    Registry::commit(&dir, "v2");
     let out = hub(&reg, &["install", "acme/sneaky@v2"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("leaves the agent directory"), "{}", text(&out.stderr));
@@ -289,7 +289,7 @@ fn a_failing_dependency_keeps_the_previous_version() {
     std::fs::write(dir.join("agent.py"), AGENT.replace("GREETING", "Broken")).unwrap();
     std::fs::write(dir.join("requirements.txt"), "--no-index\nagenthub-no-such-package-anywhere==1.0\n")
         .unwrap();
-    reg.commit(&dir, "v2");
+    Registry::commit(&dir, "v2");
     let out = hub(&reg, &["update", "acme/hello"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
@@ -349,7 +349,7 @@ fn sigkill_during_an_install_leaves_a_consistent_home() {
         format!("--index-url http://127.0.0.1:{port}/simple\nagenthub-slow==1\n"),
     )
     .unwrap();
-    reg.commit(&dir, "v2");
+    Registry::commit(&dir, "v2");
     let child = command(&reg.ctx, &["update", "acme/hello", "@v2"])
         .env("AGENTHUB_REGISTRY", reg.template())
         .stdout(Stdio::piped())
@@ -383,7 +383,7 @@ fn sigkill_during_an_install_leaves_a_consistent_home() {
     assert_eq!(record["requested_ref"], "v1");
     // The next install of it clears what the killed one left.
     std::fs::remove_file(dir.join("requirements.txt")).unwrap();
-    reg.commit(&dir, "v3");
+    Registry::commit(&dir, "v3");
     ok(&hub(&reg, &["update", "acme/hello", "@v3"]));
     assert_eq!(staging_of(&reg), Vec::<String>::new());
     assert_eq!(json_of(ok(&reg.greet("acme/hello")))["result"], "Hanging, World.");
@@ -516,10 +516,11 @@ fn progress_is_drawn_on_a_terminal_and_never_on_a_pipe() {
     let err = text(&piped.stderr);
     assert!(!err.contains("creating environment"), "a pipe got progress: {err:?}");
     assert!(!err.contains("\x1b[2K") && !err.contains('\r'), "a pipe got terminal drawing: {err:?}");
-    // -v prints the steps as lines on a pipe.
+    // -v prints the steps as lines on a pipe, and streams what the tools print.
     ok(&hub(&reg, &["remove", "acme/hello", "--yes"]));
     let verbose = ok(&hub(&reg, &["-v", "install", "acme/hello"])).stderr.clone();
     assert!(text(&verbose).contains("  creating environment\n"), "{}", text(&verbose));
+    assert!(text(&verbose).contains("Cloning into"), "-v streams git's own output: {}", text(&verbose));
 }
 
 #[test]
