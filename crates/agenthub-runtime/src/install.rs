@@ -288,6 +288,29 @@ impl InstallError {
         }
     }
 
+    /// A stable name for the kind of failure, for JSON output: `InvalidSource`,
+    /// `AlreadyInstalled`, `NotOurs`, `NotInstalled`, `GitMissing`, `GitFailed`,
+    /// `GitTimeout`, `RefNotFound`, `InvalidAgent`, `EnvironmentError`, `Busy`,
+    /// `NotConfirmed`, `IoError` or `Cancelled`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Source(_) | Self::NoName { .. } => "InvalidSource",
+            Self::AlreadyInstalled { .. } => "AlreadyInstalled",
+            Self::NotOurs { .. } => "NotOurs",
+            Self::NotInstalled { .. } => "NotInstalled",
+            Self::GitMissing => "GitMissing",
+            Self::Git { .. } => "GitFailed",
+            Self::GitTimeout { .. } => "GitTimeout",
+            Self::RefNotFound { .. } => "RefNotFound",
+            Self::Invalid { .. } => "InvalidAgent",
+            Self::Environment { .. } => "EnvironmentError",
+            Self::Busy { .. } => "Busy",
+            Self::NotConfirmed { .. } => "NotConfirmed",
+            Self::Io { .. } => "IoError",
+            Self::Cancelled => "Cancelled",
+        }
+    }
+
     /// Whether the error is the caller's (exit status 2): a bad SOURCE, a missing name, a
     /// missing confirmation.
     pub fn is_usage(&self) -> bool {

@@ -68,7 +68,7 @@ pub(crate) fn remove(config: Config, args: &RemoveArgs) -> ExitCode {
     if !args.yes {
         let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
         if !terminal {
-            return failure(&InstallError::NotConfirmed { agent: args.agent.clone() });
+            return failure(&InstallError::NotConfirmed { agent: args.agent.clone() }, args.json);
         }
         render::err(&agenthub_core::escape_control(&format!(
             "Remove {} and its environments? [y/N] ",
@@ -101,7 +101,7 @@ pub(crate) fn remove(config: Config, args: &RemoveArgs) -> ExitCode {
             )));
             ExitCode::SUCCESS
         }
-        Err(e) => failure(&e),
+        Err(e) => failure(&e, args.json),
     }
 }
 
@@ -129,7 +129,7 @@ fn report(result: Result<Installed, InstallError>, json: bool, started: Instant,
             )));
             ExitCode::SUCCESS
         }
-        Err(e) => failure(&e),
+        Err(e) => failure(&e, json),
     }
 }
 
@@ -137,7 +137,20 @@ fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
 }
 
-fn failure(e: &InstallError) -> ExitCode {
+/// Reports a failure: on stderr for people; with `--json`, also
+/// `{"error", "error_type", "suggestion", "stderr"?}` on stdout.
+fn failure(e: &InstallError, json: bool) -> ExitCode {
+    if json {
+        let mut object = serde_json::json!({
+            "error": e.to_string(),
+            "error_type": e.kind(),
+            "suggestion": e.suggestion(),
+        });
+        if let Some(stderr) = e.stderr() {
+            object["stderr"] = stderr.into();
+        }
+        render::out(&format!("{object}\n"));
+    }
     let mut text = format!("{e}\n");
     if let Some(stderr) = e.stderr() {
         let lines: Vec<&str> = stderr.lines().collect();

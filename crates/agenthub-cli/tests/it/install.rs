@@ -232,6 +232,9 @@ fn a_bad_ref_changes_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("ref `no-such-tag` was not found"), "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("git ls-remote"), "{}", text(&out.stderr));
+    let json = json_of(&hub(&reg, &["update", "acme/hello", "@no-such-tag", "--json"]));
+    assert_eq!(json["error_type"], "RefNotFound", "{json}");
+    assert!(json["suggestion"].as_str().unwrap().contains("git ls-remote"), "{json}");
     assert_eq!(json_of(ok(&reg.greet("acme/hello")))["result"], "Hello, World.");
     assert_eq!(reg.leftovers("acme"), Vec::<String>::new());
 }
