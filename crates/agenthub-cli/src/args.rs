@@ -155,6 +155,9 @@ pub(crate) struct InitArgs {
     /// Where to write it (default: ./NAME). Must not exist, or be an empty directory.
     #[arg(long, value_name = "DIR")]
     pub(crate) path: Option<PathBuf>,
+    /// Print `{"name", "path", "files", "class"}`.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `agenthub validate`.
