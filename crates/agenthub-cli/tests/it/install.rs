@@ -471,8 +471,8 @@ fn exec_installs_on_first_use_unless_turned_off_and_never_for_paths() {
     assert!(!text(&path.stderr).contains("installing"));
 }
 
-/// Runs `agenthub ARGS` in a pseudo-terminal (Python's `pty`), typing `input`; what the
-/// terminal showed.
+/// Runs `agenthub ARGS` in a pseudo-terminal (Python's `pty`), typing `input` once the
+/// terminal shows a prompt (`: ` or `] `); what the terminal showed.
 fn in_pty(reg: &Registry, args: &[&str], input: &str) -> String {
     let script = "import os, pty, sys, time, select\n\
 pid, fd = pty.fork()\n\
@@ -482,7 +482,7 @@ sent = False\n\
 deadline = time.time() + 120\n\
 while time.time() < deadline:\n    \
 r, _, _ = select.select([fd], [], [], 0.2)\n    \
-if not sent and b': ' in data:\n        os.write(fd, os.environ['PTY_INPUT'].encode()); sent = True\n    \
+if not sent and (b': ' in data or b'] ' in data):\n        os.write(fd, os.environ['PTY_INPUT'].encode()); sent = True\n    \
 if r:\n        \
 try:\n            chunk = os.read(fd, 65536)\n        except OSError:\n            break\n        \
 if not chunk:\n            break\n        data += chunk\n\
@@ -538,4 +538,18 @@ fn exec_interactive_asks_for_each_parameter_by_type() {
     let piped = run(&mut command(&reg.ctx, &["exec", agent.to_str().unwrap(), "add", "-i"]));
     assert_eq!(piped.status.code(), Some(2), "{}", text(&piped.stderr));
     assert!(text(&piped.stderr).contains("terminal"));
+}
+
+#[test]
+fn remove_asks_on_a_terminal_and_keeps_the_agent_unless_told_yes() {
+    let reg = Registry::new();
+    reg.repo("acme/hello", "Hello", "v1");
+    ok(&hub(&reg, &["install", "acme/hello", "--no-env"]));
+    let shown = in_pty(&reg, &["remove", "acme/hello"], "n\r");
+    assert!(shown.contains("Remove acme/hello and its environments? [y/N]"), "{shown:?}");
+    assert!(shown.contains("Nothing removed."), "{shown:?}");
+    assert!(reg.agent_dir("acme/hello").exists());
+    let shown = in_pty(&reg, &["remove", "acme/hello"], "y\r");
+    assert!(shown.contains("Removed acme/hello"), "{shown:?}");
+    assert!(!reg.agent_dir("acme/hello").exists());
 }
