@@ -8,6 +8,7 @@ mod info;
 mod init;
 mod install;
 mod list;
+mod ray;
 mod validate;
 
 use std::process::ExitCode;
@@ -38,6 +39,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
             | Command::Install(_)
             | Command::Update(_)
             | Command::Remove(_)
+            | Command::Ray(_)
     ) {
         // Commands that run agents or installers clean up after themselves on a signal.
         crate::signals::handle();
@@ -52,6 +54,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Init(args) => init::run(&args),
         Command::Validate(args) => validate::run(&config, &args),
         Command::Install(args) => install::install(config, &args),
+        Command::Ray(cmd) => ray::run(config, cmd),
         Command::Update(args) => install::update(config, &args),
         Command::Remove(args) => install::remove(config, &args),
     }
