@@ -194,7 +194,10 @@ impl AgentRuntime {
                         reason: format!(
                             "it is not installed, and installing it from {url} failed: {e}{}",
                             e.stderr()
-                                .map(|s| format!(" ({})", s.lines().last().unwrap_or_default()))
+                                .map(|s| {
+                                    let fatal = s.lines().find(|l| l.starts_with("fatal:"));
+                                    format!(" ({})", fatal.or_else(|| s.lines().last()).unwrap_or_default())
+                                })
                                 .unwrap_or_default()
                         ),
                     }),
