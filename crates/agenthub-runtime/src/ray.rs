@@ -130,6 +130,7 @@ impl RayTarget {
             "type": "hello",
             "address": config.ray.address,
             "actors_per_agent": config.ray.actors_per_agent,
+            "build_timeout": config.runtime.build_timeout,
             "bootstrap": crate::warm::BOOTSTRAP,
         });
         let said = writeln!(writer, "{hello}");
@@ -241,7 +242,10 @@ impl RayTarget {
             driver.waiters.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
             return Err(driver_died(&format!("it stopped reading requests ({e})")));
         }
-        let wait = call.timeout.map_or(Duration::MAX, |t| t.saturating_add(DRIVER_SLACK));
+        // The driver bounds the actor's start by `build_timeout` and the call by its timeout.
+        let wait = call.timeout.map_or(Duration::MAX, |t| {
+            t.saturating_add(config.runtime.build_timeout()).saturating_add(DRIVER_SLACK)
+        });
         let answer = match rx.recv_timeout(wait) {
             Ok(answer) => answer,
             Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -303,7 +307,7 @@ impl RayTarget {
             stderr_tail: answer["stderr"].as_str().unwrap_or_default().as_bytes().to_vec(),
             stderr_truncated: false,
             wall_time: started.elapsed(),
-            peak_rss_bytes: None,
+            peak_rss_bytes: answer["peak_rss"].as_u64(),
         })
     }
 }

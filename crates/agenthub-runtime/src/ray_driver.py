@@ -47,6 +47,17 @@ def _describe(exc):
         return type(exc).__name__
 
 
+def _peak_rss(children=False):
+    """Peak resident memory in bytes of the actor (or of its one-shot children)."""
+    try:
+        import resource
+
+        who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
+        return resource.getrusage(who).ru_maxrss * 1024
+    except Exception:
+        return None
+
+
 def _actor_class(ray):
     @ray.remote(max_restarts=0, max_task_retries=0)
     class AgentActor:
@@ -87,7 +98,8 @@ def _actor_class(ray):
                 proc = subprocess.run([sys.executable, "agent.py", request], cwd=self.dir,
                                       stdin=subprocess.DEVNULL, capture_output=True)
                 return {"stdout": proc.stdout.decode("utf-8", "replace"), "exit_code": proc.returncode,
-                        "stderr": proc.stderr[-STDERR_TAIL:].decode("utf-8", "replace")}
+                        "stderr": proc.stderr[-STDERR_TAIL:].decode("utf-8", "replace"),
+                        "peak_rss": _peak_rss(children=True)}
             captured, saved = io.StringIO(), sys.stderr
             sys.stderr = captured
             try:
@@ -101,7 +113,8 @@ def _actor_class(ray):
                     os.chdir(self.dir)
                 except OSError:
                     pass
-            return {"stdout": stdout, "exit_code": code, "stderr": captured.getvalue()[-STDERR_TAIL:]}
+            return {"stdout": stdout, "exit_code": code, "stderr": captured.getvalue()[-STDERR_TAIL:],
+                    "peak_rss": _peak_rss()}
 
     return AgentActor
 
@@ -111,6 +124,9 @@ class Driver:
         self.ray = ray
         self.channel = channel
         self.per_agent = max(1, int(hello.get("actors_per_agent") or 1))
+        # How long an actor may take to get its environment and import the agent.
+        self.build_timeout = float(hello.get("build_timeout") or 600)
+        self.starting = {}  # ObjectRef of an actor's describe() -> slot, until it is ready
         self.bootstrap = hello["bootstrap"]
         self.Actor = _actor_class(ray)
         self.lock = threading.Lock()
@@ -158,7 +174,13 @@ class Driver:
         archive = self._archive(call["agent_dir"], call["key"])
         actor = self.Actor.options(runtime_env=env or None).remote(
             self.bootstrap, call["dispatch"], call["methods"], archive)
-        return {"actor": actor, "queue": [], "spec": (call["agent_dir"], call["key"])}
+        slot = {"actor": actor, "queue": [], "spec": (call["agent_dir"], call["key"]), "ready": False,
+                "build_deadline": time.monotonic() + self.build_timeout}
+        # The environment build and the import are not the call's time (as locally, where
+        # `build_timeout` bounds them): a call's clock starts when its actor is ready.
+        slot["ready_ref"] = actor.describe.remote()
+        self.starting[slot["ready_ref"]] = slot
+        return slot
 
     def _slot_for(self, call):
         pool = self.pools.setdefault((call["agent_dir"], call["key"]), [])
@@ -175,14 +197,47 @@ class Driver:
         call["slot"] = slot
         ref = slot["actor"].call.remote(call["method"], call["request"])
         call["ref"] = ref
+        call["deadline"] = self._deadline(call) if slot["ready"] else None
         slot["queue"].append(call)
         self.pending[ref] = call
+
+    @staticmethod
+    def _deadline(call):
+        timeout = call.get("timeout")
+        return time.monotonic() + timeout if timeout else None
+
+    def _ready(self, slot, ref):
+        """An actor finished starting: its calls' clocks start, or they fail with why."""
+        self.starting.pop(ref, None)
+        try:
+            self.ray.get(ref)
+        except Exception as exc:
+            self._fail_slot(slot, self._kind(exc), str(exc))
+            return
+        slot["ready"] = True
+        for call in slot["queue"]:
+            call["deadline"] = self._deadline(call)
+
+    def _fail_slot(self, slot, kind, message):
+        for call in list(slot["queue"]):
+            self._finish(call, {"error": {"kind": kind, "message": message}})
+        self._retire(slot)
+
+    def _kind(self, exc):
+        exceptions = self.ray.exceptions
+        text = str(exc)
+        if isinstance(exc, exceptions.RuntimeEnvSetupError) or "runtime env" in text.lower():
+            return "environment"
+        if "creation task" in text:
+            return "import"
+        return "actor_died"
 
     def _retire(self, slot):
         """Kills a slot's actor and removes it; its queued (not started) calls go to another."""
         pool = self.pools.get(slot["spec"], [])
         if slot in pool:
             pool.remove(slot)
+        self.starting.pop(slot.get("ready_ref"), None)
         try:
             self.ray.kill(slot["actor"], no_restart=True)
         except Exception:
@@ -208,8 +263,7 @@ class Driver:
         kind = message.get("type")
         if kind == "call":
             call = dict(message)
-            timeout = call.get("timeout")
-            call["deadline"] = time.monotonic() + timeout if timeout else None
+            call["deadline"] = None
             with self.lock:
                 self.by_id[call["id"]] = call
                 try:
@@ -252,7 +306,7 @@ class Driver:
         ray = self.ray
         while not self.closed:
             with self.lock:
-                refs = list(self.pending)
+                refs = list(self.pending) + list(self.starting)
             if not refs:
                 self.wake.wait(0.5)
                 self.wake.clear()
@@ -267,32 +321,30 @@ class Driver:
             now = time.monotonic()
             with self.lock:
                 for ref in ready:
+                    slot = self.starting.get(ref)
+                    if slot is not None:
+                        self._ready(slot, ref)
+                for ref in ready:
                     call = self.pending.get(ref)
                     if call is not None:
                         self._collect(call, ref)
                 for call in list(self.pending.values()):
                     if call["deadline"] is not None and now >= call["deadline"]:
                         self._stop(call, "timeout", "the call ran past its time limit")
+                for slot in list(self.starting.values()):
+                    if now >= slot["build_deadline"]:
+                        self._fail_slot(slot, "environment", "the actor's environment was not ready within "
+                                        "build_timeout ({:.0f}s)".format(self.build_timeout))
 
     def _collect(self, call, ref):
         ray = self.ray
         try:
             value = ray.get(ref)
-        except ray.exceptions.RuntimeEnvSetupError as exc:
-            self._finish(call, {"error": {"kind": "environment", "message": str(exc)}})
-            self._retire(call["slot"])
-            return
-        except ray.exceptions.ActorDiedError as exc:
-            text = str(exc)
-            kind = "import" if "creation task" in text else "actor_died"
-            if "RuntimeEnvSetupError" in text or "runtime_env" in text and "failed" in text.lower():
-                kind = "environment"
-            self._finish(call, {"error": {"kind": kind, "message": text}})
-            self._retire(call["slot"])
-            return
-        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError) as exc:
-            self._finish(call, {"error": {"kind": "actor_died", "message": str(exc)}})
-            self._retire(call["slot"])
+        except (ray.exceptions.RuntimeEnvSetupError, ray.exceptions.RayActorError,
+                ray.exceptions.ActorUnavailableError) as exc:
+            slot = call["slot"]
+            self._finish(call, {"error": {"kind": self._kind(exc), "message": str(exc)}})
+            self._retire(slot)
             return
         except ray.exceptions.TaskCancelledError:
             return  # answered when it was cancelled
@@ -301,7 +353,7 @@ class Driver:
             self._retire(call["slot"])
             return
         self._finish(call, {"stdout": value.get("stdout", ""), "exit_code": value.get("exit_code", 1),
-                            "stderr": value.get("stderr", "")})
+                            "stderr": value.get("stderr", ""), "peak_rss": value.get("peak_rss")})
 
     def close(self):
         self.closed = True
@@ -323,6 +375,9 @@ def main():
     os.dup2(null, 0)
     os.close(null)
     hello = json.loads(channel_in.readline() or b"{}")
+    if not os.environ.get("RAY_AUTH_MODE") and (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")):
+        # A token was given: the cluster uses token authentication.
+        os.environ["RAY_AUTH_MODE"] = "token"
     try:
         import ray
     except Exception as exc:

@@ -5,6 +5,7 @@ mod faults;
 mod hostile;
 mod install;
 mod lifecycle;
+mod ray;
 
 use agenthub_core::ParamType;
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};
