@@ -114,7 +114,9 @@ impl RayTarget {
                 ..ProcessLimits::default()
             },
             registry: Some(Arc::clone(&self.registry)),
-            containment: Containment::Auto,
+            // No memory cap to enforce and nothing it starts to contain (the actors are the
+            // cluster's): its process group is enough, and is killed with it.
+            containment: Containment::ProcessGroup,
             die_with_parent: false,
         };
         let mut worker = Worker::spawn(&spec).map_err(|e| AgentRuntimeError::NotRun {
