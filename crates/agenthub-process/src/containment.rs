@@ -366,7 +366,7 @@ fn kill_marked_once(needle: &[u8]) -> usize {
 mod tests {
     use super::*;
 
-    /// A pid that is not running (pid_max is at most 2^22).
+    /// A pid that is not running (`pid_max` is at most 2^22).
     const DEAD: u32 = 4_194_304 + 7;
 
     #[test]
