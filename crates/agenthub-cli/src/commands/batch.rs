@@ -31,9 +31,6 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
     args.target.apply(&mut config);
     config.runtime.mode = ExecutionMode::Warm;
     config.runtime.workers_per_agent = args.concurrency;
-    if config.runtime.target == agenthub_core::ExecutionTarget::Ray {
-        config.ray.actors_per_agent = config.ray.actors_per_agent.max(args.concurrency.min(1024));
-    }
     config.runtime.max_concurrency = config.runtime.max_concurrency.max(args.concurrency);
     if let Err(e) = config.validate() {
         return super::usage_error(&e);
