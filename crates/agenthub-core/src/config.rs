@@ -95,6 +95,9 @@ impl std::str::FromStr for ExecutionTarget {
     }
 }
 
+/// The Ray version agenthub's own driver Python gets by default.
+pub const DEFAULT_RAY_VERSION: &str = "2.60.0";
+
 /// The Ray execution target (`target: ray`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -105,6 +108,9 @@ pub struct RayConfig {
     /// A Python that has `ray` installed, to run agenthub's driver with
     /// (`AGENTHUB_RAY_PYTHON`).
     pub python: Option<PathBuf>,
+    /// The Ray version of the Python agenthub builds for its driver when `python` is not
+    /// set (`<home>/tools/ray-<version>`); it must be the cluster's (`AGENTHUB_RAY_VERSION`).
+    pub version: String,
     /// Ray actors per agent (calls beyond that queue on them).
     pub actors_per_agent: usize,
     /// How long connecting to the cluster may take, in seconds.
@@ -113,7 +119,13 @@ pub struct RayConfig {
 
 impl Default for RayConfig {
     fn default() -> Self {
-        Self { address: None, python: None, actors_per_agent: 2, connect_timeout: 60.0 }
+        Self {
+            address: None,
+            python: None,
+            version: DEFAULT_RAY_VERSION.to_owned(),
+            actors_per_agent: 2,
+            connect_timeout: 60.0,
+        }
     }
 }
 
@@ -223,7 +235,7 @@ pub struct RuntimeConfig {
 pub const BASE_ENV_VARS: [&str; 8] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"];
 
 /// The `AGENTHUB_*` variables that set configuration.
-pub const CONFIG_VARS: [&str; 35] = [
+pub const CONFIG_VARS: [&str; 36] = [
     "AGENTHUB_MAX_EXECUTION_TIME",
     "AGENTHUB_MAX_MEMORY_USAGE",
     "AGENTHUB_SUBPROCESS_TIMEOUT",
@@ -259,6 +271,7 @@ pub const CONFIG_VARS: [&str; 35] = [
     "AGENTHUB_RAY_PYTHON",
     "AGENTHUB_RAY_ACTORS_PER_AGENT",
     "AGENTHUB_RAY_CONNECT_TIMEOUT",
+    "AGENTHUB_RAY_VERSION",
 ];
 
 /// `AGENTHUB_*` variables other parts of agenthub read: allowed, not configuration.
@@ -770,6 +783,13 @@ impl Config {
         self.environment.validate()?;
         check_seconds("install.git_timeout", self.install.git_timeout)?;
         check_seconds("ray.connect_timeout", self.ray.connect_timeout)?;
+        let version = &self.ray.version;
+        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.') {
+            return Err(invalid(
+                "ray.version",
+                format!("must be a Ray release such as 2.60.0, got `{version}`"),
+            ));
+        }
         if !(1..=1024).contains(&self.ray.actors_per_agent) {
             return Err(invalid(
                 "ray.actors_per_agent",
@@ -832,6 +852,7 @@ impl Config {
             }
             "RAY_ACTORS_PER_AGENT" => self.ray.actors_per_agent = parse_whole(value, 1024)?,
             "RAY_CONNECT_TIMEOUT" => self.ray.connect_timeout = parse_seconds(value)?,
+            "RAY_VERSION" => value.trim().clone_into(&mut self.ray.version),
             _ => return Err("not a configuration variable".to_owned()),
         }
         Ok(())

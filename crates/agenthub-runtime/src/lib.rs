@@ -105,7 +105,7 @@ impl AgentRuntime {
             );
         let slots = async_lock::Semaphore::new(rt.concurrency_limit());
         let processes = ProcessManager::with_run_dir(process, config.home.join("run"));
-        let ray = Arc::new(ray::RayTarget::new(processes.registry()));
+        let ray = Arc::new(ray::RayTarget::new(processes.registry(), environments.clone()));
         let pools = warm::Pools::new(
             warm::PoolSettings {
                 workers_per_agent: rt.workers_per_agent.max(1),

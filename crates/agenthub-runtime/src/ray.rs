@@ -76,11 +76,50 @@ pub(crate) struct RayTarget {
     driver: Mutex<Option<Arc<Driver>>>,
     next_id: AtomicU64,
     registry: Arc<ProcessRegistry>,
+    environments: agenthub_env::EnvironmentManager,
 }
 
 impl RayTarget {
-    pub(crate) fn new(registry: Arc<ProcessRegistry>) -> Self {
-        Self { driver: Mutex::new(None), next_id: AtomicU64::new(1), registry }
+    pub(crate) fn new(
+        registry: Arc<ProcessRegistry>,
+        environments: agenthub_env::EnvironmentManager,
+    ) -> Self {
+        Self { driver: Mutex::new(None), next_id: AtomicU64::new(1), registry, environments }
+    }
+
+    /// The Python that runs the driver: `ray.python`, else one agenthub builds once with its
+    /// own environment machinery at `<home>/tools/ray-<version>` (`ray[default]==<version>`).
+    fn driver_python(&self, config: &Config) -> Result<PathBuf, AgentRuntimeError> {
+        if let Some(python) = &config.ray.python {
+            return Ok(python.clone());
+        }
+        let version = &config.ray.version;
+        let dir = config.home.join("tools").join(format!("ray-{version}"));
+        let manifest_text = format!(
+            "name: ray-driver\nversion: \"{version}\"\ndescription: the Python agenthub runs its Ray driver with\n\
+             author: agenthub\ndependencies: [\"ray[default]=={version}\"]\ninterface:\n  methods:\n    \
+             driver:\n      description: not called\n"
+        );
+        let failed = |e: String| AgentRuntimeError::NotRun {
+            message: format!(
+                "Cannot make a Python with Ray {version} for the driver in {}: {e}",
+                dir.display()
+            ),
+            suggestion:
+                "Set ray.python (AGENTHUB_RAY_PYTHON) to a Python that has the cluster's Ray version, or \
+                check that the package index can be reached"
+                    .to_owned(),
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| failed(e.to_string()))?;
+        let manifest_path = dir.join("agent.yaml");
+        if std::fs::read_to_string(&manifest_path).ok().as_deref() != Some(manifest_text.as_str()) {
+            std::fs::write(&manifest_path, &manifest_text).map_err(|e| failed(e.to_string()))?;
+        }
+        let manifest = agenthub_core::AgentManifest::from_yaml_str(&manifest_text, "agent.yaml")
+            .map_err(|e| failed(e.to_string()))?;
+        tracing::info!("making a Python with Ray {version} for the Ray driver in {} (once)", dir.display());
+        let ready = pollster::block_on(self.environments.ensure_environment(&dir, &manifest))?;
+        Ok(ready.python)
     }
 
     /// The driver, started (and connected to the cluster) if it is not running.
@@ -95,13 +134,7 @@ impl RayTarget {
     }
 
     fn start(&self, config: &Config) -> Result<Driver, AgentRuntimeError> {
-        let python = config.ray.python.clone().ok_or_else(|| AgentRuntimeError::NotRun {
-            message: "The Ray target needs a Python that has `ray` to run agenthub's driver".to_owned(),
-            suggestion: "Install Ray into a virtual environment (`uv venv --seed ~/.agenthub/ray && uv pip \
-                install --python ~/.agenthub/ray 'ray[default]'`, matching the cluster's Ray version) and set \
-                ray.python in config.yaml or AGENTHUB_RAY_PYTHON to its bin/python"
-                .to_owned(),
-        })?;
+        let python = self.driver_python(config)?;
         let spec = ProcessSpec {
             program: python.clone(),
             args: vec!["-u".into(), "-c".into(), DRIVER.into()],

@@ -51,6 +51,7 @@ fn the_ray_target_on_a_real_cluster() {
     }
     let (python, wheels) = (ray_python(), wheelhouse());
     assert!(python.exists(), "{} does not exist", python.display());
+    agenthub_makes_the_drivers_python_when_none_is_named(&python);
     let exe = std::env::current_exe().unwrap();
     let mut child = Command::new("unshare")
         .args(["--net", "--pid", "--fork", "--mount-proc", "--"])
@@ -79,6 +80,26 @@ fn the_ray_target_on_a_real_cluster() {
         text(&out.stdout),
         text(&out.stderr)
     );
+}
+
+/// Without `ray.python`, agenthub builds the driver's Python itself, once, with its own
+/// environment machinery (outside the namespace: this needs the package index).
+fn agenthub_makes_the_drivers_python_when_none_is_named(reference: &std::path::Path) {
+    let version =
+        Command::new(reference).args(["-c", "import ray; print(ray.__version__)"]).output().unwrap();
+    let version = text(&version.stdout).trim().to_owned();
+    let ctx = TestContext::new();
+    let mut status = super::command(&ctx, &["ray", "status", "--ray-address", "127.0.0.1:1", "--json"]);
+    status
+        .env_remove("AGENTHUB_RAY_PYTHON")
+        .env("AGENTHUB_RAY_VERSION", &version)
+        .env("AGENTHUB_RAY_CONNECT_TIMEOUT", "10");
+    let out = run(&mut status, Vec::new(), CALL);
+    let v = json_of(&out);
+    assert!(v["error"].as_str().unwrap_or_default().contains("Cannot reach the Ray cluster"), "{v}");
+    let made = ctx.home().join(format!("tools/ray-{version}/.venv/bin/python"));
+    let has = Command::new(&made).args(["-c", "import ray; print(ray.__version__)"]).output().unwrap();
+    assert_eq!(text(&has.stdout).trim(), version, "{}", text(&has.stderr));
 }
 
 /// A one-node cluster with token authentication, stopped on drop.
