@@ -12,6 +12,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod cancel;
 mod catalog;
 mod outcome;
 mod scaffold;
@@ -34,6 +35,7 @@ use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
+pub use cancel::CallCancel;
 pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
 pub use scaffold::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
 pub use validate::{
@@ -200,6 +202,39 @@ impl AgentRuntime {
         self.execute_loaded_since(agent, method, params, Instant::now()).await
     }
 
+    /// [`Self::execute`] that `cancel` can stop from another thread: a call cancelled before
+    /// it runs never starts a process, and a warm worker serving it is killed (never
+    /// reused; the next call starts a fresh one). A cancelled call's response is an
+    /// `ExecutionError` saying so. A one-shot call already running is not stopped (see
+    /// [`CallCancel`]).
+    pub async fn execute_cancellable(
+        &self,
+        agent: &LoadedAgent,
+        method: &str,
+        params: Params,
+        cancel: &CallCancel,
+    ) -> ExecutionResponse {
+        let started = Instant::now();
+        match self.run(agent, method, params, Some(cancel)).await {
+            Ok(mut response) => {
+                response.execution_time = started.elapsed();
+                response
+            }
+            Err(err) => ExecutionResponse::failed(err, started.elapsed()),
+        }
+    }
+
+    /// [`Self::execute_cancellable`] on the calling thread, for the std process backend.
+    pub fn execute_cancellable_blocking(
+        &self,
+        agent: &LoadedAgent,
+        method: &str,
+        params: Params,
+        cancel: &CallCancel,
+    ) -> ExecutionResponse {
+        pollster::block_on(self.execute_cancellable(agent, method, params, cancel))
+    }
+
     /// [`Self::execute_agent`] on the calling thread, for the std process backend (the
     /// tokio backend needs a tokio runtime: use the async method there).
     pub fn execute_agent_blocking(&self, agent: &str, method: &str, params: Params) -> ExecutionResponse {
@@ -238,6 +273,7 @@ impl AgentRuntime {
             methods: loaded.manifest.method_names(),
             method: String::new(),
             request: String::new(),
+            cancel: None,
         };
         if self.processes.backend_name() == "std" {
             return self.pools.prestart(&call);
@@ -371,7 +407,7 @@ impl AgentRuntime {
         params: Params,
         started: Instant,
     ) -> ExecutionResponse {
-        match self.run(agent, method, params).await {
+        match self.run(agent, method, params, None).await {
             Ok(mut response) => {
                 response.execution_time = started.elapsed();
                 response
@@ -385,6 +421,7 @@ impl AgentRuntime {
         agent: &LoadedAgent,
         method: &str,
         params: Params,
+        cancel: Option<&CallCancel>,
     ) -> Result<ExecutionResponse, AgentRuntimeError> {
         let manifest = &agent.manifest;
         let spec = manifest.method(method).ok_or_else(|| AgentRuntimeError::MethodNotFound {
@@ -400,6 +437,9 @@ impl AgentRuntime {
         }
         // Calls beyond `max_concurrency` wait here, after validation and before any work.
         let _slot = self.slots.acquire().await;
+        if cancel.is_some_and(CallCancel::is_cancelled) {
+            return Err(cancelled());
+        }
         self.sweep_if_due();
         let stamps = if warm { warm::stamps(dir, &self.config.environment.venv_location) } else { [None; 6] };
         let env = if let Some(env) = self.checked_before(dir, warm, &stamps) {
@@ -426,12 +466,18 @@ impl AgentRuntime {
                 methods: manifest.method_names(),
                 method: method.to_owned(),
                 request: request.clone(),
+                cancel: cancel.cloned(),
             };
             match self.run_warm(call).await {
+                _ if cancel.is_some_and(CallCancel::is_cancelled) => return Err(cancelled()),
                 warm::WarmOutcome::Ran(output) => return Ok(outcome::response_from(&output, rt)),
                 warm::WarmOutcome::Failed(err) => return Err(err),
+                warm::WarmOutcome::Cancelled => return Err(cancelled()),
                 warm::WarmOutcome::OneShot => check_request_size(&request, true)?,
             }
+        }
+        if cancel.is_some_and(CallCancel::is_cancelled) {
+            return Err(cancelled());
         }
         let call = AgentInvocation {
             python: env.python,
@@ -445,6 +491,16 @@ impl AgentRuntime {
         };
         let output = self.processes.execute_agent(call).await?;
         Ok(outcome::response_from(&output, rt))
+    }
+}
+
+/// The error of a call stopped through its [`CallCancel`].
+fn cancelled() -> AgentRuntimeError {
+    AgentRuntimeError::Execution {
+        message: "Call cancelled by its caller; the warm worker serving it, if any, was killed".to_owned(),
+        return_code: None,
+        signal: None,
+        stderr: None,
     }
 }
 
