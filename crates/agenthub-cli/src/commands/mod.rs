@@ -7,13 +7,14 @@ mod exec;
 mod info;
 mod init;
 mod list;
+mod mcp;
 mod validate;
 
 use std::process::ExitCode;
 
 use agenthub_core::{Config, ConfigError};
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, McpCommand};
 use crate::render;
 
 /// Runs the parsed command line.
@@ -23,7 +24,10 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Err(e) => return usage_error(&e),
     };
     init_logging(&config.runtime.log_level);
-    if matches!(cli.command, Command::Exec(_) | Command::Env(_) | Command::Batch(_) | Command::Bench(_)) {
+    if matches!(
+        cli.command,
+        Command::Exec(_) | Command::Env(_) | Command::Batch(_) | Command::Bench(_) | Command::Mcp(McpCommand::Serve(_))
+    ) {
         // Commands that run agents or installers clean up after themselves on a signal.
         crate::signals::handle();
     }
@@ -36,6 +40,8 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Bench(args) => bench::run(config, &args),
         Command::Init(args) => init::run(&args),
         Command::Validate(args) => validate::run(&config, &args),
+        Command::Mcp(McpCommand::Serve(args)) => mcp::serve(config, &args),
+        Command::Mcp(McpCommand::Config(args)) => mcp::config(&config, &args),
     }
 }
 
