@@ -213,7 +213,8 @@ impl Inner {
                 _ = ticks.tick(), if progress.is_some() => {
                     let Some(token) = progress.clone() else { continue };
                     let secs = started.elapsed().as_secs_f64();
-                    let note = ProgressNotificationParam::new(token, secs.floor())
+                    // Seconds so far (tenths): it increases with every notification.
+                    let note = ProgressNotificationParam::new(token, (secs * 10.0).round() / 10.0)
                         .with_message(format!("{} running for {:.0} s", tool.name, secs));
                     if let Err(e) = context.peer.notify_progress(note).await {
                         tracing::debug!(error = %e, "could not send a progress notification");

@@ -4,6 +4,7 @@ mod batch;
 mod faults;
 mod hostile;
 mod lifecycle;
+mod mcp;
 
 use agenthub_core::ParamType;
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};
