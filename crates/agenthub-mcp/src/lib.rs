@@ -87,7 +87,8 @@ pub enum McpError {
 /// Serves `server` on stdin and stdout until stdin closes (a blocking call: it runs its own
 /// single-threaded async runtime). Stdout carries nothing but protocol.
 pub fn serve_stdio(server: McpServer) -> Result<(), McpError> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(McpError::Runtime)?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(McpError::Runtime)?;
     let result = runtime.block_on(async {
         let (read, write) = rmcp::transport::io::stdio_pipes();
         server.serve(read, write).await
@@ -113,7 +114,10 @@ pub fn client_config(name: &str, binary: &Path, agents: &[String], home: &Path) 
 /// `agenthub` for several.
 pub fn server_name(agents: &[Arc<LoadedAgent>]) -> String {
     match agents {
-        [one] => tools::unique_name(&format!("agenthub-{}", one.manifest.name), &mut Default::default()),
+        [one] => tools::unique_name(
+            &format!("agenthub-{}", one.manifest.name),
+            &mut std::collections::HashSet::new(),
+        ),
         _ => "agenthub".to_owned(),
     }
 }

@@ -18,11 +18,13 @@ const STDERR_LINES: usize = 20;
 /// object).
 pub fn tool_result(response: &ExecutionResponse, structured: bool) -> CallToolResult {
     match &response.outcome {
-        Ok(value) if structured && !value.is_object() => CallToolResult::error(vec![ContentBlock::text(format!(
-            "ProtocolError: the method declares that it returns an object, but it returned {}: {}",
-            kind(value),
-            text_of(value)
-        ))]),
+        Ok(value) if structured && !value.is_object() => {
+            CallToolResult::error(vec![ContentBlock::text(format!(
+                "ProtocolError: the method declares that it returns an object, but it returned {}: {}",
+                kind(value),
+                text_of(value)
+            ))])
+        }
         Ok(value) => {
             let mut result = CallToolResult::success(vec![ContentBlock::text(text_of(value))]);
             if structured {

@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -65,7 +65,11 @@ impl Drop for Job {
 impl McpServer {
     /// A server for the methods of `agents`, run by `runtime` (which should be in warm
     /// mode; agents that cannot be warm are run one-shot).
-    pub fn new(runtime: Arc<AgentRuntime>, agents: Vec<LoadedAgent>, options: Options) -> Result<Self, McpError> {
+    pub fn new(
+        runtime: Arc<AgentRuntime>,
+        agents: Vec<LoadedAgent>,
+        options: Options,
+    ) -> Result<Self, McpError> {
         let agents: Vec<Arc<LoadedAgent>> = agents.into_iter().map(Arc::new).collect();
         let tools = tools_of(&agents);
         if tools.is_empty() {
@@ -268,7 +272,11 @@ struct WatchEof<R> {
 }
 
 impl<R: AsyncRead + Unpin> AsyncRead for WatchEof<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let wanted = buf.remaining() > 0;
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);

@@ -8,6 +8,7 @@
 //!   express: the declared properties (no others), the required ones, their defaults.
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use agenthub_core::{MethodSpec, ParamType};
@@ -45,11 +46,8 @@ pub fn tools_of(agents: &[Arc<LoadedAgent>]) -> Vec<ToolSpec> {
     let prefixed = agents.len() > 1;
     for agent in agents {
         for (method, spec) in &agent.manifest.methods {
-            let wanted = if prefixed {
-                format!("{}{SEPARATOR}{method}", agent.manifest.name)
-            } else {
-                method.clone()
-            };
+            let wanted =
+                if prefixed { format!("{}{SEPARATOR}{method}", agent.manifest.name) } else { method.clone() };
             let name = unique_name(&wanted, &mut taken);
             tools.push(ToolSpec {
                 name,
@@ -66,7 +64,7 @@ pub fn tools_of(agents: &[Arc<LoadedAgent>]) -> Vec<ToolSpec> {
 
 /// `wanted` made acceptable to clients: characters outside `[A-Za-z0-9_-]` become `_`, at
 /// most [`MAX_TOOL_NAME`] characters, and a `_2`, `_3`, … suffix when the name is taken.
-pub fn unique_name(wanted: &str, taken: &mut HashSet<String>) -> String {
+pub fn unique_name<S: std::hash::BuildHasher>(wanted: &str, taken: &mut HashSet<String, S>) -> String {
     let mut base: String = wanted
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
@@ -96,7 +94,7 @@ fn description(agent: &LoadedAgent, method: &str, spec: &MethodSpec) -> String {
         spec.description.clone()
     };
     if !manifest.description.trim().is_empty() {
-        text.push_str(&format!(" (agent {}: {})", manifest.name, manifest.description));
+        let _ = write!(text, " (agent {}: {})", manifest.name, manifest.description);
     }
     text
 }

@@ -114,7 +114,10 @@ fn load_agents(config: &Config, names: &[String], all: bool) -> Result<Vec<Loade
             }
         }
         if agents.is_empty() {
-            render::err(&format!("error: no installed agent loads (agents root: {})\n", config.agents_root().display()));
+            render::err(&format!(
+                "error: no installed agent loads (agents root: {})\n",
+                config.agents_root().display()
+            ));
             return Err(ExitCode::from(2));
         }
         return Ok(agents);

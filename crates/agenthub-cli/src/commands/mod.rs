@@ -26,7 +26,11 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
     init_logging(&config.runtime.log_level);
     if matches!(
         cli.command,
-        Command::Exec(_) | Command::Env(_) | Command::Batch(_) | Command::Bench(_) | Command::Mcp(McpCommand::Serve(_))
+        Command::Exec(_)
+            | Command::Env(_)
+            | Command::Batch(_)
+            | Command::Bench(_)
+            | Command::Mcp(McpCommand::Serve(_))
     ) {
         // Commands that run agents or installers clean up after themselves on a signal.
         crate::signals::handle();

@@ -64,7 +64,11 @@ interface:
 /// `shared/conformance/agents`, beside the repository (CI puts it there).
 fn conformance_agents() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/agents");
-    assert!(dir.is_dir(), "the conformance suite is not at {} (../shared beside the repository)", dir.display());
+    assert!(
+        dir.is_dir(),
+        "the conformance suite is not at {} (../shared beside the repository)",
+        dir.display()
+    );
     dir
 }
 
@@ -150,7 +154,9 @@ impl Server {
     }
 
     fn request(&mut self, id: u64, method: &str, params: Json) {
-        self.send(&json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}));
+        let mut message = json!({"jsonrpc": "2.0", "id": id, "method": method});
+        message["params"] = params;
+        self.send(&message);
     }
 
     /// The next message, within `limit`.
@@ -183,7 +189,9 @@ impl Server {
     }
 
     fn call(&mut self, id: u64, tool: &str, arguments: Json) -> Json {
-        self.request(id, "tools/call", json!({"name": tool, "arguments": arguments}));
+        let mut params = json!({"name": tool});
+        params["arguments"] = arguments;
+        self.request(id, "tools/call", params);
         self.response(id)
     }
 
@@ -285,7 +293,8 @@ fn tools_are_listed_with_schemas_derived_from_the_conformance_manifests() {
             }
             assert_eq!(schema["required"], Json::Array(required), "{name}");
             assert_eq!(schema["additionalProperties"], false);
-            let returns_object = spec.returns.as_ref().and_then(|r| r.return_type.as_deref()) == Some("object");
+            let returns_object =
+                spec.returns.as_ref().and_then(|r| r.return_type.as_deref()) == Some("object");
             assert_eq!(tool.get("outputSchema").is_some(), returns_object, "{tool}");
             if returns_object {
                 assert_eq!(tool["outputSchema"]["type"], "object");
@@ -322,7 +331,10 @@ fn the_handshake_free_lifecycle_is_answered_too() {
     server.request(1, "server/discover", json!({"_meta": meta}));
     let discovered = result_of(&server.response(1));
     let versions = discovered["supportedVersions"].as_array().unwrap();
-    assert!(versions.contains(&json!("2025-11-25")) && versions.contains(&json!("2026-07-28")), "{discovered}");
+    assert!(
+        versions.contains(&json!("2025-11-25")) && versions.contains(&json!("2026-07-28")),
+        "{discovered}"
+    );
     assert!(discovered["capabilities"]["tools"].is_object(), "{discovered}");
     // No initialize: each request carries its own metadata.
     server.request(2, "tools/call", json!({"_meta": meta, "name": "greet", "arguments": {"name": "inline"}}));
@@ -401,7 +413,8 @@ fn bad_calls_are_error_results_and_protocol_mistakes_are_json_rpc_errors() {
     // Notifications are never answered: the next message after them is the ping's answer.
     server.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
     server.send(&json!({"jsonrpc": "2.0", "method": "notifications/whatever", "params": {"x": 1}}));
-    server.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 999}}));
+    server
+        .send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 999}}));
     server.request(9, "ping", json!({}));
     let pong = server.next(ANSWER).unwrap();
     assert_eq!(pong, json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
@@ -441,7 +454,11 @@ fn a_call_with_a_progress_token_reports_progress_while_it_runs() {
     let mut server = Server::start(&ctx, &["test/probe", "--progress-interval", "0.2"]);
     server.initialize("2025-11-25");
     server.call(1, "pid", json!({}));
-    server.request(2, "tools/call", json!({"name": "sleep", "arguments": {"seconds": 1.5}, "_meta": {"progressToken": "tok"}}));
+    server.request(
+        2,
+        "tools/call",
+        json!({"name": "sleep", "arguments": {"seconds": 1.5}, "_meta": {"progressToken": "tok"}}),
+    );
     let done = server.response(2);
     assert_eq!(text(&done), "1.5");
     let progress: Vec<&Json> =
@@ -492,7 +509,10 @@ fn agents_never_inherit_the_servers_stdin_or_stdout() {
         let ours = std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).unwrap();
         let ours = ours.display().to_string();
         assert!(ours.starts_with("pipe:"), "{ours}");
-        assert!(fds.values().all(|target| target.as_str() != Some(ours.as_str())), "the agent holds {ours}: {fds:?}");
+        assert!(
+            fds.values().all(|target| target.as_str() != Some(ours.as_str())),
+            "the agent holds {ours}: {fds:?}"
+        );
     }
 }
 
@@ -534,7 +554,8 @@ fn mcp_client_python(major: &str) -> PathBuf {
             .unwrap();
         assert!(status.success(), "scripts/ensure-mcp-clients failed");
     });
-    let dir = std::env::var_os("AGENTHUB_MCP_CLIENTS").map_or_else(|| root.join("target/mcp-clients"), PathBuf::from);
+    let dir = std::env::var_os("AGENTHUB_MCP_CLIENTS")
+        .map_or_else(|| root.join("target/mcp-clients"), PathBuf::from);
     dir.join(major).join("bin/python")
 }
 
@@ -571,7 +592,8 @@ fn the_python_mcp_clients_1x_and_2x_list_and_call_tools() {
         let v: Json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {context}"));
         let version = v["mcp_version"].as_str().unwrap();
         assert!(version.starts_with(if major == "v1" { "1." } else { "2." }), "{version}");
-        let names: Vec<&str> = v["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> =
+            v["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
         assert_eq!(names, ["greet", "echo", "add"], "{context}");
         assert_eq!(v["greet"]["content"][0]["text"], "hello MCP", "{v}");
         assert_eq!(v["echo"]["structuredContent"]["text"], "hi", "{v}");
@@ -586,6 +608,8 @@ fn the_python_mcp_clients_1x_and_2x_list_and_call_tools() {
 impl Server {
     /// Sends a tools/call without waiting for it.
     fn call_async(&mut self, id: u64, tool: &str, arguments: Json) {
-        self.request(id, "tools/call", json!({"name": tool, "arguments": arguments}));
+        let mut params = json!({"name": tool});
+        params["arguments"] = arguments;
+        self.request(id, "tools/call", params);
     }
 }

@@ -63,8 +63,9 @@ fn cancelling_a_running_warm_call_kills_its_worker_and_the_next_call_gets_a_fres
     let cancel = CallCancel::new();
     let started = Instant::now();
     let response = std::thread::scope(|scope| {
-        let call = scope
-            .spawn(|| rt.execute_cancellable_blocking(&agent, "sleep", params(&json!({"seconds": 30})), &cancel));
+        let call = scope.spawn(|| {
+            rt.execute_cancellable_blocking(&agent, "sleep", params(&json!({"seconds": 30})), &cancel)
+        });
         // The request is out well before this (the worker is already running).
         std::thread::sleep(Duration::from_millis(500));
         cancel.cancel();
