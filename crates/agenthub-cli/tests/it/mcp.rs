@@ -148,8 +148,12 @@ impl Server {
     }
 
     fn send(&mut self, message: &Json) {
+        self.send_raw(&format!("{message}\n"));
+    }
+
+    fn send_raw(&mut self, text: &str) {
         let stdin = self.stdin.as_mut().expect("stdin is open");
-        stdin.write_all(format!("{message}\n").as_bytes()).unwrap();
+        stdin.write_all(text.as_bytes()).unwrap();
         stdin.flush().unwrap();
     }
 
@@ -323,6 +327,11 @@ fn the_handshake_free_lifecycle_is_answered_too() {
     let ctx = TestContext::new();
     install_conformance(&ctx, "hello");
     let mut server = Server::start(&ctx, &["conf/hello"]);
+    // A line that is not JSON has no id to answer: it is skipped. A ping before any
+    // lifecycle is answered.
+    server.send_raw("this is not JSON\n");
+    server.request(9, "ping", json!({}));
+    assert_eq!(server.next(ANSWER).unwrap(), json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
     let meta = json!({
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {},
@@ -408,6 +417,7 @@ fn bad_calls_are_error_results_and_protocol_mistakes_are_json_rpc_errors() {
     server.request(7, "no/such/method", json!({}));
     let missing = server.response(7);
     assert_eq!(missing["error"]["code"], -32601, "{missing}");
+    assert!(missing["error"]["message"].as_str().unwrap().contains("no/such/method"), "{missing}");
     server.request(8, "resources/list", json!({}));
     assert_eq!(server.response(8)["error"]["code"], -32601);
     // Notifications are never answered: the next message after them is the ping's answer.
