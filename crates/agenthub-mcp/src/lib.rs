@@ -39,7 +39,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agenthub_runtime::{AgentRuntime, LoadedAgent};
+use agenthub_runtime::LoadedAgent;
 use serde_json::{Map, Value as Json, json};
 
 pub use result::{error_text, tool_result};
@@ -120,9 +120,4 @@ pub fn server_name(agents: &[Arc<LoadedAgent>]) -> String {
         ),
         _ => "agenthub".to_owned(),
     }
-}
-
-/// Whether `runtime` is set up the way the server wants it (warm mode).
-pub fn is_warm(runtime: &AgentRuntime) -> bool {
-    runtime.config().runtime.mode == agenthub_core::ExecutionMode::Warm
 }
