@@ -12,8 +12,28 @@ pub(crate) struct Cli {
     /// Home directory (default: $`AGENTHUB_HOME`, else ~/.agenthub).
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) home: Option<PathBuf>,
+    /// Print nothing but results and errors (no progress, no notices).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+    /// Say more: every install step on its own line, debug logs with -vv.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+    /// Colour and progress drawing on stderr: auto (a terminal without `NO_COLOR`), always or never.
+    #[arg(long, global = true, value_enum, default_value = "auto", value_name = "WHEN")]
+    pub(crate) color: ColorChoice,
     #[command(subcommand)]
     pub(crate) command: Command,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,9 +84,70 @@ error (such as an invalid name)."
     #[command(after_help = "With no AGENT, every installed agent is checked.\n\n\
 Exit status: 0 all valid, 1 any invalid, 2 usage error.")]
     Validate(ValidateArgs),
+    /// Install an agent from a git repository, a directory, or the registry (ns/name).
+    #[command(
+        after_help = "SOURCE is a directory (./dir, /dir, ~/dir), a git URL (https://, ssh://, git@host:path, \
+file://) with an optional @ref (branch, tag or commit), or ns/name[@ref], which the `registry` template in \
+config.yaml (AGENTHUB_REGISTRY; default https://github.com/{ns}/{name}.git) turns into a URL.\n\n\
+The agent is fetched and checked beside its target and swapped in at once: a failure at any step leaves the \
+previous install as it was.\n\nExit status: 0 installed, 1 failure, 2 usage error."
+    )]
+    Install(InstallArgs),
+    /// Install an agent's recorded source again, at a new ref or the recorded one.
+    #[command(after_help = "Exit status: 0 updated, 1 failure (the current install is kept), 2 usage error.")]
+    Update(UpdateArgs),
+    /// Remove an installed agent and its environments.
+    #[command(after_help = "Only agents agenthub installed are removed. On a terminal it asks first; \
+elsewhere --yes is required.\n\nExit status: 0 removed, 1 failure, 2 usage error (such as no --yes).")]
+    Remove(RemoveArgs),
     /// Serve agents to MCP clients (Claude Desktop, Claude Code, Cursor): every method a tool.
     #[command(subcommand)]
     Mcp(McpCommand),
+}
+
+/// `agenthub install`.
+#[derive(Debug, Args)]
+pub(crate) struct InstallArgs {
+    /// A directory, a git URL[@ref], or ns/name[@ref].
+    pub(crate) source: String,
+    /// Install as this ns/name (default: from the source).
+    #[arg(long = "as", value_name = "NS/NAME")]
+    pub(crate) as_id: Option<String>,
+    /// Replace an existing install of the agent.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Do not build the environment now (the first call builds it).
+    #[arg(long)]
+    pub(crate) no_env: bool,
+    /// Print `{"agent", "path", "record": {...}, "replaced", "environment_built", "already_installed"}`.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `agenthub update`.
+#[derive(Debug, Args)]
+pub(crate) struct UpdateArgs {
+    /// The installed agent (ns/name).
+    pub(crate) agent: String,
+    /// The ref to move to (`@v2` or `v2`); default: the recorded ref (or the default branch).
+    #[arg(value_name = "@REF")]
+    pub(crate) reference: Option<String>,
+    /// Print JSON, as `install --json`.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `agenthub remove`.
+#[derive(Debug, Args)]
+pub(crate) struct RemoveArgs {
+    /// The installed agent (ns/name).
+    pub(crate) agent: String,
+    /// Do not ask.
+    #[arg(short, long)]
+    pub(crate) yes: bool,
+    /// Print `{"agent", "path", "freed_bytes"}`.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `agenthub mcp`.
@@ -127,6 +208,9 @@ pub(crate) struct InitArgs {
     /// Where to write it (default: ./NAME). Must not exist, or be an empty directory.
     #[arg(long, value_name = "DIR")]
     pub(crate) path: Option<PathBuf>,
+    /// Print `{"name", "path", "files", "class"}`.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// `agenthub validate`.
@@ -188,6 +272,9 @@ pub(crate) struct ExecArgs {
     /// Print the response as one JSON object on stdout, and nothing else.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Ask for each parameter of the method on the terminal, by its type.
+    #[arg(short, long)]
+    pub(crate) interactive: bool,
     /// Time limit in seconds (default: `max_execution_time`, 30).
     #[arg(long, value_name = "SECONDS")]
     pub(crate) timeout: Option<f64>,

@@ -168,7 +168,7 @@ pub struct RuntimeConfig {
 pub const BASE_ENV_VARS: [&str; 8] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"];
 
 /// The `AGENTHUB_*` variables that set configuration.
-pub const CONFIG_VARS: [&str; 27] = [
+pub const CONFIG_VARS: [&str; 31] = [
     "AGENTHUB_MAX_EXECUTION_TIME",
     "AGENTHUB_MAX_MEMORY_USAGE",
     "AGENTHUB_SUBPROCESS_TIMEOUT",
@@ -196,11 +196,14 @@ pub const CONFIG_VARS: [&str; 27] = [
     "AGENTHUB_WORKER_INIT_TIMEOUT",
     "AGENTHUB_WORKER_RECYCLE_MEMORY",
     "AGENTHUB_WORKER_DISPATCH",
+    "AGENTHUB_REGISTRY",
+    "AGENTHUB_AUTO_INSTALL",
+    "AGENTHUB_PROVISION_UV",
+    "AGENTHUB_GIT_TIMEOUT",
 ];
 
 /// `AGENTHUB_*` variables other parts of agenthub read: allowed, not configuration.
-pub const NON_CONFIG_VARS: [&str; 4] =
-    ["AGENTHUB_HOME", "AGENTHUB_RUN_ID", "AGENTHUB_REGISTRY", "AGENTHUB_BIN"];
+pub const NON_CONFIG_VARS: [&str; 3] = ["AGENTHUB_HOME", "AGENTHUB_RUN_ID", "AGENTHUB_BIN"];
 
 /// The longest duration configuration accepts, in seconds (about 31 years): far from where
 /// `Instant + duration` could overflow.
@@ -308,14 +311,7 @@ impl RuntimeConfig {
             ("runtime.worker_init_timeout", self.worker_init_timeout),
         ];
         for (key, value) in positive {
-            if !(value.is_finite() && value > 0.0 && value <= MAX_SECONDS) {
-                return Err(invalid(
-                    key,
-                    format!(
-                        "must be a number of seconds greater than 0 and at most {MAX_SECONDS:.0}, got {value}"
-                    ),
-                ));
-            }
+            check_seconds(key, value)?;
         }
         let interval = self.cleanup_interval;
         if !(interval.is_finite() && (0.0..=MAX_SECONDS).contains(&interval)) {
@@ -360,6 +356,17 @@ impl RuntimeConfig {
 fn secs(s: f64) -> Duration {
     let clamped = if s.is_nan() { 0.0 } else { s.clamp(0.0, MAX_SECONDS) };
     Duration::from_secs_f64(clamped)
+}
+
+/// A duration setting: finite, greater than 0, at most [`MAX_SECONDS`].
+fn check_seconds(key: &str, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 && value <= MAX_SECONDS {
+        return Ok(());
+    }
+    Err(invalid(
+        key,
+        format!("must be a number of seconds greater than 0 and at most {MAX_SECONDS:.0}, got {value}"),
+    ))
 }
 
 fn invalid(key: &str, message: String) -> ConfigError {
@@ -462,6 +469,42 @@ impl EnvironmentConfig {
     }
 }
 
+/// The default registry template: `ns/name` is a GitHub repository.
+pub const DEFAULT_REGISTRY: &str = "https://github.com/{ns}/{name}.git";
+
+/// Installing agents (`agenthub install`, auto-install on first use).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InstallConfig {
+    /// Install an agent named `ns/name` that is not installed when it is first called.
+    /// `None` (not set) means on for the CLI and off for the library.
+    pub auto_install: Option<bool>,
+    /// When uv is needed (an agent ships `uv.lock`) and not found, install it once into
+    /// `<home>/tools/uv` with `python3 -m pip`.
+    pub provision_uv: bool,
+    /// Wall-clock limit of one git command (clone, fetch, checkout), in seconds.
+    pub git_timeout: f64,
+}
+
+impl Default for InstallConfig {
+    fn default() -> Self {
+        Self { auto_install: None, provision_uv: true, git_timeout: 300.0 }
+    }
+}
+
+impl InstallConfig {
+    /// `git_timeout` as a duration (saturated like [`RuntimeConfig::execution_timeout`]).
+    pub fn git_timeout(&self) -> Duration {
+        secs(self.git_timeout)
+    }
+
+    /// Whether calls of `ns/name` install missing agents, given the caller's default
+    /// (`true` for the CLI, `false` for the library).
+    pub fn auto_install_or(&self, default: bool) -> bool {
+        self.auto_install.unwrap_or(default)
+    }
+}
+
 /// All configuration, with the home directory it belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
@@ -471,13 +514,31 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Environment settings.
     pub environment: EnvironmentConfig,
+    /// Where `ns/name` is installed from: a URL template with `{ns}` and `{name}`
+    /// (`registry:` in config.yaml, `AGENTHUB_REGISTRY`); default [`DEFAULT_REGISTRY`].
+    pub registry: String,
+    /// Installing agents.
+    pub install: InstallConfig,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 struct ConfigFile {
     runtime: RuntimeConfig,
     environment: EnvironmentConfig,
+    registry: String,
+    install: InstallConfig,
+}
+
+impl Default for ConfigFile {
+    fn default() -> Self {
+        Self {
+            runtime: RuntimeConfig::default(),
+            environment: EnvironmentConfig::default(),
+            registry: DEFAULT_REGISTRY.to_owned(),
+            install: InstallConfig::default(),
+        }
+    }
 }
 
 /// Why configuration could not be loaded.
@@ -602,7 +663,13 @@ impl Config {
             Some(text) => serde_yaml::from_str(text)
                 .map_err(|e| ConfigError::File { path: home.join("config.yaml"), message: e.to_string() })?,
         };
-        let mut config = Self { home, runtime: parsed.runtime, environment: parsed.environment };
+        let mut config = Self {
+            home,
+            runtime: parsed.runtime,
+            environment: parsed.environment,
+            registry: parsed.registry,
+            install: parsed.install,
+        };
         for (name, value) in vars {
             if !name.as_encoded_bytes().starts_with(b"AGENTHUB_") {
                 continue;
@@ -635,7 +702,18 @@ impl Config {
     /// again after changing settings (from flags).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.runtime.validate()?;
-        self.environment.validate()
+        self.environment.validate()?;
+        check_seconds("install.git_timeout", self.install.git_timeout)?;
+        if !(self.registry.contains("{ns}") && self.registry.contains("{name}")) {
+            return Err(invalid(
+                "registry",
+                format!(
+                    "must be a URL template with {{ns}} and {{name}}, such as {DEFAULT_REGISTRY}, got `{}`",
+                    self.registry
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn apply_variable(&mut self, key: &str, value: &str) -> Result<(), String> {
@@ -672,6 +750,10 @@ impl Config {
             "AUTO_CLEANUP" => e.auto_cleanup = parse_bool(value)?,
             "MAX_VENV_SIZE" => e.max_venv_size = parse_whole(value, u64::MAX)?,
             "RUN_INSTALLATION_COMMANDS" => e.run_installation_commands = parse_bool(value)?,
+            "REGISTRY" => value.trim().clone_into(&mut self.registry),
+            "AUTO_INSTALL" => self.install.auto_install = Some(parse_bool(value)?),
+            "PROVISION_UV" => self.install.provision_uv = parse_bool(value)?,
+            "GIT_TIMEOUT" => self.install.git_timeout = parse_seconds(value)?,
             _ => return Err("not a configuration variable".to_owned()),
         }
         Ok(())

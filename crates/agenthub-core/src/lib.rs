@@ -6,6 +6,7 @@ mod agent;
 mod agent_file;
 mod config;
 mod error;
+mod install;
 mod manifest;
 mod params;
 mod protocol;
@@ -18,11 +19,15 @@ pub use agent::{
 };
 pub use agent_file::{AgentFileError, open_agent_file, read_agent_file};
 pub use config::{
-    BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, EnvBackendKind, EnvironmentConfig, ExecutionMode,
-    MAX_CONFIG_BYTES, MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS, PythonRequest, RuntimeConfig,
-    WorkerDispatch,
+    BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, DEFAULT_REGISTRY, EnvBackendKind, EnvironmentConfig,
+    ExecutionMode, InstallConfig, MAX_CONFIG_BYTES, MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS,
+    PythonRequest, RuntimeConfig, WorkerDispatch,
 };
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes, io_error_suggestion};
+pub use install::{
+    INSTALL_RECORD_FILE, InstallRecord, InstallSource, MAX_INSTALL_RECORD_BYTES, MAX_REF_LEN, SourceError,
+    read_install_record, validate_ref,
+};
 pub use manifest::{
     AgentManifest, FieldProblem, MANIFEST_FILE_NAMES, MAX_ALIAS_EXPANSION, MAX_FLOW_NESTING,
     MAX_MANIFEST_BYTES, ManifestError, MethodSpec, ParamType, ParameterSpec, PythonConstraint, ReturnSpec,

@@ -30,7 +30,7 @@ pub use manager::{
 pub use requirements::{
     InstallArg, MAX_LOCK_BYTES, MAX_REQUIREMENTS_BYTES, RequirementSet, RequirementSource, requirement_lines,
 };
-pub use tools::BuildContext;
+pub use tools::{BuildContext, set_stream_tool_output, stream_tool_output};
 
 /// Shared handle to an environment backend.
 pub type DynEnvironmentBackend = Arc<dyn EnvironmentBackend>;

@@ -17,6 +17,19 @@ const STDERR_TAIL: usize = 64 * 1024;
 /// How much of a tool's stdout is kept (`uv export` of a large lock).
 const STDOUT_CAP: usize = 64 * 1024 * 1024;
 
+static STREAM_OUTPUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Streams the output (stderr) of every installer tool to this process's stderr as it
+/// runs, process-wide (the CLI's `-v`). Off by default: errors carry the tail instead.
+pub fn set_stream_tool_output(on: bool) {
+    STREAM_OUTPUT.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether installer output is streamed (see [`set_stream_tool_output`]).
+pub fn stream_tool_output() -> bool {
+    STREAM_OUTPUT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Where and how long installer tools may run during one build.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildContext {
@@ -101,6 +114,7 @@ impl<'a> Tool<'a> {
             max_stdout_bytes: STDOUT_CAP,
             stderr_tail_bytes: STDERR_TAIL,
             max_memory_bytes: None,
+            echo_stderr: stream_tool_output(),
             ..ProcessLimits::default()
         };
         spec.die_with_parent = ctx.die_with_parent;

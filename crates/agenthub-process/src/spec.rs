@@ -94,6 +94,9 @@ pub struct ProcessLimits {
     pub max_memory_bytes: Option<u64>,
     /// How often the tree's memory is sampled when there is a cap (at least 1 ms).
     pub memory_sample_interval: Duration,
+    /// Also copy the child's stderr to this process's stderr as it arrives (installer
+    /// output under the CLI's `-v`); the tail is kept either way.
+    pub echo_stderr: bool,
 }
 
 impl Default for ProcessLimits {
@@ -105,6 +108,7 @@ impl Default for ProcessLimits {
             stderr_tail_bytes: 64 * 1024,
             max_memory_bytes: Some(1024 * 1024 * 1024),
             memory_sample_interval: Duration::from_millis(10),
+            echo_stderr: false,
         }
     }
 }

@@ -236,6 +236,9 @@ impl Supervisor {
                 self.stdout.extend_from_slice(data);
             }
             Stream::Stderr => {
+                if self.spec_limits.echo_stderr {
+                    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), data);
+                }
                 let cap = self.spec_limits.stderr_tail_bytes;
                 self.stderr.extend(data);
                 if self.stderr.len() > cap {

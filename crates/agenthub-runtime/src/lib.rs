@@ -14,6 +14,7 @@
 
 mod cancel;
 mod catalog;
+mod install;
 mod outcome;
 mod scaffold;
 mod validate;
@@ -29,7 +30,7 @@ pub use agenthub_core::{
 };
 use agenthub_core::{ExecutionMode, validate_parameters};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
-pub use agenthub_env::{EnvError, EnvironmentBackend};
+pub use agenthub_env::{EnvError, EnvironmentBackend, set_stream_tool_output};
 pub use agenthub_process::ProcessBackend;
 use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
@@ -37,6 +38,10 @@ pub use agenthub_process::{DynProcessBackend, ProcessManager};
 pub use async_trait::async_trait;
 pub use cancel::CallCancel;
 pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
+pub use install::{
+    InstallError, InstallOptions, Installed, Installer, MAX_COPY_DEPTH, MAX_COPY_ENTRIES, NoProgress,
+    Progress, Removed, STAGING_MARKER, leftover_staging,
+};
 pub use scaffold::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
 pub use validate::{
     MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,
@@ -67,6 +72,8 @@ pub struct AgentRuntime {
     checked: Mutex<std::collections::HashMap<std::path::PathBuf, warm::Checked>>,
     /// Warm workers (`runtime.mode: warm`).
     pools: Arc<warm::Pools>,
+    /// Where installs (also auto-installs) report their steps.
+    progress: Arc<dyn Progress>,
 }
 
 /// The largest request a one-shot call can pass: Linux limits one command-line argument
@@ -115,6 +122,82 @@ impl AgentRuntime {
             last_sweep: Mutex::new(Instant::now()),
             checked: Mutex::new(std::collections::HashMap::new()),
             pools,
+            progress: Arc::new(NoProgress),
+        }
+    }
+
+    /// Reports install steps (of `install`, `update` and auto-install on first use) to
+    /// `progress` instead of nowhere.
+    #[must_use]
+    pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.progress = progress;
+        self
+    }
+
+    /// An installer for this runtime's home, building environments like this runtime.
+    pub fn installer(&self) -> Installer {
+        Installer::new(self.config.clone(), self.environments.clone(), Arc::clone(&self.progress))
+    }
+
+    /// The agent an id names, when auto-install is on (`install.auto_install`, off by
+    /// default for the library) and nothing is at its directory: never for paths.
+    fn auto_install_candidate(&self, agent: &str) -> Option<AgentId> {
+        if !self.config.install.auto_install_or(false) {
+            return None;
+        }
+        let agenthub_core::AgentRef::Id(id) = agenthub_core::AgentRef::parse(agent).ok()? else {
+            return None;
+        };
+        let dir = self.config.agents_root().join(id.namespace()).join(id.name());
+        matches!(std::fs::symlink_metadata(&dir), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+            .then_some(id)
+    }
+
+    /// Loads an agent, installing it from the registry first when it is an id that is not
+    /// installed and auto-install is on (`install.auto_install`); the install runs on a
+    /// thread of its own. `execute_agent` calls this.
+    pub async fn load_or_install(&self, agent: &str) -> Result<LoadedAgent, AgentRuntimeError> {
+        match self.load_agent(agent) {
+            Err(AgentRuntimeError::AgentNotFound { .. })
+                if let Some(id) = self.auto_install_candidate(agent) =>
+            {
+                let installer = self.installer();
+                let url = self.config.registry.replace("{ns}", id.namespace()).replace("{name}", id.name());
+                self.progress.notice(&format!(
+                    "{id} is not installed: installing it from {url} (first use; turn this off with install.auto_install: false)"
+                ));
+                let (tx, rx) = futures_channel::oneshot::channel();
+                std::thread::Builder::new()
+                    .name("agenthub-install".to_owned())
+                    .spawn(move || {
+                        let _ = tx.send(installer.install_missing(&id));
+                    })
+                    .map_err(|e| AgentRuntimeError::NotRun {
+                        message: format!("cannot start the install thread: {e}"),
+                        suggestion: "Retry; the system is short of threads".to_owned(),
+                    })?;
+                match rx.await.unwrap_or(Err(InstallError::Cancelled)) {
+                    Ok(_) => self.load_agent(agent),
+                    // Nothing to fetch there: the agent is still not found, now with why.
+                    Err(
+                        e @ (InstallError::Git { .. }
+                        | InstallError::GitTimeout { .. }
+                        | InstallError::GitMissing
+                        | InstallError::RefNotFound { .. }
+                        | InstallError::Source(_)),
+                    ) => Err(AgentRuntimeError::AgentNotFound {
+                        agent: agent.to_owned(),
+                        reason: format!(
+                            "it is not installed, and installing it from {url} failed: {e}{}",
+                            e.stderr()
+                                .map(|s| format!(" ({})", s.lines().last().unwrap_or_default()))
+                                .unwrap_or_default()
+                        ),
+                    }),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            other => other,
         }
     }
 
@@ -191,7 +274,7 @@ impl AgentRuntime {
     /// Runs `method` of `agent` (an id or a path) with `params`: always one response.
     pub async fn execute_agent(&self, agent: &str, method: &str, params: Params) -> ExecutionResponse {
         let started = Instant::now();
-        match self.load_agent(agent) {
+        match self.load_or_install(agent).await {
             Ok(loaded) => self.execute_loaded_since(&loaded, method, params, started).await,
             Err(err) => ExecutionResponse::failed(err, started.elapsed()),
         }

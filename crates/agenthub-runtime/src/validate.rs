@@ -90,7 +90,7 @@ pub fn validate_installed(config: &Config) -> Vec<Validation> {
 }
 
 /// Every problem of the agent in `dir` (canonical).
-fn check_dir(dir: &Path) -> Vec<Problem> {
+pub(crate) fn check_dir(dir: &Path) -> Vec<Problem> {
     let mut problems = manifest_problems(dir);
     let agent_py = "agent.py";
     let file_problem = |message: String| Problem { file: Some(agent_py.to_owned()), field: None, message };

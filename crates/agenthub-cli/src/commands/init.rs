@@ -16,6 +16,17 @@ pub(crate) fn run(args: &InitArgs) -> ExitCode {
         .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(|| "unknown".to_owned());
     match init_agent(&args.name, &dir, &author) {
+        Ok(made) if args.json => {
+            let path = |p: &Path| p.to_string_lossy().into_owned();
+            let object = serde_json::json!({
+                "name": args.name,
+                "path": path(&made.dir),
+                "files": made.files.iter().map(|f| path(f)).collect::<Vec<_>>(),
+                "class": made.class_name,
+            });
+            render::out(&format!("{object}\n"));
+            ExitCode::SUCCESS
+        }
         Ok(made) => {
             let shown = shell_path(&dir);
             let mut text = format!("Created agent `{}` in {shown}:\n", args.name);

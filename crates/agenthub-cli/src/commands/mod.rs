@@ -6,6 +6,7 @@ mod env;
 mod exec;
 mod info;
 mod init;
+mod install;
 mod list;
 mod mcp;
 mod validate;
@@ -19,17 +20,25 @@ use crate::render;
 
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> ExitCode {
-    let config = match Config::load_from(cli.home.clone()) {
+    let ui = crate::progress::Ui::init(cli.quiet, cli.verbose, cli.color);
+    let mut config = match Config::load_from(cli.home.clone()) {
         Ok(config) => config,
         Err(e) => return usage_error(&e),
     };
-    init_logging(&config.runtime.log_level);
+    // The CLI installs `ns/name` on first use unless configured not to.
+    config.install.auto_install.get_or_insert(true);
+    init_logging(&config.runtime.log_level, ui);
+    // -v: installers (uv, pip, git) write to our stderr as they run.
+    agenthub_runtime::set_stream_tool_output(ui.verbose > 0 && !ui.quiet);
     if matches!(
         cli.command,
         Command::Exec(_)
             | Command::Env(_)
             | Command::Batch(_)
             | Command::Bench(_)
+            | Command::Install(_)
+            | Command::Update(_)
+            | Command::Remove(_)
             | Command::Mcp(McpCommand::Serve(_))
     ) {
         // Commands that run agents or installers clean up after themselves on a signal.
@@ -44,6 +53,9 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Bench(args) => bench::run(config, &args),
         Command::Init(args) => init::run(&args),
         Command::Validate(args) => validate::run(&config, &args),
+        Command::Install(args) => install::install(config, &args),
+        Command::Update(args) => install::update(config, &args),
+        Command::Remove(args) => install::remove(config, &args),
         Command::Mcp(McpCommand::Serve(args)) => mcp::serve(config, &args),
         Command::Mcp(McpCommand::Config(args)) => mcp::config(&config, &args),
     }
@@ -57,15 +69,19 @@ pub(crate) fn usage_error(e: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn init_logging(level: &str) {
-    let level = level.to_ascii_uppercase().parse().unwrap_or(tracing::Level::INFO);
+fn init_logging(level: &str, ui: crate::progress::Ui) {
+    let level = match (ui.quiet, ui.verbose) {
+        (true, _) => tracing::Level::ERROR,
+        (false, 0) => level.to_ascii_uppercase().parse().unwrap_or(tracing::Level::INFO),
+        (false, 1) => tracing::Level::INFO,
+        (false, 2) => tracing::Level::DEBUG,
+        (false, _) => tracing::Level::TRACE,
+    };
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
-        .with_ansi(
-            std::env::var_os("NO_COLOR").is_none() && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        )
+        .with_ansi(ui.color)
         .try_init();
 }

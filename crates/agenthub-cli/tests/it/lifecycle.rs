@@ -296,3 +296,15 @@ fn validate_is_safe_on_hostile_directories() {
     ");
     assert_eq!(run(&ctx, work.path(), &["validate", "--bogus"]).status.code(), Some(2));
 }
+
+#[test]
+fn init_json_names_what_it_wrote() {
+    let (ctx, work) = workdir();
+    let out = run(&ctx, work.path(), &["init", "jsonic", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v = json_of(&out);
+    assert_eq!(v["name"], "jsonic");
+    assert_eq!(v["path"], "jsonic");
+    assert_eq!(v["files"], json!(["jsonic/agent.yaml", "jsonic/agent.py", "jsonic/README.md"]));
+    assert!(v["class"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
+}

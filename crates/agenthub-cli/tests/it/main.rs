@@ -3,6 +3,7 @@
 mod batch;
 mod faults;
 mod hostile;
+mod install;
 mod lifecycle;
 mod mcp;
 
@@ -35,9 +36,16 @@ fn ctx_with_agent() -> TestContext {
     ctx
 }
 
+/// Where tests install `ns/name` from unless they set up a registry: nowhere, so no test
+/// ever reaches the network by auto-install.
+const NO_REGISTRY: &str = "file:///nonexistent/agenthub-test-registry/{ns}/{name}";
+
 fn agenthub(ctx: &TestContext) -> Command {
     let mut cmd = Command::cargo_bin("agenthub").unwrap();
-    cmd.env("AGENTHUB_HOME", ctx.home()).env("NO_COLOR", "1").env("AGENTHUB_LOG_LEVEL", "WARN");
+    cmd.env("AGENTHUB_HOME", ctx.home())
+        .env("NO_COLOR", "1")
+        .env("AGENTHUB_LOG_LEVEL", "WARN")
+        .env("AGENTHUB_REGISTRY", NO_REGISTRY);
     cmd
 }
 
@@ -49,6 +57,7 @@ pub(crate) fn command(ctx: &TestContext, args: &[&str]) -> std::process::Command
         .env("AGENTHUB_HOME", ctx.home())
         .env("NO_COLOR", "1")
         .env("AGENTHUB_LOG_LEVEL", "WARN")
+        .env("AGENTHUB_REGISTRY", NO_REGISTRY)
         .stdin(std::process::Stdio::null());
     cmd
 }
