@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use agenthub_runtime::{AgentRuntime, CallCancel, LoadedAgent};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CustomRequest, CustomResult, ErrorCode, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig,
-    Tool,
+    CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, CustomRequest, CustomResult, ErrorCode,
+    Implementation, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, ServerJsonRpcMessage, Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::Transport;
 use rmcp::{ErrorData, ServerHandler, ServiceExt as _};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -115,8 +116,11 @@ impl McpServer {
     {
         let closing = self.inner.closing.clone();
         let read = WatchEof { inner: read, closing: closing.clone() };
-        let transport = rmcp::transport::async_rw::AsyncRwTransport::<RoleServer, _, _>::new(read, write)
-            .with_max_line_length(MAX_LINE_BYTES);
+        let transport = SkipUntilRequest {
+            inner: rmcp::transport::async_rw::AsyncRwTransport::<RoleServer, _, _>::new(read, write)
+                .with_max_line_length(MAX_LINE_BYTES),
+            started: false,
+        };
         let inner = Arc::clone(&self.inner);
         let outcome = match self.serve_with_ct(transport, CancellationToken::new()).await {
             Ok(running) => running.waiting().await.map(|_| ()).map_err(|e| McpError::Session(e.to_string())),
@@ -275,6 +279,42 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         self.inner.call(request, context).await
+    }
+}
+
+/// Drops what the client sends before its first request (a notification such as an early
+/// `notifications/initialized`, a stray response): rmcp would end the session on it, and
+/// notifications are never answered anyway.
+struct SkipUntilRequest<T> {
+    inner: T,
+    started: bool,
+}
+
+impl<T: Transport<RoleServer>> Transport<RoleServer> for SkipUntilRequest<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: ServerJsonRpcMessage,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    fn receive(&mut self) -> impl std::future::Future<Output = Option<ClientJsonRpcMessage>> + Send {
+        async move {
+            loop {
+                let message = self.inner.receive().await?;
+                if self.started || matches!(message, ClientJsonRpcMessage::Request(_)) {
+                    self.started = true;
+                    return Some(message);
+                }
+                tracing::debug!("ignored a message that came before any request");
+            }
+        }
+    }
+
+    fn close(&mut self) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
     }
 }
 

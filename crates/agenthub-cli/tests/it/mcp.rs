@@ -327,8 +327,9 @@ fn the_handshake_free_lifecycle_is_answered_too() {
     let ctx = TestContext::new();
     install_conformance(&ctx, "hello");
     let mut server = Server::start(&ctx, &["conf/hello"]);
-    // A line that is not JSON has no id to answer: it is skipped. A ping before any
-    // lifecycle is answered.
+    // A notification before any request, and a line that is not JSON (no id to answer), are
+    // skipped; a ping before any lifecycle is answered.
+    server.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
     server.send_raw("this is not JSON\n");
     server.request(9, "ping", json!({}));
     assert_eq!(server.next(ANSWER).unwrap(), json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
