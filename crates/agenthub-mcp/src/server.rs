@@ -300,16 +300,14 @@ impl<T: Transport<RoleServer>> Transport<RoleServer> for SkipUntilRequest<T> {
         self.inner.send(item)
     }
 
-    fn receive(&mut self) -> impl std::future::Future<Output = Option<ClientJsonRpcMessage>> + Send {
-        async move {
-            loop {
-                let message = self.inner.receive().await?;
-                if self.started || matches!(message, ClientJsonRpcMessage::Request(_)) {
-                    self.started = true;
-                    return Some(message);
-                }
-                tracing::debug!("ignored a message that came before any request");
+    async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
+        loop {
+            let message = self.inner.receive().await?;
+            if self.started || matches!(message, ClientJsonRpcMessage::Request(_)) {
+                self.started = true;
+                return Some(message);
             }
+            tracing::debug!("ignored a message that came before any request");
         }
     }
 
