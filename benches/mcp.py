@@ -10,7 +10,9 @@ Prints a Markdown table, on examples/agents/hello `greet` (a trivial method), wa
 - `agenthub batch`: the same calls as JSON lines over a pipe from this Python driver
   (what a client of the JSON-lines interface pays);
 - `agenthub mcp serve`: `tools/call` requests over a pipe from this Python driver (raw JSON-RPC
-  lines, after the initialize handshake), one in flight at a time.
+  lines, after the initialize handshake), one in flight at a time; in the same session,
+  `ping` (the protocol alone) and `tools/call` with invalid arguments (the protocol, the hop
+  to a blocking thread and back, and validation, but no worker), which split the MCP cost.
 
 A fourth row runs the same driver against `cat`: the pipe and the driver's JSON alone.
 The rounds alternate them, so drift on a shared machine hits them alike; the table
@@ -95,20 +97,36 @@ def mcp(binary, env, calls):
           "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}})
     assert json.loads(proc.stdout.readline())["id"] == 0
     send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-    times = []
-    for i in range(1, calls + 2):
-        line = (json.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call",
-                            "params": {"name": "greet", "arguments": {"name": "World"}}}) + "\n").encode()
-        t = time.perf_counter()
-        proc.stdin.write(line)
-        proc.stdin.flush()
-        answer = json.loads(proc.stdout.readline())
-        if i > 1:  # the first call starts the worker
+    next_id = [0]
+
+    def timed(method, params, check):
+        times = []
+        for _ in range(calls):
+            next_id[0] += 1
+            line = (json.dumps({"jsonrpc": "2.0", "id": next_id[0], "method": method, "params": params})
+                    + "\n").encode()
+            t = time.perf_counter()
+            proc.stdin.write(line)
+            proc.stdin.flush()
+            answer = json.loads(proc.stdout.readline())
             times.append(time.perf_counter() - t)
-        assert answer["id"] == i and answer["result"]["content"][0]["text"] == "Hello, World.", answer
+            assert answer["id"] == next_id[0] and check(answer), answer
+        return summary(times)
+
+    def greeted(answer):
+        return answer["result"]["content"][0]["text"] == "Hello, World."
+
+    greet = {"name": "greet", "arguments": {"name": "World"}}
+    # The first call starts the worker: not timed.
+    next_id[0] += 1
+    send({"jsonrpc": "2.0", "id": next_id[0], "method": "tools/call", "params": greet})
+    assert greeted(json.loads(proc.stdout.readline()))
+    call = timed("tools/call", greet, greeted)
+    ping = timed("ping", {}, lambda a: a["result"] == {})
+    invalid = timed("tools/call", {"name": "greet", "arguments": {}}, lambda a: a["result"]["isError"])
     proc.stdin.close()
     proc.wait(timeout=30)
-    return summary(times)
+    return call, ping, invalid
 
 
 def main():
@@ -120,7 +138,7 @@ def main():
     binary = os.path.abspath(args.bin)
     home = tempfile.mkdtemp(prefix="agenthub-mcp-bench-")
     env = dict(os.environ, AGENTHUB_HOME=home, AGENTHUB_LOG_LEVEL="WARN")
-    rows = {"floor": [], "bench": [], "batch": [], "mcp": []}
+    rows = {"floor": [], "bench": [], "batch": [], "mcp": [], "ping": [], "invalid": []}
     try:
         # Builds the environment, so that the rounds measure calls only.
         subprocess.run([binary, "exec", HELLO, "greet", "x", "--json"], env=env, check=True, capture_output=True)
@@ -128,7 +146,10 @@ def main():
             rows["floor"].append(floor(args.calls))
             rows["bench"].append(bench(binary, env, args.calls))
             rows["batch"].append(batch(binary, env, args.calls))
-            rows["mcp"].append(mcp(binary, env, args.calls))
+            call, ping, invalid = mcp(binary, env, args.calls)
+            rows["mcp"].append(call)
+            rows["ping"].append(ping)
+            rows["invalid"].append(invalid)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     med = {k: statistics.median(m for m, _ in v) for k, v in rows.items()}
@@ -138,12 +159,15 @@ def main():
         "bench": "`agenthub bench --mode warm` (in process)",
         "batch": "`agenthub batch`, JSON lines over a pipe",
         "mcp": "`agenthub mcp serve`, `tools/call` over a pipe",
+        "ping": "`agenthub mcp serve`, `ping` (the protocol alone)",
+        "invalid": "`agenthub mcp serve`, `tools/call` with invalid arguments (protocol + the hop to a "
+                   "blocking thread + validation, no worker)",
     }
     print(f"examples/agents/hello `greet`, warm, {args.calls} calls x {args.rounds} rounds\n")
     print("| path | median ms | p99 ms | vs bench median |")
     print("|---|---:|---:|---:|")
-    for key in ("floor", "bench", "batch", "mcp"):
-        delta = "" if key in ("floor", "bench") else f"{med[key] - med['bench']:+.3f}"
+    for key in ("floor", "bench", "batch", "mcp", "ping", "invalid"):
+        delta = f"{med[key] - med['bench']:+.3f}" if key in ("batch", "mcp") else ""
         print(f"| {labels[key]} | {med[key]:.3f} | {p99[key]:.3f} | {delta} |")
     print()
     added = med["mcp"] - med["bench"]
