@@ -27,6 +27,8 @@ def main():
     if method == "pid":
         result = os.getpid()
     elif method == "sleep":
+        if params.get("marker"):
+            open(params["marker"], "w").close()
         time.sleep(params["seconds"])
         result = params["seconds"]
     elif method == "fail":
@@ -57,6 +59,7 @@ interface:
       description: "Sleeps"
       parameters:
         seconds: {type: number, required: true}
+        marker: {type: string, required: false, description: "a file created when the sleep starts"}
     fail: {description: "Reports an error of its own"}
     fds: {description: "The process's open file descriptors"}
 "#;
@@ -390,7 +393,7 @@ fn bad_calls_are_error_results_and_protocol_mistakes_are_json_rpc_errors() {
     let ctx = TestContext::new();
     install_conformance(&ctx, "hello");
     install_probe(&ctx);
-    let mut server = Server::start(&ctx, &["conf/hello", "test/probe", "--timeout", "1"]);
+    let mut server = Server::start(&ctx, &["conf/hello", "test/probe", "--timeout", "3"]);
     server.initialize("2025-11-25");
     // Invalid arguments: a tool result with isError, the error type and the suggestion.
     let bad = server.call(1, "hello__add", json!({"a": "one", "b": 2}));
@@ -442,8 +445,9 @@ fn a_cancelled_call_kills_its_worker_and_a_fresh_one_serves_the_next_call() {
     server.initialize("2025-11-25");
     let first = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
     assert!(alive(first));
-    server.call_async(2, "sleep", json!({"seconds": 60}));
-    std::thread::sleep(Duration::from_millis(500));
+    let marker = ctx.home().join("sleeping");
+    server.call_async(2, "sleep", json!({"seconds": 60, "marker": marker}));
+    wait_until("the call to reach its worker", ANSWER, || marker.exists());
     server.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                         "params": {"requestId": 2, "reason": "the user changed their mind"}}));
     wait_until("the cancelled call's worker to die", Duration::from_secs(10), || !alive(first));
@@ -496,8 +500,9 @@ fn eof_cancels_calls_in_flight_shuts_every_worker_down_and_exits_0() {
     server.initialize("2025-11-25");
     let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
     // One call hangs in a worker when stdin closes.
-    server.call_async(2, "sleep", json!({"seconds": 120}));
-    std::thread::sleep(Duration::from_millis(500));
+    let marker = ctx.home().join("sleeping");
+    server.call_async(2, "sleep", json!({"seconds": 120, "marker": marker}));
+    wait_until("the call to reach its worker", ANSWER, || marker.exists());
     let (status, took) = server.close(Duration::from_secs(20));
     assert_eq!(status.code(), Some(0), "{}", server.stderr());
     assert!(took < Duration::from_secs(10), "exit took {took:?}");

@@ -16,6 +16,8 @@ def main():
     if request["method"] == "pid":
         print(json.dumps({"result": os.getpid()}))
     else:
+        if params.get("marker"):
+            open(params["marker"], "w").close()
         time.sleep(params["seconds"])
         print(json.dumps({"result": "slept"}))
 
@@ -26,7 +28,8 @@ if __name__ == "__main__":
 const MANIFEST: &str = r#"{"name": "cancel", "version": "0.1.0", "description": "cancellation fixture",
   "author": "tests", "interface": {"methods": {
     "pid": {"description": "the worker's pid"},
-    "sleep": {"description": "sleeps", "parameters": {"seconds": {"type": "number", "required": true}}}}}}"#;
+    "sleep": {"description": "sleeps", "parameters": {"seconds": {"type": "number", "required": true},
+                                                 "marker": {"type": "string", "required": false}}}}}}"#;
 
 fn setup(code: &str) -> (TestContext, AgentRuntime, LoadedAgent) {
     let ctx = TestContext::new().with_config(|c| {
@@ -58,20 +61,25 @@ fn alive(pid: u32) -> bool {
 
 #[test]
 fn cancelling_a_running_warm_call_kills_its_worker_and_the_next_call_gets_a_fresh_one() {
-    let (_ctx, rt, agent) = setup(AGENT);
+    let (ctx, rt, agent) = setup(AGENT);
     let first = pid_of(&rt, &agent);
     let cancel = CallCancel::new();
+    let marker = ctx.home().join("sleeping");
     let started = Instant::now();
     let response = std::thread::scope(|scope| {
-        let call = scope.spawn(|| {
-            rt.execute_cancellable_blocking(&agent, "sleep", params(&json!({"seconds": 30})), &cancel)
-        });
-        // The request is out well before this (the worker is already running).
-        std::thread::sleep(Duration::from_millis(500));
+        let sleep = params(&json!({"seconds": 30, "marker": marker}));
+        let call = scope.spawn(|| rt.execute_cancellable_blocking(&agent, "sleep", sleep, &cancel));
+        // Cancelled once the worker is running the call.
+        while !marker.exists() {
+            assert!(started.elapsed() < Duration::from_secs(60), "the call never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let cancelled_at = Instant::now();
         cancel.cancel();
-        call.join().unwrap().to_json()
+        (call.join().unwrap().to_json(), cancelled_at.elapsed())
     });
-    assert!(started.elapsed() < Duration::from_secs(10), "the cancelled call ran on: {response}");
+    let (response, took) = response;
+    assert!(took < Duration::from_secs(10), "the cancelled call ran on for {took:?}: {response}");
     assert_eq!(response["error_type"], "ExecutionError", "{response}");
     assert!(response["error"].as_str().unwrap().contains("cancelled"), "{response}");
     assert!(cancel.is_cancelled());
