@@ -136,7 +136,7 @@ impl McpServer {
 
 impl Inner {
     /// Waits until no blocking job runs: [`SHUTDOWN_GRACE`], then every process of the
-    /// runtime is killed (one-shot calls cannot be cancelled otherwise), then as long again.
+    /// runtime is killed, then as long again.
     async fn wait_for_jobs(&self) {
         if !self.wait_idle(SHUTDOWN_GRACE).await {
             let killed = self.runtime.cleanup_processes();

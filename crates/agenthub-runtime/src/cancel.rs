@@ -7,13 +7,27 @@
 //!   pidfd opened while the worker's owner held it unreaped, so the signal can never reach a
 //!   process that reused the pid. The pool never reuses the worker, and the rest of its tree
 //!   is killed when the call reaps it, as for any worker that died;
+//! - a one-shot call cancelled while its process runs has that process killed: the process
+//!   carries a marker variable ([`CALL_VAR`]) unique to the call, and a thread looks for it
+//!   among the runtime's registered processes (a pidfd opened first, the marker checked
+//!   through `/proc/<pid>/environ` after, so again no stranger is hit) until it is found or
+//!   the call ends; the supervisor then kills the rest of its tree as for any agent that
+//!   died;
 //! - the call's response is then a cancelled `ExecutionError`.
-//!
-//! A one-shot call (an agent that cannot be served warm) is not stopped once its process
-//! runs: it ends as it would have, at the latest at its timeout.
 
 use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use agenthub_process::ProcessRegistry;
+
+/// The variable that marks the process of one cancellable one-shot call (listed in
+/// `agenthub_core::NON_CONFIG_VARS`, so an agent that runs agenthub itself is not refused).
+pub const CALL_VAR: &str = "AGENTHUB_CALL_ID";
+
+/// How often a cancelled one-shot call's process is looked for until it is found.
+const HUNT_TICK: Duration = Duration::from_millis(10);
 
 /// A handle that cancels one call made with [`crate::AgentRuntime::execute_cancellable`].
 /// Clones share the state; cancelling is idempotent.
@@ -27,8 +41,11 @@ struct State {
     cancelled: bool,
     /// A pidfd of the warm worker serving the call, while it does.
     worker: Option<OwnedFd>,
-    /// Whether `cancel` signalled that worker.
+    /// Whether `cancel` signalled the call's process.
     killed: bool,
+    /// The one-shot process serving the call, while it may run: where it is registered and
+    /// its `CALL_VAR=<id>` entry.
+    one_shot: Option<(Arc<ProcessRegistry>, String)>,
 }
 
 impl CallCancel {
@@ -41,9 +58,36 @@ impl CallCancel {
     /// killed.
     pub fn cancel(&self) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let first = !state.cancelled;
         state.cancelled = true;
         if let Some(fd) = state.worker.as_ref() {
             state.killed |= pidfd_kill(fd);
+        }
+        if first && state.one_shot.is_some() {
+            let this = self.clone();
+            let hunt =
+                std::thread::Builder::new().name("agenthub-cancel".to_owned()).spawn(move || this.hunt());
+            if let Err(e) = hunt {
+                tracing::warn!(error = %e, "could not start a thread to stop a cancelled call");
+            }
+        }
+    }
+
+    /// Kills the cancelled one-shot call's process once it shows up (it may be starting
+    /// still); ends when it is killed or the call is over.
+    fn hunt(&self) {
+        loop {
+            {
+                let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some((registry, entry)) = state.one_shot.as_ref() else { return };
+                if let Some(fd) = find_marked(registry, entry)
+                    && pidfd_kill(&fd)
+                {
+                    state.killed = true;
+                    return;
+                }
+            }
+            std::thread::sleep(HUNT_TICK);
         }
     }
 
@@ -70,6 +114,36 @@ impl CallCancel {
         state.worker = None;
         state.killed
     }
+
+    /// A one-shot process for the call is about to start; returns the `(name, value)` it must
+    /// carry, or `None` when the call is already cancelled (then it must not start).
+    pub(crate) fn attach_one_shot(&self, registry: Arc<ProcessRegistry>) -> Option<(&'static str, String)> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.cancelled {
+            return None;
+        }
+        let id = format!("{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+        state.one_shot = Some((registry, format!("{CALL_VAR}={id}")));
+        Some((CALL_VAR, id))
+    }
+
+    /// The one-shot process has been reaped; whether a cancellation killed it.
+    pub(crate) fn detach_one_shot(&self) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.one_shot = None;
+        state.killed
+    }
+}
+
+/// A pidfd of the registered process whose environment holds `entry` (`NAME=value`). The
+/// pidfd is opened before the environment is read, so a pid reused in between cannot match.
+fn find_marked(registry: &ProcessRegistry, entry: &str) -> Option<OwnedFd> {
+    registry.running().into_iter().find_map(|pid| {
+        let fd = pidfd_open(pid)?;
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        environ.split(|&b| b == 0).any(|e| e == entry.as_bytes()).then_some(fd)
+    })
 }
 
 /// A pidfd for `pid`, `None` when the kernel has none (Linux < 5.3) or the process is gone.

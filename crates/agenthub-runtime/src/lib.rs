@@ -36,7 +36,7 @@ use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
-pub use cancel::CallCancel;
+pub use cancel::{CALL_VAR, CallCancel};
 pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
 pub use install::{
     InstallError, InstallOptions, Installed, Installer, MAX_COPY_DEPTH, MAX_COPY_ENTRIES, NoProgress,
@@ -286,10 +286,9 @@ impl AgentRuntime {
     }
 
     /// [`Self::execute`] that `cancel` can stop from another thread: a call cancelled before
-    /// it runs never starts a process, and a warm worker serving it is killed (never
-    /// reused; the next call starts a fresh one). A cancelled call's response is an
-    /// `ExecutionError` saying so. A one-shot call already running is not stopped (see
-    /// [`CallCancel`]).
+    /// it runs never starts a process; a warm worker serving it is killed (never reused; the
+    /// next call starts a fresh one); a one-shot process running it is killed. A cancelled
+    /// call's response is an `ExecutionError` saying so. See [`CallCancel`].
     pub async fn execute_cancellable(
         &self,
         agent: &LoadedAgent,
@@ -559,28 +558,34 @@ impl AgentRuntime {
                 warm::WarmOutcome::OneShot => check_request_size(&request, true)?,
             }
         }
-        if cancel.is_some_and(CallCancel::is_cancelled) {
-            return Err(cancelled());
+        let mut env_spec = agent_env(rt, activation);
+        if let Some(cancel) = cancel {
+            // Marks the process, so that a cancellation can find it while it runs.
+            let (name, value) = cancel.attach_one_shot(self.processes.registry()).ok_or_else(cancelled)?;
+            env_spec.set.push((name.into(), value.into()));
         }
         let call = AgentInvocation {
             python: env.python,
             agent_dir: dir.clone(),
             script: "agent.py".into(),
             request_json: request,
-            env: agent_env(rt, activation),
+            env: env_spec,
             limits,
             containment: agenthub_process::Containment::Auto,
             die_with_parent: rt.kill_agents_with_runtime,
         };
-        let output = self.processes.execute_agent(call).await?;
-        Ok(outcome::response_from(&output, rt))
+        let output = self.processes.execute_agent(call).await;
+        if cancel.is_some_and(|c| c.detach_one_shot() || c.is_cancelled()) {
+            return Err(cancelled());
+        }
+        Ok(outcome::response_from(&output?, rt))
     }
 }
 
 /// The error of a call stopped through its [`CallCancel`].
 fn cancelled() -> AgentRuntimeError {
     AgentRuntimeError::Execution {
-        message: "Call cancelled by its caller; the warm worker serving it, if any, was killed".to_owned(),
+        message: "Call cancelled by its caller; the process serving it, if any, was killed".to_owned(),
         return_code: None,
         signal: None,
         stderr: None,

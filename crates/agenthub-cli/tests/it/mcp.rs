@@ -463,6 +463,47 @@ fn a_cancelled_call_kills_its_worker_and_a_fresh_one_serves_the_next_call() {
 }
 
 #[test]
+fn a_cancelled_call_of_a_one_shot_agent_kills_its_process() {
+    let ctx = TestContext::new();
+    // Script-style (no main() to replay): served one-shot even by the MCP server.
+    let dir = ctx.config().agents_root().join("test").join("script");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("agent.py"),
+        "import json, os, sys, time\nparams = json.loads(sys.argv[1])['parameters']\n\
+         open(params['marker'], 'w').write(str(os.getpid()))\ntime.sleep(params['seconds'])\n\
+         print(json.dumps({'result': 'woke'}))\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("agent.yaml"),
+        "name: script\nversion: '0.1.0'\ndescription: one-shot\nauthor: tests\ninterface:\n  methods:\n    \
+         sleep:\n      description: sleeps\n      parameters:\n        seconds: {type: number, required: true}\n        \
+         marker: {type: string, required: true}\n",
+    )
+    .unwrap();
+    let mut server = Server::start(&ctx, &["test/script"]);
+    server.initialize("2025-11-25");
+    let marker = ctx.home().join("pid");
+    server.call_async(1, "sleep", json!({"seconds": 60, "marker": marker}));
+    let mut pid = None;
+    wait_until("the one-shot process to start", ANSWER, || {
+        pid = std::fs::read_to_string(&marker).ok().and_then(|p| p.trim().parse::<u64>().ok());
+        pid.is_some()
+    });
+    let pid = pid.unwrap();
+    server.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
+    wait_until("the cancelled one-shot process to die", Duration::from_secs(10), || !alive(pid));
+    let again = server.call(2, "sleep", json!({"seconds": 0, "marker": ctx.home().join("pid2")}));
+    assert_eq!(text(&again), "woke", "{again}");
+    assert!(
+        server.seen.iter().all(|m| m["id"] != json!(1)),
+        "the cancelled call was answered: {:?}",
+        server.seen
+    );
+}
+
+#[test]
 fn a_call_with_a_progress_token_reports_progress_while_it_runs() {
     let ctx = TestContext::new();
     install_probe(&ctx);

@@ -117,3 +117,43 @@ fn a_one_shot_agent_cancelled_before_it_runs_starts_no_process() {
     assert!(response.to_json()["error"].as_str().unwrap().contains("cancelled"), "{}", response.to_json());
     assert_eq!(rt.worker_count(), 0);
 }
+
+#[test]
+fn cancelling_a_running_one_shot_call_kills_its_process() {
+    // No main() to replay: served one-shot. It writes its pid to the marker, then sleeps.
+    let script = "import json, os, sys, time\nrequest = json.loads(sys.argv[1])\n\
+                  params = request['parameters']\n\
+                  open(params['marker'], 'w').write(str(os.getpid()))\n\
+                  time.sleep(params['seconds'])\nprint(json.dumps({'result': 1}))\n";
+    let (ctx, rt, agent) = setup(script);
+    let marker = ctx.home().join("sleeping");
+    let cancel = CallCancel::new();
+    let started = Instant::now();
+    let (response, took, pid) = std::thread::scope(|scope| {
+        let sleep = params(&json!({"seconds": 60, "marker": marker}));
+        let call = scope.spawn(|| rt.execute_cancellable_blocking(&agent, "sleep", sleep, &cancel));
+        let pid = loop {
+            if let Some(pid) =
+                std::fs::read_to_string(&marker).ok().and_then(|p| p.trim().parse::<u32>().ok())
+            {
+                break pid;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "the call never started");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let cancelled_at = Instant::now();
+        cancel.cancel();
+        (call.join().unwrap().to_json(), cancelled_at.elapsed(), pid)
+    });
+    assert!(took < Duration::from_secs(10), "the cancelled call ran on for {took:?}: {response}");
+    assert!(response["error"].as_str().unwrap().contains("cancelled"), "{response}");
+    assert!(!alive(pid), "the one-shot process {pid} is still alive");
+    // The next call runs normally.
+    let fine = rt.execute_cancellable_blocking(
+        &agent,
+        "sleep",
+        params(&json!({"seconds": 0, "marker": ctx.home().join("again")})),
+        &CallCancel::new(),
+    );
+    assert_eq!(fine.to_json()["result"], 1, "{}", fine.to_json());
+}
