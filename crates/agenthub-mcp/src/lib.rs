@@ -23,10 +23,11 @@
 //! Invariants:
 //! - nothing but protocol is written to the writer: agents' output is captured by the
 //!   runtime, logs go to `tracing` (stderr in the CLI);
-//! - a tool call runs through [`AgentRuntime::execute_cancellable`] on a blocking thread,
+//! - a tool call runs through [`agenthub_runtime::AgentRuntime::execute_cancellable`] on a
+//!   blocking thread,
 //!   so the protocol loop is never blocked and calls overlap;
 //! - `notifications/cancelled` for a call, and the end of the input, cancel its
-//!   [`agenthub_runtime::CallCancel`]: its warm worker is killed (and, for a client's
+//!   [`agenthub_runtime::CallCancel`]: its warm worker or one-shot process is killed (and, for a client's
 //!   cancellation, the agent's workers are topped up again in the background);
 //! - [`McpServer::serve`] returns only when no call it started is still running (bounded:
 //!   what is left after [`SHUTDOWN_GRACE`] is killed with the runtime's processes).
