@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use agenthub_core::{EnvBackendKind, ExecutionMode};
+use agenthub_core::{EnvBackendKind, ExecutionMode, ExecutionTarget};
 use clap::{Args, Parser, Subcommand};
 
 /// Run Python AI agents (agentplug format) in isolated environments and processes.
@@ -96,6 +96,9 @@ previous install as it was.\n\nExit status: 0 installed, 1 failure, 2 usage erro
     /// Install an agent's recorded source again, at a new ref or the recorded one.
     #[command(after_help = "Exit status: 0 updated, 1 failure (the current install is kept), 2 usage error.")]
     Update(UpdateArgs),
+    /// The Ray target: `agenthub ray status` connects and reports the cluster.
+    #[command(subcommand)]
+    Ray(RayCommand),
     /// Remove an installed agent and its environments.
     #[command(after_help = "Only agents agenthub installed are removed. On a terminal it asks first; \
 elsewhere --yes is required.\n\nExit status: 0 removed, 1 failure, 2 usage error (such as no --yes).")]
@@ -103,6 +106,44 @@ elsewhere --yes is required.\n\nExit status: 0 removed, 1 failure, 2 usage error
     /// Serve agents to MCP clients (Claude Desktop, Claude Code, Cursor): every method a tool.
     #[command(subcommand)]
     Mcp(McpCommand),
+}
+
+/// `agenthub ray`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RayCommand {
+    /// Connect to the cluster and report Ray's versions on both sides and the nodes.
+    Status {
+        /// The cluster (default: ray.address, else `RAY_ADDRESS`, else a local one).
+        #[arg(long, value_name = "ADDRESS")]
+        ray_address: Option<String>,
+        /// Print `{"ray_version", "python", "nodes", "address", "driver_python"}`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where calls run: `--on` and `--ray-address`.
+#[derive(Debug, Args)]
+pub(crate) struct TargetArgs {
+    /// Where the calls run: local (default) or ray (actors on a Ray cluster).
+    #[arg(long = "on", value_enum, value_name = "TARGET")]
+    pub(crate) on: Option<ExecutionTarget>,
+    /// The Ray cluster (implies --on ray; default: ray.address, else `RAY_ADDRESS`).
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) ray_address: Option<String>,
+}
+
+impl TargetArgs {
+    /// Applies the flags to the configuration.
+    pub(crate) fn apply(&self, config: &mut agenthub_core::Config) {
+        if let Some(on) = self.on {
+            config.runtime.target = on;
+        }
+        if let Some(address) = &self.ray_address {
+            config.ray.address = Some(address.clone());
+            config.runtime.target = ExecutionTarget::Ray;
+        }
+    }
 }
 
 /// `agenthub install`.
@@ -239,6 +280,8 @@ pub(crate) struct BatchArgs {
     /// Per-call timeout in seconds (overrides `runtime.max_execution_time`).
     #[arg(long, value_name = "SECONDS")]
     pub(crate) timeout: Option<f64>,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
 }
 
 /// `agenthub bench`.
@@ -284,6 +327,8 @@ pub(crate) struct ExecArgs {
     /// Which tool builds the environment (default: uv when found, else pip).
     #[arg(long, value_enum)]
     pub(crate) env_backend: Option<EnvBackendKind>,
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
     /// Pass the agent only a base set (PATH, HOME, USER, TMPDIR, TZ, the locale) and the
     /// --env-allow variables, not the whole environment.
     #[arg(long)]

@@ -71,6 +71,59 @@ impl std::str::FromStr for ExecutionMode {
     }
 }
 
+/// Where calls run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum ExecutionTarget {
+    /// On this machine (one-shot or warm, by `mode`).
+    #[default]
+    Local,
+    /// In Ray actors on the cluster named by `ray.address` / `RAY_ADDRESS`.
+    Ray,
+}
+
+impl std::str::FromStr for ExecutionTarget {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "local" => Ok(Self::Local),
+            "ray" => Ok(Self::Ray),
+            other => Err(format!("unknown target `{other}` (use local or ray)")),
+        }
+    }
+}
+
+/// The Ray execution target (`target: ray`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RayConfig {
+    /// The cluster (`ray://host:10001`, `host:6379`, `auto`); none: Ray's own
+    /// `RAY_ADDRESS`, else `auto` (a cluster started on this machine).
+    pub address: Option<String>,
+    /// A Python that has `ray` installed, to run agenthub's driver with
+    /// (`AGENTHUB_RAY_PYTHON`).
+    pub python: Option<PathBuf>,
+    /// Ray actors per agent (calls beyond that queue on them).
+    pub actors_per_agent: usize,
+    /// How long connecting to the cluster may take, in seconds.
+    pub connect_timeout: f64,
+}
+
+impl Default for RayConfig {
+    fn default() -> Self {
+        Self { address: None, python: None, actors_per_agent: 2, connect_timeout: 60.0 }
+    }
+}
+
+impl RayConfig {
+    /// `connect_timeout` as a duration (saturated like [`RuntimeConfig::execution_timeout`]).
+    pub fn connect_timeout(&self) -> Duration {
+        secs(self.connect_timeout)
+    }
+}
+
 /// How a warm worker calls a method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -161,6 +214,8 @@ pub struct RuntimeConfig {
     pub worker_recycle_memory: u64,
     /// How warm workers call methods: `auto`, `main` or `instance`.
     pub worker_dispatch: WorkerDispatch,
+    /// Where calls run: `local` (default) or `ray`.
+    pub target: ExecutionTarget,
 }
 
 /// Variables agents always get from the caller when `env_clear` is on: none is a secret,
@@ -168,7 +223,7 @@ pub struct RuntimeConfig {
 pub const BASE_ENV_VARS: [&str; 8] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"];
 
 /// The `AGENTHUB_*` variables that set configuration.
-pub const CONFIG_VARS: [&str; 31] = [
+pub const CONFIG_VARS: [&str; 35] = [
     "AGENTHUB_MAX_EXECUTION_TIME",
     "AGENTHUB_MAX_MEMORY_USAGE",
     "AGENTHUB_SUBPROCESS_TIMEOUT",
@@ -200,6 +255,10 @@ pub const CONFIG_VARS: [&str; 31] = [
     "AGENTHUB_AUTO_INSTALL",
     "AGENTHUB_PROVISION_UV",
     "AGENTHUB_GIT_TIMEOUT",
+    "AGENTHUB_TARGET",
+    "AGENTHUB_RAY_PYTHON",
+    "AGENTHUB_RAY_ACTORS_PER_AGENT",
+    "AGENTHUB_RAY_CONNECT_TIMEOUT",
 ];
 
 /// `AGENTHUB_*` variables other parts of agenthub read: allowed, not configuration.
@@ -242,6 +301,7 @@ impl Default for RuntimeConfig {
             worker_init_timeout: 60.0,
             worker_recycle_memory: 1024,
             worker_dispatch: WorkerDispatch::Auto,
+            target: ExecutionTarget::Local,
         }
     }
 }
@@ -520,6 +580,8 @@ pub struct Config {
     pub registry: String,
     /// Installing agents.
     pub install: InstallConfig,
+    /// The Ray target.
+    pub ray: RayConfig,
 }
 
 #[derive(Debug, Deserialize)]
@@ -529,6 +591,7 @@ struct ConfigFile {
     environment: EnvironmentConfig,
     registry: String,
     install: InstallConfig,
+    ray: RayConfig,
 }
 
 impl Default for ConfigFile {
@@ -538,6 +601,7 @@ impl Default for ConfigFile {
             environment: EnvironmentConfig::default(),
             registry: DEFAULT_REGISTRY.to_owned(),
             install: InstallConfig::default(),
+            ray: RayConfig::default(),
         }
     }
 }
@@ -670,6 +734,7 @@ impl Config {
             environment: parsed.environment,
             registry: parsed.registry,
             install: parsed.install,
+            ray: parsed.ray,
         };
         for (name, value) in vars {
             if !name.as_encoded_bytes().starts_with(b"AGENTHUB_") {
@@ -705,6 +770,13 @@ impl Config {
         self.runtime.validate()?;
         self.environment.validate()?;
         check_seconds("install.git_timeout", self.install.git_timeout)?;
+        check_seconds("ray.connect_timeout", self.ray.connect_timeout)?;
+        if !(1..=1024).contains(&self.ray.actors_per_agent) {
+            return Err(invalid(
+                "ray.actors_per_agent",
+                format!("must be a whole number from 1 to 1024, got {}", self.ray.actors_per_agent),
+            ));
+        }
         if !(self.registry.contains("{ns}") && self.registry.contains("{name}")) {
             return Err(invalid(
                 "registry",
@@ -755,6 +827,12 @@ impl Config {
             "AUTO_INSTALL" => self.install.auto_install = Some(parse_bool(value)?),
             "PROVISION_UV" => self.install.provision_uv = parse_bool(value)?,
             "GIT_TIMEOUT" => self.install.git_timeout = parse_seconds(value)?,
+            "TARGET" => r.target = value.trim().parse()?,
+            "RAY_PYTHON" => {
+                self.ray.python = Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty());
+            }
+            "RAY_ACTORS_PER_AGENT" => self.ray.actors_per_agent = parse_whole(value, 1024)?,
+            "RAY_CONNECT_TIMEOUT" => self.ray.connect_timeout = parse_seconds(value)?,
             _ => return Err("not a configuration variable".to_owned()),
         }
         Ok(())

@@ -235,6 +235,11 @@ pub struct InstallRecord {
     pub source_kind: String,
     /// The version of agenthub that installed it.
     pub agenthub_version: String,
+    /// A random id that the agenthub home also holds (`<home>/installs/<ns>/<name>.json`):
+    /// what proves the directory was installed by this home, since anything else in the
+    /// directory could have come with the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install_id: Option<String>,
 }
 
 /// Reads the provenance record of the agent in `agent_dir`: `None` when there is none or
@@ -366,6 +371,7 @@ mod tests {
             source: "a/b".into(),
             source_kind: "git".into(),
             agenthub_version: "0.1.0".into(),
+            install_id: Some("0123".into()),
         };
         std::fs::write(dir.path().join(INSTALL_RECORD_FILE), serde_json::to_string(&record).unwrap())
             .unwrap();

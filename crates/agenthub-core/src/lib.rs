@@ -20,8 +20,8 @@ pub use agent::{
 pub use agent_file::{AgentFileError, open_agent_file, read_agent_file};
 pub use config::{
     BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, DEFAULT_REGISTRY, EnvBackendKind, EnvironmentConfig,
-    ExecutionMode, InstallConfig, MAX_CONFIG_BYTES, MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS,
-    PythonRequest, RuntimeConfig, WorkerDispatch,
+    ExecutionMode, ExecutionTarget, InstallConfig, MAX_CONFIG_BYTES, MAX_MEMORY_MIB, MAX_SECONDS,
+    NON_CONFIG_VARS, PythonRequest, RayConfig, RuntimeConfig, WorkerDispatch,
 };
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes, io_error_suggestion};
 pub use install::{

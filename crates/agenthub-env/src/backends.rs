@@ -162,6 +162,9 @@ impl EnvironmentBackend for UvBackend {
             os("--quiet"),
             os("--no-config"),
             os("--no-python-downloads"),
+            // Entry points and activation scripts that work wherever the agent directory
+            // is moved (an install builds it beside its target, then swaps it in).
+            os("--relocatable"),
             os("--python"),
             python.as_os_str(),
             venv.as_os_str(),

@@ -213,8 +213,28 @@ fn cgroup_base() -> Option<&'static Path> {
     .as_deref()
 }
 
+/// The name of a call's cgroup: `agenthub-<run id>-<pid namespace>`. Cgroups are shared by
+/// every PID namespace, and a run id starts with a pid of its runtime's namespace: only a
+/// runtime of the same namespace can tell whether that pid still runs (see
+/// [`sweep_stale_cgroups`]).
+pub(crate) fn cgroup_name(run_id: &str) -> String {
+    format!("agenthub-{run_id}-{}", pid_namespace())
+}
+
+/// The inode of this process's PID namespace (`/proc/self/ns/pid`), `0` when unknown.
+fn pid_namespace() -> &'static str {
+    static NS: OnceLock<String> = OnceLock::new();
+    NS.get_or_init(|| {
+        std::fs::read_link("/proc/self/ns/pid")
+            .ok()
+            .and_then(|l| l.to_str().map(|s| s.chars().filter(char::is_ascii_digit).collect::<String>()))
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "0".to_owned())
+    })
+}
+
 fn enter_new_cgroup(base: &Path, run_id: &str, pid: u32) -> Option<PathBuf> {
-    let cg = base.join(format!("agenthub-{run_id}"));
+    let cg = base.join(cgroup_name(run_id));
     std::fs::create_dir(&cg).ok()?;
     // cgroup.kill exists in every non-root cgroup from Linux 5.14 on.
     if !cg.join("cgroup.kill").exists() {
@@ -253,9 +273,14 @@ pub(crate) fn sweep_stale_cgroups() -> usize {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let Some(rest) = name.strip_prefix("agenthub-") else { continue };
-            // Only cgroups of runtimes that are gone (the run id starts with the runtime's
-            // pid): a live runtime, this one included, owns its calls in flight.
-            let owner = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            // Only cgroups of this PID namespace (a pid means nothing in another one)...
+            let Some((run_id, ns)) = rest.rsplit_once('-') else { continue };
+            if ns != pid_namespace() || run_id.split('-').count() != 3 {
+                continue;
+            }
+            // ...of runtimes that are gone (the run id starts with the runtime's pid): a
+            // live runtime, this one included, owns its calls in flight.
+            let owner = run_id.split('-').next().and_then(|p| p.parse::<u32>().ok());
             if owner.is_none_or(linux::pid_alive) {
                 continue;
             }
@@ -335,4 +360,33 @@ fn kill_marked_once(needle: &[u8]) -> usize {
         }
     }
     found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pid that is not running (`pid_max` is at most 2^22).
+    const DEAD: u32 = 4_194_304 + 7;
+
+    #[test]
+    fn only_this_namespaces_stale_cgroups_are_swept() {
+        let bases: Vec<&Path> = [cgroup_base(), memory::v1_base()].into_iter().flatten().collect();
+        let Some(base) = bases.first().copied() else {
+            // No cgroup hierarchy agenthub can write: nothing is ever swept.
+            assert_eq!(sweep_stale_cgroups(), 0);
+            return;
+        };
+        let foreign = base.join(format!("agenthub-{DEAD}-0-1-1{}", pid_namespace()));
+        let ours = base.join(cgroup_name(&format!("{DEAD}-0-2")));
+        for dir in [&foreign, &ours] {
+            std::fs::create_dir(dir).unwrap();
+        }
+        sweep_stale_cgroups();
+        let (foreign_kept, ours_kept) = (foreign.exists(), ours.exists());
+        let _ = std::fs::remove_dir(&foreign);
+        let _ = std::fs::remove_dir(&ours);
+        assert!(foreign_kept, "a cgroup of another PID namespace was swept");
+        assert!(!ours_kept, "a stale cgroup of this namespace was left");
+    }
 }

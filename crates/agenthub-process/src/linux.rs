@@ -54,6 +54,19 @@ pub(crate) fn set_nonblocking(fd: &impl AsRawFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Clears `O_NONBLOCK` on `fd` (and every fd sharing its open file description).
+pub(crate) fn set_blocking(fd: &impl AsRawFd) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: fcntl on an fd we own, with flags read from it.
+    unsafe {
+        let flags = libc::fcntl(raw, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(raw, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// Sends `signal` to every process in the group `pgid`. A group that is gone is fine.
 pub(crate) fn kill_group(pgid: u32, signal: libc::c_int) {
     if pgid <= 1 {

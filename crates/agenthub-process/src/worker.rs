@@ -114,6 +114,17 @@ impl Worker {
         })
     }
 
+    /// A second handle on the worker's stdin, in blocking mode, for a protocol with many
+    /// requests in flight: one thread writes requests through it while another waits for
+    /// answers with [`Self::recv`]. Do not mix it with [`Self::request`] (which sets the
+    /// pipe non-blocking while it writes).
+    pub fn stdin_writer(&self) -> std::io::Result<File> {
+        let stdin = self.stdin.as_ref().ok_or_else(|| std::io::Error::from(ErrorKind::BrokenPipe))?;
+        let writer = stdin.try_clone()?;
+        linux::set_blocking(&writer)?;
+        Ok(writer)
+    }
+
     /// The worker's pid (also its process group).
     pub fn pid(&self) -> u32 {
         self.child.pid

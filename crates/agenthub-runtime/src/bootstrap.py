@@ -370,4 +370,5 @@ def _serve(argv):
         _send(channel, {"id": rid, "stdout": stdout, "exit_code": code})
 
 
-sys.exit(_serve(sys.argv))
+if __name__ == "__main__":  # `python -c`; the Ray driver's actors exec this for its functions
+    sys.exit(_serve(sys.argv))

@@ -14,6 +14,10 @@
 //!   the call ends; the supervisor then kills the rest of its tree as for any agent that
 //!   died;
 //! - the call's response is then a cancelled `ExecutionError`.
+//!
+//! A call on the Ray target (`runtime.target: ray`) is not stopped on the cluster: one
+//! cancelled before it is sent is not sent, and the answer of one cancelled meanwhile is
+//! replaced by the cancellation.
 
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agenthub_core::{
     AgentId, AgentManifest, AgentRuntimeError, Config, INSTALL_RECORD_FILE, InstallRecord, InstallSource,
-    SourceError, read_install_record,
+    MANIFEST_FILE_NAMES, SourceError, read_install_record,
 };
 use agenthub_env::{EnvError, EnvironmentManager};
 use agenthub_process::{EnvSpec, ProcessLimits, ProcessSpec, StdProcessBackend, Termination};
@@ -41,6 +41,15 @@ pub const MAX_COPY_ENTRIES: usize = 100_000;
 
 /// Deepest directory tree copied by a path install.
 pub const MAX_COPY_DEPTH: usize = 64;
+
+/// Most bytes copied by a path install.
+pub const MAX_COPY_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Longest agent name part accepted for an install.
+const MAX_NAME_LEN: usize = 100;
+
+/// Problems listed in an [`InstallError::Invalid`] message (all are in the error).
+const SHOWN_PROBLEMS: usize = 10;
 
 /// How much of git's stderr errors keep.
 const GIT_STDERR_TAIL: usize = 16 * 1024;
@@ -150,6 +159,14 @@ pub enum InstallError {
         /// What is there.
         what: String,
     },
+    /// An agent id that is not `ns/name`.
+    #[error(
+        "`{agent}` is not an agent id (ns/name, each part [A-Za-z0-9][A-Za-z0-9._-]*, at most 100 characters)"
+    )]
+    BadId {
+        /// As given.
+        agent: String,
+    },
     /// `update`/`remove` of an agent that is not installed.
     #[error("{agent} is not installed")]
     NotInstalled {
@@ -188,7 +205,7 @@ pub enum InstallError {
         reference: String,
     },
     /// What was fetched is not a valid agent.
-    #[error("{source_arg} is not a valid agent: {}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    #[error("{source_arg} is not a valid agent: {}", summarize(problems))]
     Invalid {
         /// SOURCE as given.
         source_arg: String,
@@ -247,6 +264,9 @@ impl InstallError {
                 "Move {} away (or remove it yourself) and install again, or install under another name with --as",
                 path.display()
             ),
+            Self::BadId { .. } => {
+                "Name an installed agent as ns/name (`agenthub list` shows them)".to_owned()
+            }
             Self::NotInstalled { agent } => format!("Install it with `agenthub install {agent}`"),
             Self::GitMissing => {
                 "Install git (e.g. `apt-get install git`, `brew install git`) and make sure it is on PATH"
@@ -294,7 +314,7 @@ impl InstallError {
     /// `NotConfirmed`, `IoError` or `Cancelled`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Self::Source(_) | Self::NoName { .. } => "InvalidSource",
+            Self::Source(_) | Self::NoName { .. } | Self::BadId { .. } => "InvalidSource",
             Self::AlreadyInstalled { .. } => "AlreadyInstalled",
             Self::NotOurs { .. } => "NotOurs",
             Self::NotInstalled { .. } => "NotInstalled",
@@ -314,8 +334,27 @@ impl InstallError {
     /// Whether the error is the caller's (exit status 2): a bad SOURCE, a missing name, a
     /// missing confirmation.
     pub fn is_usage(&self) -> bool {
-        matches!(self, Self::Source(_) | Self::NoName { .. } | Self::NotConfirmed { .. })
+        matches!(self, Self::Source(_) | Self::NoName { .. } | Self::BadId { .. } | Self::NotConfirmed { .. })
     }
+}
+
+/// The first [`SHOWN_PROBLEMS`] problems, each cut to 300 characters, and how many more.
+fn summarize(problems: &[Problem]) -> String {
+    let mut shown: Vec<String> = problems
+        .iter()
+        .take(SHOWN_PROBLEMS)
+        .map(|p| {
+            let text = p.to_string();
+            match text.char_indices().nth(300) {
+                Some((at, _)) => format!("{}…", &text[..at]),
+                None => text,
+            }
+        })
+        .collect();
+    if problems.len() > SHOWN_PROBLEMS {
+        shown.push(format!("and {} more", problems.len() - SHOWN_PROBLEMS));
+    }
+    shown.join("; ")
 }
 
 fn git_hint(stderr: Option<&str>) -> String {
@@ -368,13 +407,24 @@ impl std::fmt::Debug for Installer {
     }
 }
 
-/// One agent's paths under the agents root.
+/// One agent's paths.
 struct Slot {
     id: AgentId,
     /// `<root>/<ns>`.
     ns_dir: PathBuf,
     /// `<root>/<ns>/<name>`.
     target: PathBuf,
+    /// `<home>/installs/<ns>/<name>.json`: the install ids this home made for the agent.
+    ids_file: PathBuf,
+    /// `<home>/locks/<ns>/<name>.install.lock`.
+    lock_file: PathBuf,
+}
+
+/// The install ids the home holds for one agent: the current install's, and during a swap
+/// the previous one's too (so the target is ours at every instant).
+#[derive(Debug, Default, serde::Deserialize, Serialize)]
+struct HomeIds {
+    ids: Vec<String>,
 }
 
 impl Installer {
@@ -385,13 +435,43 @@ impl Installer {
 
     /// Installs SOURCE (a directory, a git URL with an optional `@ref`, or `ns/name[@ref]`).
     pub fn install(&self, source: &str, options: &InstallOptions) -> Result<Installed, InstallError> {
-        let parsed = InstallSource::parse(source, &self.config.registry, std::env::home_dir().as_deref())?;
-        let id = options
-            .as_id
-            .clone()
-            .or_else(|| parsed.default_id())
-            .ok_or_else(|| InstallError::NoName { source_arg: source.to_owned() })?;
-        self.install_parsed(source, &parsed, &id, options)
+        let parsed =
+            match InstallSource::parse(source, &self.config.registry, std::env::home_dir().as_deref()) {
+                Err(SourceError::Unrecognised(s)) if Path::new(source).is_dir() => {
+                    return Err(SourceError::Unrecognised(format!(
+                        "{s}` (to install the directory, write `./{source}"
+                    ))
+                    .into());
+                }
+                other => other?,
+            };
+        if matches!(parsed, InstallSource::Git { shorthand: Some(_), .. }) && Path::new(source).is_dir() {
+            self.progress.notice(&format!(
+                "note: installing {source} from the registry; to install the directory ./{source}, write ./{source}"
+            ));
+        }
+        let parsed = match parsed {
+            // Recorded (and updated) from where it is, whatever the current directory.
+            InstallSource::Path(dir) => {
+                InstallSource::Path(dir.canonicalize().map_err(|source| InstallError::Io {
+                    action: "read",
+                    path: dir.clone(),
+                    source,
+                })?)
+            }
+            git @ InstallSource::Git { .. } => git,
+        };
+        let id = match &options.as_id {
+            Some(id) => id.clone(),
+            None => {
+                parsed.default_id().ok_or_else(|| InstallError::NoName { source_arg: source.to_owned() })?
+            }
+        };
+        let source = match &parsed {
+            InstallSource::Path(dir) => dir.display().to_string(),
+            InstallSource::Git { .. } => source.to_owned(),
+        };
+        self.install_parsed(&source, &parsed, &id, options)
     }
 
     /// Installs the agent `id` from the registry when it is not installed (auto-install on
@@ -403,54 +483,59 @@ impl Installer {
         self.install_parsed(&source, &parsed, id, &options)
     }
 
-    /// Installs the recorded source of `agent` again, at `reference` when given, else at
-    /// the recorded ref; the current install stays if anything fails.
+    /// Installs the recorded source of `agent` again (the URL or directory it was installed
+    /// from, not the registry as configured now), at `reference` when given, else at the
+    /// recorded ref; the current install stays if anything fails.
     pub fn update(&self, agent: &str, reference: Option<&str>) -> Result<Installed, InstallError> {
-        let id: AgentId =
-            agent.parse().map_err(|_| InstallError::NotInstalled { agent: agent.to_owned() })?;
-        let slot = self.slot(&id)?;
-        let record =
-            owned_install(&slot)?.ok_or_else(|| InstallError::NotInstalled { agent: agent.to_owned() })?;
+        let id = parse_id(agent)?;
+        let slot = self.slot(&id);
+        let record = Self::owned_install(&slot)?
+            .ok_or_else(|| InstallError::NotInstalled { agent: agent.to_owned() })?;
         let reference = match reference {
             Some(r) => Some(agenthub_core::validate_ref(r)?),
             None => record.requested_ref.clone(),
         };
-        // The recorded source without its ref, then the ref wanted now.
-        let mut parsed = InstallSource::parse(&record.source, &self.config.registry, None)?;
-        let mut source = record.source.clone();
-        if let InstallSource::Git { reference: r, .. } = &mut parsed {
-            if let Some(old) = r.take() {
-                source.truncate(source.len() - old.len() - 1);
+        let (parsed, source) = if record.source_kind == "git" {
+            let base = match &record.requested_ref {
+                Some(old) => {
+                    record.source.strip_suffix(&format!("@{old}")).unwrap_or(&record.source).to_owned()
+                }
+                None => record.source.clone(),
+            };
+            let source = match &reference {
+                Some(r) => format!("{base}@{r}"),
+                None => base,
+            };
+            (InstallSource::Git { url: record.github_url.clone(), reference, shorthand: None }, source)
+        } else {
+            if let Some(reference) = reference {
+                return Err(SourceError::BadRef {
+                    reference,
+                    why: "the agent was installed from a directory, which has no refs",
+                }
+                .into());
             }
-            r.clone_from(&reference);
-            if let Some(reference) = &reference {
-                source = format!("{source}@{reference}");
-            }
-        } else if reference.is_some() {
-            return Err(SourceError::BadRef {
-                reference: reference.unwrap_or_default(),
-                why: "the agent was installed from a directory, which has no refs",
-            }
-            .into());
-        }
+            (InstallSource::Path(PathBuf::from(&record.github_url)), record.github_url.clone())
+        };
         let options = InstallOptions { as_id: Some(id.clone()), force: true, ..InstallOptions::default() };
         self.install_parsed(&source, &parsed, &id, &options)
     }
 
-    /// Removes an installed agent and its environments. Only an install agenthub made is
+    /// Removes an installed agent and its environments. Only an install this home made is
     /// removed.
     pub fn remove(&self, agent: &str) -> Result<Removed, InstallError> {
-        let id: AgentId =
-            agent.parse().map_err(|_| InstallError::NotInstalled { agent: agent.to_owned() })?;
-        let slot = self.slot(&id)?;
+        let id = parse_id(agent)?;
+        let slot = self.slot(&id);
         let _lock = self.lock(&slot)?;
-        if owned_install(&slot)?.is_none() {
+        remove_stale_staging(&slot);
+        if Self::owned_install(&slot)?.is_none() {
             return Err(InstallError::NotInstalled { agent: agent.to_owned() });
         }
-        let staging = Staging::create(&slot)?;
+        let mut staging = Staging::create(&slot)?;
         rename_noreplace(&slot.target, &staging.tree)?;
+        self.write_ids(&slot, &[])?;
         let freed_bytes = tree_size(&staging.tree);
-        drop(staging);
+        staging.keep = in_use(&staging.tree);
         Ok(Removed { agent: id.to_string(), path: slot.target, freed_bytes })
     }
 
@@ -461,9 +546,10 @@ impl Installer {
         id: &AgentId,
         options: &InstallOptions,
     ) -> Result<Installed, InstallError> {
-        let slot = self.slot(id)?;
+        check_id(id)?;
+        let slot = self.slot(id);
         let _lock = self.lock(&slot)?;
-        let existing = owned_install(&slot)?;
+        let existing = Self::owned_install(&slot)?;
         if let Some(record) = &existing {
             if options.if_missing {
                 return Ok(Installed {
@@ -479,34 +565,64 @@ impl Installer {
                 return Err(InstallError::AlreadyInstalled { agent: id.to_string(), path: slot.target });
             }
         }
-        remove_stale_staging(&slot);
-        let staging = Staging::create(&slot)?;
+        let created_ns = !slot.ns_dir.exists();
+        let result = self.stage_and_swap(source, parsed, id, options, &slot, existing.as_ref());
+        if result.is_err() && created_ns {
+            // Nothing was installed: leave no empty namespace directory either.
+            let _ = std::fs::remove_dir(&slot.ns_dir);
+        }
+        result
+    }
+
+    fn stage_and_swap(
+        &self,
+        source: &str,
+        parsed: &InstallSource,
+        id: &AgentId,
+        options: &InstallOptions,
+        slot: &Slot,
+        existing: Option<&InstallRecord>,
+    ) -> Result<Installed, InstallError> {
+        Self::make_ns_dir(slot)?;
+        remove_stale_staging(slot);
+        let mut staging = Staging::create(slot)?;
+        let venv = &self.config.environment.venv_location;
+        let deadline = Instant::now().checked_add(self.config.install.git_timeout());
         let commit_sha = match parsed {
             InstallSource::Git { url, reference, .. } => {
-                self.progress.step(&format!(
-                    "cloning {url}{}",
-                    reference.as_ref().map(|r| format!(" at {r}")).unwrap_or_default()
-                ));
-                self.clone_repo(url, reference.as_deref(), &staging.tree)?
+                let at = reference.as_ref().map(|r| format!(" at {r}")).unwrap_or_default();
+                self.progress.step(&format!("cloning {url}{at}"));
+                let commit = self.clone_repo(url, reference.as_deref(), &staging.tree, deadline)?;
+                strip_ours(&staging.tree, venv)?;
+                commit
             }
             InstallSource::Path(dir) => {
+                if !MANIFEST_FILE_NAMES.iter().any(|n| dir.join(n).is_file()) {
+                    return Err(InstallError::Invalid {
+                        source_arg: source.to_owned(),
+                        problems: vec![Problem {
+                            file: Some("agent.yaml".to_owned()),
+                            field: None,
+                            message: "is missing (nor is there an agent.yml)".to_owned(),
+                        }],
+                    });
+                }
                 self.progress.step(&format!("copying {}", dir.display()));
-                copy_agent_dir(dir, &staging.tree, &self.config.environment.venv_location)?;
-                self.git_head(dir)
+                copy_agent_dir(dir, &staging.tree, venv)?;
+                self.git_head(dir, deadline)
             }
         };
         self.progress.step("validating");
-        let problems = check_dir(&staging.tree);
+        let problems = check_dir(&staging.tree, venv);
         if !problems.is_empty() {
             return Err(InstallError::Invalid { source_arg: source.to_owned(), problems });
         }
+        let install_id = random_id()?;
         let record = InstallRecord {
             agent_name: id.to_string(),
             github_url: match parsed {
                 InstallSource::Git { url, .. } => url.clone(),
-                InstallSource::Path(dir) => {
-                    std::path::absolute(dir).unwrap_or_else(|_| dir.clone()).display().to_string()
-                }
+                InstallSource::Path(dir) => dir.display().to_string(),
             },
             commit_sha,
             requested_ref: parsed.reference().map(str::to_owned),
@@ -514,6 +630,7 @@ impl Installer {
             source: source.to_owned(),
             source_kind: if matches!(parsed, InstallSource::Git { .. }) { "git" } else { "path" }.to_owned(),
             agenthub_version: env!("CARGO_PKG_VERSION").to_owned(),
+            install_id: Some(install_id.clone()),
         };
         write_new(
             &staging.tree.join(INSTALL_RECORD_FILE),
@@ -534,16 +651,44 @@ impl Installer {
                 .map_err(|source| InstallError::Environment { agent: id.to_string(), source })?;
         }
         self.progress.step("swapping in");
+        // Both ids are ours while the swap happens; then only the new one.
+        let old_id = existing.and_then(|r| r.install_id.clone());
+        self.write_ids(
+            slot,
+            &[old_id.clone(), Some(install_id.clone())].into_iter().flatten().collect::<Vec<_>>(),
+        )?;
         let replaced = existing.is_some();
-        if replaced {
-            exchange(&staging.tree, &slot.target)?;
+        let swapped = if replaced {
+            exchange(&staging.tree, &slot.target)
         } else {
-            rename_noreplace(&staging.tree, &slot.target)?;
+            rename_noreplace(&staging.tree, &slot.target)
+        };
+        if let Err(e) = swapped {
+            let _ = self.write_ids(slot, &old_id.into_iter().collect::<Vec<_>>());
+            return Err(e);
         }
+        self.write_ids(slot, &[install_id])?;
+        if environment_built && self.environments.backend_kind() != agenthub_core::EnvBackendKind::Uv {
+            // Only uv makes environments that can move (`--relocatable`): give the others
+            // their final paths (entry points, activation scripts) by building in place.
+            self.progress.step("re-creating environment in place");
+            if let Ok((manifest, _)) = AgentManifest::load(&slot.target) {
+                let rebuilt =
+                    pollster::block_on(self.environments.rebuild_environment(&slot.target, &manifest));
+                if let Err(e) = rebuilt {
+                    tracing::warn!(
+                        "the environment of {id} was built beside its target and could not be re-created in place: {e}"
+                    );
+                }
+            }
+        }
+        // The previous install is now the staging tree: removed with it, unless a call is
+        // still running in it (then the next install of this agent removes it).
+        staging.keep = replaced && in_use(&staging.tree);
         drop(staging);
         Ok(Installed {
             agent: id.to_string(),
-            path: slot.target,
+            path: slot.target.clone(),
             record,
             replaced,
             environment_built,
@@ -551,38 +696,121 @@ impl Installer {
         })
     }
 
-    /// The paths of `id`, with `<root>/<ns>` created (a real directory inside the root).
-    fn slot(&self, id: &AgentId) -> Result<Slot, InstallError> {
+    /// The paths of `id`.
+    fn slot(&self, id: &AgentId) -> Slot {
         let ns_dir = self.config.agents_root().join(id.namespace());
-        std::fs::create_dir_all(&ns_dir).map_err(|source| InstallError::Io {
+        let home = &self.config.home;
+        Slot {
+            target: ns_dir.join(id.name()),
+            ns_dir,
+            ids_file: home.join("installs").join(id.namespace()).join(format!("{}.json", id.name())),
+            lock_file: home.join("locks").join(id.namespace()).join(format!("{}.install.lock", id.name())),
+            id: id.clone(),
+        }
+    }
+
+    /// Creates `<root>/<ns>` if missing; it must be a real directory.
+    fn make_ns_dir(slot: &Slot) -> Result<(), InstallError> {
+        std::fs::create_dir_all(&slot.ns_dir).map_err(|source| InstallError::Io {
             action: "create",
-            path: ns_dir.clone(),
+            path: slot.ns_dir.clone(),
             source,
         })?;
-        let meta = std::fs::symlink_metadata(&ns_dir).map_err(|source| InstallError::Io {
+        let meta = std::fs::symlink_metadata(&slot.ns_dir).map_err(|source| InstallError::Io {
             action: "inspect",
-            path: ns_dir.clone(),
+            path: slot.ns_dir.clone(),
             source,
         })?;
         if !meta.is_dir() {
             return Err(InstallError::NotOurs {
-                path: ns_dir.clone(),
+                path: slot.ns_dir.clone(),
                 what: "a symlink or file where the namespace directory goes; agenthub never installs through one"
                     .to_owned(),
             });
         }
-        Ok(Slot { target: ns_dir.join(id.name()), ns_dir, id: id.clone() })
+        Ok(())
+    }
+
+    /// The ids the home holds for the agent.
+    fn read_ids(slot: &Slot) -> Vec<String> {
+        let Ok(file) =
+            File::options().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&slot.ids_file)
+        else {
+            return Vec::new();
+        };
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::Read::take(file, 64 * 1024), &mut text);
+        serde_json::from_str::<HomeIds>(&text).map(|h| h.ids).unwrap_or_default()
+    }
+
+    /// Replaces the ids the home holds for the agent (atomically: a new file renamed over).
+    fn write_ids(&self, slot: &Slot, ids: &[String]) -> Result<(), InstallError> {
+        let dir = slot.ids_file.parent().unwrap_or(&self.config.home);
+        std::fs::create_dir_all(dir).map_err(|source| InstallError::Io {
+            action: "create",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let temp = dir.join(format!(".{}.{}.tmp", slot.id.name(), std::process::id()));
+        let _ = std::fs::remove_file(&temp);
+        let text = serde_json::to_vec(&HomeIds { ids: ids.to_vec() }).unwrap_or_default();
+        write_new(&temp, &text)?;
+        std::fs::rename(&temp, &slot.ids_file).map_err(|source| InstallError::Io {
+            action: "write",
+            path: slot.ids_file.clone(),
+            source,
+        })
+    }
+
+    /// The install record of the agent at the slot's target, when this home installed it
+    /// (its `install_id` is one the home holds); an error when something else is there.
+    fn owned_install(slot: &Slot) -> Result<Option<InstallRecord>, InstallError> {
+        let meta = match std::fs::symlink_metadata(&slot.target) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(InstallError::Io { action: "inspect", path: slot.target.clone(), source });
+            }
+            Ok(meta) => meta,
+        };
+        if !meta.is_dir() {
+            return Err(InstallError::NotOurs {
+                path: slot.target.clone(),
+                what: if meta.file_type().is_symlink() { "a symlink" } else { "not a directory" }.to_owned(),
+            });
+        }
+        let not_ours = |what: String| Err(InstallError::NotOurs { path: slot.target.clone(), what });
+        match read_install_record(&slot.target) {
+            None => not_ours(format!("it has no {INSTALL_RECORD_FILE} (cloned or copied by hand?)")),
+            Some(record) => {
+                let ids = Self::read_ids(slot);
+                match &record.install_id {
+                    Some(id) if record.agent_name == slot.id.to_string() && ids.contains(id) => {
+                        Ok(Some(record))
+                    }
+                    _ => not_ours(format!(
+                        "its {INSTALL_RECORD_FILE} is not one this agenthub home wrote (it may have come with the agent)"
+                    )),
+                }
+            }
+        }
     }
 
     /// Takes the agent's install lock, waiting at most as long as an install may take.
     fn lock(&self, slot: &Slot) -> Result<File, InstallError> {
-        let path = slot.ns_dir.join(format!(".{}.install.lock", slot.id.name()));
+        let path = &slot.lock_file;
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| InstallError::Io {
+                action: "create",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)
+            .open(path)
             .map_err(|source| InstallError::Io {
                 action: "open the lock file",
                 path: path.clone(),
@@ -596,7 +824,7 @@ impl Installer {
                 Ok(()) => return Ok(file),
                 Err(std::fs::TryLockError::WouldBlock) => {}
                 Err(std::fs::TryLockError::Error(source)) => {
-                    return Err(InstallError::Io { action: "lock", path, source });
+                    return Err(InstallError::Io { action: "lock", path: path.clone(), source });
                 }
             }
             if !said {
@@ -614,14 +842,14 @@ impl Installer {
     }
 
     /// Clones `url` into `dest` and checks out `reference` (the default branch when none);
-    /// returns the commit.
+    /// returns the commit. Every git command shares one deadline.
     fn clone_repo(
         &self,
         url: &str,
         reference: Option<&str>,
         dest: &Path,
+        deadline: Option<Instant>,
     ) -> Result<Option<String>, InstallError> {
-        let dest_arg = dest.as_os_str().to_owned();
         let mut clone: Vec<OsString> = vec!["clone".into()];
         if !agenthub_env::stream_tool_output() {
             clone.push("--quiet".into());
@@ -629,47 +857,70 @@ impl Installer {
         if reference.is_some() {
             clone.push("--no-checkout".into());
         }
-        clone.extend(["--".into(), url.into(), dest_arg]);
+        clone.extend(["--".into(), url.into(), dest.as_os_str().to_owned()]);
         let cwd = dest.parent().unwrap_or(dest);
-        self.git(cwd, clone)?;
+        self.git(cwd, clone, deadline)?;
         if let Some(reference) = reference {
-            let commit = self.resolve_ref(dest, url, reference)?;
-            self.git(dest, ["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", &commit])?;
+            let commit = self.resolve_ref(dest, url, reference, deadline)?;
+            self.git(
+                dest,
+                ["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", &commit],
+                deadline,
+            )?;
         }
-        let head = self.git(dest, ["rev-parse", "HEAD"])?;
+        let head = self.git(dest, ["rev-parse", "HEAD"], deadline)?;
         Ok(Some(head.trim().to_owned()))
     }
 
-    /// The commit `reference` names in the clone at `repo`: a branch of the remote, a tag,
-    /// or a commit.
-    fn resolve_ref(&self, repo: &Path, url: &str, reference: &str) -> Result<String, InstallError> {
-        for candidate in [
-            format!("refs/remotes/origin/{reference}"),
-            format!("refs/tags/{reference}"),
-            reference.to_owned(),
-        ] {
+    /// The commit `reference` names in the clone at `repo`: a full commit id is that commit
+    /// and nothing else (a branch named like it cannot take its place); otherwise a branch
+    /// of the remote, then a tag, then an abbreviated commit.
+    fn resolve_ref(
+        &self,
+        repo: &Path,
+        url: &str,
+        reference: &str,
+        deadline: Option<Instant>,
+    ) -> Result<String, InstallError> {
+        let full_sha = matches!(reference.len(), 40 | 64) && reference.bytes().all(|b| b.is_ascii_hexdigit());
+        let candidates = if full_sha {
+            vec![reference.to_owned()]
+        } else {
+            vec![
+                format!("refs/remotes/origin/{reference}"),
+                format!("refs/tags/{reference}"),
+                reference.to_owned(),
+            ]
+        };
+        for candidate in candidates {
             let spec = format!("{candidate}^{{commit}}");
-            if let Ok(commit) =
-                self.git(repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", &spec])
-            {
-                let commit = commit.trim();
-                if !commit.is_empty() {
-                    return Ok(commit.to_owned());
-                }
+            match self.git(repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", &spec], deadline) {
+                Ok(commit) if !commit.trim().is_empty() => return Ok(commit.trim().to_owned()),
+                Err(e @ (InstallError::GitTimeout { .. } | InstallError::Cancelled)) => return Err(e),
+                _ => {}
             }
         }
         Err(InstallError::RefNotFound { url: url.to_owned(), reference: reference.to_owned() })
     }
 
-    /// The commit of a directory that is a git work tree; `None` otherwise (or without git).
-    fn git_head(&self, dir: &Path) -> Option<String> {
-        let out = self.git(dir, ["rev-parse", "--verify", "--quiet", "HEAD"]).ok()?;
+    /// The commit of a directory that is the top of a git work tree with nothing
+    /// uncommitted; `None` otherwise (or without git).
+    fn git_head(&self, dir: &Path, deadline: Option<Instant>) -> Option<String> {
+        let top = self.git(dir, ["rev-parse", "--show-toplevel"], deadline).ok()?;
+        if Path::new(top.trim()).canonicalize().ok()? != dir.canonicalize().ok()? {
+            return None;
+        }
+        let dirty = self.git(dir, ["status", "--porcelain", "--untracked-files=no"], deadline).ok()?;
+        if !dirty.trim().is_empty() {
+            return None;
+        }
+        let out = self.git(dir, ["rev-parse", "--verify", "--quiet", "HEAD"], deadline).ok()?;
         Some(out.trim().to_owned()).filter(|s| !s.is_empty())
     }
 
-    /// Runs git in `cwd` with `args`, supervised (own process group, deadline, killed on
-    /// shutdown), with a cleaned git environment; its stdout.
-    fn git<I, S>(&self, cwd: &Path, args: I) -> Result<String, InstallError>
+    /// Runs git in `cwd` with `args`, supervised (own process group, the fetch's deadline,
+    /// killed on shutdown), with a cleaned git environment and no prompts; its stdout.
+    fn git<I, S>(&self, cwd: &Path, args: I, deadline: Option<Instant>) -> Result<String, InstallError>
     where
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
@@ -681,19 +932,25 @@ impl Installer {
             .chain(spec.args.iter().map(|a| a.to_string_lossy().into_owned()))
             .collect::<Vec<_>>()
             .join(" ");
-        spec.env = EnvSpec {
-            clear: false,
-            set: vec![
-                ("GIT_TERMINAL_PROMPT".into(), "0".into()),
-                // Transports that cannot run commands; `ext::` and `fd::` stay refused even
-                // when a repository redirects to them.
-                ("GIT_ALLOW_PROTOCOL".into(), "file:git:http:https:ssh".into()),
-                ("LC_ALL".into(), "C".into()),
-            ],
-            remove: GIT_LOCATION_VARS.iter().map(Into::into).collect(),
-        };
+        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Err(InstallError::GitTimeout { command, limit, stderr: None });
+        }
+        let mut set: Vec<(OsString, OsString)> = vec![
+            ("GIT_TERMINAL_PROMPT".into(), "0".into()),
+            // Transports that cannot run commands; `ext::` and `fd::` stay refused even
+            // when a repository redirects to them.
+            ("GIT_ALLOW_PROTOCOL".into(), "file:git:http:https:ssh".into()),
+            ("LC_ALL".into(), "C".into()),
+        ];
+        if std::env::var_os("GIT_SSH_COMMAND").is_none() && std::env::var_os("GIT_SSH").is_none() {
+            // No passphrase or host-key prompt that nobody can answer (git runs in a
+            // process group of its own, without stdin).
+            set.push(("GIT_SSH_COMMAND".into(), "ssh -o BatchMode=yes".into()));
+        }
+        spec.env = EnvSpec { clear: false, set, remove: GIT_LOCATION_VARS.iter().map(Into::into).collect() };
         spec.limits = ProcessLimits {
-            timeout: Some(limit),
+            timeout: left.or(Some(limit)),
             grace_period: Duration::from_millis(500),
             max_stdout_bytes: 1024 * 1024,
             stderr_tail_bytes: GIT_STDERR_TAIL,
@@ -723,38 +980,74 @@ impl Installer {
     }
 }
 
-/// The install record of the agent at the slot's target, when agenthub installed it; an
-/// error when something else is there.
-fn owned_install(slot: &Slot) -> Result<Option<InstallRecord>, InstallError> {
-    let meta = match std::fs::symlink_metadata(&slot.target) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(InstallError::Io { action: "inspect", path: slot.target.clone(), source }),
-        Ok(meta) => meta,
-    };
-    if !meta.is_dir() {
-        return Err(InstallError::NotOurs {
-            path: slot.target.clone(),
-            what: if meta.file_type().is_symlink() { "a symlink" } else { "not a directory" }.to_owned(),
-        });
-    }
-    match read_install_record(&slot.target) {
-        Some(record) if record.agent_name == slot.id.to_string() => Ok(Some(record)),
-        Some(record) => Err(InstallError::NotOurs {
-            path: slot.target.clone(),
-            what: format!("its {INSTALL_RECORD_FILE} names {}", record.agent_name),
-        }),
-        None => Err(InstallError::NotOurs {
-            path: slot.target.clone(),
-            what: format!("it has no {INSTALL_RECORD_FILE} (cloned or copied by hand?)"),
-        }),
-    }
+/// `agent` as an id, or a usage error.
+fn parse_id(agent: &str) -> Result<AgentId, InstallError> {
+    let id: AgentId = agent.parse().map_err(|_| InstallError::BadId { agent: agent.to_owned() })?;
+    check_id(&id)?;
+    Ok(id)
 }
 
-/// A staging directory: created empty and marked, removed (with whatever is in it) on drop.
+fn check_id(id: &AgentId) -> Result<(), InstallError> {
+    if id.namespace().len() > MAX_NAME_LEN || id.name().len() > MAX_NAME_LEN {
+        return Err(InstallError::BadId { agent: id.to_string() });
+    }
+    Ok(())
+}
+
+/// 128 random bits, hex.
+fn random_id() -> Result<String, InstallError> {
+    let mut bytes = [0u8; 16];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if usize::try_from(n).ok() != Some(bytes.len()) {
+        return Err(InstallError::Io {
+            action: "get random bytes for",
+            path: PathBuf::from("the install id"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(bytes.iter().fold(String::with_capacity(32), |mut hex, b| {
+        use std::fmt::Write as _;
+        let _ = write!(hex, "{b:02x}");
+        hex
+    }))
+}
+
+/// Removes from a fresh clone what only agenthub may make there: the environment paths
+/// (`<venv>`, `<venv>.d`, `<venv>.lock`) and an install record. The clone is agenthub's own
+/// staging tree; nothing is followed through a symlink.
+fn strip_ours(tree: &Path, venv: &str) -> Result<(), InstallError> {
+    for name in [venv.to_owned(), format!("{venv}.d"), format!("{venv}.lock"), INSTALL_RECORD_FILE.to_owned()]
+    {
+        let path = tree.join(&name);
+        let removed = match std::fs::symlink_metadata(&path) {
+            Err(_) => continue,
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+        };
+        removed.map_err(|source| InstallError::Io { action: "remove", path, source })?;
+    }
+    Ok(())
+}
+
+/// Whether a process has its working directory in `dir` (a call still running in a
+/// previous install).
+fn in_use(dir: &Path) -> bool {
+    let Ok(dir) = dir.canonicalize() else { return false };
+    std::fs::read_dir("/proc").into_iter().flatten().flatten().any(|entry| {
+        entry.file_name().to_str().is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()))
+            && std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+    })
+}
+
+/// A staging directory: created empty and marked, removed (with whatever is in it) on drop
+/// unless `keep` is set.
 struct Staging {
     root: PathBuf,
     /// `<root>/agent`: the tree being installed, or the one being removed.
     tree: PathBuf,
+    /// Leave it for the next install of the agent (a call still runs in it).
+    keep: bool,
 }
 
 impl Staging {
@@ -766,7 +1059,7 @@ impl Staging {
             path: root.clone(),
             source,
         })?;
-        let staging = Self { tree: root.join("agent"), root };
+        let staging = Self { tree: root.join("agent"), root, keep: false };
         write_new(&staging.root.join(STAGING_MARKER), b"agenthub install staging\n")?;
         Ok(staging)
     }
@@ -774,7 +1067,9 @@ impl Staging {
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        remove_staging_dir(&self.root);
+        if !self.keep {
+            remove_staging_dir(&self.root);
+        }
     }
 }
 
@@ -790,13 +1085,32 @@ fn remove_staging_dir(root: &Path) {
     }
 }
 
+/// Whether `file_name` is a staging directory of the agent named `name`:
+/// `.<name>.staging-<pid>-<9 digits>` exactly (so agent `a` never claims one of agent
+/// `a.staging-1`).
+fn is_staging_of(file_name: &str, name: &str) -> bool {
+    let Some(rest) = file_name
+        .strip_prefix('.')
+        .and_then(|r| r.strip_prefix(name))
+        .and_then(|r| r.strip_prefix(".staging-"))
+    else {
+        return false;
+    };
+    let Some((pid, nanos)) = rest.split_once('-') else { return false };
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && nanos.len() == 9
+        && nanos.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Removes what killed installs of this agent left (the caller holds its lock, so no live
-/// install owns them).
+/// install owns them), unless a call still runs in one.
 fn remove_stale_staging(slot: &Slot) {
-    let prefix = format!(".{}.staging-", slot.id.name());
     let Ok(entries) = std::fs::read_dir(&slot.ns_dir) else { return };
     for entry in entries.flatten() {
-        if entry.file_name().to_str().is_some_and(|n| n.starts_with(&prefix)) {
+        if entry.file_name().to_str().is_some_and(|n| is_staging_of(n, slot.id.name()))
+            && !in_use(&entry.path())
+        {
             remove_staging_dir(&entry.path());
         }
     }
@@ -829,17 +1143,12 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
     file.write_all(bytes).map_err(io)
 }
 
-fn c_path(path: &Path) -> Result<CString, InstallError> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| InstallError::Io {
-        action: "name",
-        path: path.to_path_buf(),
-        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
-    })
-}
-
 fn renameat2(from: &Path, to: &Path, flags: libc::c_uint) -> std::io::Result<()> {
-    let io = |p: &Path| c_path(p).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput));
-    let (from_c, to_c) = (io(from)?, io(to)?);
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
+    };
+    let (from_c, to_c) = (c(from)?, c(to)?);
     // SAFETY: both paths are NUL-terminated C strings that live across the call.
     let rc =
         unsafe { libc::renameat2(libc::AT_FDCWD, from_c.as_ptr(), libc::AT_FDCWD, to_c.as_ptr(), flags) };
@@ -867,23 +1176,12 @@ fn exchange(staged: &Path, target: &Path) -> Result<(), InstallError> {
     })
 }
 
-/// Copies the agent directory `from` into a new `to`: regular files and directories, and
-/// symlinks as symlinks (validation then refuses any that leave the directory). The
-/// environment (`<venv>`, `<venv>.d`, `<venv>.lock`), `.git` and an install record are
-/// left out; FIFOs, sockets and devices are skipped. Bounded in entries and depth.
+/// Copies the agent directory `from` into a new `to`: regular files (opened without
+/// following symlinks, never blocking) and directories, and symlinks as symlinks
+/// (validation then refuses any that leave the directory). The environment (`<venv>`,
+/// `<venv>.d`, `<venv>.lock`), `.git` and an install record are left out; FIFOs, sockets
+/// and devices are skipped. Bounded in entries, depth and bytes; stops on shutdown.
 fn copy_agent_dir(from: &Path, to: &Path, venv: &str) -> Result<(), InstallError> {
-    let meta = std::fs::metadata(from).map_err(|source| InstallError::Io {
-        action: "read",
-        path: from.to_path_buf(),
-        source,
-    })?;
-    if !meta.is_dir() {
-        return Err(InstallError::Io {
-            action: "read",
-            path: from.to_path_buf(),
-            source: std::io::Error::from(std::io::ErrorKind::NotADirectory),
-        });
-    }
     let skip_top = [
         venv.to_owned(),
         format!("{venv}.d"),
@@ -891,7 +1189,7 @@ fn copy_agent_dir(from: &Path, to: &Path, venv: &str) -> Result<(), InstallError
         ".git".to_owned(),
         INSTALL_RECORD_FILE.to_owned(),
     ];
-    let mut budget = MAX_COPY_ENTRIES;
+    let mut budget = (MAX_COPY_ENTRIES, MAX_COPY_BYTES);
     copy_tree(from, to, 0, &skip_top, &mut budget)
 }
 
@@ -900,14 +1198,16 @@ fn copy_tree(
     to: &Path,
     depth: usize,
     skip_top: &[String],
-    budget: &mut usize,
+    budget: &mut (usize, u64),
 ) -> Result<(), InstallError> {
     let io = |action, path: &Path, source| InstallError::Io { action, path: path.to_path_buf(), source };
     let too_big = |path: &Path| {
         io(
             "copy",
             path,
-            std::io::Error::other(format!("more than {MAX_COPY_ENTRIES} entries or {MAX_COPY_DEPTH} levels")),
+            std::io::Error::other(format!(
+                "the directory has more than {MAX_COPY_ENTRIES} entries, {MAX_COPY_DEPTH} levels or {MAX_COPY_BYTES} bytes"
+            )),
         )
     };
     if depth > MAX_COPY_DEPTH {
@@ -915,12 +1215,15 @@ fn copy_tree(
     }
     std::fs::create_dir(to).map_err(|e| io("create", to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| io("read", from, e))? {
+        if agenthub_process::is_shut_down() {
+            return Err(InstallError::Cancelled);
+        }
         let entry = entry.map_err(|e| io("read", from, e))?;
         let name = entry.file_name();
         if depth == 0 && skip_top.iter().any(|s| name.as_bytes() == s.as_bytes()) {
             continue;
         }
-        *budget = budget.checked_sub(1).ok_or_else(|| too_big(from))?;
+        budget.0 = budget.0.checked_sub(1).ok_or_else(|| too_big(from))?;
         let (src, dst) = (entry.path(), to.join(&name));
         let kind = entry.file_type().map_err(|e| io("inspect", &src, e))?;
         if kind.is_dir() {
@@ -929,13 +1232,25 @@ fn copy_tree(
             let link = std::fs::read_link(&src).map_err(|e| io("read", &src, e))?;
             std::os::unix::fs::symlink(link, &dst).map_err(|e| io("create", &dst, e))?;
         } else if kind.is_file() {
-            std::fs::copy(&src, &dst).map_err(|e| io("copy", &src, e))?;
+            let input = File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&src)
+                .map_err(|e| io("read", &src, e))?;
+            if !input.metadata().is_ok_and(|m| m.is_file()) {
+                continue; // swapped for something else since it was listed
+            }
+            let mut output =
+                File::options().write(true).create_new(true).open(&dst).map_err(|e| io("create", &dst, e))?;
+            let copied =
+                std::io::copy(&mut std::io::Read::take(input, budget.1.saturating_add(1)), &mut output)
+                    .map_err(|e| io("copy", &src, e))?;
+            budget.1 = budget.1.checked_sub(copied).ok_or_else(|| too_big(from))?;
         }
     }
     Ok(())
 }
 
-/// Bytes of the regular files under `dir` (not following symlinks), bounded like a copy.
 pub(crate) fn tree_size(dir: &Path) -> u64 {
     fn walk(dir: &Path, depth: usize, budget: &mut usize) -> u64 {
         if depth > MAX_COPY_DEPTH {
@@ -958,4 +1273,36 @@ pub(crate) fn tree_size(dir: &Path) -> u64 {
     }
     let mut budget = 10 * MAX_COPY_ENTRIES;
     walk(dir, 0, &mut budget)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_names_belong_to_exactly_one_agent() {
+        assert!(is_staging_of(".a.staging-12-123456789", "a"));
+        assert!(!is_staging_of(".a.staging-1.staging-12-123456789", "a"));
+        assert!(is_staging_of(".a.staging-1.staging-12-123456789", "a.staging-1"));
+        assert!(!is_staging_of(".a.staging-12-12345678", "a"));
+        assert!(!is_staging_of(".ab.staging-12-123456789", "a"));
+        assert!(!is_staging_of("a.staging-12-123456789", "a"));
+    }
+
+    #[test]
+    fn invalid_agents_are_summarised_not_dumped() {
+        let problems: Vec<Problem> = (0..50)
+            .map(|i| Problem { file: Some(format!("f{i}")), field: None, message: "x".repeat(1000) })
+            .collect();
+        let text = summarize(&problems);
+        assert!(text.contains("and 40 more"), "{text}");
+        assert!(text.len() < 4000, "{}", text.len());
+    }
+
+    #[test]
+    fn random_ids_differ() {
+        let (a, b) = (random_id().unwrap(), random_id().unwrap());
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, b);
+    }
 }

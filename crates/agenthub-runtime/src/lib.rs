@@ -16,6 +16,7 @@ mod cancel;
 mod catalog;
 mod install;
 mod outcome;
+mod ray;
 mod scaffold;
 mod validate;
 mod warm;
@@ -39,9 +40,10 @@ pub use async_trait::async_trait;
 pub use cancel::{CALL_VAR, CallCancel};
 pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
 pub use install::{
-    InstallError, InstallOptions, Installed, Installer, MAX_COPY_DEPTH, MAX_COPY_ENTRIES, NoProgress,
-    Progress, Removed, STAGING_MARKER, leftover_staging,
+    InstallError, InstallOptions, Installed, Installer, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES,
+    NoProgress, Progress, Removed, STAGING_MARKER, leftover_staging,
 };
+pub use ray::RayStatus;
 pub use scaffold::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
 pub use validate::{
     MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,
@@ -74,6 +76,8 @@ pub struct AgentRuntime {
     pools: Arc<warm::Pools>,
     /// Where installs (also auto-installs) report their steps.
     progress: Arc<dyn Progress>,
+    /// The Ray target (`runtime.target: ray`), connected on first use.
+    ray: Arc<ray::RayTarget>,
 }
 
 /// The largest request a one-shot call can pass: Linux limits one command-line argument
@@ -103,6 +107,7 @@ impl AgentRuntime {
             );
         let slots = async_lock::Semaphore::new(rt.concurrency_limit());
         let processes = ProcessManager::with_run_dir(process, config.home.join("run"));
+        let ray = Arc::new(ray::RayTarget::new(processes.registry()));
         let pools = warm::Pools::new(
             warm::PoolSettings {
                 workers_per_agent: rt.workers_per_agent.max(1),
@@ -123,6 +128,7 @@ impl AgentRuntime {
             checked: Mutex::new(std::collections::HashMap::new()),
             pools,
             progress: Arc::new(NoProgress),
+            ray,
         }
     }
 
@@ -190,7 +196,10 @@ impl AgentRuntime {
                         reason: format!(
                             "it is not installed, and installing it from {url} failed: {e}{}",
                             e.stderr()
-                                .map(|s| format!(" ({})", s.lines().last().unwrap_or_default()))
+                                .map(|s| {
+                                    let fatal = s.lines().find(|l| l.starts_with("fatal:"));
+                                    format!(" ({})", fatal.or_else(|| s.lines().last()).unwrap_or_default())
+                                })
                                 .unwrap_or_default()
                         ),
                     }),
@@ -482,6 +491,39 @@ impl AgentRuntime {
         })
     }
 
+    /// Connects to the Ray cluster (`ray.address`, else `RAY_ADDRESS`, else a local one)
+    /// through agenthub's driver, if not connected yet, and reports what it found.
+    pub fn ray_status(&self) -> Result<RayStatus, AgentRuntimeError> {
+        self.ray.status(&self.config)
+    }
+
+    /// Runs a call on the Ray cluster on a thread of its own (the driver answers calls out
+    /// of order; the thread waits for this one's answer).
+    async fn run_ray(
+        &self,
+        call: ray::RayCall,
+    ) -> Result<agenthub_process::ProcessOutput, AgentRuntimeError> {
+        let (tx, rx) = futures_channel::oneshot::channel();
+        let (target, config) = (Arc::clone(&self.ray), self.config.clone());
+        std::thread::Builder::new()
+            .name("agenthub-ray-call".to_owned())
+            .spawn(move || {
+                let _ = tx.send(target.call(&config, &call));
+            })
+            .map_err(|e| AgentRuntimeError::NotRun {
+                message: format!("Could not start a thread for the call: {e}"),
+                suggestion: "Retry; the system is short of threads".to_owned(),
+            })?;
+        rx.await.unwrap_or_else(|_| {
+            Err(AgentRuntimeError::Execution {
+                message: "The Ray call's thread ended without an answer".to_owned(),
+                return_code: None,
+                signal: None,
+                stderr: None,
+            })
+        })
+    }
+
     async fn execute_loaded_since(
         &self,
         agent: &LoadedAgent,
@@ -516,6 +558,28 @@ impl AgentRuntime {
         let warm = self.config.runtime.mode == ExecutionMode::Warm;
         if !warm {
             check_request_size(&request, false)?;
+        }
+        if self.config.runtime.target == agenthub_core::ExecutionTarget::Ray {
+            check_agent_script(dir)?;
+            let (requirements, key) = ray::requirements(dir, manifest, &self.config)?;
+            let call = ray::RayCall {
+                agent_dir: dir.clone(),
+                key,
+                requirements,
+                method: method.to_owned(),
+                request,
+                timeout: Some(self.config.runtime.execution_timeout()),
+                methods: manifest.method_names(),
+            };
+            if cancel.is_some_and(CallCancel::is_cancelled) {
+                return Err(cancelled());
+            }
+            let output = self.run_ray(call).await?;
+            // A call on the cluster is not stopped by a cancellation; its answer is dropped.
+            if cancel.is_some_and(CallCancel::is_cancelled) {
+                return Err(cancelled());
+            }
+            return Ok(outcome::response_from(&output, &self.config.runtime));
         }
         // Calls beyond `max_concurrency` wait here, after validation and before any work.
         let _slot = self.slots.acquire().await;

@@ -17,7 +17,8 @@ pub const MAX_WALK_DEPTH: usize = 64;
 
 /// Names not walked: agenthub's environments (whose interpreter links leave the directory
 /// by design) and version control.
-const SKIPPED: [&str; 3] = [".venv", ".venv.d", ".git"];
+/// Skipped wherever it appears in the walk for escaping symlinks.
+const SKIPPED: [&str; 1] = [".git"];
 
 /// One problem with an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -63,7 +64,11 @@ impl Validation {
 /// Validates the agent named by `agent` (an id or a path, resolved as `exec` does).
 pub fn validate_agent(config: &Config, agent: &str) -> Validation {
     match resolve_agent(agent, &config.agents_root()) {
-        Ok(location) => Validation::new(agent.to_owned(), Some(&location.dir), check_dir(&location.dir)),
+        Ok(location) => Validation::new(
+            agent.to_owned(),
+            Some(&location.dir),
+            check_dir(&location.dir, &config.environment.venv_location),
+        ),
         Err(e) => {
             let mut message = match e {
                 AgentRuntimeError::AgentNotFound { reason, .. } => format!("not found: {reason}"),
@@ -84,13 +89,15 @@ pub fn validate_installed(config: &Config) -> Vec<Validation> {
         .into_iter()
         .map(|(id, dir)| {
             let dir = dir.canonicalize().unwrap_or(dir);
-            Validation::new(id.to_string(), Some(&dir), check_dir(&dir))
+            Validation::new(id.to_string(), Some(&dir), check_dir(&dir, &config.environment.venv_location))
         })
         .collect()
 }
 
-/// Every problem of the agent in `dir` (canonical).
-pub(crate) fn check_dir(dir: &Path) -> Vec<Problem> {
+/// Every problem of the agent in `dir` (canonical). The environment agenthub builds there
+/// (`<venv>` and `<venv>.d` at the top, named by `venv_location`) is not walked: its
+/// interpreter links point at the base Python by design.
+pub(crate) fn check_dir(dir: &Path, venv_location: &str) -> Vec<Problem> {
     let mut problems = manifest_problems(dir);
     let agent_py = "agent.py";
     let file_problem = |message: String| Problem { file: Some(agent_py.to_owned()), field: None, message };
@@ -99,7 +106,7 @@ pub(crate) fn check_dir(dir: &Path) -> Vec<Problem> {
         Ok(None) => problems.push(file_problem("is missing".to_owned())),
         Err(e) => problems.push(file_problem(e.to_string())),
     }
-    problems.extend(escaping_symlinks(dir));
+    problems.extend(escaping_symlinks(dir, venv_location));
     problems
 }
 
@@ -128,9 +135,10 @@ fn relative(dir: &Path, path: &Path) -> String {
 }
 
 /// Symlinks under `dir` that resolve (or, dangling, point) outside it, and symlink loops.
-/// Walks without following symlinks, skipping [`SKIPPED`], at most [`MAX_WALK_ENTRIES`]
+/// Walks without following symlinks, skipping [`SKIPPED`] and the environment, at most [`MAX_WALK_ENTRIES`]
 /// entries and [`MAX_WALK_DEPTH`] levels.
-fn escaping_symlinks(dir: &Path) -> Vec<Problem> {
+fn escaping_symlinks(dir: &Path, venv_location: &str) -> Vec<Problem> {
+    let venv_builds = format!("{venv_location}.d");
     let mut problems = Vec::new();
     let problem =
         |path: &Path, message: String| Problem { file: Some(relative(dir, path)), field: None, message };
@@ -153,7 +161,8 @@ fn escaping_symlinks(dir: &Path) -> Vec<Problem> {
             }
             let path = entry.path();
             let name = entry.file_name();
-            if SKIPPED.iter().any(|s| name == OsStr::new(s)) {
+            let ours = depth == 0 && (name == OsStr::new(venv_location) || name == OsStr::new(&venv_builds));
+            if ours || SKIPPED.iter().any(|s| name == OsStr::new(s)) {
                 continue;
             }
             let Ok(kind) = entry.file_type() else { continue };
@@ -238,8 +247,21 @@ mod tests {
         symlink("/usr/bin", root.join(".venv")).unwrap();
         std::fs::create_dir(root.join(".git")).unwrap();
         symlink("/", root.join(".git/out")).unwrap();
+        // Only the configured environment is skipped, and only at the top.
+        symlink("/", root.join("sub/.venv")).unwrap();
+        symlink("/", root.join(".other-venv")).unwrap();
 
-        let found: Vec<String> = escaping_symlinks(&root).iter().map(ToString::to_string).collect();
+        let found: Vec<String> = escaping_symlinks(&root, ".venv").iter().map(ToString::to_string).collect();
+        assert_eq!(found.len(), 5, "{found:#?}");
+        assert!(found[0].starts_with(".other-venv: symlink to / leaves"), "{found:#?}");
+        let found: Vec<String> =
+            escaping_symlinks(&root, ".other-venv").iter().map(ToString::to_string).collect();
+        assert!(found.iter().any(|f| f.starts_with(".venv: symlink to /usr/bin leaves")), "{found:#?}");
+        let found: Vec<String> = escaping_symlinks(&root, ".venv")
+            .iter()
+            .map(ToString::to_string)
+            .filter(|f| !f.contains(".venv") && !f.starts_with(".other"))
+            .collect();
         assert_eq!(found.len(), 3, "{found:#?}");
         assert!(found[0].starts_with("loop: symlink loop"), "{found:#?}");
         assert!(found[1].starts_with("sub/dangling-out: dangling symlink to ../../nowhere"), "{found:#?}");
@@ -255,7 +277,7 @@ mod tests {
             deep.push("d");
         }
         std::fs::create_dir_all(&deep).unwrap();
-        let found = escaping_symlinks(&root);
+        let found = escaping_symlinks(&root, ".venv");
         assert_eq!(found.len(), 1);
         assert!(found[0].message.contains("nested deeper"), "{found:?}");
     }

@@ -28,8 +28,12 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
     if let Some(timeout) = args.timeout {
         config.runtime.max_execution_time = timeout;
     }
+    args.target.apply(&mut config);
     config.runtime.mode = ExecutionMode::Warm;
     config.runtime.workers_per_agent = args.concurrency;
+    if config.runtime.target == agenthub_core::ExecutionTarget::Ray {
+        config.ray.actors_per_agent = config.ray.actors_per_agent.max(args.concurrency.min(1024));
+    }
     config.runtime.max_concurrency = config.runtime.max_concurrency.max(args.concurrency);
     if let Err(e) = config.validate() {
         return super::usage_error(&e);
@@ -43,7 +47,7 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
     };
     runtime.cleanup_processes();
     let agent = runtime.load_agent(&args.agent);
-    if agent.is_ok() {
+    if agent.is_ok() && runtime.config().runtime.target == agenthub_core::ExecutionTarget::Local {
         // One worker per line in flight, started before the first line is read. A failure
         // here is reported by the calls themselves.
         let _ = runtime.prestart_workers_blocking(&args.agent);

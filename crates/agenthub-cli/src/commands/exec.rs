@@ -17,6 +17,7 @@ pub(crate) fn run(mut config: Config, args: &ExecArgs) -> ExitCode {
     if let Some(timeout) = args.timeout {
         config.runtime.max_execution_time = timeout;
     }
+    args.target.apply(&mut config);
     if let Some(mb) = args.max_memory {
         config.runtime.max_memory_usage = mb;
     }

@@ -9,6 +9,7 @@ mod init;
 mod install;
 mod list;
 mod mcp;
+mod ray;
 mod validate;
 
 use std::process::ExitCode;
@@ -39,6 +40,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
             | Command::Install(_)
             | Command::Update(_)
             | Command::Remove(_)
+            | Command::Ray(_)
             | Command::Mcp(McpCommand::Serve(_))
     ) {
         // Commands that run agents or installers clean up after themselves on a signal.
@@ -54,6 +56,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Init(args) => init::run(&args),
         Command::Validate(args) => validate::run(&config, &args),
         Command::Install(args) => install::install(config, &args),
+        Command::Ray(cmd) => ray::run(config, cmd),
         Command::Update(args) => install::update(config, &args),
         Command::Remove(args) => install::remove(config, &args),
         Command::Mcp(McpCommand::Serve(args)) => mcp::serve(config, &args),

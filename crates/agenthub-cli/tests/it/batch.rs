@@ -27,7 +27,7 @@ if _ah_os.environ.get(\"AH_TEST_IMPORT_LOG\"):\n    \
 with open(_ah_os.environ[\"AH_TEST_IMPORT_LOG\"], \"a\") as _ah_log:\n        \
 _ah_log.write(\"%d\\n\" % _ah_os.getpid())\n";
 
-fn command(ctx: &TestContext, args: &[&str]) -> Command {
+pub(crate) fn command(ctx: &TestContext, args: &[&str]) -> Command {
     let mut cmd = super::command(ctx, args);
     cmd.env_remove(IMPORT_LOG);
     cmd
@@ -85,7 +85,7 @@ fn wait_within(child: &mut Child, limit: Duration, stderr: &mpsc::Receiver<Vec<u
 }
 
 /// Runs `cmd` with `input` on stdin (then closed); it must finish within `limit`.
-fn run(cmd: &mut Command, input: Vec<u8>, limit: Duration) -> Output {
+pub(crate) fn run(cmd: &mut Command, input: Vec<u8>, limit: Duration) -> Output {
     let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     // On a thread of its own: a child that stops reading cannot block the test (the write
@@ -108,7 +108,7 @@ fn stderr(out: &Output) -> String {
 }
 
 /// One JSON object per stdout line, each line ended by `\n`.
-fn responses(out: &Output) -> Vec<Json> {
+pub(crate) fn responses(out: &Output) -> Vec<Json> {
     let text = String::from_utf8(out.stdout.clone()).expect("stdout is UTF-8");
     assert!(text.is_empty() || text.ends_with('\n'), "the last line is cut: {text:?}");
     text.lines()
@@ -121,7 +121,7 @@ fn responses(out: &Output) -> Vec<Json> {
         .collect()
 }
 
-fn request_lines(requests: &[Json]) -> Vec<u8> {
+pub(crate) fn request_lines(requests: &[Json]) -> Vec<u8> {
     requests.iter().flat_map(|r| format!("{r}\n").into_bytes()).collect()
 }
 
@@ -142,7 +142,7 @@ fn comparable(v: &Json) -> Json {
 }
 
 /// Writes an agent as `conf/<name>` under the context's agents root.
-fn install(ctx: &TestContext, name: &str, files: &[(&str, String)]) -> PathBuf {
+pub(crate) fn install(ctx: &TestContext, name: &str, files: &[(&str, String)]) -> PathBuf {
     let dir = ctx.config().agents_root().join("conf").join(name);
     std::fs::create_dir_all(&dir).unwrap();
     for (file, text) in files {
@@ -180,7 +180,7 @@ fn install_fixture(ctx: &TestContext, name: &str, manifest: (&str, &str), code: 
 
 /// One call case of the conformance suite: how `exec` gets it, how `batch` gets it, and
 /// what the response must hold.
-struct Case {
+pub(crate) struct Case {
     name: &'static str,
     method: &'static str,
     /// The PARAMS of the `exec` command line, as the suite passes them.
@@ -194,7 +194,7 @@ struct Case {
     ends_worker: bool,
 }
 
-fn case(
+pub(crate) fn case(
     name: &'static str,
     method: &'static str,
     exec_params: &[&str],
@@ -245,17 +245,17 @@ impl Case {
 }
 
 /// An agent of the suite and how to run its cases.
-struct Run<'a> {
-    agent: &'a str,
+pub(crate) struct Run<'a> {
+    pub(crate) agent: &'a str,
     /// Served by warm workers (else one-shot, by `batch`'s fallback).
-    warm: bool,
-    cases: &'a [Case],
+    pub(crate) warm: bool,
+    pub(crate) cases: &'a [Case],
     /// How many times the batch input repeats the cases.
-    repeat: usize,
+    pub(crate) repeat: usize,
     /// Flags for both `exec` and `batch`.
-    flags: &'a [&'a str],
+    pub(crate) flags: &'a [&'a str],
     /// Variables for both `exec` and `batch`.
-    vars: &'a [(&'a str, &'a str)],
+    pub(crate) vars: &'a [(&'a str, &'a str)],
 }
 
 /// Runs every case through `exec --json`, then all of them (repeated) through one `batch`
@@ -264,6 +264,12 @@ struct Run<'a> {
 /// order; the exit status says whether any line failed; and a warm agent was imported once
 /// per worker, not once per call. Returns the batch responses of both runs.
 fn batch_matches_exec(ctx: &TestContext, run_spec: &Run) -> Vec<Json> {
+    batch_matches_exec_on(ctx, run_spec, &[])
+}
+
+/// [`batch_matches_exec`] with `batch_only` flags for `batch` alone (`--on ray`: the
+/// cluster's answers against local `exec`). Imports are counted only locally.
+pub(crate) fn batch_matches_exec_on(ctx: &TestContext, run_spec: &Run, batch_only: &[&str]) -> Vec<Json> {
     let Run { agent, warm, cases, repeat, flags, vars } = *run_spec;
     let from_exec: Vec<(Json, Option<i32>)> = cases
         .iter()
@@ -297,6 +303,7 @@ fn batch_matches_exec(ctx: &TestContext, run_spec: &Run) -> Vec<Json> {
         let n = concurrency.to_string();
         args.push(&n);
         args.extend_from_slice(flags);
+        args.extend_from_slice(batch_only);
         let out = run(
             command(ctx, &args).envs(vars.iter().copied()).env(IMPORT_LOG, &log),
             request_lines(&requests),
@@ -313,7 +320,9 @@ fn batch_matches_exec(ctx: &TestContext, run_spec: &Run) -> Vec<Json> {
         let failed = got.iter().any(|v| !is_success(v));
         assert_eq!(out.status.code(), Some(i32::from(failed)), "{context}: {}", stderr(&out));
         let imports = std::fs::read_to_string(&log).unwrap_or_default().lines().count();
-        if warm {
+        if !batch_only.is_empty() {
+            // Elsewhere (a cluster): the import log is not this machine's to read.
+        } else if warm {
             let ended = calls.iter().filter(|c| c.ends_worker).count();
             assert!(
                 (1..=concurrency + ended).contains(&imports),
@@ -329,7 +338,7 @@ fn batch_matches_exec(ctx: &TestContext, run_spec: &Run) -> Vec<Json> {
     all
 }
 
-fn hello_cases() -> Vec<Case> {
+pub(crate) fn hello_cases() -> Vec<Case> {
     let all_types =
         json!({"text": "x", "count": 7, "flag": true, "ratio": 2, "items": [1, "a"], "meta": {"k": null}});
     vec![
@@ -410,7 +419,7 @@ fn hello_cases() -> Vec<Case> {
     ]
 }
 
-fn install_hello(ctx: &TestContext) -> PathBuf {
+pub(crate) fn install_hello(ctx: &TestContext) -> PathBuf {
     install(
         ctx,
         "hello",

@@ -553,3 +553,130 @@ fn remove_asks_on_a_terminal_and_keeps_the_agent_unless_told_yes() {
     assert!(shown.contains("Removed acme/hello"), "{shown:?}");
     assert!(!reg.agent_dir("acme/hello").exists());
 }
+
+#[test]
+fn a_record_that_came_with_the_agent_proves_nothing() {
+    let reg = Registry::new();
+    let dir = reg.repo("evil/rec", "Hello", "v1");
+    let forged = serde_json::json!({
+        "agent_name": "evil/rec", "github_url": "/etc", "commit_sha": null, "requested_ref": null,
+        "installed_at": "2026-01-01T00:00:00Z", "source": "/etc", "source_kind": "path",
+        "agenthub_version": "0.1.0", "install_id": "00000000000000000000000000000000"
+    });
+    std::fs::write(dir.join(".agenthub-install.json"), forged.to_string()).unwrap();
+    // A repository may also ship what only agenthub makes: an environment and its lock.
+    std::os::unix::fs::symlink("/usr", dir.join(".venv")).unwrap();
+    std::fs::write(dir.join(".venv.lock"), "").unwrap();
+    Registry::commit(&dir, "v2");
+    // Cloned by hand into the agents directory: agenthub never replaces or removes it.
+    let by_hand = reg.agent_dir("evil/rec");
+    std::fs::create_dir_all(by_hand.parent().unwrap()).unwrap();
+    git(by_hand.parent().unwrap(), &["clone", "-q", dir.to_str().unwrap(), "rec"]);
+    std::fs::write(by_hand.join("NOTES.txt"), "my edits").unwrap();
+    for args in [vec!["update", "evil/rec"], vec!["remove", "evil/rec", "--yes"]] {
+        let out = hub(&reg, &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("not one this agenthub home wrote"), "{}", text(&out.stderr));
+    }
+    assert_eq!(std::fs::read_to_string(by_hand.join("NOTES.txt")).unwrap(), "my edits");
+    std::fs::remove_dir_all(&by_hand).unwrap();
+    // Installed by agenthub, what came with the repository is replaced by its own.
+    let out = json_of(ok(&hub(&reg, &["install", "evil/rec", "--json"])));
+    assert_eq!(out["record"]["source_kind"], "git");
+    assert_ne!(out["record"]["install_id"], "00000000000000000000000000000000");
+    let venv = std::fs::read_link(by_hand.join(".venv")).unwrap();
+    assert!(venv.starts_with(".venv.d"), "the repository's .venv was kept: {venv:?}");
+    assert_eq!(json_of(ok(&reg.greet("evil/rec")))["result"], "Hello, World.");
+    ok(&hub(&reg, &["remove", "evil/rec", "--yes"]));
+}
+
+/// A wheel `tool-1.0` whose console script `tool` prints `tool ran`, in `dir`.
+fn tool_wheel(dir: &Path) {
+    let script = r#"
+import sys, zipfile
+files = {
+    "tool/__init__.py": "def main():\n    print('tool ran')\n",
+    "tool-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: tool\nVersion: 1.0\n",
+    "tool-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    "tool-1.0.dist-info/entry_points.txt": "[console_scripts]\ntool = tool:main\n",
+}
+record = "".join(name + ",,\n" for name in files) + "tool-1.0.dist-info/RECORD,,\n"
+with zipfile.ZipFile(sys.argv[1] + "/tool-1.0-py3-none-any.whl", "w") as z:
+    for name, text in files.items():
+        z.writestr(name, text)
+    z.writestr("tool-1.0.dist-info/RECORD", record)
+"#;
+    let out = Command::new("python3").arg("-c").arg(script).arg(dir).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn console_scripts_of_the_environment_work_after_the_swap() {
+    let reg = Registry::new();
+    let wheels = reg.repos.path().join("wheels");
+    std::fs::create_dir_all(&wheels).unwrap();
+    tool_wheel(&wheels);
+    let dir = reg.repo("acme/cs", "Hello", "v1");
+    std::fs::write(
+        dir.join("agent.py"),
+        "import json, os, subprocess, sys\n\
+         def main():\n    \
+         tool = os.path.join(os.path.dirname(sys.executable), 'tool')\n    \
+         out = subprocess.run([tool], capture_output=True, text=True)\n    \
+         print(json.dumps({'result': out.stdout.strip() or out.stderr.strip()}))\n\
+         if __name__ == '__main__':\n    main()\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("requirements.txt"),
+        format!("--no-index\n--find-links {}\ntool==1.0\n", wheels.display()),
+    )
+    .unwrap();
+    Registry::commit(&dir, "v2");
+    ok(&hub(&reg, &["install", "acme/cs"]));
+    assert_eq!(json_of(ok(&reg.greet("acme/cs")))["result"], "tool ran");
+    ok(&hub(&reg, &["install", "acme/cs", "--force"]));
+    assert_eq!(json_of(ok(&reg.greet("acme/cs")))["result"], "tool ran");
+}
+
+#[test]
+fn a_full_commit_id_is_that_commit_even_if_a_branch_is_named_like_it() {
+    let reg = Registry::new();
+    let dir = reg.repo("pin/tool", "Good", "v1");
+    let good = String::from_utf8(
+        Command::new("git").args(["rev-parse", "HEAD"]).current_dir(&dir).output().unwrap().stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    std::fs::write(dir.join("agent.py"), AGENT.replace("GREETING", "Evil")).unwrap();
+    Registry::commit(&dir, "v2");
+    git(&dir, &["branch", &good]);
+    let out = json_of(ok(&hub(&reg, &["install", &format!("pin/tool@{good}"), "--json"])));
+    assert_eq!(out["record"]["commit_sha"], good.as_str());
+    assert_eq!(json_of(ok(&reg.greet("pin/tool")))["result"], "Good, World.");
+}
+
+#[test]
+fn update_fetches_from_where_the_agent_came_from() {
+    let reg = Registry::new();
+    let work = tempfile::tempdir().unwrap();
+    let (w1, w2) = (work.path().join("w1"), work.path().join("w2"));
+    for (w, greeting) in [(&w1, "One"), (&w2, "Two")] {
+        std::fs::create_dir_all(w.join("myagent")).unwrap();
+        std::fs::write(w.join("myagent/agent.yaml"), MANIFEST).unwrap();
+        std::fs::write(w.join("myagent/agent.py"), AGENT.replace("GREETING", greeting)).unwrap();
+    }
+    ok(&run(command(&reg.ctx, &["install", "./myagent", "--no-env"]).current_dir(&w1)));
+    std::fs::write(w1.join("myagent/agent.py"), AGENT.replace("GREETING", "One again")).unwrap();
+    ok(&run(command(&reg.ctx, &["update", "local/myagent"]).current_dir(&w2)));
+    assert_eq!(json_of(ok(&reg.greet("local/myagent")))["result"], "One again, World.");
+    // A registry install updates from its recorded URL, whatever the registry says now.
+    reg.repo("acme/hello", "Hello", "v1");
+    ok(&hub(&reg, &["install", "acme/hello", "--no-env"]));
+    let moved = run(command(&reg.ctx, &["update", "acme/hello"])
+        .env("AGENTHUB_REGISTRY", "file:///nonexistent/{ns}/{name}"));
+    ok(&moved);
+    let bad = hub(&reg, &["remove", "acme/../x", "--yes"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+}

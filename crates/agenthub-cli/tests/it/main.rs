@@ -6,6 +6,7 @@ mod hostile;
 mod install;
 mod lifecycle;
 mod mcp;
+mod ray;
 
 use agenthub_core::ParamType;
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};
