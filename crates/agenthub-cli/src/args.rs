@@ -103,6 +103,9 @@ previous install as it was.\n\nExit status: 0 installed, 1 failure, 2 usage erro
     #[command(after_help = "Only agents agenthub installed are removed. On a terminal it asks first; \
 elsewhere --yes is required.\n\nExit status: 0 removed, 1 failure, 2 usage error (such as no --yes).")]
     Remove(RemoveArgs),
+    /// Serve agents to MCP clients (Claude Desktop, Claude Code, Cursor): every method a tool.
+    #[command(subcommand)]
+    Mcp(McpCommand),
 }
 
 /// `agenthub ray`.
@@ -186,6 +189,56 @@ pub(crate) struct RemoveArgs {
     /// Print `{"agent", "path", "freed_bytes"}`.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// `agenthub mcp`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum McpCommand {
+    /// Run an MCP server on stdin/stdout: each method of each AGENT is a tool (named after
+    /// the method for one agent, `<agent>__<method>` for several), run by warm workers.
+    #[command(after_help = "Stdout carries nothing but the protocol; logs go to stderr. The server ends \
+when stdin closes: calls in flight are cancelled and every worker is shut down.\n\n\
+Exit status: 0 stdin closed, 1 the server failed, 2 usage error (no agent, an agent that does not load).")]
+    Serve(McpServeArgs),
+    /// Print the `{"mcpServers": ...}` JSON that Claude Desktop, Cursor and Claude Code read
+    /// to start `agenthub mcp serve AGENT…`.
+    Config(McpConfigArgs),
+}
+
+/// `agenthub mcp serve`.
+#[derive(Debug, Args)]
+pub(crate) struct McpServeArgs {
+    /// Agent ids (`namespace/name`) or paths (`./dir`).
+    #[arg(value_name = "AGENT", required_unless_present = "all")]
+    pub(crate) agents: Vec<String>,
+    /// Serve every installed agent (agents whose manifest does not load are skipped).
+    #[arg(long, conflicts_with = "agents")]
+    pub(crate) all: bool,
+    /// Warm workers per agent: calls to one agent beyond this many wait.
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub(crate) workers: usize,
+    /// Per-call timeout in seconds (overrides `runtime.max_execution_time`).
+    #[arg(long, value_name = "SECONDS")]
+    pub(crate) timeout: Option<f64>,
+    /// Seconds between progress notifications of a running call (for requests that carry a
+    /// progressToken).
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
+    pub(crate) progress_interval: f64,
+}
+
+/// `agenthub mcp config`.
+#[derive(Debug, Args)]
+pub(crate) struct McpConfigArgs {
+    /// Agent ids (`namespace/name`) or paths (`./dir`; written as absolute paths).
+    #[arg(value_name = "AGENT", required_unless_present = "all")]
+    pub(crate) agents: Vec<String>,
+    /// Serve every installed agent.
+    #[arg(long, conflicts_with = "agents")]
+    pub(crate) all: bool,
+    /// The server's name in the client's configuration (default: `agenthub-<agent>` for one
+    /// agent, `agenthub` otherwise).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
 }
 
 /// `agenthub init`.

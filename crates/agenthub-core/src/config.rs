@@ -275,7 +275,8 @@ pub const CONFIG_VARS: [&str; 36] = [
 ];
 
 /// `AGENTHUB_*` variables other parts of agenthub read: allowed, not configuration.
-pub const NON_CONFIG_VARS: [&str; 3] = ["AGENTHUB_HOME", "AGENTHUB_RUN_ID", "AGENTHUB_BIN"];
+pub const NON_CONFIG_VARS: [&str; 4] =
+    ["AGENTHUB_HOME", "AGENTHUB_RUN_ID", "AGENTHUB_BIN", "AGENTHUB_CALL_ID"];
 
 /// The longest duration configuration accepts, in seconds (about 31 years): far from where
 /// `Instant + duration` could overflow.

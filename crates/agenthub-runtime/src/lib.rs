@@ -12,6 +12,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod cancel;
 mod catalog;
 mod install;
 mod outcome;
@@ -36,6 +37,7 @@ use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
+pub use cancel::{CALL_VAR, CallCancel};
 pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
 pub use install::{
     InstallError, InstallOptions, Installed, Installer, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES,
@@ -292,6 +294,38 @@ impl AgentRuntime {
         self.execute_loaded_since(agent, method, params, Instant::now()).await
     }
 
+    /// [`Self::execute`] that `cancel` can stop from another thread: a call cancelled before
+    /// it runs never starts a process; a warm worker serving it is killed (never reused; the
+    /// next call starts a fresh one); a one-shot process running it is killed. A cancelled
+    /// call's response is an `ExecutionError` saying so. See [`CallCancel`].
+    pub async fn execute_cancellable(
+        &self,
+        agent: &LoadedAgent,
+        method: &str,
+        params: Params,
+        cancel: &CallCancel,
+    ) -> ExecutionResponse {
+        let started = Instant::now();
+        match self.run(agent, method, params, Some(cancel)).await {
+            Ok(mut response) => {
+                response.execution_time = started.elapsed();
+                response
+            }
+            Err(err) => ExecutionResponse::failed(err, started.elapsed()),
+        }
+    }
+
+    /// [`Self::execute_cancellable`] on the calling thread, for the std process backend.
+    pub fn execute_cancellable_blocking(
+        &self,
+        agent: &LoadedAgent,
+        method: &str,
+        params: Params,
+        cancel: &CallCancel,
+    ) -> ExecutionResponse {
+        pollster::block_on(self.execute_cancellable(agent, method, params, cancel))
+    }
+
     /// [`Self::execute_agent`] on the calling thread, for the std process backend (the
     /// tokio backend needs a tokio runtime: use the async method there).
     pub fn execute_agent_blocking(&self, agent: &str, method: &str, params: Params) -> ExecutionResponse {
@@ -330,6 +364,7 @@ impl AgentRuntime {
             methods: loaded.manifest.method_names(),
             method: String::new(),
             request: String::new(),
+            cancel: None,
         };
         if self.processes.backend_name() == "std" {
             return self.pools.prestart(&call);
@@ -496,7 +531,7 @@ impl AgentRuntime {
         params: Params,
         started: Instant,
     ) -> ExecutionResponse {
-        match self.run(agent, method, params).await {
+        match self.run(agent, method, params, None).await {
             Ok(mut response) => {
                 response.execution_time = started.elapsed();
                 response
@@ -510,6 +545,7 @@ impl AgentRuntime {
         agent: &LoadedAgent,
         method: &str,
         params: Params,
+        cancel: Option<&CallCancel>,
     ) -> Result<ExecutionResponse, AgentRuntimeError> {
         let manifest = &agent.manifest;
         let spec = manifest.method(method).ok_or_else(|| AgentRuntimeError::MethodNotFound {
@@ -535,11 +571,21 @@ impl AgentRuntime {
                 timeout: Some(self.config.runtime.execution_timeout()),
                 methods: manifest.method_names(),
             };
+            if cancel.is_some_and(CallCancel::is_cancelled) {
+                return Err(cancelled());
+            }
             let output = self.run_ray(call).await?;
+            // A call on the cluster is not stopped by a cancellation; its answer is dropped.
+            if cancel.is_some_and(CallCancel::is_cancelled) {
+                return Err(cancelled());
+            }
             return Ok(outcome::response_from(&output, &self.config.runtime));
         }
         // Calls beyond `max_concurrency` wait here, after validation and before any work.
         let _slot = self.slots.acquire().await;
+        if cancel.is_some_and(CallCancel::is_cancelled) {
+            return Err(cancelled());
+        }
         self.sweep_if_due();
         let stamps = if warm { warm::stamps(dir, &self.config.environment.venv_location) } else { [None; 6] };
         let env = if let Some(env) = self.checked_before(dir, warm, &stamps) {
@@ -566,25 +612,47 @@ impl AgentRuntime {
                 methods: manifest.method_names(),
                 method: method.to_owned(),
                 request: request.clone(),
+                cancel: cancel.cloned(),
             };
             match self.run_warm(call).await {
+                _ if cancel.is_some_and(CallCancel::is_cancelled) => return Err(cancelled()),
                 warm::WarmOutcome::Ran(output) => return Ok(outcome::response_from(&output, rt)),
                 warm::WarmOutcome::Failed(err) => return Err(err),
+                warm::WarmOutcome::Cancelled => return Err(cancelled()),
                 warm::WarmOutcome::OneShot => check_request_size(&request, true)?,
             }
+        }
+        let mut env_spec = agent_env(rt, activation);
+        if let Some(cancel) = cancel {
+            // Marks the process, so that a cancellation can find it while it runs.
+            let (name, value) = cancel.attach_one_shot(self.processes.registry()).ok_or_else(cancelled)?;
+            env_spec.set.push((name.into(), value.into()));
         }
         let call = AgentInvocation {
             python: env.python,
             agent_dir: dir.clone(),
             script: "agent.py".into(),
             request_json: request,
-            env: agent_env(rt, activation),
+            env: env_spec,
             limits,
             containment: agenthub_process::Containment::Auto,
             die_with_parent: rt.kill_agents_with_runtime,
         };
-        let output = self.processes.execute_agent(call).await?;
-        Ok(outcome::response_from(&output, rt))
+        let output = self.processes.execute_agent(call).await;
+        if cancel.is_some_and(|c| c.detach_one_shot() || c.is_cancelled()) {
+            return Err(cancelled());
+        }
+        Ok(outcome::response_from(&output?, rt))
+    }
+}
+
+/// The error of a call stopped through its [`CallCancel`].
+fn cancelled() -> AgentRuntimeError {
+    AgentRuntimeError::Execution {
+        message: "Call cancelled by its caller; the process serving it, if any, was killed".to_owned(),
+        return_code: None,
+        signal: None,
+        stderr: None,
     }
 }
 

@@ -118,6 +118,8 @@ pub(crate) struct WarmCall {
     pub(crate) methods: Vec<String>,
     pub(crate) method: String,
     pub(crate) request: String,
+    /// Cancels the call: the worker serving it is killed (see `cancel.rs`).
+    pub(crate) cancel: Option<crate::CallCancel>,
 }
 
 /// Pool settings (from `RuntimeConfig`).
@@ -139,6 +141,8 @@ pub(crate) enum WarmOutcome {
     OneShot,
     /// The worker could not be started.
     Failed(AgentRuntimeError),
+    /// The call was cancelled before its request was sent; the worker was not touched.
+    Cancelled,
 }
 
 /// A started worker and its bookkeeping.
@@ -296,7 +300,20 @@ impl Pools {
                 Err(e) => return WarmOutcome::Failed(e),
             },
         };
-        let (output, rss, reusable) = self.request(&mut warm, call);
+        if let Some(cancel) = &call.cancel
+            && !cancel.attach(warm.worker.pid())
+        {
+            warm.idle_since = Instant::now();
+            pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle.push(warm);
+            drop(release);
+            return WarmOutcome::Cancelled;
+        }
+        let (output, rss, mut reusable) = self.request(&mut warm, call);
+        // Detached before the worker can be reaped below; a worker killed by a cancellation
+        // (even one that answered first) is never reused.
+        if call.cancel.as_ref().is_some_and(crate::CallCancel::detach) {
+            reusable = false;
+        }
         warm.calls += 1;
         // Recycle before the memory cap would fail a call: at the threshold, and at three
         // quarters of the cap at the latest.

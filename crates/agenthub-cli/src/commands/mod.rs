@@ -8,6 +8,7 @@ mod info;
 mod init;
 mod install;
 mod list;
+mod mcp;
 mod ray;
 mod validate;
 
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 
 use agenthub_core::{Config, ConfigError};
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, McpCommand};
 use crate::render;
 
 /// Runs the parsed command line.
@@ -40,6 +41,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
             | Command::Update(_)
             | Command::Remove(_)
             | Command::Ray(_)
+            | Command::Mcp(McpCommand::Serve(_))
     ) {
         // Commands that run agents or installers clean up after themselves on a signal.
         crate::signals::handle();
@@ -57,6 +59,8 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Ray(cmd) => ray::run(config, cmd),
         Command::Update(args) => install::update(config, &args),
         Command::Remove(args) => install::remove(config, &args),
+        Command::Mcp(McpCommand::Serve(args)) => mcp::serve(config, &args),
+        Command::Mcp(McpCommand::Config(args)) => mcp::config(&config, &args),
     }
 }
 

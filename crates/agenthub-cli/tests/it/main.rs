@@ -5,6 +5,7 @@ mod faults;
 mod hostile;
 mod install;
 mod lifecycle;
+mod mcp;
 mod ray;
 
 use agenthub_core::ParamType;

@@ -1,0 +1,139 @@
+//! `agenthub mcp serve AGENT… [--all]` and `agenthub mcp config AGENT…`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agenthub_core::{AgentRuntimeError, Config, ExecutionMode};
+use agenthub_mcp::{McpServer, Options};
+use agenthub_runtime::{AgentRuntime, LoadedAgent, ProcessBackendKind};
+
+use crate::args::{McpConfigArgs, McpServeArgs};
+use crate::render;
+
+pub(crate) fn serve(mut config: Config, args: &McpServeArgs) -> ExitCode {
+    if args.workers == 0 || args.workers > 1024 {
+        render::err("error: --workers must be from 1 to 1024\n");
+        return ExitCode::from(2);
+    }
+    let Some(progress_interval) =
+        Duration::try_from_secs_f64(args.progress_interval).ok().filter(|d| *d >= Duration::from_millis(10))
+    else {
+        render::err("error: --progress-interval must be at least 0.01 seconds\n");
+        return ExitCode::from(2);
+    };
+    if let Some(timeout) = args.timeout {
+        config.runtime.max_execution_time = timeout;
+    }
+    config.runtime.mode = ExecutionMode::Warm;
+    config.runtime.workers_per_agent = args.workers;
+    if let Err(e) = config.validate() {
+        return super::usage_error(&e);
+    }
+    // Workers are spawned by the runtime's spawner thread and one-shot calls by the thread
+    // that waits for them, both alive as long as what they spawned: tie the agents' lives to
+    // this process.
+    config.runtime.kill_agents_with_runtime = true;
+    let agents = match load_agents(&config, &args.agents, args.all) {
+        Ok(agents) => agents,
+        Err(code) => return code,
+    };
+    let runtime = match AgentRuntime::with_backends(config, None, ProcessBackendKind::Std) {
+        Ok(runtime) => runtime,
+        Err(e) => return failed(&e, 1),
+    };
+    runtime.cleanup_processes();
+    let server = match McpServer::new(Arc::new(runtime), agents, Options { progress_interval }) {
+        Ok(server) => server,
+        Err(e) => {
+            render::err(&format!("error: {e}\n"));
+            return ExitCode::from(2);
+        }
+    };
+    tracing::info!(tools = server.tools().len(), "serving MCP on stdin/stdout");
+    match agenthub_mcp::serve_stdio(server) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            render::err(&agenthub_core::escape_control(&format!("error: {e}\n")));
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub(crate) fn config(config: &Config, args: &McpConfigArgs) -> ExitCode {
+    let agents = match load_agents(config, &args.agents, args.all) {
+        Ok(agents) => agents,
+        Err(code) => return code,
+    };
+    // What the client passes back: ids as they are, paths made absolute (the client starts
+    // the server from a directory of its own).
+    let names: Vec<String> = if args.all {
+        vec!["--all".to_owned()]
+    } else {
+        agents
+            .iter()
+            .map(|a| match &a.location.id {
+                Some(id) => id.to_string(),
+                None => a.location.dir.display().to_string(),
+            })
+            .collect()
+    };
+    let binary = std::env::current_exe().and_then(|p| p.canonicalize());
+    let binary = match binary {
+        Ok(binary) => binary,
+        Err(e) => {
+            render::err(&format!("error: cannot find the path of the agenthub binary: {e}\n"));
+            return ExitCode::from(1);
+        }
+    };
+    let shared: Vec<Arc<LoadedAgent>> = agents.into_iter().map(Arc::new).collect();
+    let name = args.name.clone().unwrap_or_else(|| agenthub_mcp::server_name(&shared));
+    let snippet = agenthub_mcp::client_config(&name, &binary, &names, &config.home);
+    render::out(&format!("{}\n", serde_json::to_string_pretty(&snippet).unwrap_or_default()));
+    ExitCode::SUCCESS
+}
+
+/// The named agents, or every installed one whose manifest loads (`--all`).
+fn load_agents(config: &Config, names: &[String], all: bool) -> Result<Vec<LoadedAgent>, ExitCode> {
+    let mut agents = Vec::new();
+    if all {
+        for summary in agenthub_runtime::list_agents(config) {
+            if let Some(error) = &summary.error {
+                render::err(&agenthub_core::escape_control(&format!(
+                    "warning: skipping {}: {error}\n",
+                    summary.id
+                )));
+                continue;
+            }
+            match agenthub_runtime::load_agent(config, &summary.id) {
+                Ok(agent) => agents.push(agent),
+                Err(e) => render::err(&agenthub_core::escape_control(&format!(
+                    "warning: skipping {}: {e}\n",
+                    summary.id
+                ))),
+            }
+        }
+        if agents.is_empty() {
+            render::err(&format!(
+                "error: no installed agent loads (agents root: {})\n",
+                config.agents_root().display()
+            ));
+            return Err(ExitCode::from(2));
+        }
+        return Ok(agents);
+    }
+    for name in names {
+        match agenthub_runtime::load_agent(config, name) {
+            Ok(agent) => agents.push(agent),
+            Err(e) => return Err(failed(&e, 2)),
+        }
+    }
+    Ok(agents)
+}
+
+/// Prints an error with its suggestion; returns `code`.
+fn failed(e: &AgentRuntimeError, code: u8) -> ExitCode {
+    let help = e.suggestion().map(|s| format!("  help: {s}\n")).unwrap_or_default();
+    render::err(&agenthub_core::escape_control(&format!("error[{}]: {e}\n{help}", e.error_type())));
+    ExitCode::from(code)
+}

@@ -1,0 +1,124 @@
+//! An MCP server that exposes every method of agenthub agents as a tool
+//! (`agenthub mcp serve`), over warm workers.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use agenthub_mcp::{McpServer, Options};
+//! use agenthub_runtime::{AgentRuntime, Config};
+//!
+//! let mut config = Config::load()?;
+//! config.runtime.mode = agenthub_core::ExecutionMode::Warm;
+//! let runtime = AgentRuntime::from_config(config)?;
+//! let agent = runtime.load_agent("examples/agents/hello")?;
+//! let server = McpServer::new(Arc::new(runtime), vec![agent], Options::default())?;
+//! agenthub_mcp::serve_stdio(server)?; // until EOF on stdin
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The protocol (JSON-RPC framing, `initialize` for 2024-11-05 to 2025-11-25 and the
+//! handshake-free 2026-07-28 lifecycle with `server/discover`, `ping`, cancellation
+//! bookkeeping, -32601 for unknown methods) is the official Rust SDK's (`rmcp`); this crate
+//! supplies the tools and what a call does.
+//!
+//! Invariants:
+//! - nothing but protocol is written to the writer: agents' output is captured by the
+//!   runtime, logs go to `tracing` (stderr in the CLI);
+//! - a tool call runs through [`agenthub_runtime::AgentRuntime::execute_cancellable`] on a
+//!   blocking thread,
+//!   so the protocol loop is never blocked and calls overlap;
+//! - `notifications/cancelled` for a call, and the end of the input, cancel its
+//!   [`agenthub_runtime::CallCancel`]: its warm worker or one-shot process is killed (and, for a client's
+//!   cancellation, the agent's workers are topped up again in the background);
+//! - [`McpServer::serve`] returns only when no call it started is still running (bounded:
+//!   what is left after [`SHUTDOWN_GRACE`] is killed with the runtime's processes).
+
+mod result;
+mod server;
+pub mod tools;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agenthub_runtime::LoadedAgent;
+use serde_json::{Map, Value as Json, json};
+
+pub use result::{error_text, tool_result};
+pub use server::McpServer;
+
+/// How long in-flight calls get to end after the input closed before every process of the
+/// runtime is killed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// The longest JSON-RPC line read from the client.
+pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How the server behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// How often a running call whose request carried a `progressToken` reports progress
+    /// (clients time out at about 60 s without it).
+    pub progress_interval: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { progress_interval: Duration::from_secs(5) }
+    }
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    /// No agent to serve, or no method in any of them.
+    #[error("no tools to serve: {0}")]
+    NoTools(String),
+    /// The async runtime could not be started.
+    #[error("could not start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The client did not complete the handshake (it sent something else first, or the
+    /// connection failed).
+    #[error("the MCP session did not start: {0}")]
+    Handshake(String),
+    /// The protocol loop failed.
+    #[error("the MCP session failed: {0}")]
+    Session(String),
+}
+
+/// Serves `server` on stdin and stdout until stdin closes (a blocking call: it runs its own
+/// single-threaded async runtime). Stdout carries nothing but protocol.
+pub fn serve_stdio(server: McpServer) -> Result<(), McpError> {
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(McpError::Runtime)?;
+    let result = runtime.block_on(async {
+        let (read, write) = rmcp::transport::io::stdio_pipes();
+        server.serve(read, write).await
+    });
+    // Every call has ended by now; nothing is waited for here.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
+}
+
+/// The `{"mcpServers": {...}}` snippet that Claude Desktop, Cursor and Claude Code read:
+/// `binary mcp serve AGENT…` under `name`, with `AGENTHUB_HOME` set to `home`.
+pub fn client_config(name: &str, binary: &Path, agents: &[String], home: &Path) -> Json {
+    let mut args = vec![json!("mcp"), json!("serve")];
+    args.extend(agents.iter().map(|a| json!(a)));
+    let mut server = Map::new();
+    server.insert("command".to_owned(), json!(binary.display().to_string()));
+    server.insert("args".to_owned(), Json::Array(args));
+    server.insert("env".to_owned(), json!({"AGENTHUB_HOME": home.display().to_string()}));
+    json!({"mcpServers": {name: server}})
+}
+
+/// The name of the server in a client's configuration: `agenthub-<agent>` for one agent,
+/// `agenthub` for several.
+pub fn server_name(agents: &[Arc<LoadedAgent>]) -> String {
+    match agents {
+        [one] => tools::unique_name(
+            &format!("agenthub-{}", one.manifest.name),
+            &mut std::collections::HashSet::new(),
+        ),
+        _ => "agenthub".to_owned(),
+    }
+}

@@ -1,0 +1,342 @@
+//! The MCP handler: tools/list from the manifests, tools/call through the runtime.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use agenthub_runtime::{AgentRuntime, CallCancel, LoadedAgent};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, CustomRequest, CustomResult, ErrorCode,
+    Implementation, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
+    ServerConfig, ServerJsonRpcMessage, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::Transport;
+use rmcp::{ErrorData, ServerHandler, ServiceExt as _};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::CancellationToken;
+
+use crate::tools::{ToolSpec, tools_of};
+use crate::{MAX_LINE_BYTES, McpError, Options, SHUTDOWN_GRACE};
+
+/// An MCP server over one runtime and a fixed set of agents. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct McpServer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Arc<AgentRuntime>,
+    tools: Vec<ToolSpec>,
+    /// The tools as listed (built once).
+    listed: Vec<Tool>,
+    by_name: HashMap<String, usize>,
+    options: Options,
+    /// Cancelled when the input ends: every call in flight is cancelled.
+    closing: CancellationToken,
+    /// Blocking jobs (calls, worker restarts) still running.
+    running: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for McpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpServer").field("tools", &self.inner.by_name.len()).finish_non_exhaustive()
+    }
+}
+
+/// Counts a blocking job for as long as it lives.
+struct Job(Arc<AtomicUsize>);
+
+impl Job {
+    fn start(running: &Arc<AtomicUsize>) -> Self {
+        running.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(running))
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl McpServer {
+    /// A server for the methods of `agents`, run by `runtime` (which should be in warm
+    /// mode; agents that cannot be warm are run one-shot).
+    pub fn new(
+        runtime: Arc<AgentRuntime>,
+        agents: Vec<LoadedAgent>,
+        options: Options,
+    ) -> Result<Self, McpError> {
+        let agents: Vec<Arc<LoadedAgent>> = agents.into_iter().map(Arc::new).collect();
+        let tools = tools_of(&agents);
+        if tools.is_empty() {
+            return Err(McpError::NoTools("the agents declare no methods".to_owned()));
+        }
+        let listed = tools
+            .iter()
+            .map(|t| {
+                let tool = Tool::new(t.name.clone(), t.description.clone(), Arc::new(t.input_schema.clone()));
+                match &t.output_schema {
+                    Some(schema) => tool.with_raw_output_schema(Arc::new(schema.clone())),
+                    None => tool,
+                }
+            })
+            .collect();
+        let by_name = tools.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                runtime,
+                tools,
+                listed,
+                by_name,
+                options,
+                closing: CancellationToken::new(),
+                running: Arc::new(AtomicUsize::new(0)),
+            }),
+        })
+    }
+
+    /// The tools, in the order they are listed.
+    pub fn tools(&self) -> &[ToolSpec] {
+        &self.inner.tools
+    }
+
+    /// Serves one client on `read` and `write` until `read` ends; then cancels the calls in
+    /// flight and returns once none is running (bounded by [`SHUTDOWN_GRACE`], after which
+    /// the runtime's processes are killed).
+    pub async fn serve<R, W>(self, read: R, write: W) -> Result<(), McpError>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
+        let closing = self.inner.closing.clone();
+        let read = WatchEof { inner: read, closing: closing.clone() };
+        let transport = SkipUntilRequest {
+            inner: rmcp::transport::async_rw::AsyncRwTransport::<RoleServer, _, _>::new(read, write)
+                .with_max_line_length(MAX_LINE_BYTES),
+            started: false,
+        };
+        let inner = Arc::clone(&self.inner);
+        let outcome = match self.serve_with_ct(transport, CancellationToken::new()).await {
+            Ok(running) => running.waiting().await.map(|_| ()).map_err(|e| McpError::Session(e.to_string())),
+            // The input ended before a session started: nothing to do, not an error.
+            Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => Ok(()),
+            Err(e) => Err(McpError::Handshake(e.to_string())),
+        };
+        closing.cancel();
+        inner.wait_for_jobs().await;
+        outcome
+    }
+}
+
+impl Inner {
+    /// Waits until no blocking job runs: [`SHUTDOWN_GRACE`], then every process of the
+    /// runtime is killed, then as long again.
+    async fn wait_for_jobs(&self) {
+        if !self.wait_idle(SHUTDOWN_GRACE).await {
+            let killed = self.runtime.cleanup_processes();
+            tracing::warn!(killed, "calls still running at shutdown were killed");
+            if !self.wait_idle(SHUTDOWN_GRACE).await {
+                tracing::warn!("calls still running after their processes were killed");
+            }
+        }
+    }
+
+    async fn wait_idle(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.running.load(Ordering::SeqCst) > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Starts the agent's workers again in the background (after one was killed).
+    fn top_up_workers(self: &Arc<Self>, agent: &LoadedAgent) {
+        if self.closing.is_cancelled() {
+            return;
+        }
+        let job = Job::start(&self.running);
+        let runtime = Arc::clone(&self.runtime);
+        let dir = agent.location.dir.to_string_lossy().into_owned();
+        drop(tokio::task::spawn_blocking(move || {
+            let _job = job;
+            if let Err(e) = runtime.prestart_workers_blocking(&dir) {
+                tracing::debug!(error = %e, "could not restart workers after a cancellation");
+            }
+        }));
+    }
+
+    async fn call(
+        self: &Arc<Self>,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(&index) = self.by_name.get(request.name.as_ref()) else {
+            let names: Vec<&str> = self.tools.iter().map(|t| t.name.as_str()).collect();
+            return Err(ErrorData::invalid_params(
+                format!("Unknown tool: {}", request.name),
+                Some(json!({"available": names})),
+            ));
+        };
+        if self.closing.is_cancelled() {
+            return Err(ErrorData::internal_error("the server is shutting down", None));
+        }
+        let tool = &self.tools[index];
+        let params = request.arguments.unwrap_or_default();
+        let cancel = CallCancel::new();
+        let job = Job::start(&self.running);
+        let mut task = {
+            let (runtime, agent, method, cancel) =
+                (Arc::clone(&self.runtime), Arc::clone(&tool.agent), tool.method.clone(), cancel.clone());
+            tokio::task::spawn_blocking(move || {
+                let _job = job;
+                runtime.execute_cancellable_blocking(&agent, &method, params, &cancel)
+            })
+        };
+        let progress = context.meta.get_progress_token();
+        let every = self.options.progress_interval.max(Duration::from_millis(10));
+        let started = tokio::time::Instant::now();
+        let mut ticks = tokio::time::interval_at(started + every, every);
+        let joined = loop {
+            tokio::select! {
+                joined = &mut task => break joined,
+                () = context.ct.cancelled() => {
+                    cancel.cancel();
+                    let _ = task.await;
+                    self.top_up_workers(&tool.agent);
+                    return Err(ErrorData::internal_error("the call was cancelled", None));
+                }
+                () = self.closing.cancelled() => {
+                    cancel.cancel();
+                    let _ = task.await;
+                    return Err(ErrorData::internal_error("the server is shutting down", None));
+                }
+                _ = ticks.tick(), if progress.is_some() => {
+                    let Some(token) = progress.clone() else { continue };
+                    let secs = started.elapsed().as_secs_f64();
+                    // Seconds so far (tenths): it increases with every notification.
+                    let note = ProgressNotificationParam::new(token, (secs * 10.0).round() / 10.0)
+                        .with_message(format!("{} running for {:.0} s", tool.name, secs));
+                    if let Err(e) = context.peer.notify_progress(note).await {
+                        tracing::debug!(error = %e, "could not send a progress notification");
+                    }
+                }
+            }
+        };
+        let response =
+            joined.map_err(|e| ErrorData::internal_error(format!("the call's thread failed: {e}"), None))?;
+        Ok(CallToolResponse::Complete(crate::tool_result(&response, tool.output_schema.is_some())))
+    }
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("agenthub", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Each tool runs one method of an agenthub agent (a Python agent in its own environment). \
+                 Errors come back as tool results with isError set: their text starts with the error type \
+                 and carries a suggestion.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(self.inner.listed.clone()))
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        // Some clients probe methods and wait for an answer: always give one.
+        Err(ErrorData::new(
+            ErrorCode::METHOD_NOT_FOUND,
+            format!("Method not found: {}", request.method),
+            None,
+        ))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.inner.by_name.get(name).map(|&i| self.inner.listed[i].clone())
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        self.inner.call(request, context).await
+    }
+}
+
+/// Drops what the client sends before its first request (a notification such as an early
+/// `notifications/initialized`, a stray response): rmcp would end the session on it, and
+/// notifications are never answered anyway.
+struct SkipUntilRequest<T> {
+    inner: T,
+    started: bool,
+}
+
+impl<T: Transport<RoleServer>> Transport<RoleServer> for SkipUntilRequest<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: ServerJsonRpcMessage,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
+        loop {
+            let message = self.inner.receive().await?;
+            if self.started || matches!(message, ClientJsonRpcMessage::Request(_)) {
+                self.started = true;
+                return Some(message);
+            }
+            tracing::debug!("ignored a message that came before any request");
+        }
+    }
+
+    fn close(&mut self) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
+    }
+}
+
+/// A reader that cancels `closing` when it reaches the end (or fails), so that calls in
+/// flight are cancelled at once instead of after the SDK's drain period.
+struct WatchEof<R> {
+    inner: R,
+    closing: CancellationToken,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for WatchEof<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let wanted = buf.remaining() > 0;
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        match &polled {
+            Poll::Ready(Ok(())) if wanted && buf.filled().len() == before => self.closing.cancel(),
+            Poll::Ready(Err(_)) => self.closing.cancel(),
+            _ => {}
+        }
+        polled
+    }
+}
