@@ -6,6 +6,7 @@ mod backends;
 mod layout;
 mod manager;
 mod requirements;
+mod status;
 mod tools;
 
 use std::fmt::Write as _;
@@ -22,13 +23,17 @@ pub use backends::UvBackend;
 #[cfg(feature = "virtualenv")]
 pub use backends::VirtualenvBackend;
 pub use backends::{Interpreter, backend_for, default_backend, find_python, uv_export_lock};
-pub use layout::BUILDS_MARKER;
+pub use layout::{BUILDS_MARKER, Freed};
 pub use manager::{
     Activation, DEFAULT_BUILD_TIMEOUT, DEFAULT_PROBE_TIMEOUT, EnvMarker, EnvironmentManager, MARKER_FILE,
-    ReadyEnvironment, read_marker,
+    ReadyEnvironment, environment_key, read_marker,
 };
 pub use requirements::{
     InstallArg, MAX_LOCK_BYTES, MAX_REQUIREMENTS_BYTES, RequirementSet, RequirementSource, requirement_lines,
+};
+pub use status::{
+    EnvState, EnvStatus, collect_unused, environment_status, environment_status_with, remove_environment,
+    unused_builds,
 };
 pub use tools::BuildContext;
 

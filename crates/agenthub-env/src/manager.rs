@@ -220,22 +220,7 @@ impl EnvironmentManager {
 
     /// The requirement set and the key of the environment the agent needs.
     fn plan(&self, agent_path: &Path, manifest: &AgentManifest) -> Result<BuildPlan, EnvError> {
-        let requirements = RequirementSet::for_agent(agent_path, &manifest.dependencies)?;
-        let constraint = manifest.python_version.as_ref().map(PythonConstraint::to_pep440);
-        let wanted = [self.config.python_version.as_deref(), constraint.as_deref()];
-        let mut salt = wanted.iter().flatten().copied().collect::<Vec<_>>().join(";");
-        let installation_commands = if self.config.run_installation_commands {
-            manifest.installation_commands.clone()
-        } else {
-            Vec::new()
-        };
-        if self.config.run_installation_commands {
-            // Changed commands rebuild the environment, as changed requirements do.
-            salt.push_str("\ninstallation:");
-            salt.push_str(&installation_commands.join("\n"));
-        }
-        let key = requirements.key(Some(&salt));
-        Ok(BuildPlan { requirements, python: manifest.python_version.clone(), installation_commands, key })
+        plan_for(agent_path, manifest, &self.config)
     }
 
     /// The environment, when its marker holds `key` and its Python is there.
@@ -330,6 +315,33 @@ impl EnvironmentManager {
             );
         }
     }
+}
+
+/// The requirement set and the key of the environment the agent in `agent_path` needs.
+fn plan_for(agent_path: &Path, manifest: &AgentManifest, config: &EnvironmentConfig) -> Result<BuildPlan, EnvError> {
+    let requirements = RequirementSet::for_agent(agent_path, &manifest.dependencies)?;
+    let constraint = manifest.python_version.as_ref().map(PythonConstraint::to_pep440);
+    let wanted = [config.python_version.as_deref(), constraint.as_deref()];
+    let mut salt = wanted.iter().flatten().copied().collect::<Vec<_>>().join(";");
+    let installation_commands =
+        if config.run_installation_commands { manifest.installation_commands.clone() } else { Vec::new() };
+    if config.run_installation_commands {
+        // Changed commands rebuild the environment, as changed requirements do.
+        salt.push_str("\ninstallation:");
+        salt.push_str(&installation_commands.join("\n"));
+    }
+    let key = requirements.key(Some(&salt));
+    Ok(BuildPlan { requirements, python: manifest.python_version.clone(), installation_commands, key })
+}
+
+/// The key of the environment the agent in `agent_path` needs now (what its marker must
+/// hold for the environment to be used): reads its requirement files, runs nothing.
+pub fn environment_key(
+    agent_path: &Path,
+    manifest: &AgentManifest,
+    config: &EnvironmentConfig,
+) -> Result<String, EnvError> {
+    plan_for(agent_path, manifest, config).map(|p| p.key)
 }
 
 /// Runs `work` on a thread of its own and waits for it without blocking the executor.
