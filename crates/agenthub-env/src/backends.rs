@@ -103,10 +103,9 @@ pub fn find_python(
 
 /// `uv export` of a locked project: the pinned requirements, without hashes or the project.
 ///
-/// Needs `uv` on PATH whichever backend builds the environment.
-pub fn uv_export_lock(project_dir: &Path, ctx: &BuildContext) -> Result<String, EnvError> {
-    let uv = which::which("uv")
-        .map_err(|_| EnvError::ToolNotFound { tool: "uv (needed to install from uv.lock)" })?;
+/// Needs uv whichever backend builds the environment: `uv` is the executable to run
+/// (see [`crate::ensure_uv`]).
+pub fn uv_export_lock(uv: &Path, project_dir: &Path, ctx: &BuildContext) -> Result<String, EnvError> {
     let args = [
         os("export"),
         os("--frozen"),
@@ -117,7 +116,7 @@ pub fn uv_export_lock(project_dir: &Path, ctx: &BuildContext) -> Result<String, 
         os("--directory"),
         project_dir.as_os_str(),
     ];
-    Tool::new(&uv, args).env("UV_NO_PROGRESS", "1").run(ctx)
+    Tool::new(uv, args).env("UV_NO_PROGRESS", "1").run(ctx)
 }
 
 /// Builds environments with `uv venv` and `uv pip install`.
@@ -365,16 +364,35 @@ pub fn backend_for(kind: EnvBackendKind, dependency_cache: bool) -> Result<DynEn
 /// PATH, else pip.
 pub fn default_backend(
     forced: Option<EnvBackendKind>,
-    #[cfg_attr(not(feature = "uv"), expect(unused_variables, reason = "only the uv backend reads it"))]
     use_uv: bool,
     dependency_cache: bool,
 ) -> Result<DynEnvironmentBackend, EnvError> {
+    select_backend(forced, use_uv, dependency_cache, None)
+}
+
+/// [`default_backend`], with uv also looked for in `<home>/tools/uv` (see
+/// [`crate::UvProvision`]): when uv is forced and missing it is installed there (if
+/// provisioning is enabled); when it is merely preferred (`use_uv`), a provisioned uv is
+/// used if there is one, else pip.
+pub fn select_backend(
+    forced: Option<EnvBackendKind>,
+    #[cfg_attr(not(feature = "uv"), expect(unused_variables, reason = "only the uv backend reads it"))]
+    use_uv: bool,
+    dependency_cache: bool,
+    #[cfg_attr(not(feature = "uv"), expect(unused_variables, reason = "only the uv backend reads it"))]
+    provision: Option<&crate::UvProvision>,
+) -> Result<DynEnvironmentBackend, EnvError> {
+    #[cfg(feature = "uv")]
+    if forced == Some(EnvBackendKind::Uv) && provision.is_some() {
+        let uv = crate::ensure_uv(provision, "uv")?;
+        return Ok(Arc::new(UvBackend::with_executable(uv.path).use_cache(dependency_cache)));
+    }
     if let Some(kind) = forced {
         return backend_for(kind, dependency_cache);
     }
     #[cfg(feature = "uv")]
-    if use_uv && let Ok(uv) = UvBackend::find() {
-        return Ok(Arc::new(uv.use_cache(dependency_cache)));
+    if use_uv && let Some(uv) = crate::find_uv(provision) {
+        return Ok(Arc::new(UvBackend::with_executable(uv.path).use_cache(dependency_cache)));
     }
     backend_for(EnvBackendKind::Pip, dependency_cache)
         .or_else(|_| backend_for(EnvBackendKind::Uv, dependency_cache))

@@ -5,6 +5,7 @@
 mod backends;
 mod layout;
 mod manager;
+mod provision;
 mod requirements;
 mod status;
 mod tools;
@@ -22,11 +23,15 @@ pub use backends::PipBackend;
 pub use backends::UvBackend;
 #[cfg(feature = "virtualenv")]
 pub use backends::VirtualenvBackend;
-pub use backends::{Interpreter, backend_for, default_backend, find_python, uv_export_lock};
+pub use backends::{Interpreter, backend_for, default_backend, find_python, select_backend, uv_export_lock};
 pub use layout::{BUILDS_MARKER, Freed};
 pub use manager::{
     Activation, DEFAULT_BUILD_TIMEOUT, DEFAULT_PROBE_TIMEOUT, EnvMarker, EnvironmentManager, MARKER_FILE,
     ReadyEnvironment, environment_key, read_marker,
+};
+pub use provision::{
+    FoundUv, TOOL_MARKER, UV_STAGING_PREFIX, UvOrigin, UvProvision, ensure_uv, find_uv, provisioned_uv,
+    remove_uv_staging_leftovers, uv_staging_leftovers,
 };
 pub use requirements::{
     InstallArg, MAX_LOCK_BYTES, MAX_REQUIREMENTS_BYTES, RequirementSet, RequirementSource, requirement_lines,

@@ -12,6 +12,7 @@ use agenthub_core::{AgentManifest, EnvironmentConfig, PythonConstraint, read_age
 use serde::{Deserialize, Serialize};
 
 use crate::backends::{find_python, uv_export_lock};
+use crate::provision::{UvProvision, ensure_uv};
 use crate::layout::{Layout, VenvState};
 use crate::requirements::{InstallArg, RequirementSet, RequirementSource};
 use crate::tools::{BuildContext, Tool};
@@ -87,6 +88,7 @@ pub struct EnvironmentManager {
     build_timeout: Duration,
     probe_timeout: Duration,
     die_with_parent: bool,
+    uv_provision: Option<UvProvision>,
 }
 
 impl std::fmt::Debug for EnvironmentManager {
@@ -108,7 +110,16 @@ impl EnvironmentManager {
             build_timeout: DEFAULT_BUILD_TIMEOUT,
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
             die_with_parent: false,
+            uv_provision: None,
         }
+    }
+
+    /// Where uv is looked for besides `PATH`, and installed when it is needed (an agent
+    /// ships `uv.lock`) and missing (see [`UvProvision`]).
+    #[must_use]
+    pub fn with_uv_provision(mut self, provision: UvProvision) -> Self {
+        self.uv_provision = Some(provision);
+        self
     }
 
     /// Limits for builds: the whole build (`build_timeout`), one interpreter probe
@@ -273,7 +284,8 @@ impl EnvironmentManager {
         let install_args = match &plan.requirements.source {
             RequirementSource::UvLock { project_dir } => {
                 let exported = dir.join("agenthub-requirements.txt");
-                let text = uv_export_lock(project_dir, ctx)?;
+                let uv = ensure_uv(self.uv_provision.as_ref(), "uv (needed to install from uv.lock)")?;
+                let text = uv_export_lock(&uv.path, project_dir, ctx)?;
                 std::fs::write(&exported, text).map_err(|source| EnvError::Io {
                     action: "write",
                     path: exported.clone(),

@@ -40,6 +40,16 @@ pub use validate::{
     MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,
 };
 
+/// Where uv is looked for besides `PATH` and installed when needed: `<home>/tools/uv`,
+/// per `install.provision_uv`, within the build limits.
+pub fn uv_provision(config: &Config) -> agenthub_env::UvProvision {
+    let rt = &config.runtime;
+    agenthub_env::UvProvision::new(&config.home, config.install.provision_uv).with_limits(
+        rt.build_timeout(),
+        Duration::try_from_secs_f64(rt.subprocess_timeout).unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
+    )
+}
+
 /// Which process backend to run agents with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProcessBackendKind {
@@ -91,7 +101,8 @@ impl AgentRuntime {
                 Duration::try_from_secs_f64(rt.subprocess_timeout)
                     .unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
                 rt.kill_agents_with_runtime,
-            );
+            )
+            .with_uv_provision(uv_provision(&config));
         let slots = async_lock::Semaphore::new(rt.concurrency_limit());
         let processes = ProcessManager::with_run_dir(process, config.home.join("run"));
         let pools = warm::Pools::new(
@@ -130,10 +141,11 @@ impl AgentRuntime {
         process: ProcessBackendKind,
     ) -> Result<Self, AgentRuntimeError> {
         let rt = &config.runtime;
-        let env_backend = agenthub_env::default_backend(
+        let env_backend = agenthub_env::select_backend(
             environment.or(rt.env_backend),
             rt.use_uv,
             config.environment.dependency_cache,
+            Some(&uv_provision(&config)),
         )?;
         let process_backend = process_backend(process)?;
         Ok(Self::new(config, env_backend, process_backend))
