@@ -13,6 +13,7 @@
 //! ```
 
 mod catalog;
+mod health;
 mod outcome;
 mod scaffold;
 mod validate;
@@ -35,6 +36,10 @@ pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
 pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
+pub use agenthub_env::{EnvState, EnvStatus, Freed};
+pub use health::{
+    GcError, GcReport, collect_unused_environments, environment_status, remove_environment,
+};
 pub use scaffold::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
 pub use validate::{
     MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,
@@ -189,6 +194,13 @@ impl AgentRuntime {
     /// The installed agents, sorted by id; broken manifests are listed with their error.
     pub fn list_agents(&self) -> Vec<AgentSummary> {
         list_agents(&self.config)
+    }
+
+    /// Makes sure the agent's environment matches its requirements (building it if
+    /// needed) and returns it.
+    pub async fn ensure_environment(&self, agent: &str) -> Result<ReadyEnvironment, AgentRuntimeError> {
+        let loaded = self.load_agent(agent)?;
+        Ok(self.environments.ensure_environment(&loaded.location.dir, &loaded.manifest).await?)
     }
 
     /// Builds the agent's environment from scratch and swaps it in; the current one stays

@@ -2,6 +2,8 @@
 
 mod batch;
 mod bench;
+mod completions;
+mod doctor;
 mod env;
 mod exec;
 mod info;
@@ -18,6 +20,9 @@ use crate::render;
 
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> ExitCode {
+    if let Command::Completions { shell } = cli.command {
+        return completions::run(shell); // needs no configuration
+    }
     let config = match Config::load_from(cli.home.clone()) {
         Ok(config) => config,
         Err(e) => return usage_error(&e),
@@ -36,6 +41,8 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Bench(args) => bench::run(config, &args),
         Command::Init(args) => init::run(&args),
         Command::Validate(args) => validate::run(&config, &args),
+        Command::Doctor { json } => doctor::run(&config, json),
+        Command::Completions { shell } => completions::run(shell),
     }
 }
 
