@@ -49,6 +49,31 @@ fn probe(candidate: &Path, timeout: Duration) -> Option<Interpreter> {
     Some(Interpreter { path, version })
 }
 
+/// The interpreter names looked for on `PATH`, in order.
+fn candidate_names() -> impl Iterator<Item = String> {
+    ["python3".to_owned(), "python".to_owned()].into_iter().chain((8..=15).rev().map(|m| format!("python3.{m}")))
+}
+
+/// Every interpreter candidate on `PATH` (`python3`, `python`, `python3.N`), each probed
+/// within `probe_timeout`: `None` when it does not run.
+pub fn python_candidates(probe_timeout: Duration) -> Vec<(PathBuf, Option<Interpreter>)> {
+    let mut paths: Vec<PathBuf> = candidate_names().filter_map(|n| which::which(n).ok()).collect();
+    paths.dedup();
+    // Probed side by side: a pyenv shim takes ~150 ms to start.
+    std::thread::scope(|scope| {
+        let probes: Vec<_> =
+            paths.iter().map(|p| scope.spawn(move || probe(p, probe_timeout))).collect();
+        paths.iter().cloned().zip(probes.into_iter().map(|h| h.join().ok().flatten())).collect()
+    })
+}
+
+/// The first line `program args…` prints on stdout within `timeout` (a version query);
+/// `None` when it does not run or fails.
+pub fn tool_version(program: &Path, args: &[&str], timeout: Duration) -> Option<String> {
+    let text = Tool::new(program, args).run(&BuildContext::probe(timeout)).ok()?;
+    text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned)
+}
+
 /// Finds a Python for a new environment. Never downloads one.
 ///
 /// `requested` (config `python_version`) is an interpreter path or a version constraint;
@@ -69,12 +94,7 @@ pub fn find_python(
     match requested {
         Some(PythonRequest::Path(path)) => candidates.push(path.clone()),
         Some(PythonRequest::Version(_)) | None => {
-            for name in ["python3", "python"] {
-                candidates.extend(which::which(name).ok());
-            }
-            for minor in (8..=15).rev() {
-                candidates.extend(which::which(format!("python3.{minor}")).ok());
-            }
+            candidates.extend(candidate_names().filter_map(|n| which::which(n).ok()));
         }
     }
     candidates.dedup();

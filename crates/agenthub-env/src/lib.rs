@@ -23,7 +23,10 @@ pub use backends::PipBackend;
 pub use backends::UvBackend;
 #[cfg(feature = "virtualenv")]
 pub use backends::VirtualenvBackend;
-pub use backends::{Interpreter, backend_for, default_backend, find_python, select_backend, uv_export_lock};
+pub use backends::{
+    Interpreter, backend_for, default_backend, find_python, python_candidates, select_backend, tool_version,
+    uv_export_lock,
+};
 pub use layout::{BUILDS_MARKER, Freed};
 pub use manager::{
     Activation, DEFAULT_BUILD_TIMEOUT, DEFAULT_PROBE_TIMEOUT, EnvMarker, EnvironmentManager, MARKER_FILE,

@@ -13,6 +13,7 @@
 //! ```
 
 mod catalog;
+mod doctor;
 mod health;
 mod outcome;
 mod scaffold;
@@ -36,7 +37,10 @@ pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
 pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
-pub use agenthub_env::{EnvState, EnvStatus, Freed};
+pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
+pub use doctor::{
+    DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport, doctor,
+};
 pub use health::{
     GcError, GcReport, collect_unused_environments, environment_status, remove_environment,
 };
