@@ -15,6 +15,7 @@
 mod catalog;
 mod doctor;
 mod health;
+mod listing;
 mod outcome;
 mod scaffold;
 mod validate;
@@ -36,7 +37,9 @@ use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
-pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
+pub use catalog::{
+    AgentInfo, AgentSummary, Example, LoadedAgent, agent_info, example_call, list_agents, load_agent, warm_dispatch,
+};
 pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
 pub use doctor::{
     DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport, doctor,
