@@ -21,7 +21,11 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::sync::Arc;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -47,41 +51,67 @@ pub(crate) const RACY_NS: i128 = 2_000_000_000;
 /// Files whose identity keys a cache entry: the manifest names, then the requirement files.
 const KEY_FILES: [&str; 3] = ["pyproject.toml", "uv.lock", "requirements.txt"];
 
-/// (device, inode, size, mtime ns, ctime ns) of a regular file.
-type Stamp = [i128; 5];
+/// (device, inode, size, mtime ns, ctime ns) of a regular file, as one short string (cheap
+/// to parse and compare).
+type Stamp = String;
 
 /// What `lstat` says about one file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Seen {
     /// Not there.
     Absent,
-    /// A regular file with this identity.
-    File(Stamp),
+    /// A regular file with this identity, changed (ctime) at this time in ns.
+    File(Stamp, i128),
     /// Anything else (symlink, FIFO, directory…): never cached.
     Other,
 }
 
+/// An agent directory, reached from its namespace directory's descriptor: `lstat`s resolve
+/// two path components instead of the whole path (the walk's main cost).
+#[derive(Debug, Clone)]
+struct At {
+    ns: Arc<File>,
+    name: String,
+}
+
 impl Seen {
-    fn of(path: &Path) -> Self {
-        match std::fs::symlink_metadata(path) {
-            Err(_) => Self::Absent,
-            Ok(m) if m.file_type().is_file() => Self::File([
-                i128::from(m.dev()),
-                i128::from(m.ino()),
-                i128::from(m.size()),
-                i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-                i128::from(m.ctime()) * 1_000_000_000 + i128::from(m.ctime_nsec()),
-            ]),
-            Ok(_) => Self::Other,
+    /// `lstat` of `<agent>/<file>`.
+    fn at(at: &At, file: &str) -> Self {
+        let Ok(rel) = CString::new(format!("{}/{file}", at.name)) else { return Self::Other };
+        // SAFETY: `stat` is plain data, written by the kernel before it is read; `rel` is a
+        // NUL-terminated string and the descriptor is open for the duration of the call.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::fstatat(at.ns.as_raw_fd(), rel.as_ptr(), &raw mut st, libc::AT_SYMLINK_NOFOLLOW) };
+        if rc != 0 {
+            return if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+                Self::Absent
+            } else {
+                Self::Other
+            };
+        }
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Self::Other;
+        }
+        let ctime = i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec);
+        let stamp = format!(
+            "{:x}.{:x}.{:x}.{:x}.{:x}.{ctime:x}",
+            st.st_dev, st.st_ino, st.st_size, st.st_mtime, st.st_mtime_nsec
+        );
+        Self::File(stamp, ctime)
+    }
+
+    /// The stamp to cache (`Some(None)`: absent); `None` when the file is not cacheable.
+    fn stamp(&self) -> Option<Option<Stamp>> {
+        match self {
+            Self::Absent => Some(None),
+            Self::File(s, _) => Some(Some(s.clone())),
+            Self::Other => None,
         }
     }
 
-    fn stamp(self) -> Option<Option<Stamp>> {
-        match self {
-            Self::Absent => Some(None),
-            Self::File(s) => Some(Some(s)),
-            Self::Other => None,
-        }
+    /// Changed within [`RACY_NS`] of `now`.
+    fn racy(&self, now: i128) -> bool {
+        matches!(self, Self::File(_, ctime) if now - ctime <= RACY_NS)
     }
 }
 
@@ -94,20 +124,37 @@ struct Entry {
     description: Option<String>,
     methods: Vec<String>,
     error: Option<String>,
-    /// Identity of the provenance record and what it said.
+    /// Identity of the provenance record and what `list` shows of it.
     record_stamp: Option<Stamp>,
-    record: Option<InstallRecord>,
+    record: Option<Provenance>,
     /// Identity of the requirement files, and the environment key they gave (with the
     /// manifest above and the cache's configuration salt).
     key_files: Option<[Option<Stamp>; 3]>,
     env_key: Option<String>,
 }
 
+/// What `list` shows of an install record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Provenance {
+    source: String,
+    source_kind: String,
+    #[serde(rename = "ref")]
+    reference: Option<String>,
+    commit: Option<String>,
+}
+
+impl From<InstallRecord> for Provenance {
+    fn from(r: InstallRecord) -> Self {
+        Self { source: r.source, source_kind: r.source_kind, reference: r.requested_ref, commit: r.commit_sha }
+    }
+}
+
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CacheFile {
     /// What salts environment keys: entries' keys are used only under the same.
     config: String,
-    entries: HashMap<PathBuf, Entry>,
+    /// By `ns/name` (the cache lives in the home, so an id names one directory).
+    entries: HashMap<String, Entry>,
 }
 
 /// The installed agents, sorted by id, with provenance and environment state; manifests
@@ -115,18 +162,50 @@ struct CacheFile {
 pub(crate) fn list_agents(config: &Config) -> Vec<AgentSummary> {
     let cache_path = config.home.join("cache").join(CACHE_FILE);
     let salt = config_salt(config);
-    let mut old = read_cache(&cache_path);
+    let mut summaries = Vec::new();
+    let now = now_ns();
+    // The cache is parsed while the agents root is walked.
+    let (mut old, dirs) = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| read_cache(&cache_path));
+        let dirs = agent_dirs(&config.agents_root());
+        (reader.join().unwrap_or_default(), dirs)
+    });
     let keys_valid = old.config == salt;
     let mut new = CacheFile { config: salt, entries: HashMap::with_capacity(old.entries.len()) };
     let mut changed = false;
-    let mut summaries = Vec::new();
-    for (id, dir) in agent_dirs(&config.agents_root()) {
-        let cached = old.entries.remove(&dir);
-        let (summary, entry, fresh) = summarise(config, &id, &dir, cached, keys_valid);
+    let mut work: Vec<(AgentId, PathBuf, At, Option<Entry>)> = dirs
+        .into_iter()
+        .map(|(id, dir, at)| {
+            let cached = old.entries.remove(&id.to_string());
+            (id, dir, at, cached)
+        })
+        .collect();
+    // Two threads: the walk is `lstat`s, which scale with cores.
+    let half = work.len().div_ceil(2).max(1);
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = work
+            .chunks_mut(half)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter_mut()
+                        .map(|(id, dir, at, cached)| {
+                            (&*id, summarise(config, id, dir, at, cached.take(), keys_valid, now))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    for (id, result) in results {
+        let Some((summary, entry, fresh)) = result else {
+            continue; // refused, as `list_installed` would
+        };
         changed |= fresh;
         summaries.push(summary);
         if let Some(entry) = entry {
-            new.entries.insert(dir, entry);
+            new.entries.insert(id.to_string(), entry);
         }
     }
     if changed || !old.entries.is_empty() {
@@ -142,13 +221,19 @@ fn summarise(
     config: &Config,
     id: &AgentId,
     dir: &Path,
+    at: &At,
     cached: Option<Entry>,
     keys_valid: bool,
-) -> (AgentSummary, Option<Entry>, bool) {
-    let manifest_seen = MANIFEST_FILE_NAMES.map(|n| Seen::of(&dir.join(n)));
-    let manifest_stamps = manifest_seen.map(Seen::stamp);
-    let record_seen = Seen::of(&dir.join(agenthub_core::INSTALL_RECORD_FILE));
+    now: i128,
+) -> Option<(AgentSummary, Option<Entry>, bool)> {
+    let manifest_seen = MANIFEST_FILE_NAMES.map(|n| Seen::at(at, n));
+    if manifest_seen.contains(&Seen::Other) && !manifest_is_contained(dir) {
+        return None;
+    }
+    let manifest_stamps = manifest_seen.clone().map(|s| s.stamp());
+    let record_seen = Seen::at(at, agenthub_core::INSTALL_RECORD_FILE);
     let venv = &config.environment.venv_location;
+    let mut racy = manifest_seen.iter().any(|s| s.racy(now)) || record_seen.racy(now);
 
     let mut fresh = false;
     let mut manifest: Option<Result<AgentManifest, String>> = None;
@@ -158,8 +243,9 @@ fn summarise(
         [Some(a), Some(b)] => Some([a, b]),
         _ => None,
     };
-    let mut entry = match (cached, stamps) {
-        (Some(e), Some(s)) if e.manifest == s => e,
+    let cacheable = stamps.is_some();
+    let mut entry = match (cached, &stamps) {
+        (Some(e), Some(s)) if e.manifest == *s => e,
         (_, stamps) => {
             fresh = true;
             let (version, description, methods, error) = match load(dir, &mut manifest) {
@@ -167,7 +253,7 @@ fn summarise(
                 Err(e) => (None, None, Vec::new(), Some(e)),
             };
             Entry {
-                manifest: stamps.unwrap_or_default(),
+                manifest: stamps.clone().unwrap_or_default(),
                 version,
                 description,
                 methods,
@@ -179,48 +265,58 @@ fn summarise(
             }
         }
     };
-    let cacheable = stamps.is_some();
 
     // The provenance record.
     let record_stamp = record_seen.stamp();
-    match record_stamp {
-        Some(stamp) if !fresh && entry.record_stamp == stamp && (stamp.is_some() || entry.record.is_none()) => {}
+    match &record_stamp {
+        Some(stamp) if !fresh && entry.record_stamp == *stamp && (stamp.is_some() || entry.record.is_none()) => {}
         _ => {
             fresh = true;
-            entry.record = read_install_record(dir);
-            entry.record_stamp = record_stamp.flatten();
+            entry.record = read_install_record(dir).map(Provenance::from);
+            entry.record_stamp = record_stamp.clone().flatten();
         }
     }
-    let record_cacheable = record_stamp.is_some();
 
-    // The environment: its state is looked at every time; only the key is cached.
-    let key_seen = KEY_FILES.map(|n| Seen::of(&dir.join(n)).stamp());
-    let key_stamps: Option<[Option<Stamp>; 3]> = match key_seen {
-        [Some(a), Some(b), Some(c)] => Some([a, b, c]),
-        _ => None,
-    };
-    let cached_key = (keys_valid && !fresh && key_stamps.is_some() && entry.key_files == key_stamps)
-        .then(|| entry.env_key.clone())
-        .flatten();
-    let mut computed_key = None;
+    // The environment: its state is looked at every time; only the key is cached, keyed
+    // also by the requirement files (looked at only when there is a marker to compare).
+    let mut computed = None;
     let status = if entry.error.is_some() {
         None
+    } else if Seen::at(at, venv) == Seen::Absent {
+        Some(agenthub_env::EnvStatus {
+            state: agenthub_env::EnvState::Missing,
+            venv: dir.join(venv),
+            detail: None,
+            marker: None,
+        })
     } else {
-        Some(environment_status_with(dir, venv, || {
-            if let Some(key) = cached_key {
-                return Ok(key);
+        let entry = &entry;
+        let manifest = &mut manifest;
+        let computed = &mut computed;
+        Some(environment_status_with(dir, venv, move || {
+            let key_seen = KEY_FILES.map(|n| Seen::at(at, n));
+            let key_stamps: Option<[Option<Stamp>; 3]> = match key_seen.clone().map(|s| s.stamp()) {
+                [Some(a), Some(b), Some(c)] => Some([a, b, c]),
+                _ => None,
+            };
+            if keys_valid && !fresh && key_stamps.is_some() && entry.key_files == key_stamps
+                && let Some(key) = &entry.env_key
+            {
+                return Ok(key.clone());
             }
-            let m = load(dir, &mut manifest).map_err(|message| agenthub_env::EnvError::Pyproject {
+            let m = load(dir, manifest).map_err(|message| agenthub_env::EnvError::Pyproject {
                 path: dir.to_path_buf(),
                 message,
             })?;
             let key = environment_key(dir, &m, &config.environment)?;
-            computed_key = Some(key.clone());
+            let racy = key_seen.iter().any(|s| s.racy(now));
+            *computed = Some((key.clone(), key_stamps, racy));
             Ok(key)
         }))
     };
-    if let Some(key) = computed_key {
+    if let Some((key, key_stamps, key_racy)) = computed {
         fresh = true;
+        racy |= key_racy;
         entry.env_key = Some(key);
         entry.key_files = key_stamps;
     }
@@ -234,20 +330,12 @@ fn summarise(
         error: entry.error.clone(),
         source: entry.record.as_ref().map(|r| r.source.clone()),
         source_kind: entry.record.as_ref().map(|r| r.source_kind.clone()),
-        reference: entry.record.as_ref().and_then(|r| r.requested_ref.clone()),
-        commit: entry.record.as_ref().and_then(|r| r.commit_sha.clone()),
+        reference: entry.record.as_ref().and_then(|r| r.reference.clone()),
+        commit: entry.record.as_ref().and_then(|r| r.commit.clone()),
         environment: status.map(|s| s.state),
     };
-    let all_stamps = entry
-        .manifest
-        .iter()
-        .chain(std::iter::once(&entry.record_stamp))
-        .chain(entry.key_files.iter().flatten())
-        .flatten();
-    let now = now_ns();
-    let settled = all_stamps.clone().all(|s| now - s[4] > RACY_NS);
-    let keep = cacheable && record_cacheable && settled;
-    (summary, keep.then_some(entry), fresh)
+    let keep = cacheable && record_stamp.is_some() && !racy;
+    Some((summary, keep.then_some(entry), fresh))
 }
 
 /// The manifest, parsed once per agent at most.
@@ -272,10 +360,11 @@ fn config_salt(config: &Config) -> String {
 }
 
 /// The `<ns>/<name>` directories under `agents_root`, sorted: what
-/// `agenthub_core::list_installed` gives, with one `lstat` per entry instead of a
-/// `realpath` (a real directory inside the agents root is inside it; only symlinks are
-/// resolved and checked).
-fn agent_dirs(agents_root: &Path) -> Vec<(AgentId, PathBuf)> {
+/// `agenthub_core::list_agent_dirs` gives, with the directory entry's type instead of a
+/// `realpath` per entry (a real directory inside the agents root is inside it; only
+/// symlinks are resolved and checked). [`summarise`] then drops agents whose manifest
+/// `list_installed` would refuse.
+fn agent_dirs(agents_root: &Path) -> Vec<(AgentId, PathBuf, At)> {
     let Ok(root) = agents_root.canonicalize() else { return Vec::new() };
     let contained = |entry: &std::fs::DirEntry| -> Option<String> {
         let name = entry.file_name().into_string().ok()?;
@@ -292,14 +381,14 @@ fn agent_dirs(agents_root: &Path) -> Vec<(AgentId, PathBuf)> {
     let mut found = Vec::new();
     for ns in std::fs::read_dir(agents_root).into_iter().flatten().flatten() {
         let Some(ns_name) = contained(&ns) else { continue };
+        let Ok(ns_dir) = File::open(ns.path()).map(Arc::new) else { continue };
         for agent in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
             let Some(name) = contained(&agent) else { continue };
             let Ok(id) = format!("{ns_name}/{name}").parse::<AgentId>() else { continue };
-            found.push((id, agent.path()));
+            found.push((id, agent.path(), At { ns: Arc::clone(&ns_dir), name }));
         }
     }
-    found.sort();
-    found.retain(|(_, dir)| manifest_is_contained(dir));
+    found.sort_by(|a, b| a.0.cmp(&b.0));
     found
 }
 
