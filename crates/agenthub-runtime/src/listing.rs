@@ -77,7 +77,11 @@ struct At {
 impl Seen {
     /// `lstat` of `<agent>/<file>`.
     fn at(at: &At, file: &str) -> Self {
-        let Ok(rel) = CString::new(format!("{}/{file}", at.name)) else { return Self::Other };
+        let mut rel = Vec::with_capacity(at.name.len() + file.len() + 2);
+        rel.extend_from_slice(at.name.as_bytes());
+        rel.push(b'/');
+        rel.extend_from_slice(file.as_bytes());
+        let Ok(rel) = CString::new(rel) else { return Self::Other };
         // SAFETY: `stat` is plain data, written by the kernel before it is read; `rel` is a
         // NUL-terminated string and the descriptor is open for the duration of the call.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };

@@ -11,7 +11,7 @@ use crate::render;
 pub(crate) fn run(config: &Config, json: bool) -> ExitCode {
     let agents = agenthub_runtime::list_agents(config);
     if json {
-        render::out(&format!("{}\n", serde_json::to_string(&agents).unwrap_or_default()));
+        render::out_json(&agents);
         return ExitCode::SUCCESS;
     }
     let root = config.agents_root();
