@@ -74,6 +74,29 @@ pub fn tool_version(program: &Path, args: &[&str], timeout: Duration) -> Option<
     text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned)
 }
 
+/// The interpreter an environment was created with: the target of `<venv>/bin/python`
+/// and `version_info` of `<venv>/pyvenv.cfg` (both written by the venv creator); `None`
+/// when either cannot be read.
+pub fn venv_interpreter(venv: &Path) -> Option<Interpreter> {
+    let cfg = agenthub_core::read_agent_file(venv, Path::new("pyvenv.cfg"), 64 * 1024).ok()??;
+    let version = cfg.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "version_info" || key.trim() == "version").then(|| value.trim().to_owned())
+    })?;
+    let mut parts = version.split('.').map(|p| {
+        let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u64>().ok()
+    });
+    let version = (parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0));
+    let link = venv.join("bin").join("python");
+    let path = match std::fs::read_link(&link) {
+        Ok(target) if target.is_absolute() => target,
+        Ok(target) => venv.join("bin").join(target),
+        Err(_) => link,
+    };
+    Some(Interpreter { path, version })
+}
+
 /// Finds a Python for a new environment. Never downloads one.
 ///
 /// `requested` (config `python_version`) is an interpreter path or a version constraint;
@@ -186,6 +209,35 @@ impl EnvironmentBackend for UvBackend {
             venv.as_os_str(),
         ];
         Tool::new(&self.uv, args).env("UV_NO_PROGRESS", "1").run(ctx).map(drop)
+    }
+
+    async fn create_venv_discovering(
+        &self,
+        venv: &Path,
+        python: &str,
+        ctx: &BuildContext,
+    ) -> Result<bool, EnvError> {
+        let args = [
+            os("venv"),
+            os("--quiet"),
+            os("--no-config"),
+            os("--no-python-downloads"),
+            os("--python"),
+            os(python),
+            venv.as_os_str(),
+        ];
+        // Interpreters on PATH only, as `find_python` looks (never uv-managed downloads).
+        Tool::new(&self.uv, args)
+            .env("UV_NO_PROGRESS", "1")
+            .env("UV_PYTHON_PREFERENCE", "only-system")
+            .run(ctx)
+            .map_err(|e| match e {
+                EnvError::CommandFailed { stderr, .. } if stderr.contains("No interpreter found") => {
+                    EnvError::NoPython { wanted: python.to_owned(), tried: Vec::new() }
+                }
+                other => other,
+            })?;
+        Ok(true)
     }
 
     async fn install(

@@ -24,7 +24,7 @@ pub use backends::UvBackend;
 #[cfg(feature = "virtualenv")]
 pub use backends::VirtualenvBackend;
 pub use backends::{
-    Interpreter, backend_for, default_backend, find_python, python_candidates, select_backend, tool_version,
+    Interpreter, backend_for, default_backend, find_python, python_candidates, select_backend, tool_version, venv_interpreter,
     uv_export_lock,
 };
 pub use layout::{BUILDS_MARKER, Freed};
@@ -61,6 +61,22 @@ pub trait EnvironmentBackend: Send + Sync {
 
     /// Creates an empty environment at `venv` with the interpreter at `python`.
     async fn create_venv(&self, venv: &Path, python: &Path, ctx: &BuildContext) -> Result<(), EnvError>;
+
+    /// Creates an empty environment at `venv`, letting the backend itself find an
+    /// interpreter for `python` (a path, or PEP 440 specifiers such as `>=3.9`), never
+    /// downloading one. Returns `Ok(false)` when this backend cannot find interpreters
+    /// itself: the manager then probes with [`find_python`] and calls
+    /// [`Self::create_venv`]. Saves the probe's interpreter start (uv finds interpreters
+    /// without running them).
+    async fn create_venv_discovering(
+        &self,
+        venv: &Path,
+        python: &str,
+        ctx: &BuildContext,
+    ) -> Result<bool, EnvError> {
+        let _ = (venv, python, ctx);
+        Ok(false)
+    }
 
     /// Installs requirements into `venv`.
     async fn install(

@@ -8,10 +8,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use agenthub_core::{AgentManifest, EnvironmentConfig, PythonConstraint, read_agent_file};
+use agenthub_core::{AgentManifest, EnvironmentConfig, PythonConstraint, PythonRequest, read_agent_file};
 use serde::{Deserialize, Serialize};
 
-use crate::backends::{find_python, uv_export_lock};
+use crate::backends::{Interpreter, find_python, uv_export_lock, venv_interpreter};
 use crate::provision::{UvProvision, ensure_uv};
 use crate::layout::{Layout, VenvState};
 use crate::requirements::{InstallArg, RequirementSet, RequirementSource};
@@ -278,9 +278,7 @@ impl EnvironmentManager {
     /// Builds a complete environment in `dir`, a fresh directory; the marker goes last.
     async fn build(&self, dir: &Path, ctx: &BuildContext, plan: &BuildPlan) -> Result<(), EnvError> {
         tracing::info!(venv = %dir.display(), backend = self.backend.kind().as_str(), "building environment");
-        let interpreter =
-            find_python(self.config.python_request().as_ref(), plan.python.as_ref(), self.probe_timeout)?;
-        self.backend.create_venv(dir, &interpreter.path, ctx).await?;
+        let interpreter = self.create_venv(dir, ctx, plan).await?;
         let install_args = match &plan.requirements.source {
             RequirementSource::UvLock { project_dir } => {
                 let exported = dir.join("agenthub-requirements.txt");
@@ -313,6 +311,44 @@ impl EnvironmentManager {
         write_marker(dir, &marker)?;
         self.warn_if_large(dir);
         Ok(())
+    }
+
+    /// Creates the empty environment: with the backend's own interpreter discovery when it
+    /// has one (uv: no probe process), else with the interpreter [`find_python`] probes.
+    async fn create_venv(&self, dir: &Path, ctx: &BuildContext, plan: &BuildPlan) -> Result<Interpreter, EnvError> {
+        let requested = self.config.python_request();
+        let wanted = match &requested {
+            Some(PythonRequest::Path(path)) => path.to_str().map(str::to_owned),
+            Some(PythonRequest::Version(c)) => {
+                let mut specs = vec![c.to_pep440()];
+                specs.extend(plan.python.as_ref().map(PythonConstraint::to_pep440));
+                Some(specs.join(","))
+            }
+            None => Some(plan.python.as_ref().map_or_else(|| ">=3".to_owned(), PythonConstraint::to_pep440)),
+        };
+        if let Some(wanted) = wanted
+            && self.backend.create_venv_discovering(dir, &wanted, ctx).await?
+        {
+            let found = venv_interpreter(dir).ok_or_else(|| EnvError::NoPython {
+                wanted: wanted.clone(),
+                tried: vec![format!("{} (no readable pyvenv.cfg)", dir.display())],
+            })?;
+            let (major, minor, patch) = found.version;
+            let constraints = [plan.python.as_ref(), match &requested {
+                Some(PythonRequest::Version(c)) => Some(c),
+                _ => None,
+            }];
+            if constraints.into_iter().flatten().all(|c| c.allows(major, minor, patch)) {
+                return Ok(found);
+            }
+            return Err(EnvError::NoPython {
+                wanted,
+                tried: vec![format!("{} ({})", found.path.display(), found.version_string())],
+            });
+        }
+        let interpreter = find_python(requested.as_ref(), plan.python.as_ref(), self.probe_timeout)?;
+        self.backend.create_venv(dir, &interpreter.path, ctx).await?;
+        Ok(interpreter)
     }
 
     fn warn_if_large(&self, venv: &Path) {
