@@ -51,7 +51,9 @@ fn probe(candidate: &Path, timeout: Duration) -> Option<Interpreter> {
 
 /// The interpreter names looked for on `PATH`, in order.
 fn candidate_names() -> impl Iterator<Item = String> {
-    ["python3".to_owned(), "python".to_owned()].into_iter().chain((8..=15).rev().map(|m| format!("python3.{m}")))
+    ["python3".to_owned(), "python".to_owned()]
+        .into_iter()
+        .chain((8..=15).rev().map(|m| format!("python3.{m}")))
 }
 
 /// Every interpreter candidate on `PATH` (`python3`, `python`, `python3.N`), each probed
@@ -61,8 +63,7 @@ pub fn python_candidates(probe_timeout: Duration) -> Vec<(PathBuf, Option<Interp
     paths.dedup();
     // Probed side by side: a pyenv shim takes ~150 ms to start.
     std::thread::scope(|scope| {
-        let probes: Vec<_> =
-            paths.iter().map(|p| scope.spawn(move || probe(p, probe_timeout))).collect();
+        let probes: Vec<_> = paths.iter().map(|p| scope.spawn(move || probe(p, probe_timeout))).collect();
         paths.iter().cloned().zip(probes.into_iter().map(|h| h.join().ok().flatten())).collect()
     })
 }

@@ -334,7 +334,11 @@ impl Layout {
     /// `deadline`). The lock file stays: removing a lock another process may have open
     /// would let two builds run at once. Something in the way that is not ours is
     /// [`EnvError::NotOurs`], and nothing is removed.
-    pub(crate) fn remove_environment(&self, deadline: Option<Instant>, limit: Duration) -> Result<Freed, EnvError> {
+    pub(crate) fn remove_environment(
+        &self,
+        deadline: Option<Instant>,
+        limit: Duration,
+    ) -> Result<Freed, EnvError> {
         let state = self.check_venv_is_ours()?;
         if let Ok(meta) = std::fs::symlink_metadata(&self.builds)
             && (meta.file_type().is_symlink() || !meta.is_dir())

@@ -24,8 +24,8 @@ pub use backends::UvBackend;
 #[cfg(feature = "virtualenv")]
 pub use backends::VirtualenvBackend;
 pub use backends::{
-    Interpreter, backend_for, default_backend, find_python, python_candidates, select_backend, tool_version, venv_interpreter,
-    uv_export_lock,
+    Interpreter, backend_for, default_backend, find_python, python_candidates, select_backend, tool_version,
+    uv_export_lock, venv_interpreter,
 };
 pub use layout::{BUILDS_MARKER, Freed};
 pub use manager::{

@@ -12,8 +12,8 @@ use agenthub_core::{AgentManifest, EnvironmentConfig, PythonConstraint, PythonRe
 use serde::{Deserialize, Serialize};
 
 use crate::backends::{Interpreter, find_python, uv_export_lock, venv_interpreter};
-use crate::provision::{UvProvision, ensure_uv};
 use crate::layout::{Layout, VenvState};
+use crate::provision::{UvProvision, ensure_uv};
 use crate::requirements::{InstallArg, RequirementSet, RequirementSource};
 use crate::tools::{BuildContext, Tool};
 use crate::{DynEnvironmentBackend, EnvError};
@@ -315,7 +315,12 @@ impl EnvironmentManager {
 
     /// Creates the empty environment: with the backend's own interpreter discovery when it
     /// has one (uv: no probe process), else with the interpreter [`find_python`] probes.
-    async fn create_venv(&self, dir: &Path, ctx: &BuildContext, plan: &BuildPlan) -> Result<Interpreter, EnvError> {
+    async fn create_venv(
+        &self,
+        dir: &Path,
+        ctx: &BuildContext,
+        plan: &BuildPlan,
+    ) -> Result<Interpreter, EnvError> {
         let requested = self.config.python_request();
         let wanted = match &requested {
             Some(PythonRequest::Path(path)) => path.to_str().map(str::to_owned),
@@ -334,10 +339,13 @@ impl EnvironmentManager {
                 tried: vec![format!("{} (no readable pyvenv.cfg)", dir.display())],
             })?;
             let (major, minor, patch) = found.version;
-            let constraints = [plan.python.as_ref(), match &requested {
-                Some(PythonRequest::Version(c)) => Some(c),
-                _ => None,
-            }];
+            let constraints = [
+                plan.python.as_ref(),
+                match &requested {
+                    Some(PythonRequest::Version(c)) => Some(c),
+                    _ => None,
+                },
+            ];
             if constraints.into_iter().flatten().all(|c| c.allows(major, minor, patch)) {
                 return Ok(found);
             }
@@ -366,7 +374,11 @@ impl EnvironmentManager {
 }
 
 /// The requirement set and the key of the environment the agent in `agent_path` needs.
-fn plan_for(agent_path: &Path, manifest: &AgentManifest, config: &EnvironmentConfig) -> Result<BuildPlan, EnvError> {
+fn plan_for(
+    agent_path: &Path,
+    manifest: &AgentManifest,
+    config: &EnvironmentConfig,
+) -> Result<BuildPlan, EnvError> {
     let requirements = RequirementSet::for_agent(agent_path, &manifest.dependencies)?;
     let constraint = manifest.python_version.as_ref().map(PythonConstraint::to_pep440);
     let wanted = [config.python_version.as_deref(), constraint.as_deref()];

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use agenthub_core::{AgentManifest, EnvironmentConfig};
 use serde::Serialize;
 
+use crate::EnvError;
 use crate::layout::{Freed, Layout, VenvState};
 use crate::manager::{EnvMarker, environment_key, read_marker};
-use crate::EnvError;
 
 /// What state an agent's environment is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -66,7 +66,8 @@ pub fn environment_status_with(
     key: impl FnOnce() -> Result<String, EnvError>,
 ) -> EnvStatus {
     let venv = agent_dir.join(venv_location);
-    let status = |state, detail: Option<String>, marker| EnvStatus { state, venv: venv.clone(), detail, marker };
+    let status =
+        |state, detail: Option<String>, marker| EnvStatus { state, venv: venv.clone(), detail, marker };
     let layout = match Layout::new(agent_dir, venv_location) {
         Ok(layout) => layout,
         Err(e) => return status(EnvState::Foreign, Some(e.to_string()), None),
@@ -79,7 +80,11 @@ pub fn environment_status_with(
         VenvState::Managed(_) | VenvState::Legacy => {}
     }
     let Some(marker) = read_marker(&venv) else {
-        return status(EnvState::Broken, Some("it has no readable agenthub-env.json marker".to_owned()), None);
+        return status(
+            EnvState::Broken,
+            Some("it has no readable agenthub-env.json marker".to_owned()),
+            None,
+        );
     };
     if std::fs::metadata(venv.join("bin").join("python")).is_err() {
         return status(EnvState::Broken, Some("its bin/python is missing".to_owned()), Some(marker));
@@ -91,12 +96,18 @@ pub fn environment_status_with(
             Some("built for other requirements or another Python constraint".to_owned()),
             Some(marker),
         ),
-        Err(e) => status(EnvState::Stale, Some(format!("its requirements cannot be read: {e}")), Some(marker)),
+        Err(e) => {
+            status(EnvState::Stale, Some(format!("its requirements cannot be read: {e}")), Some(marker))
+        }
     }
 }
 
 /// The state of the environment of the agent in `agent_dir` with manifest `manifest`.
-pub fn environment_status(agent_dir: &Path, manifest: &AgentManifest, config: &EnvironmentConfig) -> EnvStatus {
+pub fn environment_status(
+    agent_dir: &Path,
+    manifest: &AgentManifest,
+    config: &EnvironmentConfig,
+) -> EnvStatus {
     environment_status_with(agent_dir, &config.venv_location, || environment_key(agent_dir, manifest, config))
 }
 

@@ -153,8 +153,8 @@ pub fn example_call(agent: &str, method: &str, spec: &agenthub_core::MethodSpec)
 
 /// `word` as one POSIX shell word: as it is when it is plain, else in single quotes.
 fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    let plain =
+        !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
     if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
 }
 

@@ -206,8 +206,11 @@ fn tools_report(
         problems.push(problem(severity, "uv_missing", "uv is not on PATH".to_owned(), fix));
     }
     let pip = python.and_then(|py| {
-        tool_version(py, &["-m", "pip", "--version"], timeout)
-            .map(|version| ToolReport { path: py.to_path_buf(), version: Some(version), origin: None })
+        tool_version(py, &["-m", "pip", "--version"], timeout).map(|version| ToolReport {
+            path: py.to_path_buf(),
+            version: Some(version),
+            origin: None,
+        })
     });
     if pip.is_none() && python.is_some() {
         problems.push(problem(
@@ -218,21 +221,29 @@ fn tools_report(
         ));
     }
     let virtualenv = match which::which("virtualenv") {
-        Ok(path) => Some(ToolReport { version: tool_version(&path, &["--version"], timeout), path, origin: None }),
+        Ok(path) => {
+            Some(ToolReport { version: tool_version(&path, &["--version"], timeout), path, origin: None })
+        }
         Err(_) => python.and_then(|py| {
-            tool_version(py, &["-m", "virtualenv", "--version"], timeout)
-                .map(|version| ToolReport { path: py.to_path_buf(), version: Some(version), origin: None })
+            tool_version(py, &["-m", "virtualenv", "--version"], timeout).map(|version| ToolReport {
+                path: py.to_path_buf(),
+                version: Some(version),
+                origin: None,
+            })
         }),
     };
-    let git = which::which("git")
-        .ok()
-        .map(|path| ToolReport { version: tool_version(&path, &["--version"], timeout), path, origin: None });
+    let git = which::which("git").ok().map(|path| ToolReport {
+        version: tool_version(&path, &["--version"], timeout),
+        path,
+        origin: None,
+    });
     if git.is_none() {
         problems.push(problem(
             Severity::Warning,
             "git_missing",
             "git is not on PATH".to_owned(),
-            "Install git (e.g. apt-get install git): `agenthub install` of a git URL or ns/name needs it".to_owned(),
+            "Install git (e.g. apt-get install git): `agenthub install` of a git URL or ns/name needs it"
+                .to_owned(),
         ));
     }
     ToolsReport { uv, pip, virtualenv, git }
@@ -327,7 +338,12 @@ fn environments_report(config: &Config, problems: &mut Vec<DoctorProblem>) -> Ve
             let detail = status.detail.clone().unwrap_or_default();
             problems.push(DoctorProblem {
                 path: Some(status.venv.clone()),
-                ..problem(severity, kind, format!("{id}: environment {}: {detail}", status.state.as_str()), fix)
+                ..problem(
+                    severity,
+                    kind,
+                    format!("{id}: environment {}: {detail}", status.state.as_str()),
+                    fix,
+                )
             });
         }
         reports.push(EnvReport { agent: id.to_string(), state: status.state, detail: status.detail });
@@ -368,10 +384,7 @@ fn leftovers(config: &Config, problems: &mut Vec<DoctorProblem>) {
                 Severity::Warning,
                 "install_staging",
                 format!("{} is left from an install that did not finish", staging.display()),
-                format!(
-                    "When no `agenthub install` is running, remove it: rm -rf '{}'",
-                    staging.display()
-                ),
+                format!("When no `agenthub install` is running, remove it: rm -rf '{}'", staging.display()),
             )
         });
     }
@@ -397,8 +410,7 @@ fn install_staging_dirs(agents_root: &Path) -> Vec<PathBuf> {
         let Ok(entries) = std::fs::read_dir(ns.path()) else { continue };
         for entry in entries.flatten() {
             let name = entry.file_name();
-            let is_staging =
-                name.to_str().is_some_and(|n| n.starts_with('.') && n.contains(".staging-"));
+            let is_staging = name.to_str().is_some_and(|n| n.starts_with('.') && n.contains(".staging-"));
             if is_staging && entry.file_type().is_ok_and(|t| t.is_dir()) {
                 found.push(entry.path());
             }

@@ -32,21 +32,21 @@ pub use agenthub_core::{
 use agenthub_core::{ExecutionMode, validate_parameters};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
 pub use agenthub_env::{EnvError, EnvironmentBackend};
+pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
 pub use agenthub_process::ProcessBackend;
 use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
 pub use catalog::{
-    AgentInfo, AgentSummary, Example, LoadedAgent, agent_info, example_call, list_agents, load_agent, warm_dispatch,
+    AgentInfo, AgentSummary, Example, LoadedAgent, agent_info, example_call, list_agents, load_agent,
+    warm_dispatch,
 };
-pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
 pub use doctor::{
-    DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport, doctor,
+    DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport,
+    doctor,
 };
-pub use health::{
-    GcError, GcReport, collect_unused_environments, environment_status, remove_environment,
-};
+pub use health::{GcError, GcReport, collect_unused_environments, environment_status, remove_environment};
 pub use scaffold::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
 pub use validate::{
     MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,

@@ -20,13 +20,13 @@
 //! `info` and `exec` never read it.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::ffi::CString;
 use std::fs::File;
+use std::io::Write as _;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::Arc;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use agenthub_core::{
@@ -85,7 +85,8 @@ impl Seen {
         // SAFETY: `stat` is plain data, written by the kernel before it is read; `rel` is a
         // NUL-terminated string and the descriptor is open for the duration of the call.
         let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        let rc = unsafe { libc::fstatat(at.ns.as_raw_fd(), rel.as_ptr(), &raw mut st, libc::AT_SYMLINK_NOFOLLOW) };
+        let rc =
+            unsafe { libc::fstatat(at.ns.as_raw_fd(), rel.as_ptr(), &raw mut st, libc::AT_SYMLINK_NOFOLLOW) };
         if rc != 0 {
             return if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
                 Self::Absent
@@ -149,7 +150,12 @@ struct Provenance {
 
 impl From<InstallRecord> for Provenance {
     fn from(r: InstallRecord) -> Self {
-        Self { source: r.source, source_kind: r.source_kind, reference: r.requested_ref, commit: r.commit_sha }
+        Self {
+            source: r.source,
+            source_kind: r.source_kind,
+            reference: r.requested_ref,
+            commit: r.commit_sha,
+        }
     }
 }
 
@@ -273,7 +279,8 @@ fn summarise(
     // The provenance record.
     let record_stamp = record_seen.stamp();
     match &record_stamp {
-        Some(stamp) if !fresh && entry.record_stamp == *stamp && (stamp.is_some() || entry.record.is_none()) => {}
+        Some(stamp)
+            if !fresh && entry.record_stamp == *stamp && (stamp.is_some() || entry.record.is_none()) => {}
         _ => {
             fresh = true;
             entry.record = read_install_record(dir).map(Provenance::from);
@@ -303,15 +310,16 @@ fn summarise(
                 [Some(a), Some(b), Some(c)] => Some([a, b, c]),
                 _ => None,
             };
-            if keys_valid && !fresh && key_stamps.is_some() && entry.key_files == key_stamps
+            if keys_valid
+                && !fresh
+                && key_stamps.is_some()
+                && entry.key_files == key_stamps
                 && let Some(key) = &entry.env_key
             {
                 return Ok(key.clone());
             }
-            let m = load(dir, manifest).map_err(|message| agenthub_env::EnvError::Pyproject {
-                path: dir.to_path_buf(),
-                message,
-            })?;
+            let m = load(dir, manifest)
+                .map_err(|message| agenthub_env::EnvError::Pyproject { path: dir.to_path_buf(), message })?;
             let key = environment_key(dir, &m, &config.environment)?;
             let racy = key_seen.iter().any(|s| s.racy(now));
             *computed = Some((key.clone(), key_stamps, racy));

@@ -55,7 +55,9 @@ fn human(r: &DoctorReport) -> String {
     for (i, py) in r.interpreters.iter().enumerate() {
         let label = if i == 0 { "python" } else { "" };
         let what = match (&py.executable, &py.version) {
-            (Some(exe), Some(v)) if exe != &py.path => format!("{} -> {} ({v})", py.path.display(), exe.display()),
+            (Some(exe), Some(v)) if exe != &py.path => {
+                format!("{} -> {} ({v})", py.path.display(), exe.display())
+            }
             (_, Some(v)) => format!("{} ({v})", py.path.display()),
             _ => format!("{} (does not run)", py.path.display()),
         };
@@ -63,7 +65,11 @@ fn human(r: &DoctorReport) -> String {
     }
     let _ = writeln!(t, "uv            {}", tool(r.tools.uv.as_ref(), ""));
     let _ = writeln!(t, "pip           {}", tool(r.tools.pip.as_ref(), ""));
-    let _ = writeln!(t, "virtualenv    {}", tool(r.tools.virtualenv.as_ref(), " (only --env-backend virtualenv needs it)"));
+    let _ = writeln!(
+        t,
+        "virtualenv    {}",
+        tool(r.tools.virtualenv.as_ref(), " (only --env-backend virtualenv needs it)")
+    );
     let _ = writeln!(t, "git           {}", tool(r.tools.git.as_ref(), ""));
     let count = |s: EnvState| r.environments.iter().filter(|e| e.state == s).count();
     let _ = writeln!(

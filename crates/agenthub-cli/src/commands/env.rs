@@ -42,22 +42,23 @@ fn failed(e: AgentRuntimeError, started: Instant, json: bool) -> ExitCode {
 
 fn build(config: Config, args: &EnvBuildArgs, mode: Build) -> ExitCode {
     let started = Instant::now();
-    let status = match agenthub_runtime::environment_status(&config, &args.agent) {
-        Ok(status) => status,
-        Err(e) => return failed(e, started, false),
-    };
-    let skip = match mode {
-        Build::Create => !matches!(status.state, EnvState::Missing | EnvState::Broken),
-        Build::Sync => status.state == EnvState::Ready,
-        Build::Rebuild => false,
-    };
-    if skip && status.state != EnvState::Foreign {
-        let note = match status.state {
-            EnvState::Stale => " (stale: `agenthub env sync` rebuilds it)",
-            _ => "",
+    if !matches!(mode, Build::Rebuild) {
+        let status = match agenthub_runtime::environment_status(&config, &args.agent) {
+            Ok(status) => status,
+            Err(e) => return failed(e, started, false),
         };
-        render::out(&format!("{} is {}{note}\n", status.venv.display(), status.state.as_str()));
-        return ExitCode::SUCCESS;
+        let skip = match mode {
+            Build::Create => !matches!(status.state, EnvState::Missing | EnvState::Broken),
+            Build::Sync | Build::Rebuild => status.state == EnvState::Ready,
+        };
+        if skip && status.state != EnvState::Foreign {
+            let note = match status.state {
+                EnvState::Stale => " (stale: `agenthub env sync` rebuilds it)",
+                _ => "",
+            };
+            render::out(&format!("{} is {}{note}\n", status.venv.display(), status.state.as_str()));
+            return ExitCode::SUCCESS;
+        }
     }
     let backend: Option<EnvBackendKind> = args.env_backend;
     let agent = args.agent.clone();
