@@ -3,6 +3,7 @@
 mod batch;
 mod faults;
 mod hostile;
+mod health;
 mod lifecycle;
 
 use agenthub_core::ParamType;
