@@ -105,12 +105,11 @@ impl Seen {
         Self::File(stamp, ctime)
     }
 
-    /// The stamp to cache (`Some(None)`: absent); `None` when the file is not cacheable.
-    fn stamp(&self) -> Option<Option<Stamp>> {
+    /// The stamp to cache: `None` when absent (or not cacheable: see [`stamps`]).
+    fn stamp(&self) -> Option<Stamp> {
         match self {
-            Self::Absent => Some(None),
-            Self::File(s, _) => Some(Some(s.clone())),
-            Self::Other => None,
+            Self::File(s, _) => Some(s.clone()),
+            Self::Absent | Self::Other => None,
         }
     }
 
@@ -118,6 +117,11 @@ impl Seen {
     fn racy(&self, now: i128) -> bool {
         matches!(self, Self::File(_, ctime) if now - ctime <= RACY_NS)
     }
+}
+
+/// The stamps of files that are all cacheable (each a regular file or absent).
+fn stamps<const N: usize>(seen: &[Seen; N]) -> Option<[Option<Stamp>; N]> {
+    (!seen.contains(&Seen::Other)).then(|| seen.clone().map(|s| s.stamp()))
 }
 
 /// One agent's cached facts.
@@ -240,7 +244,6 @@ fn summarise(
     if manifest_seen.contains(&Seen::Other) && !manifest_is_contained(dir) {
         return None;
     }
-    let manifest_stamps = manifest_seen.clone().map(|s| s.stamp());
     let record_seen = Seen::at(at, agenthub_core::INSTALL_RECORD_FILE);
     let venv = &config.environment.venv_location;
     let mut racy = manifest_seen.iter().any(|s| s.racy(now)) || record_seen.racy(now);
@@ -249,21 +252,18 @@ fn summarise(
     let mut manifest: Option<Result<AgentManifest, String>> = None;
 
     // The manifest's facts.
-    let stamps: Option<[Option<Stamp>; 2]> = match manifest_stamps {
-        [Some(a), Some(b)] => Some([a, b]),
-        _ => None,
-    };
-    let cacheable = stamps.is_some();
-    let mut entry = match (cached, &stamps) {
+    let manifest_stamps = stamps(&manifest_seen);
+    let cacheable = manifest_stamps.is_some();
+    let mut entry = match (cached, &manifest_stamps) {
         (Some(e), Some(s)) if e.manifest == *s => e,
-        (_, stamps) => {
+        (_, manifest_stamps) => {
             fresh = true;
             let (version, description, methods, error) = match load(dir, &mut manifest) {
                 Ok(m) => (Some(m.version.clone()), Some(m.description.clone()), m.method_names(), None),
                 Err(e) => (None, None, Vec::new(), Some(e)),
             };
             Entry {
-                manifest: stamps.clone().unwrap_or_default(),
+                manifest: manifest_stamps.clone().unwrap_or_default(),
                 version,
                 description,
                 methods,
@@ -277,15 +277,16 @@ fn summarise(
     };
 
     // The provenance record.
+    let record_cacheable = record_seen != Seen::Other;
     let record_stamp = record_seen.stamp();
-    match &record_stamp {
-        Some(stamp)
-            if !fresh && entry.record_stamp == *stamp && (stamp.is_some() || entry.record.is_none()) => {}
-        _ => {
-            fresh = true;
-            entry.record = read_install_record(dir).map(Provenance::from);
-            entry.record_stamp = record_stamp.clone().flatten();
-        }
+    let record_unchanged = !fresh
+        && record_cacheable
+        && entry.record_stamp == record_stamp
+        && (record_stamp.is_some() || entry.record.is_none());
+    if !record_unchanged {
+        fresh = true;
+        entry.record = read_install_record(dir).map(Provenance::from);
+        entry.record_stamp = record_stamp;
     }
 
     // The environment: its state is looked at every time; only the key is cached, keyed
@@ -306,10 +307,7 @@ fn summarise(
         let computed = &mut computed;
         Some(environment_status_with(dir, venv, move || {
             let key_seen = KEY_FILES.map(|n| Seen::at(at, n));
-            let key_stamps: Option<[Option<Stamp>; 3]> = match key_seen.clone().map(|s| s.stamp()) {
-                [Some(a), Some(b), Some(c)] => Some([a, b, c]),
-                _ => None,
-            };
+            let key_stamps = stamps(&key_seen);
             if keys_valid
                 && !fresh
                 && key_stamps.is_some()
@@ -346,7 +344,7 @@ fn summarise(
         commit: entry.record.as_ref().and_then(|r| r.commit.clone()),
         environment: status.map(|s| s.state),
     };
-    let keep = cacheable && record_stamp.is_some() && !racy;
+    let keep = cacheable && record_cacheable && !racy;
     Some((summary, keep.then_some(entry), fresh))
 }
 

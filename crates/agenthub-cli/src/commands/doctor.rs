@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::process::ExitCode;
 
 use agenthub_core::Config;
-use agenthub_runtime::{DoctorReport, EnvState, Severity, ToolReport};
+use agenthub_runtime::{DoctorReport, EnvState, Severity, ToolReport, UvOrigin};
 
 use crate::render;
 
@@ -23,8 +23,8 @@ fn tool(t: Option<&ToolReport>, what: &str) -> String {
     match t {
         Some(t) => {
             let origin = match t.origin {
-                Some(agenthub_env_origin::Provisioned) => ", installed by agenthub",
-                Some(agenthub_env_origin::Path) => ", from PATH",
+                Some(UvOrigin::Provisioned) => ", installed by agenthub",
+                Some(UvOrigin::Path) => ", from PATH",
                 None => "",
             };
             format!("{} ({}{origin})", t.path.display(), t.version.as_deref().unwrap_or("version unknown"))
@@ -33,20 +33,18 @@ fn tool(t: Option<&ToolReport>, what: &str) -> String {
     }
 }
 
-use agenthub_runtime::UvOrigin as agenthub_env_origin;
-
 fn human(r: &DoctorReport) -> String {
     let mut t = String::new();
     let h = &r.home;
-    let state = if !h.exists {
-        "does not exist yet".to_owned()
-    } else {
+    let state = if h.exists {
         format!(
             "{}, {} agents{}",
             if h.writable { "writable" } else { "NOT writable" },
             h.agents,
             if h.config_file { ", config.yaml" } else { "" }
         )
+    } else {
+        "does not exist yet".to_owned()
     };
     let _ = writeln!(t, "home          {} ({state})", h.path.display());
     if r.interpreters.is_empty() {

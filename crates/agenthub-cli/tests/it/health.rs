@@ -11,7 +11,6 @@ use serde_json::json;
 
 use super::{agenthub, json_of};
 
-
 /// A command may build an environment (or install uv) first.
 const LIMIT: Duration = Duration::from_secs(240);
 
@@ -117,8 +116,12 @@ fn env_create_sync_path_and_remove() {
     let out = run(&ctx, &["env", "remove", "test/envy", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v = json_of(&out);
-    let removed: Vec<String> =
-        v["removed"].as_array().unwrap().iter().map(|p| redact(&ctx, p.as_str().unwrap().as_bytes())).collect();
+    let removed: Vec<String> = v["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| redact(&ctx, p.as_str().unwrap().as_bytes()))
+        .collect();
     assert!(removed.contains(&"[HOME]/agents/test/envy/.venv".to_owned()), "{removed:?}");
     assert!(removed.contains(&"[HOME]/agents/test/envy/.venv.d".to_owned()), "{removed:?}");
     assert!(v["bytes"].as_u64().unwrap() > 0);
@@ -208,7 +211,8 @@ fn env_gc_skips_an_agent_whose_build_is_in_progress() {
 #[test]
 fn doctor_reports_broken_environments_with_fixes_and_exits_1() {
     let ctx = TestContext::new();
-    let fine = ctx.install(&TestAgent::new("fine").method(TestMethod::new("hi").behaves(Behaviour::EchoParams)));
+    let fine =
+        ctx.install(&TestAgent::new("fine").method(TestMethod::new("hi").behaves(Behaviour::EchoParams)));
     ok(&ctx, &["env", "create", "test/fine"]);
     let out = run(&ctx, &["doctor", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
@@ -264,7 +268,9 @@ fn doctor_reports_broken_environments_with_fixes_and_exits_1() {
     let lines: Vec<&str> = human.lines().skip_while(|l| !l.starts_with("error")).collect();
     let problems = lines
         .chunks(2)
-        .filter(|pair| pair.len() == 2 && !["python", "uv is not", "git is not"].iter().any(|m| pair[0].contains(m)))
+        .filter(|pair| {
+            pair.len() == 2 && !["python", "uv is not", "git is not"].iter().any(|m| pair[0].contains(m))
+        })
         .map(|pair| pair.join("\n"))
         .collect::<Vec<_>>()
         .join("\n");
@@ -288,12 +294,19 @@ fn completions_are_generated_for_each_shell() {
         let out = run(&ctx, &["completions", shell]);
         assert_eq!(out.status.code(), Some(0), "{shell}");
         let script = text(&out.stdout);
-        assert!(script.contains("agenthub") && script.contains("doctor") && script.contains("rebuild"), "{shell}");
+        assert!(
+            script.contains("agenthub") && script.contains("doctor") && script.contains("rebuild"),
+            "{shell}"
+        );
     }
     let out = run(&ctx, &["completions", "tcsh"]);
     assert_eq!(out.status.code(), Some(2));
     // Needs no configuration: a broken one does not stop it.
-    let out = agenthub(&ctx).env("AGENTHUB_MAX_MEMORY_USAGE", "lots").args(["completions", "bash"]).output().unwrap();
+    let out = agenthub(&ctx)
+        .env("AGENTHUB_MAX_MEMORY_USAGE", "lots")
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
 }
 
@@ -329,7 +342,18 @@ fn list_and_info_show_provenance_and_environment_state() {
     let keys: Vec<&str> = prov.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         keys,
-        ["id", "path", "version", "description", "methods", "source", "source_kind", "ref", "commit", "environment"]
+        [
+            "id",
+            "path",
+            "version",
+            "description",
+            "methods",
+            "source",
+            "source_kind",
+            "ref",
+            "commit",
+            "environment"
+        ]
     );
     assert_eq!(prov["ref"], "v1");
     assert_eq!(prov["source_kind"], "git");
@@ -339,7 +363,16 @@ fn list_and_info_show_provenance_and_environment_state() {
 
     let out = run(&ctx, &["info", "test/prov"]);
     let human = redact(&ctx, &out.stdout);
-    let tail: String = human.lines().filter(|l| l.starts_with("source") || l.starts_with("installed") || l.starts_with("  agenthub") || l.starts_with("examples")).collect::<Vec<_>>().join("\n");
+    let tail: String = human
+        .lines()
+        .filter(|l| {
+            l.starts_with("source")
+                || l.starts_with("installed")
+                || l.starts_with("  agenthub")
+                || l.starts_with("examples")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
     insta::assert_snapshot!(tail, @r#"
     source:      file:///srv/test/prov @v1, commit 0123456789abcdef0123456789abcdef01234567
     installed:   2026-01-01T00:00:00Z as `test/prov@v1`
@@ -350,7 +383,10 @@ fn list_and_info_show_provenance_and_environment_state() {
     let v = json_of(&run(&ctx, &["info", "test/prov", "--json"]));
     assert_eq!(v["install"]["commit_sha"], "0123456789abcdef0123456789abcdef01234567");
     assert_eq!(v["environment_state"], "ready");
-    assert_eq!(v["examples"][0], json!({"method": "greet", "command": "agenthub exec test/prov greet name=text"}));
+    assert_eq!(
+        v["examples"][0],
+        json!({"method": "greet", "command": "agenthub exec test/prov greet name=text"})
+    );
     assert_eq!(v["environment"]["backend"], "uv", "the marker stays where it was");
 }
 
@@ -444,14 +480,19 @@ fn path_without_uv(dir: &Path) -> String {
 
 /// An agent that ships `pyproject.toml` and a `uv.lock` made by the real uv.
 fn locked_agent(ctx: &TestContext) -> PathBuf {
-    let dir = ctx.install(&TestAgent::new("locked").method(TestMethod::new("hi").behaves(Behaviour::EchoParams)));
+    let dir =
+        ctx.install(&TestAgent::new("locked").method(TestMethod::new("hi").behaves(Behaviour::EchoParams)));
     std::fs::write(
         dir.join("pyproject.toml"),
         "[project]\nname = \"locked\"\nversion = \"0.1.0\"\nrequires-python = \">=3.8\"\ndependencies = []\n",
     )
     .unwrap();
     let uv = which::which("uv").expect("the tests need uv on PATH (scripts/ensure-python-tools)");
-    let out = std::process::Command::new(uv).args(["lock", "--quiet", "--offline"]).current_dir(&dir).output().unwrap();
+    let out = std::process::Command::new(uv)
+        .args(["lock", "--quiet", "--offline"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(dir.join("uv.lock").exists());
     dir
@@ -475,7 +516,10 @@ fn uv_is_provisioned_once_into_the_home_when_an_agent_ships_uv_lock() {
         .unwrap();
     let v = json_of(&out);
     assert_eq!(v["error_type"], "EnvironmentError", "{v}");
-    assert!(v["error"].as_str().unwrap().contains("failed to find `uv (needed to install from uv.lock)`"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("failed to find `uv (needed to install from uv.lock)`"),
+        "{v}"
+    );
     assert!(!tools.join("uv").exists());
 
     // Two calls at once: one installs, both run, nothing half-made is left.

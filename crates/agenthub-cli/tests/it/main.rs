@@ -2,8 +2,8 @@
 
 mod batch;
 mod faults;
-mod hostile;
 mod health;
+mod hostile;
 mod lifecycle;
 
 use agenthub_core::ParamType;
