@@ -7,8 +7,11 @@ against `uv venv` by hand, on the same machine in one run.
 
 Both use the same `uv` (the first on PATH) and build into the agent directory
 (examples/agents/hello copied, `python_version: "3.9+"`): `uv venv --python '>=3.9' DIR`
-by hand, `agenthub env rebuild AGENT` (which also resolves the agent, parses its manifest,
-keys its requirements, takes the build lock, writes the marker and swaps the symlink).
+into a fresh directory by hand (the removal of the previous one untimed); `agenthub env
+create AGENT` after an untimed `env remove` (the same work: resolve the agent, parse its
+manifest, key its requirements, take the build lock, `uv venv`, write the marker, swap the
+symlink); and `agenthub env rebuild AGENT`, which also removes the build superseded two
+rebuilds ago.
 Runs are interleaved in random order so drift in machine load hits all alike. Prints a
 Markdown table of wall times (ms) and the ratio of medians. With --baseline, another
 agenthub binary (e.g. main's) is timed side by side.
@@ -66,6 +69,8 @@ def main():
         cases = {
             "uv venv (by hand)": lambda: (shutil.rmtree(by_hand, ignore_errors=True),
                                           timed([uv, "venv", "--quiet", "--python", ">=3.9", by_hand], env, tmp))[1],
+            "agenthub env create (fresh)": lambda: (timed([binary, "env", "remove", "bench/hello"], env, tmp),
+                                                    timed([binary, "env", "create", "bench/hello"], env, tmp))[1],
             "agenthub env rebuild": lambda: timed([binary, "env", "rebuild", "bench/hello"], env, tmp),
         }
         if args.baseline:
