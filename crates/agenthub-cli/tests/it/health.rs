@@ -171,10 +171,17 @@ fn env_gc_frees_unused_builds_and_keeps_the_current_one() {
     // leaves one behind: make one.
     std::fs::create_dir(dir.join(".venv.d/0123456789abcdef0123456789abcdef-1-000000001")).unwrap();
     std::fs::write(dir.join(".venv.d/0123456789abcdef0123456789abcdef-1-000000001/half"), "x").unwrap();
-    // Something that is not a build stays, whatever it is.
+    // Something that is not a build stays, whatever it is: also a symlink named like one.
     std::fs::create_dir(dir.join(".venv.d/not-a-build")).unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("precious"), "x").unwrap();
+    std::os::unix::fs::symlink(
+        outside.path(),
+        dir.join(".venv.d/fedcba9876543210fedcba9876543210-2-000000002"),
+    )
+    .unwrap();
     let current = std::fs::read_link(dir.join(".venv")).unwrap();
-    assert_eq!(builds(&dir).len(), 4);
+    assert_eq!(builds(&dir).len(), 5);
 
     let out = run(&ctx, &["env", "gc", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -186,6 +193,7 @@ fn env_gc_frees_unused_builds_and_keeps_the_current_one() {
     assert_eq!(std::fs::read_link(dir.join(".venv")).unwrap(), current);
     assert!(dir.join(".venv/bin/python").exists(), "the environment in use stays");
     assert!(dir.join(".venv.d/not-a-build").exists());
+    assert!(outside.path().join("precious").exists(), "gc followed a symlink");
 
     let out = run(&ctx, &["env", "gc"]);
     assert_eq!(text(&out.stdout), "freed 0 bytes (0 B)\n");
@@ -563,4 +571,26 @@ fn uv_is_provisioned_once_into_the_home_when_an_agent_ships_uv_lock() {
     let v = json_of(&out);
     assert_eq!(v["tools"]["uv"]["origin"], "provisioned", "{v}");
     assert_eq!(v["tools"]["uv"]["path"], json!(tools.join("uv/bin/uv")));
+}
+
+#[test]
+fn env_create_takes_the_backend_flag_and_doctor_passes_on_a_healthy_home() {
+    let (ctx, dir) = ctx_with("piped");
+    let out = run(&ctx, &["env", "create", "test/piped", "--env-backend", "pip"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let marker: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join(".venv/agenthub-env.json")).unwrap()).unwrap();
+    assert_eq!(marker["backend"], "pip");
+    let out = run(&ctx, &["env", "sync", "test/piped", "--env-backend", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = run(&ctx, &["doctor"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("environments  1 ready, 0 stale, 0 broken, 0 missing, 0 foreign"));
+    // Unused builds are reported, with `env gc` as the fix.
+    ok(&ctx, &["env", "rebuild", "test/piped"]);
+    ok(&ctx, &["env", "rebuild", "test/piped"]);
+    let v = json_of(&run(&ctx, &["doctor", "--json"]));
+    let unused =
+        v["problems"].as_array().unwrap().iter().find(|p| p["kind"] == "unused_environments").cloned();
+    assert_eq!(unused.expect("reported")["fix"], "Run `agenthub env gc`");
 }
