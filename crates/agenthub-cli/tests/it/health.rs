@@ -471,6 +471,15 @@ fn a_corrupt_or_hostile_listing_cache_is_ignored() {
     assert_eq!(json_of(&out), expected);
 }
 
+fn staging_leftovers(tools: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(tools)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".uv.staging-"))
+        .map(|e| e.path())
+        .collect()
+}
+
 /// A `PATH` with the real `python3` and the system directories, and no uv.
 fn path_without_uv(dir: &Path) -> String {
     let real = std::process::Command::new("python3")
@@ -530,31 +539,20 @@ fn uv_is_provisioned_once_into_the_home_when_an_agent_ships_uv_lock() {
     );
     assert!(!tools.join("uv").exists());
 
-    // Two calls at once: one installs, both run, nothing half-made is left.
-    let spawn = || {
-        super::command(&ctx, &["exec", "test/locked", "hi", "--json"])
-            .env("PATH", &path)
-            .env("AGENTHUB_LOG_LEVEL", "INFO")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
-    for out in &outs {
-        assert_eq!(json_of(out)["result"], json!({}), "{} {}", text(&out.stdout), text(&out.stderr));
-    }
-    let said: usize = outs.iter().filter(|o| text(&o.stderr).contains("installing it once")).count();
-    assert_eq!(said, 1, "exactly one process installs uv");
+    // The first call installs uv in the middle of its build (pip builds the environment,
+    // uv exports the lock) and says so.
+    let out = agenthub(&ctx)
+        .env("PATH", &path)
+        .env("AGENTHUB_LOG_LEVEL", "INFO")
+        .args(["exec", "test/locked", "hi", "--json"])
+        .timeout(LIMIT)
+        .output()
+        .unwrap();
+    assert_eq!(json_of(&out)["result"], json!({}), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("installing it once"), "{}", text(&out.stderr));
     assert!(tools.join("uv/agenthub-tool.json").is_file());
     assert!(tools.join("uv/bin/uv").is_file());
-    let leftovers: Vec<_> = std::fs::read_dir(&tools)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".uv.staging-"))
-        .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(staging_leftovers(&tools).is_empty());
 
     // Later runs use it without installing again, and doctor says which uv is used.
     let out = agenthub(&ctx)
@@ -593,4 +591,32 @@ fn env_create_takes_the_backend_flag_and_doctor_passes_on_a_healthy_home() {
     let unused =
         v["problems"].as_array().unwrap().iter().find(|p| p["kind"] == "unused_environments").cloned();
     assert_eq!(unused.expect("reported")["fix"], "Run `agenthub env gc`");
+}
+
+#[test]
+fn two_processes_that_need_uv_at_once_install_it_once() {
+    let ctx = TestContext::new();
+    let work = tempfile::tempdir().unwrap();
+    let path = path_without_uv(work.path());
+    locked_agent(&ctx);
+    let tools = ctx.home().join("tools");
+    // `--env-backend uv` needs uv before anything is built: both race for it.
+    let spawn = || {
+        super::command(&ctx, &["exec", "test/locked", "hi", "--json", "--env-backend", "uv"])
+            .env("PATH", &path)
+            .env("AGENTHUB_LOG_LEVEL", "INFO")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    for out in &outs {
+        assert_eq!(json_of(out)["result"], json!({}), "{} {}", text(&out.stdout), text(&out.stderr));
+    }
+    let said = outs.iter().filter(|o| text(&o.stderr).contains("installing it once")).count();
+    assert_eq!(said, 1, "exactly one process installs uv");
+    assert!(tools.join("uv/agenthub-tool.json").is_file());
+    assert!(staging_leftovers(&tools).is_empty());
 }
