@@ -84,6 +84,20 @@ error (such as an invalid name)."
     #[command(after_help = "With no AGENT, every installed agent is checked.\n\n\
 Exit status: 0 all valid, 1 any invalid, 2 usage error.")]
     Validate(ValidateArgs),
+    /// Check this machine and the agenthub home: interpreters, uv/pip/virtualenv/git, the
+    /// home directory, environments, leftovers; each problem with its fix.
+    #[command(after_help = "Exit status: 0 nothing broken (warnings allowed), 1 something is broken.")]
+    Doctor {
+        /// Print one JSON object (see README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: `agenthub completions bash > ~/.local/share/bash-completion/completions/agenthub`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Install an agent from a git repository, a directory, or the registry (ns/name).
     #[command(
         after_help = "SOURCE is a directory (./dir, /dir, ~/dir), a git URL (https://, ssh://, git@host:path, \
@@ -340,12 +354,41 @@ pub(crate) struct ExecArgs {
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum EnvCommand {
+    /// Build an agent's environment if it has none (a stale one is left as it is).
+    Create(EnvBuildArgs),
+    /// Make an agent's environment match its requirements: build it if missing, broken or
+    /// stale, else do nothing.
+    Sync(EnvBuildArgs),
     /// Rebuild an agent's environment from scratch.
-    Rebuild {
+    Rebuild(EnvBuildArgs),
+    /// Print the path of an agent's environment (exit 1 when it is not built).
+    Path {
         /// Agent id or path.
         agent: String,
-        /// Which tool builds the environment.
-        #[arg(long, value_enum)]
-        env_backend: Option<EnvBackendKind>,
     },
+    /// Remove an agent's environment: what agenthub built, nothing else.
+    Remove {
+        /// Agent id or path.
+        agent: String,
+        /// Print `{"removed": [...], "bytes": N}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove environments no agent uses any more (superseded, failed or killed builds of
+    /// installed agents, unfinished uv installs) and print what that freed.
+    Gc {
+        /// Print `{"removed": [...], "bytes": N, "skipped": [...]}`.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `agenthub env create|sync|rebuild`.
+#[derive(Debug, Args)]
+pub(crate) struct EnvBuildArgs {
+    /// Agent id or path.
+    pub(crate) agent: String,
+    /// Which tool builds the environment.
+    #[arg(long, value_enum)]
+    pub(crate) env_backend: Option<EnvBackendKind>,
 }

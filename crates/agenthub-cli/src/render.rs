@@ -16,6 +16,16 @@ pub(crate) fn out(text: &str) {
     let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
 }
 
+/// Writes `value` as one line of JSON to stdout, streamed (a listing of 10,000 agents is
+/// megabytes); a closed pipe is not an error.
+pub(crate) fn out_json(value: &impl serde::Serialize) {
+    let mut stdout = io::BufWriter::with_capacity(64 * 1024, io::stdout().lock());
+    let _ = serde_json::to_writer(&mut stdout, value)
+        .map_err(io::Error::from)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+}
+
 /// Writes `text` to stderr.
 pub(crate) fn err(text: &str) {
     let _ = io::stderr().lock().write_all(text.as_bytes());

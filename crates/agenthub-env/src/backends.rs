@@ -49,6 +49,55 @@ fn probe(candidate: &Path, timeout: Duration) -> Option<Interpreter> {
     Some(Interpreter { path, version })
 }
 
+/// The interpreter names looked for on `PATH`, in order.
+fn candidate_names() -> impl Iterator<Item = String> {
+    ["python3".to_owned(), "python".to_owned()]
+        .into_iter()
+        .chain((8..=15).rev().map(|m| format!("python3.{m}")))
+}
+
+/// Every interpreter candidate on `PATH` (`python3`, `python`, `python3.N`), each probed
+/// within `probe_timeout`: `None` when it does not run.
+pub fn python_candidates(probe_timeout: Duration) -> Vec<(PathBuf, Option<Interpreter>)> {
+    let mut paths: Vec<PathBuf> = candidate_names().filter_map(|n| which::which(n).ok()).collect();
+    paths.dedup();
+    // Probed side by side: a pyenv shim takes ~150 ms to start.
+    std::thread::scope(|scope| {
+        let probes: Vec<_> = paths.iter().map(|p| scope.spawn(move || probe(p, probe_timeout))).collect();
+        paths.iter().cloned().zip(probes.into_iter().map(|h| h.join().ok().flatten())).collect()
+    })
+}
+
+/// The first line `program args…` prints on stdout within `timeout` (a version query);
+/// `None` when it does not run or fails.
+pub fn tool_version(program: &Path, args: &[&str], timeout: Duration) -> Option<String> {
+    let text = Tool::new(program, args).run(&BuildContext::probe(timeout)).ok()?;
+    text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned)
+}
+
+/// The interpreter an environment was created with: the target of `<venv>/bin/python`
+/// and `version_info` of `<venv>/pyvenv.cfg` (both written by the venv creator); `None`
+/// when either cannot be read.
+pub fn venv_interpreter(venv: &Path) -> Option<Interpreter> {
+    let cfg = agenthub_core::read_agent_file(venv, Path::new("pyvenv.cfg"), 64 * 1024).ok()??;
+    let version = cfg.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "version_info" || key.trim() == "version").then(|| value.trim().to_owned())
+    })?;
+    let mut parts = version.split('.').map(|p| {
+        let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u64>().ok()
+    });
+    let version = (parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0));
+    let link = venv.join("bin").join("python");
+    let path = match std::fs::read_link(&link) {
+        Ok(target) if target.is_absolute() => target,
+        Ok(target) => venv.join("bin").join(target),
+        Err(_) => link,
+    };
+    Some(Interpreter { path, version })
+}
+
 /// Finds a Python for a new environment. Never downloads one.
 ///
 /// `requested` (config `python_version`) is an interpreter path or a version constraint;
@@ -69,12 +118,7 @@ pub fn find_python(
     match requested {
         Some(PythonRequest::Path(path)) => candidates.push(path.clone()),
         Some(PythonRequest::Version(_)) | None => {
-            for name in ["python3", "python"] {
-                candidates.extend(which::which(name).ok());
-            }
-            for minor in (8..=15).rev() {
-                candidates.extend(which::which(format!("python3.{minor}")).ok());
-            }
+            candidates.extend(candidate_names().filter_map(|n| which::which(n).ok()));
         }
     }
     candidates.dedup();
@@ -103,10 +147,9 @@ pub fn find_python(
 
 /// `uv export` of a locked project: the pinned requirements, without hashes or the project.
 ///
-/// Needs `uv` on PATH whichever backend builds the environment.
-pub fn uv_export_lock(project_dir: &Path, ctx: &BuildContext) -> Result<String, EnvError> {
-    let uv = which::which("uv")
-        .map_err(|_| EnvError::ToolNotFound { tool: "uv (needed to install from uv.lock)" })?;
+/// Needs uv whichever backend builds the environment: `uv` is the executable to run
+/// (see [`crate::ensure_uv`]).
+pub fn uv_export_lock(uv: &Path, project_dir: &Path, ctx: &BuildContext) -> Result<String, EnvError> {
     let args = [
         os("export"),
         os("--frozen"),
@@ -117,7 +160,7 @@ pub fn uv_export_lock(project_dir: &Path, ctx: &BuildContext) -> Result<String, 
         os("--directory"),
         project_dir.as_os_str(),
     ];
-    Tool::new(&uv, args).env("UV_NO_PROGRESS", "1").run(ctx)
+    Tool::new(uv, args).env("UV_NO_PROGRESS", "1").run(ctx)
 }
 
 /// Builds environments with `uv venv` and `uv pip install`.
@@ -170,6 +213,35 @@ impl EnvironmentBackend for UvBackend {
             venv.as_os_str(),
         ];
         Tool::new(&self.uv, args).env("UV_NO_PROGRESS", "1").run(ctx).map(drop)
+    }
+
+    async fn create_venv_discovering(
+        &self,
+        venv: &Path,
+        python: &str,
+        ctx: &BuildContext,
+    ) -> Result<bool, EnvError> {
+        let args = [
+            os("venv"),
+            os("--quiet"),
+            os("--no-config"),
+            os("--no-python-downloads"),
+            os("--python"),
+            os(python),
+            venv.as_os_str(),
+        ];
+        // Interpreters on PATH only, as `find_python` looks (never uv-managed downloads).
+        Tool::new(&self.uv, args)
+            .env("UV_NO_PROGRESS", "1")
+            .env("UV_PYTHON_PREFERENCE", "only-system")
+            .run(ctx)
+            .map_err(|e| match e {
+                EnvError::CommandFailed { stderr, .. } if stderr.contains("No interpreter found") => {
+                    EnvError::NoPython { wanted: python.to_owned(), tried: Vec::new() }
+                }
+                other => other,
+            })?;
+        Ok(true)
     }
 
     async fn install(
@@ -368,16 +440,35 @@ pub fn backend_for(kind: EnvBackendKind, dependency_cache: bool) -> Result<DynEn
 /// PATH, else pip.
 pub fn default_backend(
     forced: Option<EnvBackendKind>,
-    #[cfg_attr(not(feature = "uv"), expect(unused_variables, reason = "only the uv backend reads it"))]
     use_uv: bool,
     dependency_cache: bool,
 ) -> Result<DynEnvironmentBackend, EnvError> {
+    select_backend(forced, use_uv, dependency_cache, None)
+}
+
+/// [`default_backend`], with uv also looked for in `<home>/tools/uv` (see
+/// [`crate::UvProvision`]): when uv is forced and missing it is installed there (if
+/// provisioning is enabled); when it is merely preferred (`use_uv`), a provisioned uv is
+/// used if there is one, else pip.
+pub fn select_backend(
+    forced: Option<EnvBackendKind>,
+    #[cfg_attr(not(feature = "uv"), expect(unused_variables, reason = "only the uv backend reads it"))]
+    use_uv: bool,
+    dependency_cache: bool,
+    #[cfg_attr(not(feature = "uv"), expect(unused_variables, reason = "only the uv backend reads it"))]
+    provision: Option<&crate::UvProvision>,
+) -> Result<DynEnvironmentBackend, EnvError> {
+    #[cfg(feature = "uv")]
+    if forced == Some(EnvBackendKind::Uv) && provision.is_some() {
+        let uv = crate::ensure_uv(provision, "uv")?;
+        return Ok(Arc::new(UvBackend::with_executable(uv.path).use_cache(dependency_cache)));
+    }
     if let Some(kind) = forced {
         return backend_for(kind, dependency_cache);
     }
     #[cfg(feature = "uv")]
-    if use_uv && let Ok(uv) = UvBackend::find() {
-        return Ok(Arc::new(uv.use_cache(dependency_cache)));
+    if use_uv && let Some(uv) = crate::find_uv(provision) {
+        return Ok(Arc::new(UvBackend::with_executable(uv.path).use_cache(dependency_cache)));
     }
     backend_for(EnvBackendKind::Pip, dependency_cache)
         .or_else(|_| backend_for(EnvBackendKind::Uv, dependency_cache))

@@ -244,6 +244,209 @@ impl Layout {
     }
 }
 
+/// What removing environments freed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Freed {
+    /// The paths removed (builds, the environment symlink or directory, leftovers).
+    pub removed: Vec<PathBuf>,
+    /// Bytes of regular files removed that no other link kept alive (hard links into an
+    /// installer's cache free nothing and are not counted).
+    pub bytes: u64,
+}
+
+impl Freed {
+    /// Adds another agent's figures.
+    pub fn merge(&mut self, other: Freed) {
+        self.removed.extend(other.removed);
+        self.bytes += other.bytes;
+    }
+}
+
+impl Layout {
+    /// The build `<venv>` points at, when it is ours.
+    pub(crate) fn current_build(&self) -> Option<PathBuf> {
+        match self.venv_state() {
+            VenvState::Managed(build) => Some(build),
+            _ => None,
+        }
+    }
+
+    /// Takes the build lock if no one holds it; `None` when a build is in progress.
+    fn try_lock(&self) -> Result<Option<File>, EnvError> {
+        match self.lock(Some(Instant::now()), Duration::ZERO) {
+            Ok(file) => Ok(Some(file)),
+            Err(EnvError::LockTimeout { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What [`Self::collect_unused`] would remove now, without removing it.
+    pub(crate) fn unused_builds(&self) -> Freed {
+        let mut found = Freed::default();
+        let current = self.current_build();
+        if is_marked(&self.builds)
+            && let Ok(entries) = std::fs::read_dir(&self.builds)
+        {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if Some(&path) != current.as_ref() && self.owns_build(&path) {
+                    found.bytes += unshared_bytes(&path, 0);
+                    found.removed.push(path);
+                }
+            }
+        }
+        found.removed.extend(self.swap_leftovers());
+        found
+    }
+
+    /// Removes builds and swap leftovers that `<venv>` does not point at: superseded,
+    /// failed and killed builds. Skipped (`Ok(None)`) while another process holds the
+    /// build lock. Only what [`Self::owns_build`] proves ours, never through a symlink.
+    pub(crate) fn collect_unused(&self) -> Result<Option<Freed>, EnvError> {
+        if std::fs::symlink_metadata(&self.builds).is_err() && self.swap_leftovers().is_empty() {
+            return Ok(Some(Freed::default())); // nothing was ever built here
+        }
+        let Some(lock) = self.try_lock()? else { return Ok(None) };
+        let mut freed = Freed::default();
+        let current = self.current_build();
+        if is_marked(&self.builds)
+            && let Ok(entries) = std::fs::read_dir(&self.builds)
+        {
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if Some(&path) != current.as_ref() && self.owns_build(&path) {
+                    remove_tree(&path, &mut freed);
+                }
+            }
+        }
+        for leftover in self.swap_leftovers() {
+            if std::fs::remove_file(&leftover).is_ok() {
+                freed.removed.push(leftover);
+            }
+        }
+        drop(lock);
+        Ok(Some(freed))
+    }
+
+    /// Removes the agent's environment: `<venv>` when it is ours (our symlink, or a Phase-1
+    /// directory with our marker), every build in `<venv>.d`, its marker and the directory
+    /// itself when nothing else is left in it. Waits for a build in progress (up to
+    /// `deadline`). The lock file stays: removing a lock another process may have open
+    /// would let two builds run at once. Something in the way that is not ours is
+    /// [`EnvError::NotOurs`], and nothing is removed.
+    pub(crate) fn remove_environment(
+        &self,
+        deadline: Option<Instant>,
+        limit: Duration,
+    ) -> Result<Freed, EnvError> {
+        let state = self.check_venv_is_ours()?;
+        if let Ok(meta) = std::fs::symlink_metadata(&self.builds)
+            && (meta.file_type().is_symlink() || !meta.is_dir())
+        {
+            let what = if meta.file_type().is_symlink() { "a symlink" } else { "not a directory" };
+            return Err(EnvError::NotOurs { path: self.builds.clone(), what: what.to_owned() });
+        }
+        let builds_exist = std::fs::symlink_metadata(&self.builds).is_ok();
+        if builds_exist && !is_marked(&self.builds) && !holds_only_builds(&self.builds) {
+            return Err(EnvError::NotOurs {
+                path: self.builds.clone(),
+                what: format!("a directory agenthub did not make (it has no {BUILDS_MARKER})"),
+            });
+        }
+        if state == VenvState::Missing && !builds_exist {
+            return Ok(Freed::default());
+        }
+        let lock = self.lock(deadline, limit)?;
+        let mut freed = Freed::default();
+        let io = |action, path: &Path, source| EnvError::Io { action, path: path.to_path_buf(), source };
+        match self.check_venv_is_ours()? {
+            VenvState::Managed(_) => {
+                std::fs::remove_file(&self.venv).map_err(|e| io("remove", &self.venv, e))?;
+                freed.removed.push(self.venv.clone());
+            }
+            VenvState::Legacy => remove_tree(&self.venv, &mut freed),
+            VenvState::Missing | VenvState::Foreign(_) => {}
+        }
+        if builds_exist {
+            if !is_marked(&self.builds) {
+                mark(&self.builds).map_err(|e| io("mark", &self.builds, e))?;
+            }
+            if let Ok(entries) = std::fs::read_dir(&self.builds) {
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if self.owns_build(&path) {
+                        remove_tree(&path, &mut freed);
+                    }
+                }
+            }
+            let _ = std::fs::remove_file(self.builds.join(BUILDS_MARKER));
+            if std::fs::remove_dir(&self.builds).is_ok() {
+                freed.removed.push(self.builds.clone());
+            } else {
+                // Something that is not ours was left in it: keep proving the rest is ours.
+                let _ = mark(&self.builds);
+            }
+        }
+        for leftover in self.swap_leftovers() {
+            if std::fs::remove_file(&leftover).is_ok() {
+                freed.removed.push(leftover);
+            }
+        }
+        drop(lock);
+        Ok(freed)
+    }
+
+    /// Temporary symlinks [`Self::swap_in`] makes (`.<venv>.<pid>-<nanos>.swap`) that a
+    /// killed swap left behind.
+    fn swap_leftovers(&self) -> Vec<PathBuf> {
+        let prefix = format!(".{}.", self.name);
+        let Ok(entries) = std::fs::read_dir(&self.agent_dir) else { return Vec::new() };
+        entries
+            .flatten()
+            .filter(|e| {
+                e.file_name().to_str().is_some_and(|n| {
+                    n.strip_prefix(&prefix).and_then(|r| r.strip_suffix(".swap")).is_some_and(|suffix| {
+                        let mut parts = suffix.split('-');
+                        matches!((parts.next(), parts.next(), parts.next()),
+                            (Some(pid), Some(nanos), None)
+                                if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit())
+                                    && nanos.len() == 9 && nanos.bytes().all(|b| b.is_ascii_digit()))
+                    })
+                }) && e.file_type().is_ok_and(|t| t.is_symlink())
+            })
+            .map(|e| e.path())
+            .collect()
+    }
+}
+
+/// Removes a directory tree we proved ours, counting what it frees; never follows a symlink
+/// (`remove_dir_all` does not either).
+fn remove_tree(path: &Path, freed: &mut Freed) {
+    let bytes = unshared_bytes(path, 0);
+    if std::fs::remove_dir_all(path).is_ok() {
+        freed.bytes += bytes;
+        freed.removed.push(path.to_path_buf());
+    }
+}
+
+/// Bytes of the regular files under `dir` with one link (depth-bounded, no symlinks
+/// followed).
+pub(crate) fn unshared_bytes(dir: &Path, depth: usize) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    if depth > 64 {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => unshared_bytes(&e.path(), depth + 1),
+            Ok(m) if m.is_file() && m.nlink() == 1 => m.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// `<32 hex>-<pid>-<9 digits>`: the names [`Layout::new_build_dir`] gives.
 fn is_build_name(name: &str) -> bool {
     let mut parts = name.split('-');

@@ -5,7 +5,9 @@
 mod backends;
 mod layout;
 mod manager;
+mod provision;
 mod requirements;
+mod status;
 mod tools;
 
 use std::fmt::Write as _;
@@ -21,14 +23,25 @@ pub use backends::PipBackend;
 pub use backends::UvBackend;
 #[cfg(feature = "virtualenv")]
 pub use backends::VirtualenvBackend;
-pub use backends::{Interpreter, backend_for, default_backend, find_python, uv_export_lock};
-pub use layout::BUILDS_MARKER;
+pub use backends::{
+    Interpreter, backend_for, default_backend, find_python, python_candidates, select_backend, tool_version,
+    uv_export_lock, venv_interpreter,
+};
+pub use layout::{BUILDS_MARKER, Freed};
 pub use manager::{
     Activation, DEFAULT_BUILD_TIMEOUT, DEFAULT_PROBE_TIMEOUT, EnvMarker, EnvironmentManager, MARKER_FILE,
-    ReadyEnvironment, read_marker,
+    ReadyEnvironment, environment_key, read_marker,
+};
+pub use provision::{
+    FoundUv, TOOL_MARKER, UV_STAGING_PREFIX, UvOrigin, UvProvision, ensure_uv, find_uv, provisioned_uv,
+    remove_uv_staging_leftovers, uv_staging_leftovers,
 };
 pub use requirements::{
     InstallArg, MAX_LOCK_BYTES, MAX_REQUIREMENTS_BYTES, RequirementSet, RequirementSource, requirement_lines,
+};
+pub use status::{
+    EnvState, EnvStatus, collect_unused, environment_status, environment_status_with, remove_environment,
+    unused_builds,
 };
 pub use tools::{BuildContext, set_stream_tool_output, stream_tool_output};
 
@@ -48,6 +61,22 @@ pub trait EnvironmentBackend: Send + Sync {
 
     /// Creates an empty environment at `venv` with the interpreter at `python`.
     async fn create_venv(&self, venv: &Path, python: &Path, ctx: &BuildContext) -> Result<(), EnvError>;
+
+    /// Creates an empty environment at `venv`, letting the backend itself find an
+    /// interpreter for `python` (a path, or PEP 440 specifiers such as `>=3.9`), never
+    /// downloading one. Returns `Ok(false)` when this backend cannot find interpreters
+    /// itself: the manager then probes with [`find_python`] and calls
+    /// [`Self::create_venv`]. Saves the probe's interpreter start (uv finds interpreters
+    /// without running them).
+    async fn create_venv_discovering(
+        &self,
+        venv: &Path,
+        python: &str,
+        ctx: &BuildContext,
+    ) -> Result<bool, EnvError> {
+        let _ = (venv, python, ctx);
+        Ok(false)
+    }
 
     /// Installs requirements into `venv`.
     async fn install(

@@ -75,6 +75,24 @@ impl ProcessRegistry {
     pub fn clear_stale_records(&self) -> usize {
         self.run_dir.as_deref().map_or(0, clear_stale_records)
     }
+
+    /// The record files that [`Self::clear_stale_records`] would clear now (their runtime
+    /// is gone), without touching them or any process (for `agenthub doctor`).
+    pub fn stale_records(&self) -> Vec<PathBuf> {
+        let Some(dir) = self.run_dir.as_deref() else { return Vec::new() };
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+        entries
+            .take(MAX_RECORDS)
+            .flatten()
+            .filter(|entry| {
+                entry.file_name().to_str().is_some_and(|run_id| {
+                    let owner = run_id.split('-').next().and_then(|p| p.parse::<u32>().ok());
+                    is_run_id(run_id) && owner.is_some_and(|pid| !linux::pid_alive(pid))
+                })
+            })
+            .map(|entry| entry.path())
+            .collect()
+    }
 }
 
 /// At most this many directory entries are looked at in one clean-up.

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use agenthub_core::{AgentLocation, AgentManifest, AgentRuntimeError, Config, list_installed, resolve_agent};
+use agenthub_core::{AgentLocation, AgentManifest, AgentRuntimeError, Config, resolve_agent};
 use agenthub_env::EnvMarker;
 use serde::Serialize;
 
@@ -35,6 +35,22 @@ pub struct AgentInfo {
     /// How warm workers would call it: `main`, `instance` or `oneshot`
     /// (see [`warm_dispatch`]).
     pub warm_dispatch: &'static str,
+    /// `ready`, `stale`, `broken`, `missing` or `foreign`.
+    pub environment_state: agenthub_env::EnvState,
+    /// Where it was installed from (`.agenthub-install.json`), when `agenthub install` made it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub install: Option<agenthub_core::InstallRecord>,
+    /// One example `agenthub exec` line per method, in declaration order.
+    pub examples: Vec<Example>,
+}
+
+/// An example call of one method.
+#[derive(Debug, Clone, Serialize)]
+pub struct Example {
+    /// The method.
+    pub method: String,
+    /// A command line that calls it, with placeholder values typed by the manifest.
+    pub command: String,
 }
 
 /// One line of `list_agents`.
@@ -55,6 +71,22 @@ pub struct AgentSummary {
     /// Why the manifest does not load.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// SOURCE as given to `agenthub install` (from `.agenthub-install.json`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `git` or `path`, for an installed agent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source_kind: Option<String>,
+    /// The ref asked for at install (`@ref`).
+    #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// The commit installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// `ready`, `stale`, `broken`, `missing` or `foreign`; absent when the manifest does
+    /// not load.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<agenthub_env::EnvState>,
 }
 
 /// Resolves an id or path against the configured agents root and parses its manifest.
@@ -67,39 +99,70 @@ pub fn load_agent(config: &Config, agent: &str) -> Result<LoadedAgent, AgentRunt
 /// The agent's manifest, location and environment state.
 pub fn agent_info(config: &Config, agent: &str) -> Result<AgentInfo, AgentRuntimeError> {
     let loaded = load_agent(config, agent)?;
-    let venv = config.venv_dir(&loaded.location.dir);
+    let dir = &loaded.location.dir;
+    let status = agenthub_env::environment_status(dir, &loaded.manifest, &config.environment);
+    let id = loaded.location.id.as_ref().map(ToString::to_string);
+    let target = id.clone().unwrap_or_else(|| agent.to_owned());
     Ok(AgentInfo {
-        id: loaded.location.id.as_ref().map(ToString::to_string),
-        environment: agenthub_env::read_marker(&venv),
-        warm_dispatch: warm_dispatch(config, &loaded.location.dir),
+        environment: status.marker,
+        environment_state: status.state,
+        warm_dispatch: warm_dispatch(config, dir),
+        install: agenthub_core::read_install_record(dir),
+        examples: loaded
+            .manifest
+            .methods
+            .iter()
+            .map(|(name, spec)| Example { method: name.clone(), command: example_call(&target, name, spec) })
+            .collect(),
+        id,
         path: loaded.location.dir,
         manifest: loaded.manifest,
     })
 }
 
-/// The installed agents, sorted by id; broken manifests are listed with their error.
+/// `agenthub exec AGENT METHOD key=value…` with a placeholder per required parameter (and
+/// the JSON form when one is an array or object), quoted for a POSIX shell.
+pub fn example_call(agent: &str, method: &str, spec: &agenthub_core::MethodSpec) -> String {
+    use agenthub_core::ParamType;
+    let required: Vec<(&String, ParamType)> =
+        spec.parameters.iter().filter(|(_, p)| p.required).map(|(n, p)| (n, p.param_type)).collect();
+    let mut words = vec!["agenthub".to_owned(), "exec".to_owned(), shell_quote(agent), shell_quote(method)];
+    let sample = |t: ParamType| match t {
+        ParamType::String => serde_json::json!("text"),
+        ParamType::Integer => serde_json::json!(1),
+        ParamType::Number => serde_json::json!(1.5),
+        ParamType::Boolean => serde_json::json!(true),
+        ParamType::Array => serde_json::json!([]),
+        ParamType::Object => serde_json::json!({}),
+    };
+    if required.iter().any(|(_, t)| matches!(t, ParamType::Array | ParamType::Object)) {
+        let object: serde_json::Map<String, serde_json::Value> =
+            required.iter().map(|(n, t)| ((*n).clone(), sample(*t))).collect();
+        words.push(shell_quote(&serde_json::Value::Object(object).to_string()));
+    } else {
+        for (name, t) in required {
+            let value = match sample(t) {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            words.push(shell_quote(&format!("{name}={value}")));
+        }
+    }
+    words.join(" ")
+}
+
+/// `word` as one POSIX shell word: as it is when it is plain, else in single quotes.
+fn shell_quote(word: &str) -> String {
+    let plain =
+        !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+}
+
+/// The installed agents, sorted by id, with provenance and environment state; broken
+/// manifests are listed with their error. Served from a listing cache in the home that is
+/// never stale (see `listing.rs`).
 pub fn list_agents(config: &Config) -> Vec<AgentSummary> {
-    list_installed(&config.agents_root())
-        .into_iter()
-        .map(|(id, path)| match AgentManifest::load(&path) {
-            Ok((m, _)) => AgentSummary {
-                id: id.to_string(),
-                path,
-                version: Some(m.version.clone()),
-                description: Some(m.description.clone()),
-                methods: m.method_names(),
-                error: None,
-            },
-            Err(e) => AgentSummary {
-                id: id.to_string(),
-                path,
-                version: None,
-                description: None,
-                methods: Vec::new(),
-                error: Some(e.to_string()),
-            },
-        })
-        .collect()
+    crate::listing::list_agents(config)
 }
 
 /// How warm workers would serve the agent in `dir` (what the worker bootstrap decides,

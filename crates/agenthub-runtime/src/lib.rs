@@ -14,7 +14,10 @@
 
 mod cancel;
 mod catalog;
+mod doctor;
+mod health;
 mod install;
+mod listing;
 mod outcome;
 mod ray;
 mod scaffold;
@@ -32,13 +35,22 @@ pub use agenthub_core::{
 use agenthub_core::{ExecutionMode, validate_parameters};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
 pub use agenthub_env::{EnvError, EnvironmentBackend, set_stream_tool_output};
+pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
 pub use agenthub_process::ProcessBackend;
 use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
 pub use cancel::{CALL_VAR, CallCancel};
-pub use catalog::{AgentInfo, AgentSummary, LoadedAgent, agent_info, list_agents, load_agent, warm_dispatch};
+pub use catalog::{
+    AgentInfo, AgentSummary, Example, LoadedAgent, agent_info, example_call, list_agents, load_agent,
+    warm_dispatch,
+};
+pub use doctor::{
+    DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport,
+    doctor,
+};
+pub use health::{GcError, GcReport, collect_unused_environments, environment_status, remove_environment};
 pub use install::{
     InstallError, InstallOptions, Installed, Installer, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES,
     NoProgress, Progress, Removed, STAGING_MARKER, leftover_staging,
@@ -48,6 +60,16 @@ pub use scaffold::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
 pub use validate::{
     MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,
 };
+
+/// Where uv is looked for besides `PATH` and installed when needed: `<home>/tools/uv`,
+/// per `install.provision_uv`, within the build limits.
+pub fn uv_provision(config: &Config) -> agenthub_env::UvProvision {
+    let rt = &config.runtime;
+    agenthub_env::UvProvision::new(&config.home, config.install.provision_uv).with_limits(
+        rt.build_timeout(),
+        Duration::try_from_secs_f64(rt.subprocess_timeout).unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
+    )
+}
 
 /// Which process backend to run agents with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -104,7 +126,8 @@ impl AgentRuntime {
                 Duration::try_from_secs_f64(rt.subprocess_timeout)
                     .unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
                 rt.kill_agents_with_runtime,
-            );
+            )
+            .with_uv_provision(uv_provision(&config));
         let slots = async_lock::Semaphore::new(rt.concurrency_limit());
         let processes = ProcessManager::with_run_dir(process, config.home.join("run"));
         let ray = Arc::new(ray::RayTarget::new(processes.registry(), environments.clone()));
@@ -224,10 +247,11 @@ impl AgentRuntime {
         process: ProcessBackendKind,
     ) -> Result<Self, AgentRuntimeError> {
         let rt = &config.runtime;
-        let env_backend = agenthub_env::default_backend(
+        let env_backend = agenthub_env::select_backend(
             environment.or(rt.env_backend),
             rt.use_uv,
             config.environment.dependency_cache,
+            Some(&uv_provision(&config)),
         )?;
         let process_backend = process_backend(process)?;
         Ok(Self::new(config, env_backend, process_backend))
@@ -271,6 +295,13 @@ impl AgentRuntime {
     /// The installed agents, sorted by id; broken manifests are listed with their error.
     pub fn list_agents(&self) -> Vec<AgentSummary> {
         list_agents(&self.config)
+    }
+
+    /// Makes sure the agent's environment matches its requirements (building it if
+    /// needed) and returns it.
+    pub async fn ensure_environment(&self, agent: &str) -> Result<ReadyEnvironment, AgentRuntimeError> {
+        let loaded = self.load_agent(agent)?;
+        Ok(self.environments.ensure_environment(&loaded.location.dir, &loaded.manifest).await?)
     }
 
     /// Builds the agent's environment from scratch and swaps it in; the current one stays

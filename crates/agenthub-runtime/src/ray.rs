@@ -427,7 +427,9 @@ pub(crate) fn requirements(
     let lines = match &set.source {
         RequirementSource::UvLock { project_dir } => {
             let ctx = agenthub_env::BuildContext::new(project_dir, config.runtime.build_timeout(), false);
-            agenthub_env::requirement_lines(&agenthub_env::uv_export_lock(project_dir, &ctx)?)
+            let provision = crate::uv_provision(config);
+            let uv = agenthub_env::ensure_uv(Some(&provision), "uv (needed to export uv.lock)")?;
+            agenthub_env::requirement_lines(&agenthub_env::uv_export_lock(&uv.path, project_dir, &ctx)?)
         }
         RequirementSource::RequirementsFile(_) => {
             let text = agenthub_core::read_agent_file(

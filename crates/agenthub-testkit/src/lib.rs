@@ -88,6 +88,7 @@ pub fn permissive_env_backend() -> Arc<MockEnvironmentBackend> {
     let mut env = MockEnvironmentBackend::new();
     env.expect_kind().return_const(EnvBackendKind::Uv);
     env.expect_python_executable().returning(|venv| venv.join("bin").join("python"));
+    env.expect_create_venv_discovering().returning(|_, _, _| Ok(false));
     env.expect_create_venv().returning(|venv, _, _| {
         std::fs::create_dir_all(venv.join("bin")).expect("create bin");
         std::fs::write(venv.join("bin").join("python"), "").expect("create python");

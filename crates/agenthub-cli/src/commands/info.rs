@@ -47,7 +47,17 @@ fn human(info: &AgentInfo) -> String {
         ),
         None => "not built yet (the first `agenthub exec` builds it)".to_owned(),
     };
+    let env = match info.environment_state {
+        agenthub_runtime::EnvState::Ready | agenthub_runtime::EnvState::Missing => env,
+        state => format!("{} ({env})", state.as_str()),
+    };
     let _ = writeln!(t, "environment: {env}");
+    if let Some(record) = &info.install {
+        let reference = record.requested_ref.as_deref().map(|r| format!(" @{r}")).unwrap_or_default();
+        let commit = record.commit_sha.as_deref().map(|c| format!(", commit {c}")).unwrap_or_default();
+        let _ = writeln!(t, "source:      {}{reference}{commit}", record.github_url);
+        let _ = writeln!(t, "installed:   {} as `{}`", record.installed_at, record.source);
+    }
     let warm = match info.warm_dispatch {
         "main" => "main()-replay (imported once, main() run per call)",
         "instance" => "one instance of the agent's class (runtime.worker_dispatch: instance)",
@@ -58,6 +68,12 @@ fn human(info: &AgentInfo) -> String {
     for (name, spec) in &m.methods {
         let _ = writeln!(t, "  {}", spec.signature(name));
         let _ = writeln!(t, "      {}", spec.description);
+    }
+    if !info.examples.is_empty() {
+        let _ = writeln!(t, "\nexamples:");
+        for example in &info.examples {
+            let _ = writeln!(t, "  {}", example.command);
+        }
     }
     t
 }

@@ -2,6 +2,8 @@
 
 mod batch;
 mod bench;
+mod completions;
+mod doctor;
 mod env;
 mod exec;
 mod info;
@@ -21,6 +23,9 @@ use crate::render;
 
 /// Runs the parsed command line.
 pub(crate) fn run(cli: Cli) -> ExitCode {
+    if let Command::Completions { shell } = cli.command {
+        return completions::run(shell); // needs no configuration
+    }
     let ui = crate::progress::Ui::init(cli.quiet, cli.verbose, cli.color);
     let mut config = match Config::load_from(cli.home.clone()) {
         Ok(config) => config,
@@ -61,6 +66,8 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Remove(args) => install::remove(config, &args),
         Command::Mcp(McpCommand::Serve(args)) => mcp::serve(config, &args),
         Command::Mcp(McpCommand::Config(args)) => mcp::config(&config, &args),
+        Command::Doctor { json } => doctor::run(&config, json),
+        Command::Completions { shell } => completions::run(shell),
     }
 }
 

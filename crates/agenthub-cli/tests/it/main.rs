@@ -2,6 +2,7 @@
 
 mod batch;
 mod faults;
+mod health;
 mod hostile;
 mod install;
 mod lifecycle;
@@ -168,7 +169,10 @@ fn bad_config_is_a_usage_error_naming_the_variable() {
 fn list_human_and_json() {
     let ctx = ctx_with_agent();
     let out = agenthub(&ctx).args(["list"]).output().unwrap();
-    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout), @"test/demo  0.1.0  greet, sum, fail, nap");
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout), @r"
+    AGENT      VERSION  ENV      SOURCE  METHODS
+    test/demo  0.1.0    missing  -       greet, sum, fail, nap
+    ");
     let v = json_of(&agenthub(&ctx).args(["list", "--json"]).output().unwrap());
     assert_eq!(v[0]["id"], "test/demo");
     assert_eq!(v[0]["methods"], json!(["greet", "sum", "fail", "nap"]));
@@ -209,6 +213,12 @@ fn info_human_and_json() {
           test method fail
       nap()
           test method nap
+
+    examples:
+      agenthub exec test/demo greet name=text
+      agenthub exec test/demo sum a=1
+      agenthub exec test/demo fail
+      agenthub exec test/demo nap
     "#);
     let v = json_of(&agenthub(&ctx).args(["info", "test/demo", "--json"]).output().unwrap());
     assert_eq!(v["name"], "demo");

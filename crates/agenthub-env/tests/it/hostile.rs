@@ -240,6 +240,7 @@ fn a_cold_build_does_not_block_the_async_executor() {
     let mut slow = agenthub_env::MockEnvironmentBackend::new();
     slow.expect_kind().return_const(EnvBackendKind::Uv);
     slow.expect_python_executable().returning(|venv| venv.join("bin").join("python"));
+    slow.expect_create_venv_discovering().returning(|_, _, _| Ok(false));
     slow.expect_create_venv().returning(|venv, _, _| {
         std::thread::sleep(Duration::from_millis(600));
         std::fs::create_dir_all(venv.join("bin")).unwrap();

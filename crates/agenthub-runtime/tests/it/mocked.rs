@@ -40,6 +40,7 @@ fn output(stdout: &str, status: ExitStatus, termination: Option<Termination>) ->
 fn untouched_env() -> Arc<MockEnvironmentBackend> {
     let mut env = MockEnvironmentBackend::new();
     env.expect_kind().return_const(EnvBackendKind::Uv);
+    env.expect_create_venv_discovering().returning(|_, _, _| Ok(false));
     env.expect_create_venv().never();
     env.expect_install().never();
     Arc::new(env)
@@ -110,6 +111,7 @@ fn the_environment_is_built_once_and_reused() {
     let mut env = MockEnvironmentBackend::new();
     env.expect_kind().return_const(EnvBackendKind::Pip);
     env.expect_python_executable().returning(|v| v.join("bin/python"));
+    env.expect_create_venv_discovering().returning(|_, _, _| Ok(false));
     env.expect_create_venv().times(1).returning(|venv, _, _| {
         std::fs::create_dir_all(venv.join("bin")).unwrap();
         std::fs::write(venv.join("bin/python"), "").unwrap();
@@ -135,6 +137,7 @@ fn environment_failure_is_an_environment_error_and_nothing_runs() {
     let mut env = MockEnvironmentBackend::new();
     env.expect_kind().return_const(EnvBackendKind::Uv);
     env.expect_python_executable().returning(|v| v.join("bin/python"));
+    env.expect_create_venv_discovering().returning(|_, _, _| Ok(false));
     env.expect_create_venv().returning(|_, _, _| {
         Err(agenthub_env::EnvError::CommandFailed {
             command: "uv venv".into(),

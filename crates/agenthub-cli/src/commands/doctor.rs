@@ -1,0 +1,98 @@
+//! `agenthub doctor`.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use agenthub_core::Config;
+use agenthub_runtime::{DoctorReport, EnvState, Severity, ToolReport, UvOrigin};
+
+use crate::render;
+
+pub(crate) fn run(config: &Config, json: bool) -> ExitCode {
+    let report = agenthub_runtime::doctor(config);
+    if json {
+        render::out(&format!("{}\n", serde_json::to_string(&report).unwrap_or_default()));
+    } else {
+        // Paths and tool output may hold anything: no escape sequences reach the terminal.
+        render::out(&agenthub_core::escape_control(&human(&report)));
+    }
+    if report.ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+fn tool(t: Option<&ToolReport>, what: &str) -> String {
+    match t {
+        Some(t) => {
+            let origin = match t.origin {
+                Some(UvOrigin::Provisioned) => ", installed by agenthub",
+                Some(UvOrigin::Path) => ", from PATH",
+                None => "",
+            };
+            format!("{} ({}{origin})", t.path.display(), t.version.as_deref().unwrap_or("version unknown"))
+        }
+        None => format!("not found{what}"),
+    }
+}
+
+fn human(r: &DoctorReport) -> String {
+    let mut t = String::new();
+    let h = &r.home;
+    let state = if h.exists {
+        format!(
+            "{}, {} agents{}",
+            if h.writable { "writable" } else { "NOT writable" },
+            h.agents,
+            if h.config_file { ", config.yaml" } else { "" }
+        )
+    } else {
+        "does not exist yet".to_owned()
+    };
+    let _ = writeln!(t, "home          {} ({state})", h.path.display());
+    if r.interpreters.is_empty() {
+        let _ = writeln!(t, "python        none on PATH");
+    }
+    for (i, py) in r.interpreters.iter().enumerate() {
+        let label = if i == 0 { "python" } else { "" };
+        let what = match (&py.executable, &py.version) {
+            (Some(exe), Some(v)) if exe != &py.path => {
+                format!("{} -> {} ({v})", py.path.display(), exe.display())
+            }
+            (_, Some(v)) => format!("{} ({v})", py.path.display()),
+            _ => format!("{} (does not run)", py.path.display()),
+        };
+        let _ = writeln!(t, "{label:14}{what}");
+    }
+    let _ = writeln!(t, "uv            {}", tool(r.tools.uv.as_ref(), ""));
+    let _ = writeln!(t, "pip           {}", tool(r.tools.pip.as_ref(), ""));
+    let _ = writeln!(
+        t,
+        "virtualenv    {}",
+        tool(r.tools.virtualenv.as_ref(), " (only --env-backend virtualenv needs it)")
+    );
+    let _ = writeln!(t, "git           {}", tool(r.tools.git.as_ref(), ""));
+    let count = |s: EnvState| r.environments.iter().filter(|e| e.state == s).count();
+    let _ = writeln!(
+        t,
+        "environments  {} ready, {} stale, {} broken, {} missing, {} foreign",
+        count(EnvState::Ready),
+        count(EnvState::Stale),
+        count(EnvState::Broken),
+        count(EnvState::Missing),
+        count(EnvState::Foreign)
+    );
+    let _ = writeln!(t);
+    for p in &r.problems {
+        let label = match p.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let _ = writeln!(t, "{label}: {}\n  fix: {}", p.message, p.fix);
+    }
+    let errors = r.problems.iter().filter(|p| p.severity == Severity::Error).count();
+    let warnings = r.problems.len() - errors;
+    if r.problems.is_empty() {
+        let _ = writeln!(t, "no problems found");
+    } else {
+        let _ = writeln!(t, "{errors} errors, {warnings} warnings");
+    }
+    t
+}
