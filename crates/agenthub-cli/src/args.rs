@@ -365,6 +365,9 @@ pub(crate) enum EnvCommand {
     Path {
         /// Agent id or path.
         agent: String,
+        /// Print `{"path", "state"}`.
+        #[arg(long)]
+        json: bool,
     },
     /// Remove an agent's environment: what agenthub built, nothing else.
     Remove {
@@ -391,4 +394,7 @@ pub(crate) struct EnvBuildArgs {
     /// Which tool builds the environment.
     #[arg(long, value_enum)]
     pub(crate) env_backend: Option<EnvBackendKind>,
+    /// Print `{"path", "state", "built", "seconds"}` (an error as the response object).
+    #[arg(long)]
+    pub(crate) json: bool,
 }

@@ -226,6 +226,8 @@ impl EnvironmentBackend for UvBackend {
             os("--quiet"),
             os("--no-config"),
             os("--no-python-downloads"),
+            // As in `create_venv`: the environment may move with its agent directory.
+            os("--relocatable"),
             os("--python"),
             os(python),
             venv.as_os_str(),

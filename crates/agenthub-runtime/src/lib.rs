@@ -55,7 +55,7 @@ pub use install::{
     InstallError, InstallOptions, Installed, Installer, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES,
     NoProgress, Progress, Removed, STAGING_MARKER, leftover_staging,
 };
-pub use ray::RayStatus;
+pub use ray::{RayPool, RayStatus};
 pub use scaffold::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
 pub use validate::{
     MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,

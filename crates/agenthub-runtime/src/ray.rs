@@ -48,6 +48,21 @@ pub struct RayStatus {
     pub address: Option<String>,
     /// The Python running the driver.
     pub driver_python: PathBuf,
+    /// Ray's version on the cluster's side (asked of a node); `None` when no node answered.
+    pub cluster_ray_version: Option<String>,
+    /// The actor pools of this runtime's driver, alive now.
+    pub pools: Vec<RayPool>,
+}
+
+/// One agent's actor pool on the cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RayPool {
+    /// The agent directory.
+    pub agent_dir: PathBuf,
+    /// Actors alive (or starting).
+    pub actors: u64,
+    /// Calls sent to them and not answered yet.
+    pub in_flight: u64,
 }
 
 /// One call for the cluster.
@@ -229,6 +244,8 @@ impl RayTarget {
             nodes: first["nodes"].as_u64(),
             address: first["address"].as_str().map(str::to_owned),
             driver_python: python,
+            cluster_ray_version: None,
+            pools: Vec::new(),
         };
         let waiters: Arc<Waiters> = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
@@ -244,8 +261,35 @@ impl RayTarget {
     }
 
     /// Connects (if needed) and reports what the driver found.
+    /// Connects (if needed) and reports the cluster: nodes, Ray's version on both sides, and
+    /// this runtime's actor pools.
     pub(crate) fn status(&self, config: &Config) -> Result<RayStatus, AgentRuntimeError> {
-        Ok(self.driver(config)?.status.clone())
+        let driver = self.driver(config)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        driver.waiters.lock().unwrap_or_else(PoisonError::into_inner).insert(id, tx);
+        let sent = {
+            let mut writer = driver.writer.lock().unwrap_or_else(PoisonError::into_inner);
+            writeln!(writer, "{}", json!({"type": "status", "id": id}))
+        };
+        let mut status = driver.status.clone();
+        let answer = sent.ok().and_then(|()| rx.recv_timeout(Duration::from_secs(150)).ok());
+        driver.waiters.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+        if let Some(answer) = answer {
+            status.nodes = answer["nodes"].as_u64().or(status.nodes);
+            status.cluster_ray_version = answer["cluster_ray_version"].as_str().map(str::to_owned);
+            status.pools = answer["pools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| RayPool {
+                    agent_dir: PathBuf::from(p["agent_dir"].as_str().unwrap_or_default()),
+                    actors: p["actors"].as_u64().unwrap_or(0),
+                    in_flight: p["in_flight"].as_u64().unwrap_or(0),
+                })
+                .collect();
+        }
+        Ok(status)
     }
 
     /// Runs one call on the cluster, blocking the calling thread; the output as a one-shot

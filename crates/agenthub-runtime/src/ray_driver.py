@@ -277,10 +277,27 @@ class Driver:
                 if call is not None:
                     self._stop(call, "cancelled", "the call was cancelled")
         elif kind == "status":
-            with self.lock:
-                pools = [{"agent_dir": d, "actors": len(s), "in_flight": sum(len(x["queue"]) for x in s)}
-                         for (d, _), s in self.pools.items()]
-            _send(self.channel, {"type": "status", "pools": pools, "nodes": self._nodes()})
+            # Asks a node for its Ray version (a task: it may take a worker's start), off the
+            # reading thread.
+            threading.Thread(target=self._status, args=(message.get("id"),), daemon=True).start()
+
+    def _status(self, rid):
+        ray = self.ray
+        try:
+            @ray.remote(num_cpus=0)
+            def version():
+                import ray as cluster_ray
+                return cluster_ray.__version__
+
+            cluster_version = ray.get(version.remote(), timeout=120)
+        except Exception as exc:
+            cluster_version = None
+            sys.stderr.write("agenthub Ray driver: cannot ask a node for its version: {}\n".format(_describe(exc)))
+        with self.lock:
+            pools = [{"agent_dir": d, "actors": len(s), "in_flight": sum(len(x["queue"]) for x in s)}
+                     for (d, _), s in self.pools.items()]
+        _send(self.channel, {"id": rid, "type": "status", "pools": pools, "nodes": self._nodes(),
+                             "cluster_ray_version": cluster_version})
 
     def _stop(self, call, kind, message):
         slot = call.get("slot")

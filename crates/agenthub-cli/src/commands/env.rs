@@ -30,7 +30,7 @@ pub(crate) fn run(mut config: Config, command: EnvCommand) -> ExitCode {
         EnvCommand::Create(args) => build(config, &args, Build::Create),
         EnvCommand::Sync(args) => build(config, &args, Build::Sync),
         EnvCommand::Rebuild(args) => build(config, &args, Build::Rebuild),
-        EnvCommand::Path { agent } => path(&config, &agent),
+        EnvCommand::Path { agent, json } => path(&config, &agent, json),
         EnvCommand::Remove { agent, json } => remove(&config, &agent, json),
         EnvCommand::Gc { json } => gc(&config, json),
     }
@@ -45,7 +45,7 @@ fn build(config: Config, args: &EnvBuildArgs, mode: Build) -> ExitCode {
     if !matches!(mode, Build::Rebuild) {
         let status = match agenthub_runtime::environment_status(&config, &args.agent) {
             Ok(status) => status,
-            Err(e) => return failed(e, started, false),
+            Err(e) => return failed(e, started, args.json),
         };
         let skip = match mode {
             Build::Create => !matches!(status.state, EnvState::Missing | EnvState::Broken),
@@ -56,7 +56,14 @@ fn build(config: Config, args: &EnvBuildArgs, mode: Build) -> ExitCode {
                 EnvState::Stale => " (stale: `agenthub env sync` rebuilds it)",
                 _ => "",
             };
-            render::out(&format!("{} is {}{note}\n", status.venv.display(), status.state.as_str()));
+            if args.json {
+                let object = serde_json::json!({
+                    "path": status.venv, "state": status.state.as_str(), "built": false, "seconds": started.elapsed().as_secs_f64(),
+                });
+                render::out(&format!("{object}\n"));
+            } else {
+                render::out(&format!("{} is {}{note}\n", status.venv.display(), status.state.as_str()));
+            }
             return ExitCode::SUCCESS;
         }
     }
@@ -77,16 +84,30 @@ fn build(config: Config, args: &EnvBuildArgs, mode: Build) -> ExitCode {
                 Build::Rebuild => "rebuilt",
             };
             let took = started.elapsed().as_secs_f64();
-            render::out(&format!("{verb} {} in {took:.1}s\n", env.venv.display()));
+            if args.json {
+                let object = serde_json::json!({"path": env.venv, "state": "ready", "built": env.built, "seconds": took});
+                render::out(&format!("{object}\n"));
+            } else {
+                render::out(&format!("{verb} {} in {took:.1}s\n", env.venv.display()));
+            }
             ExitCode::SUCCESS
         }
-        Err(e) => failed(e, started, false),
+        Err(e) => failed(e, started, args.json),
     }
 }
 
-fn path(config: &Config, agent: &str) -> ExitCode {
+fn path(config: &Config, agent: &str, json: bool) -> ExitCode {
     let started = Instant::now();
     match agenthub_runtime::environment_status(config, agent) {
+        Ok(status) if json => {
+            let object = serde_json::json!({"path": status.venv, "state": status.state.as_str()});
+            render::out(&format!("{object}\n"));
+            if matches!(status.state, EnvState::Ready | EnvState::Stale) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
         Ok(status) if matches!(status.state, EnvState::Ready | EnvState::Stale) => {
             if status.state == EnvState::Stale {
                 render::err("warning: the environment is stale; `agenthub env sync AGENT` rebuilds it\n");
@@ -104,7 +125,7 @@ fn path(config: &Config, agent: &str) -> ExitCode {
             render::err(&agenthub_core::escape_control(&text));
             ExitCode::from(1)
         }
-        Err(e) => failed(e, started, false),
+        Err(e) => failed(e, started, json),
     }
 }
 

@@ -24,12 +24,31 @@ pub(crate) fn run(mut config: Config, cmd: RayCommand) -> ExitCode {
         Ok(status) => {
             let nodes = status.nodes.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
             render::out(&agenthub_core::escape_control(&format!(
-                "cluster:  {} ({nodes} live node{})\nray:      {} (driver: {}, Python {})\n",
+                "cluster:  {} ({nodes} live node{})\nray:      {} here (driver: {}, Python {}), {} on the cluster\n\
+                 pools:    {}\n",
                 status.address.as_deref().unwrap_or("unknown"),
                 if status.nodes == Some(1) { "" } else { "s" },
                 status.ray_version,
                 status.driver_python.display(),
                 status.python,
+                status.cluster_ray_version.as_deref().unwrap_or("unknown"),
+                if status.pools.is_empty() {
+                    "none (pools live as long as the runtime that made them)".to_owned()
+                } else {
+                    status
+                        .pools
+                        .iter()
+                        .map(|p| {
+                            format!(
+                                "{} ({} actors, {} in flight)",
+                                p.agent_dir.display(),
+                                p.actors,
+                                p.in_flight
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
             )));
             ExitCode::SUCCESS
         }

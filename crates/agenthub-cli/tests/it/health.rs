@@ -99,6 +99,14 @@ fn env_create_sync_path_and_remove() {
     assert_eq!(redact(&ctx, &out.stdout), "[HOME]/agents/test/envy/.venv\n");
     let venv = PathBuf::from(text(&out.stdout).trim());
     assert!(venv.join("bin/python").exists());
+    let v = json_of(&run(&ctx, &["env", "path", "test/envy", "--json"]));
+    assert_eq!(v["state"], "ready");
+    assert_eq!(redact(&ctx, v["path"].as_str().unwrap().as_bytes()), "[HOME]/agents/test/envy/.venv");
+    let v = json_of(&run(&ctx, &["env", "sync", "test/envy", "--json"]));
+    assert_eq!((v["state"].as_str(), v["built"].as_bool()), (Some("ready"), Some(false)), "{v}");
+    let v = json_of(&run(&ctx, &["env", "rebuild", "test/envy", "--json"]));
+    assert_eq!((v["state"].as_str(), v["built"].as_bool()), (Some("ready"), Some(true)), "{v}");
+    let first = builds(&dir);
 
     // A changed requirement makes it stale: sync rebuilds, create does not.
     let manifest = dir.join("agent.yaml");

@@ -199,6 +199,8 @@ fn inside_the_namespace() {
     let status = json_of(&agenthub(&ctx, &cluster, &["ray", "status", "--json"]));
     assert_eq!(status["nodes"], 1, "{status}");
     assert!(status["ray_version"].as_str().is_some_and(|v| !v.is_empty()), "{status}");
+    assert_eq!(status["cluster_ray_version"], status["ray_version"], "{status}");
+    assert_eq!(status["pools"], json!([]), "{status}");
 
     // The conformance call cases give the responses they give locally.
     install_hello(&ctx);
