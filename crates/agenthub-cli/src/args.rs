@@ -9,6 +9,46 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "agenthub", version, about, propagate_version = true)]
 pub(crate) struct Cli {
+    #[command(flatten)]
+    pub(crate) globals: Globals,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// `agenthub exec …` alone: what the one-shot path parses, so that a call does not build
+/// the whole command tree (every subcommand's arguments) first. Anything it does not take
+/// as an `exec` call — help, a typo, another command — is parsed again by [`Cli`], which
+/// says the same as always.
+#[derive(Debug, Parser)]
+#[command(name = "agenthub")]
+struct ExecCli {
+    #[command(flatten)]
+    globals: Globals,
+    #[command(subcommand)]
+    command: ExecOnly,
+}
+
+#[derive(Debug, Subcommand)]
+enum ExecOnly {
+    Exec(ExecArgs),
+}
+
+impl Cli {
+    /// Parses the process's arguments (exits with clap's message on a usage error).
+    pub(crate) fn parse_args() -> Self {
+        let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if argv.iter().skip(1).any(|a| a == "exec")
+            && let Ok(ExecCli { globals, command: ExecOnly::Exec(args) }) = ExecCli::try_parse_from(&argv)
+        {
+            return Self { globals, command: Command::Exec(args) };
+        }
+        Self::parse_from(argv)
+    }
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args)]
+pub(crate) struct Globals {
     /// Home directory (default: $`AGENTHUB_HOME`, else ~/.agenthub).
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) home: Option<PathBuf>,
@@ -21,8 +61,6 @@ pub(crate) struct Cli {
     /// Colour and progress drawing on stderr: auto (a terminal without `NO_COLOR`), always or never.
     #[arg(long, global = true, value_enum, default_value = "auto", value_name = "WHEN")]
     pub(crate) color: ColorChoice,
-    #[command(subcommand)]
-    pub(crate) command: Command,
 }
 
 /// `--color`.

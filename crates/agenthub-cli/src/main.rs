@@ -8,10 +8,8 @@ mod signals;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = args::Cli::parse();
+    let cli = args::Cli::parse_args();
     let code = commands::run(cli);
     match signals::received() {
         Some(signal) => ExitCode::from(u8::try_from(signals::exit_status(signal)).unwrap_or(1)),

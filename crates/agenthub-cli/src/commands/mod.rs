@@ -26,8 +26,9 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
     if let Command::Completions { shell } = cli.command {
         return completions::run(shell); // needs no configuration
     }
-    let ui = crate::progress::Ui::init(cli.quiet, cli.verbose, cli.color);
-    let mut config = match Config::load_from(cli.home.clone()) {
+    let globals = &cli.globals;
+    let ui = crate::progress::Ui::init(globals.quiet, globals.verbose, globals.color);
+    let mut config = match Config::load_from(globals.home.clone()) {
         Ok(config) => config,
         Err(e) => return usage_error(&e),
     };
