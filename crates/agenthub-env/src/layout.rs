@@ -280,20 +280,26 @@ impl Layout {
         }
     }
 
+    /// Builds of ours that `<venv>` does not point at (in a marked builds directory).
+    fn superseded_builds(&self) -> Vec<PathBuf> {
+        let current = self.current_build();
+        if !is_marked(&self.builds) {
+            return Vec::new();
+        }
+        let Ok(entries) = std::fs::read_dir(&self.builds) else { return Vec::new() };
+        entries
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| Some(path) != current.as_ref() && self.owns_build(path))
+            .collect()
+    }
+
     /// What [`Self::collect_unused`] would remove now, without removing it.
     pub(crate) fn unused_builds(&self) -> Freed {
         let mut found = Freed::default();
-        let current = self.current_build();
-        if is_marked(&self.builds)
-            && let Ok(entries) = std::fs::read_dir(&self.builds)
-        {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if Some(&path) != current.as_ref() && self.owns_build(&path) {
-                    found.bytes += unshared_bytes(&path, 0);
-                    found.removed.push(path);
-                }
-            }
+        for path in self.superseded_builds() {
+            found.bytes += unshared_bytes(&path, 0);
+            found.removed.push(path);
         }
         found.removed.extend(self.swap_leftovers());
         found
@@ -308,16 +314,8 @@ impl Layout {
         }
         let Some(lock) = self.try_lock()? else { return Ok(None) };
         let mut freed = Freed::default();
-        let current = self.current_build();
-        if is_marked(&self.builds)
-            && let Ok(entries) = std::fs::read_dir(&self.builds)
-        {
-            for entry in entries.flatten() {
-                let path = entry.path();
-                if Some(&path) != current.as_ref() && self.owns_build(&path) {
-                    remove_tree(&path, &mut freed);
-                }
-            }
+        for path in self.superseded_builds() {
+            remove_tree(&path, &mut freed);
         }
         for leftover in self.swap_leftovers() {
             if std::fs::remove_file(&leftover).is_ok() {

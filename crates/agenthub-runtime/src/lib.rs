@@ -195,17 +195,8 @@ impl AgentRuntime {
                 self.progress.notice(&format!(
                     "{id} is not installed: installing it from {url} (first use; turn this off with install.auto_install: false)"
                 ));
-                let (tx, rx) = futures_channel::oneshot::channel();
-                std::thread::Builder::new()
-                    .name("agenthub-install".to_owned())
-                    .spawn(move || {
-                        let _ = tx.send(installer.install_missing(&id));
-                    })
-                    .map_err(|e| AgentRuntimeError::NotRun {
-                        message: format!("cannot start the install thread: {e}"),
-                        suggestion: "Retry; the system is short of threads".to_owned(),
-                    })?;
-                match rx.await.unwrap_or(Err(InstallError::Cancelled)) {
+                let installed = on_thread("agenthub-install", move || installer.install_missing(&id)).await?;
+                match installed.unwrap_or(Err(InstallError::Cancelled)) {
                     Ok(_) => self.load_agent(agent),
                     // Nothing to fetch there: the agent is still not found, now with why.
                     Err(
@@ -315,14 +306,14 @@ impl AgentRuntime {
     pub async fn execute_agent(&self, agent: &str, method: &str, params: Params) -> ExecutionResponse {
         let started = Instant::now();
         match self.load_or_install(agent).await {
-            Ok(loaded) => self.execute_loaded_since(&loaded, method, params, started).await,
+            Ok(loaded) => self.execute_loaded_since(&loaded, method, params, started, None).await,
             Err(err) => ExecutionResponse::failed(err, started.elapsed()),
         }
     }
 
     /// Runs `method` of an already loaded agent.
     pub async fn execute(&self, agent: &LoadedAgent, method: &str, params: Params) -> ExecutionResponse {
-        self.execute_loaded_since(agent, method, params, Instant::now()).await
+        self.execute_loaded_since(agent, method, params, Instant::now(), None).await
     }
 
     /// [`Self::execute`] that `cancel` can stop from another thread: a call cancelled before
@@ -336,14 +327,7 @@ impl AgentRuntime {
         params: Params,
         cancel: &CallCancel,
     ) -> ExecutionResponse {
-        let started = Instant::now();
-        match self.run(agent, method, params, Some(cancel)).await {
-            Ok(mut response) => {
-                response.execution_time = started.elapsed();
-                response
-            }
-            Err(err) => ExecutionResponse::failed(err, started.elapsed()),
-        }
+        self.execute_loaded_since(agent, method, params, Instant::now(), Some(cancel)).await
     }
 
     /// [`Self::execute_cancellable`] on the calling thread, for the std process backend.
@@ -401,19 +385,7 @@ impl AgentRuntime {
             return self.pools.prestart(&call);
         }
         let pools = Arc::clone(&self.pools);
-        let (tx, rx) = futures_channel::oneshot::channel();
-        std::thread::Builder::new()
-            .name("agenthub-prestart".to_owned())
-            .spawn(move || {
-                let started = pools.prestart(&call);
-                drop(pools);
-                let _ = tx.send(started);
-            })
-            .map_err(|e| AgentRuntimeError::NotRun {
-                message: format!("Could not start a thread to start workers: {e}"),
-                suggestion: "Check the process's thread limit (ulimit -u)".to_owned(),
-            })?;
-        rx.await.unwrap_or(Ok(0))
+        on_thread("agenthub-prestart", move || pools.prestart(&call)).await?.unwrap_or(Ok(0))
     }
 
     /// [`Self::prestart_workers`] on the calling thread.
@@ -534,18 +506,8 @@ impl AgentRuntime {
         &self,
         call: ray::RayCall,
     ) -> Result<agenthub_process::ProcessOutput, AgentRuntimeError> {
-        let (tx, rx) = futures_channel::oneshot::channel();
         let (target, config) = (Arc::clone(&self.ray), self.config.clone());
-        std::thread::Builder::new()
-            .name("agenthub-ray-call".to_owned())
-            .spawn(move || {
-                let _ = tx.send(target.call(&config, &call));
-            })
-            .map_err(|e| AgentRuntimeError::NotRun {
-                message: format!("Could not start a thread for the call: {e}"),
-                suggestion: "Retry; the system is short of threads".to_owned(),
-            })?;
-        rx.await.unwrap_or_else(|_| {
+        on_thread("agenthub-ray-call", move || target.call(&config, &call)).await?.unwrap_or_else(|| {
             Err(AgentRuntimeError::Execution {
                 message: "The Ray call's thread ended without an answer".to_owned(),
                 return_code: None,
@@ -561,8 +523,9 @@ impl AgentRuntime {
         method: &str,
         params: Params,
         started: Instant,
+        cancel: Option<&CallCancel>,
     ) -> ExecutionResponse {
-        match self.run(agent, method, params, None).await {
+        match self.run(agent, method, params, cancel).await {
             Ok(mut response) => {
                 response.execution_time = started.elapsed();
                 response
@@ -685,6 +648,25 @@ fn cancelled() -> AgentRuntimeError {
         signal: None,
         stderr: None,
     }
+}
+
+/// Runs `work` on a thread of its own and waits for it without blocking the executor:
+/// `Ok(None)` when the thread ended without an answer (it panicked).
+async fn on_thread<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<Option<T>, AgentRuntimeError> {
+    let (tx, rx) = futures_channel::oneshot::channel();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            let _ = tx.send(work());
+        })
+        .map_err(|e| AgentRuntimeError::NotRun {
+            message: format!("Could not start a thread ({name}): {e}"),
+            suggestion: "Retry; the process is short of threads (see ulimit -u)".to_owned(),
+        })?;
+    Ok(rx.await.ok())
 }
 
 /// A one-shot call passes the request as one argument, which Linux bounds. `warm_fallback`:
