@@ -14,10 +14,29 @@ import os
 import sys
 import traceback
 
+# Private references to everything the serving loop uses, taken before the agent is
+# imported: an agent that patches `json.dumps`, `os.chdir` or a builtin changes what its
+# own code sees, never the protocol. (Names bound here shadow the builtins module.)
+from builtins import (  # noqa: E402
+    BaseException, ChildProcessError, Exception, KeyboardInterrupt, OSError, SystemExit, ValueError,
+    bool, callable, dict, getattr, int, isinstance, len, list, print, str, type,
+)
+
+_encode = json.JSONEncoder().encode  # json.dumps' defaults: ensure_ascii, NaN bare
+_decode = json.JSONDecoder().decode
+_TextIOWrapper, _BytesIO = io.TextIOWrapper, io.BytesIO
+_format_exception = traceback.format_exception
+_os_exit, _getpid, _getcwd, _chdir, _kill, _waitpid, _waitid = (
+    os._exit, os.getpid, os.getcwd, os.chdir, os.kill, os.waitpid, os.waitid)
+_listdir, _os_open, _os_read, _os_close = os.listdir, os.open, os.read, os.close
+_ENVIRON = os.environ
+_monotonic = __import__("time").monotonic
+_sleep = __import__("time").sleep
+
 
 def _send(channel, message):
     # ensure_ascii (the default) keeps every line pure ASCII; json escapes newlines.
-    channel.write(json.dumps(message).encode("ascii") + b"\n")
+    channel.write(_encode(message).encode("ascii") + b"\n")
     channel.flush()
 
 
@@ -40,7 +59,14 @@ def _print_exc(exc):
     while tb and (tb.tb_frame.f_code.co_filename == "<string>"
                   or tb.tb_frame.f_code.co_filename.startswith("<frozen importlib")):
         tb = tb.tb_next
-    traceback.print_exception(type(exc), exc, tb)
+    try:
+        text = "".join(_format_exception(type(exc), exc, tb))
+    except BaseException:  # the agent broke traceback formatting: the one line left
+        text = _describe(exc) + "\n"
+    try:
+        sys.stderr.write(text)
+    except BaseException:
+        pass
 
 
 def _exit_status(code):
@@ -176,12 +202,119 @@ def _prepare(agent_dir, requested, methods):
     return "main", target, form, None
 
 
+def _become_subreaper():
+    # PR_SET_CHILD_SUBREAPER: a process that a call started and that daemonized (double
+    # fork, setsid) is re-parented to the worker, not to init, so the sweep after the call
+    # still finds it. Without ctypes the sweep sees only what stays below the worker.
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def _start_time(pid):
+    # Field 22 of /proc/<pid>/stat (after the parenthesised name): with the pid, an identity
+    # that a reused pid does not share. None when the process is gone.
+    try:
+        fd = _os_open("/proc/{}/stat".format(pid), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            data = _os_read(fd, 4096)
+        finally:
+            _os_close(fd)
+        return int(data[data.rindex(b")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children():
+    """{pid: start time} of this process's children (living or not yet reaped)."""
+    me = _getpid()
+    try:  # the cheap question first: one system call when there are none
+        _waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return {}
+    except OSError:
+        pass
+    found = {}
+    try:
+        entries = _listdir("/proc")
+    except OSError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            fd = _os_open("/proc/" + entry + "/stat", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                data = _os_read(fd, 4096)
+            finally:
+                _os_close(fd)
+            fields = data[data.rindex(b")") + 2:].split()
+            if int(fields[1]) == me:
+                found[int(entry)] = int(fields[19])
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def _end_strays(kept):
+    """Kills and reaps every child not in `kept` (the children the import left), and what
+    they leave behind (re-parented here), in bounded rounds. Returns how many."""
+    ended = 0
+    deadline = _monotonic() + 2.0
+    for _ in range(64):
+        strays = [pid for pid, start in _children().items() if kept.get(pid) != start]
+        if not strays:
+            break
+        for pid in strays:  # unreaped children of ours: their pids cannot be reused yet
+            try:
+                _kill(pid, 9)
+            except OSError:
+                pass
+        for pid in strays:
+            while True:
+                try:
+                    done, _status = _waitpid(pid, os.WNOHANG)
+                except ChildProcessError:  # reaped by the agent's own code meanwhile
+                    break
+                if done or _monotonic() > deadline:
+                    break
+                _sleep(0.001)
+            ended += 1
+        if _monotonic() > deadline:
+            break
+    return ended
+
+
+def _restore_environ(saved):
+    """os.environ (and the C environment that children inherit) as `saved` had it."""
+    if os.environ is not _ENVIRON:
+        os.environ = _ENVIRON
+    data = getattr(_ENVIRON, "_data", None)
+    if data is not None and data == saved[0]:
+        return
+    now = dict(_ENVIRON)
+    for key in now:
+        if key not in saved[1]:
+            del _ENVIRON[key]
+    for key, value in saved[1].items():
+        if now.get(key) != value:
+            _ENVIRON[key] = value
+
+
+def _snapshot_environ():
+    data = getattr(_ENVIRON, "_data", None)
+    return (dict(data) if data is not None else None, dict(_ENVIRON))
+
+
 # The output cap of a call (bytes; 0 = none) and where to say that it was hit.
 _LIMIT = [0]
-_CURRENT = [None, None]  # channel, request id
+_CURRENT = [None, None, None]  # channel, request id, the call's sink
 
 
-class _Sink(io.BytesIO):
+class _Sink(_BytesIO):
     def close(self):  # an agent closing sys.stdout must not lose what it printed
         pass
 
@@ -190,23 +323,56 @@ class _Sink(io.BytesIO):
         if _LIMIT[0] and self.tell() > _LIMIT[0]:
             # Over the cap, as one-shot output would be: say so and leave at once (the
             # runtime replaces this worker); nothing more is buffered.
-            channel, rid = _CURRENT
+            channel, rid = _CURRENT[0], _CURRENT[1]
             try:
                 sys.__stderr__.flush()
             except Exception:
                 pass
             if channel is not None:
                 _send(channel, {"id": rid, "stdout": "", "exit_code": 1, "stdout_limit": True})
-            os._exit(1)
+            _os_exit(1)
         return n
+
+
+def _printed(sink):
+    # The runtime reads one-shot stdout as UTF-8, lossily; decoding here the same way also
+    # keeps lone surrogates (which serde_json rejects) out of the response.
+    return sink.getvalue().decode("utf-8", "replace")
+
+
+def _exit_in_call(status):
+    """os._exit during a call: the output so far is answered, as a one-shot process's
+    unbuffered stdout would have reached its reader, then the worker exits (and is
+    replaced)."""
+    channel, rid, sink = _CURRENT
+    if (channel is not None and sink is not None and isinstance(status, int)
+            and _getpid() == _CURRENT_PID[0]):
+        try:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            _send(channel, {"id": rid, "stdout": _printed(sink), "exit_code": status & 0xFF, "exiting": True})
+        except BaseException:
+            pass
+    _os_exit(status)  # as the real one: a TypeError for a status that is not an int
+
+
+_CURRENT_PID = [None]  # the worker's pid: a forked child's os._exit is its own business
 
 
 def _call(dispatch, target, form, request):
     """Runs one call; returns (stdout text, exit code) as a one-shot process would give."""
     sink = _Sink()
     encoding, errors = _codec(sys.stdout)  # as the agent left stdout at import
-    sys.stdout = io.TextIOWrapper(sink, encoding=encoding, errors=errors, write_through=True)
+    sys.stdout = _TextIOWrapper(sink, encoding=encoding, errors=errors, write_through=True)
     reply, code = "", 0
+    _CURRENT[2] = sink
+    posix = sys.modules.get("posix")
+    os._exit = _exit_in_call
+    if posix is not None:
+        posix._exit = _exit_in_call
     try:
         if dispatch == "main":
             sys.argv = ["agent.py", request["request"]]
@@ -219,8 +385,8 @@ def _call(dispatch, target, form, request):
 
                 asyncio.run(target())
         else:
-            value = getattr(target, request["method"])(**json.loads(request["request"])["parameters"])
-            reply = json.dumps({"result": value}) + "\n"  # defaults: NaN passes as in one-shot
+            value = getattr(target, request["method"])(**_decode(request["request"])["parameters"])
+            reply = _encode({"result": value}) + "\n"  # defaults: NaN passes as in one-shot
     except SystemExit as exc:
         code = _exit_status(exc.code)
     except KeyboardInterrupt:
@@ -229,15 +395,18 @@ def _call(dispatch, target, form, request):
         _print_exc(exc)
         code = 1
         if dispatch == "instance":  # as the example agents' main() report a failure
-            reply = json.dumps({"error": _describe(exc)}) + "\n"
+            reply = _encode({"error": _describe(exc)}) + "\n"
+    finally:
+        os._exit = _os_exit
+        if posix is not None:
+            posix._exit = _os_exit
+        _CURRENT[2] = None
     for stream in (sys.stdout, sys.stderr):  # the interpreter flushes these at exit
         try:
             stream.flush()
         except Exception:
             pass
-    # The runtime reads one-shot stdout as UTF-8, lossily; decoding here the same way also
-    # keeps lone surrogates (which serde_json rejects) out of the response.
-    printed = sink.getvalue().decode("utf-8", "replace")
+    printed = _printed(sink)
     if printed and reply and not printed.endswith("\n"):
         printed += "\n"
     return printed + reply, code
@@ -246,7 +415,7 @@ def _call(dispatch, target, form, request):
 def _parse(line):
     """(id or None, request or None, why the request is bad)."""
     try:
-        request = json.loads(line)
+        request = _decode(line.decode("utf-8"))
     except Exception as exc:
         return None, None, "request is not JSON: " + _describe(exc)
     if not isinstance(request, dict):
@@ -308,7 +477,8 @@ def _serve(argv):
         del sys.path[0]
     sys.path.insert(0, agent_dir)
     sys.argv = ["agent.py"]
-    ready = {"type": "ready", "pid": os.getpid(), "python": sys.version.split()[0]}
+    _become_subreaper()
+    ready = {"type": "ready", "pid": _getpid(), "python": sys.version.split()[0]}
     try:
         dispatch, target, form, reason = _prepare(agent_dir, requested, methods)
     except KeyboardInterrupt:
@@ -331,7 +501,10 @@ def _serve(argv):
     # The state every call starts from, restored after each: as the import left it.
     streams = (sys.stdin, sys.stdout, sys.stderr)
     argv, path_list, path = list(sys.argv), sys.path, list(sys.path)
-    cwd, pid = os.getcwd(), os.getpid()
+    cwd, pid = _getcwd(), _getpid()
+    _CURRENT_PID[0] = pid
+    environ = _snapshot_environ()
+    kept = _children()  # processes the import started may stay; a call's may not
     while True:
         line = channel_in.readline()
         if not line:
@@ -344,12 +517,14 @@ def _serve(argv):
             continue
         _CURRENT[0], _CURRENT[1] = channel, rid
         stdout, code = _call(dispatch, target, form, request)
-        if os.getpid() != pid:  # a forked child returned from the call: it is no worker;
+        if _getpid() != pid:  # a forked child returned from the call: it is no worker;
             try:  # what it printed goes to stderr rather than nowhere
                 streams[2].write(stdout)
                 streams[2].flush()
             finally:
-                os._exit(code)
+                _os_exit(code)
+        # What the call started and left running ends with it, as in one-shot.
+        _end_strays(kept)
         sys.stdin, sys.stdout, sys.stderr = streams
         for stream in (sys.stdout, sys.stderr):  # the call's stderr reaches the runtime first
             try:
@@ -360,8 +535,9 @@ def _serve(argv):
         if sys.path is not path_list or sys.path != path:
             path_list[:] = path
             sys.path = path_list
+        _restore_environ(environ)
         try:
-            os.chdir(cwd)
+            _chdir(cwd)
         except OSError as exc:  # e.g. the agent directory was removed: answer, then quit
             print("agenthub worker: cannot return to {}: {}".format(cwd, exc), file=sys.stderr)
             sys.stderr.flush()

@@ -544,7 +544,8 @@ impl Pools {
                     } else {
                         output.stdout = stdout;
                     }
-                    true
+                    // `os._exit` in the call: the worker answered and is leaving.
+                    answer["exiting"] != Json::Bool(true)
                 } else {
                     // Out of turn (something in the worker wrote to its channel) or refused:
                     // the channel cannot be trusted any more; the worker is replaced.

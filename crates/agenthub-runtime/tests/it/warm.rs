@@ -9,6 +9,8 @@ use agenthub_runtime::{AgentRuntime, EnvBackendKind, ProcessBackendKind};
 use agenthub_testkit::{TestContext, survivors};
 use serde_json::{Map, Value as Json, json};
 
+mod hostile;
+
 /// The hazards, one method each, in one agent that follows the agentplug convention
 /// (`main()` reads `sys.argv[1]`, prints one JSON object).
 const HAZARDS: &str = r#"
