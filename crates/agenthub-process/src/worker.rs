@@ -213,7 +213,11 @@ impl Worker {
         let mut scanned = 0;
         loop {
             if let Some(end) = self.pending[scanned..].iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.pending.drain(..=scanned + end).collect();
+                // The buffer itself becomes the line (no copy of a long reply), and what
+                // follows the newline, if anything, a new buffer: nothing a long reply made
+                // the buffer grow to stays allocated once the caller drops the line.
+                let rest = self.pending.split_off(scanned + end + 1);
+                let mut line = std::mem::replace(&mut self.pending, rest);
                 line.pop();
                 return Ok(Received::Line(line));
             }

@@ -84,7 +84,7 @@ def _actor_class(ray):
                 sys.path.insert(0, self.dir)
             sys.argv = ["agent.py"]
             self.dispatch, self.target, self.form, self.reason = namespace["_prepare"](self.dir, dispatch, methods)
-            self.state = (list(sys.argv), list(sys.path))
+            self.state = (list(sys.argv), list(sys.path), namespace["_snapshot_environ"]())
 
         def describe(self):
             return {"dispatch": self.dispatch, "reason": self.reason, "pid": os.getpid()}
@@ -109,6 +109,7 @@ def _actor_class(ray):
                 sys.stderr = saved
                 sys.argv = list(self.state[0])
                 sys.path[:] = self.state[1]
+                self.b["_restore_environ"](self.state[2])
                 try:
                     os.chdir(self.dir)
                 except OSError:

@@ -8,6 +8,7 @@ mod install;
 mod lifecycle;
 mod mcp;
 mod ray;
+mod worker_memory;
 
 use agenthub_core::ParamType;
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};
