@@ -418,12 +418,34 @@ fn manifest_is_contained(dir: &Path) -> bool {
     })
 }
 
+/// The cache's directory, opened without following a symlink in its place (a symlink or
+/// anything else there means no cache: it is neither read through nor written through).
+fn open_cache_dir(dir: &Path) -> Option<File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(dir)
+        .ok()
+}
+
+/// `openat(dir, name, flags)` as a `File`.
+fn open_in(dir: &File, name: &str, flags: i32) -> Option<File> {
+    use std::os::fd::FromRawFd as _;
+    let name = CString::new(name).ok()?;
+    // SAFETY: `dir` is an open directory, `name` a valid C string; mode matters only with
+    // O_CREAT, where it is a valid mode.
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+    // SAFETY: a successful openat returns a new descriptor that only this File owns.
+    (fd >= 0).then(|| unsafe { File::from_raw_fd(fd) })
+}
+
 fn read_cache(path: &Path) -> CacheFile {
     use std::io::Read as _;
-    let Ok(file) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return CacheFile::default();
+    };
+    let Some(file) =
+        open_cache_dir(dir).and_then(|d| open_in(&d, name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK))
     else {
         return CacheFile::default();
     };
@@ -437,20 +459,27 @@ fn read_cache(path: &Path) -> CacheFile {
     serde_json::from_slice(&bytes).unwrap_or_default()
 }
 
+/// Writes the cache beside itself and renames it into place, both relative to the cache
+/// directory's descriptor: a symlink in the place of `<home>/cache` (or one swapped in
+/// meanwhile) is never written through.
 fn write_cache(path: &Path, cache: &CacheFile) {
-    let Some(dir) = path.parent() else { return };
-    if std::fs::create_dir_all(dir).is_err() {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else { return };
+    if let Err(e) = std::fs::create_dir(dir)
+        && e.kind() != std::io::ErrorKind::AlreadyExists
+        && std::fs::create_dir_all(dir).is_err()
+    {
         return;
     }
+    let Some(dir) = open_cache_dir(dir) else { return };
     let Ok(bytes) = serde_json::to_vec(cache) else { return };
-    let tmp = dir.join(format!(".{CACHE_FILE}.{}.tmp", std::process::id()));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(&bytes));
-    if written.is_err() || std::fs::rename(&tmp, path).is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    let tmp = format!(".{name}.{}.tmp", std::process::id());
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
+    let written = open_in(&dir, &tmp, flags).is_some_and(|mut f| f.write_all(&bytes).is_ok());
+    let (Ok(tmp_c), Ok(name_c)) = (CString::new(tmp.as_str()), CString::new(name)) else { return };
+    let fd = dir.as_raw_fd();
+    // SAFETY: `fd` is an open directory and both names are valid C strings.
+    if !written || unsafe { libc::renameat(fd, tmp_c.as_ptr(), fd, name_c.as_ptr()) } != 0 {
+        // SAFETY: as above; removes only the temporary name this process created.
+        unsafe { libc::unlinkat(fd, tmp_c.as_ptr(), 0) };
     }
 }

@@ -479,6 +479,24 @@ fn a_corrupt_or_hostile_listing_cache_is_ignored() {
     assert_eq!(json_of(&out), expected);
 }
 
+#[test]
+fn a_symlinked_cache_directory_is_neither_read_nor_written_through() {
+    let ctx = TestContext::new();
+    ctx.install(&TestAgent::new("one").method(TestMethod::new("hi")));
+    let elsewhere = tempfile::tempdir().unwrap();
+    let victim = elsewhere.path().join("list-v1.json");
+    std::fs::write(&victim, "the user's own file").unwrap();
+    std::os::unix::fs::symlink(elsewhere.path(), ctx.home().join("cache")).unwrap();
+    let out = run(&ctx, &["list", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json_of(&out)[0]["id"], "test/one", "{}", text(&out.stdout));
+    // Run twice: a second `list` would read a cache written through the link.
+    assert_eq!(json_of(&run(&ctx, &["list", "--json"]))[0]["id"], "test/one");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "the user's own file");
+    let names: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(names, ["list-v1.json"], "something was written through the symlink");
+}
+
 fn staging_leftovers(tools: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(tools)
         .unwrap()
