@@ -35,7 +35,13 @@ impl ProcessRegistry {
             // start time or a boot id the record is only good for the run-id sweep.
             let start = linux::start_time(pid).map_or_else(|| "-".to_owned(), |t| t.to_string());
             let record = format!("{pid} {start} {}\n", linux::boot_id().unwrap_or("-"));
-            let write = || std::fs::write(dir.join(run_id), &record);
+            let write = || {
+                // Never through a symlink in the run directory's place (ours is a directory).
+                if !is_real_dir(dir) {
+                    return Err(std::io::Error::other("not a directory"));
+                }
+                std::fs::write(dir.join(run_id), &record)
+            };
             if write().is_err() && std::fs::create_dir_all(dir).is_ok() {
                 let _ = write();
             }
@@ -159,7 +165,15 @@ fn read_record(path: &Path) -> Option<String> {
     Some(text)
 }
 
+/// Whether `dir` is a directory itself, not a symlink to one.
+fn is_real_dir(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir())
+}
+
 fn clear_stale_records(dir: &Path) -> usize {
+    if !is_real_dir(dir) {
+        return 0; // a symlink in its place is not ours to sweep through
+    }
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut cleared = 0;
     for entry in entries.take(MAX_RECORDS).flatten() {
@@ -212,5 +226,26 @@ mod tests {
         for bad in ["", "123", "a-b-c", "1--2", "../1-2-3", "1-2-3-4"] {
             assert!(!is_run_id(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_symlinked_run_directory_is_neither_swept_nor_written_through() {
+        let home = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        // Named like a record of a runtime that is gone (pid 0 is never a live process).
+        let victim = elsewhere.path().join("999999999-0-1");
+        std::fs::write(&victim, "not a record").unwrap();
+        let run = home.path().join("run");
+        std::os::unix::fs::symlink(elsewhere.path(), &run).unwrap();
+        let registry = ProcessRegistry::with_run_dir(run.clone());
+        assert_eq!(registry.clear_stale_records(), 0);
+        assert!(victim.exists(), "a file was removed through the symlink");
+        registry.register(std::process::id(), "1-2-3", true);
+        assert!(!elsewhere.path().join("1-2-3").exists(), "a record was written through the symlink");
+        // A real directory is swept as before.
+        std::fs::remove_file(&run).unwrap();
+        std::fs::create_dir(&run).unwrap();
+        std::fs::write(run.join("999999999-0-1"), "not a record").unwrap();
+        assert_eq!(ProcessRegistry::with_run_dir(run.clone()).clear_stale_records(), 1);
     }
 }
