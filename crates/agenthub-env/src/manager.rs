@@ -89,6 +89,7 @@ pub struct EnvironmentManager {
     probe_timeout: Duration,
     die_with_parent: bool,
     uv_provision: Option<UvProvision>,
+    registry: Option<std::sync::Arc<agenthub_process::ProcessRegistry>>,
 }
 
 impl std::fmt::Debug for EnvironmentManager {
@@ -111,7 +112,19 @@ impl EnvironmentManager {
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
             die_with_parent: false,
             uv_provision: None,
+            registry: None,
         }
+    }
+
+    /// Records installer runs in `registry` (the runtime's, with its run directory), so that
+    /// the tools of a build interrupted by this process's death are swept like its agents.
+    #[must_use]
+    pub fn with_process_registry(
+        mut self,
+        registry: std::sync::Arc<agenthub_process::ProcessRegistry>,
+    ) -> Self {
+        self.registry = Some(registry);
+        self
     }
 
     /// Where uv is looked for besides `PATH`, and installed when it is needed (an agent
@@ -165,7 +178,8 @@ impl EnvironmentManager {
         }
         let args = requirements.iter().map(|r| InstallArg::parse(r)).collect::<Result<Vec<_>, _>>()?;
         let cwd = venv.parent().unwrap_or(Path::new("/"));
-        let ctx = BuildContext::new(cwd, self.build_timeout, self.die_with_parent);
+        let mut ctx = BuildContext::new(cwd, self.build_timeout, self.die_with_parent);
+        ctx.registry.clone_from(&self.registry);
         self.backend.install(venv, &args, &ctx).await
     }
 
@@ -254,7 +268,8 @@ impl EnvironmentManager {
         plan: &BuildPlan,
         force: bool,
     ) -> Result<ReadyEnvironment, EnvError> {
-        let ctx = BuildContext::new(&layout.agent_dir, self.build_timeout, self.die_with_parent);
+        let mut ctx = BuildContext::new(&layout.agent_dir, self.build_timeout, self.die_with_parent);
+        ctx.registry.clone_from(&self.registry);
         let lock = layout.lock(ctx.deadline, ctx.limit)?;
         if !force && let Some(ready) = self.ready(layout, &plan.key) {
             return Ok(ready);

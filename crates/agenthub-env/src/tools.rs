@@ -5,9 +5,12 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agenthub_process::{EnvSpec, ProcessLimits, ProcessSpec, StdProcessBackend, Termination};
+use agenthub_process::{
+    EnvSpec, ProcessLimits, ProcessRegistry, ProcessSpec, StdProcessBackend, Termination,
+};
 
 use crate::EnvError;
 
@@ -31,7 +34,7 @@ pub fn stream_tool_output() -> bool {
 }
 
 /// Where and how long installer tools may run during one build.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct BuildContext {
     /// The agent directory: the tools' working directory.
     pub agent_dir: PathBuf,
@@ -42,6 +45,10 @@ pub struct BuildContext {
     /// SIGKILL the tools when the building thread dies (see
     /// `agenthub_process::ProcessSpec::die_with_parent`).
     pub die_with_parent: bool,
+    /// Where the tools are recorded while they run (`None`: nowhere). With a run directory,
+    /// a tool that has no cgroup gets a run record, so that what it leaves when this process
+    /// is SIGKILLed (a build backend below uv) is found by the next runtime's sweep.
+    pub registry: Option<Arc<ProcessRegistry>>,
 }
 
 impl BuildContext {
@@ -52,6 +59,7 @@ impl BuildContext {
             deadline: Instant::now().checked_add(limit),
             limit,
             die_with_parent,
+            registry: None,
         }
     }
 
@@ -118,6 +126,7 @@ impl<'a> Tool<'a> {
             ..ProcessLimits::default()
         };
         spec.die_with_parent = ctx.die_with_parent;
+        spec.registry.clone_from(&ctx.registry);
         tracing::debug!(%command, "running installer tool");
         let out = StdProcessBackend.run_blocking(&spec).map_err(|e| match e {
             agenthub_process::ProcessError::Cancelled => EnvError::Cancelled,

@@ -120,6 +120,7 @@ impl AgentRuntime {
     /// A runtime over the given backends.
     pub fn new(config: Config, environment: DynEnvironmentBackend, process: DynProcessBackend) -> Self {
         let rt = &config.runtime;
+        let processes = ProcessManager::with_run_dir(process, config.home.join("run"));
         let environments = EnvironmentManager::new(environment, config.environment.clone())
             .with_build_limits(
                 rt.build_timeout(),
@@ -127,9 +128,9 @@ impl AgentRuntime {
                     .unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
                 rt.kill_agents_with_runtime,
             )
-            .with_uv_provision(uv_provision(&config));
+            .with_uv_provision(uv_provision(&config))
+            .with_process_registry(processes.registry());
         let slots = async_lock::Semaphore::new(rt.concurrency_limit());
-        let processes = ProcessManager::with_run_dir(process, config.home.join("run"));
         let ray = Arc::new(ray::RayTarget::new(processes.registry(), environments.clone()));
         let pools = warm::Pools::new(
             warm::PoolSettings {

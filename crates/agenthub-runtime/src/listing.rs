@@ -444,8 +444,8 @@ fn read_cache(path: &Path) -> CacheFile {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return CacheFile::default();
     };
-    let Some(file) =
-        open_cache_dir(dir).and_then(|d| open_in(&d, name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK))
+    let Some(file) = open_cache_dir(dir)
+        .and_then(|d| open_in(&d, name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK))
     else {
         return CacheFile::default();
     };

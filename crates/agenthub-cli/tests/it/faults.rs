@@ -122,3 +122,64 @@ fn a_runtime_killed_outright_takes_its_agent_along_and_the_next_one_reaps_the_re
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(survivors(&token), Vec::<u32>::new(), "the next runtime left the orphan running");
 }
+
+/// A local package whose build backend starts a process carrying `token` and then hangs:
+/// the installer's grandchild, which does not die with the installer.
+fn hanging_build(ctx: &TestContext, name: &str, token: &str) -> std::path::PathBuf {
+    let dir = ctx.install(
+        &TestAgent::new(name)
+            .method(TestMethod::new("ping").behaves(Behaviour::Return(json!("pong"))))
+            .requirements_txt("./slowpkg\n"),
+    );
+    let pkg = dir.join("slowpkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("pyproject.toml"),
+        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("backend.py"),
+        format!(
+            "import subprocess, sys, time\n\
+             def get_requires_for_build_wheel(config_settings=None):\n\
+             \x20   subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', '{token}'])\n\
+             \x20   time.sleep(600)\n\
+             \x20   return []\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_build_killed_outright_leaves_its_installers_children_to_the_next_runtime() {
+    let ctx = TestContext::new();
+    let token = format!("agenthub-build-orphan-{}", std::process::id());
+    hanging_build(&ctx, "hangs", &token);
+    ctx.install(
+        &TestAgent::new("other").method(TestMethod::new("ping").behaves(Behaviour::Return(json!("pong")))),
+    );
+    let mut cli = command(&ctx, &["exec", "test/hangs", "ping", "--json", "--env-backend", "uv"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while survivors(&token).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the build backend never started its child");
+        assert!(cli.try_wait().unwrap().is_none(), "the build ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SIGKILL the runtime alone: the installer dies with it, its build backend does not.
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    // The next runtime, whatever agent it is asked for, ends what the dead build left.
+    let out = command(&ctx, &["exec", "test/other", "ping", "--json"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let started = Instant::now();
+    while !survivors(&token).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(5), "the dead build's processes are still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -493,7 +493,8 @@ fn a_symlinked_cache_directory_is_neither_read_nor_written_through() {
     // Run twice: a second `list` would read a cache written through the link.
     assert_eq!(json_of(&run(&ctx, &["list", "--json"]))[0]["id"], "test/one");
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "the user's own file");
-    let names: Vec<_> = std::fs::read_dir(elsewhere.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+    let names: Vec<_> =
+        std::fs::read_dir(elsewhere.path()).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(names, ["list-v1.json"], "something was written through the symlink");
 }
 

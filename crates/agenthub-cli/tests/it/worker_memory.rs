@@ -40,12 +40,13 @@ fn an_idle_batch_does_not_keep_what_long_replies_needed() {
         "interface": {"methods": methods},
     });
     super::batch::install(&ctx, "big", &[("agent.yaml", manifest.to_string()), ("agent.py", BIG.to_owned())]);
-    let mut child = super::batch::command(&ctx, &["batch", "conf/big", "--concurrency", "4", "--timeout", "120"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        super::batch::command(&ctx, &["batch", "conf/big", "--concurrency", "4", "--timeout", "120"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
     let pid = child.id();
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());

@@ -232,3 +232,41 @@ fn installation_commands_run_only_when_enabled_and_never_through_a_shell() {
     assert_eq!(args, "['$(touch pwned)', ';', '&& touch pwned']");
     assert!(!on.path().join("pwned").exists(), "an installation command went through a shell");
 }
+
+#[test]
+fn installer_runs_are_recorded_in_the_process_registry_while_they_run() {
+    // A local package whose build backend hangs: the installer is running for a while.
+    let agent = agent_with(&[("requirements.txt", "./slowpkg\n")]);
+    let pkg = agent.path().join("slowpkg");
+    std::fs::create_dir(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("pyproject.toml"),
+        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("backend.py"),
+        "import time\ndef get_requires_for_build_wheel(config_settings=None):\n    time.sleep(600)\n",
+    )
+    .unwrap();
+    let run_dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(agenthub_process::ProcessRegistry::with_run_dir(run_dir.path().to_path_buf()));
+    let m = manager(EnvBackendKind::Uv)
+        .with_build_limits(std::time::Duration::from_secs(20), std::time::Duration::from_secs(5), false)
+        .with_process_registry(Arc::clone(&registry));
+    std::thread::scope(|scope| {
+        let build = scope.spawn(|| pollster::block_on(m.ensure_environment(agent.path(), &manifest())));
+        let started = std::time::Instant::now();
+        // The installer is registered (the cleanup of a dying runtime kills it, and without a
+        // cgroup it has a run record that the next runtime's sweep finds).
+        while registry.running().is_empty() {
+            assert!(started.elapsed() < std::time::Duration::from_secs(15), "no installer was registered");
+            assert!(!build.is_finished(), "the build ended before its installer was seen");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(registry.kill_all() > 0);
+        let err = build.join().unwrap().unwrap_err();
+        assert!(!matches!(err, EnvError::BuildTimeout { .. }), "the installer was not killed: {err}");
+    });
+    assert!(registry.running().is_empty(), "an installer stayed registered after it ended");
+}
