@@ -47,7 +47,7 @@ pub struct BuildContext {
     pub die_with_parent: bool,
     /// Where the tools are recorded while they run (`None`: nowhere). With a run directory,
     /// a tool that has no cgroup gets a run record, so that what it leaves when this process
-    /// is SIGKILLed (a build backend below uv) is found by the next runtime's sweep.
+    /// is killed with `SIGKILL` (a build backend below uv) is found by the next runtime's sweep.
     pub registry: Option<Arc<ProcessRegistry>>,
 }
 
