@@ -661,7 +661,12 @@ impl Installer {
                 self.progress.step(&format!("copying {}", dir.display()));
                 copy_agent_dir(source, dir, &staging.tree, venv)?;
                 self.progress.step("reading the commit");
-                self.dir_commit(dir, &staging.tree, &staging.root.join("commit-check"), deadline)
+                let commit =
+                    self.dir_commit(dir, &staging.tree, &staging.root.join("commit-check"), deadline);
+                if agenthub_process::is_shut_down() {
+                    return Err(InstallError::Cancelled);
+                }
+                commit
             }
         };
         self.progress.step("validating");
@@ -1051,6 +1056,7 @@ impl Installer {
         args.extend(
             ["status", "--porcelain", "--untracked-files=no", "--ignore-submodules=all"].map(OsString::from),
         );
+        // Any failure (a signal too: the caller then stops) is an unknown commit.
         let changes = self.git(scratch, args, deadline).ok()?;
         changes.trim().is_empty().then_some(commit)
     }
