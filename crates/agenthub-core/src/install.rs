@@ -250,6 +250,61 @@ pub fn read_install_record(agent_dir: &Path) -> Option<InstallRecord> {
     serde_json::from_str(&text).ok()
 }
 
+/// Largest `.git/HEAD` or loose ref file read.
+const MAX_REF_FILE_BYTES: u64 = 4096;
+
+/// Largest `.git/packed-refs` read (one line per branch and tag).
+const MAX_PACKED_REFS_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Symbolic refs followed from HEAD, at most (git's own limit).
+const MAX_SYMREF_HOPS: usize = 5;
+
+/// Whether `text` is a full git object id: 40 (SHA-1) or 64 (SHA-256) lowercase hex digits.
+pub fn is_object_id(text: &str) -> bool {
+    matches!(text.len(), 40 | 64) && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The commit HEAD names in the git repository at `dir/.git`, read as files: git is not
+/// run, so nothing the repository configures (hooks, `core.fsmonitor`, filters, …) runs.
+///
+/// Reads like any file of a hostile directory (regular files only, bounded, never through
+/// a symlink that leaves `dir`): `HEAD`, then the branch it names (up to
+/// [`MAX_SYMREF_HOPS`] symbolic refs) as a loose ref or in `packed-refs`. `None` when it
+/// cannot tell: no `.git` directory (a `.git` *file*, the pointer of a linked worktree or
+/// submodule, is not followed), an unborn branch, a ref name outside `refs/` or not
+/// plain, a ref storage it does not read (reftable).
+pub fn read_git_head(dir: &Path) -> Option<String> {
+    let git = Path::new(".git");
+    if !std::fs::symlink_metadata(dir.join(git)).is_ok_and(|m| m.is_dir()) {
+        return None;
+    }
+    let mut text = crate::read_agent_file(dir, &git.join("HEAD"), MAX_REF_FILE_BYTES).ok()??;
+    for _ in 0..=MAX_SYMREF_HOPS {
+        let line = text.trim_end();
+        if is_object_id(line) {
+            return Some(line.to_owned());
+        }
+        let name = line.strip_prefix("ref:")?.trim_start();
+        if !name.starts_with("refs/") || validate_ref(name).is_err() {
+            return None;
+        }
+        text = match crate::read_agent_file(dir, &git.join(name), MAX_REF_FILE_BYTES).ok()? {
+            Some(loose) => loose,
+            None => return packed_ref(dir, name),
+        };
+    }
+    None
+}
+
+/// The object id `packed-refs` gives the ref `name`.
+fn packed_ref(dir: &Path, name: &str) -> Option<String> {
+    let packed = crate::read_agent_file(dir, Path::new(".git/packed-refs"), MAX_PACKED_REFS_BYTES).ok()??;
+    packed.lines().find_map(|line| {
+        let (id, rest) = line.split_once(' ')?;
+        (rest == name && is_object_id(id)).then(|| id.to_owned())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,5 +433,57 @@ mod tests {
         assert_eq!(read_install_record(dir.path()), Some(record));
         std::fs::write(dir.path().join(INSTALL_RECORD_FILE), "{not json").unwrap();
         assert!(read_install_record(dir.path()).is_none());
+    }
+
+    #[test]
+    fn git_head_is_read_from_files_and_unknown_when_unclear() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().canonicalize().unwrap();
+        let (a, b) = ("a".repeat(40), "b".repeat(64));
+        assert_eq!(read_git_head(&dir), None);
+        std::fs::create_dir_all(dir.join(".git/refs/heads/feature")).unwrap();
+        std::fs::write(dir.join(".git/HEAD"), format!("{a}\n")).unwrap();
+        assert_eq!(read_git_head(&dir).as_deref(), Some(a.as_str()), "detached");
+        std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        assert_eq!(read_git_head(&dir), None, "unborn");
+        std::fs::write(
+            dir.join(".git/packed-refs"),
+            format!("# pack-refs\n{a} refs/heads/mainx\n{b} refs/heads/main\n^{a}\n"),
+        )
+        .unwrap();
+        assert_eq!(read_git_head(&dir).as_deref(), Some(b.as_str()), "packed");
+        std::fs::write(dir.join(".git/refs/heads/main"), format!("{a}\n")).unwrap();
+        assert_eq!(read_git_head(&dir).as_deref(), Some(a.as_str()), "loose before packed");
+        std::fs::write(dir.join(".git/refs/heads/main"), "ref: refs/heads/feature/x\n").unwrap();
+        std::fs::write(dir.join(".git/refs/heads/feature/x"), format!("{b}\n")).unwrap();
+        assert_eq!(read_git_head(&dir).as_deref(), Some(b.as_str()), "symbolic");
+        std::fs::write(dir.join(".git/refs/heads/feature/x"), "ref: refs/heads/main\n").unwrap();
+        assert_eq!(read_git_head(&dir), None, "a loop ends");
+        for bad in [
+            "ref: ../../etc/passwd",
+            "ref: refs/../../x",
+            "ref: HEAD",
+            "ref: refs/heads/.invalid",
+            "junk",
+            &a[..39],
+        ] {
+            std::fs::write(dir.join(".git/HEAD"), bad).unwrap();
+            assert_eq!(read_git_head(&dir), None, "{bad}");
+        }
+        // A ref that is a symlink out of the directory, a FIFO or a directory: unknown.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("ref"), format!("{a}\n")).unwrap();
+        std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/out\n").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("ref"), dir.join(".git/refs/heads/out")).unwrap();
+        assert_eq!(read_git_head(&dir), None, "escaping symlink");
+        std::fs::write(dir.join(".git/HEAD"), "ref: refs/heads/feature\n").unwrap();
+        assert_eq!(read_git_head(&dir), None, "a directory");
+        // A `.git` file (a linked worktree) or symlink is not followed.
+        std::fs::remove_dir_all(dir.join(".git")).unwrap();
+        std::fs::write(dir.join(".git"), "gitdir: /elsewhere\n").unwrap();
+        assert_eq!(read_git_head(&dir), None);
+        std::fs::remove_file(dir.join(".git")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.join(".git")).unwrap();
+        assert_eq!(read_git_head(&dir), None);
     }
 }

@@ -36,17 +36,54 @@ use crate::validate::{Problem, check_dir};
 /// The file that proves a staging directory was made by agenthub.
 pub const STAGING_MARKER: &str = ".agenthub-staging";
 
-/// Largest directory tree copied by a path install (entries).
+/// Most entries (files, directories, symlinks) one install puts on disk: a directory
+/// copy stops there, a git checkout is refused before it starts.
 pub const MAX_COPY_ENTRIES: usize = 100_000;
 
-/// Deepest directory tree copied by a path install.
+/// Deepest directory nesting one install puts on disk (directory copy and git checkout).
 pub const MAX_COPY_DEPTH: usize = 64;
 
-/// Most bytes copied by a path install.
+/// Most bytes of files one install puts on disk (directory copy and git checkout).
 pub const MAX_COPY_BYTES: u64 = 1024 * 1024 * 1024;
+
+/// Longest `git ls-tree` listing read when sizing a checkout: [`MAX_COPY_ENTRIES`] entries
+/// of paths up to about 300 bytes; a longer one is refused as too large.
+const MAX_LISTING_BYTES: usize = 32 * 1024 * 1024;
+
+/// Largest `.git/index` copied to tell whether a directory's copy is its commit.
+const MAX_INDEX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Configuration on every git command agenthub runs, ahead of the user's: no fsmonitor
+/// daemon or hook (agenthub's clones are not the user's work trees), no submodules.
+const GIT_OVERRIDES: [&str; 6] =
+    ["-c", "core.fsmonitor=false", "-c", "core.hooksPath=/dev/null", "-c", "submodule.recurse=false"];
+
+/// `$GIT_DIR/info/attributes` of every repository agenthub checks out or compares: it
+/// outranks the repository's `.gitattributes`, so no filter driver (even one the user
+/// configured, such as Git LFS), `ident`, encoding or end-of-line conversion chosen by the
+/// repository applies. Files are checked out byte for byte as committed, which is what
+/// the size check before the checkout counted.
+const NEUTRAL_ATTRIBUTES: &str = "* -text -filter -ident -working-tree-encoding\n";
 
 /// Longest agent name part accepted for an install.
 const MAX_NAME_LEN: usize = 100;
+
+/// Names at the top of an agent directory that are not the agent's: what agenthub makes
+/// there (the environment `<venv>`, `<venv>.d`, `<venv>.lock`, and the install record).
+fn agenthub_names(venv: &str) -> [String; 4] {
+    [venv.to_owned(), format!("{venv}.d"), format!("{venv}.lock"), INSTALL_RECORD_FILE.to_owned()]
+}
+
+/// Whether an install leaves the entry `name`, `depth` levels below the top of an agent
+/// directory, out of what it installs, so that `validate` need not look at it: at the top
+/// only, agenthub's own names ([`agenthub_names`]) and `.git` (a directory install does
+/// not copy it; a git install's is the clone agenthub made). Everything else is installed
+/// and checked, a `.git` further down (a vendored repository) included.
+pub(crate) fn left_out(name: &std::ffi::OsStr, depth: usize, venv: &str) -> bool {
+    depth == 0
+        && (name.as_bytes() == b".git"
+            || agenthub_names(venv).iter().any(|n| name.as_bytes() == n.as_bytes()))
+}
 
 /// Problems listed in an [`InstallError::Invalid`] message (all are in the error).
 const SHOWN_PROBLEMS: usize = 10;
@@ -204,6 +241,16 @@ pub enum InstallError {
         /// The ref asked for.
         reference: String,
     },
+    /// What would be installed is larger than an install may be ([`MAX_COPY_ENTRIES`],
+    /// [`MAX_COPY_DEPTH`], [`MAX_COPY_BYTES`]); refused before a git checkout starts, and
+    /// as soon as a directory copy passes the limit.
+    #[error("{source_arg} is too large to install: {what}")]
+    TooLarge {
+        /// SOURCE as given.
+        source_arg: String,
+        /// Which limit, and where.
+        what: String,
+    },
     /// What was fetched is not a valid agent.
     #[error("{source_arg} is not a valid agent: {}", summarize(problems))]
     Invalid {
@@ -282,6 +329,9 @@ impl InstallError {
                     "List the refs with `git ls-remote {url}` and give a branch, tag or commit that exists"
                 )
             }
+            Self::TooLarge { .. } => format!(
+                "An agent is installed whole: keep it under {MAX_COPY_ENTRIES} files and directories, {MAX_COPY_DEPTH} levels and 1 GiB (large data belongs in a download at run time). Nothing was installed; the previous install, if any, was kept."
+            ),
             Self::Invalid { .. } => {
                 "Fix the agent in its repository (`agenthub validate` on a checkout lists every problem)"
                     .to_owned()
@@ -310,7 +360,7 @@ impl InstallError {
 
     /// A stable name for the kind of failure, for JSON output: `InvalidSource`,
     /// `AlreadyInstalled`, `NotOurs`, `NotInstalled`, `GitMissing`, `GitFailed`,
-    /// `GitTimeout`, `RefNotFound`, `InvalidAgent`, `EnvironmentError`, `Busy`,
+    /// `GitTimeout`, `RefNotFound`, `TooLarge`, `InvalidAgent`, `EnvironmentError`, `Busy`,
     /// `NotConfirmed`, `IoError` or `Cancelled`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -322,6 +372,7 @@ impl InstallError {
             Self::Git { .. } => "GitFailed",
             Self::GitTimeout { .. } => "GitTimeout",
             Self::RefNotFound { .. } => "RefNotFound",
+            Self::TooLarge { .. } => "TooLarge",
             Self::Invalid { .. } => "InvalidAgent",
             Self::Environment { .. } => "EnvironmentError",
             Self::Busy { .. } => "Busy",
@@ -592,9 +643,9 @@ impl Installer {
             InstallSource::Git { url, reference, .. } => {
                 let at = reference.as_ref().map(|r| format!(" at {r}")).unwrap_or_default();
                 self.progress.step(&format!("cloning {url}{at}"));
-                let commit = self.clone_repo(url, reference.as_deref(), &staging.tree, deadline)?;
+                let commit = self.clone_repo(source, url, reference.as_deref(), &staging.tree, deadline)?;
                 strip_ours(&staging.tree, venv)?;
-                commit
+                Some(commit)
             }
             InstallSource::Path(dir) => {
                 if !MANIFEST_FILE_NAMES.iter().any(|n| dir.join(n).is_file()) {
@@ -608,8 +659,14 @@ impl Installer {
                     });
                 }
                 self.progress.step(&format!("copying {}", dir.display()));
-                copy_agent_dir(dir, &staging.tree, venv)?;
-                self.git_head(dir, deadline)
+                copy_agent_dir(source, dir, &staging.tree, venv)?;
+                self.progress.step("reading the commit");
+                let commit =
+                    self.dir_commit(dir, &staging.tree, &staging.root.join("commit-check"), deadline);
+                if agenthub_process::is_shut_down() {
+                    return Err(InstallError::Cancelled);
+                }
+                commit
             }
         };
         self.progress.step("validating");
@@ -843,33 +900,69 @@ impl Installer {
 
     /// Clones `url` into `dest` and checks out `reference` (the default branch when none);
     /// returns the commit. Every git command shares one deadline.
+    ///
+    /// The clone is made without a checkout; the tree of the commit is listed and sized
+    /// first ([`check_listing`]: the limits of a directory copy), so a small repository of
+    /// compressible blobs is refused before it fills the disk. The checkout is byte for
+    /// byte ([`NEUTRAL_ATTRIBUTES`]).
+    ///
+    /// Nothing the repository holds runs: git reads the configuration of the new clone,
+    /// which `git clone` writes (the remote cannot set any) on top of the user's own; hooks
+    /// come from the user's template, never with a clone, and are off anyway
+    /// ([`GIT_OVERRIDES`]); `.gitattributes` can only name drivers that configuration
+    /// defines, and is outranked by [`NEUTRAL_ATTRIBUTES`]; submodules are not cloned; git
+    /// refuses to check out a `.git` at any depth.
     fn clone_repo(
         &self,
+        source: &str,
         url: &str,
         reference: Option<&str>,
         dest: &Path,
         deadline: Option<Instant>,
-    ) -> Result<Option<String>, InstallError> {
-        let mut clone: Vec<OsString> = vec!["clone".into()];
+    ) -> Result<String, InstallError> {
+        let mut clone: Vec<OsString> = vec!["clone".into(), "--no-checkout".into()];
         if !agenthub_env::stream_tool_output() {
             clone.push("--quiet".into());
-        }
-        if reference.is_some() {
-            clone.push("--no-checkout".into());
         }
         clone.extend(["--".into(), url.into(), dest.as_os_str().to_owned()]);
         let cwd = dest.parent().unwrap_or(dest);
         self.git(cwd, clone, deadline)?;
-        if let Some(reference) = reference {
-            let commit = self.resolve_ref(dest, url, reference, deadline)?;
-            self.git(
-                dest,
-                ["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", &commit],
-                deadline,
-            )?;
-        }
-        let head = self.git(dest, ["rev-parse", "HEAD"], deadline)?;
-        Ok(Some(head.trim().to_owned()))
+        let commit = if let Some(reference) = reference {
+            self.resolve_ref(dest, url, reference, deadline)?
+        } else {
+            self.git(dest, ["rev-parse", "--verify", "HEAD^{commit}"], deadline)?.trim().to_owned()
+        };
+        let listing = match self.git_output(
+            dest,
+            ["ls-tree", "-r", "-t", "-l", "-z", "--full-tree", &commit],
+            deadline,
+            MAX_LISTING_BYTES,
+        )? {
+            GitOutput::Complete(listing) => listing,
+            GitOutput::Truncated { .. } => {
+                return Err(InstallError::TooLarge {
+                    source_arg: source.to_owned(),
+                    what: format!(
+                        "the list of its files is longer than {MAX_LISTING_BYTES} bytes (more than {MAX_COPY_ENTRIES} entries, or very long paths)"
+                    ),
+                });
+            }
+        };
+        check_listing(&listing)
+            .map_err(|what| InstallError::TooLarge { source_arg: source.to_owned(), what })?;
+        let info = dest.join(".git/info");
+        std::fs::create_dir_all(&info).map_err(|source| InstallError::Io {
+            action: "create",
+            path: info.clone(),
+            source,
+        })?;
+        write_replacing(&info.join("attributes"), NEUTRAL_ATTRIBUTES.as_bytes())?;
+        self.git(
+            dest,
+            ["-c", "advice.detachedHead=false", "checkout", "--quiet", "--detach", &commit],
+            deadline,
+        )?;
+        Ok(commit)
     }
 
     /// The commit `reference` names in the clone at `repo`: a full commit id is that commit
@@ -903,19 +996,69 @@ impl Installer {
         Err(InstallError::RefNotFound { url: url.to_owned(), reference: reference.to_owned() })
     }
 
-    /// The commit of a directory that is the top of a git work tree with nothing
-    /// uncommitted; `None` otherwise (or without git).
-    fn git_head(&self, dir: &Path, deadline: Option<Instant>) -> Option<String> {
-        let top = self.git(dir, ["rev-parse", "--show-toplevel"], deadline).ok()?;
-        if Path::new(top.trim()).canonicalize().ok()? != dir.canonicalize().ok()? {
+    /// The commit of the directory `dir` (canonical) when it is the top of a git work tree
+    /// and `tree`, the copy made of it, is exactly that commit (nothing uncommitted, staged
+    /// or not, in tracked files); `None` otherwise, or when it cannot tell.
+    ///
+    /// Nothing in `dir` runs, and git never reads its configuration or attributes: HEAD is
+    /// read as files ([`agenthub_core::read_git_head`]), and the comparison is `git status`
+    /// on a repository agenthub makes in `scratch` (its own configuration, HEAD and
+    /// [`NEUTRAL_ATTRIBUTES`]; `dir`'s objects as a read-only alternate; a bounded copy of
+    /// `dir`'s index) with the copy as its work tree, submodules ignored.
+    fn dir_commit(
+        &self,
+        dir: &Path,
+        tree: &Path,
+        scratch: &Path,
+        deadline: Option<Instant>,
+    ) -> Option<String> {
+        let commit = agenthub_core::read_git_head(dir)?;
+        let objects = dir.join(".git/objects");
+        let objects_text = objects.to_str().filter(|p| !p.contains('\n'))?;
+        if !std::fs::symlink_metadata(&objects).is_ok_and(|m| m.is_dir()) {
             return None;
         }
-        let dirty = self.git(dir, ["status", "--porcelain", "--untracked-files=no"], deadline).ok()?;
-        if !dirty.trim().is_empty() {
+        let (index, _) = agenthub_core::open_agent_file(dir, Path::new(".git/index")).ok()??;
+        for sub in ["objects/info", "refs", "info"] {
+            std::fs::create_dir_all(scratch.join(sub)).ok()?;
+        }
+        let format = if commit.len() == 64 {
+            "\trepositoryformatversion = 1\n[extensions]\n\tobjectFormat = sha256\n"
+        } else {
+            "\trepositoryformatversion = 0\n"
+        };
+        let files = [
+            ("config", format!("[core]\n\tbare = false\n{format}")),
+            ("HEAD", format!("{commit}\n")),
+            ("objects/info/alternates", format!("{objects_text}\n")),
+            ("info/attributes", NEUTRAL_ATTRIBUTES.to_owned()),
+        ];
+        for (name, text) in files {
+            write_new(&scratch.join(name), text.as_bytes()).ok()?;
+        }
+        let mut copy = File::options()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(scratch.join("index"))
+            .ok()?;
+        let copied = std::io::copy(&mut std::io::Read::take(index, MAX_INDEX_BYTES + 1), &mut copy).ok()?;
+        if copied > MAX_INDEX_BYTES {
             return None;
         }
-        let out = self.git(dir, ["rev-parse", "--verify", "--quiet", "HEAD"], deadline).ok()?;
-        Some(out.trim().to_owned()).filter(|s| !s.is_empty())
+        let (git_dir, work_tree) = (scratch.as_os_str().to_owned(), tree.as_os_str().to_owned());
+        let mut args: Vec<OsString> = Vec::new();
+        for (flag, value) in [("--git-dir=", git_dir), ("--work-tree=", work_tree)] {
+            let mut arg = OsString::from(flag);
+            arg.push(value);
+            args.push(arg);
+        }
+        args.extend(
+            ["status", "--porcelain", "--untracked-files=no", "--ignore-submodules=all"].map(OsString::from),
+        );
+        // Any failure (a signal too: the caller then stops) is an unknown commit.
+        let changes = self.git(scratch, args, deadline).ok()?;
+        changes.trim().is_empty().then_some(commit)
     }
 
     /// Runs git in `cwd` with `args`, supervised (own process group, the fetch's deadline,
@@ -925,13 +1068,35 @@ impl Installer {
         I: IntoIterator<Item = S>,
         S: Into<OsString>,
     {
+        match self.git_output(cwd, args, deadline, 1024 * 1024)? {
+            GitOutput::Complete(out) => Ok(String::from_utf8_lossy(&out).into_owned()),
+            GitOutput::Truncated { command } => {
+                Err(InstallError::Git { command, status: "printed more than 1 MiB".to_owned(), stderr: None })
+            }
+        }
+    }
+
+    /// [`Self::git`] keeping at most `max_stdout` bytes of stdout (git is stopped past
+    /// them: [`GitOutput::Truncated`]). Every command runs with [`GIT_OVERRIDES`].
+    fn git_output<I, S>(
+        &self,
+        cwd: &Path,
+        args: I,
+        deadline: Option<Instant>,
+        max_stdout: usize,
+    ) -> Result<GitOutput, InstallError>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
         let git = which::which("git").map_err(|_| InstallError::GitMissing)?;
         let limit = self.config.install.git_timeout();
-        let mut spec = ProcessSpec::new(&git, cwd).args(args);
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let command = std::iter::once("git".to_owned())
-            .chain(spec.args.iter().map(|a| a.to_string_lossy().into_owned()))
+            .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
             .collect::<Vec<_>>()
             .join(" ");
+        let mut spec = ProcessSpec::new(&git, cwd).args(GIT_OVERRIDES).args(args);
         let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         if left.is_some_and(|l| l.is_zero()) {
             return Err(InstallError::GitTimeout { command, limit, stderr: None });
@@ -952,7 +1117,7 @@ impl Installer {
         spec.limits = ProcessLimits {
             timeout: left.or(Some(limit)),
             grace_period: Duration::from_millis(500),
-            max_stdout_bytes: 1024 * 1024,
+            max_stdout_bytes: max_stdout,
             stderr_tail_bytes: GIT_STDERR_TAIL,
             max_memory_bytes: None,
             echo_stderr: agenthub_env::stream_tool_output(),
@@ -967,10 +1132,11 @@ impl Installer {
         match out.termination {
             Some(Termination::Timeout) => return Err(InstallError::GitTimeout { command, limit, stderr }),
             Some(Termination::Cancelled) => return Err(InstallError::Cancelled),
+            Some(Termination::StdoutLimit) => return Ok(GitOutput::Truncated { command }),
             _ => {}
         }
         if out.status.success() && out.termination.is_none() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+            return Ok(GitOutput::Complete(out.stdout));
         }
         let status = match out.status {
             agenthub_process::ExitStatus::Exited(code) => format!("exit status {code}"),
@@ -978,6 +1144,55 @@ impl Installer {
         };
         Err(InstallError::Git { command, status, stderr })
     }
+}
+
+/// What a git command printed on stdout.
+enum GitOutput {
+    /// All of it.
+    Complete(Vec<u8>),
+    /// More than the cap: git was stopped.
+    Truncated {
+        /// The command line.
+        command: String,
+    },
+}
+
+/// Checks a `git ls-tree -r -t -l -z` listing (every blob, symlink, submodule and
+/// directory of a commit, with blob sizes) against the limits of a directory copy: at most
+/// [`MAX_COPY_ENTRIES`] entries, none nested more than [`MAX_COPY_DEPTH`] levels, blobs
+/// of at most [`MAX_COPY_BYTES`] together (symlinks are blobs; a submodule is an empty
+/// directory). Which limit was passed, if one was.
+fn check_listing(listing: &[u8]) -> Result<(), String> {
+    let mut bytes: u64 = 0;
+    for (count, entry) in listing.split(|&b| b == 0).filter(|e| !e.is_empty()).enumerate() {
+        if count >= MAX_COPY_ENTRIES {
+            return Err(format!(
+                "it has more than {MAX_COPY_ENTRIES} entries (files, directories and links)"
+            ));
+        }
+        // `<mode> <type> <object> <size>\t<path>`; the size is `-` for all but blobs.
+        let tab = entry.iter().position(|&b| b == b'\t').ok_or("git listed an entry it did not describe")?;
+        let (head, path) = (&entry[..tab], &entry[tab + 1..]);
+        let depth = path.split(|&b| b == b'/').count() - 1;
+        if depth > MAX_COPY_DEPTH {
+            return Err(format!(
+                "it nests directories more than {MAX_COPY_DEPTH} levels deep ({}…)",
+                String::from_utf8_lossy(&path[..path.len().min(200)])
+            ));
+        }
+        let size = head.rsplit(|&b| b == b' ').next().unwrap_or_default();
+        if size != b"-" {
+            let size: u64 = std::str::from_utf8(size)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .ok_or("git listed an entry without a size")?;
+            bytes = bytes.saturating_add(size);
+            if bytes > MAX_COPY_BYTES {
+                return Err(format!("its files add up to more than 1 GiB ({MAX_COPY_BYTES} bytes)"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `agent` as an id, or a usage error.
@@ -1017,8 +1232,7 @@ fn random_id() -> Result<String, InstallError> {
 /// (`<venv>`, `<venv>.d`, `<venv>.lock`) and an install record. The clone is agenthub's own
 /// staging tree; nothing is followed through a symlink.
 fn strip_ours(tree: &Path, venv: &str) -> Result<(), InstallError> {
-    for name in [venv.to_owned(), format!("{venv}.d"), format!("{venv}.lock"), INSTALL_RECORD_FILE.to_owned()]
-    {
+    for name in agenthub_names(venv) {
         let path = tree.join(&name);
         let removed = match std::fs::symlink_metadata(&path) {
             Err(_) => continue,
@@ -1135,6 +1349,21 @@ pub fn leftover_staging(agents_root: &Path) -> Vec<PathBuf> {
     found
 }
 
+/// Writes `path` (in a directory agenthub made), replacing a file there; never through a
+/// symlink.
+fn write_replacing(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
+    use std::io::Write as _;
+    let io = |source| InstallError::Io { action: "write", path: path.to_path_buf(), source };
+    let mut file = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)
+}
+
 fn write_new(path: &Path, bytes: &[u8]) -> Result<(), InstallError> {
     use std::io::Write as _;
     let io = |source| InstallError::Io { action: "write", path: path.to_path_buf(), source };
@@ -1178,56 +1407,65 @@ fn exchange(staged: &Path, target: &Path) -> Result<(), InstallError> {
 
 /// Copies the agent directory `from` into a new `to`: regular files (opened without
 /// following symlinks, never blocking) and directories, and symlinks as symlinks
-/// (validation then refuses any that leave the directory). The environment (`<venv>`,
-/// `<venv>.d`, `<venv>.lock`), `.git` and an install record are left out; FIFOs, sockets
-/// and devices are skipped. Bounded in entries, depth and bytes; stops on shutdown.
-fn copy_agent_dir(from: &Path, to: &Path, venv: &str) -> Result<(), InstallError> {
-    let skip_top = [
-        venv.to_owned(),
-        format!("{venv}.d"),
-        format!("{venv}.lock"),
-        ".git".to_owned(),
-        INSTALL_RECORD_FILE.to_owned(),
-    ];
+/// (validation then refuses any that leave the directory). What [`left_out`] names is not
+/// copied (`.git` and agenthub's own files, at the top); FIFOs, sockets and devices are
+/// skipped. Bounded in entries, depth and bytes ([`InstallError::TooLarge`]); stops on
+/// shutdown.
+fn copy_agent_dir(source: &str, from: &Path, to: &Path, venv: &str) -> Result<(), InstallError> {
     let mut budget = (MAX_COPY_ENTRIES, MAX_COPY_BYTES);
-    copy_tree(from, to, 0, &skip_top, &mut budget)
+    copy_tree(from, to, 0, venv, &mut budget).map_err(|e| match e {
+        CopyError::TooLarge(what) => InstallError::TooLarge { source_arg: source.to_owned(), what },
+        CopyError::Install(e) => e,
+    })
+}
+
+/// Why a copy stopped.
+enum CopyError {
+    /// A limit was passed: which.
+    TooLarge(String),
+    /// Anything else.
+    Install(InstallError),
+}
+
+impl From<InstallError> for CopyError {
+    fn from(e: InstallError) -> Self {
+        Self::Install(e)
+    }
 }
 
 fn copy_tree(
     from: &Path,
     to: &Path,
     depth: usize,
-    skip_top: &[String],
+    venv: &str,
     budget: &mut (usize, u64),
-) -> Result<(), InstallError> {
+) -> Result<(), CopyError> {
     let io = |action, path: &Path, source| InstallError::Io { action, path: path.to_path_buf(), source };
-    let too_big = |path: &Path| {
-        io(
-            "copy",
-            path,
-            std::io::Error::other(format!(
-                "the directory has more than {MAX_COPY_ENTRIES} entries, {MAX_COPY_DEPTH} levels or {MAX_COPY_BYTES} bytes"
-            )),
-        )
-    };
     if depth > MAX_COPY_DEPTH {
-        return Err(too_big(from));
+        return Err(CopyError::TooLarge(format!(
+            "it nests directories more than {MAX_COPY_DEPTH} levels deep ({})",
+            from.display()
+        )));
     }
     std::fs::create_dir(to).map_err(|e| io("create", to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| io("read", from, e))? {
         if agenthub_process::is_shut_down() {
-            return Err(InstallError::Cancelled);
+            return Err(InstallError::Cancelled.into());
         }
         let entry = entry.map_err(|e| io("read", from, e))?;
         let name = entry.file_name();
-        if depth == 0 && skip_top.iter().any(|s| name.as_bytes() == s.as_bytes()) {
+        if left_out(&name, depth, venv) {
             continue;
         }
-        budget.0 = budget.0.checked_sub(1).ok_or_else(|| too_big(from))?;
+        budget.0 = budget.0.checked_sub(1).ok_or_else(|| {
+            CopyError::TooLarge(format!(
+                "it has more than {MAX_COPY_ENTRIES} entries (files, directories and links)"
+            ))
+        })?;
         let (src, dst) = (entry.path(), to.join(&name));
         let kind = entry.file_type().map_err(|e| io("inspect", &src, e))?;
         if kind.is_dir() {
-            copy_tree(&src, &dst, depth + 1, skip_top, budget)?;
+            copy_tree(&src, &dst, depth + 1, venv, budget)?;
         } else if kind.is_symlink() {
             let link = std::fs::read_link(&src).map_err(|e| io("read", &src, e))?;
             std::os::unix::fs::symlink(link, &dst).map_err(|e| io("create", &dst, e))?;
@@ -1245,7 +1483,9 @@ fn copy_tree(
             let copied =
                 std::io::copy(&mut std::io::Read::take(input, budget.1.saturating_add(1)), &mut output)
                     .map_err(|e| io("copy", &src, e))?;
-            budget.1 = budget.1.checked_sub(copied).ok_or_else(|| too_big(from))?;
+            budget.1 = budget.1.checked_sub(copied).ok_or_else(|| {
+                CopyError::TooLarge(format!("its files add up to more than 1 GiB ({MAX_COPY_BYTES} bytes)"))
+            })?;
         }
     }
     Ok(())
@@ -1297,6 +1537,58 @@ mod tests {
         let text = summarize(&problems);
         assert!(text.contains("and 40 more"), "{text}");
         assert!(text.len() < 4000, "{}", text.len());
+    }
+
+    #[test]
+    fn listings_are_held_to_the_limits_of_a_copy() {
+        let oid = "0".repeat(40);
+        let entry = |mode: &str, kind: &str, size: &str, path: &str| {
+            format!("{mode} {kind} {oid} {size:>7}\t{path}\0")
+        };
+        let listing = |entries: &[String]| entries.concat().into_bytes();
+        let fine = [
+            entry("040000", "tree", "-", "src"),
+            entry("100644", "blob", "12", "src/a b\tc.py"),
+            entry("120000", "blob", "9", "link"),
+            entry("160000", "commit", "-", "sub"),
+        ];
+        assert_eq!(check_listing(&listing(&fine)), Ok(()));
+        assert_eq!(check_listing(b""), Ok(()));
+        let half = (MAX_COPY_BYTES / 2).to_string();
+        let err = check_listing(&listing(&[
+            entry("100644", "blob", &half, "a"),
+            entry("100644", "blob", &half, "b"),
+        ]));
+        assert_eq!(err, Ok(()), "exactly the limit is allowed");
+        let err = check_listing(&listing(&[
+            entry("100644", "blob", &half, "a"),
+            entry("100644", "blob", &half, "b"),
+            entry("120000", "blob", "1", "c"),
+        ]));
+        assert!(err.unwrap_err().contains("1 GiB"));
+        let deep = format!("{}f", "d/".repeat(MAX_COPY_DEPTH));
+        assert_eq!(check_listing(&listing(&[entry("100644", "blob", "1", &deep)])), Ok(()));
+        let deeper = format!("d/{deep}");
+        assert!(
+            check_listing(&listing(&[entry("100644", "blob", "1", &deeper)])).unwrap_err().contains("levels")
+        );
+        let many: Vec<String> =
+            (0..=MAX_COPY_ENTRIES).map(|i| entry("100644", "blob", "0", &format!("f{i}"))).collect();
+        assert!(check_listing(&listing(&many)).unwrap_err().contains("entries"));
+        assert_eq!(check_listing(&listing(&many[1..])), Ok(()));
+        assert!(check_listing(b"100644 blob x 1 no-tab\0").is_err());
+        assert!(check_listing(b"100644 blob x huge\tf\0").is_err());
+    }
+
+    #[test]
+    fn what_an_install_leaves_out_is_only_at_the_top() {
+        use std::ffi::OsStr;
+        for name in [".git", ".venv", ".venv.d", ".venv.lock", INSTALL_RECORD_FILE] {
+            assert!(left_out(OsStr::new(name), 0, ".venv"), "{name}");
+            assert!(!left_out(OsStr::new(name), 1, ".venv"), "{name}");
+        }
+        assert!(!left_out(OsStr::new(".venv"), 0, "env"));
+        assert!(!left_out(OsStr::new(".gitignore"), 0, ".venv"));
     }
 
     #[test]

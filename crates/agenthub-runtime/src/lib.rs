@@ -186,11 +186,24 @@ impl AgentRuntime {
     /// Loads an agent, installing it from the registry first when it is an id that is not
     /// installed and auto-install is on (`install.auto_install`); the install runs on a
     /// thread of its own. `execute_agent` calls this.
+    ///
+    /// An id that also names something relative to the working directory
+    /// (`agents/summarizer` where `./agents/summarizer` exists) is never installed: whoever
+    /// typed it most likely meant that directory, and installing would run a stranger's
+    /// code instead. It is `AgentNotFoundError`, saying to write `./agents/summarizer`.
     pub async fn load_or_install(&self, agent: &str) -> Result<LoadedAgent, AgentRuntimeError> {
         match self.load_agent(agent) {
             Err(AgentRuntimeError::AgentNotFound { .. })
                 if let Some(id) = self.auto_install_candidate(agent) =>
             {
+                if std::fs::symlink_metadata(agent).is_ok() {
+                    return Err(AgentRuntimeError::AgentNotFound {
+                        agent: agent.to_owned(),
+                        reason: format!(
+                            "it is not installed, and it was not installed from the registry because ./{agent} exists here: to run that directory, write ./{agent}"
+                        ),
+                    });
+                }
                 let installer = self.installer();
                 let url = self.config.registry.replace("{ns}", id.namespace()).replace("{name}", id.name());
                 self.progress.notice(&format!(

@@ -2,7 +2,6 @@
 //! manifest (every problem with its field path), `agent.py`, and symlinks that leave the
 //! directory. Reads only; bounded on hostile directories.
 
-use std::ffi::OsStr;
 use std::path::{Component, Path, PathBuf};
 
 use agenthub_core::{
@@ -14,11 +13,6 @@ use serde::Serialize;
 pub const MAX_WALK_ENTRIES: usize = 100_000;
 /// Directory levels below the agent directory looked at, at most.
 pub const MAX_WALK_DEPTH: usize = 64;
-
-/// Names not walked: agenthub's environments (whose interpreter links leave the directory
-/// by design) and version control.
-/// Skipped wherever it appears in the walk for escaping symlinks.
-const SKIPPED: [&str; 1] = [".git"];
 
 /// One problem with an agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -94,9 +88,10 @@ pub fn validate_installed(config: &Config) -> Vec<Validation> {
         .collect()
 }
 
-/// Every problem of the agent in `dir` (canonical). The environment agenthub builds there
-/// (`<venv>` and `<venv>.d` at the top, named by `venv_location`) is not walked: its
-/// interpreter links point at the base Python by design.
+/// Every problem of the agent in `dir` (canonical). What an install leaves out
+/// ([`crate::install::left_out`]: at the top, `.git` and agenthub's own environment, named
+/// by `venv_location`, whose interpreter links point at the base Python by design) is not
+/// walked; everything an install would install is.
 pub(crate) fn check_dir(dir: &Path, venv_location: &str) -> Vec<Problem> {
     let mut problems = manifest_problems(dir);
     let agent_py = "agent.py";
@@ -135,10 +130,10 @@ fn relative(dir: &Path, path: &Path) -> String {
 }
 
 /// Symlinks under `dir` that resolve (or, dangling, point) outside it, and symlink loops.
-/// Walks without following symlinks, skipping [`SKIPPED`] and the environment, at most [`MAX_WALK_ENTRIES`]
-/// entries and [`MAX_WALK_DEPTH`] levels.
+/// Walks without following symlinks, skipping what an install leaves out
+/// ([`crate::install::left_out`]), at most [`MAX_WALK_ENTRIES`] entries and
+/// [`MAX_WALK_DEPTH`] levels.
 fn escaping_symlinks(dir: &Path, venv_location: &str) -> Vec<Problem> {
-    let venv_builds = format!("{venv_location}.d");
     let mut problems = Vec::new();
     let problem =
         |path: &Path, message: String| Problem { file: Some(relative(dir, path)), field: None, message };
@@ -160,9 +155,7 @@ fn escaping_symlinks(dir: &Path, venv_location: &str) -> Vec<Problem> {
                 return problems;
             }
             let path = entry.path();
-            let name = entry.file_name();
-            let ours = depth == 0 && (name == OsStr::new(venv_location) || name == OsStr::new(&venv_builds));
-            if ours || SKIPPED.iter().any(|s| name == OsStr::new(s)) {
+            if crate::install::left_out(&entry.file_name(), depth, venv_location) {
                 continue;
             }
             let Ok(kind) = entry.file_type() else { continue };
@@ -247,12 +240,16 @@ mod tests {
         symlink("/usr/bin", root.join(".venv")).unwrap();
         std::fs::create_dir(root.join(".git")).unwrap();
         symlink("/", root.join(".git/out")).unwrap();
-        // Only the configured environment is skipped, and only at the top.
+        // Only what an install leaves out is skipped, and only at the top: the configured
+        // environment and `.git`.
         symlink("/", root.join("sub/.venv")).unwrap();
         symlink("/", root.join(".other-venv")).unwrap();
+        std::fs::create_dir_all(root.join("vendor/lib/.git")).unwrap();
+        symlink("/", root.join("vendor/lib/.git/root")).unwrap();
 
         let found: Vec<String> = escaping_symlinks(&root, ".venv").iter().map(ToString::to_string).collect();
-        assert_eq!(found.len(), 5, "{found:#?}");
+        assert_eq!(found.len(), 6, "{found:#?}");
+        assert!(found[5].starts_with("vendor/lib/.git/root: symlink to / leaves"), "{found:#?}");
         assert!(found[0].starts_with(".other-venv: symlink to / leaves"), "{found:#?}");
         let found: Vec<String> =
             escaping_symlinks(&root, ".other-venv").iter().map(ToString::to_string).collect();
@@ -260,7 +257,7 @@ mod tests {
         let found: Vec<String> = escaping_symlinks(&root, ".venv")
             .iter()
             .map(ToString::to_string)
-            .filter(|f| !f.contains(".venv") && !f.starts_with(".other"))
+            .filter(|f| !f.contains(".venv") && !f.starts_with(".other") && !f.starts_with("vendor"))
             .collect();
         assert_eq!(found.len(), 3, "{found:#?}");
         assert!(found[0].starts_with("loop: symlink loop"), "{found:#?}");

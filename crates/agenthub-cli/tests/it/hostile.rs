@@ -423,3 +423,29 @@ fn a_yaml_alias_bomb_is_refused_quickly() {
     let out = run_within(&mut command(&ctx, &["info", "test/bomb", "--json"]), Duration::from_secs(5));
     assert_eq!(json_of(&out)["error_type"], "InvalidManifestError");
 }
+
+#[test]
+fn a_symlink_out_of_a_nested_git_directory_is_refused_like_any_other() {
+    let ctx = TestContext::new();
+    let work = tempfile::tempdir().unwrap();
+    let agent = work.path().join("vendoring");
+    script("vendoring", "return 1").write_to(&agent).unwrap();
+    // A vendored repository is copied by a directory install, its `.git` too: checked.
+    std::fs::create_dir_all(agent.join("vendor/lib/.git")).unwrap();
+    symlink("/", agent.join("vendor/lib/.git/root")).unwrap();
+    // The agent's own `.git` is left out of the install, so it is not checked.
+    std::fs::create_dir_all(agent.join(".git")).unwrap();
+    symlink("/", agent.join(".git/out")).unwrap();
+    let run =
+        |args: &[&str]| run_within(command(&ctx, args).current_dir(work.path()), Duration::from_secs(60));
+    let out = run(&["validate", "./vendoring", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let v = json_of(&out);
+    let files: Vec<&str> =
+        v[0]["problems"].as_array().unwrap().iter().filter_map(|p| p["file"].as_str()).collect();
+    assert_eq!(files, ["vendor/lib/.git/root"], "{v}");
+    let out = run(&["install", "./vendoring", "--no-env"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("vendor/lib/.git/root: symlink to / leaves"), "{}", stderr(&out));
+    assert!(!ctx.config().agents_root().join("local/vendoring").exists());
+}

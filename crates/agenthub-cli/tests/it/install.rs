@@ -680,3 +680,178 @@ fn update_fetches_from_where_the_agent_came_from() {
     let bad = hub(&reg, &["remove", "acme/../x", "--yes"]);
     assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
 }
+
+/// Runs git in `dir` with `input` on stdin; its stdout, trimmed.
+fn git_in(dir: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write as _;
+    let mut child = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("GIT_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    text(&out.stdout).trim().to_owned()
+}
+
+/// A directory that is a git repository whose own `.git/config` and `.gitattributes` run
+/// a script writing to `marker` from every git command in it (`core.fsmonitor`, a filter
+/// and diff driver, `diff.external`, hooks); armed after its one commit. Its HEAD commit.
+fn trapped_repository(src: &Path, marker: &Path) -> String {
+    std::fs::create_dir_all(src).unwrap();
+    std::fs::write(src.join("agent.yaml"), MANIFEST).unwrap();
+    std::fs::write(src.join("agent.py"), AGENT.replace("GREETING", "Hello")).unwrap();
+    std::fs::write(src.join(".gitattributes"), "* filter=evil diff=evil\n").unwrap();
+    git(src, &["init", "-q"]);
+    Registry::commit(src, "v1");
+    let head = git_in(src, &["rev-parse", "HEAD"], "");
+    let trap = src.parent().unwrap().join("trap.sh");
+    std::fs::write(&trap, format!("#!/bin/sh\necho \"$0 $*\" >> '{}'\ncat\n", marker.display())).unwrap();
+    std::fs::set_permissions(&trap, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let hooks = src.parent().unwrap().join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    for hook in ["post-checkout", "post-index-change", "reference-transaction", "fsmonitor-watchman"] {
+        std::os::unix::fs::symlink(&trap, hooks.join(hook)).unwrap();
+    }
+    let config = std::fs::read_to_string(src.join(".git/config")).unwrap();
+    let t = trap.display();
+    let config = config
+        + &format!(
+            "[core]\n\tfsmonitor = {t}\n\thooksPath = {}\n\tsshCommand = {t}\n\
+         [filter \"evil\"]\n\tclean = {t}\n\tsmudge = {t}\n\
+         [diff \"evil\"]\n\ttextconv = {t}\n[diff]\n\texternal = {t}\n",
+            hooks.display()
+        );
+    std::fs::write(src.join(".git/config"), config).unwrap();
+    head
+}
+
+#[test]
+fn installing_a_directory_runs_nothing_from_its_git_repository() {
+    let reg = Registry::new();
+    let work = tempfile::tempdir().unwrap();
+    let marker = work.path().join("pwned");
+    let src = work.path().join("trapped");
+    let head = trapped_repository(&src, &marker);
+    let install = |args: &[&str]| json_of(ok(&run(command(&reg.ctx, args).current_dir(work.path()))));
+    let out = install(&["install", "./trapped", "--no-env", "--json"]);
+    assert_eq!(out["record"]["commit_sha"], head.as_str(), "{out}");
+    assert!(!marker.exists(), "install ran: {}", std::fs::read_to_string(&marker).unwrap_or_default());
+    let out = install(&["update", "local/trapped", "--json"]);
+    assert_eq!(out["record"]["commit_sha"], head.as_str(), "{out}");
+    assert!(!marker.exists(), "update ran: {}", std::fs::read_to_string(&marker).unwrap_or_default());
+    // A copy that is not its commit records none.
+    std::fs::write(src.join("agent.py"), AGENT.replace("GREETING", "Changed")).unwrap();
+    let out = install(&["update", "local/trapped", "--json"]);
+    assert_eq!(out["record"]["commit_sha"], Json::Null, "{out}");
+    assert!(!marker.exists(), "update ran: {}", std::fs::read_to_string(&marker).unwrap_or_default());
+    // A `.git` file (a worktree's pointer) is an unknown commit, not an error.
+    let pointer = work.path().join("pointer");
+    std::fs::create_dir_all(&pointer).unwrap();
+    std::fs::write(pointer.join("agent.yaml"), MANIFEST).unwrap();
+    std::fs::write(pointer.join("agent.py"), AGENT.replace("GREETING", "Hi")).unwrap();
+    std::fs::write(pointer.join(".git"), format!("gitdir: {}/.git\n", src.display())).unwrap();
+    let out = install(&["install", "./pointer", "--no-env", "--json"]);
+    assert_eq!(out["record"]["commit_sha"], Json::Null, "{out}");
+    assert!(!marker.exists(), "install ran: {}", std::fs::read_to_string(&marker).unwrap_or_default());
+    // The trap is real: git itself, run in the directory, springs it.
+    let _ = Command::new("git").args(["status"]).current_dir(&src).output().unwrap();
+    assert!(marker.exists(), "the test's trap does not work");
+}
+
+#[test]
+fn exec_never_installs_an_id_that_is_also_a_directory_here() {
+    let reg = Registry::new();
+    // The registry has it: an auto-install would succeed and run the stranger's code.
+    reg.repo("agents/summarizer", "Stranger", "v1");
+    let work = tempfile::tempdir().unwrap();
+    let mine = work.path().join("agents/summarizer");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("agent.yaml"), MANIFEST).unwrap();
+    std::fs::write(mine.join("agent.py"), AGENT.replace("GREETING", "Mine")).unwrap();
+    let exec = |agent: &str, cwd: &Path| {
+        run(command(&reg.ctx, &["exec", agent, "greet", "name=World", "--json"])
+            .env("AGENTHUB_REGISTRY", reg.template())
+            .current_dir(cwd))
+    };
+    let out = exec("agents/summarizer", work.path());
+    let v = json_of(&out);
+    assert_eq!(v["error_type"], "AgentNotFoundError", "{v}");
+    assert!(v["error"].as_str().unwrap().contains("./agents/summarizer"), "{v}");
+    assert!(!text(&out.stderr).contains("installing"), "{}", text(&out.stderr));
+    assert!(!reg.agent_dir("agents/summarizer").exists(), "the registry's agent was installed");
+    // Written as a path, the directory runs.
+    assert_eq!(json_of(ok(&exec("./agents/summarizer", work.path())))["result"], "Mine, World.");
+    // Where no such directory is, the id installs on first use as before.
+    let elsewhere = tempfile::tempdir().unwrap();
+    assert_eq!(json_of(ok(&exec("agents/summarizer", elsewhere.path())))["result"], "Stranger, World.");
+}
+
+/// Tags `tag` in the repository `dir`: `base`'s tree plus `data`, the tree `data` names.
+fn tag_with_data(dir: &Path, base: &str, tag: &str, data: &str) {
+    let top = git_in(dir, &["ls-tree", base], "") + &format!("\n040000 tree {data}\tdata\n");
+    let tree = git_in(dir, &["mktree"], &top);
+    let commit = git_in(dir, &["commit-tree", &tree, "-p", base, "-m", tag], "");
+    git(dir, &["tag", tag, &commit]);
+}
+
+#[test]
+fn a_repository_too_large_to_check_out_is_refused_before_checkout() {
+    let reg = Registry::new();
+    let dir = reg.repo("acme/big", "Hello", "v1");
+    ok(&hub(&reg, &["install", "acme/big@v1", "--no-env"]));
+    let small = git_in(&dir, &["hash-object", "-w", "--stdin"], "x");
+    // 1.1 GiB checked out from a fetch of kilobytes: one blob of zeros, 100 times.
+    std::fs::write(dir.join("zeros"), vec![0u8; 11 << 20]).unwrap();
+    let zeros = git_in(&dir, &["hash-object", "-w", "zeros"], "");
+    std::fs::remove_file(dir.join("zeros")).unwrap();
+    let lines = |n: usize, mode: &str, oid: &str| -> String {
+        (0..n).fold(String::new(), |lines, i| lines + &format!("{mode} {oid}\tf{i}\n"))
+    };
+    let bytes = git_in(&dir, &["mktree"], &lines(100, "100644 blob", &zeros));
+    tag_with_data(&dir, "v1", "bytes", &bytes);
+    // 102 000 entries: 1000 directories of 101 files, all one tree.
+    let hundred = git_in(&dir, &["mktree"], &lines(101, "100644 blob", &small));
+    let entries = git_in(&dir, &["mktree"], &lines(1000, "040000 tree", &hundred));
+    tag_with_data(&dir, "v1", "entries", &entries);
+    // 70 levels of directories.
+    let mut deep = git_in(&dir, &["mktree"], &format!("100644 blob {small}\tf\n"));
+    for _ in 0..70 {
+        deep = git_in(&dir, &["mktree"], &format!("040000 tree {deep}\td\n"));
+    }
+    tag_with_data(&dir, "v1", "depth", &deep);
+    let record = || -> Json {
+        serde_json::from_slice(
+            &std::fs::read(reg.agent_dir("acme/big").join(".agenthub-install.json")).unwrap(),
+        )
+        .unwrap()
+    };
+    for (tag, says) in [("bytes", "bytes"), ("entries", "entries"), ("depth", "levels")] {
+        let started = Instant::now();
+        let out = hub(&reg, &["update", "acme/big", &format!("@{tag}"), "--json"]);
+        assert_eq!(out.status.code(), Some(1), "{tag}: {}", text(&out.stderr));
+        let v = json_of(&out);
+        assert_eq!(v["error_type"], "TooLarge", "{tag}: {v}");
+        assert!(v["error"].as_str().unwrap().contains(says), "{tag}: {v}");
+        assert!(v["suggestion"].as_str().unwrap().contains("1 GiB"), "{tag}: {v}");
+        assert!(started.elapsed() < Duration::from_secs(60), "{tag}: checked out before refusing?");
+        // The previous install is as it was, and nothing was left beside it.
+        assert_eq!(record()["requested_ref"], "v1", "{tag}");
+        assert!(!reg.agent_dir("acme/big").join("data").exists(), "{tag}");
+        assert_eq!(reg.leftovers("acme"), Vec::<String>::new(), "{tag}");
+    }
+    // A first install refused leaves nothing either.
+    let out = hub(&reg, &["install", "acme/big@depth", "--as", "other/big", "--no-env"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("levels"), "{}", text(&out.stderr));
+    assert!(!reg.ctx.config().agents_root().join("other").exists());
+}
