@@ -18,7 +18,8 @@
 //! The protocol (JSON-RPC framing, `initialize` for 2024-11-05 to 2025-11-25 and the
 //! handshake-free 2026-07-28 lifecycle with `server/discover`, `ping`, cancellation
 //! bookkeeping, -32601 for unknown methods) is the official Rust SDK's (`rmcp`); this crate
-//! supplies the tools and what a call does.
+//! supplies the tools, what a call does, and the line transport (how a malformed line is
+//! answered, and that a closed output ends the session).
 //!
 //! Invariants:
 //! - nothing but protocol is written to the writer: agents' output is captured by the
@@ -26,9 +27,13 @@
 //! - a tool call runs through [`agenthub_runtime::AgentRuntime::execute_cancellable`] on a
 //!   blocking thread,
 //!   so the protocol loop is never blocked and calls overlap;
-//! - `notifications/cancelled` for a call, and the end of the input, cancel its
+//! - `notifications/cancelled` for a call, and the end of the input or of the output (a write
+//!   that fails; for stdio also a stdout pipe whose reader is gone), cancel its
 //!   [`agenthub_runtime::CallCancel`]: its warm worker or one-shot process is killed (and, for a client's
 //!   cancellation, the agent's workers are topped up again in the background);
+//! - every line gets the answer JSON-RPC asks for: a request whose params do not fit its
+//!   method -32602 with its id (-32601 for a method not served), a line that is not JSON
+//!   -32700 with id null, a notification nothing;
 //! - [`McpServer::serve`] returns only when no call it started is still running (bounded:
 //!   what is left after [`SHUTDOWN_GRACE`] is killed with the runtime's processes).
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use agenthub_runtime::{AgentRuntime, CallCancel, LoadedAgent};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CustomRequest, CustomResult, ErrorCode, Implementation,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+    Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::{ErrorData, ServerHandler, ServiceExt as _};
@@ -116,7 +117,12 @@ impl McpServer {
 
     /// [`McpServer::serve`], also ending when `hangup` resolves (the output was found closed
     /// without a write).
-    pub(crate) async fn serve_until_hangup<R, W>(self, read: R, write: W, hangup: Hangup) -> Result<(), McpError>
+    pub(crate) async fn serve_until_hangup<R, W>(
+        self,
+        read: R,
+        write: W,
+        hangup: Hangup,
+    ) -> Result<(), McpError>
     where
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,

@@ -2,7 +2,7 @@
 //! of rmcp's `AsyncRwTransport`, so that
 //! - every line that is not a message rmcp can dispatch gets the answer JSON-RPC asks for
 //!   (rmcp would answer a request whose params do not fit its types with -32601, since it falls
-//!   back to a custom request, drop a line nested past serde_json's depth limit without an
+//!   back to a custom request, drop a line nested past `serde_json`'s depth limit without an
 //!   answer, and answer other malformed requests -32600 without their id):
 //!   - a request for a method this server answers whose params do not deserialize: -32602
 //!     with its id; for any other method: -32601 with its id;
@@ -22,9 +22,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use rmcp::model::{
-    CallToolRequest, CallToolRequestMethod, ClientJsonRpcMessage, ClientRequest, ConstString, DiscoverRequest,
-    DiscoverRequestMethod, ErrorCode, ErrorData, InitializeRequest, InitializeResultMethod, JsonRpcRequest,
-    ListToolsRequest, ListToolsRequestMethod, PingRequest, PingRequestMethod, RequestId, ServerJsonRpcMessage,
+    CallToolRequest, CallToolRequestMethod, ClientJsonRpcMessage, ClientRequest, ConstString,
+    DiscoverRequest, DiscoverRequestMethod, ErrorCode, ErrorData, InitializeRequest, InitializeResultMethod,
+    JsonRpcRequest, ListToolsRequest, ListToolsRequestMethod, PingRequest, PingRequestMethod, RequestId,
+    ServerJsonRpcMessage,
 };
 use rmcp::service::RoleServer;
 use rmcp::transport::Transport;
@@ -172,7 +173,10 @@ where
                     tracing::warn!(max = MAX_LINE_BYTES, "a message longer than the limit was dropped");
                     Decoded::Answer(
                         None,
-                        ErrorData::parse_error(format!("Parse error: a line longer than {MAX_LINE_BYTES} bytes"), None),
+                        ErrorData::parse_error(
+                            format!("Parse error: a line longer than {MAX_LINE_BYTES} bytes"),
+                            None,
+                        ),
                     )
                 }
                 Read::End => {
@@ -226,6 +230,10 @@ struct ErrorAnswer {
 
 /// What a line is.
 #[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived, moved once; boxing would cost every message an allocation"
+)]
 enum Decoded {
     /// A message for rmcp.
     Message(ClientJsonRpcMessage),
@@ -236,7 +244,7 @@ enum Decoded {
 }
 
 /// What can be read of a line that is not a message: its top-level fields, whatever the rest
-/// holds (other fields are skipped by serde_json without recursion, so no nesting is too
+/// holds (other fields are skipped by `serde_json` without recursion, so no nesting is too
 /// deep here).
 #[derive(Deserialize)]
 struct Envelope {
@@ -275,7 +283,8 @@ fn decode(line: &[u8]) -> Decoded {
             if let ClientRequest::CustomRequest(custom) = &request.request
                 && let Some(check) = served(&custom.method)
             {
-                let why = check(line).map_or_else(|| "they do not fit the method".to_owned(), |e| e.to_string());
+                let why =
+                    check(line).map_or_else(|| "they do not fit the method".to_owned(), |e| e.to_string());
                 return Decoded::Answer(Some(request.id), invalid_params(&custom.method, &why));
             }
             return Decoded::Message(ClientJsonRpcMessage::Request(request));
@@ -398,5 +407,123 @@ impl<R: AsyncRead + Unpin> Lines<R> {
     fn current(&self) -> &[u8] {
         let line = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
         line.strip_suffix(b"\r").unwrap_or(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// The answer `line` gets: `(id, code)`, or `None` for no answer.
+    fn answer(line: &str) -> Option<(Json, i32)> {
+        match decode(line.as_bytes()) {
+            Decoded::Answer(id, error) => {
+                Some((id.map_or(Json::Null, RequestId::into_json_value), error.code.0))
+            }
+            Decoded::Message(_) | Decoded::Nothing => None,
+        }
+    }
+
+    fn is_message(line: &str) -> bool {
+        matches!(decode(line.as_bytes()), Decoded::Message(_))
+    }
+
+    #[test]
+    fn messages_rmcp_reads_go_through() {
+        assert!(is_message(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{}}}"#
+        ));
+        assert!(is_message("\u{feff}{\"jsonrpc\":\"2.0\",\"id\":\"a\",\"method\":\"ping\"}"));
+        // Unknown methods are rmcp's (-32601 from the handler).
+        assert!(is_message(r#"{"jsonrpc":"2.0","id":1,"method":"foo/bar","params":{"x":1}}"#));
+        assert!(is_message(r#"{"jsonrpc":"2.0","method":"notifications/whatever"}"#));
+        assert!(is_message(r#"{"jsonrpc":"2.0","id":3,"result":{}}"#));
+        assert!(matches!(decode(b"  \t"), Decoded::Nothing));
+    }
+
+    #[test]
+    fn requests_for_served_methods_with_bad_params_are_invalid_params_with_their_id() {
+        let deep = format!("{}1{}", "{\"a\":".repeat(300), "}".repeat(300));
+        for (line, id) in [
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":[1]}}"#
+                    .to_owned(),
+                json!(1),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"t","_meta":[]}}"#
+                    .to_owned(),
+                json!("x"),
+            ),
+            (
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{{"name":"t","arguments":{deep}}}}}"#
+                ),
+                json!(2),
+            ),
+            (r#"{"jsonrpc":"2.0","id":3,"method":"ping","params":5}"#.to_owned(), json!(3)),
+            (r#"{"jsonrpc":"2.0","id":4,"method":"server/discover","params":[]}"#.to_owned(), json!(4)),
+            (r#"{"jsonrpc":"2.0","id":5,"method":"initialize","params":{}}"#.to_owned(), json!(5)),
+            (r#"{"jsonrpc":"2.0","id":6,"method":"tools/list","params":{"_meta":"m"}}"#.to_owned(), json!(6)),
+        ] {
+            assert_eq!(answer(&line), Some((id, -32602)), "{}", &line[..line.len().min(100)]);
+        }
+        match decode(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":"text"}}"#,
+        ) {
+            Decoded::Answer(_, error) => {
+                assert!(error.message.starts_with("Invalid params for tools/call: "), "{}", error.message);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn other_malformed_lines_get_the_code_json_rpc_asks_for() {
+        let deep = "[".repeat(300);
+        for (line, expected) in [
+            // Unknown methods: -32601 whatever the params.
+            (
+                format!(
+                    r#"{{"jsonrpc":"2.0","id":1,"method":"x/y","params":{{"a":{deep}{}}}}}"#,
+                    "]".repeat(300)
+                ),
+                Some((json!(1), -32601)),
+            ),
+            (
+                r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":5}"#.to_owned(),
+                Some((json!(1), -32601)),
+            ),
+            // Not a request: -32600, with the id when it can be read and is the client's.
+            (r#"{"jsonrpc":"2.0","id":2}"#.to_owned(), Some((json!(2), -32600))),
+            (r#"{"id":3,"method":"ping"}"#.to_owned(), Some((json!(3), -32600))),
+            (r#"{"jsonrpc":"2.0","id":4,"method":["ping"]}"#.to_owned(), Some((json!(4), -32600))),
+            (r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#.to_owned(), Some((Json::Null, -32600))),
+            (r#"{"jsonrpc":"2.0","id":1.5,"method":"ping"}"#.to_owned(), Some((Json::Null, -32600))),
+            (
+                format!(r#"{{"jsonrpc":"2.0","id":{deep}{},"method":"ping"}}"#, "]".repeat(300)),
+                Some((Json::Null, -32600)),
+            ),
+            (r#"{"jsonrpc":"2.0","id":5,"error":5}"#.to_owned(), Some((Json::Null, -32600))),
+            (
+                r#"{"jsonrpc":"2.0","id":5,"method":"ping","result":{}}"#.to_owned(),
+                Some((Json::Null, -32600)),
+            ),
+            ("[]".to_owned(), Some((Json::Null, -32600))),
+            ("7".to_owned(), Some((Json::Null, -32600))),
+            // Not JSON: -32700, id null.
+            ("{".to_owned(), Some((Json::Null, -32700))),
+            (r#"{"jsonrpc":"2.0","id":1,"method":"ping"} trailing"#.to_owned(), Some((Json::Null, -32700))),
+            (deep.clone(), Some((Json::Null, -32700))),
+            // A notification is never answered.
+            (r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":5}"#.to_owned(), None),
+            (
+                format!(r#"{{"jsonrpc":"2.0","method":"tools/call","params":{deep}{}}}"#, "]".repeat(300)),
+                None,
+            ),
+        ] {
+            assert_eq!(answer(&line), expected, "{}", &line[..line.len().min(100)]);
+        }
     }
 }

@@ -97,6 +97,14 @@ fn install_probe(ctx: &TestContext) -> PathBuf {
     dir
 }
 
+/// What the server's stdout is.
+#[derive(Debug, Clone, Copy)]
+enum Output {
+    Pipe,
+    /// A socket: its peer closing is found only by a write that fails.
+    Socket,
+}
+
 /// A running `agenthub mcp serve` and its output lines.
 struct Server {
     child: Child,
@@ -109,21 +117,34 @@ struct Server {
 
 impl Server {
     fn start(ctx: &TestContext, args: &[&str]) -> Self {
-        Self::start_reading(ctx, args, usize::MAX)
+        Self::start_reading(ctx, args, usize::MAX, Output::Pipe)
     }
 
     /// A server whose stdout is read for `messages` messages; then its read end is closed
     /// (the channel disconnects once it is, see [`Server::wait_output_closed`]).
-    fn start_reading(ctx: &TestContext, args: &[&str], messages: usize) -> Self {
+    fn start_reading(ctx: &TestContext, args: &[&str], messages: usize, output: Output) -> Self {
         let mut all = vec!["mcp", "serve"];
         all.extend_from_slice(args);
-        let mut child = command(ctx, &all)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut command = command(ctx, &all);
+        command.stdin(Stdio::piped()).stderr(Stdio::piped());
+        let ours: Option<Box<dyn Read + Send>> = match output {
+            Output::Pipe => {
+                command.stdout(Stdio::piped());
+                None
+            }
+            Output::Socket => {
+                let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+                command.stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+                Some(Box::new(ours))
+            }
+        };
+        let mut child = command.spawn().unwrap();
+        // Dropped here: the server holds the only other end.
+        drop(command);
+        let stdout: Box<dyn Read + Send> = match ours {
+            Some(ours) => ours,
+            None => Box::new(child.stdout.take().unwrap()),
+        };
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
@@ -598,21 +619,26 @@ fn eof_cancels_calls_in_flight_shuts_every_worker_down_and_exits_0() {
 fn a_closed_output_ends_the_session_like_eof_with_stdin_still_open() {
     let ctx = TestContext::new();
     let probe = install_probe(&ctx);
-    // Two messages are read (the initialize answer and the pid); then stdout's read end closes.
-    let mut server = Server::start_reading(&ctx, &["test/probe", "--workers", "2"], 2);
-    server.initialize("2025-11-25");
-    let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
-    assert!(alive(pid));
-    server.wait_output_closed();
-    // Stdin stays open; the answer to this request cannot be written.
-    server.send_if_open(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}));
-    let (status, took) = server.wait_exit(Duration::from_secs(30), "the output closing");
-    assert_eq!(status.code(), Some(0), "{}", server.stderr());
-    assert!(took < Duration::from_secs(20), "exit took {took:?}");
-    assert!(!alive(pid));
     let token = probe.canonicalize().unwrap().display().to_string();
-    wait_until("no process of the agent", Duration::from_secs(5), || survivors(&token).is_empty());
-    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+    // A pipe (whose hang-up the server also watches for) and a socket (found closed by the
+    // write that fails).
+    for output in [Output::Pipe, Output::Socket] {
+        // Two messages are read (the initialize answer and the pid); then stdout's read end
+        // closes.
+        let mut server = Server::start_reading(&ctx, &["test/probe", "--workers", "2"], 2, output);
+        server.initialize("2025-11-25");
+        let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
+        assert!(alive(pid));
+        server.wait_output_closed();
+        // Stdin stays open; the answer to this request cannot be written.
+        server.send_if_open(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}));
+        let (status, took) = server.wait_exit(Duration::from_secs(30), "the output closing");
+        assert_eq!(status.code(), Some(0), "{output:?}: {}", server.stderr());
+        assert!(took < Duration::from_secs(20), "{output:?}: exit took {took:?}");
+        assert!(!alive(pid), "{output:?}");
+        wait_until("no process of the agent", Duration::from_secs(5), || survivors(&token).is_empty());
+        assert!(!server.stderr().contains("panicked"), "{output:?}: {}", server.stderr());
+    }
 }
 
 #[test]
@@ -620,8 +646,12 @@ fn a_closed_output_cancels_the_calls_in_flight() {
     let ctx = TestContext::new();
     let probe = install_probe(&ctx);
     // The initialize answer, the pid, and the first progress notification of the call below.
-    let mut server =
-        Server::start_reading(&ctx, &["test/probe", "--workers", "2", "--progress-interval", "0.1"], 3);
+    let mut server = Server::start_reading(
+        &ctx,
+        &["test/probe", "--workers", "2", "--progress-interval", "0.1"],
+        3,
+        Output::Pipe,
+    );
     server.initialize("2025-11-25");
     let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
     let marker = ctx.home().join("sleeping");

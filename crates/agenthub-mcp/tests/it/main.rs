@@ -163,6 +163,31 @@ async fn a_progress_notification_that_cannot_be_written_cancels_the_call_and_end
     drop(client_write);
 }
 
+#[tokio::test(flavor = "current_thread")]
+async fn a_line_over_the_limit_is_a_parse_error_and_the_next_one_is_read() {
+    let ctx = TestContext::new();
+    ctx.install(&TestAgent::new("demo").method(TestMethod::new("ping")));
+    let server = server(&ctx, &["test/demo"]);
+    let (mut client_write, server_read) = tokio::io::duplex(64 * 1024);
+    let (server_write, client_read) = tokio::io::duplex(64 * 1024);
+    let serving = tokio::spawn(server.serve(server_read, server_write));
+    let mut lines = BufReader::new(client_read).lines();
+    let mut long = br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":""#.to_vec();
+    long.resize(agenthub_mcp::MAX_LINE_BYTES + 1, b'x');
+    long.extend_from_slice(b"\"}}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n");
+    let writing = tokio::spawn(async move {
+        client_write.write_all(&long).await.unwrap();
+        client_write
+    });
+    let first = read_until(&mut lines, |_| true).await;
+    assert_eq!((&first["id"], &first["error"]["code"]), (&Json::Null, &json!(-32700)), "{first}");
+    let second = read_until(&mut lines, |_| true).await;
+    assert_eq!(second, json!({"jsonrpc": "2.0", "id": 2, "result": {}}));
+    drop(tokio::time::timeout(LIMIT, writing).await.unwrap().unwrap());
+    let ended = tokio::time::timeout(LIMIT, serving).await.unwrap().unwrap();
+    assert!(ended.is_ok(), "{ended:?}");
+}
+
 #[test]
 fn agents_without_methods_are_refused() {
     let ctx = TestContext::new();
