@@ -11,14 +11,15 @@
 //! let runtime = AgentRuntime::from_config(config)?;
 //! let agent = runtime.load_agent("examples/agents/hello")?;
 //! let server = McpServer::new(Arc::new(runtime), vec![agent], Options::default())?;
-//! agenthub_mcp::serve_stdio(server)?; // until EOF on stdin
+//! agenthub_mcp::serve_stdio(server)?; // until EOF on stdin (or stdout is closed)
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! The protocol (JSON-RPC framing, `initialize` for 2024-11-05 to 2025-11-25 and the
 //! handshake-free 2026-07-28 lifecycle with `server/discover`, `ping`, cancellation
 //! bookkeeping, -32601 for unknown methods) is the official Rust SDK's (`rmcp`); this crate
-//! supplies the tools and what a call does.
+//! supplies the tools, what a call does, and the line transport (how a malformed line is
+//! answered, and that a closed output ends the session).
 //!
 //! Invariants:
 //! - nothing but protocol is written to the writer: agents' output is captured by the
@@ -26,15 +27,20 @@
 //! - a tool call runs through [`agenthub_runtime::AgentRuntime::execute_cancellable`] on a
 //!   blocking thread,
 //!   so the protocol loop is never blocked and calls overlap;
-//! - `notifications/cancelled` for a call, and the end of the input, cancel its
+//! - `notifications/cancelled` for a call, and the end of the input or of the output (a write
+//!   that fails; for stdio also a stdout pipe whose reader is gone), cancel its
 //!   [`agenthub_runtime::CallCancel`]: its warm worker or one-shot process is killed (and, for a client's
 //!   cancellation, the agent's workers are topped up again in the background);
+//! - every line gets the answer JSON-RPC asks for: a request whose params do not fit its
+//!   method -32602 with its id (-32601 for a method not served), a line that is not JSON
+//!   -32700 with id null, a notification nothing;
 //! - [`McpServer::serve`] returns only when no call it started is still running (bounded:
 //!   what is left after [`SHUTDOWN_GRACE`] is killed with the runtime's processes).
 
 mod result;
 mod server;
 pub mod tools;
+mod transport;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -85,18 +91,44 @@ pub enum McpError {
     Session(String),
 }
 
-/// Serves `server` on stdin and stdout until stdin closes (a blocking call: it runs its own
-/// single-threaded async runtime). Stdout carries nothing but protocol.
+/// Serves `server` on stdin and stdout until stdin closes or stdout does (a blocking call: it
+/// runs its own single-threaded async runtime). Stdout carries nothing but protocol.
 pub fn serve_stdio(server: McpServer) -> Result<(), McpError> {
     let runtime =
         tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(McpError::Runtime)?;
     let result = runtime.block_on(async {
         let (read, write) = rmcp::transport::io::stdio_pipes();
-        server.serve(read, write).await
+        server.serve_until_hangup(read, write, Box::pin(stdout_hangup())).await
     });
     // Every call has ended by now; nothing is waited for here.
     runtime.shutdown_timeout(Duration::from_millis(100));
     result
+}
+
+/// Resolves when stdout is a pipe whose read end has been closed (the client stopped reading,
+/// whether or not anything is being written); never for anything else.
+async fn stdout_hangup() {
+    use std::os::fd::{AsFd as _, OwnedFd};
+    use std::os::unix::fs::FileTypeExt as _;
+    use tokio::io::Interest;
+    use tokio::io::unix::AsyncFd;
+
+    let watched = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(std::fs::File::from)
+        .ok()
+        .filter(|file| file.metadata().is_ok_and(|m| m.file_type().is_fifo()))
+        // A pipe's write end reports an error, and only that, once no reader is left.
+        .and_then(|file| {
+            // SAFETY: the `OwnedFd` is a valid open descriptor, owned by the `AsyncFd` for its
+            // whole life, and always reports that same descriptor.
+            unsafe { AsyncFd::register_with_interest(OwnedFd::from(file), Interest::ERROR) }.ok()
+        });
+    match watched {
+        Some(fd) => drop(fd.ready(Interest::ERROR).await),
+        None => std::future::pending().await,
+    }
 }
 
 /// The `{"mcpServers": {...}}` snippet that Claude Desktop, Cursor and Claude Code read:

@@ -1,27 +1,25 @@
 //! The MCP handler: tools/list from the manifests, tools/call through the runtime.
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use agenthub_runtime::{AgentRuntime, CallCancel, LoadedAgent};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, ClientJsonRpcMessage, CustomRequest, CustomResult, ErrorCode,
-    Implementation, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities,
-    ServerConfig, ServerJsonRpcMessage, Tool,
+    CallToolRequestParams, CallToolResponse, CustomRequest, CustomResult, ErrorCode, Implementation,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig,
+    Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
-use rmcp::transport::Transport;
 use rmcp::{ErrorData, ServerHandler, ServiceExt as _};
 use serde_json::json;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::sync::CancellationToken;
 
 use crate::tools::{ToolSpec, tools_of};
-use crate::{MAX_LINE_BYTES, McpError, Options, SHUTDOWN_GRACE};
+use crate::transport::{Hangup, LineTransport};
+use crate::{McpError, Options, SHUTDOWN_GRACE};
 
 /// An MCP server over one runtime and a fixed set of agents. Cheap to clone (shared state).
 #[derive(Clone)]
@@ -36,7 +34,7 @@ struct Inner {
     listed: Vec<Tool>,
     by_name: HashMap<String, usize>,
     options: Options,
-    /// Cancelled when the input ends: every call in flight is cancelled.
+    /// Cancelled when the input ends or the output closes: every call in flight is cancelled.
     closing: CancellationToken,
     /// Blocking jobs (calls, worker restarts) still running.
     running: Arc<AtomicUsize>,
@@ -106,26 +104,39 @@ impl McpServer {
         &self.inner.tools
     }
 
-    /// Serves one client on `read` and `write` until `read` ends; then cancels the calls in
-    /// flight and returns once none is running (bounded by [`SHUTDOWN_GRACE`], after which
-    /// the runtime's processes are killed).
+    /// Serves one client on `read` and `write` until `read` ends or `write` fails (the client
+    /// closed it); then cancels the calls in flight and returns once none is running (bounded
+    /// by [`SHUTDOWN_GRACE`], after which the runtime's processes are killed).
     pub async fn serve<R, W>(self, read: R, write: W) -> Result<(), McpError>
     where
         R: AsyncRead + Send + Unpin + 'static,
         W: AsyncWrite + Send + Unpin + 'static,
     {
+        self.serve_until_hangup(read, write, Box::pin(std::future::pending())).await
+    }
+
+    /// [`McpServer::serve`], also ending when `hangup` resolves (the output was found closed
+    /// without a write).
+    pub(crate) async fn serve_until_hangup<R, W>(
+        self,
+        read: R,
+        write: W,
+        hangup: Hangup,
+    ) -> Result<(), McpError>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+    {
         let closing = self.inner.closing.clone();
-        let read = WatchEof { inner: read, closing: closing.clone() };
-        let transport = SkipUntilRequest {
-            inner: rmcp::transport::async_rw::AsyncRwTransport::<RoleServer, _, _>::new(read, write)
-                .with_max_line_length(MAX_LINE_BYTES),
-            started: false,
-        };
+        let transport = LineTransport::new(read, write, closing.clone(), hangup);
+        let output_closed = transport.output_closed();
         let inner = Arc::clone(&self.inner);
         let outcome = match self.serve_with_ct(transport, CancellationToken::new()).await {
             Ok(running) => running.waiting().await.map(|_| ()).map_err(|e| McpError::Session(e.to_string())),
             // The input ended before a session started: nothing to do, not an error.
             Err(rmcp::service::ServerInitializeError::ConnectionClosed(_)) => Ok(()),
+            // The output closed during the handshake: the client is gone, as at EOF.
+            Err(_) if output_closed.is_cancelled() => Ok(()),
             Err(e) => Err(McpError::Handshake(e.to_string())),
         };
         closing.cancel();
@@ -237,6 +248,8 @@ impl Inner {
     }
 }
 
+// The requests answered here and by rmcp's defaults (initialize, ping, server/discover) are
+// `transport::SERVED`: a malformed one of them is answered -32602 there.
 impl ServerHandler for McpServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
@@ -279,64 +292,5 @@ impl ServerHandler for McpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         self.inner.call(request, context).await
-    }
-}
-
-/// Drops what the client sends before its first request (a notification such as an early
-/// `notifications/initialized`, a stray response): rmcp would end the session on it, and
-/// notifications are never answered anyway.
-struct SkipUntilRequest<T> {
-    inner: T,
-    started: bool,
-}
-
-impl<T: Transport<RoleServer>> Transport<RoleServer> for SkipUntilRequest<T> {
-    type Error = T::Error;
-
-    fn send(
-        &mut self,
-        item: ServerJsonRpcMessage,
-    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send + 'static {
-        self.inner.send(item)
-    }
-
-    async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
-        loop {
-            let message = self.inner.receive().await?;
-            if self.started || matches!(message, ClientJsonRpcMessage::Request(_)) {
-                self.started = true;
-                return Some(message);
-            }
-            tracing::debug!("ignored a message that came before any request");
-        }
-    }
-
-    fn close(&mut self) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send {
-        self.inner.close()
-    }
-}
-
-/// A reader that cancels `closing` when it reaches the end (or fails), so that calls in
-/// flight are cancelled at once instead of after the SDK's drain period.
-struct WatchEof<R> {
-    inner: R,
-    closing: CancellationToken,
-}
-
-impl<R: AsyncRead + Unpin> AsyncRead for WatchEof<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let wanted = buf.remaining() > 0;
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        match &polled {
-            Poll::Ready(Ok(())) if wanted && buf.filled().len() == before => self.closing.cancel(),
-            Poll::Ready(Err(_)) => self.closing.cancel(),
-            _ => {}
-        }
-        polled
     }
 }

@@ -97,6 +97,14 @@ fn install_probe(ctx: &TestContext) -> PathBuf {
     dir
 }
 
+/// What the server's stdout is.
+#[derive(Debug, Clone, Copy)]
+enum Output {
+    Pipe,
+    /// A socket: its peer closing is found only by a write that fails.
+    Socket,
+}
+
 /// A running `agenthub mcp serve` and its output lines.
 struct Server {
     child: Child,
@@ -109,26 +117,49 @@ struct Server {
 
 impl Server {
     fn start(ctx: &TestContext, args: &[&str]) -> Self {
+        Self::start_reading(ctx, args, usize::MAX, Output::Pipe)
+    }
+
+    /// A server whose stdout is read for `messages` messages; then its read end is closed
+    /// (the channel disconnects once it is, see [`Server::wait_output_closed`]).
+    fn start_reading(ctx: &TestContext, args: &[&str], messages: usize, output: Output) -> Self {
         let mut all = vec!["mcp", "serve"];
         all.extend_from_slice(args);
-        let mut child = command(ctx, &all)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
+        let mut command = command(ctx, &all);
+        command.stdin(Stdio::piped()).stderr(Stdio::piped());
+        let ours: Option<Box<dyn Read + Send>> = match output {
+            Output::Pipe => {
+                command.stdout(Stdio::piped());
+                None
+            }
+            Output::Socket => {
+                let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+                command.stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+                Some(Box::new(ours))
+            }
+        };
+        let mut child = command.spawn().unwrap();
+        // Dropped here: the server holds the only other end.
+        drop(command);
+        let stdout: Box<dyn Read + Send> = match ours {
+            Some(ours) => ours,
+            None => Box::new(child.stdout.take().unwrap()),
+        };
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { return };
+            let mut lines = BufReader::new(stdout).lines();
+            for _ in 0..messages {
+                let Some(Ok(line)) = lines.next() else { break };
                 // Nothing but protocol on stdout: every line is one JSON-RPC message.
                 let message: Json = serde_json::from_str(&line)
                     .unwrap_or_else(|e| json!({"NOT PROTOCOL": line, "why": e.to_string()}));
                 if tx.send(message).is_err() {
-                    return;
+                    break;
                 }
             }
+            // The read end is closed before the channel is.
+            drop(lines);
+            drop(tx);
         });
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let mut pipe = child.stderr.take().unwrap();
@@ -216,14 +247,43 @@ impl Server {
     /// Closes stdin and waits (bounded) for the exit: the status and how long it took.
     fn close(&mut self, limit: Duration) -> (ExitStatus, Duration) {
         self.stdin = None;
+        self.wait_exit(limit, "EOF")
+    }
+
+    /// Waits (bounded) for the exit, stdin left as it is: the status and how long it took.
+    fn wait_exit(&mut self, limit: Duration, after: &str) -> (ExitStatus, Duration) {
         let started = Instant::now();
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return (status, started.elapsed());
             }
-            assert!(started.elapsed() < limit, "the server did not exit within {limit:?} of EOF");
+            assert!(
+                started.elapsed() < limit,
+                "the server did not exit within {limit:?} of {after}; stderr:\n{}",
+                self.stderr()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Waits (bounded) until the reader of [`Server::start_reading`] has closed the read end
+    /// of the server's stdout; what it read meanwhile is kept.
+    fn wait_output_closed(&mut self) {
+        let deadline = Instant::now() + ANSWER;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(message) => self.seen.push_back(message),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("stdout was not closed within {ANSWER:?}"),
+            }
+        }
+    }
+
+    /// Writes to stdin, which may already be closed by a server that has exited.
+    fn send_if_open(&mut self, message: &Json) {
+        let stdin = self.stdin.as_mut().expect("stdin is held");
+        let _ = stdin.write_all(format!("{message}\n").as_bytes()).and_then(|()| stdin.flush());
     }
 }
 
@@ -330,10 +390,12 @@ fn the_handshake_free_lifecycle_is_answered_too() {
     let ctx = TestContext::new();
     install_conformance(&ctx, "hello");
     let mut server = Server::start(&ctx, &["conf/hello"]);
-    // A notification before any request, and a line that is not JSON (no id to answer), are
-    // skipped; a ping before any lifecycle is answered.
+    // A notification before any request is skipped, a line that is not JSON is a parse error
+    // (id null), and a ping before any lifecycle is answered.
     server.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
     server.send_raw("this is not JSON\n");
+    let parse_error = server.next(ANSWER).unwrap();
+    assert_eq!((&parse_error["id"], &parse_error["error"]["code"]), (&Json::Null, &json!(-32700)));
     server.request(9, "ping", json!({}));
     assert_eq!(server.next(ANSWER).unwrap(), json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
     let meta = json!({
@@ -551,6 +613,138 @@ fn eof_cancels_calls_in_flight_shuts_every_worker_down_and_exits_0() {
     // Workers carry the agent directory on their command line.
     let token = probe.canonicalize().unwrap().display().to_string();
     wait_until("no process of the agent", Duration::from_secs(5), || survivors(&token).is_empty());
+}
+
+#[test]
+fn a_closed_output_ends_the_session_like_eof_with_stdin_still_open() {
+    let ctx = TestContext::new();
+    let probe = install_probe(&ctx);
+    let token = probe.canonicalize().unwrap().display().to_string();
+    // A pipe (whose hang-up the server also watches for) and a socket (found closed by the
+    // write that fails).
+    for output in [Output::Pipe, Output::Socket] {
+        // Two messages are read (the initialize answer and the pid); then stdout's read end
+        // closes.
+        let mut server = Server::start_reading(&ctx, &["test/probe", "--workers", "2"], 2, output);
+        server.initialize("2025-11-25");
+        let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
+        assert!(alive(pid));
+        server.wait_output_closed();
+        // Stdin stays open; the answer to this request cannot be written.
+        server.send_if_open(&json!({"jsonrpc": "2.0", "id": 2, "method": "ping"}));
+        let (status, took) = server.wait_exit(Duration::from_secs(30), "the output closing");
+        assert_eq!(status.code(), Some(0), "{output:?}: {}", server.stderr());
+        assert!(took < Duration::from_secs(20), "{output:?}: exit took {took:?}");
+        assert!(!alive(pid), "{output:?}");
+        wait_until("no process of the agent", Duration::from_secs(5), || survivors(&token).is_empty());
+        assert!(!server.stderr().contains("panicked"), "{output:?}: {}", server.stderr());
+    }
+}
+
+#[test]
+fn a_closed_output_cancels_the_calls_in_flight() {
+    let ctx = TestContext::new();
+    let probe = install_probe(&ctx);
+    // The initialize answer, the pid, and the first progress notification of the call below.
+    let mut server = Server::start_reading(
+        &ctx,
+        &["test/probe", "--workers", "2", "--progress-interval", "0.1"],
+        3,
+        Output::Pipe,
+    );
+    server.initialize("2025-11-25");
+    let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
+    let marker = ctx.home().join("sleeping");
+    server.request(
+        2,
+        "tools/call",
+        json!({"name": "sleep", "arguments": {"seconds": 120, "marker": marker},
+               "_meta": {"progressToken": "tok"}}),
+    );
+    wait_until("the call to reach its worker", ANSWER, || marker.exists());
+    server.wait_output_closed();
+    assert_eq!(server.seen.back().map(|m| m["method"].clone()), Some(json!("notifications/progress")));
+    // Nothing more is sent: the next progress notification (or stdout's hang-up) ends it.
+    let (status, took) = server.wait_exit(Duration::from_secs(30), "the output closing");
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
+    assert!(took < Duration::from_secs(20), "exit took {took:?}");
+    assert!(!alive(pid));
+    let token = probe.canonicalize().unwrap().display().to_string();
+    wait_until("no process of the agent", Duration::from_secs(5), || survivors(&token).is_empty());
+}
+
+#[test]
+fn malformed_requests_are_answered_with_their_id_and_the_server_keeps_serving() {
+    let ctx = TestContext::new();
+    install_conformance(&ctx, "hello");
+    let mut server = Server::start(&ctx, &["conf/hello"]);
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    // (line, the id of the answer, its code)
+    let before: Vec<(String, Json, i64)> = vec![
+        // Before the handshake: an initialize whose params are wrong.
+        (
+            r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":5}}"#.into(),
+            json!(1),
+            -32602,
+        ),
+        ("this is not JSON".into(), Json::Null, -32700),
+    ];
+    let after: Vec<(String, Json, i64)> = vec![
+        (
+            r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"greet","arguments":"text"}}"#.into(),
+            json!(2),
+            -32602,
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"greet","arguments":{"name":"x"},"_meta":5}}"#
+                .into(),
+            json!(3),
+            -32602,
+        ),
+        (
+            format!(
+                r#"{{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{{"name":"greet","arguments":{{"name":{deep}}}}}}}"#
+            ),
+            json!(4),
+            -32602,
+        ),
+        (r#"{"jsonrpc":"2.0","id":5,"method":"tools/call"}"#.into(), json!(5), -32602),
+        (r#"{"jsonrpc":"2.0","id":"six","method":"tools/list","params":5}"#.into(), json!("six"), -32602),
+        (
+            r#"{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"capabilities":[]}}"#.into(),
+            json!(7),
+            -32602,
+        ),
+        // An unknown method is that whatever its params.
+        (format!(r#"{{"jsonrpc":"2.0","id":8,"method":"no/such","params":{{"a":{deep}}}}}"#), json!(8), -32601),
+        (r#"{"jsonrpc":"2.0","id":9,"method":"resources/list","params":5}"#.into(), json!(9), -32601),
+        // Not a request object: the id where it can be read.
+        (r#"{"jsonrpc":"1.0","id":10,"method":"ping"}"#.into(), json!(10), -32600),
+        (r#"{"jsonrpc":"2.0","id":11,"method":5}"#.into(), json!(11), -32600),
+        (r#"{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}"#.into(), Json::Null, -32600),
+        (deep.clone(), Json::Null, -32600),
+        // Not JSON: nothing can be read.
+        (r#"{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{"#.into(), Json::Null, -32700),
+        (format!("{{\"a\": {}", "[".repeat(200)), Json::Null, -32700),
+    ];
+    let check = |server: &mut Server, cases: &[(String, Json, i64)]| {
+        for (line, id, code) in cases {
+            server.send_raw(&format!("{line}\n"));
+            let answer = server.next(ANSWER).unwrap_or_else(|| panic!("no answer to {line}"));
+            let shown = if line.len() > 120 { &line[..120] } else { line.as_str() };
+            assert_eq!(answer["error"]["code"], json!(code), "{shown}: {answer}");
+            assert_eq!(answer.get("id"), Some(id), "{shown}: {answer}");
+            assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{answer}");
+        }
+    };
+    check(&mut server, &before);
+    assert_eq!(server.initialize("2025-11-25")["result"]["protocolVersion"], "2025-11-25");
+    check(&mut server, &after);
+    // Still serving, and nothing else was sent.
+    assert_eq!(text(&server.call(20, "greet", json!({"name": "after"}))), "hello after");
+    assert!(server.next(Duration::from_millis(300)).is_none());
+    let (status, _) = server.close(Duration::from_secs(20));
+    assert_eq!(status.code(), Some(0), "{}", server.stderr());
 }
 
 #[test]
