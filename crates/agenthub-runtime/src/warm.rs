@@ -452,9 +452,8 @@ impl Pools {
             let left = call.left();
             if left.is_some_and(|left| left.is_zero()) {
                 let why = if for_start {
-                    "agenthub: no warm worker was ready before the call's timeout: the one being \
-                     started for it was still importing agent.py (runtime.worker_init_timeout bounds \
-                     that start, not this call)"
+                    "agenthub: no warm worker was ready within the call's timeout: the one being \
+                     started for the agent was still importing agent.py"
                         .to_owned()
                 } else {
                     format!(

@@ -566,3 +566,35 @@ fn calls_wait_for_workers_started_in_the_background_at_most_their_own_timeout() 
     drop(rt);
     wait_until("the starting worker to be killed", Duration::from_secs(3), || workers_of(&dir).is_empty());
 }
+
+#[test]
+fn a_cancelled_call_stops_waiting_for_a_worker_and_kills_the_one_it_was_starting() {
+    let ctx = warm_context(|c| c.runtime.max_execution_time = 30.0);
+    let code = format!("import time\ntime.sleep(600)\n{HAZARDS}");
+    let dir = write_agent(&ctx, "hangcancel", &code, &METHODS).canonicalize().unwrap();
+    let rt = runtime(&ctx);
+    let agent = rt.load_agent("test/hangcancel").unwrap();
+    let (starting, waiting) = (agenthub_runtime::CallCancel::new(), agenthub_runtime::CallCancel::new());
+    let run = |cancel: &agenthub_runtime::CallCancel| {
+        let r = rt.execute_cancellable_blocking(&agent, "echo", Map::new(), cancel).to_json();
+        (r, Instant::now())
+    };
+    std::thread::scope(|scope| {
+        // The first call starts the agent's only worker (its import hangs)...
+        let first = scope.spawn(|| run(&starting));
+        wait_until("the worker to start", Duration::from_secs(30), || workers_of(&dir).len() == 1);
+        // ...and the second waits for the slot.
+        let second = scope.spawn(|| run(&waiting));
+        std::thread::sleep(Duration::from_millis(300));
+        for (cancel, call) in [(&waiting, second), (&starting, first)] {
+            let cancelled = Instant::now();
+            cancel.cancel();
+            let (r, ended) = call.join().unwrap();
+            assert_eq!(r["error_type"], "ExecutionError", "{r}");
+            assert!(r["error"].as_str().unwrap().contains("cancelled"), "{r}");
+            let took = ended.saturating_duration_since(cancelled);
+            assert!(took < Duration::from_secs(2), "the call ended {took:?} after its cancellation");
+        }
+    });
+    wait_until("the starting worker to be killed", Duration::from_secs(3), || workers_of(&dir).is_empty());
+}
