@@ -376,25 +376,10 @@ impl AgentRuntime {
 
     /// Starts `workers_per_agent` warm workers for `agent` ahead of its calls (building its
     /// environment first if needed); returns how many were started, 0 when they already run
-    /// or the agent is served one-shot.
+    /// or the agent is served one-shot. Each start may take `worker_init_timeout`; calls made
+    /// meanwhile (from other threads) wait for these workers at most their own timeout.
     pub async fn prestart_workers(&self, agent: &str) -> Result<usize, AgentRuntimeError> {
-        let loaded = self.load_agent(agent)?;
-        let dir = &loaded.location.dir;
-        check_agent_script(dir)?;
-        let env = self.environments.ensure_environment(dir, &loaded.manifest).await?;
-        let rt = &self.config.runtime;
-        let call = warm::WarmCall {
-            agent_dir: dir.clone(),
-            python: env.python.clone(),
-            env: agent_env(rt, EnvironmentManager::activate_environment(&env.venv)),
-            limits: self.limits(),
-            die_with_parent: rt.kill_agents_with_runtime,
-            version: warm::Version::new(&env.key, &warm::stamps(dir, &self.config.environment.venv_location)),
-            methods: loaded.manifest.method_names(),
-            method: String::new(),
-            request: String::new(),
-            cancel: None,
-        };
+        let call = prestart_call(&self.config, &self.environments, agent).await?;
         if self.processes.backend_name() == "std" {
             return self.pools.prestart(&call);
         }
@@ -405,6 +390,28 @@ impl AgentRuntime {
     /// [`Self::prestart_workers`] on the calling thread.
     pub fn prestart_workers_blocking(&self, agent: &str) -> Result<usize, AgentRuntimeError> {
         pollster::block_on(self.prestart_workers(agent))
+    }
+
+    /// [`Self::prestart_workers`] on a thread of its own: returns at once. Calls that find
+    /// the workers still starting wait for them, each at most its own timeout (a hanging
+    /// import costs a call its timeout, not `worker_init_timeout`); dropping the runtime
+    /// kills workers still starting. Failures are left for the calls to report.
+    pub fn prestart_workers_in_background(&self, agent: &str) {
+        let (config, environments) = (self.config.clone(), self.environments.clone());
+        let pools = Arc::downgrade(&self.pools);
+        let agent = agent.to_owned();
+        let spawned = std::thread::Builder::new().name("agenthub-prestart".to_owned()).spawn(move || {
+            let prestarted = pollster::block_on(prestart_call(&config, &environments, &agent))
+                // The runtime may be gone by the time the environment is ready.
+                .map(|call| pools.upgrade().map_or(Ok(0), |pools| pools.prestart(&call)));
+            match prestarted.and_then(|started| started) {
+                Ok(started) => tracing::debug!(agent, started, "warm workers started ahead of calls"),
+                Err(e) => tracing::debug!(agent, error = %e, "could not start warm workers ahead of calls"),
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::debug!(error = %e, "could not start a thread to start warm workers");
+        }
     }
 
     /// In warm mode, the environment found ready for `dir` by an earlier call when none of
@@ -431,14 +438,7 @@ impl AgentRuntime {
 
     /// The process limits of one call.
     fn limits(&self) -> ProcessLimits {
-        let rt = &self.config.runtime;
-        ProcessLimits {
-            timeout: Some(rt.execution_timeout()),
-            grace_period: rt.grace_period(),
-            max_stdout_bytes: usize::try_from(rt.max_stdout_bytes).unwrap_or(usize::MAX),
-            max_memory_bytes: rt.memory_limit_bytes(),
-            ..ProcessLimits::default()
-        }
+        call_limits(&self.config.runtime)
     }
 
     /// How many warm workers are alive (idle or serving a call).
@@ -621,6 +621,9 @@ impl AgentRuntime {
                 method: method.to_owned(),
                 request: request.clone(),
                 cancel: cancel.cloned(),
+                // From here on the call's timeout bounds everything it waits for: a worker
+                // slot, a worker's start, its answer.
+                deadline: limits.timeout.and_then(|t| Instant::now().checked_add(t)),
             };
             match self.run_warm(call).await {
                 _ if cancel.is_some_and(CallCancel::is_cancelled) => return Err(cancelled()),
@@ -652,6 +655,53 @@ impl AgentRuntime {
         }
         Ok(outcome::response_from(&output?, rt))
     }
+}
+
+impl Drop for AgentRuntime {
+    /// Kills warm workers still being started ahead of calls (a background prestart with a
+    /// hanging import must not keep them, or the pools, alive); idle workers are shut down
+    /// when the last handle on the pools goes.
+    fn drop(&mut self) {
+        self.pools.close();
+    }
+}
+
+/// The process limits of one call.
+fn call_limits(rt: &RuntimeConfig) -> ProcessLimits {
+    ProcessLimits {
+        timeout: Some(rt.execution_timeout()),
+        grace_period: rt.grace_period(),
+        max_stdout_bytes: usize::try_from(rt.max_stdout_bytes).unwrap_or(usize::MAX),
+        max_memory_bytes: rt.memory_limit_bytes(),
+        ..ProcessLimits::default()
+    }
+}
+
+/// The warm call that starts `agent`'s workers ahead of its calls, once its environment is
+/// ready (built if needed).
+async fn prestart_call(
+    config: &Config,
+    environments: &EnvironmentManager,
+    agent: &str,
+) -> Result<warm::WarmCall, AgentRuntimeError> {
+    let loaded = load_agent(config, agent)?;
+    let dir = &loaded.location.dir;
+    check_agent_script(dir)?;
+    let env = environments.ensure_environment(dir, &loaded.manifest).await?;
+    let rt = &config.runtime;
+    Ok(warm::WarmCall {
+        agent_dir: dir.clone(),
+        python: env.python.clone(),
+        env: agent_env(rt, EnvironmentManager::activate_environment(&env.venv)),
+        limits: call_limits(rt),
+        die_with_parent: rt.kill_agents_with_runtime,
+        version: warm::Version::new(&env.key, &warm::stamps(dir, &config.environment.venv_location)),
+        methods: loaded.manifest.method_names(),
+        method: String::new(),
+        request: String::new(),
+        cancel: None,
+        deadline: None,
+    })
 }
 
 /// The error of a call stopped through its [`CallCancel`].

@@ -7,14 +7,17 @@
 //!   identity of `agent.yaml` and `agent.py`), and a worker of another version is shut
 //!   down instead of used;
 //! - one request in flight per worker, at most `workers_per_agent` workers per agent;
+//! - a call waits (for a slot, for a worker being started, for its answer) at most until
+//!   its own deadline: its timeout bounds everything it waits for here;
 //! - a worker that timed out, hit a limit, answered out of turn or died is never reused,
 //!   and a call is never retried;
 //! - dropping the pools shuts every idle worker down; a worker in use is killed when its
-//!   call ends without a pool to return to.
+//!   call ends without a pool to return to; closing them (the runtime is dropped) kills the
+//!   workers being started ahead of calls.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -33,6 +36,12 @@ const RETIRE_GRACE: Duration = Duration::from_millis(200);
 
 /// The longest announcement line read from a starting worker.
 const MAX_ANNOUNCEMENT: usize = 64 * 1024;
+
+/// How often a call waiting for a worker looks whether it was cancelled.
+const WAIT_TICK: Duration = Duration::from_millis(100);
+
+/// How long closing the pools waits for the starts it stopped to be reaped.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 /// A file's identity and last change: device, inode, size, mtime and ctime (s, ns).
 pub(crate) type Stamp = (u64, u64, u64, i64, i64, i64, i64);
@@ -120,6 +129,21 @@ pub(crate) struct WarmCall {
     pub(crate) request: String,
     /// Cancels the call: the worker serving it is killed (see `cancel.rs`).
     pub(crate) cancel: Option<crate::CallCancel>,
+    /// When the call's time is up (its timeout from when it reached the pools): waiting for
+    /// a slot, for a worker to start and for the answer all end there.
+    pub(crate) deadline: Option<Instant>,
+}
+
+impl WarmCall {
+    /// The time the call has left (`None`: no deadline); zero once it has passed.
+    fn left(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// The error of a call whose deadline passed before its request could be sent.
+    fn timed_out(&self, why: String) -> AgentRuntimeError {
+        AgentRuntimeError::Timeout { limit: self.limits.timeout.unwrap_or_default(), stderr: Some(why) }
+    }
 }
 
 /// Pool settings (from `RuntimeConfig`).
@@ -164,10 +188,43 @@ struct AgentPool {
 #[derive(Default)]
 struct PoolState {
     idle: Vec<Warm>,
+    /// Slots taken by calls: served, starting a worker, or waiting for one of `starting`.
     in_use: usize,
+    /// Workers being started ahead of calls (`prestart`); each becomes idle when ready.
+    starting: Vec<Start>,
+    /// The versions of the calls that hold a slot and wait for one of `starting` (one entry
+    /// per call): a call waits only for a start no other call waits for.
+    awaiting: Vec<Version>,
     /// The version announced as not servable warm (cached so that every call does not
     /// start an interpreter only to hear it again).
     one_shot: Option<Version>,
+}
+
+impl PoolState {
+    fn starting_of(&self, version: &Version) -> usize {
+        self.starting.iter().filter(|s| &s.version == version).count()
+    }
+
+    fn awaiting_of(&self, version: &Version) -> usize {
+        self.awaiting.iter().filter(|v| *v == version).count()
+    }
+
+    /// Takes the idle workers of other versions out (to be retired) and one of `version`.
+    fn take_idle(&mut self, version: &Version, stale: &mut Vec<Warm>) -> Option<Warm> {
+        let (mut fresh, old): (Vec<Warm>, Vec<Warm>) =
+            std::mem::take(&mut self.idle).into_iter().partition(|w| &w.version == version);
+        stale.extend(old);
+        let found = fresh.pop();
+        self.idle = fresh;
+        found
+    }
+}
+
+/// A worker being started ahead of calls; `cancel` kills it (the pools are closed).
+struct Start {
+    id: u64,
+    version: Version,
+    cancel: crate::CallCancel,
 }
 
 /// Every agent's pool, and the idle reaper.
@@ -179,6 +236,8 @@ pub(crate) struct Pools {
     reaper_started: std::sync::Once,
     /// The thread that spawns every worker (see [`Spawner`]).
     spawner: Mutex<Option<Spawner>>,
+    /// Set by [`Pools::close`]: no more workers are started ahead of calls.
+    closed: AtomicBool,
 }
 
 /// Spawns workers on one thread that lives as long as the pools. With `die_with_parent`
@@ -212,7 +271,37 @@ impl Pools {
             next_id: AtomicU64::new(1),
             reaper_started: std::sync::Once::new(),
             spawner: Mutex::new(None),
+            closed: AtomicBool::new(false),
         })
+    }
+
+    /// The pool of an agent directory (created on first use).
+    fn pool(&self, dir: &Path) -> Arc<AgentPool> {
+        let mut agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(agents.entry(dir.to_path_buf()).or_default())
+    }
+
+    /// The runtime is going away: stops (kills) the workers being started ahead of calls
+    /// and starts no more, then waits a little for their starts to end, so that none
+    /// outlives the runtime. Idle workers are shut down when the pools are dropped.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let pools: Vec<Arc<AgentPool>> =
+            self.agents.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        let until = Instant::now() + CLOSE_WAIT;
+        for pool in pools {
+            let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+            for start in &state.starting {
+                start.cancel.cancel();
+            }
+            while !state.starting.is_empty() {
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                state = pool.freed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
+            }
+        }
     }
 
     /// How many workers are alive (idle or in use), over all agents.
@@ -264,35 +353,22 @@ impl Pools {
     /// block).
     pub(crate) fn call(self: &Arc<Self>, call: &WarmCall) -> WarmOutcome {
         self.start_reaper();
-        let pool = {
-            let mut agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(agents.entry(call.agent_dir.clone()).or_default())
-        };
-        // Take a worker slot, and an idle worker of this version if there is one.
-        let (found, stale) = {
-            let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if state.one_shot.as_ref() == Some(&call.version) {
-                return WarmOutcome::OneShot;
-            }
-            while state.in_use >= self.settings.workers_per_agent {
-                state = pool.freed.wait(state).unwrap_or_else(PoisonError::into_inner);
-            }
-            state.in_use += 1;
-            let (fresh, stale): (Vec<Warm>, Vec<Warm>) =
-                std::mem::take(&mut state.idle).into_iter().partition(|w| w.version == call.version);
-            let mut fresh = fresh;
-            let found = fresh.pop();
-            state.idle = fresh;
-            (found, stale)
-        };
+        let pool = self.pool(&call.agent_dir);
+        let mut stale = Vec::new();
+        let taken = self.take_slot(&pool, call, &mut stale);
         retire_all(stale);
+        let found = match taken {
+            Ok(found) => found,
+            Err(outcome) => return outcome,
+        };
         let release = Release { pool: &pool };
         let reuse = found.and_then(|mut w| (!w.worker.has_exited()).then_some(w));
         let mut warm = match reuse {
             Some(w) => w,
-            None => match self.start(call, call.limits.timeout) {
+            None => match self.start(call, call.left(), call.cancel.as_ref()) {
                 Ok(Some(w)) => w,
                 Ok(None) => {
+                    // Calls waiting for this pool hear it when the slot is given back.
                     pool.state.lock().unwrap_or_else(PoisonError::into_inner).one_shot =
                         Some(call.version.clone());
                     return WarmOutcome::OneShot;
@@ -300,6 +376,15 @@ impl Pools {
                 Err(e) => return WarmOutcome::Failed(e),
             },
         };
+        if call.left().is_some_and(|left| left.is_zero()) {
+            // No time left to send the request: the worker stays for the next call.
+            warm.idle_since = Instant::now();
+            pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle.push(warm);
+            drop(release);
+            return WarmOutcome::Failed(call.timed_out(
+                "agenthub: the call's time was up before a warm worker could take its request".to_owned(),
+            ));
+        }
         if let Some(cancel) = &call.cancel
             && !cancel.attach(warm.worker.pid())
         {
@@ -331,51 +416,176 @@ impl Pools {
         WarmOutcome::Ran(output)
     }
 
-    /// Starts workers ahead of calls until the agent has `workers_per_agent` of this
-    /// version; returns how many were started (0 when the agent is served one-shot).
+    /// Waits for a worker slot of the agent, then for an idle worker of the call's version
+    /// if one is being started ahead of calls (a call waits only for a start no other call
+    /// waits for); both waits end at the call's deadline or its cancellation. `Ok(None)`:
+    /// the call holds a slot and must start a worker itself. Idle workers of other versions
+    /// are moved to `stale`.
+    fn take_slot(
+        &self,
+        pool: &AgentPool,
+        call: &WarmCall,
+        stale: &mut Vec<Warm>,
+    ) -> Result<Option<Warm>, WarmOutcome> {
+        let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut slot = false;
+        let (ended, why) = loop {
+            if state.one_shot.as_ref() == Some(&call.version) {
+                break (WarmOutcome::OneShot, String::new());
+            }
+            if !slot && state.in_use < self.settings.workers_per_agent {
+                state.in_use += 1;
+                slot = true;
+            }
+            let for_start = slot && {
+                if let Some(found) = state.take_idle(&call.version, stale) {
+                    return Ok(Some(found));
+                }
+                state.starting_of(&call.version) > state.awaiting_of(&call.version)
+            };
+            if slot && !for_start {
+                return Ok(None);
+            }
+            if call.cancel.as_ref().is_some_and(crate::CallCancel::is_cancelled) {
+                break (WarmOutcome::Cancelled, String::new());
+            }
+            let left = call.left();
+            if left.is_some_and(|left| left.is_zero()) {
+                let why = if for_start {
+                    "agenthub: no warm worker was ready within the call's timeout: the one being \
+                     started for the agent was still importing agent.py"
+                        .to_owned()
+                } else {
+                    format!(
+                        "agenthub: the call waited for a warm worker until its timeout: all {} of the \
+                         agent's workers were busy (runtime.workers_per_agent)",
+                        self.settings.workers_per_agent
+                    )
+                };
+                break (WarmOutcome::Failed(call.timed_out(why.clone())), why);
+            }
+            let wait = left.map_or(WAIT_TICK, |left| left.min(WAIT_TICK));
+            if for_start {
+                state.awaiting.push(call.version.clone());
+            }
+            state = pool.freed.wait_timeout(state, wait).unwrap_or_else(PoisonError::into_inner).0;
+            if for_start && let Some(at) = state.awaiting.iter().position(|v| v == &call.version) {
+                state.awaiting.swap_remove(at);
+            }
+        };
+        if slot {
+            state.in_use -= 1;
+            drop(state);
+            pool.freed.notify_all();
+        }
+        if !why.is_empty() {
+            tracing::debug!(agent = %call.agent_dir.display(), why, "warm call timed out waiting");
+        }
+        Err(ended)
+    }
+
+    /// Starts workers ahead of calls until the agent has (or is starting) `workers_per_agent`
+    /// of this version, up to 8 side by side; each becomes idle as soon as it is ready, and a
+    /// call that finds none idle waits for one being started rather than starting another.
+    /// Returns how many were started (0 when the agent is served one-shot). Waits for each
+    /// start up to `worker_init_timeout`, or until the pools are closed.
     pub(crate) fn prestart(self: &Arc<Self>, call: &WarmCall) -> Result<usize, AgentRuntimeError> {
         self.start_reaper();
-        let pool = {
-            let mut agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
-            Arc::clone(agents.entry(call.agent_dir.clone()).or_default())
-        };
-        let missing = {
-            let state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
-            if state.one_shot.as_ref() == Some(&call.version) {
+        let pool = self.pool(&call.agent_dir);
+        let starts: Vec<(u64, crate::CallCancel)> = {
+            let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.closed.load(Ordering::SeqCst) || state.one_shot.as_ref() == Some(&call.version) {
                 return Ok(0);
             }
-            let have = state.idle.iter().filter(|w| w.version == call.version).count() + state.in_use;
-            self.settings.workers_per_agent.saturating_sub(have)
+            // Calls holding a slot start a worker themselves, unless they wait for a start.
+            let have = state.idle.iter().filter(|w| w.version == call.version).count()
+                + state.in_use.saturating_sub(state.awaiting.len())
+                + state.starting_of(&call.version);
+            let missing = self.settings.workers_per_agent.saturating_sub(have);
+            (0..missing)
+                .map(|_| {
+                    let (id, cancel) =
+                        (self.next_id.fetch_add(1, Ordering::Relaxed), crate::CallCancel::new());
+                    state.starting.push(Start { id, version: call.version.clone(), cancel: cancel.clone() });
+                    (id, cancel)
+                })
+                .collect()
         };
-        // Started side by side (a few at a time), not one import after another.
-        let mut started = Vec::new();
+        let mut started = 0;
         let mut first_error = None;
-        let mut left = missing;
-        while left > 0 && first_error.is_none() {
-            let batch = left.min(8);
-            left -= batch;
-            let results: Vec<_> = std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..batch).map(|_| scope.spawn(|| self.start(call, None))).collect();
-                handles.into_iter().filter_map(|h| h.join().ok()).collect()
-            });
+        for batch in starts.chunks(8) {
+            let give_up = first_error.is_some()
+                || self.closed.load(Ordering::SeqCst)
+                || pool.state.lock().unwrap_or_else(PoisonError::into_inner).one_shot.as_ref()
+                    == Some(&call.version);
+            let results: Vec<Result<bool, AgentRuntimeError>> = if give_up {
+                Vec::new()
+            } else {
+                std::thread::scope(|scope| {
+                    let handles: Vec<_> = batch
+                        .iter()
+                        .map(|(id, cancel)| scope.spawn(|| self.start_ahead(&pool, call, *id, cancel)))
+                        .collect();
+                    handles.into_iter().filter_map(|h| h.join().ok()).collect()
+                })
+            };
+            // Starts given up (or one that panicked) are no longer under way: calls waiting
+            // for them start their own.
+            let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let before = state.starting.len();
+            state.starting.retain(|s| batch.iter().all(|(id, _)| *id != s.id));
+            let gone = state.starting.len() < before;
+            drop(state);
+            if gone {
+                pool.freed.notify_all();
+            }
             for result in results {
                 match result {
-                    Ok(Some(w)) => started.push(w),
-                    Ok(None) => {
-                        pool.state.lock().unwrap_or_else(PoisonError::into_inner).one_shot =
-                            Some(call.version.clone());
-                        left = 0;
-                    }
+                    Ok(true) => started += 1,
+                    Ok(false) => {}
                     Err(e) => first_error = first_error.or(Some(e)),
                 }
             }
         }
-        let n = started.len();
-        pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle.extend(started);
         match first_error {
-            Some(e) if n == 0 => Err(e),
-            _ => Ok(n),
+            Some(e) if started == 0 => Err(e),
+            _ => Ok(started),
         }
+    }
+
+    /// One start of [`Self::prestart`]: the worker becomes idle (`Ok(true)`), or the agent is
+    /// marked one-shot, or the start failed; in every case its entry in `starting` goes and
+    /// waiting calls are woken.
+    fn start_ahead(
+        &self,
+        pool: &AgentPool,
+        call: &WarmCall,
+        id: u64,
+        cancel: &crate::CallCancel,
+    ) -> Result<bool, AgentRuntimeError> {
+        let result = self.start(call, None, Some(cancel));
+        let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.starting.retain(|s| s.id != id);
+        let mut unwanted = None;
+        let outcome = match result {
+            Ok(Some(w)) if !self.closed.load(Ordering::SeqCst) => {
+                state.idle.push(w);
+                Ok(true)
+            }
+            Ok(Some(w)) => {
+                unwanted = Some(w);
+                Ok(false)
+            }
+            Ok(None) => {
+                state.one_shot = Some(call.version.clone());
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        };
+        drop(state);
+        pool.freed.notify_all();
+        retire_all(unwanted.into_iter().collect());
+        outcome
     }
 
     /// Spawns a worker on the spawner thread.
@@ -397,12 +607,20 @@ impl Pools {
     }
 
     /// Starts a worker and waits for its announcement: `Ok(None)` when the agent cannot be
-    /// served warm.
+    /// served warm. A call waits at most the time it has left (`wait`: then it is a
+    /// `TimeoutError`, as the import would be in one-shot); a start ahead of calls (`None`)
+    /// waits `worker_init_timeout`. `cancel` kills the worker while it starts.
     fn start(
         &self,
         call: &WarmCall,
-        call_timeout: Option<Duration>,
+        wait: Option<Duration>,
+        cancel: Option<&crate::CallCancel>,
     ) -> Result<Option<Warm>, AgentRuntimeError> {
+        if wait.is_some_and(|w| w.is_zero()) {
+            return Err(call.timed_out(
+                "agenthub: the call's time was up before a warm worker could be started for it".to_owned(),
+            ));
+        }
         let spec = ProcessSpec {
             program: call.python.clone(),
             args: vec![
@@ -423,6 +641,21 @@ impl Pools {
         };
         let started = Instant::now();
         let mut worker = self.spawn(spec)?;
+        // The worker is not reaped before `recv` (this thread owns it), so the pidfd that
+        // `attach` opens cannot name another process.
+        if let Some(cancel) = cancel
+            && !cancel.attach(worker.pid())
+        {
+            let _ = worker.shutdown(RETIRE_GRACE);
+            return Err(AgentRuntimeError::Execution {
+                message: "The warm worker's start was stopped (the call was cancelled or the runtime \
+                          is shutting down)"
+                    .to_owned(),
+                return_code: None,
+                signal: None,
+                stderr: None,
+            });
+        }
         let failed = |message: String, status: Option<ExitStatus>, worker: &Worker| {
             let (stderr, _) = worker.stderr_since(0);
             let stderr = String::from_utf8_lossy(&stderr).trim_end().to_owned();
@@ -433,10 +666,12 @@ impl Pools {
                 stderr: Some(stderr).filter(|s| !s.is_empty()),
             }
         };
-        // A call waits for the start at most its own timeout (then it is a TimeoutError, as
-        // the import would be in one-shot); a prestart waits `worker_init_timeout`.
-        let bound = call_timeout.filter(|t| *t < self.settings.init_timeout);
-        let line = match worker.recv(Some(bound.unwrap_or(self.settings.init_timeout)), MAX_ANNOUNCEMENT)? {
+        let bound = wait.filter(|t| *t < self.settings.init_timeout);
+        let received = worker.recv(Some(bound.unwrap_or(self.settings.init_timeout)), MAX_ANNOUNCEMENT);
+        if let Some(cancel) = cancel {
+            cancel.detach();
+        }
+        let line = match received? {
             Received::Line(line) => line,
             Received::Exited(status) => {
                 return Err(failed(
@@ -449,7 +684,7 @@ impl Pools {
                 let (stderr, _) = worker.stderr_since(0);
                 let stderr = String::from_utf8_lossy(&stderr).trim_end().to_owned();
                 return Err(AgentRuntimeError::Timeout {
-                    limit: bound.unwrap_or_default(),
+                    limit: call.limits.timeout.or(bound).unwrap_or_default(),
                     stderr: Some(stderr).filter(|s| !s.is_empty()),
                 });
             }
@@ -516,7 +751,9 @@ impl Pools {
         worker.reset_peak();
         // JSON escapes newlines: one line. The worker's answer may be up to ~6x its output.
         let max_line = call.limits.max_stdout_bytes.saturating_mul(6).saturating_add(4096);
-        let received = worker.request(line.to_string().as_bytes(), call.limits.timeout, max_line);
+        // The rest of the call's time: what it spent waiting for a slot and a start counts.
+        let received =
+            worker.request(line.to_string().as_bytes(), call.left().or(call.limits.timeout), max_line);
         let (peak, rss) = worker.memory();
         let mut output = ProcessOutput {
             pid: worker.pid(),
@@ -640,7 +877,7 @@ impl Drop for Release<'_> {
         let mut state = self.pool.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.in_use = state.in_use.saturating_sub(1);
         drop(state);
-        self.pool.freed.notify_one();
+        self.pool.freed.notify_all();
     }
 }
 

@@ -1127,3 +1127,224 @@ fn bench_refuses_call_counts_it_cannot_hold() {
         assert!(stderr(&out).contains("--calls"), "-n {n}: {}", stderr(&out));
     }
 }
+
+const MIB: usize = 1024 * 1024;
+
+/// The peak resident memory (`VmHWM`) of the live process `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {status}"));
+    kib * 1024
+}
+
+/// A batch with its stdin, stdout and stderr piped; output read by threads as it comes.
+fn spawn_batch(
+    cmd: &mut Command,
+) -> (Child, std::process::ChildStdin, mpsc::Receiver<Vec<u8>>, mpsc::Receiver<Vec<u8>>) {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let stdout = lines_of(child.stdout.take().unwrap());
+    let stderr = lines_of(child.stderr.take().unwrap());
+    (child, stdin, stdout, stderr)
+}
+
+/// The next response line, parsed; fails the test (with the batch's stderr) after `limit`.
+fn next_response(
+    stdout: &mpsc::Receiver<Vec<u8>>,
+    stderr: &mpsc::Receiver<Vec<u8>>,
+    limit: Duration,
+) -> Json {
+    let line = stdout.recv_timeout(limit).unwrap_or_else(|e| {
+        let text = rest_of(stderr, Duration::from_secs(1));
+        panic!("no response ({e}): {}", String::from_utf8_lossy(&text))
+    });
+    serde_json::from_slice(&line)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&line)))
+}
+
+/// Writes `total` bytes of `x` without a newline, in 1 MiB chunks; false if the pipe broke.
+fn write_xs(stdin: &mut std::process::ChildStdin, total: usize) -> bool {
+    let chunk = vec![b'x'; 1024 * 1024];
+    let mut left = total;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        if stdin.write_all(&chunk[..n]).is_err() {
+            return false;
+        }
+        left -= n;
+    }
+    true
+}
+
+#[test]
+fn an_over_long_line_is_skipped_in_bounded_memory_and_the_next_line_is_answered() {
+    let ctx = TestContext::new();
+    install_hello(&ctx);
+    let (mut child, mut stdin, stdout, stderr) = spawn_batch(&mut command(&ctx, &["batch", "conf/hello"]));
+    // 300 MiB on one line, then a request: from a thread, as the batch reads it.
+    let writer = std::thread::spawn(move || {
+        assert!(write_xs(&mut stdin, 300 * MIB), "the batch stopped reading");
+        stdin
+            .write_all(b"\n{\"method\": \"greet\", \"parameters\": {\"name\": \"after\"}, \"id\": 2}\n")
+            .unwrap();
+        stdin
+    });
+    let long = next_response(&stdout, &stderr, BATCH_LIMIT);
+    assert!(long["error"].as_str().is_some_and(|e| e.contains("longer than")), "{long}");
+    assert_eq!(long["error_type"], "ExecutionError", "{long}");
+    let after = next_response(&stdout, &stderr, BATCH_LIMIT);
+    assert_eq!(after["result"], "hello after", "{after}");
+    assert_eq!(after["id"], 2, "{after}");
+    let mut stdin = writer.join().unwrap();
+    let peak = peak_rss(child.id());
+    assert!(peak < 100 * MIB as u64, "a 300 MiB line cost {} MiB", peak / MIB as u64);
+    // Input that never has a newline: read and dropped as it comes, answered at its end.
+    assert!(write_xs(&mut stdin, 200 * MIB), "the batch stopped reading");
+    let peak = peak_rss(child.id());
+    assert!(peak < 100 * MIB as u64, "200 MiB without a newline cost {} MiB", peak / MIB as u64);
+    drop(stdin);
+    let tail = next_response(&stdout, &stderr, BATCH_LIMIT);
+    assert!(tail["error"].as_str().is_some_and(|e| e.contains("longer than")), "{tail}");
+    let status = wait_within(&mut child, Duration::from_secs(30), &stderr);
+    assert_eq!(status.code(), Some(1));
+    assert!(rest_of(&stdout, Duration::from_secs(5)).is_empty(), "one response per line");
+}
+
+const WINDOW_AGENT_PY: &str = r#"import json
+import sys
+import time
+
+
+def main():
+    request = json.loads(sys.argv[1])
+    params = request["parameters"]
+    if request["method"] == "sleep":
+        time.sleep(params["seconds"])
+        print(json.dumps({"result": params["seconds"]}))
+    else:
+        print(json.dumps({"result": {"i": params["i"], "blob": "x" * params["size"]}}))
+
+
+if __name__ == "__main__":
+    main()
+"#;
+
+const WINDOW_AGENT_YAML: &str = r#"name: "window"
+version: "0.1.0"
+description: "A slow call and many quick calls with sizeable answers"
+author: "tests"
+interface:
+  methods:
+    sleep:
+      description: "Sleep, then return the seconds"
+      parameters:
+        seconds: {type: number, required: true}
+    blob:
+      description: "Return i and a blob of size bytes"
+      parameters:
+        i: {type: integer, required: true}
+        size: {type: integer, required: true}
+"#;
+
+/// Quick calls after the slow one, and the size of each one's answer.
+const QUICK: usize = 1500;
+const SIZE: usize = 200 * 1024;
+
+#[test]
+fn a_slow_early_call_holds_back_reading_not_answers_in_memory() {
+    let ctx = TestContext::new();
+    install(
+        &ctx,
+        "window",
+        &[("agent.py", WINDOW_AGENT_PY.to_owned()), ("agent.yaml", WINDOW_AGENT_YAML.to_owned())],
+    );
+    let mut requests = vec![json!({"method": "sleep", "parameters": {"seconds": 6}, "id": 0})];
+    requests.extend(
+        (1..=QUICK).map(|i| json!({"method": "blob", "parameters": {"i": i, "size": SIZE}, "id": i})),
+    );
+    let (mut child, mut stdin, stdout, stderr) =
+        spawn_batch(&mut command(&ctx, &["batch", "conf/window", "--concurrency", "2", "--timeout", "60"]));
+    let input = request_lines(&requests);
+    // The batch may stop reading while the first call sleeps: from a thread.
+    let writer = std::thread::spawn(move || {
+        stdin.write_all(&input).unwrap();
+        stdin
+    });
+    // Every answer, in order, and all of it (checked as it arrives: 300 MB in all).
+    let first = next_response(&stdout, &stderr, BATCH_LIMIT);
+    assert_eq!((first["id"].clone(), first["result"].clone()), (json!(0), json!(6)), "{first}");
+    for i in 1..=QUICK {
+        let v = next_response(&stdout, &stderr, BATCH_LIMIT);
+        assert_eq!(v["id"], i, "out of order");
+        assert_eq!(v["result"]["i"], i, "{}", v["error"]);
+        assert_eq!(v["result"]["blob"].as_str().map(str::len), Some(SIZE));
+    }
+    let stdin = writer.join().unwrap();
+    let peak = peak_rss(child.id());
+    assert!(peak < 120 * MIB as u64, "answers held for in-order output cost {} MiB", peak / MIB as u64);
+    drop(stdin);
+    let status = wait_within(&mut child, Duration::from_secs(30), &stderr);
+    assert_eq!(status.code(), Some(0));
+}
+
+const HANGING_IMPORT_PY: &str = r#"import json
+import sys
+import time
+
+time.sleep(600)
+
+
+def main():
+    print(json.dumps({"result": "never"}))
+
+
+if __name__ == "__main__":
+    main()
+"#;
+
+const HANGING_IMPORT_YAML: &str = r#"name: "hang"
+version: "0.1.0"
+description: "An import that never ends"
+author: "tests"
+interface:
+  methods:
+    ping: {description: "Never answers: the import hangs"}
+"#;
+
+#[test]
+fn a_hanging_import_costs_each_call_its_own_timeout_and_no_more() {
+    let ctx = TestContext::new();
+    let dir = install(
+        &ctx,
+        "hang",
+        &[("agent.py", HANGING_IMPORT_PY.to_owned()), ("agent.yaml", HANGING_IMPORT_YAML.to_owned())],
+    );
+    // The environment first, so that the times below are the calls' alone.
+    let out = run(&mut command(&ctx, &["env", "create", "conf/hang"]), Vec::new(), BATCH_LIMIT);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let requests = [json!({"method": "ping", "id": 1}), json!({"method": "ping", "id": 2})];
+    let started = Instant::now();
+    let out = run(
+        &mut command(&ctx, &["batch", "conf/hang", "--timeout", "2"]),
+        request_lines(&requests),
+        Duration::from_secs(30),
+    );
+    let took = started.elapsed();
+    let got = responses(&out);
+    assert_eq!(got.len(), 2, "{}", stderr(&out));
+    for (v, id) in got.iter().zip([1, 2]) {
+        assert_eq!(v["id"], id, "{v}");
+        assert_eq!(v["error_type"], "TimeoutError", "{v}");
+        let took = v["execution_time"].as_f64().unwrap();
+        assert!((2.0..4.0).contains(&took), "execution_time {took} for a 2 s timeout: {v}");
+    }
+    // One call after the other: their timeouts, and little more.
+    assert!(took < Duration::from_secs(10), "the batch took {took:?}");
+    assert_eq!(out.status.code(), Some(1));
+    wait_until("the hanging worker to be killed", Duration::from_secs(5), || {
+        survivors(&format!("{}\0", dir.display())).is_empty()
+    });
+}

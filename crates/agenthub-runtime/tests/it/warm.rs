@@ -503,3 +503,100 @@ class Agent:
     assert_eq!(failed["error_type"], "AgentError", "{failed}");
     assert!(failed["error"].as_str().unwrap().contains("bad input"), "{failed}");
 }
+
+#[test]
+fn a_call_waiting_for_a_busy_worker_times_out_at_its_own_deadline() {
+    let ctx = warm_context(|c| {
+        c.runtime.max_execution_time = 2.0;
+        c.runtime.workers_per_agent = 1;
+        c.runtime.max_concurrency = 4;
+    });
+    write_agent(&ctx, "queued", HAZARDS, &METHODS);
+    let rt = runtime(&ctx);
+    let _ = call(&rt, "test/queued", "pid", &json!({}));
+    std::thread::scope(|scope| {
+        // The only worker is busy for 1.5 s...
+        let first = scope.spawn(|| call(&rt, "test/queued", "sleep", &json!({"seconds": 1.5})));
+        std::thread::sleep(Duration::from_millis(500));
+        // ...so this call waits about 1 s for it, and its 1.5 s of sleep would end 0.5 s
+        // past its deadline (a 1.5 s call within a 2 s timeout: the wait counts).
+        let started = Instant::now();
+        let r = call(&rt, "test/queued", "sleep", &json!({"seconds": 1.5}));
+        let took = started.elapsed();
+        assert_eq!(r["error_type"], "TimeoutError", "{r}");
+        assert_eq!(r["timeout"], 2.0, "{r}");
+        let reported = r["execution_time"].as_f64().unwrap();
+        assert!((1.9..2.4).contains(&reported), "execution_time {reported}: {r}");
+        assert!(took < Duration::from_millis(2400), "{took:?}");
+        assert_eq!(first.join().unwrap()["result"], "slept");
+    });
+}
+
+#[test]
+fn calls_wait_for_workers_started_in_the_background_at_most_their_own_timeout() {
+    let ctx = warm_context(|c| c.runtime.max_execution_time = 2.0);
+    let code = format!("import time\ntime.sleep(600)\n{HAZARDS}");
+    let dir = write_agent(&ctx, "hang", &code, &METHODS).canonicalize().unwrap();
+    let rt = runtime(&ctx);
+    pollster::block_on(rt.ensure_environment("test/hang")).unwrap();
+    let started = Instant::now();
+    rt.prestart_workers_in_background("test/hang");
+    assert!(started.elapsed() < Duration::from_secs(1), "the prestart blocked: {:?}", started.elapsed());
+    wait_until("the worker to start", Duration::from_secs(10), || workers_of(&dir).len() == 1);
+    // One call waits for the worker being started (holding the agent's only slot), the
+    // other for that slot: each ends at its own deadline.
+    let timed = || {
+        let started = Instant::now();
+        let r = call(&rt, "test/hang", "echo", &json!({}));
+        (r, started.elapsed())
+    };
+    let both = std::thread::scope(|scope| {
+        let first = scope.spawn(timed);
+        std::thread::sleep(Duration::from_millis(500));
+        let second = timed();
+        [first.join().unwrap(), second]
+    });
+    for (r, took) in both {
+        assert_eq!(r["error_type"], "TimeoutError", "{r}");
+        let reported = r["execution_time"].as_f64().unwrap();
+        assert!((1.9..2.6).contains(&reported), "execution_time {reported}: {r}");
+        assert!(took < Duration::from_millis(2600), "{took:?}");
+    }
+    // The calls waited for the worker being started; neither started another.
+    assert_eq!(workers_of(&dir).len(), 1);
+    // Dropping the runtime stops the start at once.
+    drop(rt);
+    wait_until("the starting worker to be killed", Duration::from_secs(3), || workers_of(&dir).is_empty());
+}
+
+#[test]
+fn a_cancelled_call_stops_waiting_for_a_worker_and_kills_the_one_it_was_starting() {
+    let ctx = warm_context(|c| c.runtime.max_execution_time = 30.0);
+    let code = format!("import time\ntime.sleep(600)\n{HAZARDS}");
+    let dir = write_agent(&ctx, "hangcancel", &code, &METHODS).canonicalize().unwrap();
+    let rt = runtime(&ctx);
+    let agent = rt.load_agent("test/hangcancel").unwrap();
+    let (starting, waiting) = (agenthub_runtime::CallCancel::new(), agenthub_runtime::CallCancel::new());
+    let run = |cancel: &agenthub_runtime::CallCancel| {
+        let r = rt.execute_cancellable_blocking(&agent, "echo", Map::new(), cancel).to_json();
+        (r, Instant::now())
+    };
+    std::thread::scope(|scope| {
+        // The first call starts the agent's only worker (its import hangs)...
+        let first = scope.spawn(|| run(&starting));
+        wait_until("the worker to start", Duration::from_secs(30), || workers_of(&dir).len() == 1);
+        // ...and the second waits for the slot.
+        let second = scope.spawn(|| run(&waiting));
+        std::thread::sleep(Duration::from_millis(300));
+        for (cancel, call) in [(&waiting, second), (&starting, first)] {
+            let cancelled = Instant::now();
+            cancel.cancel();
+            let (r, ended) = call.join().unwrap();
+            assert_eq!(r["error_type"], "ExecutionError", "{r}");
+            assert!(r["error"].as_str().unwrap().contains("cancelled"), "{r}");
+            let took = ended.saturating_duration_since(cancelled);
+            assert!(took < Duration::from_secs(2), "the call ended {took:?} after its cancellation");
+        }
+    });
+    wait_until("the starting worker to be killed", Duration::from_secs(3), || workers_of(&dir).is_empty());
+}
