@@ -20,8 +20,9 @@ pub use agent::{
 pub use agent_file::{AgentFileError, open_agent_file, read_agent_file};
 pub use config::{
     BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, DEFAULT_RAY_VERSION, DEFAULT_REGISTRY, EnvBackendKind,
-    EnvironmentConfig, ExecutionMode, ExecutionTarget, InstallConfig, MAX_CONFIG_BYTES, MAX_MEMORY_MIB,
-    MAX_SECONDS, NON_CONFIG_VARS, PythonRequest, RayConfig, RuntimeConfig, WorkerDispatch,
+    EnvironmentConfig, ExecutionMode, ExecutionTarget, InstallConfig, LogLevel, MAX_CONFIG_BYTES,
+    MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS, PythonRequest, RayConfig, RuntimeConfig, Seconds,
+    WorkerDispatch, configuration_table,
 };
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes, io_error_suggestion};
 pub use install::{

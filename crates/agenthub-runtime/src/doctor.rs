@@ -123,7 +123,7 @@ fn problem(severity: Severity, kind: &'static str, message: String, fix: String)
 
 /// Checks the machine and the home of `config`.
 pub fn doctor(config: &Config) -> DoctorReport {
-    let timeout = config.runtime.subprocess_timeout().max(Duration::from_secs(5));
+    let timeout = config.runtime.subprocess_timeout.as_duration().max(Duration::from_secs(5));
     let mut problems = Vec::new();
 
     let interpreters: Vec<InterpreterReport> = python_candidates(timeout)

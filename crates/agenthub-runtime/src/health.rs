@@ -19,7 +19,7 @@ pub fn environment_status(config: &Config, agent: &str) -> Result<EnvStatus, Age
 /// most `build_timeout` for a build in progress.
 pub fn remove_environment(config: &Config, agent: &str) -> Result<Freed, AgentRuntimeError> {
     let location = agenthub_core::resolve_agent(agent, &config.agents_root())?;
-    let limit = config.runtime.build_timeout();
+    let limit = config.runtime.build_timeout.as_duration();
     Ok(agenthub_env::remove_environment(&location.dir, &config.environment.venv_location, limit)?)
 }
 

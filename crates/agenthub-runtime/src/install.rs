@@ -638,7 +638,7 @@ impl Installer {
         remove_stale_staging(slot);
         let mut staging = Staging::create(slot)?;
         let venv = &self.config.environment.venv_location;
-        let deadline = Instant::now().checked_add(self.config.install.git_timeout());
+        let deadline = Instant::now().checked_add(self.config.install.git_timeout.as_duration());
         let commit_sha = match parsed {
             InstallSource::Git { url, reference, .. } => {
                 let at = reference.as_ref().map(|r| format!(" at {r}")).unwrap_or_default();
@@ -873,7 +873,8 @@ impl Installer {
                 path: path.clone(),
                 source,
             })?;
-        let wait = self.config.install.git_timeout() + self.config.runtime.build_timeout();
+        let wait =
+            self.config.install.git_timeout.as_duration() + self.config.runtime.build_timeout.as_duration();
         let started = Instant::now();
         let mut said = false;
         loop {
@@ -1090,7 +1091,7 @@ impl Installer {
         S: Into<OsString>,
     {
         let git = which::which("git").map_err(|_| InstallError::GitMissing)?;
-        let limit = self.config.install.git_timeout();
+        let limit = self.config.install.git_timeout.as_duration();
         let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let command = std::iter::once("git".to_owned())
             .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))

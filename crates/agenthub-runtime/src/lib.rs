@@ -66,8 +66,9 @@ pub use validate::{
 pub fn uv_provision(config: &Config) -> agenthub_env::UvProvision {
     let rt = &config.runtime;
     agenthub_env::UvProvision::new(&config.home, config.install.provision_uv).with_limits(
-        rt.build_timeout(),
-        Duration::try_from_secs_f64(rt.subprocess_timeout).unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
+        rt.build_timeout.as_duration(),
+        Duration::try_from_secs_f64(rt.subprocess_timeout.as_secs_f64())
+            .unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
     )
 }
 
@@ -123,8 +124,8 @@ impl AgentRuntime {
         let processes = ProcessManager::with_run_dir(process, config.home.join("run"));
         let environments = EnvironmentManager::new(environment, config.environment.clone())
             .with_build_limits(
-                rt.build_timeout(),
-                Duration::try_from_secs_f64(rt.subprocess_timeout)
+                rt.build_timeout.as_duration(),
+                Duration::try_from_secs_f64(rt.subprocess_timeout.as_secs_f64())
                     .unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
                 rt.kill_agents_with_runtime,
             )
@@ -136,8 +137,8 @@ impl AgentRuntime {
             warm::PoolSettings {
                 workers_per_agent: rt.workers_per_agent.max(1),
                 max_calls: rt.max_calls_per_worker,
-                idle_timeout: rt.worker_idle_timeout(),
-                init_timeout: rt.worker_init_timeout(),
+                idle_timeout: rt.worker_idle_timeout.as_duration(),
+                init_timeout: rt.worker_init_timeout.as_duration(),
                 recycle_bytes: rt.worker_recycle_bytes(),
                 dispatch: rt.worker_dispatch,
             },
@@ -459,8 +460,8 @@ impl AgentRuntime {
     /// Clears what runtimes that died left behind, at most once per `cleanup_interval`
     /// (0 turns it off): a long-lived runtime does it on the next call after the interval.
     fn sweep_if_due(&self) {
-        let interval =
-            Duration::try_from_secs_f64(self.config.runtime.cleanup_interval).unwrap_or(Duration::MAX);
+        let interval = Duration::try_from_secs_f64(self.config.runtime.cleanup_interval.as_secs_f64())
+            .unwrap_or(Duration::MAX);
         if interval.is_zero() {
             return;
         }
@@ -576,7 +577,7 @@ impl AgentRuntime {
                 requirements,
                 method: method.to_owned(),
                 request,
-                timeout: Some(self.config.runtime.execution_timeout()),
+                timeout: Some(self.config.runtime.max_execution_time.as_duration()),
                 methods: manifest.method_names(),
             };
             if cancel.is_some_and(CallCancel::is_cancelled) {
@@ -669,8 +670,8 @@ impl Drop for AgentRuntime {
 /// The process limits of one call.
 fn call_limits(rt: &RuntimeConfig) -> ProcessLimits {
     ProcessLimits {
-        timeout: Some(rt.execution_timeout()),
-        grace_period: rt.grace_period(),
+        timeout: Some(rt.max_execution_time.as_duration()),
+        grace_period: rt.kill_grace_period.as_duration(),
         max_stdout_bytes: usize::try_from(rt.max_stdout_bytes).unwrap_or(usize::MAX),
         max_memory_bytes: rt.memory_limit_bytes(),
         ..ProcessLimits::default()

@@ -11,7 +11,7 @@ pub(crate) fn response_from(output: &ProcessOutput, config: &RuntimeConfig) -> E
     let mut noise = None;
     let outcome = match output.termination {
         Some(Termination::Timeout) => {
-            Err(AgentRuntimeError::Timeout { limit: config.execution_timeout(), stderr })
+            Err(AgentRuntimeError::Timeout { limit: config.max_execution_time.as_duration(), stderr })
         }
         Some(Termination::MemoryLimit) => Err(AgentRuntimeError::ResourceLimit {
             limit: ResourceLimit::Memory { limit_bytes: config.memory_limit_bytes().unwrap_or(0) },

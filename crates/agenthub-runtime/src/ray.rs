@@ -189,7 +189,7 @@ impl RayTarget {
             let text = String::from_utf8_lossy(&tail).trim_end().to_owned();
             text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
         };
-        let first = match (said, worker.recv(Some(config.ray.connect_timeout()), MAX_LINE)) {
+        let first = match (said, worker.recv(Some(config.ray.connect_timeout.as_duration()), MAX_LINE)) {
             (Ok(()), Ok(Received::Line(line))) => serde_json::from_slice::<Json>(&line).unwrap_or(Json::Null),
             (_, Ok(Received::Stopped(..))) => {
                 return Err(unreachable(
@@ -323,7 +323,7 @@ impl RayTarget {
         }
         // The driver bounds the actor's start by `build_timeout` and the call by its timeout.
         let wait = call.timeout.map_or(Duration::MAX, |t| {
-            t.saturating_add(config.runtime.build_timeout()).saturating_add(DRIVER_SLACK)
+            t.saturating_add(config.runtime.build_timeout.as_duration()).saturating_add(DRIVER_SLACK)
         });
         let answer = match rx.recv_timeout(wait) {
             Ok(answer) => answer,
@@ -470,7 +470,11 @@ pub(crate) fn requirements(
         set.key(manifest.python_version.as_ref().map(agenthub_core::PythonConstraint::to_pep440).as_deref());
     let lines = match &set.source {
         RequirementSource::UvLock { project_dir } => {
-            let ctx = agenthub_env::BuildContext::new(project_dir, config.runtime.build_timeout(), false);
+            let ctx = agenthub_env::BuildContext::new(
+                project_dir,
+                config.runtime.build_timeout.as_duration(),
+                false,
+            );
             let provision = crate::uv_provision(config);
             let uv = agenthub_env::ensure_uv(Some(&provision), "uv (needed to export uv.lock)")?;
             agenthub_env::requirement_lines(&agenthub_env::uv_export_lock(&uv.path, project_dir, &ctx)?)

@@ -32,7 +32,7 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     if let Some(timeout) = args.timeout {
-        config.runtime.max_execution_time = timeout;
+        config.runtime.max_execution_time = agenthub_core::Seconds::new(timeout);
     }
     args.target.apply(&mut config);
     config.runtime.mode = ExecutionMode::Warm;

@@ -15,7 +15,7 @@ use crate::render;
 pub(crate) fn run(mut config: Config, args: &ExecArgs) -> ExitCode {
     let started = Instant::now();
     if let Some(timeout) = args.timeout {
-        config.runtime.max_execution_time = timeout;
+        config.runtime.max_execution_time = agenthub_core::Seconds::new(timeout);
     }
     args.target.apply(&mut config);
     if let Some(mb) = args.max_memory {

@@ -23,7 +23,7 @@ pub(crate) fn serve(mut config: Config, args: &McpServeArgs) -> ExitCode {
         return ExitCode::from(2);
     };
     if let Some(timeout) = args.timeout {
-        config.runtime.max_execution_time = timeout;
+        config.runtime.max_execution_time = agenthub_core::Seconds::new(timeout);
     }
     config.runtime.mode = ExecutionMode::Warm;
     config.runtime.workers_per_agent = args.workers;

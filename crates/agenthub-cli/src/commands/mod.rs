@@ -34,7 +34,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
     };
     // The CLI installs `ns/name` on first use unless configured not to.
     config.install.auto_install.get_or_insert(true);
-    init_logging(&config.runtime.log_level, ui);
+    init_logging(config.runtime.log_level, ui);
     // -v: installers (uv, pip, git) write to our stderr as they run.
     agenthub_runtime::set_stream_tool_output(ui.verbose > 0 && !ui.quiet);
     if matches!(
@@ -80,10 +80,17 @@ pub(crate) fn usage_error(e: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn init_logging(level: &str, ui: crate::progress::Ui) {
+fn init_logging(level: agenthub_core::LogLevel, ui: crate::progress::Ui) {
+    use agenthub_core::LogLevel;
     let level = match (ui.quiet, ui.verbose) {
         (true, _) => tracing::Level::ERROR,
-        (false, 0) => level.to_ascii_uppercase().parse().unwrap_or(tracing::Level::INFO),
+        (false, 0) => match level {
+            LogLevel::Error => tracing::Level::ERROR,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Trace => tracing::Level::TRACE,
+        },
         (false, 1) => tracing::Level::INFO,
         (false, 2) => tracing::Level::DEBUG,
         (false, _) => tracing::Level::TRACE,

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use agenthub_core::ExecutionMode;
+use agenthub_core::{ExecutionMode, Seconds};
 use agenthub_runtime::{AgentRuntime, CallCancel, EnvBackendKind, LoadedAgent, ProcessBackendKind};
 use agenthub_testkit::TestContext;
 use serde_json::{Value as Json, json};
@@ -34,7 +34,7 @@ const MANIFEST: &str = r#"{"name": "cancel", "version": "0.1.0", "description": 
 fn setup(code: &str) -> (TestContext, AgentRuntime, LoadedAgent) {
     let ctx = TestContext::new().with_config(|c| {
         c.runtime.mode = ExecutionMode::Warm;
-        c.runtime.max_execution_time = 60.0;
+        c.runtime.max_execution_time = Seconds::new(60.0);
     });
     let dir = ctx.config().agents_root().join("test").join("cancel");
     std::fs::create_dir_all(&dir).unwrap();

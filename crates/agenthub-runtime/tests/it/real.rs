@@ -1,6 +1,6 @@
 //! The real path: real uv, pip or virtualenv, real Python, std and tokio processes.
 
-use agenthub_core::ParamType;
+use agenthub_core::{ParamType, Seconds};
 use agenthub_runtime::{EnvBackendKind, ProcessBackendKind};
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod, validate_runtime_interface};
 use serde_json::{Map, Value as Json, json};
@@ -278,7 +278,7 @@ fn a_long_lived_runtime_clears_what_dead_runtimes_left_every_cleanup_interval() 
         record
     };
     for (interval, swept) in [(0.0, false), (0.001, true), (3600.0, false)] {
-        let ctx = TestContext::new().with_config(|c| c.runtime.cleanup_interval = interval);
+        let ctx = TestContext::new().with_config(|c| c.runtime.cleanup_interval = Seconds::new(interval));
         ctx.install(&agent());
         let rt = ctx.runtime();
         let record = stale_record(&ctx);

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use agenthub_core::ExecutionMode;
+use agenthub_core::{ExecutionMode, Seconds};
 use agenthub_runtime::{AgentRuntime, EnvBackendKind, ProcessBackendKind};
 use agenthub_testkit::{TestContext, survivors};
 use serde_json::{Map, Value as Json, json};
@@ -121,7 +121,7 @@ fn write_agent(ctx: &TestContext, name: &str, code: &str, methods: &[&str]) -> P
 fn warm_context(change: impl FnOnce(&mut agenthub_core::Config)) -> TestContext {
     TestContext::new().with_config(|c| {
         c.runtime.mode = ExecutionMode::Warm;
-        c.runtime.max_execution_time = 20.0;
+        c.runtime.max_execution_time = Seconds::new(20.0);
         change(c);
     })
 }
@@ -204,7 +204,7 @@ fn each_hazard_behaves_as_in_one_shot_and_the_worker_survives_what_it_should() {
     let rt_short = AgentRuntime::with_backends(
         {
             let mut c = ctx.config().clone();
-            c.runtime.max_execution_time = 1.0;
+            c.runtime.max_execution_time = Seconds::new(1.0);
             c
         },
         Some(EnvBackendKind::Uv),
@@ -363,7 +363,7 @@ fn a_worker_that_fails_to_import_says_why() {
 
 #[test]
 fn idle_workers_exit_after_the_idle_timeout() {
-    let ctx = warm_context(|c| c.runtime.worker_idle_timeout = 0.5);
+    let ctx = warm_context(|c| c.runtime.worker_idle_timeout = Seconds::new(0.5));
     write_agent(&ctx, "idle", HAZARDS, &METHODS);
     let rt = runtime(&ctx);
     let pid = call(&rt, "test/idle", "pid", &json!({}))["result"].as_u64().unwrap() as u32;
@@ -444,7 +444,7 @@ fn workers_tied_to_the_runtime_outlive_the_call_that_started_them() {
 
 #[test]
 fn a_worker_that_stops_reading_cannot_hold_a_large_request_past_its_timeout() {
-    let ctx = warm_context(|c| c.runtime.max_execution_time = 2.0);
+    let ctx = warm_context(|c| c.runtime.max_execution_time = Seconds::new(2.0));
     write_agent(&ctx, "frozen", HAZARDS, &METHODS);
     let rt = runtime(&ctx);
     assert_eq!(call(&rt, "test/frozen", "freeze", &json!({}))["result"], "armed");
@@ -507,7 +507,7 @@ class Agent:
 #[test]
 fn a_call_waiting_for_a_busy_worker_times_out_at_its_own_deadline() {
     let ctx = warm_context(|c| {
-        c.runtime.max_execution_time = 2.0;
+        c.runtime.max_execution_time = agenthub_core::Seconds::new(2.0);
         c.runtime.workers_per_agent = 1;
         c.runtime.max_concurrency = 4;
     });
@@ -534,7 +534,7 @@ fn a_call_waiting_for_a_busy_worker_times_out_at_its_own_deadline() {
 
 #[test]
 fn calls_wait_for_workers_started_in_the_background_at_most_their_own_timeout() {
-    let ctx = warm_context(|c| c.runtime.max_execution_time = 2.0);
+    let ctx = warm_context(|c| c.runtime.max_execution_time = agenthub_core::Seconds::new(2.0));
     let code = format!("import time\ntime.sleep(600)\n{HAZARDS}");
     let dir = write_agent(&ctx, "hang", &code, &METHODS).canonicalize().unwrap();
     let rt = runtime(&ctx);
@@ -571,7 +571,7 @@ fn calls_wait_for_workers_started_in_the_background_at_most_their_own_timeout() 
 
 #[test]
 fn a_cancelled_call_stops_waiting_for_a_worker_and_kills_the_one_it_was_starting() {
-    let ctx = warm_context(|c| c.runtime.max_execution_time = 30.0);
+    let ctx = warm_context(|c| c.runtime.max_execution_time = agenthub_core::Seconds::new(30.0));
     let code = format!("import time\ntime.sleep(600)\n{HAZARDS}");
     let dir = write_agent(&ctx, "hangcancel", &code, &METHODS).canonicalize().unwrap();
     let rt = runtime(&ctx);
