@@ -20,9 +20,11 @@ mod install;
 mod listing;
 mod outcome;
 mod ray;
+mod ray_protocol;
 mod scaffold;
 mod validate;
 mod warm;
+mod worker_protocol;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -17,13 +17,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
+use crate::ray_protocol::{Answer, CallErrorKind, ConnectError, Greeting, ToDriver};
 use agenthub_core::{AgentRuntimeError, Config};
 use agenthub_process::{
     Containment, EnvSpec, ExitStatus, ProcessLimits, ProcessOutput, ProcessRegistry, ProcessSpec, Received,
     Worker,
 };
 use serde::Serialize;
-use serde_json::{Value as Json, json};
 
 /// The driver, run as `python -u -c <this>`.
 pub(crate) const DRIVER: &str = include_str!("ray_driver.py");
@@ -76,7 +76,8 @@ pub(crate) struct RayCall {
     pub(crate) methods: Vec<String>,
 }
 
-type Waiters = Mutex<HashMap<u64, mpsc::Sender<Json>>>;
+/// Who waits for which answer; `Err` carries why the driver died.
+type Waiters = Mutex<HashMap<u64, mpsc::Sender<Result<Answer, String>>>>;
 
 /// A running driver.
 struct Driver {
@@ -176,21 +177,20 @@ impl RayTarget {
             message: format!("Cannot talk to the Ray driver: {e}"),
             suggestion: "Retry".to_owned(),
         })?;
-        let hello = json!({
-            "type": "hello",
-            "address": config.ray.address,
-            "actors_per_agent": config.ray.actors_per_agent,
-            "build_timeout": config.runtime.build_timeout,
-            "bootstrap": crate::warm::BOOTSTRAP,
-        });
-        let said = writeln!(writer, "{hello}");
+        let hello = ToDriver::Hello {
+            address: config.ray.address.as_deref(),
+            actors_per_agent: config.ray.actors_per_agent,
+            build_timeout: config.runtime.build_timeout.as_secs_f64(),
+            bootstrap: crate::warm::BOOTSTRAP,
+        };
+        let said = writeln!(writer, "{}", hello.line());
         let stderr_of = |worker: &Worker| {
             let (tail, _) = worker.stderr_since(0);
             let text = String::from_utf8_lossy(&tail).trim_end().to_owned();
             text.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
         };
         let first = match (said, worker.recv(Some(config.ray.connect_timeout.as_duration()), MAX_LINE)) {
-            (Ok(()), Ok(Received::Line(line))) => serde_json::from_slice::<Json>(&line).unwrap_or(Json::Null),
+            (Ok(()), Ok(Received::Line(line))) => serde_json::from_slice::<Greeting>(&line).ok(),
             (_, Ok(Received::Stopped(..))) => {
                 return Err(unreachable(
                     config,
@@ -217,15 +217,13 @@ impl RayTarget {
                 });
             }
         };
-        match first["type"].as_str() {
-            Some("ready") => {}
-            Some("error") if first["kind"] == "no_ray" => {
+        let (ray_version, driver_python_version, nodes, address) = match first {
+            Some(Greeting::Ready { ray_version, python, nodes, address }) => {
+                (ray_version, python, nodes, address)
+            }
+            Some(Greeting::Error { kind: ConnectError::NoRay, message }) => {
                 return Err(AgentRuntimeError::NotRun {
-                    message: format!(
-                        "{} cannot import ray: {}",
-                        python.display(),
-                        first["message"].as_str().unwrap_or_default()
-                    ),
+                    message: format!("{} cannot import ray: {message}", python.display()),
                     suggestion: format!(
                         "Install it: `uv pip install --python {} 'ray[default]'` (the cluster's Ray version), \
                          or point ray.python (AGENTHUB_RAY_PYTHON) at a Python that has it",
@@ -233,16 +231,16 @@ impl RayTarget {
                     ),
                 });
             }
-            _ => {
-                let message = first["message"].as_str().unwrap_or("no answer").to_owned();
+            Some(Greeting::Error { kind: ConnectError::Unreachable, message }) => {
                 return Err(unreachable(config, &message, &stderr_of(&worker)));
             }
-        }
+            None => return Err(unreachable(config, "no answer", &stderr_of(&worker))),
+        };
         let status = RayStatus {
-            ray_version: first["ray_version"].as_str().unwrap_or_default().to_owned(),
-            python: first["python"].as_str().unwrap_or_default().to_owned(),
-            nodes: first["nodes"].as_u64(),
-            address: first["address"].as_str().map(str::to_owned),
+            ray_version,
+            python: driver_python_version,
+            nodes,
+            address,
             driver_python: python,
             cluster_ray_version: None,
             pools: Vec::new(),
@@ -270,22 +268,22 @@ impl RayTarget {
         driver.waiters.lock().unwrap_or_else(PoisonError::into_inner).insert(id, tx);
         let sent = {
             let mut writer = driver.writer.lock().unwrap_or_else(PoisonError::into_inner);
-            writeln!(writer, "{}", json!({"type": "status", "id": id}))
+            writeln!(writer, "{}", ToDriver::Status { id }.line())
         };
         let mut status = driver.status.clone();
         let answer = sent.ok().and_then(|()| rx.recv_timeout(Duration::from_secs(150)).ok());
         driver.waiters.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
-        if let Some(answer) = answer {
-            status.nodes = answer["nodes"].as_u64().or(status.nodes);
-            status.cluster_ray_version = answer["cluster_ray_version"].as_str().map(str::to_owned);
-            status.pools = answer["pools"]
-                .as_array()
+        if let Some(Ok(answer)) = answer {
+            status.nodes = answer.nodes.or(status.nodes);
+            status.cluster_ray_version = answer.cluster_ray_version;
+            status.pools = answer
+                .pools
                 .into_iter()
                 .flatten()
                 .map(|p| RayPool {
-                    agent_dir: PathBuf::from(p["agent_dir"].as_str().unwrap_or_default()),
-                    actors: p["actors"].as_u64().unwrap_or(0),
-                    in_flight: p["in_flight"].as_u64().unwrap_or(0),
+                    agent_dir: PathBuf::from(p.agent_dir),
+                    actors: p.actors,
+                    in_flight: p.in_flight,
                 })
                 .collect();
         }
@@ -300,18 +298,18 @@ impl RayTarget {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel();
         driver.waiters.lock().unwrap_or_else(PoisonError::into_inner).insert(id, tx);
-        let line = json!({
-            "type": "call",
-            "id": id,
-            "agent_dir": call.agent_dir,
-            "key": call.key,
-            "requirements": call.requirements,
-            "method": call.method,
-            "request": call.request,
-            "timeout": call.timeout.map(|t| t.as_secs_f64()),
-            "dispatch": config.runtime.worker_dispatch.as_str(),
-            "methods": call.methods,
-        });
+        let line = ToDriver::Call {
+            id,
+            agent_dir: &call.agent_dir,
+            key: &call.key,
+            requirements: &call.requirements,
+            method: &call.method,
+            request: &call.request,
+            timeout: call.timeout.map(|t| t.as_secs_f64()),
+            dispatch: config.runtime.worker_dispatch.as_str(),
+            methods: &call.methods,
+        }
+        .line();
         let sent = {
             let mut writer = driver.writer.lock().unwrap_or_else(PoisonError::into_inner);
             writeln!(writer, "{line}")
@@ -330,7 +328,7 @@ impl RayTarget {
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 driver.waiters.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
                 let mut writer = driver.writer.lock().unwrap_or_else(PoisonError::into_inner);
-                let _ = writeln!(writer, "{}", json!({"type": "cancel", "id": id}));
+                let _ = writeln!(writer, "{}", ToDriver::Cancel { id }.line());
                 return Err(AgentRuntimeError::Timeout {
                     limit: call.timeout.unwrap_or_default(),
                     stderr: Some("the Ray driver did not answer in time".to_owned()),
@@ -340,13 +338,14 @@ impl RayTarget {
                 return Err(driver_died("it exited while the call was running"));
             }
         };
-        if answer["driver_died"] == Json::Bool(true) {
-            return Err(driver_died(answer["message"].as_str().unwrap_or_default()));
-        }
-        if let Some(error) = answer.get("error") {
-            let message = error["message"].as_str().unwrap_or_default().to_owned();
-            return Err(match error["kind"].as_str().unwrap_or_default() {
-                "environment" => AgentRuntimeError::Environment {
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(died) => return Err(driver_died(&died)),
+        };
+        if let Some(error) = answer.error {
+            let message = error.message;
+            return Err(match error.kind {
+                CallErrorKind::Environment => AgentRuntimeError::Environment {
                     message: "Environment setup failed on the Ray cluster".to_owned(),
                     stderr: Some(message),
                     suggestion: "Check the agent's requirements; every node installs them (runtime_env.pip) \
@@ -354,22 +353,22 @@ impl RayTarget {
                         is offline"
                         .to_owned(),
                 },
-                "timeout" => {
+                CallErrorKind::Timeout => {
                     AgentRuntimeError::Timeout { limit: call.timeout.unwrap_or_default(), stderr: None }
                 }
-                "import" => AgentRuntimeError::Execution {
+                CallErrorKind::Import => AgentRuntimeError::Execution {
                     message: "Importing agent.py failed in its Ray actor".to_owned(),
                     return_code: None,
                     signal: None,
                     stderr: Some(message),
                 },
-                "cancelled" => AgentRuntimeError::Execution {
+                CallErrorKind::Cancelled => AgentRuntimeError::Execution {
                     message: "The call was cancelled".to_owned(),
                     return_code: None,
                     signal: None,
                     stderr: None,
                 },
-                _ => AgentRuntimeError::Execution {
+                CallErrorKind::ActorDied => AgentRuntimeError::Execution {
                     message: "The Ray actor running the agent died; it has been replaced".to_owned(),
                     return_code: None,
                     signal: None,
@@ -377,16 +376,16 @@ impl RayTarget {
                 },
             });
         }
-        let code = answer["exit_code"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(1);
+        let code = answer.exit_code.and_then(|c| i32::try_from(c).ok()).unwrap_or(1);
         Ok(ProcessOutput {
             pid: 0,
             status: ExitStatus::Exited(code),
             termination: None,
-            stdout: answer["stdout"].as_str().unwrap_or_default().as_bytes().to_vec(),
-            stderr_tail: answer["stderr"].as_str().unwrap_or_default().as_bytes().to_vec(),
+            stdout: answer.stdout.into_bytes(),
+            stderr_tail: answer.stderr.into_bytes(),
             stderr_truncated: false,
             wall_time: started.elapsed(),
-            peak_rss_bytes: answer["peak_rss"].as_u64(),
+            peak_rss_bytes: answer.peak_rss,
         })
     }
 }
@@ -397,10 +396,10 @@ fn read_answers(mut worker: Worker, waiters: &Waiters, alive: &AtomicBool) {
     loop {
         match worker.recv(None, MAX_LINE) {
             Ok(Received::Line(line)) => {
-                let answer: Json = serde_json::from_slice(&line).unwrap_or(Json::Null);
-                let Some(id) = answer["id"].as_u64() else { continue };
+                let Some(answer) = Answer::parse(&line) else { continue };
+                let Some(id) = answer.id else { continue };
                 if let Some(tx) = waiters.lock().unwrap_or_else(PoisonError::into_inner).remove(&id) {
-                    let _ = tx.send(answer);
+                    let _ = tx.send(Ok(answer));
                 }
             }
             other => {
@@ -416,7 +415,7 @@ fn read_answers(mut worker: Worker, waiters: &Waiters, alive: &AtomicBool) {
                 let last = tail.trim_end().lines().last().unwrap_or_default().to_owned();
                 let message = format!("{how}; last stderr line: {last}");
                 for (_, tx) in waiters.lock().unwrap_or_else(PoisonError::into_inner).drain() {
-                    let _ = tx.send(json!({"driver_died": true, "message": message}));
+                    let _ = tx.send(Err(message.clone()));
                 }
                 return;
             }

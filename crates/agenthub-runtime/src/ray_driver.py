@@ -4,17 +4,10 @@
 #   <python that has ray> -u -c <this source>
 #
 # Protocol: newline-delimited JSON on private duplicates of fd 0 and fd 1 (fd 1 itself
-# goes to stderr, so nothing Ray prints can corrupt the channel). The runtime writes:
-#   {"type": "hello", "address": str|null, "actors_per_agent": int, "bootstrap": str}
-#   {"type": "call", "id": int, "agent_dir": str, "key": str, "requirements": [str],
-#    "method": str, "request": str, "timeout": float|null, "dispatch": str, "methods": [str]}
-#   {"type": "cancel", "id": int}
-#   {"type": "status"}
-# and reads, first, {"type": "ready", "ray_version", "python", "nodes", "address"} or
-# {"type": "error", "kind": "no_ray"|"unreachable", "message"}; then for each call
-# {"id", "stdout", "exit_code", "stderr"} or {"id", "error": {"kind", "message"}} with
-# kind environment | import | actor_died | timeout | cancelled; for status
-# {"type": "status", "pools": [...]}. EOF on stdin: every actor is killed, exit 0.
+# goes to stderr, so nothing Ray prints can corrupt the channel). The messages, field by
+# field, are the types in ray_protocol.rs (ToDriver in; Greeting, then Answer out), whose
+# tests run this file's code: keep the two in step. EOF on stdin: every actor is killed,
+# exit 0.
 #
 # Inside an actor the warm worker's own dispatch code runs (bootstrap.py, exec'd for its
 # functions), so a call means the same thing on the cluster as in a local warm worker.

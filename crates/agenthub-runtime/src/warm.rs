@@ -21,12 +21,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use crate::worker_protocol::{Announcement, Reply, Request, Served};
 use agenthub_core::{AgentRuntimeError, WorkerDispatch};
 use agenthub_process::{
     Containment, EnvSpec, ExitStatus, ProcessError, ProcessLimits, ProcessOutput, ProcessRegistry,
     ProcessSpec, Received, Termination, Worker,
 };
-use serde_json::{Value as Json, json};
 
 /// The worker bootstrap, run as `python -u -c <this> <agent_dir> <dispatch> <methods>`.
 pub(crate) const BOOTSTRAP: &str = include_str!("bootstrap.py");
@@ -707,15 +707,14 @@ impl Pools {
                 ));
             }
         };
-        let announcement: Json = serde_json::from_slice(&line).unwrap_or(Json::Null);
-        match (announcement["type"].as_str(), announcement["dispatch"].as_str()) {
-            (Some("ready"), Some("none")) => {
-                tracing::debug!(agent = %call.agent_dir.display(), reason = %announcement["reason"], "agent served one-shot");
+        match Announcement::parse(&line) {
+            Some(Announcement::Ready { dispatch: Served::None, reason, .. }) => {
+                tracing::debug!(agent = %call.agent_dir.display(), reason = reason.as_deref().unwrap_or_default(), "agent served one-shot");
                 let _ = worker.shutdown(RETIRE_GRACE);
                 Ok(None)
             }
-            (Some("ready"), Some(dispatch)) => {
-                tracing::debug!(pid = worker.pid(), dispatch, took = ?started.elapsed(), "warm worker ready");
+            Some(Announcement::Ready { dispatch, .. }) => {
+                tracing::debug!(pid = worker.pid(), ?dispatch, took = ?started.elapsed(), "warm worker ready");
                 let jitter = self.next_id.load(Ordering::Relaxed) % (self.settings.max_calls / 10 + 1);
                 Ok(Some(Warm {
                     worker,
@@ -725,8 +724,7 @@ impl Pools {
                     idle_since: Instant::now(),
                 }))
             }
-            (Some("error"), _) => {
-                let error = announcement["error"].as_str().unwrap_or("unknown error").to_owned();
+            Some(Announcement::Error { error }) => {
                 let status = worker_status(worker, RETIRE_GRACE);
                 Err(AgentRuntimeError::Execution {
                     message: format!("Importing agent.py failed: {error}"),
@@ -735,7 +733,7 @@ impl Pools {
                     stderr: status.1,
                 })
             }
-            _ => Err(failed("The agent's warm worker did not announce itself".to_owned(), None, &worker)),
+            None => Err(failed("The agent's warm worker did not announce itself".to_owned(), None, &worker)),
         }
     }
 
@@ -744,7 +742,8 @@ impl Pools {
     /// serve again.
     fn request(&self, warm: &mut Warm, call: &WarmCall) -> (ProcessOutput, Option<u64>, bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let line = json!({"id": id, "method": call.method, "request": call.request});
+        let line = serde_json::to_vec(&Request { id, method: &call.method, request: &call.request })
+            .unwrap_or_default();
         let started = Instant::now();
         let worker = &mut warm.worker;
         let mark = worker.stderr_mark();
@@ -752,8 +751,7 @@ impl Pools {
         // JSON escapes newlines: one line. The worker's answer may be up to ~6x its output.
         let max_line = call.limits.max_stdout_bytes.saturating_mul(6).saturating_add(4096);
         // The rest of the call's time: what it spent waiting for a slot and a start counts.
-        let received =
-            worker.request(line.to_string().as_bytes(), call.left().or(call.limits.timeout), max_line);
+        let received = worker.request(&line, call.left().or(call.limits.timeout), max_line);
         let (peak, rss) = worker.memory();
         let mut output = ProcessOutput {
             pid: worker.pid(),
@@ -767,33 +765,36 @@ impl Pools {
         };
         let reusable = match received {
             Ok(Received::Line(line)) => {
-                let answer: Json = serde_json::from_slice(&line).unwrap_or(Json::Null);
-                if answer["stdout_limit"] == Json::Bool(true) && answer["id"].as_u64() == Some(id) {
-                    // The worker stopped the call at the output cap (and exits).
-                    output.termination = Some(Termination::StdoutLimit);
-                    false
-                } else if answer["id"].as_u64() == Some(id) && answer.get("error").is_none() {
-                    let stdout = answer["stdout"].as_str().unwrap_or_default().as_bytes().to_vec();
-                    let code = answer["exit_code"].as_i64().and_then(|c| i32::try_from(c).ok()).unwrap_or(1);
-                    output.status = ExitStatus::Exited(code);
-                    if stdout.len() > call.limits.max_stdout_bytes {
+                match Reply::parse(&line) {
+                    Some(reply) if reply.id == Some(id) && reply.stdout_limit => {
+                        // The worker stopped the call at the output cap (and exits).
                         output.termination = Some(Termination::StdoutLimit);
-                    } else {
-                        output.stdout = stdout;
+                        false
                     }
-                    // `os._exit` in the call: the worker answered and is leaving.
-                    answer["exiting"] != Json::Bool(true)
-                } else {
-                    // Out of turn (something in the worker wrote to its channel) or refused:
-                    // the channel cannot be trusted any more; the worker is replaced.
-                    output.status = ExitStatus::Exited(1);
-                    output.stderr_tail = format!(
-                        "agenthub: the warm worker answered out of turn (a reply for request {} while \
-                         waiting for {id}); it has been replaced. The call was not retried.",
-                        answer["id"]
-                    )
-                    .into_bytes();
-                    false
+                    Some(reply) if reply.id == Some(id) && reply.error.is_none() => {
+                        let code = i32::try_from(reply.exit_code).unwrap_or(1);
+                        output.status = ExitStatus::Exited(code);
+                        if reply.stdout.len() > call.limits.max_stdout_bytes {
+                            output.termination = Some(Termination::StdoutLimit);
+                        } else {
+                            output.stdout = reply.stdout.into_bytes();
+                        }
+                        // `os._exit` in the call: the worker answered and is leaving.
+                        !reply.exiting
+                    }
+                    other => {
+                        // Out of turn (something in the worker wrote to its channel) or refused:
+                        // the channel cannot be trusted any more; the worker is replaced.
+                        let got =
+                            other.and_then(|r| r.id).map_or_else(|| "null".to_owned(), |i| i.to_string());
+                        output.status = ExitStatus::Exited(1);
+                        output.stderr_tail = format!(
+                            "agenthub: the warm worker answered out of turn (a reply for request {got} while \
+                             waiting for {id}); it has been replaced. The call was not retried."
+                        )
+                        .into_bytes();
+                        false
+                    }
                 }
             }
             Ok(Received::Exited(status)) => {
