@@ -293,12 +293,18 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         let err = read_bounded(&link, 10).unwrap_err();
-        assert!(matches!(&err, ReadError::Io { source, .. } if source.raw_os_error() == Some(libc::ELOOP)), "{err:?}");
+        assert!(
+            matches!(&err, ReadError::Io { source, .. } if source.raw_os_error() == Some(libc::ELOOP)),
+            "{err:?}"
+        );
         let fifo = dir.path().join("fifo");
         let c = crate::c_path(&fifo).unwrap();
         // SAFETY: a valid C string and a mode.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-        assert!(matches!(read_bounded(&fifo, 10), Err(ReadError::NotRegular { .. })), "a FIFO does not block");
+        assert!(
+            matches!(read_bounded(&fifo, 10), Err(ReadError::NotRegular { .. })),
+            "a FIFO does not block"
+        );
         let missing = read_bounded(&dir.path().join("missing"), 10).unwrap_err();
         assert!(matches!(&missing, ReadError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound));
     }

@@ -139,9 +139,11 @@ impl LockedFile {
                     LockError::Io { step: LockStep::Open, path: path.to_path_buf(), source }
                 }
             })?;
-        let meta = file
-            .metadata()
-            .map_err(|source| LockError::Io { step: LockStep::Inspect, path: path.to_path_buf(), source })?;
+        let meta = file.metadata().map_err(|source| LockError::Io {
+            step: LockStep::Inspect,
+            path: path.to_path_buf(),
+            source,
+        })?;
         if !meta.is_file() {
             return Err(LockError::NotRegular { path: path.to_path_buf() });
         }
@@ -210,7 +212,10 @@ mod tests {
             Wait::default().polling(Duration::from_millis(10)).on_contended(&mut count),
         )
         .unwrap_err();
-        assert!(matches!(err, LockError::Timeout { ref path, waited } if *path == dir.path().join("x.lock") && waited >= Duration::from_millis(150)), "{err:?}");
+        assert!(
+            matches!(err, LockError::Timeout { ref path, waited } if *path == dir.path().join("x.lock") && waited >= Duration::from_millis(150)),
+            "{err:?}"
+        );
         assert!(started.elapsed() < Duration::from_secs(2));
         assert_eq!(said, 1, "told once that it waits");
         assert!(LockedFile::try_acquire(&path).unwrap().is_none());
@@ -229,7 +234,8 @@ mod tests {
             drop(first);
         });
         let deadline = Instant::now() + Duration::from_secs(10);
-        LockedFile::acquire(&path, Some(deadline), Wait::default().polling(Duration::from_millis(10))).unwrap();
+        LockedFile::acquire(&path, Some(deadline), Wait::default().polling(Duration::from_millis(10)))
+            .unwrap();
         releaser.join().unwrap();
     }
 

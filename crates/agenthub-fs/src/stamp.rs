@@ -132,7 +132,6 @@ mod tests {
         assert_eq!(FileStamp::all_in(&dir.path().join("target"), ["x"], Symlinks::Follow), [None]);
 
         let d = std::fs::File::open(dir.path()).unwrap();
-        use std::os::fd::AsFd as _;
         let err = FileStamp::at(d.as_fd(), Path::new("missing"), Symlinks::NoFollow).unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
     }
@@ -153,7 +152,14 @@ mod tests {
     #[test]
     fn racy_within_the_window_only() {
         let second = 1_000_000_000;
-        let stamp = FileStamp { dev: 1, ino: 2, mode: libc::S_IFREG, size: 0, mtime: 100 * second, ctime: 100 * second };
+        let stamp = FileStamp {
+            dev: 1,
+            ino: 2,
+            mode: libc::S_IFREG,
+            size: 0,
+            mtime: 100 * second,
+            ctime: 100 * second,
+        };
         let at = |ns: u64| UNIX_EPOCH + Duration::from_nanos(ns);
         let window = Duration::from_secs(1);
         assert!(stamp.is_racy(at(100 * 1_000_000_000), window));
