@@ -6,8 +6,8 @@
 //! same (device, inode, size, mtime ns, ctime ns), as `lstat` says now — the manifest names,
 //! the provenance record, and for the environment key also `pyproject.toml`, `uv.lock`,
 //! `requirements.txt` and the configuration that salts the key. `ctime` cannot be set by a
-//! user, and a file whose `ctime` is within [`RACY_WINDOW`] of the moment the cache is written
-//! is not cached at all (a same-size rewrite within one clock tick would otherwise look
+//! user, and a file whose `ctime` (or a later `mtime`) is within [`RACY_WINDOW`] of the
+//! moment the cache is written is not cached at all (a same-size rewrite within one clock tick would otherwise look
 //! unchanged, git's "racy clean" problem). Anything that is not a plain regular file
 //! (symlinks, FIFOs) is never cached and goes through the full, contained read.
 //!
