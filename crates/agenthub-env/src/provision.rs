@@ -217,7 +217,7 @@ pub fn remove_uv_staging_leftovers(provision: &UvProvision) -> Result<crate::Fre
         return Ok(freed);
     }
     let lock_path = provision.tools_dir.join("uv.lock");
-    let Ok(lock) = lock_tools(&lock_path, Some(Instant::now()), Duration::ZERO) else {
+    let Ok(Some(lock)) = LockedFile::try_acquire(&lock_path) else {
         return Ok(freed); // an install is running: its staging directory is in use
     };
     for path in leftovers {
