@@ -19,6 +19,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use agenthub_fs::{LockError, LockStep, LockedFile, Wait};
+
 use crate::EnvError;
 use crate::manager::MARKER_FILE;
 
@@ -209,37 +211,34 @@ impl Layout {
 
     /// Takes the cross-process build lock, waiting until `deadline` at most. The lock file
     /// is opened without following a symlink and must be a regular file.
-    pub(crate) fn lock(&self, deadline: Option<Instant>, limit: Duration) -> Result<File, EnvError> {
-        let io = |action, source| EnvError::Io { action, path: self.lock.clone(), source };
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&self.lock)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(libc::ELOOP) {
-                    EnvError::NotOurs {
-                        path: self.lock.clone(),
-                        what: "a symlink; agenthub never writes through one".to_owned(),
-                    }
-                } else {
-                    io("create lock file", e)
-                }
-            })?;
-        if !file.metadata().map_err(|e| io("inspect", e))?.is_file() {
-            return Err(EnvError::NotOurs { path: self.lock.clone(), what: "not a regular file".to_owned() });
-        }
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", e)),
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(EnvError::LockTimeout { path: self.lock.clone(), limit });
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    pub(crate) fn lock(&self, deadline: Option<Instant>, limit: Duration) -> Result<LockedFile, EnvError> {
+        LockedFile::acquire(&self.lock, deadline, Wait::default().polling(Duration::from_millis(20))).map_err(
+            |e| match e {
+                LockError::Symlink { path, .. } => EnvError::NotOurs {
+                    path,
+                    what: "a symlink; agenthub never writes through one".to_owned(),
+                },
+                other => lock_error(other, limit),
+            },
+        )
+    }
+}
+
+/// A lock file's error as the environment's: waiting longer than `limit` is
+/// [`EnvError::LockTimeout`], what is there and no regular file is not ours.
+pub(crate) fn lock_error(err: LockError, limit: Duration) -> EnvError {
+    match err {
+        LockError::Timeout { path, .. } => EnvError::LockTimeout { path, limit },
+        LockError::NotRegular { path } => EnvError::NotOurs { path, what: "not a regular file".to_owned() },
+        LockError::Cancelled { .. } => EnvError::Cancelled,
+        LockError::Symlink { path, source } => EnvError::Io { action: "create lock file", path, source },
+        LockError::Io { step, path, source } => {
+            let action = match step {
+                LockStep::Open => "create lock file",
+                LockStep::Inspect => "inspect",
+                LockStep::Lock => "lock",
+            };
+            EnvError::Io { action, path, source }
         }
     }
 }
@@ -272,7 +271,7 @@ impl Layout {
     }
 
     /// Takes the build lock if no one holds it; `None` when a build is in progress.
-    fn try_lock(&self) -> Result<Option<File>, EnvError> {
+    fn try_lock(&self) -> Result<Option<LockedFile>, EnvError> {
         match self.lock(Some(Instant::now()), Duration::ZERO) {
             Ok(file) => Ok(Some(file)),
             Err(EnvError::LockTimeout { .. }) => Ok(None),

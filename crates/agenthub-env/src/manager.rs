@@ -3,12 +3,11 @@
 //! its own (so an async caller's executor is never blocked by an installer).
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agenthub_core::{AgentManifest, EnvironmentConfig, PythonConstraint, PythonRequest, read_agent_file};
+use agenthub_fs::WriteStep;
 use serde::{Deserialize, Serialize};
 
 use crate::backends::{Interpreter, find_python, uv_export_lock, venv_interpreter};
@@ -467,13 +466,17 @@ pub fn read_marker(venv: &Path) -> Option<EnvMarker> {
 /// and it cost a millisecond of a 20 ms build.
 fn write_marker(venv: &Path, marker: &EnvMarker) -> Result<(), EnvError> {
     let path = venv.join(MARKER_FILE);
-    let tmp = venv.join(format!(".{MARKER_FILE}.{}.tmp", std::process::id()));
     let io = |action, source| EnvError::Io { action, path: path.clone(), source };
     let json =
         serde_json::to_vec_pretty(marker).map_err(|e| io("serialise marker", std::io::Error::other(e)))?;
-    let mut file = File::create_new(&tmp).map_err(|e| io("create marker", e))?;
-    file.write_all(&json).map_err(|e| io("write marker", e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| io("rename marker", e))
+    agenthub_fs::write_atomic(&path, &json).map_err(|e| {
+        let action = match e.step {
+            WriteStep::Create => "create marker",
+            WriteStep::Write => "write marker",
+            WriteStep::Rename => "rename marker",
+        };
+        io(action, e.source)
+    })
 }
 
 fn dir_size(dir: &Path) -> u64 {

@@ -10,10 +10,10 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use agenthub_fs::{LockedFile, Wait};
 use serde::{Deserialize, Serialize};
 
 use crate::EnvError;
@@ -217,7 +217,7 @@ pub fn remove_uv_staging_leftovers(provision: &UvProvision) -> Result<crate::Fre
         return Ok(freed);
     }
     let lock_path = provision.tools_dir.join("uv.lock");
-    let Ok(lock) = lock_tools(&lock_path, Some(Instant::now()), Duration::ZERO) else {
+    let Ok(Some(lock)) = LockedFile::try_acquire(&lock_path) else {
         return Ok(freed); // an install is running: its staging directory is in use
     };
     for path in leftovers {
@@ -242,27 +242,6 @@ fn remove_staging(tools: &Path, staging: &Path) {
 }
 
 /// Takes the tools lock (`O_NOFOLLOW`, regular file), polling until `deadline`.
-fn lock_tools(path: &Path, deadline: Option<Instant>, limit: Duration) -> Result<File, EnvError> {
-    let io = |action, source| EnvError::Io { action, path: path.to_path_buf(), source };
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| io("create lock file", e))?;
-    if !file.metadata().map_err(|e| io("inspect", e))?.is_file() {
-        return Err(EnvError::NotOurs { path: path.to_path_buf(), what: "not a regular file".to_owned() });
-    }
-    loop {
-        match file.try_lock() {
-            Ok(()) => return Ok(file),
-            Err(std::fs::TryLockError::WouldBlock) => {}
-            Err(std::fs::TryLockError::Error(e)) => return Err(io("lock", e)),
-        }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(EnvError::LockTimeout { path: path.to_path_buf(), limit });
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn lock_tools(path: &Path, deadline: Option<Instant>, limit: Duration) -> Result<LockedFile, EnvError> {
+    LockedFile::acquire(path, deadline, Wait::default()).map_err(|e| crate::layout::lock_error(e, limit))
 }

@@ -12,15 +12,32 @@ pub(crate) struct Reaped {
     pub(crate) peak_rss_bytes: Option<u64>,
 }
 
-/// `pidfd_open(2)`: an fd that becomes readable when `pid` exits. `None` on old kernels.
-pub(crate) fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+/// `pidfd_open(2)`: an fd that refers to the process `pid` (it becomes readable when the
+/// process exits; signals sent through it never reach a process that reused the pid).
+/// `None` when the kernel has none (Linux < 5.3) or the process is gone.
+pub fn pidfd_open(pid: u32) -> Option<OwnedFd> {
+    let pid = libc::pid_t::try_from(pid).ok()?;
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return None;
-    }
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = RawFd::try_from(fd).ok().filter(|&fd| fd >= 0)?;
     // SAFETY: the kernel just returned this fd to us; nobody else owns it.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// SIGKILL to the process behind the pidfd `fd` (`pidfd_send_signal(2)`); whether it was
+/// sent.
+pub fn pidfd_kill(fd: &OwnedFd) -> bool {
+    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    sent == 0
 }
 
 /// Time since boot on a clock that keeps running while this process is stopped and while

@@ -104,7 +104,7 @@ impl ProcessRegistry {
 /// At most this many directory entries are looked at in one clean-up.
 const MAX_RECORDS: usize = 100_000;
 
-/// A record is a few dozen bytes; anything past this is garbage and not read.
+/// A record is a few dozen bytes; a bigger file is not one (and is not read).
 const MAX_RECORD_BYTES: u64 = 256;
 
 /// What a run record says: the agent's pid and what identified it when it was written.
@@ -148,21 +148,9 @@ fn is_run_id(name: &str) -> bool {
 }
 
 /// Reads a record file without following a symlink, without blocking on a FIFO, and at
-/// most [`MAX_RECORD_BYTES`] of it; `None` for anything but a small regular file.
+/// most [`MAX_RECORD_BYTES`] of it; `None` for anything but a small regular file of text.
 fn read_record(path: &Path) -> Option<String> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .ok()?;
-    if !file.metadata().ok()?.is_file() {
-        return None;
-    }
-    let mut text = String::new();
-    file.take(MAX_RECORD_BYTES).read_to_string(&mut text).ok()?;
-    Some(text)
+    String::from_utf8(agenthub_fs::read_bounded(path, MAX_RECORD_BYTES).ok()?).ok()
 }
 
 /// Whether `dir` is a directory itself, not a symlink to one.

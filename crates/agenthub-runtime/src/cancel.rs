@@ -19,12 +19,12 @@
 //! cancelled before it is sent is not sent, and the answer of one cancelled meanwhile is
 //! replaced by the cancellation.
 
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use agenthub_process::ProcessRegistry;
+use agenthub_process::{ProcessRegistry, pidfd_kill, pidfd_open};
 
 /// The variable that marks the process of one cancellable one-shot call (listed in
 /// `agenthub_core::NON_CONFIG_VARS`, so an agent that runs agenthub itself is not refused).
@@ -148,30 +148,4 @@ fn find_marked(registry: &ProcessRegistry, entry: &str) -> Option<OwnedFd> {
         let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
         environ.split(|&b| b == 0).any(|e| e == entry.as_bytes()).then_some(fd)
     })
-}
-
-/// A pidfd for `pid`, `None` when the kernel has none (Linux < 5.3) or the process is gone.
-fn pidfd_open(pid: u32) -> Option<OwnedFd> {
-    let pid = libc::pid_t::try_from(pid).ok()?;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    let fd = i32::try_from(fd).ok().filter(|&fd| fd >= 0)?;
-    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
-    Some(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// SIGKILL to the process behind `fd`; whether it was sent.
-fn pidfd_kill(fd: &OwnedFd) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a valid pidfd, a signal number, no siginfo, no flags.
-    let sent = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            fd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    sent == 0
 }

@@ -28,6 +28,7 @@ use agenthub_core::{
     MANIFEST_FILE_NAMES, SourceError, read_install_record,
 };
 use agenthub_env::{EnvError, EnvironmentManager};
+use agenthub_fs::{LockError, LockStep, LockedFile, Wait};
 use agenthub_process::{EnvSpec, ProcessLimits, ProcessSpec, StdProcessBackend, Termination};
 use serde::Serialize;
 
@@ -790,14 +791,8 @@ impl Installer {
 
     /// The ids the home holds for the agent.
     fn read_ids(slot: &Slot) -> Vec<String> {
-        let Ok(file) =
-            File::options().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(&slot.ids_file)
-        else {
-            return Vec::new();
-        };
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut std::io::Read::take(file, 64 * 1024), &mut text);
-        serde_json::from_str::<HomeIds>(&text).map(|h| h.ids).unwrap_or_default()
+        let Ok(bytes) = agenthub_fs::read_bounded(&slot.ids_file, 64 * 1024) else { return Vec::new() };
+        serde_json::from_slice::<HomeIds>(&bytes).map(|h| h.ids).unwrap_or_default()
     }
 
     /// Replaces the ids the home holds for the agent (atomically: a new file renamed over).
@@ -808,14 +803,11 @@ impl Installer {
             path: dir.to_path_buf(),
             source,
         })?;
-        let temp = dir.join(format!(".{}.{}.tmp", slot.id.name(), std::process::id()));
-        let _ = std::fs::remove_file(&temp);
         let text = serde_json::to_vec(&HomeIds { ids: ids.to_vec() }).unwrap_or_default();
-        write_new(&temp, &text)?;
-        std::fs::rename(&temp, &slot.ids_file).map_err(|source| InstallError::Io {
+        agenthub_fs::write_atomic(&slot.ids_file, &text).map_err(|e| InstallError::Io {
             action: "write",
-            path: slot.ids_file.clone(),
-            source,
+            path: e.path,
+            source: e.source,
         })
     }
 
@@ -853,7 +845,7 @@ impl Installer {
     }
 
     /// Takes the agent's install lock, waiting at most as long as an install may take.
-    fn lock(&self, slot: &Slot) -> Result<File, InstallError> {
+    fn lock(&self, slot: &Slot) -> Result<LockedFile, InstallError> {
         let path = &slot.lock_file;
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|source| InstallError::Io {
@@ -862,41 +854,26 @@ impl Installer {
                 source,
             })?;
         }
-        let file = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-            .map_err(|source| InstallError::Io {
-                action: "open the lock file",
-                path: path.clone(),
-                source,
-            })?;
         let wait =
             self.config.install.git_timeout.as_duration() + self.config.runtime.build_timeout.as_duration();
-        let started = Instant::now();
-        let mut said = false;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(file),
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(source)) => {
-                    return Err(InstallError::Io { action: "lock", path: path.clone(), source });
-                }
+        let mut say = || self.progress.step(&format!("waiting for another install of {}", slot.id));
+        let waiting = Wait::default().on_contended(&mut say).cancelled_if(&agenthub_process::is_shut_down);
+        LockedFile::acquire(path, Instant::now().checked_add(wait), waiting).map_err(|e| match e {
+            LockError::Timeout { waited, .. } => InstallError::Busy { agent: slot.id.to_string(), waited },
+            LockError::Cancelled { .. } => InstallError::Cancelled,
+            LockError::NotRegular { path } => {
+                InstallError::NotOurs { path, what: "not a regular file".to_owned() }
             }
-            if !said {
-                self.progress.step(&format!("waiting for another install of {}", slot.id));
-                said = true;
+            LockError::Symlink { path, source } | LockError::Io { step: LockStep::Open, path, source } => {
+                InstallError::Io { action: "open the lock file", path, source }
             }
-            if started.elapsed() >= wait {
-                return Err(InstallError::Busy { agent: slot.id.to_string(), waited: started.elapsed() });
+            LockError::Io { step: LockStep::Inspect, path, source } => {
+                InstallError::Io { action: "inspect", path, source }
             }
-            if agenthub_process::is_shut_down() {
-                return Err(InstallError::Cancelled);
+            LockError::Io { step: LockStep::Lock, path, source } => {
+                InstallError::Io { action: "lock", path, source }
             }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        })
     }
 
     /// Clones `url` into `dest` and checks out `reference` (the default branch when none);

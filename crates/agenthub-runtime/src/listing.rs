@@ -6,8 +6,8 @@
 //! same (device, inode, size, mtime ns, ctime ns), as `lstat` says now — the manifest names,
 //! the provenance record, and for the environment key also `pyproject.toml`, `uv.lock`,
 //! `requirements.txt` and the configuration that salts the key. `ctime` cannot be set by a
-//! user, and a file whose `ctime` is within [`RACY_NS`] of the moment the cache is written
-//! is not cached at all (a same-size rewrite within one clock tick would otherwise look
+//! user, and a file whose `ctime` (or a later `mtime`) is within [`RACY_WINDOW`] of the
+//! moment the cache is written is not cached at all (a same-size rewrite within one clock tick would otherwise look
 //! unchanged, git's "racy clean" problem). Anything that is not a plain regular file
 //! (symlinks, FIFOs) is never cached and goes through the full, contained read.
 //!
@@ -20,20 +20,18 @@
 //! `info` and `exec` never read it.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::fs::File;
-use std::io::Write as _;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use agenthub_core::{
     AgentFileError, AgentId, AgentManifest, Config, InstallRecord, MANIFEST_FILE_NAMES, open_agent_file,
     read_install_record,
 };
 use agenthub_env::{environment_key, environment_status_with};
+use agenthub_fs::{Dir, FileStamp, Symlinks};
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::AgentSummary;
@@ -44,9 +42,8 @@ pub(crate) const CACHE_FILE: &str = "list-v1.json";
 /// Largest cache file read (10,000 agents take about 5 MB).
 pub(crate) const MAX_CACHE_BYTES: u64 = 128 * 1024 * 1024;
 
-/// Files changed this recently (ctime, nanoseconds) before the cache is written are not
-/// cached.
-pub(crate) const RACY_NS: i128 = 2_000_000_000;
+/// Files changed this recently before the cache is written are not cached.
+pub(crate) const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// Files whose identity keys a cache entry: the manifest names, then the requirement files.
 const KEY_FILES: [&str; 3] = ["pyproject.toml", "uv.lock", "requirements.txt"];
@@ -60,8 +57,8 @@ type Stamp = String;
 enum Seen {
     /// Not there.
     Absent,
-    /// A regular file with this identity, changed (ctime) at this time in ns.
-    File(Stamp, i128),
+    /// A regular file with this identity.
+    File(FileStamp),
     /// Anything else (symlink, FIFO, directory…): never cached.
     Other,
 }
@@ -77,45 +74,33 @@ struct At {
 impl Seen {
     /// `lstat` of `<agent>/<file>`.
     fn at(at: &At, file: &str) -> Self {
-        let mut rel = Vec::with_capacity(at.name.len() + file.len() + 2);
-        rel.extend_from_slice(at.name.as_bytes());
-        rel.push(b'/');
-        rel.extend_from_slice(file.as_bytes());
-        let Ok(rel) = CString::new(rel) else { return Self::Other };
-        // SAFETY: `stat` is plain data, written by the kernel before it is read; `rel` is a
-        // NUL-terminated string and the descriptor is open for the duration of the call.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        let rc =
-            unsafe { libc::fstatat(at.ns.as_raw_fd(), rel.as_ptr(), &raw mut st, libc::AT_SYMLINK_NOFOLLOW) };
-        if rc != 0 {
-            return if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
-                Self::Absent
-            } else {
-                Self::Other
-            };
+        let rel = Path::new(&at.name).join(file);
+        match FileStamp::at(at.ns.as_fd(), &rel, Symlinks::NoFollow) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Self::Absent,
+            Ok(stamp) if stamp.is_file() => Self::File(stamp),
+            Err(_) | Ok(_) => Self::Other,
         }
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Self::Other;
-        }
-        let ctime = i128::from(st.st_ctime) * 1_000_000_000 + i128::from(st.st_ctime_nsec);
-        let stamp = format!(
-            "{:x}.{:x}.{:x}.{:x}.{:x}.{ctime:x}",
-            st.st_dev, st.st_ino, st.st_size, st.st_mtime, st.st_mtime_nsec
-        );
-        Self::File(stamp, ctime)
     }
 
     /// The stamp to cache: `None` when absent (or not cacheable: see [`stamps`]).
     fn stamp(&self) -> Option<Stamp> {
         match self {
-            Self::File(s, _) => Some(s.clone()),
+            Self::File(s) => Some(format!(
+                "{:x}.{:x}.{:x}.{:x}.{:x}.{:x}",
+                s.dev,
+                s.ino,
+                s.size,
+                s.mtime.div_euclid(1_000_000_000) as i64,
+                s.mtime.rem_euclid(1_000_000_000) as i64,
+                s.ctime
+            )),
             Self::Absent | Self::Other => None,
         }
     }
 
-    /// Changed within [`RACY_NS`] of `now`.
-    fn racy(&self, now: i128) -> bool {
-        matches!(self, Self::File(_, ctime) if now - ctime <= RACY_NS)
+    /// Changed within [`RACY_WINDOW`] of `now`.
+    fn racy(&self, now: SystemTime) -> bool {
+        matches!(self, Self::File(s) if s.is_racy(now, RACY_WINDOW))
     }
 }
 
@@ -177,7 +162,7 @@ pub(crate) fn list_agents(config: &Config) -> Vec<AgentSummary> {
     let cache_path = config.home.join("cache").join(CACHE_FILE);
     let salt = config_salt(config);
     let mut summaries = Vec::new();
-    let now = now_ns();
+    let now = SystemTime::now();
     // The cache is parsed while the agents root is walked.
     let (mut old, dirs) = std::thread::scope(|scope| {
         let reader = scope.spawn(|| read_cache(&cache_path));
@@ -238,7 +223,7 @@ fn summarise(
     at: &At,
     cached: Option<Entry>,
     keys_valid: bool,
-    now: i128,
+    now: SystemTime,
 ) -> Option<(AgentSummary, Option<Entry>, bool)> {
     let manifest_seen = MANIFEST_FILE_NAMES.map(|n| Seen::at(at, n));
     if manifest_seen.contains(&Seen::Other) && !manifest_is_contained(dir) {
@@ -353,10 +338,6 @@ fn load(dir: &Path, slot: &mut Option<Result<AgentManifest, String>>) -> Result<
     slot.get_or_insert_with(|| AgentManifest::load(dir).map(|(m, _)| m).map_err(|e| e.to_string())).clone()
 }
 
-fn now_ns() -> i128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i128::try_from(d.as_nanos()).unwrap_or(0))
-}
-
 /// What salts environment keys besides the agent's files.
 fn config_salt(config: &Config) -> String {
     let e = &config.environment;
@@ -420,42 +401,17 @@ fn manifest_is_contained(dir: &Path) -> bool {
 
 /// The cache's directory, opened without following a symlink in its place (a symlink or
 /// anything else there means no cache: it is neither read through nor written through).
-fn open_cache_dir(dir: &Path) -> Option<File> {
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(dir)
-        .ok()
-}
-
-/// `openat(dir, name, flags)` as a `File`.
-fn open_in(dir: &File, name: &str, flags: i32) -> Option<File> {
-    use std::os::fd::FromRawFd as _;
-    let name = CString::new(name).ok()?;
-    // SAFETY: `dir` is an open directory, `name` a valid C string; mode matters only with
-    // O_CREAT, where it is a valid mode.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), name.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
-    // SAFETY: a successful openat returns a new descriptor that only this File owns.
-    (fd >= 0).then(|| unsafe { File::from_raw_fd(fd) })
+fn open_cache_dir(dir: &Path) -> Option<Dir> {
+    Dir::open_nofollow(dir).ok()
 }
 
 fn read_cache(path: &Path) -> CacheFile {
-    use std::io::Read as _;
     let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
         return CacheFile::default();
     };
-    let Some(file) = open_cache_dir(dir)
-        .and_then(|d| open_in(&d, name, libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK))
-    else {
+    let Some(bytes) = open_cache_dir(dir).and_then(|d| d.read_bounded(name, MAX_CACHE_BYTES).ok()) else {
         return CacheFile::default();
     };
-    if !file.metadata().is_ok_and(|m| m.is_file() && m.len() <= MAX_CACHE_BYTES) {
-        return CacheFile::default();
-    }
-    let mut bytes = Vec::new();
-    if file.take(MAX_CACHE_BYTES).read_to_end(&mut bytes).is_err() {
-        return CacheFile::default();
-    }
     serde_json::from_slice(&bytes).unwrap_or_default()
 }
 
@@ -472,14 +428,5 @@ fn write_cache(path: &Path, cache: &CacheFile) {
     }
     let Some(dir) = open_cache_dir(dir) else { return };
     let Ok(bytes) = serde_json::to_vec(cache) else { return };
-    let tmp = format!(".{name}.{}.tmp", std::process::id());
-    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
-    let written = open_in(&dir, &tmp, flags).is_some_and(|mut f| f.write_all(&bytes).is_ok());
-    let (Ok(tmp_c), Ok(name_c)) = (CString::new(tmp.as_str()), CString::new(name)) else { return };
-    let fd = dir.as_raw_fd();
-    // SAFETY: `fd` is an open directory and both names are valid C strings.
-    if !written || unsafe { libc::renameat(fd, tmp_c.as_ptr(), fd, name_c.as_ptr()) } != 0 {
-        // SAFETY: as above; removes only the temporary name this process created.
-        unsafe { libc::unlinkat(fd, tmp_c.as_ptr(), 0) };
-    }
+    let _ = dir.write_atomic(name, &bytes);
 }

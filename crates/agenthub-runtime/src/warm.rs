@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::worker_protocol::{Announcement, Reply, Request, Served};
 use agenthub_core::{AgentRuntimeError, WorkerDispatch};
+use agenthub_fs::{FileStamp, Symlinks};
 use agenthub_process::{
     Containment, EnvSpec, ExitStatus, ProcessError, ProcessLimits, ProcessOutput, ProcessRegistry,
     ProcessSpec, Received, Termination, Worker,
@@ -43,14 +44,14 @@ const WAIT_TICK: Duration = Duration::from_millis(100);
 /// How long closing the pools waits for the starts it stopped to be reaped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
 
-/// A file's identity and last change: device, inode, size, mtime and ctime (s, ns).
-pub(crate) type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+/// Files changed this recently are racy: a state read from them is not cached.
+const RACY_WINDOW: Duration = Duration::from_secs(1);
 
 /// What a call's code and environment are: a worker serves only calls of its own version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Version {
     env_key: String,
-    files: [Option<Stamp>; 2],
+    files: [Option<FileStamp>; 2],
 }
 
 impl Version {
@@ -62,7 +63,7 @@ impl Version {
 
 /// The stamps of `agent.yaml`, `agent.py`, `requirements.txt`, `pyproject.toml`, `uv.lock`
 /// and the environment marker.
-pub(crate) type Stamps = [Option<Stamp>; 6];
+pub(crate) type Stamps = [Option<FileStamp>; 6];
 
 /// An agent's checked environment and the [`Stamps`] when it was checked.
 pub(crate) type Checked = (Stamps, agenthub_env::ReadyEnvironment);
@@ -72,48 +73,17 @@ pub(crate) type Checked = (Stamps, agenthub_env::ReadyEnvironment);
 /// through symlinks, so an edit of a target shows), and the environment marker through our
 /// `<venv>` symlink (so a swap shows). One path walk to the directory, then `fstatat`s.
 pub(crate) fn stamps(dir: &Path, venv_location: &str) -> Stamps {
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
-    let mut out = [None; 6];
-    let Ok(path) = CString::new(dir.as_os_str().as_bytes()) else { return out };
-    // SAFETY: `path` is a valid C string; the fd is closed below.
-    let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return out;
-    }
     let marker = format!("{venv_location}/{}", agenthub_env::MARKER_FILE);
     let names = ["agent.yaml", "agent.py", "requirements.txt", "pyproject.toml", "uv.lock", marker.as_str()];
-    for (slot, name) in out.iter_mut().zip(names) {
-        let Ok(name) = CString::new(name) else { continue };
-        // SAFETY: stat is plain old data, fully written by a successful fstatat.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: fd is an open directory, name a valid C string, st valid for writes.
-        if unsafe { libc::fstatat(fd, name.as_ptr(), &raw mut st, 0) } == 0 {
-            *slot = Some((
-                st.st_dev,
-                st.st_ino,
-                st.st_size as u64,
-                st.st_mtime,
-                st.st_mtime_nsec,
-                st.st_ctime,
-                st.st_ctime_nsec,
-            ));
-        }
-    }
-    // SAFETY: fd was opened above and is not used after.
-    unsafe { libc::close(fd) };
-    out
+    FileStamp::all_in(dir, names, Symlinks::Follow)
 }
 
-/// Whether a file of `stamps` changed within the last second. Like git's racily clean
-/// index: such a file may change again without its stamp changing (coarse timestamps), so
-/// a state that includes one is never cached.
+/// Whether a file of `stamps` changed within the last second ([`RACY_WINDOW`]). Like git's
+/// racily clean index: such a file may change again without its stamp changing (coarse
+/// timestamps), so a state that includes one is never cached.
 pub(crate) fn is_racy(stamps: &Stamps) -> bool {
-    let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) else { return true };
-    stamps
-        .iter()
-        .flatten()
-        .any(|s| u64::try_from(s.3.max(s.5)).map_or(true, |t| t.saturating_add(1) >= now.as_secs()))
+    let now = std::time::SystemTime::now();
+    stamps.iter().flatten().any(|s| s.is_racy(now, RACY_WINDOW))
 }
 
 /// Everything a warm call needs.
