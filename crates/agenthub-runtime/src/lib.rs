@@ -2,16 +2,22 @@
 //! manifest → validation → environment → process → one [`ExecutionResponse`].
 //!
 //! ```no_run
-//! use agenthub_runtime::{AgentRuntime, Config};
-//! use serde_json::json;
+//! use agenthub_runtime::{AgentRuntime, Call, Config};
 //!
-//! let runtime = AgentRuntime::from_config(Config::load()?)?;
-//! let params = json!({"name": "World"}).as_object().unwrap().clone();
-//! let response = runtime.execute_agent_blocking("examples/hello", "greet", params);
+//! let runtime = AgentRuntime::builder(Config::load()?).build()?;
+//! let response = runtime.call_blocking(Call::new("./examples/agents/hello", "greet").param("name", "World"));
 //! println!("{}", serde_json::to_string(&response)?);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! The facade: [`AgentRuntime::builder`] → [`RuntimeBuilder::build`]; one [`Call`] value for
+//! [`AgentRuntime::call`] (async) and [`AgentRuntime::call_blocking`]; handles on what the
+//! runtime keeps: [`AgentRuntime::workers`], [`AgentRuntime::ray`],
+//! [`AgentRuntime::installer`]; [`AgentRuntime::shutdown`] stops this runtime only. The
+//! Phase-1 names (`execute_agent`, `load_agent_manifest`, `validate_method`,
+//! `get_agent_info`, `cleanup_processes`) are kept in one block that delegates.
 
+mod call;
 mod cancel;
 mod catalog;
 mod doctor;
@@ -43,6 +49,7 @@ use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
+pub use call::{Call, RayHandle, RuntimeBuilder, Workers};
 pub use cancel::{CALL_VAR, CallCancel};
 pub use catalog::{
     AgentInfo, AgentSummary, Example, LoadedAgent, agent_info, example_call, list_agents, load_agent,
@@ -103,6 +110,8 @@ pub struct AgentRuntime {
     progress: Arc<dyn Progress>,
     /// The Ray target (`runtime.target: ray`), connected on first use.
     ray: Arc<ray::RayTarget>,
+    /// Set by [`AgentRuntime::shutdown`]: this runtime runs no more calls.
+    shut_down: std::sync::atomic::AtomicBool,
 }
 
 /// The largest request a one-shot call can pass: Linux limits one command-line argument
@@ -156,7 +165,67 @@ impl AgentRuntime {
             pools,
             progress: Arc::new(NoProgress),
             ray,
+            shut_down: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// How a runtime is put together: `AgentRuntime::builder(config)…build()`.
+    pub fn builder(config: Config) -> RuntimeBuilder {
+        RuntimeBuilder::new(config)
+    }
+
+    /// Runs one [`Call`]: always one response (never an error, never a panic).
+    pub async fn call(&self, call: Call) -> ExecutionResponse {
+        let started = Instant::now();
+        let Call { target, method, params, cancel, timeout } = call;
+        let loaded;
+        let agent = match target {
+            call::Target::Loaded(agent) => {
+                loaded = *agent;
+                &loaded
+            }
+            call::Target::Named(name) => match self.load_or_install(&name).await {
+                Ok(agent) => {
+                    loaded = agent;
+                    &loaded
+                }
+                Err(err) => return ExecutionResponse::failed(err, started.elapsed()),
+            },
+        };
+        self.execute_loaded_since(agent, &method, params, started, cancel.as_ref(), timeout).await
+    }
+
+    /// [`Self::call`] on the calling thread, for the std process backend (the tokio backend
+    /// needs a tokio runtime: use the async method there).
+    pub fn call_blocking(&self, call: Call) -> ExecutionResponse {
+        pollster::block_on(self.call(call))
+    }
+
+    /// The warm workers this runtime keeps.
+    pub fn workers(&self) -> Workers<'_> {
+        Workers { runtime: self }
+    }
+
+    /// The Ray target of this runtime.
+    pub fn ray(&self) -> RayHandle<'_> {
+        RayHandle { runtime: self }
+    }
+
+    /// Stops this runtime, and only this one: the calls it is running are killed (a
+    /// cancelled `ExecutionError`), its warm workers are shut down, and every later call
+    /// is refused with the same error. Other runtimes in the process are not touched (the
+    /// CLI's signal handler stops everything through `agenthub_process::shutdown`).
+    /// Returns how many processes were killed.
+    pub fn shutdown(&self) -> usize {
+        self.shut_down.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.pools.close();
+        let killed = self.processes.registry().kill_all();
+        killed + self.pools.restart(None)
+    }
+
+    /// Whether [`Self::shutdown`] was called.
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Reports install steps (of `install`, `update` and auto-install on first use) to
@@ -244,8 +313,7 @@ impl AgentRuntime {
     /// A runtime with the default backends: the environment backend the configuration
     /// picks (SPEC §3) and the std process backend (tokio when std is compiled out).
     pub fn from_config(config: Config) -> Result<Self, AgentRuntimeError> {
-        let kind = if cfg!(feature = "std") { ProcessBackendKind::Std } else { ProcessBackendKind::Tokio };
-        Self::with_backends(config, None, kind)
+        Self::builder(config).build()
     }
 
     /// A runtime with the named backends (`None`: the configuration's choice).
@@ -254,15 +322,12 @@ impl AgentRuntime {
         environment: Option<EnvBackendKind>,
         process: ProcessBackendKind,
     ) -> Result<Self, AgentRuntimeError> {
-        let rt = &config.runtime;
-        let env_backend = agenthub_env::select_backend(
-            environment.or(rt.env_backend),
-            rt.use_uv,
-            config.environment.dependency_cache,
-            Some(&uv_provision(&config)),
-        )?;
-        let process_backend = process_backend(process)?;
-        Ok(Self::new(config, env_backend, process_backend))
+        let builder = Self::builder(config).process_backend(process);
+        match environment {
+            Some(kind) => builder.environment_backend(kind),
+            None => builder,
+        }
+        .build()
     }
 
     /// The configuration.
@@ -285,21 +350,6 @@ impl AgentRuntime {
         load_agent(&self.config, agent)
     }
 
-    /// Loads and validates an agent's manifest (Phase-1 `load_agent_manifest`).
-    pub fn load_agent_manifest(&self, agent: &str) -> Result<AgentManifest, AgentRuntimeError> {
-        self.load_agent(agent).map(|a| a.manifest)
-    }
-
-    /// Whether the agent's interface has `method`.
-    pub fn validate_method(&self, agent: &str, method: &str) -> Result<bool, AgentRuntimeError> {
-        Ok(self.load_agent_manifest(agent)?.method(method).is_some())
-    }
-
-    /// The agent's manifest, location and environment state.
-    pub fn get_agent_info(&self, agent: &str) -> Result<AgentInfo, AgentRuntimeError> {
-        agent_info(&self.config, agent)
-    }
-
     /// The installed agents, sorted by id; broken manifests are listed with their error.
     pub fn list_agents(&self) -> Vec<AgentSummary> {
         list_agents(&self.config)
@@ -319,18 +369,9 @@ impl AgentRuntime {
         Ok(self.environments.rebuild_environment(&loaded.location.dir, &loaded.manifest).await?)
     }
 
-    /// Runs `method` of `agent` (an id or a path) with `params`: always one response.
-    pub async fn execute_agent(&self, agent: &str, method: &str, params: Params) -> ExecutionResponse {
-        let started = Instant::now();
-        match self.load_or_install(agent).await {
-            Ok(loaded) => self.execute_loaded_since(&loaded, method, params, started, None).await,
-            Err(err) => ExecutionResponse::failed(err, started.elapsed()),
-        }
-    }
-
     /// Runs `method` of an already loaded agent.
     pub async fn execute(&self, agent: &LoadedAgent, method: &str, params: Params) -> ExecutionResponse {
-        self.execute_loaded_since(agent, method, params, Instant::now(), None).await
+        self.execute_loaded_since(agent, method, params, Instant::now(), None, None).await
     }
 
     /// [`Self::execute`] that `cancel` can stop from another thread: a call cancelled before
@@ -344,7 +385,7 @@ impl AgentRuntime {
         params: Params,
         cancel: &CallCancel,
     ) -> ExecutionResponse {
-        self.execute_loaded_since(agent, method, params, Instant::now(), Some(cancel)).await
+        self.execute_loaded_since(agent, method, params, Instant::now(), Some(cancel), None).await
     }
 
     /// [`Self::execute_cancellable`] on the calling thread, for the std process backend.
@@ -439,11 +480,6 @@ impl AgentRuntime {
         }
     }
 
-    /// The process limits of one call.
-    fn limits(&self) -> ProcessLimits {
-        call_limits(&self.config.runtime)
-    }
-
     /// How many warm workers are alive (idle or serving a call).
     pub fn worker_count(&self) -> usize {
         self.pools.worker_count()
@@ -452,11 +488,6 @@ impl AgentRuntime {
     /// Pids of the idle warm workers.
     pub fn idle_worker_pids(&self) -> Vec<u32> {
         self.pools.idle_pids()
-    }
-
-    /// Kills every agent this runtime is running; returns how many.
-    pub fn cleanup_processes(&self) -> usize {
-        self.processes.cleanup_processes()
     }
 
     /// Clears what runtimes that died left behind, at most once per `cleanup_interval`
@@ -541,8 +572,33 @@ impl AgentRuntime {
         params: Params,
         started: Instant,
         cancel: Option<&CallCancel>,
+        timeout: Option<Duration>,
     ) -> ExecutionResponse {
-        match self.run(agent, method, params, cancel).await {
+        if self.is_shut_down() {
+            return ExecutionResponse::failed(
+                AgentRuntimeError::Execution {
+                    message: "The call was cancelled: this runtime was shut down".to_owned(),
+                    return_code: None,
+                    signal: None,
+                    stderr: None,
+                },
+                started.elapsed(),
+            );
+        }
+        // A call's own timeout stands in for the configured one, in its limits and in what
+        // its response says about them.
+        let with_timeout;
+        let rt = match timeout {
+            Some(t) => {
+                with_timeout = RuntimeConfig {
+                    max_execution_time: agenthub_core::Seconds::new(t.as_secs_f64()),
+                    ..self.config.runtime.clone()
+                };
+                &with_timeout
+            }
+            None => &self.config.runtime,
+        };
+        match self.run(agent, method, params, cancel, rt).await {
             Ok(mut response) => {
                 response.execution_time = started.elapsed();
                 response
@@ -557,6 +613,7 @@ impl AgentRuntime {
         method: &str,
         params: Params,
         cancel: Option<&CallCancel>,
+        rt: &RuntimeConfig,
     ) -> Result<ExecutionResponse, AgentRuntimeError> {
         let manifest = &agent.manifest;
         let spec = manifest.method(method).ok_or_else(|| AgentRuntimeError::MethodNotFound {
@@ -579,7 +636,7 @@ impl AgentRuntime {
                 requirements,
                 method: method.to_owned(),
                 request,
-                timeout: Some(self.config.runtime.max_execution_time.as_duration()),
+                timeout: Some(rt.max_execution_time.as_duration()),
                 methods: manifest.method_names(),
             };
             if cancel.is_some_and(CallCancel::is_cancelled) {
@@ -590,7 +647,7 @@ impl AgentRuntime {
             if cancel.is_some_and(CallCancel::is_cancelled) {
                 return Err(cancelled());
             }
-            return Ok(outcome::response_from(&output, &self.config.runtime));
+            return Ok(outcome::response_from(&output, rt));
         }
         // Calls beyond `max_concurrency` wait here, after validation and before any work.
         let _slot = self.slots.acquire().await;
@@ -610,8 +667,7 @@ impl AgentRuntime {
             env
         };
         let activation = EnvironmentManager::activate_environment(&env.venv);
-        let rt = &self.config.runtime;
-        let limits = self.limits();
+        let limits = call_limits(rt);
         if warm {
             let call = warm::WarmCall {
                 agent_dir: dir.clone(),
@@ -657,6 +713,35 @@ impl AgentRuntime {
             return Err(cancelled());
         }
         Ok(outcome::response_from(&output?, rt))
+    }
+}
+
+/// The Phase-1 interface (the design document's `AgentRuntime`), kept by name: each
+/// delegates to the facade above.
+impl AgentRuntime {
+    /// Runs `method` of `agent` (an id or a path) with `params`: always one response.
+    pub async fn execute_agent(&self, agent: &str, method: &str, params: Params) -> ExecutionResponse {
+        self.call(Call::new(agent, method).params(params)).await
+    }
+
+    /// Loads and validates an agent's manifest (Phase-1 `load_agent_manifest`).
+    pub fn load_agent_manifest(&self, agent: &str) -> Result<AgentManifest, AgentRuntimeError> {
+        self.load_agent(agent).map(|a| a.manifest)
+    }
+
+    /// Whether the agent's interface has `method`.
+    pub fn validate_method(&self, agent: &str, method: &str) -> Result<bool, AgentRuntimeError> {
+        Ok(self.load_agent_manifest(agent)?.method(method).is_some())
+    }
+
+    /// The agent's manifest, location and environment state.
+    pub fn get_agent_info(&self, agent: &str) -> Result<AgentInfo, AgentRuntimeError> {
+        agent_info(&self.config, agent)
+    }
+
+    /// Kills every agent this runtime is running; returns how many.
+    pub fn cleanup_processes(&self) -> usize {
+        self.processes.cleanup_processes()
     }
 }
 
@@ -795,6 +880,20 @@ fn agent_env(rt: &RuntimeConfig, activation: agenthub_env::Activation) -> EnvSpe
     // Activation comes last: its PATH (venv first) wins over the caller's.
     set.extend(activation.set.into_iter().map(|(k, v)| (k.into(), v)));
     EnvSpec { clear: rt.env_clear, set, remove: activation.remove.into_iter().map(Into::into).collect() }
+}
+
+/// The environment backend `kind` names (`None`: the configuration's choice, SPEC §3).
+fn environment_backend(
+    config: &Config,
+    kind: Option<EnvBackendKind>,
+) -> Result<DynEnvironmentBackend, AgentRuntimeError> {
+    let rt = &config.runtime;
+    Ok(agenthub_env::select_backend(
+        kind.or(rt.env_backend),
+        rt.use_uv,
+        config.environment.dependency_cache,
+        Some(&uv_provision(config)),
+    )?)
 }
 
 fn process_backend(kind: ProcessBackendKind) -> Result<DynProcessBackend, AgentRuntimeError> {

@@ -2,6 +2,7 @@
 //! real path with every environment backend and process backend.
 
 mod cancel;
+mod facade;
 mod install;
 mod mocked;
 mod real;
