@@ -24,13 +24,12 @@ mod doctor;
 mod health;
 mod install;
 mod listing;
+mod oneshot;
 mod outcome;
 mod ray;
-mod ray_protocol;
 mod scaffold;
 mod validate;
 mod warm;
-mod worker_protocol;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -45,8 +44,8 @@ pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, Rea
 pub use agenthub_env::{EnvError, EnvironmentBackend, set_stream_tool_output};
 pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
 pub use agenthub_process::ProcessBackend;
-use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
+use agenthub_process::{EnvSpec, ProcessLimits};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
 pub use call::{Call, RayHandle, RuntimeBuilder, Workers};
@@ -692,27 +691,13 @@ impl AgentRuntime {
                 warm::WarmOutcome::OneShot => check_request_size(&request, true)?,
             }
         }
-        let mut env_spec = agent_env(rt, activation);
-        if let Some(cancel) = cancel {
-            // Marks the process, so that a cancellation can find it while it runs.
-            let (name, value) = cancel.attach_one_shot(self.processes.registry()).ok_or_else(cancelled)?;
-            env_spec.set.push((name.into(), value.into()));
-        }
-        let call = AgentInvocation {
-            python: env.python,
-            agent_dir: dir.clone(),
-            script: "agent.py".into(),
-            request_json: request,
-            env: env_spec,
-            limits,
-            containment: agenthub_process::Containment::Auto,
-            die_with_parent: rt.kill_agents_with_runtime,
-        };
-        let output = self.processes.execute_agent(call).await;
-        if cancel.is_some_and(|c| c.detach_one_shot() || c.is_cancelled()) {
-            return Err(cancelled());
-        }
-        Ok(outcome::response_from(&output?, rt))
+        oneshot::run(
+            &self.processes,
+            oneshot::OneShot { python: env.python, dir, request, activation, limits },
+            rt,
+            cancel,
+        )
+        .await
     }
 }
 

@@ -5,7 +5,7 @@
 #
 # Protocol: newline-delimited JSON on private duplicates of fd 0 and fd 1 (fd 1 itself
 # goes to stderr, so nothing Ray prints can corrupt the channel). The messages, field by
-# field, are the types in ray_protocol.rs (ToDriver in; Greeting, then Answer out), whose
+# field, are the types in ray/protocol.rs (ToDriver in; Greeting, then Answer out), whose
 # tests run this file's code: keep the two in step. EOF on stdin: every actor is killed,
 # exit 0.
 #

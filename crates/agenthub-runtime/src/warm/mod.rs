@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use crate::worker_protocol::{Announcement, Reply, Request, Served};
+use self::protocol::{Announcement, Reply, Request, Served};
 use agenthub_core::{AgentRuntimeError, WorkerDispatch};
 use agenthub_fs::{FileStamp, Symlinks};
 use agenthub_process::{
@@ -31,6 +31,8 @@ use agenthub_process::{
 
 /// The worker bootstrap, run as `python -u -c <this> <agent_dir> <dispatch> <methods>`.
 pub(crate) const BOOTSTRAP: &str = include_str!("bootstrap.py");
+
+mod protocol;
 
 /// How long a worker being retired gets to leave by itself, then after SIGTERM.
 const RETIRE_GRACE: Duration = Duration::from_millis(200);

@@ -1,4 +1,4 @@
-//! The Ray driver's protocol as types: what the runtime writes to `ray_driver.py` and what
+//! The Ray driver's protocol as types: what the runtime writes to `ray/driver.py` and what
 //! it reads back (newline-delimited JSON on the driver's stdin and stdout, many calls in
 //! flight, matched by id). The tests below drive the real driver's Python code with these
 //! types, so the two sides cannot drift apart silently.
@@ -189,7 +189,7 @@ mod tests {
     use super::*;
 
     /// Runs `code` with the driver's source loaded as a module (no Ray needed): what
-    /// `ray_driver.py` writes and reads, checked against these types.
+    /// `ray/driver.py` writes and reads, checked against these types.
     fn python(code: &str, stdin: &str) -> Vec<u8> {
         let script = format!(
             "import io, json, sys\nns = {{'__name__': 'agenthub_ray_driver'}}\n\
@@ -247,7 +247,7 @@ mod tests {
 
     #[test]
     fn the_runtime_reads_what_the_driver_writes() {
-        // The driver's own `_send` and the messages it builds, as in ray_driver.py.
+        // The driver's own `_send` and the messages it builds, as in ray/driver.py.
         let out = python(
             "buf = io.BytesIO()\n\
              send = ns['_send']\n\

@@ -5,7 +5,7 @@
 # run with cwd = <agent_dir>; <dispatch> is auto | main | instance; <methods> is the
 # manifest's method names, comma-separated. Python 3.8+, standard library only.
 # The protocol (newline-delimited JSON on the original fd 0 and fd 1) and what this script
-# guarantees are in docs/design/workers.md; the messages as types are worker_protocol.rs,
+# guarantees are in docs/design/workers.md; the messages as types are warm/protocol.rs,
 # whose tests run this script: keep the three in step.
 
 import ast

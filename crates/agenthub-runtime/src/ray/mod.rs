@@ -1,10 +1,10 @@
 //! The Ray target: agent calls run in Ray actors on a cluster, through agenthub's driver
-//! (`ray_driver.py`, run by a Python that has `ray`), with many calls in flight at once.
+//! (`ray/driver.py`, run by a Python that has `ray`), with many calls in flight at once.
 //!
 //! One driver per runtime, started on the first call: a supervised [`Worker`] whose stdin
 //! takes request lines from any thread (under a lock) and whose stdout is read by one
 //! thread that hands each answer to the call waiting for its id. Inside each actor the warm
-//! worker's own dispatch code runs (`bootstrap.py`), so a call means the same thing on the
+//! worker's own dispatch code runs (`warm/bootstrap.py`), so a call means the same thing on the
 //! cluster as locally; the requirement set is SPEC §3's, installed by Ray on each node
 //! (`runtime_env.pip`). A driver that dies fails the calls in flight and is started again by
 //! the next call.
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-use crate::ray_protocol::{Answer, CallErrorKind, ConnectError, Greeting, ToDriver};
+use self::protocol::{Answer, CallErrorKind, ConnectError, Greeting, ToDriver};
 use agenthub_core::{AgentRuntimeError, Config};
 use agenthub_process::{
     Containment, EnvSpec, ExitStatus, ProcessLimits, ProcessOutput, ProcessRegistry, ProcessSpec, Received,
@@ -26,7 +26,9 @@ use agenthub_process::{
 use serde::Serialize;
 
 /// The driver, run as `python -u -c <this>`.
-pub(crate) const DRIVER: &str = include_str!("ray_driver.py");
+pub(crate) const DRIVER: &str = include_str!("driver.py");
+
+mod protocol;
 
 /// The longest line read from the driver (an answer carries the agent's whole stdout).
 const MAX_LINE: usize = 256 * 1024 * 1024;

@@ -1,0 +1,53 @@
+//! The one-shot call: `<venv>/bin/python agent.py '<request>'` in a process of its own,
+//! under the call's limits, marked for cancellation when the call can be cancelled.
+
+use std::path::{Path, PathBuf};
+
+use agenthub_core::{AgentRuntimeError, ExecutionResponse, RuntimeConfig};
+use agenthub_process::{AgentInvocation, ProcessLimits, ProcessManager};
+
+use crate::{CallCancel, agent_env, cancelled, outcome};
+
+/// What a one-shot call runs.
+pub(crate) struct OneShot<'a> {
+    /// The environment's interpreter.
+    pub(crate) python: PathBuf,
+    /// The agent directory (the process's working directory).
+    pub(crate) dir: &'a Path,
+    /// The request, passed as the one argument after `agent.py`.
+    pub(crate) request: String,
+    /// The environment's activation variables.
+    pub(crate) activation: agenthub_env::Activation,
+    /// The call's limits.
+    pub(crate) limits: ProcessLimits,
+}
+
+/// Runs one call in a process of its own; one response (or the error that stands for it).
+pub(crate) async fn run(
+    processes: &ProcessManager,
+    call: OneShot<'_>,
+    rt: &RuntimeConfig,
+    cancel: Option<&CallCancel>,
+) -> Result<ExecutionResponse, AgentRuntimeError> {
+    let mut env_spec = agent_env(rt, call.activation);
+    if let Some(cancel) = cancel {
+        // Marks the process, so that a cancellation can find it while it runs.
+        let (name, value) = cancel.attach_one_shot(processes.registry()).ok_or_else(cancelled)?;
+        env_spec.set.push((name.into(), value.into()));
+    }
+    let invocation = AgentInvocation {
+        python: call.python,
+        agent_dir: call.dir.to_path_buf(),
+        script: "agent.py".into(),
+        request_json: call.request,
+        env: env_spec,
+        limits: call.limits,
+        containment: agenthub_process::Containment::Auto,
+        die_with_parent: rt.kill_agents_with_runtime,
+    };
+    let output = processes.execute_agent(invocation).await;
+    if cancel.is_some_and(|c| c.detach_one_shot() || c.is_cancelled()) {
+        return Err(cancelled());
+    }
+    Ok(outcome::response_from(&output?, rt))
+}
