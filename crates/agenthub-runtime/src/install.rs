@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agenthub_core::{
     AgentId, AgentManifest, AgentRuntimeError, Config, INSTALL_RECORD_FILE, InstallRecord, InstallSource,
-    MANIFEST_FILE_NAMES, SourceError, read_install_record,
+    MANIFEST_FILE_NAMES, SourceError, SourceKind, read_install_record,
 };
 use agenthub_env::{EnvError, EnvironmentManager};
 use agenthub_process::{EnvSpec, ProcessLimits, ProcessSpec, StdProcessBackend, Termination};
@@ -546,7 +546,7 @@ impl Installer {
             Some(r) => Some(agenthub_core::validate_ref(r)?),
             None => record.requested_ref.clone(),
         };
-        let (parsed, source) = if record.source_kind == "git" {
+        let (parsed, source) = if record.source_kind == SourceKind::Git {
             let base = match &record.requested_ref {
                 Some(old) => {
                     record.source.strip_suffix(&format!("@{old}")).unwrap_or(&record.source).to_owned()
@@ -685,7 +685,7 @@ impl Installer {
             requested_ref: parsed.reference().map(str::to_owned),
             installed_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             source: source.to_owned(),
-            source_kind: if matches!(parsed, InstallSource::Git { .. }) { "git" } else { "path" }.to_owned(),
+            source_kind: SourceKind::of(parsed),
             agenthub_version: env!("CARGO_PKG_VERSION").to_owned(),
             install_id: Some(install_id.clone()),
         };

@@ -38,15 +38,15 @@ use agenthub_core::{ExecutionMode, validate_parameters};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
 pub use agenthub_env::{EnvError, EnvironmentBackend, set_stream_tool_output};
 pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
-pub use agenthub_process::ProcessBackend;
+pub use agenthub_process::{ProcessBackend, ProcessBackendKind};
 use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
 pub use cancel::{CALL_VAR, CallCancel};
 pub use catalog::{
-    AgentInfo, AgentSummary, Example, LoadedAgent, agent_info, example_call, list_agents, load_agent,
-    warm_dispatch,
+    AgentInfo, AgentSummary, Example, LoadedAgent, WarmDispatch, agent_info, example_call, list_agents,
+    load_agent, warm_dispatch,
 };
 pub use doctor::{
     DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport,
@@ -72,16 +72,6 @@ pub fn uv_provision(config: &Config) -> agenthub_env::UvProvision {
         Duration::try_from_secs_f64(rt.subprocess_timeout.as_secs_f64())
             .unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
     )
-}
-
-/// Which process backend to run agents with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ProcessBackendKind {
-    /// `std::process` and `poll(2)` on the calling thread.
-    #[default]
-    Std,
-    /// tokio's reactor; calls must run inside a tokio runtime.
-    Tokio,
 }
 
 /// Runs agents: resolves them, validates calls, prepares environments and runs processes.
@@ -208,7 +198,7 @@ impl AgentRuntime {
                     });
                 }
                 let installer = self.installer();
-                let url = self.config.registry.replace("{ns}", id.namespace()).replace("{name}", id.name());
+                let url = agenthub_core::registry_url(&self.config.registry, &id);
                 self.progress.notice(&format!(
                     "{id} is not installed: installing it from {url} (first use; turn this off with install.auto_install: false)"
                 ));
@@ -383,7 +373,7 @@ impl AgentRuntime {
     /// meanwhile (from other threads) wait for these workers at most their own timeout.
     pub async fn prestart_workers(&self, agent: &str) -> Result<usize, AgentRuntimeError> {
         let call = prestart_call(&self.config, &self.environments, agent).await?;
-        if self.processes.backend_name() == "std" {
+        if self.processes.backend_kind() == ProcessBackendKind::Std {
             return self.pools.prestart(&call);
         }
         let pools = Arc::clone(&self.pools);
@@ -481,7 +471,7 @@ impl AgentRuntime {
     /// A warm call: on this thread with the std backend (whose calls block their thread
     /// anyway), else on a thread of its own so that an async executor is never blocked.
     async fn run_warm(&self, call: warm::WarmCall) -> warm::WarmOutcome {
-        if self.processes.backend_name() == "std" {
+        if self.processes.backend_kind() == ProcessBackendKind::Std {
             return self.pools.call(&call);
         }
         let pools = Arc::clone(&self.pools);
@@ -811,6 +801,6 @@ fn process_backend(kind: ProcessBackendKind) -> Result<DynProcessBackend, AgentR
             unreachable_patterns,
             reason = "reachable only when a backend feature is off; `expect` would fail in the feature matrix"
         )]
-        other => Err(not_compiled(if other == ProcessBackendKind::Std { "std" } else { "tokio" })),
+        other => Err(not_compiled(other.name())),
     }
 }
