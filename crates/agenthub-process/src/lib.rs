@@ -19,8 +19,11 @@ mod spec;
 #[cfg(feature = "std")]
 mod std_backend;
 mod supervisor;
+mod thread;
 #[cfg(feature = "tokio")]
 mod tokio_backend;
+#[cfg(feature = "std")]
+mod tool;
 #[cfg(feature = "std")]
 mod worker;
 
@@ -34,8 +37,11 @@ pub use registry::ProcessRegistry;
 pub use spec::{EnvSpec, ExitStatus, ProcessLimits, ProcessOutput, ProcessSpec, Termination};
 #[cfg(feature = "std")]
 pub use std_backend::StdProcessBackend;
+pub use thread::on_thread;
 #[cfg(feature = "tokio")]
 pub use tokio_backend::TokioProcessBackend;
+#[cfg(feature = "std")]
+pub use tool::{ToolOutcome, ToolRun};
 #[cfg(feature = "std")]
 pub use worker::{Received, Worker};
 

@@ -38,9 +38,9 @@ use agenthub_core::{ExecutionMode, validate_parameters};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
 pub use agenthub_env::{EnvError, EnvironmentBackend, set_stream_tool_output};
 pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
-pub use agenthub_process::{ProcessBackend, ProcessBackendKind};
 use agenthub_process::{AgentInvocation, EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
+pub use agenthub_process::{ProcessBackend, ProcessBackendKind};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
 pub use cancel::{CALL_VAR, CallCancel};
@@ -475,30 +475,27 @@ impl AgentRuntime {
             return self.pools.call(&call);
         }
         let pools = Arc::clone(&self.pools);
-        let (tx, rx) = futures_channel::oneshot::channel();
-        let spawned = std::thread::Builder::new().name("agenthub-warm-call".to_owned()).spawn(move || {
+        let answer = agenthub_process::on_thread("agenthub-warm-call", move || {
             let outcome = pools.call(&call);
             // The pools go before the answer: whoever drops the runtime after it is answered
             // drops the last handle, and with it every worker.
             drop(pools);
-            let _ = tx.send(outcome);
-        });
-        if let Err(e) = spawned {
-            return warm::WarmOutcome::Failed(AgentRuntimeError::Execution {
-                message: format!("Could not start a thread for the call: {e}"),
-                return_code: None,
-                signal: None,
-                stderr: None,
-            });
-        }
-        rx.await.unwrap_or_else(|_| {
+            outcome
+        })
+        .await;
+        let failed = |message: String| {
             warm::WarmOutcome::Failed(AgentRuntimeError::Execution {
-                message: "The warm call's thread ended without an answer".to_owned(),
+                message,
                 return_code: None,
                 signal: None,
                 stderr: None,
             })
-        })
+        };
+        match answer {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => failed("The warm call's thread ended without an answer".to_owned()),
+            Err(e) => failed(format!("Could not start a thread for the call: {e}")),
+        }
     }
 
     /// Connects to the Ray cluster (`ray.address`, else `RAY_ADDRESS`, else a local one)
@@ -713,17 +710,10 @@ async fn on_thread<T: Send + 'static>(
     name: &str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<Option<T>, AgentRuntimeError> {
-    let (tx, rx) = futures_channel::oneshot::channel();
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            let _ = tx.send(work());
-        })
-        .map_err(|e| AgentRuntimeError::NotRun {
-            message: format!("Could not start a thread ({name}): {e}"),
-            suggestion: "Retry; the process is short of threads (see ulimit -u)".to_owned(),
-        })?;
-    Ok(rx.await.ok())
+    agenthub_process::on_thread(name, work).await.map_err(|e| AgentRuntimeError::NotRun {
+        message: format!("Could not start a thread ({name}): {e}"),
+        suggestion: "Retry; the process is short of threads (see ulimit -u)".to_owned(),
+    })
 }
 
 /// A one-shot call passes the request as one argument, which Linux bounds. `warm_fallback`:
