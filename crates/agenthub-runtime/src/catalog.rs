@@ -205,60 +205,10 @@ pub fn warm_dispatch(config: &Config, dir: &std::path::Path) -> WarmDispatch {
     }
 }
 
-/// A line's statement, unless it is blank or a comment.
-fn code(line: &str) -> Option<&str> {
-    let trimmed = line.trim();
-    (!trimmed.is_empty() && !trimmed.starts_with('#')).then_some(trimmed)
-}
-
 /// Whether `source` has exactly one top-level `__main__` guard whose body is one call of
-/// `main()` in a form the worker can replay.
+/// `main()` in a form the worker can replay (see `main_guard.rs`).
 pub(crate) fn replays_main(source: &str) -> bool {
-    const CALLS: [&str; 6] = [
-        "main()",
-        "sys.exit(main())",
-        "exit(main())",
-        "quit(main())",
-        "raise SystemExit(main())",
-        "asyncio.run(main())",
-    ];
-    let is_guard = |line: &str| {
-        let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
-        [
-            "if__name__==\"__main__\":",
-            "if__name__=='__main__':",
-            "if\"__main__\"==__name__:",
-            "if'__main__'==__name__:",
-        ]
-        .iter()
-        .find_map(|g| compact.strip_prefix(g))
-        .map(str::to_owned)
-    };
-
-    let lines: Vec<&str> = source.lines().collect();
-    let mut guards = 0;
-    let mut body_ok = false;
-    for (i, line) in lines.iter().enumerate() {
-        if line.starts_with(char::is_whitespace) {
-            continue;
-        }
-        let Some(rest) = is_guard(line) else { continue };
-        guards += 1;
-        let mut body: Vec<String> = Vec::new();
-        if let Some(inline) = code(&rest) {
-            body.push(inline.replace(' ', ""));
-        }
-        for next in &lines[i + 1..] {
-            if !next.starts_with(char::is_whitespace) && code(next).is_some() {
-                break;
-            }
-            if let Some(stmt) = code(next) {
-                body.push(stmt.replace(' ', ""));
-            }
-        }
-        body_ok = body.len() == 1 && CALLS.iter().any(|c| c.replace(' ', "") == body[0]);
-    }
-    guards == 1 && body_ok
+    crate::main_guard::main_guard(source).is_some()
 }
 
 #[cfg(test)]

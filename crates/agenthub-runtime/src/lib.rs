@@ -18,6 +18,7 @@ mod doctor;
 mod health;
 mod install;
 mod listing;
+mod main_guard;
 mod outcome;
 mod ray;
 mod ray_protocol;
