@@ -126,7 +126,7 @@ impl InstallSource {
         let Ok(id) = id.parse::<AgentId>() else {
             return Err(SourceError::Unrecognised(source.to_owned()));
         };
-        let url = registry.replace("{ns}", id.namespace()).replace("{name}", id.name());
+        let url = registry_url(registry, &id);
         if url.contains("{ns}") || url.contains("{name}") || url == registry {
             return Err(SourceError::BadRegistry(registry.to_owned()));
         }
@@ -214,6 +214,71 @@ pub fn validate_ref(reference: &str) -> Result<String, SourceError> {
     Ok(reference.to_owned())
 }
 
+/// The URL the registry template `registry` gives for `id`: `{ns}` and `{name}` replaced
+/// by its namespace and name (the template is checked by configuration and by
+/// [`InstallSource::parse`], not here).
+pub fn registry_url(registry: &str, id: &AgentId) -> String {
+    registry.replace("{ns}", id.namespace()).replace("{name}", id.name())
+}
+
+/// What kind of source an install record says an agent came from (`source_kind` in
+/// `.agenthub-install.json`: `git` or `path`). A record written by another version with a
+/// kind this one does not know still loads, keeping the string as it was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum SourceKind {
+    /// Cloned with git.
+    Git,
+    /// Copied from a directory.
+    Path,
+    /// A kind this version does not know, as written.
+    Other(String),
+}
+
+impl SourceKind {
+    /// The kind of `source`.
+    pub fn of(source: &InstallSource) -> Self {
+        match source {
+            InstallSource::Git { .. } => Self::Git,
+            InstallSource::Path(_) => Self::Path,
+        }
+    }
+
+    /// As written in the record.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Git => "git",
+            Self::Path => "path",
+            Self::Other(kind) => kind,
+        }
+    }
+}
+
+impl From<String> for SourceKind {
+    fn from(kind: String) -> Self {
+        match kind.as_str() {
+            "git" => Self::Git,
+            "path" => Self::Path,
+            _ => Self::Other(kind),
+        }
+    }
+}
+
+impl From<SourceKind> for String {
+    fn from(kind: SourceKind) -> Self {
+        match kind {
+            SourceKind::Other(kind) => kind,
+            known => known.as_str().to_owned(),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Provenance of an installed agent, in `<agent>/.agenthub-install.json`. The first five
 /// fields are agentplug's names for the same facts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,7 +297,7 @@ pub struct InstallRecord {
     /// SOURCE as the user gave it (`update` resolves it again).
     pub source: String,
     /// `git` or `path`.
-    pub source_kind: String,
+    pub source_kind: SourceKind,
     /// The version of agenthub that installed it.
     pub agenthub_version: String,
     /// A random id that the agenthub home also holds (`<home>/installs/<ns>/<name>.json`):
@@ -424,7 +489,7 @@ mod tests {
             requested_ref: None,
             installed_at: "2026-11-27T00:00:00Z".into(),
             source: "a/b".into(),
-            source_kind: "git".into(),
+            source_kind: SourceKind::Git,
             agenthub_version: "0.1.0".into(),
             install_id: Some("0123".into()),
         };
@@ -433,6 +498,24 @@ mod tests {
         assert_eq!(read_install_record(dir.path()), Some(record));
         std::fs::write(dir.path().join(INSTALL_RECORD_FILE), "{not json").unwrap();
         assert!(read_install_record(dir.path()).is_none());
+    }
+
+    #[test]
+    fn source_kinds_are_the_record_strings_and_unknown_ones_load() {
+        for (kind, text) in [(SourceKind::Git, "git"), (SourceKind::Path, "path")] {
+            assert_eq!(serde_json::to_value(&kind).unwrap(), text);
+            assert_eq!(serde_json::from_value::<SourceKind>(text.into()).unwrap(), kind);
+        }
+        let other: SourceKind = serde_json::from_value("svn".into()).unwrap();
+        assert_eq!(other, SourceKind::Other("svn".into()));
+        assert_eq!(serde_json::to_value(&other).unwrap(), "svn");
+    }
+
+    #[test]
+    fn registry_templates_expand_both_names() {
+        let id: AgentId = "acme/tool".parse().unwrap();
+        assert_eq!(registry_url("https://h/{ns}/{name}.git", &id), "https://h/acme/tool.git");
+        assert_eq!(registry_url("file:///r/{name}-{ns}-{name}", &id), "file:///r/tool-acme-tool");
     }
 
     #[test]

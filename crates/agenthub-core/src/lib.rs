@@ -27,7 +27,7 @@ pub use config::{
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes, io_error_suggestion};
 pub use install::{
     INSTALL_RECORD_FILE, InstallRecord, InstallSource, MAX_INSTALL_RECORD_BYTES, MAX_REF_LEN, SourceError,
-    is_object_id, read_git_head, read_install_record, validate_ref,
+    SourceKind, is_object_id, read_git_head, read_install_record, registry_url, validate_ref,
 };
 pub use manifest::{
     AgentManifest, FieldProblem, MANIFEST_FILE_NAMES, MAX_ALIAS_EXPANSION, MAX_FLOW_NESTING,

@@ -422,14 +422,10 @@ pub fn environment_key(
 async fn offload<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, EnvError> + Send + 'static,
 ) -> Result<T, EnvError> {
-    let (tx, rx) = futures_channel::oneshot::channel();
-    std::thread::Builder::new()
-        .name("agenthub-env-build".to_owned())
-        .spawn(move || {
-            let _ = tx.send(work());
-        })
-        .map_err(|source| EnvError::Io { action: "start a build thread", path: PathBuf::new(), source })?;
-    rx.await.unwrap_or(Err(EnvError::Cancelled))
+    agenthub_process::on_thread("agenthub-env-build", work)
+        .await
+        .map_err(|source| EnvError::Io { action: "start a build thread", path: PathBuf::new(), source })?
+        .unwrap_or(Err(EnvError::Cancelled))
 }
 
 /// Runs installation commands in the agent directory with the new environment active:

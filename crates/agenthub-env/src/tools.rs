@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agenthub_process::{
-    EnvSpec, ProcessLimits, ProcessRegistry, ProcessSpec, StdProcessBackend, Termination,
-};
+use agenthub_process::{EnvSpec, ProcessRegistry, ToolOutcome, ToolRun};
 
 use crate::EnvError;
 
@@ -103,32 +101,23 @@ impl<'a> Tool<'a> {
     /// with its stderr tail. A tool still running at the deadline is killed with its group.
     pub(crate) fn run(self, ctx: &BuildContext) -> Result<String, EnvError> {
         let command = self.command_line();
-        let timeout = match ctx.deadline {
-            Some(deadline) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(EnvError::BuildTimeout { command, limit: ctx.limit, stderr: String::new() });
-                }
-                Some(left)
-            }
-            None => None,
-        };
-        let mut spec = ProcessSpec::new(self.program, &ctx.agent_dir).args(self.args);
-        spec.env =
-            EnvSpec { clear: false, set: self.env, remove: vec!["PYTHONHOME".into(), "VIRTUAL_ENV".into()] };
-        spec.limits = ProcessLimits {
-            timeout,
-            grace_period: Duration::from_millis(500),
+        let run = ToolRun {
+            args: self.args,
+            env: EnvSpec {
+                clear: false,
+                set: self.env,
+                remove: vec!["PYTHONHOME".into(), "VIRTUAL_ENV".into()],
+            },
+            deadline: ctx.deadline,
             max_stdout_bytes: STDOUT_CAP,
             stderr_tail_bytes: STDERR_TAIL,
-            max_memory_bytes: None,
             echo_stderr: stream_tool_output(),
-            ..ProcessLimits::default()
+            die_with_parent: ctx.die_with_parent,
+            registry: ctx.registry.clone(),
+            ..ToolRun::new(self.program, &ctx.agent_dir)
         };
-        spec.die_with_parent = ctx.die_with_parent;
-        spec.registry.clone_from(&ctx.registry);
         tracing::debug!(%command, "running installer tool");
-        let out = StdProcessBackend.run_blocking(&spec).map_err(|e| match e {
+        let outcome = run.run().map_err(|e| match e {
             agenthub_process::ProcessError::Cancelled => EnvError::Cancelled,
             agenthub_process::ProcessError::Spawn { program, source } => EnvError::Spawn { program, source },
             other => EnvError::Spawn {
@@ -136,21 +125,18 @@ impl<'a> Tool<'a> {
                 source: std::io::Error::other(other.to_string()),
             },
         })?;
-        let stderr = out.stderr_text().unwrap_or_default();
-        match out.termination {
-            Some(Termination::Timeout) => {
-                return Err(EnvError::BuildTimeout { command, limit: ctx.limit, stderr });
+        match outcome {
+            ToolOutcome::Succeeded(stdout) => Ok(String::from_utf8_lossy(&stdout).into_owned()),
+            ToolOutcome::TimedOut { stderr } => {
+                Err(EnvError::BuildTimeout { command, limit: ctx.limit, stderr: stderr.unwrap_or_default() })
             }
-            Some(Termination::Cancelled) => return Err(EnvError::Cancelled),
-            Some(Termination::StdoutLimit | Termination::MemoryLimit) | None => {}
+            ToolOutcome::StdoutCapped { status, stderr } | ToolOutcome::Failed { status, stderr } => {
+                Err(EnvError::CommandFailed {
+                    command,
+                    status: status.to_string(),
+                    stderr: stderr.unwrap_or_default(),
+                })
+            }
         }
-        if out.status.success() && out.termination.is_none() {
-            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
-        }
-        let status = match out.status {
-            agenthub_process::ExitStatus::Exited(code) => format!("exit status: {code}"),
-            agenthub_process::ExitStatus::Signaled(sig) => format!("killed by signal {sig}"),
-        };
-        Err(EnvError::CommandFailed { command, status, stderr })
     }
 }

@@ -19,8 +19,11 @@ mod spec;
 #[cfg(feature = "std")]
 mod std_backend;
 mod supervisor;
+mod thread;
 #[cfg(feature = "tokio")]
 mod tokio_backend;
+#[cfg(feature = "std")]
+mod tool;
 #[cfg(feature = "std")]
 mod worker;
 
@@ -36,8 +39,11 @@ pub use registry::ProcessRegistry;
 pub use spec::{EnvSpec, ExitStatus, ProcessLimits, ProcessOutput, ProcessSpec, Termination};
 #[cfg(feature = "std")]
 pub use std_backend::StdProcessBackend;
+pub use thread::on_thread;
 #[cfg(feature = "tokio")]
 pub use tokio_backend::TokioProcessBackend;
+#[cfg(feature = "std")]
+pub use tool::{ToolOutcome, ToolRun};
 #[cfg(feature = "std")]
 pub use worker::{Received, Worker};
 
@@ -51,8 +57,29 @@ pub trait ProcessBackend: Send + Sync {
     /// Spawns `spec` in its own process group and waits for it under its limits.
     async fn run(&self, spec: &ProcessSpec) -> Result<ProcessOutput, ProcessError>;
 
-    /// A short name for logs (`std`, `tokio`).
-    fn name(&self) -> &'static str;
+    /// Which kind of backend it is: whether a call blocks the calling thread.
+    fn kind(&self) -> ProcessBackendKind;
+}
+
+/// The kinds of process backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessBackendKind {
+    /// `std::process` and `poll(2)` on the calling thread ([`StdProcessBackend`]): a call
+    /// blocks its thread until the child is done.
+    #[default]
+    Std,
+    /// tokio's reactor ([`TokioProcessBackend`]); calls must run inside a tokio runtime.
+    Tokio,
+}
+
+impl ProcessBackendKind {
+    /// A short name for logs and messages (`std`, `tokio`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Std => "std",
+            Self::Tokio => "tokio",
+        }
+    }
 }
 
 /// Failures to run a child at all.

@@ -40,7 +40,7 @@ pub struct ProcessManager {
 impl std::fmt::Debug for ProcessManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProcessManager")
-            .field("backend", &self.backend.name())
+            .field("backend", &self.backend.kind())
             .field("running", &self.registry.running())
             .finish()
     }
@@ -64,9 +64,9 @@ impl ProcessManager {
         Arc::clone(&self.registry)
     }
 
-    /// The backend's name.
-    pub fn backend_name(&self) -> &'static str {
-        self.backend.name()
+    /// The backend's kind.
+    pub fn backend_kind(&self) -> crate::ProcessBackendKind {
+        self.backend.kind()
     }
 
     /// Runs one agent call to completion.

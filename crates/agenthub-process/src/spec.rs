@@ -145,6 +145,16 @@ impl ExitStatus {
     }
 }
 
+/// `exit status 3` or `killed by signal 9`, as messages about tools that failed put it.
+impl std::fmt::Display for ExitStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Exited(code) => write!(f, "exit status {code}"),
+            Self::Signaled(sig) => write!(f, "killed by signal {sig}"),
+        }
+    }
+}
+
 /// Why the supervisor stopped a child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Termination {

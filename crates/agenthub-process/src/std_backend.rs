@@ -96,7 +96,7 @@ impl ProcessBackend for StdProcessBackend {
         self.run_blocking(spec)
     }
 
-    fn name(&self) -> &'static str {
-        "std"
+    fn kind(&self) -> crate::ProcessBackendKind {
+        crate::ProcessBackendKind::Std
     }
 }

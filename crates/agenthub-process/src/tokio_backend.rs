@@ -135,7 +135,7 @@ impl ProcessBackend for TokioProcessBackend {
         runtime.block_on(self.run_async(spec))
     }
 
-    fn name(&self) -> &'static str {
-        "tokio"
+    fn kind(&self) -> crate::ProcessBackendKind {
+        crate::ProcessBackendKind::Tokio
     }
 }

@@ -32,9 +32,8 @@ pub struct AgentInfo {
     /// The environment's marker, when it has been built.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub environment: Option<EnvMarker>,
-    /// How warm workers would call it: `main`, `instance` or `oneshot`
-    /// (see [`warm_dispatch`]).
-    pub warm_dispatch: &'static str,
+    /// How warm workers would call it (see [`warm_dispatch`]).
+    pub warm_dispatch: WarmDispatch,
     /// `ready`, `stale`, `broken`, `missing` or `foreign`.
     pub environment_state: agenthub_env::EnvState,
     /// Where it was installed from (`.agenthub-install.json`), when `agenthub install` made it.
@@ -42,6 +41,29 @@ pub struct AgentInfo {
     pub install: Option<agenthub_core::InstallRecord>,
     /// One example `agenthub exec` line per method, in declaration order.
     pub examples: Vec<Example>,
+}
+
+/// How warm workers would serve an agent; serialised as `main`, `instance` or `oneshot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WarmDispatch {
+    /// Imported once, its `main()` run per call.
+    Main,
+    /// One instance of the agent's class (`runtime.worker_dispatch: instance`).
+    Instance,
+    /// One process per call: `agent.py` has no `main()` block the worker can replay.
+    Oneshot,
+}
+
+impl WarmDispatch {
+    /// As serialised: `main`, `instance` or `oneshot`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Main => "main",
+            Self::Instance => "instance",
+            Self::Oneshot => "oneshot",
+        }
+    }
 }
 
 /// An example call of one method.
@@ -76,7 +98,7 @@ pub struct AgentSummary {
     pub source: Option<String>,
     /// `git` or `path`, for an installed agent.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub source_kind: Option<String>,
+    pub source_kind: Option<agenthub_core::SourceKind>,
     /// The ref asked for at install (`@ref`).
     #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
@@ -171,72 +193,22 @@ pub fn list_agents(config: &Config) -> Vec<AgentSummary> {
 /// `sys.exit`/`exit`/`quit`/`raise SystemExit`, or `asyncio.run`) and dispatch is not
 /// `instance`; `instance` when so configured (the worker falls back to one-shot if no class
 /// covers every method); `oneshot` otherwise.
-pub fn warm_dispatch(config: &Config, dir: &std::path::Path) -> &'static str {
+pub fn warm_dispatch(config: &Config, dir: &std::path::Path) -> WarmDispatch {
     use agenthub_core::WorkerDispatch;
     if config.runtime.worker_dispatch == WorkerDispatch::Instance {
-        return "instance";
+        return WarmDispatch::Instance;
     }
     let source = agenthub_core::read_agent_file(dir, std::path::Path::new("agent.py"), 8 * 1024 * 1024);
     match source {
-        Ok(Some(source)) if replays_main(&source) => "main",
-        _ => "oneshot",
+        Ok(Some(source)) if replays_main(&source) => WarmDispatch::Main,
+        _ => WarmDispatch::Oneshot,
     }
-}
-
-/// A line's statement, unless it is blank or a comment.
-fn code(line: &str) -> Option<&str> {
-    let trimmed = line.trim();
-    (!trimmed.is_empty() && !trimmed.starts_with('#')).then_some(trimmed)
 }
 
 /// Whether `source` has exactly one top-level `__main__` guard whose body is one call of
-/// `main()` in a form the worker can replay.
+/// `main()` in a form the worker can replay (see `main_guard.rs`).
 pub(crate) fn replays_main(source: &str) -> bool {
-    const CALLS: [&str; 6] = [
-        "main()",
-        "sys.exit(main())",
-        "exit(main())",
-        "quit(main())",
-        "raise SystemExit(main())",
-        "asyncio.run(main())",
-    ];
-    let is_guard = |line: &str| {
-        let compact: String = line.chars().filter(|c| !c.is_whitespace()).collect();
-        [
-            "if__name__==\"__main__\":",
-            "if__name__=='__main__':",
-            "if\"__main__\"==__name__:",
-            "if'__main__'==__name__:",
-        ]
-        .iter()
-        .find_map(|g| compact.strip_prefix(g))
-        .map(str::to_owned)
-    };
-
-    let lines: Vec<&str> = source.lines().collect();
-    let mut guards = 0;
-    let mut body_ok = false;
-    for (i, line) in lines.iter().enumerate() {
-        if line.starts_with(char::is_whitespace) {
-            continue;
-        }
-        let Some(rest) = is_guard(line) else { continue };
-        guards += 1;
-        let mut body: Vec<String> = Vec::new();
-        if let Some(inline) = code(&rest) {
-            body.push(inline.replace(' ', ""));
-        }
-        for next in &lines[i + 1..] {
-            if !next.starts_with(char::is_whitespace) && code(next).is_some() {
-                break;
-            }
-            if let Some(stmt) = code(next) {
-                body.push(stmt.replace(' ', ""));
-            }
-        }
-        body_ok = body.len() == 1 && CALLS.iter().any(|c| c.replace(' ', "") == body[0]);
-    }
-    guards == 1 && body_ok
+    crate::main_guard::main_guard(source).is_some()
 }
 
 #[cfg(test)]

@@ -25,11 +25,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agenthub_core::{
     AgentId, AgentManifest, AgentRuntimeError, Config, INSTALL_RECORD_FILE, InstallRecord, InstallSource,
-    MANIFEST_FILE_NAMES, SourceError, read_install_record,
+    MANIFEST_FILE_NAMES, SourceError, SourceKind, read_install_record,
 };
 use agenthub_env::{EnvError, EnvironmentManager};
 use agenthub_fs::{LockError, LockStep, LockedFile, Wait};
-use agenthub_process::{EnvSpec, ProcessLimits, ProcessSpec, StdProcessBackend, Termination};
+use agenthub_process::{EnvSpec, ToolOutcome, ToolRun};
 use serde::Serialize;
 
 use crate::validate::{Problem, check_dir};
@@ -547,7 +547,7 @@ impl Installer {
             Some(r) => Some(agenthub_core::validate_ref(r)?),
             None => record.requested_ref.clone(),
         };
-        let (parsed, source) = if record.source_kind == "git" {
+        let (parsed, source) = if record.source_kind == SourceKind::Git {
             let base = match &record.requested_ref {
                 Some(old) => {
                     record.source.strip_suffix(&format!("@{old}")).unwrap_or(&record.source).to_owned()
@@ -686,7 +686,7 @@ impl Installer {
             requested_ref: parsed.reference().map(str::to_owned),
             installed_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
             source: source.to_owned(),
-            source_kind: if matches!(parsed, InstallSource::Git { .. }) { "git" } else { "path" }.to_owned(),
+            source_kind: SourceKind::of(parsed),
             agenthub_version: env!("CARGO_PKG_VERSION").to_owned(),
             install_id: Some(install_id.clone()),
         };
@@ -1074,11 +1074,6 @@ impl Installer {
             .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
             .collect::<Vec<_>>()
             .join(" ");
-        let mut spec = ProcessSpec::new(&git, cwd).args(GIT_OVERRIDES).args(args);
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        if left.is_some_and(|l| l.is_zero()) {
-            return Err(InstallError::GitTimeout { command, limit, stderr: None });
-        }
         let mut set: Vec<(OsString, OsString)> = vec![
             ("GIT_TERMINAL_PROMPT".into(), "0".into()),
             // Transports that cannot run commands; `ext::` and `fd::` stay refused even
@@ -1091,36 +1086,28 @@ impl Installer {
             // process group of its own, without stdin).
             set.push(("GIT_SSH_COMMAND".into(), "ssh -o BatchMode=yes".into()));
         }
-        spec.env = EnvSpec { clear: false, set, remove: GIT_LOCATION_VARS.iter().map(Into::into).collect() };
-        spec.limits = ProcessLimits {
-            timeout: left.or(Some(limit)),
-            grace_period: Duration::from_millis(500),
+        let run = ToolRun {
+            args: GIT_OVERRIDES.iter().map(OsString::from).chain(args).collect(),
+            env: EnvSpec { clear: false, set, remove: GIT_LOCATION_VARS.iter().map(Into::into).collect() },
+            deadline: deadline.or_else(|| Instant::now().checked_add(limit)),
             max_stdout_bytes: max_stdout,
             stderr_tail_bytes: GIT_STDERR_TAIL,
-            max_memory_bytes: None,
             echo_stderr: agenthub_env::stream_tool_output(),
-            ..ProcessLimits::default()
+            die_with_parent: self.config.runtime.kill_agents_with_runtime,
+            ..ToolRun::new(&git, cwd)
         };
-        spec.die_with_parent = self.config.runtime.kill_agents_with_runtime;
-        let out = StdProcessBackend.run_blocking(&spec).map_err(|e| match e {
+        let outcome = run.run().map_err(|e| match e {
             agenthub_process::ProcessError::Cancelled => InstallError::Cancelled,
             other => InstallError::Git { command: command.clone(), status: other.to_string(), stderr: None },
         })?;
-        let stderr = out.stderr_text();
-        match out.termination {
-            Some(Termination::Timeout) => return Err(InstallError::GitTimeout { command, limit, stderr }),
-            Some(Termination::Cancelled) => return Err(InstallError::Cancelled),
-            Some(Termination::StdoutLimit) => return Ok(GitOutput::Truncated { command }),
-            _ => {}
+        match outcome {
+            ToolOutcome::Succeeded(stdout) => Ok(GitOutput::Complete(stdout)),
+            ToolOutcome::TimedOut { stderr } => Err(InstallError::GitTimeout { command, limit, stderr }),
+            ToolOutcome::StdoutCapped { .. } => Ok(GitOutput::Truncated { command }),
+            ToolOutcome::Failed { status, stderr } => {
+                Err(InstallError::Git { command, status: status.to_string(), stderr })
+            }
         }
-        if out.status.success() && out.termination.is_none() {
-            return Ok(GitOutput::Complete(out.stdout));
-        }
-        let status = match out.status {
-            agenthub_process::ExitStatus::Exited(code) => format!("exit status {code}"),
-            agenthub_process::ExitStatus::Signaled(sig) => format!("killed by signal {sig}"),
-        };
-        Err(InstallError::Git { command, status, stderr })
     }
 }
 

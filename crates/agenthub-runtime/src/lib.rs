@@ -24,6 +24,7 @@ mod doctor;
 mod health;
 mod install;
 mod listing;
+mod main_guard;
 mod oneshot;
 mod outcome;
 mod ray;
@@ -43,16 +44,16 @@ use agenthub_core::{ExecutionMode, validate_parameters};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
 pub use agenthub_env::{EnvError, EnvironmentBackend, set_stream_tool_output};
 pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
-pub use agenthub_process::ProcessBackend;
-pub use agenthub_process::{DynProcessBackend, ProcessManager};
 use agenthub_process::{EnvSpec, ProcessLimits};
+pub use agenthub_process::{DynProcessBackend, ProcessManager};
+pub use agenthub_process::{ProcessBackend, ProcessBackendKind};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
 pub use call::{Call, RayHandle, RuntimeBuilder, Workers};
 pub use cancel::{CALL_VAR, CallCancel};
 pub use catalog::{
-    AgentInfo, AgentSummary, Example, LoadedAgent, agent_info, example_call, list_agents, load_agent,
-    warm_dispatch,
+    AgentInfo, AgentSummary, Example, LoadedAgent, WarmDispatch, agent_info, example_call, list_agents,
+    load_agent, warm_dispatch,
 };
 pub use doctor::{
     DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport,
@@ -78,16 +79,6 @@ pub fn uv_provision(config: &Config) -> agenthub_env::UvProvision {
         Duration::try_from_secs_f64(rt.subprocess_timeout.as_secs_f64())
             .unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
     )
-}
-
-/// Which process backend to run agents with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ProcessBackendKind {
-    /// `std::process` and `poll(2)` on the calling thread.
-    #[default]
-    Std,
-    /// tokio's reactor; calls must run inside a tokio runtime.
-    Tokio,
 }
 
 /// Runs agents: resolves them, validates calls, prepares environments and runs processes.
@@ -276,7 +267,7 @@ impl AgentRuntime {
                     });
                 }
                 let installer = self.installer();
-                let url = self.config.registry.replace("{ns}", id.namespace()).replace("{name}", id.name());
+                let url = agenthub_core::registry_url(&self.config.registry, &id);
                 self.progress.notice(&format!(
                     "{id} is not installed: installing it from {url} (first use; turn this off with install.auto_install: false)"
                 ));
@@ -423,7 +414,7 @@ impl AgentRuntime {
     /// meanwhile (from other threads) wait for these workers at most their own timeout.
     pub async fn prestart_workers(&self, agent: &str) -> Result<usize, AgentRuntimeError> {
         let call = prestart_call(&self.config, &self.environments, agent).await?;
-        if self.processes.backend_name() == "std" {
+        if self.processes.backend_kind() == ProcessBackendKind::Std {
             return self.pools.prestart(&call);
         }
         let pools = Arc::clone(&self.pools);
@@ -511,34 +502,31 @@ impl AgentRuntime {
     /// A warm call: on this thread with the std backend (whose calls block their thread
     /// anyway), else on a thread of its own so that an async executor is never blocked.
     async fn run_warm(&self, call: warm::WarmCall) -> warm::WarmOutcome {
-        if self.processes.backend_name() == "std" {
+        if self.processes.backend_kind() == ProcessBackendKind::Std {
             return self.pools.call(&call);
         }
         let pools = Arc::clone(&self.pools);
-        let (tx, rx) = futures_channel::oneshot::channel();
-        let spawned = std::thread::Builder::new().name("agenthub-warm-call".to_owned()).spawn(move || {
+        let answer = agenthub_process::on_thread("agenthub-warm-call", move || {
             let outcome = pools.call(&call);
             // The pools go before the answer: whoever drops the runtime after it is answered
             // drops the last handle, and with it every worker.
             drop(pools);
-            let _ = tx.send(outcome);
-        });
-        if let Err(e) = spawned {
-            return warm::WarmOutcome::Failed(AgentRuntimeError::Execution {
-                message: format!("Could not start a thread for the call: {e}"),
-                return_code: None,
-                signal: None,
-                stderr: None,
-            });
-        }
-        rx.await.unwrap_or_else(|_| {
+            outcome
+        })
+        .await;
+        let failed = |message: String| {
             warm::WarmOutcome::Failed(AgentRuntimeError::Execution {
-                message: "The warm call's thread ended without an answer".to_owned(),
+                message,
                 return_code: None,
                 signal: None,
                 stderr: None,
             })
-        })
+        };
+        match answer {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => failed("The warm call's thread ended without an answer".to_owned()),
+            Err(e) => failed(format!("Could not start a thread for the call: {e}")),
+        }
     }
 
     /// Connects to the Ray cluster (`ray.address`, else `RAY_ADDRESS`, else a local one)
@@ -793,17 +781,10 @@ async fn on_thread<T: Send + 'static>(
     name: &str,
     work: impl FnOnce() -> T + Send + 'static,
 ) -> Result<Option<T>, AgentRuntimeError> {
-    let (tx, rx) = futures_channel::oneshot::channel();
-    std::thread::Builder::new()
-        .name(name.to_owned())
-        .spawn(move || {
-            let _ = tx.send(work());
-        })
-        .map_err(|e| AgentRuntimeError::NotRun {
-            message: format!("Could not start a thread ({name}): {e}"),
-            suggestion: "Retry; the process is short of threads (see ulimit -u)".to_owned(),
-        })?;
-    Ok(rx.await.ok())
+    agenthub_process::on_thread(name, work).await.map_err(|e| AgentRuntimeError::NotRun {
+        message: format!("Could not start a thread ({name}): {e}"),
+        suggestion: "Retry; the process is short of threads (see ulimit -u)".to_owned(),
+    })
 }
 
 /// A one-shot call passes the request as one argument, which Linux bounds. `warm_fallback`:
@@ -895,6 +876,6 @@ fn process_backend(kind: ProcessBackendKind) -> Result<DynProcessBackend, AgentR
             unreachable_patterns,
             reason = "reachable only when a backend feature is off; `expect` would fail in the feature matrix"
         )]
-        other => Err(not_compiled(if other == ProcessBackendKind::Std { "std" } else { "tokio" })),
+        other => Err(not_compiled(other.name())),
     }
 }

@@ -131,7 +131,7 @@ struct Entry {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Provenance {
     source: String,
-    source_kind: String,
+    source_kind: agenthub_core::SourceKind,
     #[serde(rename = "ref")]
     reference: Option<String>,
     commit: Option<String>,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use agenthub_core::Config;
-use agenthub_runtime::{AgentInfo, ExecutionResponse};
+use agenthub_runtime::{AgentInfo, ExecutionResponse, WarmDispatch};
 
 use crate::render;
 
@@ -59,9 +59,9 @@ fn human(info: &AgentInfo) -> String {
         let _ = writeln!(t, "installed:   {} as `{}`", record.installed_at, record.source);
     }
     let warm = match info.warm_dispatch {
-        "main" => "main()-replay (imported once, main() run per call)",
-        "instance" => "one instance of the agent's class (runtime.worker_dispatch: instance)",
-        _ => "one-shot (agent.py has no `if __name__ == \"__main__\": main()` to replay)",
+        WarmDispatch::Main => "main()-replay (imported once, main() run per call)",
+        WarmDispatch::Instance => "one instance of the agent's class (runtime.worker_dispatch: instance)",
+        WarmDispatch::Oneshot => "one-shot (agent.py has no `if __name__ == \"__main__\": main()` to replay)",
     };
     let _ = writeln!(t, "warm:        {warm}");
     let _ = writeln!(t, "\nmethods:");

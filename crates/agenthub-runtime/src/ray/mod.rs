@@ -202,7 +202,7 @@ impl RayTarget {
             }
             (_, other) => {
                 let how = match other {
-                    Ok(Received::Exited(status)) => describe_exit(status),
+                    Ok(Received::Exited(status)) => status.to_string(),
                     Err(e) => e.to_string(),
                     _ => "no answer".to_owned(),
                 };
@@ -407,7 +407,7 @@ fn read_answers(mut worker: Worker, waiters: &Waiters, alive: &AtomicBool) {
             other => {
                 alive.store(false, Ordering::Release);
                 let how = match other {
-                    Ok(Received::Exited(status)) => describe_exit(status),
+                    Ok(Received::Exited(status)) => status.to_string(),
                     Ok(Received::Stopped(why, _)) => format!("stopped ({why:?})"),
                     Err(e) => e.to_string(),
                     Ok(Received::Line(_)) => String::new(),
@@ -422,13 +422,6 @@ fn read_answers(mut worker: Worker, waiters: &Waiters, alive: &AtomicBool) {
                 return;
             }
         }
-    }
-}
-
-fn describe_exit(status: ExitStatus) -> String {
-    match status {
-        ExitStatus::Exited(code) => format!("exit status {code}"),
-        ExitStatus::Signaled(signal) => format!("killed by signal {signal}"),
     }
 }
 

@@ -81,6 +81,7 @@ def _exit_status(code):
     return 1
 
 
+# main_guard.rs reads agent.py by the same rule for `info`; its test runs this function.
 def _main_guard(source):
     """How agent.py's single `if __name__ == "__main__":` block calls main(), or None.
 

@@ -70,7 +70,7 @@ fn auto_install_is_off_for_the_library_by_default_and_on_when_configured() {
     assert!(said.iter().any(|m| m == "step: creating environment"), "{said:?}");
     let record = agenthub_core::read_install_record(&on.config().agents_root().join("acme/pinger")).unwrap();
     assert_eq!(record.agent_name, "acme/pinger");
-    assert_eq!(record.source_kind, "git");
+    assert_eq!(record.source_kind, agenthub_core::SourceKind::Git);
     // A path is never installed, whatever the setting.
     let response = tokio.block_on(rt.execute_agent("./acme/pinger", "ping", Map::new())).to_json();
     assert_eq!(response["error_type"], "AgentNotFoundError");

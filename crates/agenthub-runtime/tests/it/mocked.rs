@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use agenthub_core::ParamType;
 use agenthub_process::{ExitStatus, ProcessError, ProcessOutput, Termination};
-use agenthub_runtime::EnvBackendKind;
+use agenthub_runtime::{EnvBackendKind, ProcessBackendKind};
 use agenthub_testkit::{
     MockEnvironmentBackend, MockProcessBackend, TestAgent, TestContext, TestMethod, permissive_env_backend,
 };
@@ -48,7 +48,7 @@ fn untouched_env() -> Arc<MockEnvironmentBackend> {
 
 fn no_process() -> Arc<MockProcessBackend> {
     let mut p = MockProcessBackend::new();
-    p.expect_name().return_const("mock");
+    p.expect_kind().return_const(ProcessBackendKind::Tokio);
     p.expect_run().never();
     Arc::new(p)
 }
@@ -82,7 +82,7 @@ fn success_runs_the_wire_protocol_in_the_agent_dir_with_the_venv_active() {
     let agent = hello(&ctx);
     let agent_dir = ctx.config().agents_root().join("test/hello").canonicalize().unwrap();
     let mut process = MockProcessBackend::new();
-    process.expect_name().return_const("mock");
+    process.expect_kind().return_const(ProcessBackendKind::Tokio);
     let dir = agent_dir.clone();
     process
         .expect_run()
@@ -119,7 +119,7 @@ fn the_environment_is_built_once_and_reused() {
     });
     env.expect_install().never();
     let mut process = MockProcessBackend::new();
-    process.expect_name().return_const("mock");
+    process.expect_kind().return_const(ProcessBackendKind::Tokio);
     process
         .expect_run()
         .times(3)
@@ -174,7 +174,7 @@ fn process_outcomes_map_to_their_error_types() {
         let ctx = TestContext::new();
         let agent = hello(&ctx);
         let mut process = MockProcessBackend::new();
-        process.expect_name().return_const("mock");
+        process.expect_kind().return_const(ProcessBackendKind::Tokio);
         let result = std::sync::Mutex::new(Some(result));
         process.expect_run().times(1).returning(move |_| match result.lock().unwrap().take().unwrap() {
             Ok(out) => Ok(out),

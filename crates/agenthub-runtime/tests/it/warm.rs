@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use agenthub_core::{ExecutionMode, Seconds};
-use agenthub_runtime::{AgentRuntime, EnvBackendKind, ProcessBackendKind};
+use agenthub_runtime::{AgentRuntime, EnvBackendKind, ProcessBackendKind, WarmDispatch};
 use agenthub_testkit::{TestContext, survivors};
 use serde_json::{Map, Value as Json, json};
 
@@ -153,7 +153,7 @@ fn each_hazard_behaves_as_in_one_shot_and_the_worker_survives_what_it_should() {
     write_agent(&ctx, "hazards", HAZARDS, &METHODS);
     let rt = runtime(&ctx);
     let agent = "test/hazards";
-    assert_eq!(rt.get_agent_info(agent).unwrap().warm_dispatch, "main");
+    assert_eq!(rt.get_agent_info(agent).unwrap().warm_dispatch, WarmDispatch::Main);
     let pid = call(&rt, agent, "pid", &json!({}))["result"].as_u64().unwrap();
 
     let echoed =
@@ -304,7 +304,7 @@ fn an_agent_without_main_falls_back_to_one_shot_with_the_same_answers() {
     }
     assert_eq!(rt.worker_count(), 0);
     assert!(survivors(dir.to_str().unwrap()).is_empty());
-    assert_eq!(rt.get_agent_info("test/plain").unwrap().warm_dispatch, "oneshot");
+    assert_eq!(rt.get_agent_info("test/plain").unwrap().warm_dispatch, WarmDispatch::Oneshot);
     assert_eq!(rt.prestart_workers_blocking("test/plain").unwrap(), 0);
 }
 
@@ -491,7 +491,7 @@ class Agent:
 "#;
     write_agent(&ctx, "instance", code, &["echo", "fail"]);
     let rt = runtime(&ctx);
-    assert_eq!(rt.get_agent_info("test/instance").unwrap().warm_dispatch, "instance");
+    assert_eq!(rt.get_agent_info("test/instance").unwrap().warm_dispatch, WarmDispatch::Instance);
     let first = call(&rt, "test/instance", "echo", &json!({"text": "a"}));
     assert_eq!(first["result"]["params"], json!({"text": "a"}), "{first}");
     let second = call(&rt, "test/instance", "echo", &json!({"n": 2}));
