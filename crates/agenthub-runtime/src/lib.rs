@@ -44,8 +44,8 @@ use agenthub_core::{ExecutionMode, validate_parameters};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
 pub use agenthub_env::{EnvError, EnvironmentBackend, set_stream_tool_output};
 pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
-use agenthub_process::{EnvSpec, ProcessLimits};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
+use agenthub_process::{EnvSpec, ProcessLimits};
 pub use agenthub_process::{ProcessBackend, ProcessBackendKind};
 /// Re-exported so that custom backends can be written without naming the crate.
 pub use async_trait::async_trait;
