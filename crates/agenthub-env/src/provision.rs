@@ -40,6 +40,17 @@ pub struct UvProvision {
 }
 
 impl UvProvision {
+    /// Provisioning as the configuration says: into `<home>/tools`, per
+    /// `install.provision_uv`, within the build limits.
+    pub fn from_config(config: &agenthub_core::Config) -> Self {
+        let rt = &config.runtime;
+        Self::new(&config.home, config.install.provision_uv).with_limits(
+            rt.build_timeout.as_duration(),
+            Duration::try_from_secs_f64(rt.subprocess_timeout.as_secs_f64())
+                .unwrap_or(crate::DEFAULT_PROBE_TIMEOUT),
+        )
+    }
+
     /// Provisioning into `<home>/tools`, when `enabled`, with the default limits.
     pub fn new(home: &Path, enabled: bool) -> Self {
         Self {

@@ -19,23 +19,29 @@
 
 mod call;
 mod cancel;
-mod catalog;
-mod doctor;
-mod health;
-mod install;
-mod listing;
-mod main_guard;
 mod oneshot;
 mod outcome;
 mod ray;
-mod scaffold;
-mod validate;
 mod warm;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use agenthub_catalog::{
+    AgentInfo, AgentSummary, Example, LoadedAgent, WarmDispatch, agent_info, example_call, list_agents,
+    load_agent, warm_dispatch,
+};
+pub use agenthub_catalog::{
+    DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport,
+    doctor,
+};
+pub use agenthub_catalog::{
+    GcError, GcReport, collect_unused_environments, environment_status, remove_environment,
+};
+pub use agenthub_catalog::{
+    MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,
+};
 pub use agenthub_core::{
     AgentId, AgentManifest, AgentRuntimeError, Config, EnvBackendKind, EnvironmentConfig, ExecutionRequest,
     ExecutionResponse, MethodSpec, Params, RuntimeConfig,
@@ -44,6 +50,11 @@ use agenthub_core::{ExecutionMode, validate_parameters};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
 pub use agenthub_env::{EnvError, EnvironmentBackend, set_stream_tool_output};
 pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
+pub use agenthub_install::{
+    InstallError, InstallOptions, Installed, Installer, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES,
+    NoProgress, Progress, Removed, STAGING_MARKER, leftover_staging,
+};
+pub use agenthub_install::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
 pub use agenthub_process::{DynProcessBackend, ProcessManager};
 use agenthub_process::{EnvSpec, ProcessLimits};
 pub use agenthub_process::{ProcessBackend, ProcessBackendKind};
@@ -51,34 +62,12 @@ pub use agenthub_process::{ProcessBackend, ProcessBackendKind};
 pub use async_trait::async_trait;
 pub use call::{Call, RayHandle, RuntimeBuilder, Workers};
 pub use cancel::{CALL_VAR, CallCancel};
-pub use catalog::{
-    AgentInfo, AgentSummary, Example, LoadedAgent, WarmDispatch, agent_info, example_call, list_agents,
-    load_agent, warm_dispatch,
-};
-pub use doctor::{
-    DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport,
-    doctor,
-};
-pub use health::{GcError, GcReport, collect_unused_environments, environment_status, remove_environment};
-pub use install::{
-    InstallError, InstallOptions, Installed, Installer, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES,
-    NoProgress, Progress, Removed, STAGING_MARKER, leftover_staging,
-};
 pub use ray::{RayPool, RayStatus};
-pub use scaffold::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
-pub use validate::{
-    MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,
-};
 
 /// Where uv is looked for besides `PATH` and installed when needed: `<home>/tools/uv`,
 /// per `install.provision_uv`, within the build limits.
 pub fn uv_provision(config: &Config) -> agenthub_env::UvProvision {
-    let rt = &config.runtime;
-    agenthub_env::UvProvision::new(&config.home, config.install.provision_uv).with_limits(
-        rt.build_timeout.as_duration(),
-        Duration::try_from_secs_f64(rt.subprocess_timeout.as_secs_f64())
-            .unwrap_or(agenthub_env::DEFAULT_PROBE_TIMEOUT),
-    )
+    agenthub_env::UvProvision::from_config(config)
 }
 
 /// Runs agents: resolves them, validates calls, prepares environments and runs processes.

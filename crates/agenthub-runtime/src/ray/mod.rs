@@ -469,7 +469,7 @@ pub(crate) fn requirements(
                 config.runtime.build_timeout.as_duration(),
                 false,
             );
-            let provision = crate::uv_provision(config);
+            let provision = agenthub_env::UvProvision::from_config(config);
             let uv = agenthub_env::ensure_uv(Some(&provision), "uv (needed to export uv.lock)")?;
             agenthub_env::requirement_lines(&agenthub_env::uv_export_lock(&uv.path, project_dir, &ctx)?)
         }

@@ -32,6 +32,8 @@ use agenthub_process::{
 /// The worker bootstrap, run as `python -u -c <this> <agent_dir> <dispatch> <methods>`.
 pub(crate) const BOOTSTRAP: &str = include_str!("bootstrap.py");
 
+#[cfg(test)]
+mod guard_agrees;
 mod protocol;
 
 /// How long a worker being retired gets to leave by itself, then after SIGTERM.

@@ -171,7 +171,7 @@ mod tests {
         assert_eq!(manifest.method_names(), TEMPLATE_METHODS);
         let py = std::fs::read_to_string(dir.join("agent.py")).unwrap();
         assert!(py.contains("class NewAgent:"));
-        assert!(crate::catalog::replays_main(&py));
+        assert!(agenthub_catalog::replays_main(&py));
     }
 
     #[test]

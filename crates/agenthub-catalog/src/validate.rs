@@ -2,6 +2,7 @@
 //! manifest (every problem with its field path), `agent.py`, and symlinks that leave the
 //! directory. Reads only; bounded on hostile directories.
 
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use agenthub_core::{
@@ -89,10 +90,10 @@ pub fn validate_installed(config: &Config) -> Vec<Validation> {
 }
 
 /// Every problem of the agent in `dir` (canonical). What an install leaves out
-/// ([`crate::install::left_out`]: at the top, `.git` and agenthub's own environment, named
+/// ([`left_out`]: at the top, `.git` and agenthub's own environment, named
 /// by `venv_location`, whose interpreter links point at the base Python by design) is not
 /// walked; everything an install would install is.
-pub(crate) fn check_dir(dir: &Path, venv_location: &str) -> Vec<Problem> {
+pub fn check_dir(dir: &Path, venv_location: &str) -> Vec<Problem> {
     let mut problems = manifest_problems(dir);
     let agent_py = "agent.py";
     let file_problem = |message: String| Problem { file: Some(agent_py.to_owned()), field: None, message };
@@ -131,7 +132,7 @@ fn relative(dir: &Path, path: &Path) -> String {
 
 /// Symlinks under `dir` that resolve (or, dangling, point) outside it, and symlink loops.
 /// Walks without following symlinks, skipping what an install leaves out
-/// ([`crate::install::left_out`]), at most [`MAX_WALK_ENTRIES`] entries and
+/// ([`left_out`]), at most [`MAX_WALK_ENTRIES`] entries and
 /// [`MAX_WALK_DEPTH`] levels.
 fn escaping_symlinks(dir: &Path, venv_location: &str) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -155,7 +156,7 @@ fn escaping_symlinks(dir: &Path, venv_location: &str) -> Vec<Problem> {
                 return problems;
             }
             let path = entry.path();
-            if crate::install::left_out(&entry.file_name(), depth, venv_location) {
+            if left_out(&entry.file_name(), depth, venv_location) {
                 continue;
             }
             let Ok(kind) = entry.file_type() else { continue };
@@ -218,6 +219,28 @@ fn lexically_inside(root: &Path, path: &Path) -> bool {
         }
     }
     normal.iter().collect::<PathBuf>().starts_with(root)
+}
+
+/// Names at the top of an agent directory that are not the agent's: what agenthub makes
+/// there (the environment `<venv>`, `<venv>.d`, `<venv>.lock`, and the install record).
+pub fn agenthub_names(venv: &str) -> [String; 4] {
+    [
+        venv.to_owned(),
+        format!("{venv}.d"),
+        format!("{venv}.lock"),
+        agenthub_core::INSTALL_RECORD_FILE.to_owned(),
+    ]
+}
+
+/// Whether an install leaves the entry `name`, `depth` levels below the top of an agent
+/// directory, out of what it installs, so that `validate` need not look at it: at the top
+/// only, agenthub's own names ([`agenthub_names`]) and `.git` (a directory install does
+/// not copy it; a git install's is the clone agenthub made). Everything else is installed
+/// and checked, a `.git` further down (a vendored repository) included.
+pub fn left_out(name: &std::ffi::OsStr, depth: usize, venv: &str) -> bool {
+    depth == 0
+        && (name.as_bytes() == b".git"
+            || agenthub_names(venv).iter().any(|n| name.as_bytes() == n.as_bytes()))
 }
 
 #[cfg(test)]

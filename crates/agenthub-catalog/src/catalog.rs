@@ -207,7 +207,7 @@ pub fn warm_dispatch(config: &Config, dir: &std::path::Path) -> WarmDispatch {
 
 /// Whether `source` has exactly one top-level `__main__` guard whose body is one call of
 /// `main()` in a form the worker can replay (see `main_guard.rs`).
-pub(crate) fn replays_main(source: &str) -> bool {
+pub fn replays_main(source: &str) -> bool {
     crate::main_guard::main_guard(source).is_some()
 }
 

@@ -32,7 +32,7 @@ use agenthub_fs::{LockError, LockStep, LockedFile, Wait};
 use agenthub_process::{EnvSpec, ToolOutcome, ToolRun};
 use serde::Serialize;
 
-use crate::validate::{Problem, check_dir};
+use agenthub_catalog::{Problem, agenthub_names, check_dir, left_out};
 
 /// The file that proves a staging directory was made by agenthub.
 pub const STAGING_MARKER: &str = ".agenthub-staging";
@@ -68,23 +68,6 @@ const NEUTRAL_ATTRIBUTES: &str = "* -text -filter -ident -working-tree-encoding\
 
 /// Longest agent name part accepted for an install.
 const MAX_NAME_LEN: usize = 100;
-
-/// Names at the top of an agent directory that are not the agent's: what agenthub makes
-/// there (the environment `<venv>`, `<venv>.d`, `<venv>.lock`, and the install record).
-fn agenthub_names(venv: &str) -> [String; 4] {
-    [venv.to_owned(), format!("{venv}.d"), format!("{venv}.lock"), INSTALL_RECORD_FILE.to_owned()]
-}
-
-/// Whether an install leaves the entry `name`, `depth` levels below the top of an agent
-/// directory, out of what it installs, so that `validate` need not look at it: at the top
-/// only, agenthub's own names ([`agenthub_names`]) and `.git` (a directory install does
-/// not copy it; a git install's is the clone agenthub made). Everything else is installed
-/// and checked, a `.git` further down (a vendored repository) included.
-pub(crate) fn left_out(name: &std::ffi::OsStr, depth: usize, venv: &str) -> bool {
-    depth == 0
-        && (name.as_bytes() == b".git"
-            || agenthub_names(venv).iter().any(|n| name.as_bytes() == n.as_bytes()))
-}
 
 /// Problems listed in an [`InstallError::Invalid`] message (all are in the error).
 const SHOWN_PROBLEMS: usize = 10;

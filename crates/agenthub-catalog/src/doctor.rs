@@ -179,7 +179,7 @@ fn tools_report(
     timeout: Duration,
     problems: &mut Vec<DoctorProblem>,
 ) -> ToolsReport {
-    let provision = crate::uv_provision(config);
+    let provision = agenthub_env::UvProvision::from_config(config);
     let uv = agenthub_env::find_uv(Some(&provision)).map(|FoundUv { path, origin }| ToolReport {
         version: tool_version(&path, &["--version"], timeout),
         path,
@@ -388,7 +388,7 @@ fn leftovers(config: &Config, problems: &mut Vec<DoctorProblem>) {
             )
         });
     }
-    let provision = crate::uv_provision(config);
+    let provision = agenthub_env::UvProvision::from_config(config);
     for staging in agenthub_env::uv_staging_leftovers(&provision) {
         problems.push(DoctorProblem {
             path: Some(staging.clone()),
