@@ -377,7 +377,7 @@ fn leftovers(config: &Config, problems: &mut Vec<DoctorProblem>) {
             )
         });
     }
-    for staging in install_staging_dirs(&config.agents_root()) {
+    for staging in crate::staging_dirs(&config.agents_root()) {
         problems.push(DoctorProblem {
             path: Some(staging.clone()),
             ..problem(
@@ -400,22 +400,4 @@ fn leftovers(config: &Config, problems: &mut Vec<DoctorProblem>) {
             )
         });
     }
-}
-
-/// `<agents>/<ns>/.<name>.staging-*` directories (an install stages beside its target).
-fn install_staging_dirs(agents_root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(namespaces) = std::fs::read_dir(agents_root) else { return found };
-    for ns in namespaces.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
-        let Ok(entries) = std::fs::read_dir(ns.path()) else { continue };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let is_staging = name.to_str().is_some_and(|n| n.starts_with('.') && n.contains(".staging-"));
-            if is_staging && entry.file_type().is_ok_and(|t| t.is_dir()) {
-                found.push(entry.path());
-            }
-        }
-    }
-    found.sort();
-    found
 }

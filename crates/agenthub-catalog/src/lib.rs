@@ -9,6 +9,7 @@ mod doctor;
 mod health;
 mod listing;
 mod main_guard;
+mod staging;
 mod validate;
 
 pub use catalog::{
@@ -25,6 +26,9 @@ pub use health::{GcError, GcReport, collect_unused_environments, environment_sta
 
 pub use catalog::replays_main;
 pub use main_guard::{MainForm, main_guard};
+pub use staging::{
+    STAGING_MARKER, is_staging_of, leftover_staging, looks_like_staging, staging_agent, staging_dirs,
+};
 pub use validate::{
     MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,
 };

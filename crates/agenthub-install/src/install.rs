@@ -32,10 +32,7 @@ use agenthub_fs::{LockError, LockStep, LockedFile, Wait};
 use agenthub_process::{EnvSpec, ToolOutcome, ToolRun};
 use serde::Serialize;
 
-use agenthub_catalog::{Problem, agenthub_names, check_dir, left_out};
-
-/// The file that proves a staging directory was made by agenthub.
-pub const STAGING_MARKER: &str = ".agenthub-staging";
+use agenthub_catalog::{Problem, STAGING_MARKER, agenthub_names, check_dir, is_staging_of, left_out};
 
 /// Most entries (files, directories, symlinks) one install puts on disk: a directory
 /// copy stops there, a git checkout is refused before it starts.
@@ -1247,24 +1244,6 @@ fn remove_staging_dir(root: &Path) {
     }
 }
 
-/// Whether `file_name` is a staging directory of the agent named `name`:
-/// `.<name>.staging-<pid>-<9 digits>` exactly (so agent `a` never claims one of agent
-/// `a.staging-1`).
-fn is_staging_of(file_name: &str, name: &str) -> bool {
-    let Some(rest) = file_name
-        .strip_prefix('.')
-        .and_then(|r| r.strip_prefix(name))
-        .and_then(|r| r.strip_prefix(".staging-"))
-    else {
-        return false;
-    };
-    let Some((pid, nanos)) = rest.split_once('-') else { return false };
-    !pid.is_empty()
-        && pid.bytes().all(|b| b.is_ascii_digit())
-        && nanos.len() == 9
-        && nanos.bytes().all(|b| b.is_ascii_digit())
-}
-
 /// Removes what killed installs of this agent left (the caller holds its lock, so no live
 /// install owns them), unless a call still runs in one.
 fn remove_stale_staging(slot: &Slot) {
@@ -1276,25 +1255,6 @@ fn remove_stale_staging(slot: &Slot) {
             remove_staging_dir(&entry.path());
         }
     }
-}
-
-/// Stale staging directories under `agents_root` (left by killed installs): for `doctor`.
-pub fn leftover_staging(agents_root: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    for ns in std::fs::read_dir(agents_root).into_iter().flatten().flatten() {
-        for entry in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
-            let name = entry.file_name();
-            let name = name.to_string_lossy();
-            if name.starts_with('.')
-                && name.contains(".staging-")
-                && entry.path().join(STAGING_MARKER).is_file()
-            {
-                found.push(entry.path());
-            }
-        }
-    }
-    found.sort();
-    found
 }
 
 /// Writes `path` (in a directory agenthub made), replacing a file there; never through a
@@ -1466,16 +1426,6 @@ pub(crate) fn tree_size(dir: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn staging_names_belong_to_exactly_one_agent() {
-        assert!(is_staging_of(".a.staging-12-123456789", "a"));
-        assert!(!is_staging_of(".a.staging-1.staging-12-123456789", "a"));
-        assert!(is_staging_of(".a.staging-1.staging-12-123456789", "a.staging-1"));
-        assert!(!is_staging_of(".a.staging-12-12345678", "a"));
-        assert!(!is_staging_of(".ab.staging-12-123456789", "a"));
-        assert!(!is_staging_of("a.staging-12-123456789", "a"));
-    }
 
     #[test]
     fn invalid_agents_are_summarised_not_dumped() {

@@ -8,7 +8,9 @@ mod scaffold;
 
 pub use install::{
     InstallError, InstallOptions, Installed, Installer, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES,
-    NoProgress, Progress, Removed, STAGING_MARKER, leftover_staging,
+    NoProgress, Progress, Removed,
 };
 
+/// The staging rule is the read side's (doctor lists what installs left).
+pub use agenthub_catalog::{STAGING_MARKER, leftover_staging};
 pub use scaffold::{Scaffold, ScaffoldError, TEMPLATE_METHODS, init_agent};
