@@ -17,6 +17,22 @@ use crate::InstallArg;
 use crate::tools::{BuildContext, Tool};
 use crate::{DynEnvironmentBackend, EnvError};
 
+/// `uv venv` for `python` (a path or a version request) at `venv`, never downloading an
+/// interpreter, with entry points and activation scripts that work wherever the agent
+/// directory is moved (an install builds it beside its target, then swaps it in).
+fn uv_venv_args<'a>(python: &'a OsStr, venv: &'a Path) -> [&'a OsStr; 8] {
+    [
+        os("venv"),
+        os("--quiet"),
+        os("--no-config"),
+        os("--no-python-downloads"),
+        os("--relocatable"),
+        os("--python"),
+        python,
+        venv.as_os_str(),
+    ]
+}
+
 fn os(s: &str) -> &OsStr {
     OsStr::new(s)
 }
@@ -200,19 +216,10 @@ impl EnvironmentBackend for UvBackend {
     }
 
     async fn create_venv(&self, venv: &Path, python: &Path, ctx: &BuildContext) -> Result<(), EnvError> {
-        let args = [
-            os("venv"),
-            os("--quiet"),
-            os("--no-config"),
-            os("--no-python-downloads"),
-            // Entry points and activation scripts that work wherever the agent directory
-            // is moved (an install builds it beside its target, then swaps it in).
-            os("--relocatable"),
-            os("--python"),
-            python.as_os_str(),
-            venv.as_os_str(),
-        ];
-        Tool::new(&self.uv, args).env("UV_NO_PROGRESS", "1").run(ctx).map(drop)
+        Tool::new(&self.uv, uv_venv_args(python.as_os_str(), venv))
+            .env("UV_NO_PROGRESS", "1")
+            .run(ctx)
+            .map(drop)
     }
 
     async fn create_venv_discovering(
@@ -221,19 +228,8 @@ impl EnvironmentBackend for UvBackend {
         python: &str,
         ctx: &BuildContext,
     ) -> Result<bool, EnvError> {
-        let args = [
-            os("venv"),
-            os("--quiet"),
-            os("--no-config"),
-            os("--no-python-downloads"),
-            // As in `create_venv`: the environment may move with its agent directory.
-            os("--relocatable"),
-            os("--python"),
-            os(python),
-            venv.as_os_str(),
-        ];
         // Interpreters on PATH only, as `find_python` looks (never uv-managed downloads).
-        Tool::new(&self.uv, args)
+        Tool::new(&self.uv, uv_venv_args(os(python), venv))
             .env("UV_NO_PROGRESS", "1")
             .env("UV_PYTHON_PREFERENCE", "only-system")
             .run(ctx)
