@@ -2,7 +2,7 @@
 """Two agenthub binaries side by side, in one run, interleaved (so load hits both alike).
 
     cargo build --release -p agenthub-cli
-    python3 benches/ab.py --baseline OTHER/agenthub [--bin target/release/agenthub]
+    python3 benches/ab.py --baseline OTHER/agenthub [--baseline NAME=PATH ...] [--bin target/release/agenthub]
 
 Prints a Markdown table with, for each binary:
 - one-shot: the wall time of `agenthub exec examples/agents/hello greet World --json`
@@ -59,13 +59,17 @@ def pct(values, q):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "agenthub"))
-    ap.add_argument("--baseline", required=True, help="the other agenthub binary")
+    ap.add_argument("--baseline", required=True, action="append",
+                    help="another agenthub binary (NAME=PATH to label it; may be repeated)")
     ap.add_argument("--runs", type=int, default=150, help="one-shot calls per binary")
     ap.add_argument("--warm-calls", type=int, default=3000)
     ap.add_argument("--rounds", type=int, default=5, help="warm and batch rounds per binary")
     args = ap.parse_args()
     env = dict(os.environ, NO_COLOR="1", AGENTHUB_LOG_LEVEL="WARN")
-    binaries = {"this": os.path.abspath(args.bin), "baseline": os.path.abspath(args.baseline)}
+    binaries = {"this": os.path.abspath(args.bin)}
+    for i, spec in enumerate(args.baseline):
+        name, _, path = spec.rpartition("=") if "=" in spec else ("baseline" if i == 0 else "baseline%d" % i, "", spec)
+        binaries[name] = os.path.abspath(path)
     for name, binary in binaries.items():  # environment built, caches warm
         wall([binary, "exec", HELLO, "greet", "World", "--json"], env)
     python = os.path.join(HELLO, ".venv", "bin", "python")
