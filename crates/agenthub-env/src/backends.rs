@@ -20,6 +20,7 @@ use crate::{DynEnvironmentBackend, EnvError};
 /// `uv venv` for `python` (a path or a version request) at `venv`, never downloading an
 /// interpreter, with entry points and activation scripts that work wherever the agent
 /// directory is moved (an install builds it beside its target, then swaps it in).
+#[cfg(feature = "uv")]
 fn uv_venv_args<'a>(python: &'a OsStr, venv: &'a Path) -> [&'a OsStr; 8] {
     [
         os("venv"),
