@@ -169,8 +169,10 @@ impl AgentRuntimeError {
                     .to_owned(),
             ),
             Self::InvalidManifest(err) => Some(err.suggestion()),
-            Self::MethodNotFound { available, .. } => {
-                Some(format!("Available methods: {}", available.join(", ")))
+            Self::MethodNotFound { method, available } => {
+                let close = crate::text::closest_name(method, available.iter().map(String::as_str));
+                let guess = close.map(|m| format!("Did you mean `{m}`? ")).unwrap_or_default();
+                Some(format!("{guess}Available methods: {}", available.join(", ")))
             }
             Self::InvalidParameters { signature, .. } => Some(format!("Expected: {signature}")),
             Self::Environment { suggestion, .. } | Self::NotRun { suggestion, .. } => {

@@ -26,8 +26,49 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Levenshtein distance over bytes.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let b = b.as_bytes();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.bytes().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+/// The one name in `known` closest to `wanted`, when it is close enough to be a typo (at
+/// most a third of its length in edits, at least one) and no other is as close.
+pub fn closest_name<'a>(wanted: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut scored: Vec<(usize, &str)> = known.into_iter().map(|k| (edit_distance(wanted, k), k)).collect();
+    scored.sort_unstable();
+    match scored.as_slice() {
+        [(d, k), rest @ ..]
+            if *d > 0 && *d <= (k.len() / 3).max(1) && rest.first().is_none_or(|(e, _)| e > d) =>
+        {
+            Some(k)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_close_name_is_suggested_only_when_it_is_the_one_close_name() {
+        let methods = ["greet", "word_count", "add"];
+        assert_eq!(super::closest_name("gret", methods), Some("greet"));
+        assert_eq!(super::closest_name("word_cont", methods), Some("word_count"));
+        assert_eq!(super::closest_name("nope", methods), None);
+        assert_eq!(super::closest_name("greet", methods), None, "an exact name is no typo");
+        assert_eq!(super::closest_name("ab", ["aa", "bb"]), None, "two as close: no guess");
+    }
+
     use super::*;
 
     #[test]

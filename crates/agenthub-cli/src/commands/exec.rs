@@ -50,6 +50,14 @@ fn execute(mut config: Config, args: &ExecArgs) -> Result<ExecutionResponse, Age
     progress.finish();
     let agent = agent?;
     let spec = agent.manifest.method(&args.method);
+    // The method first, whatever form the parameters take: a mistyped method is that, not a
+    // parameter error.
+    if spec.is_none() {
+        return Err(AgentRuntimeError::MethodNotFound {
+            method: args.method.clone(),
+            available: agent.manifest.method_names(),
+        });
+    }
     let invalid = |problem: String| AgentRuntimeError::InvalidParameters {
         method: args.method.clone(),
         problems: vec![problem],

@@ -118,6 +118,20 @@ fn exec_human_error_shows_stderr_tail_and_help() {
 }
 
 #[test]
+fn a_mistyped_method_is_method_not_found_whatever_form_the_parameters_take() {
+    let ctx = ctx_with_agent();
+    for params in [&["World"][..], &["name=World"], &[r#"{"name": "World"}"#], &[]] {
+        let mut args = vec!["exec", "test/demo", "gret", "--json"];
+        args.extend_from_slice(params);
+        let out = agenthub(&ctx).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let v = json_of(&out);
+        assert_eq!(v["error_type"], "MethodNotFoundError", "{params:?}: {v}");
+        assert_eq!(v["suggestion"], "Did you mean `greet`? Available methods: greet, sum, fail, nap", "{v}");
+    }
+}
+
+#[test]
 fn exec_unknown_method_suggests_the_methods() {
     let ctx = ctx_with_agent();
     let out = agenthub(&ctx).args(["exec", "test/demo", "nope"]).output().unwrap();
