@@ -38,13 +38,14 @@ fn human(info: &AgentInfo) -> String {
         let _ = writeln!(t, "python:      {}", py.as_str());
     }
     let env = match &info.environment {
-        Some(e) => format!(
-            "built with {} (Python {}, {} requirements from {})",
-            e.backend,
-            e.python_version,
-            e.requirements.len(),
-            e.requirements_source
-        ),
+        Some(e) => {
+            let requirements = match (e.requirements.len(), e.requirements_source.as_str()) {
+                (0, _) | (_, "none") => "no requirements".to_owned(),
+                (1, source) => format!("1 requirement from {source}"),
+                (n, source) => format!("{n} requirements from {source}"),
+            };
+            format!("built with {} (Python {}, {requirements})", e.backend, e.python_version)
+        }
         None => "not built yet (the first `agenthub exec` builds it)".to_owned(),
     };
     let env = match info.environment_state {

@@ -17,8 +17,9 @@ pub(crate) fn run(config: &Config, json: bool) -> ExitCode {
     let root = config.agents_root();
     if agents.is_empty() {
         render::err(&format!(
-            "No agents installed under {root}.\nInstall one as {root}/<namespace>/<name>/, or run one by path: \
-             agenthub exec ./my-agent METHOD\n",
+            "No agents installed under {root}.\nInstall one with `agenthub install ./my-agent` (or \
+             `agenthub install owner/name` from the registry), or run one by path: \
+             `agenthub exec ./my-agent METHOD`\n",
             root = root.display()
         ));
         return ExitCode::SUCCESS;

@@ -647,3 +647,17 @@ fn two_processes_that_need_uv_at_once_install_it_once() {
     assert!(tools.join("uv/agenthub-tool.json").is_file());
     assert!(staging_leftovers(&tools).is_empty());
 }
+
+#[test]
+fn info_counts_requirements_in_words() {
+    let ctx = TestContext::new();
+    ctx.install(&TestAgent::new("plain").method(TestMethod::new("hi")));
+    ctx.install(&TestAgent::new("six").method(TestMethod::new("hi")).requirements_txt("six==1.16.0\n"));
+    for agent in ["test/plain", "test/six"] {
+        assert_eq!(run(&ctx, &["env", "create", agent]).status.code(), Some(0), "{agent}");
+    }
+    let plain = text(&run(&ctx, &["info", "test/plain"]).stdout);
+    assert!(plain.contains("no requirements)"), "{plain}");
+    let six = text(&run(&ctx, &["info", "test/six"]).stdout);
+    assert!(six.contains(", 1 requirement from requirements.txt)"), "{six}");
+}

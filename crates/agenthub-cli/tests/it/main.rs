@@ -202,7 +202,7 @@ fn list_with_nothing_installed_says_how_to_start() {
     let text = String::from_utf8_lossy(&out.stderr).replace(&home, "[HOME]");
     insta::assert_snapshot!(text, @r"
     No agents installed under [HOME]/agents.
-    Install one as [HOME]/agents/<namespace>/<name>/, or run one by path: agenthub exec ./my-agent METHOD
+    Install one with `agenthub install ./my-agent` (or `agenthub install owner/name` from the registry), or run one by path: `agenthub exec ./my-agent METHOD`
     ");
 }
 
