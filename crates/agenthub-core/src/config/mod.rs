@@ -250,8 +250,10 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let parsed: ConfigFile = match file.map(str::trim) {
             None | Some("") => ConfigFile::default(),
-            Some(text) => serde_yaml::from_str(text)
-                .map_err(|e| ConfigError::File { path: home.join("config.yaml"), message: e.to_string() })?,
+            Some(text) => serde_yaml::from_str(text).map_err(|e| ConfigError::File {
+                path: home.join("config.yaml"),
+                message: closest_field(&e.to_string()),
+            })?,
         };
         let mut config = Self {
             home,
@@ -330,8 +332,46 @@ fn invalid(key: &str, message: String) -> ConfigError {
     ConfigError::Invalid { key: key.to_owned(), message }
 }
 
+/// serde's "unknown field `x`, expected one of `a`, `b`, …" with the one close name in place
+/// of the whole list (`did you mean `max_execution_time`?`), as unknown variables are told;
+/// the list stays when no name is close. The position serde gives is kept.
+fn closest_field(message: &str) -> String {
+    let Some((before, rest)) = message.split_once("unknown field `") else { return message.to_owned() };
+    let Some((field, rest)) = rest.split_once('`') else { return message.to_owned() };
+    let Some(list) = rest.strip_prefix(", expected one of ") else { return message.to_owned() };
+    let (list, position) = list.split_once(" at line ").map_or((list, None), |(l, p)| (l, Some(p)));
+    let known = list.split(", ").map(|k| k.trim_matches('`'));
+    let Some(close) = crate::text::closest_name(field, known) else { return message.to_owned() };
+    let position = position.map(|p| format!(" at line {p}")).unwrap_or_default();
+    format!("{before}unknown field `{field}`, did you mean `{close}`?{position}")
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_readme_configuration_sample_loads() {
+        let readme = include_str!("../../../../README.md");
+        let section = &readme[readme.find("## Configuration").unwrap()..];
+        let sample = section.split("```yaml\n").nth(1).unwrap().split("```").next().unwrap();
+        let config = with_file(sample).unwrap_or_else(|e| panic!("README's sample: {e}"));
+        assert_eq!(config.runtime.mode, ExecutionMode::Warm);
+    }
+
+    #[test]
+    fn an_unknown_key_names_the_closest_one() {
+        let err = with_file("runtime:\n  max_execuiton_time: 5\n").unwrap_err().to_string();
+        assert!(
+            err.contains("unknown field `max_execuiton_time`, did you mean `max_execution_time`? at line 2"),
+            "{err}"
+        );
+        assert!(!err.contains("worker_dispatch"), "{err}");
+        let err = with_file("runtim:\n  max_execution_time: 5\n").unwrap_err().to_string();
+        assert!(err.contains("did you mean `runtime`?"), "{err}");
+        // Nothing close: the list stays.
+        let err = with_file("runtime:\n  zzzzzz: 5\n").unwrap_err().to_string();
+        assert!(err.contains("expected one of `max_execution_time`"), "{err}");
+    }
+
     use super::*;
     use std::os::unix::ffi::OsStringExt;
     use std::time::{Duration, Instant};
