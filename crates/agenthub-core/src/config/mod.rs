@@ -333,7 +333,7 @@ fn invalid(key: &str, message: String) -> ConfigError {
 }
 
 /// serde's "unknown field `x`, expected one of `a`, `b`, …" with the one close name in place
-/// of the whole list (`did you mean `max_execution_time`?`), as unknown variables are told;
+/// of the whole list ("did you mean" and the name), as unknown variables are told;
 /// the list stays when no name is close. The position serde gives is kept.
 fn closest_field(message: &str) -> String {
     let Some((before, rest)) = message.split_once("unknown field `") else { return message.to_owned() };
