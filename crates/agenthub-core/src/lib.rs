@@ -9,6 +9,7 @@ mod error;
 mod install;
 mod manifest;
 mod params;
+mod permissions;
 mod protocol;
 mod response;
 mod text;
@@ -34,6 +35,7 @@ pub use manifest::{
     MAX_MANIFEST_BYTES, ManifestError, MethodSpec, ParamType, ParameterSpec, PythonConstraint, ReturnSpec,
 };
 pub use params::{CliParamsError, Params, parse_cli_params, validate_parameters};
+pub use permissions::{HostPattern, HostPatternError};
 pub use protocol::{
     AgentOutput, AgentReply, ExecutionRequest, MAX_JSON_DEPTH, ProtocolViolation, read_agent_output,
 };
