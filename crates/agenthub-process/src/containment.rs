@@ -235,7 +235,7 @@ fn pid_namespace() -> &'static str {
 
 fn enter_new_cgroup(base: &Path, run_id: &str, pid: u32) -> Option<PathBuf> {
     let cg = base.join(cgroup_name(run_id));
-    std::fs::create_dir(&cg).ok()?;
+    create_cgroup_dir(&cg)?;
     // cgroup.kill exists in every non-root cgroup from Linux 5.14 on.
     if !cg.join("cgroup.kill").exists() {
         let _ = std::fs::remove_dir(&cg);
@@ -250,6 +250,34 @@ fn enter_new_cgroup(base: &Path, run_id: &str, pid: u32) -> Option<PathBuf> {
         return None;
     }
     Some(cg)
+}
+
+/// Makes a cgroup directory; one [`precreate_cgroups`] made for the same run is fine.
+pub(crate) fn create_cgroup_dir(cg: &Path) -> Option<()> {
+    match std::fs::create_dir(cg) {
+        Ok(()) => Some(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && cg.join("cgroup.procs").exists() => {
+            Some(())
+        }
+        Err(_) => None,
+    }
+}
+
+/// Makes the call's cgroup before its child exists and returns the `cgroup.procs` file(s)
+/// the child writes itself into before it forks (a sandboxed child forks before the
+/// runtime could move it, so the whole tree starts inside). [`Scope::new`] then finds the
+/// directory made.
+pub(crate) fn precreate_cgroups(run_id: &str, how: Containment) -> Vec<PathBuf> {
+    if how != Containment::Auto {
+        return Vec::new();
+    }
+    let base = cgroup_base().or_else(memory::v1_base);
+    let Some(base) = base else { return Vec::new() };
+    let cg = base.join(cgroup_name(run_id));
+    match create_cgroup_dir(&cg) {
+        Some(()) => vec![cg.join("cgroup.procs")],
+        None => Vec::new(),
+    }
 }
 
 /// Removes a killed cgroup once its processes are gone (killed processes linger as zombies

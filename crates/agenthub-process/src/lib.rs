@@ -15,6 +15,7 @@ mod linux;
 mod manager;
 mod memory;
 mod registry;
+pub mod sandbox;
 mod spec;
 #[cfg(feature = "std")]
 mod std_backend;
@@ -101,6 +102,10 @@ pub enum ProcessError {
     /// [`shutdown`] has been called: no new call starts.
     #[error("the call was cancelled: the runtime is shutting down")]
     Cancelled,
+    /// The sandbox could not be set up as required (strict mode on a kernel without a
+    /// layer it needs, or a layer that failed to apply).
+    #[error("sandbox: {0}")]
+    Sandbox(String),
 }
 
 /// Kills the whole tree of every call running in this process (all backends, all

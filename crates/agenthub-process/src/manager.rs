@@ -29,6 +29,8 @@ pub struct AgentInvocation {
     pub containment: crate::Containment,
     /// See [`ProcessSpec::die_with_parent`].
     pub die_with_parent: bool,
+    /// See [`ProcessSpec::sandbox`].
+    pub sandbox: Option<crate::sandbox::Sandbox>,
 }
 
 /// Runs agent processes through a backend and keeps track of them.
@@ -80,6 +82,7 @@ impl ProcessManager {
             registry: Some(Arc::clone(&self.registry)),
             containment: call.containment,
             die_with_parent: call.die_with_parent,
+            sandbox: call.sandbox,
         };
         self.backend.run(&spec).await
     }

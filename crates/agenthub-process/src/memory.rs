@@ -61,7 +61,7 @@ impl MemoryCgroup {
     /// Makes a cgroup v1 memory cgroup for the call and moves `pid` into it.
     pub(crate) fn new_v1(run_id: &str, pid: u32, cap: Option<u64>) -> Option<Self> {
         let dir = v1_base()?.join(crate::containment::cgroup_name(run_id));
-        std::fs::create_dir(&dir).ok()?;
+        crate::containment::create_cgroup_dir(&dir)?;
         let cgroup = Self { dir, v2: false };
         let limited = cap.is_none_or(|cap| {
             std::fs::write(cgroup.dir.join("memory.limit_in_bytes"), kernel_limit(cap).to_string()).is_ok()

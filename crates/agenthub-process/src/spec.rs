@@ -30,6 +30,8 @@ pub struct ProcessSpec {
     /// only safe when the spawning thread lives as long as the child (not on a tokio
     /// blocking pool, whose idle threads exit).
     pub die_with_parent: bool,
+    /// The sandbox to run it in; `None` runs it with the caller's rights.
+    pub sandbox: Option<crate::sandbox::Sandbox>,
 }
 
 impl ProcessSpec {
@@ -44,6 +46,7 @@ impl ProcessSpec {
             registry: None,
             containment: Containment::Auto,
             die_with_parent: false,
+            sandbox: None,
         }
     }
 

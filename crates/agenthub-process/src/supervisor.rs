@@ -44,6 +44,8 @@ pub(crate) struct Spawned {
     pub(crate) scope: Arc<Scope>,
     registry: Option<Arc<ProcessRegistry>>,
     reaped: bool,
+    /// The sandbox's `TMPDIR` on the host, when it has no private tmpfs; removed on drop.
+    _host_tmp: Option<tempfile::TempDir>,
 }
 
 impl Spawned {
@@ -58,32 +60,38 @@ impl Spawned {
         spec: &ProcessSpec,
         piped_stdin: bool,
     ) -> Result<(Self, Option<File>), ProcessError> {
-        let mut cmd = Command::new(&spec.program);
-        cmd.args(&spec.args)
-            .current_dir(&spec.cwd)
-            .stdin(if piped_stdin { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        if spec.env.clear {
-            cmd.env_clear();
-        }
-        for key in &spec.env.remove {
-            cmd.env_remove(key);
-        }
-        cmd.envs(spec.env.set.iter().map(|(k, v)| (k, v)));
-        if spec.die_with_parent {
-            linux::die_with_parent(&mut cmd);
-        }
         let run_id = containment::new_run_id();
-        cmd.env(RUN_ID_VAR, &run_id);
         if containment::is_shut_down() {
             return Err(ProcessError::Cancelled);
         }
+        let mut prepared = match &spec.sandbox {
+            Some(sandbox) => {
+                let procs = containment::precreate_cgroups(&run_id, spec.containment);
+                Some((sandbox, crate::sandbox::prepare(sandbox, procs)?))
+            }
+            None => None,
+        };
         let spawner_peak_rss = linux::self_peak_rss_bytes();
         let started = linux::clock_now();
-        let mut child =
-            cmd.spawn().map_err(|source| ProcessError::Spawn { program: spec.program.clone(), source })?;
+        let mut child = loop {
+            let mut cmd = command(spec, piped_stdin, &run_id, prepared.as_ref().map(|(_, p)| p));
+            match cmd.spawn() {
+                Ok(child) => break child,
+                Err(source) => {
+                    if let Some((sandbox, p)) = &prepared
+                        && p.refusal(sandbox, &source)
+                    {
+                        // The kernel refused the namespaces: the layers that remain.
+                        tracing::debug!(error = %source, "sandbox namespaces refused; running without them");
+                        crate::sandbox::namespaces_refused();
+                        let procs = containment::precreate_cgroups(&run_id, spec.containment);
+                        prepared = Some((sandbox, crate::sandbox::prepare(sandbox, procs)?));
+                        continue;
+                    }
+                    return Err(ProcessError::Spawn { program: spec.program.clone(), source });
+                }
+            }
+        };
         // The child inherits the spawner's high-water mark as of its `exec`, which may be a
         // little above the figure read before the spawn: read it again after.
         let spawner_peak_rss = spawner_peak_rss.max(linux::self_peak_rss_bytes());
@@ -98,7 +106,14 @@ impl Spawned {
             let _ = linux::wait4(pid, true);
             return Err(ProcessError::Cancelled);
         };
+        let mut host_tmp = None;
+        let mut spawned_sandbox = Ok(());
+        if let Some((sandbox, mut prepared)) = prepared {
+            host_tmp = prepared.take_host_tmp();
+            spawned_sandbox = prepared.deliver_listeners(sandbox);
+        }
         let spawned = Self {
+            _host_tmp: host_tmp,
             pid,
             stdout,
             stderr,
@@ -109,6 +124,8 @@ impl Spawned {
             registry: spec.registry.clone(),
             reaped: false,
         };
+        // Dropping `spawned` kills the child when its sandbox could not be completed.
+        spawned_sandbox?;
         for pipe in spawned.stdout.iter().chain(spawned.stderr.iter()) {
             linux::set_nonblocking(pipe).map_err(ProcessError::Io)?;
         }
@@ -144,6 +161,42 @@ impl Drop for Spawned {
             }
         }
     }
+}
+
+/// The command for `spec`: its own process group, piped output, the run id, and the
+/// sandbox's hook and `TMPDIR` when it has one.
+fn command(
+    spec: &ProcessSpec,
+    piped_stdin: bool,
+    run_id: &str,
+    sandbox: Option<&crate::sandbox::Prepared>,
+) -> Command {
+    let mut cmd = Command::new(&spec.program);
+    cmd.args(&spec.args)
+        .current_dir(&spec.cwd)
+        .stdin(if piped_stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    if spec.env.clear {
+        cmd.env_clear();
+    }
+    for key in &spec.env.remove {
+        cmd.env_remove(key);
+    }
+    cmd.envs(spec.env.set.iter().map(|(k, v)| (k, v)));
+    cmd.env(RUN_ID_VAR, run_id);
+    match sandbox {
+        Some(prepared) => {
+            // The sandbox's waiter outlives a runtime thread safely on its own (it checks
+            // the parent process, not the thread).
+            cmd.env("TMPDIR", prepared.tmpdir());
+            crate::sandbox::install(&mut cmd, prepared);
+        }
+        None if spec.die_with_parent => linux::die_with_parent(&mut cmd),
+        None => {}
+    }
+    cmd
 }
 
 /// Which pipe a read came from.

@@ -59,6 +59,7 @@ fn shutdown_kills_every_call_in_flight_and_refuses_new_ones() {
         limits: ProcessLimits { timeout: Some(Duration::from_secs(60)), ..ProcessLimits::default() },
         containment: Containment::ProcessGroup,
         die_with_parent: false,
+        sandbox: None,
     };
     let m = Arc::clone(&manager);
     let manager_call = std::thread::spawn(move || pollster::block_on(m.execute_agent(call)));

@@ -352,6 +352,7 @@ fn manager_tracks_and_cleans_up_running_agents() {
         limits: limits(),
         containment: agenthub_process::Containment::Auto,
         die_with_parent: false,
+        sandbox: None,
     };
     let m = Arc::clone(&manager);
     let handle = std::thread::spawn(move || pollster::block_on(m.execute_agent(call)));
@@ -516,6 +517,7 @@ fn records_of_a_dead_runtime_are_cleaned_up_and_live_ones_kept() {
             limits: limits(),
             containment,
             die_with_parent: false,
+            sandbox: None,
         }))
         .unwrap()
     };

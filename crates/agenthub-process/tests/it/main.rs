@@ -1,6 +1,7 @@
 //! Integration tests of both process backends against real child processes.
 
 mod backends;
+mod sandbox;
 #[path = "../support/mod.rs"]
 mod support;
 

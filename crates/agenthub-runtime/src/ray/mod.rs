@@ -169,6 +169,8 @@ impl RayTarget {
             // cluster's): its process group is enough, and is killed with it.
             containment: Containment::ProcessGroup,
             die_with_parent: false,
+            // The Ray target is not sandboxed by agenthub (docs/design/ray.md).
+            sandbox: None,
         };
         let mut worker = Worker::spawn(&spec).map_err(|e| AgentRuntimeError::NotRun {
             message: format!("Cannot start the Ray driver with {}: {e}", python.display()),
