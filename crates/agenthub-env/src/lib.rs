@@ -43,7 +43,7 @@ pub use status::{
     EnvState, EnvStatus, collect_unused, environment_status, environment_status_with, remove_environment,
     unused_builds,
 };
-pub use tools::{BuildContext, set_stream_tool_output, stream_tool_output};
+pub use tools::{BuildContext, build_sandbox, set_stream_tool_output, stream_tool_output};
 
 /// Shared handle to an environment backend.
 pub type DynEnvironmentBackend = Arc<dyn EnvironmentBackend>;

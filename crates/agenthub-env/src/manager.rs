@@ -89,6 +89,7 @@ pub struct EnvironmentManager {
     die_with_parent: bool,
     uv_provision: Option<UvProvision>,
     registry: Option<std::sync::Arc<agenthub_process::ProcessRegistry>>,
+    sandboxed_builds: bool,
 }
 
 impl std::fmt::Debug for EnvironmentManager {
@@ -112,7 +113,15 @@ impl EnvironmentManager {
             die_with_parent: false,
             uv_provision: None,
             registry: None,
+            sandboxed_builds: false,
         }
+    }
+
+    /// Runs every installer of a build in a sandbox (see [`crate::build_sandbox`]).
+    #[must_use]
+    pub fn with_sandboxed_builds(mut self, on: bool) -> Self {
+        self.sandboxed_builds = on;
+        self
     }
 
     /// Records installer runs in `registry` (the runtime's, with its run directory), so that
@@ -179,6 +188,9 @@ impl EnvironmentManager {
         let cwd = venv.parent().unwrap_or(Path::new("/"));
         let mut ctx = BuildContext::new(cwd, self.build_timeout, self.die_with_parent);
         ctx.registry.clone_from(&self.registry);
+        if self.sandboxed_builds {
+            ctx.sandbox = Some(crate::build_sandbox(&[venv, cwd]));
+        }
         self.backend.install(venv, &args, &ctx).await
     }
 
@@ -276,6 +288,9 @@ impl EnvironmentManager {
         layout.check_venv_is_ours()?;
         layout.ensure_builds_dir()?;
         let build_dir = layout.new_build_dir(&plan.key);
+        if self.sandboxed_builds {
+            ctx.sandbox = Some(crate::build_sandbox(&[build_dir.parent().unwrap_or(&build_dir), &layout.agent_dir]));
+        }
         if let Err(err) = self.build(&build_dir, &ctx, plan).await {
             if self.config.auto_cleanup {
                 layout.remove_build(&build_dir);

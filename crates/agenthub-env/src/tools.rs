@@ -47,6 +47,48 @@ pub struct BuildContext {
     /// a tool that has no cgroup gets a run record, so that what it leaves when this process
     /// is killed with `SIGKILL` (a build backend below uv) is found by the next runtime's sweep.
     pub registry: Option<Arc<ProcessRegistry>>,
+    /// The sandbox the tools run in (see [`build_sandbox`]); `None` runs them unsandboxed.
+    pub sandbox: Option<agenthub_process::sandbox::Sandbox>,
+}
+
+/// The sandbox an environment build runs in: the host's network (the package index), read
+/// anywhere, write only `targets` (the environment being built, the agent directory for
+/// in-tree builds), the installers' caches and a private temporary directory; and its own
+/// PID namespace, so a build backend never outlives the build, also when agenthub is killed.
+pub fn build_sandbox(targets: &[&Path]) -> agenthub_process::sandbox::Sandbox {
+    let mut write: Vec<PathBuf> = targets.iter().map(|p| p.to_path_buf()).collect();
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let xdg_cache =
+        std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(".cache")));
+    let xdg_data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".local").join("share")));
+    let mut caches: Vec<PathBuf> = ["UV_CACHE_DIR", "PIP_CACHE_DIR", "UV_PYTHON_INSTALL_DIR"]
+        .iter()
+        .filter_map(|v| std::env::var_os(v).map(PathBuf::from))
+        .collect();
+    if let Some(cache) = xdg_cache {
+        caches.push(cache.join("uv"));
+        caches.push(cache.join("pip"));
+        caches.push(cache.join("virtualenv"));
+    }
+    if let Some(data) = xdg_data {
+        caches.push(data.join("uv"));
+        caches.push(data.join("virtualenv"));
+    }
+    for cache in caches {
+        // The installers make these on first use; they must exist to be granted.
+        if std::fs::create_dir_all(&cache).is_ok() {
+            write.push(cache);
+        }
+    }
+    agenthub_process::sandbox::Sandbox {
+        read: vec![PathBuf::from("/")],
+        write,
+        network: agenthub_process::sandbox::SandboxNetwork::Host,
+        require_all: false,
+        on_listeners: None,
+    }
 }
 
 impl BuildContext {
@@ -58,6 +100,7 @@ impl BuildContext {
             limit,
             die_with_parent,
             registry: None,
+            sandbox: None,
         }
     }
 
@@ -114,6 +157,7 @@ impl<'a> Tool<'a> {
             echo_stderr: stream_tool_output(),
             die_with_parent: ctx.die_with_parent,
             registry: ctx.registry.clone(),
+            sandbox: ctx.sandbox.clone(),
             ..ToolRun::new(self.program, &ctx.agent_dir)
         };
         tracing::debug!(%command, "running installer tool");

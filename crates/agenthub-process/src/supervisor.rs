@@ -46,6 +46,9 @@ pub(crate) struct Spawned {
     reaped: bool,
     /// The sandbox's `TMPDIR` on the host, when it has no private tmpfs; removed on drop.
     _host_tmp: Option<tempfile::TempDir>,
+    /// What serves the sandbox's loopback listeners (its egress proxy), for as long as the
+    /// child runs.
+    listener_guard: Option<crate::sandbox::ListenerGuard>,
 }
 
 impl Spawned {
@@ -107,12 +110,13 @@ impl Spawned {
             return Err(ProcessError::Cancelled);
         };
         let mut host_tmp = None;
-        let mut spawned_sandbox = Ok(());
+        let mut spawned_sandbox = Ok(None);
         if let Some((sandbox, mut prepared)) = prepared {
             host_tmp = prepared.take_host_tmp();
             spawned_sandbox = prepared.deliver_listeners(sandbox);
         }
-        let spawned = Self {
+        let mut spawned = Self {
+            listener_guard: None,
             _host_tmp: host_tmp,
             pid,
             stdout,
@@ -125,7 +129,7 @@ impl Spawned {
             reaped: false,
         };
         // Dropping `spawned` kills the child when its sandbox could not be completed.
-        spawned_sandbox?;
+        spawned.listener_guard = spawned_sandbox?;
         for pipe in spawned.stdout.iter().chain(spawned.stderr.iter()) {
             linux::set_nonblocking(pipe).map_err(ProcessError::Io)?;
         }
@@ -142,6 +146,7 @@ impl Spawned {
         if reaped.is_some() {
             self.reaped = true;
             let _ = self.scope.kill_all();
+            self.listener_guard = None;
             if let Some(registry) = &self.registry {
                 registry.unregister(self.pid);
             }

@@ -35,6 +35,9 @@ pub struct ToolRun {
     pub die_with_parent: bool,
     /// Where it is recorded while it runs.
     pub registry: Option<Arc<ProcessRegistry>>,
+    /// The sandbox it runs in (environment builds: the host network, writes only where the
+    /// build goes and the installers' caches; a PID namespace, so nothing it starts outlives it).
+    pub sandbox: Option<crate::sandbox::Sandbox>,
 }
 
 /// How a tool run ended. Being cancelled by [`crate::shutdown`] is
@@ -81,6 +84,7 @@ impl ToolRun {
             echo_stderr: false,
             die_with_parent: false,
             registry: None,
+            sandbox: None,
         }
     }
 
@@ -109,6 +113,7 @@ impl ToolRun {
         };
         spec.die_with_parent = self.die_with_parent;
         spec.registry = self.registry;
+        spec.sandbox = self.sandbox;
         let out = StdProcessBackend.run_blocking(&spec)?;
         let stderr = out.stderr_text();
         Ok(match out.termination {

@@ -86,9 +86,13 @@ impl SandboxNetwork {
     }
 }
 
+/// What a [`ListenerHook`] returns: whatever serves the listeners (a proxy's handle), held
+/// as long as the child runs and dropped when it has been reaped.
+pub type ListenerGuard = Box<dyn std::any::Any + Send>;
+
 /// The callback that receives a sandbox's loopback listeners (port, listener).
 #[derive(Clone)]
-pub struct ListenerHook(pub Arc<dyn Fn(Vec<(u16, TcpListener)>) + Send + Sync>);
+pub struct ListenerHook(pub Arc<dyn Fn(Vec<(u16, TcpListener)>) -> ListenerGuard + Send + Sync>);
 
 impl std::fmt::Debug for ListenerHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -208,8 +212,8 @@ impl Prepared {
     /// Receives the listeners the child made inside its network namespace and hands them
     /// to the hook. Called after the spawn returned (the child sent them before its
     /// program started).
-    pub(crate) fn deliver_listeners(&mut self, sandbox: &Sandbox) -> Result<(), ProcessError> {
-        let Some((parent_end, child_end)) = self.listener_socket.take() else { return Ok(()) };
+    pub(crate) fn deliver_listeners(&mut self, sandbox: &Sandbox) -> Result<Option<ListenerGuard>, ProcessError> {
+        let Some((parent_end, child_end)) = self.listener_socket.take() else { return Ok(None) };
         drop(child_end);
         let fds = child::recv_fds(parent_end.as_raw_fd(), self.ports.len()).map_err(ProcessError::Io)?;
         if fds.len() != self.ports.len() {
@@ -222,10 +226,7 @@ impl Prepared {
             // SAFETY: each fd was just received over SCM_RIGHTS and is owned by nobody else.
             .map(|(&port, fd)| (port, TcpListener::from(unsafe { OwnedFd::from_raw_fd(fd) })))
             .collect();
-        if let Some(hook) = &sandbox.on_listeners {
-            (hook.0)(listeners);
-        }
-        Ok(())
+        Ok(sandbox.on_listeners.as_ref().map(|hook| (hook.0)(listeners)))
     }
 }
 

@@ -199,6 +199,7 @@ fn listeners_made_inside_reach_the_host_through_the_hook() {
             }
         });
         slot.lock().unwrap().push((port, listener));
+        Box::new(())
     })));
     let code = "import socket\ns = socket.create_connection(('127.0.0.1', 3128), timeout=5)\ns.sendall(b'ping')\nprint(s.recv(4).decode())";
     let out = run_std(&sandboxed(code, dir.path(), sandbox));

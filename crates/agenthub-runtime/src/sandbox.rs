@@ -1,0 +1,202 @@
+//! From a call's policy (core's [`SandboxPolicy`]) to what the process layer enforces
+//! ([`Sandbox`]): the paths an agent needs to run, its per-agent home, its environment,
+//! and the egress proxy and loopback bridges its network namespace is served by.
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use agenthub_core::{AgentRuntimeError, EnvPolicy, SandboxMode, SandboxPolicy};
+use agenthub_process::sandbox::{ListenerGuard, ListenerHook, Sandbox, SandboxNetwork};
+use agenthub_sandbox_proxy::{EgressPolicy, Forward, Proxy};
+
+/// The loopback port the egress proxy listens on inside every sandbox that has a network.
+pub(crate) const PROXY_PORT: u16 = 3128;
+
+/// What one call (or one warm worker) runs in.
+#[derive(Debug, Clone)]
+pub(crate) struct CallSandbox {
+    /// The process layer's sandbox; `None` when the mode is `off`.
+    pub(crate) sandbox: Option<Sandbox>,
+    /// Variables the sandbox sets (`HOME`, the proxy's).
+    pub(crate) env: Vec<(OsString, OsString)>,
+    /// In strict mode, the only caller variables that pass.
+    pub(crate) env_only: Option<Vec<String>>,
+    /// The proxies serving this sandbox's spawns, for what they refused.
+    pub(crate) proxies: Arc<Mutex<Vec<Arc<Proxy>>>>,
+}
+
+impl CallSandbox {
+    /// No sandbox (mode `off`).
+    pub(crate) fn off() -> Self {
+        Self { sandbox: None, env: Vec::new(), env_only: None, proxies: Arc::default() }
+    }
+
+    /// What the proxies refused so far, as `host:port` strings, oldest first.
+    pub(crate) fn refused(&self) -> Vec<String> {
+        let proxies = self.proxies.lock().unwrap_or_else(PoisonError::into_inner);
+        proxies.iter().flat_map(|p| p.refused()).map(|r| format!("{}:{}", r.host, r.port)).collect()
+    }
+
+    /// A short fingerprint of what the sandbox allows, so warm workers started for one
+    /// policy never serve a call with another.
+    pub(crate) fn fingerprint(&self) -> String {
+        match &self.sandbox {
+            None => "off".to_owned(),
+            Some(s) => format!("{:?}|{:?}|{:?}|{:?}|{:?}", s.read, s.write, s.network, self.env, self.env_only),
+        }
+    }
+}
+
+/// The paths an agent needs to run: its directory, its environment, and the interpreter
+/// the environment was made from (`home` in `pyvenv.cfg`, and where `bin/python` leads).
+fn runtime_paths(agent_dir: &Path, venv: &Path, python: &Path) -> Vec<PathBuf> {
+    let mut paths = vec![agent_dir.to_path_buf(), venv.to_path_buf()];
+    if let Ok(real) = std::fs::canonicalize(python)
+        && let Some(prefix) = real.parent().and_then(Path::parent)
+    {
+        paths.push(prefix.to_path_buf());
+    }
+    let cfg = venv.join("pyvenv.cfg");
+    if let Ok(text) = agenthub_fs::read_bounded(&cfg, 64 * 1024) {
+        for line in String::from_utf8_lossy(&text).lines() {
+            if let Some((key, value)) = line.split_once('=')
+                && key.trim() == "home"
+            {
+                let home = PathBuf::from(value.trim());
+                if let Some(prefix) = home.parent() {
+                    paths.push(prefix.to_path_buf());
+                    if let Ok(real) = std::fs::canonicalize(prefix) {
+                        paths.push(real);
+                    }
+                }
+            }
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// The agent's own home under the agenthub home: kept between calls (SDK caches), made on
+/// first use. One per agent id (or per directory, for agents run by path).
+pub(crate) fn agent_home(agenthub_home: &Path, agent_key: &str) -> Result<PathBuf, AgentRuntimeError> {
+    let slug: String = agent_key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .collect();
+    let slug = if slug.len() > 80 { slug[slug.len() - 80..].to_owned() } else { slug };
+    let dir = agenthub_home.join("sandbox").join("home").join(slug);
+    std::fs::create_dir_all(&dir).map_err(|e| AgentRuntimeError::Execution {
+        message: format!("Cannot make the agent's sandbox home {}: {e}", dir.display()),
+        return_code: None,
+        signal: None,
+        stderr: None,
+    })?;
+    // Never a symlink planted to point elsewhere.
+    let meta = std::fs::symlink_metadata(&dir).map_err(|e| AgentRuntimeError::Execution {
+        message: format!("Cannot read the agent's sandbox home {}: {e}", dir.display()),
+        return_code: None,
+        signal: None,
+        stderr: None,
+    })?;
+    if !meta.is_dir() {
+        return Err(AgentRuntimeError::Execution {
+            message: format!("The agent's sandbox home {} is not a directory", dir.display()),
+            return_code: None,
+            signal: None,
+            stderr: None,
+        });
+    }
+    Ok(dir)
+}
+
+/// Everything a call under `policy` runs in.
+pub(crate) fn for_call(
+    policy: &SandboxPolicy,
+    agenthub_home: &Path,
+    agent_key: &str,
+    agent_dir: &Path,
+    venv: &Path,
+    python: &Path,
+) -> Result<CallSandbox, AgentRuntimeError> {
+    if policy.mode == SandboxMode::Off {
+        return Ok(CallSandbox::off());
+    }
+    let home = agent_home(agenthub_home, agent_key)?;
+    let mut read = runtime_paths(agent_dir, venv, python);
+    read.extend(policy.read.iter().cloned());
+    let mut write = vec![home.clone()];
+    write.extend(policy.write.iter().cloned());
+    let mut env: Vec<(OsString, OsString)> = vec![("HOME".into(), home.into_os_string())];
+    let net = &policy.network;
+    let proxied = net.public || !net.hosts.is_empty();
+    let mut ports = Vec::new();
+    if proxied {
+        ports.push(PROXY_PORT);
+        let url: OsString = format!("http://127.0.0.1:{PROXY_PORT}").into();
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"] {
+            env.push((name.into(), url.clone()));
+        }
+        let no_proxy: OsString = "localhost,127.0.0.1,::1".into();
+        env.push(("NO_PROXY".into(), no_proxy.clone()));
+        env.push(("no_proxy".into(), no_proxy));
+    }
+    ports.extend(net.loopback_ports.iter().copied().filter(|&p| p != PROXY_PORT));
+    let proxies: Arc<Mutex<Vec<Arc<Proxy>>>> = Arc::default();
+    let network = if ports.is_empty() { SandboxNetwork::Isolated } else { SandboxNetwork::IsolatedWith(ports) };
+    let egress = EgressPolicy { public: net.public, hosts: net.hosts.clone() };
+    let slot = Arc::clone(&proxies);
+    let hook = ListenerHook(Arc::new(move |listeners| serve(listeners, proxied, &egress, &slot)));
+    let env_only = match &policy.env {
+        EnvPolicy::Inherit => None,
+        EnvPolicy::Only(names) => Some(names.clone()),
+    };
+    Ok(CallSandbox {
+        sandbox: Some(Sandbox {
+            read,
+            write,
+            network,
+            require_all: policy.mode == SandboxMode::Strict,
+            on_listeners: Some(hook),
+        }),
+        env,
+        env_only,
+        proxies,
+    })
+}
+
+/// Serves one spawn's listeners: the proxy on [`PROXY_PORT`], a bridge to the host's
+/// loopback on every other port.
+fn serve(
+    listeners: Vec<(u16, std::net::TcpListener)>,
+    proxied: bool,
+    egress: &EgressPolicy,
+    slot: &Arc<Mutex<Vec<Arc<Proxy>>>>,
+) -> ListenerGuard {
+    let mut guards: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    for (port, listener) in listeners {
+        if proxied && port == PROXY_PORT {
+            match Proxy::serve(listener, egress.clone()) {
+                Ok(proxy) => {
+                    let proxy = Arc::new(proxy);
+                    let mut all = slot.lock().unwrap_or_else(PoisonError::into_inner);
+                    // Keep the last few spawns' proxies only (a warm pool restarts workers).
+                    if all.len() >= 8 {
+                        all.remove(0);
+                    }
+                    all.push(Arc::clone(&proxy));
+                    guards.push(Box::new(proxy));
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot serve the sandbox's egress proxy"),
+            }
+        } else {
+            match Forward::serve(listener, SocketAddr::from((Ipv4Addr::LOCALHOST, port))) {
+                Ok(forward) => guards.push(Box::new(forward)),
+                Err(e) => tracing::warn!(error = %e, port, "cannot bridge a loopback port into the sandbox"),
+            }
+        }
+    }
+    Box::new(guards)
+}
