@@ -113,8 +113,64 @@ pub struct DoctorReport {
     pub tools: ToolsReport,
     /// Every installed agent's environment.
     pub environments: Vec<EnvReport>,
+    /// Which sandbox layers this machine offers, and what each mode enforces.
+    pub sandbox: SandboxReport,
     /// Every problem, errors first.
     pub problems: Vec<DoctorProblem>,
+}
+
+/// The sandbox on this machine (see `docs/design/sandbox.md`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SandboxReport {
+    /// User, PID, mount, IPC and network namespaces can be made.
+    pub namespaces: bool,
+    /// Why not, with the fix.
+    pub namespaces_reason: Option<String>,
+    /// The kernel's Landlock ABI (`None`: Landlock is off).
+    pub landlock_abi: Option<i32>,
+    /// seccomp filters can be installed.
+    pub seccomp: bool,
+    /// A sandboxed `/bin/true` with every layer required ran (`None`), or why it did not.
+    pub trial_error: Option<String>,
+    /// The layers `default` mode enforces here.
+    pub default_layers: Vec<&'static str>,
+    /// Whether `strict` mode can run calls here (it refuses when a layer is missing).
+    pub strict_available: bool,
+}
+
+fn sandbox_report(problems: &mut Vec<DoctorProblem>) -> SandboxReport {
+    let layers = agenthub_process::sandbox::probe();
+    let trial_error = agenthub_process::sandbox::trial().err();
+    let mut default_layers = Vec::new();
+    if layers.namespaces && trial_error.is_none() {
+        default_layers.extend(["namespaces", "private /tmp", "network proxy"]);
+    }
+    if layers.landlock_abi.is_some() {
+        default_layers.push("Landlock");
+    }
+    if layers.seccomp {
+        default_layers.push("seccomp");
+    }
+    let strict_available = layers.missing().is_none() && trial_error.is_none();
+    if let Some(missing) = layers.missing().or_else(|| trial_error.clone()) {
+        problems.push(problem(
+            Severity::Warning,
+            "sandbox_degraded",
+            format!("the sandbox runs with fewer layers here: {missing}"),
+            "Calls in the default mode still run, with the layers listed; strict mode refuses them until this \
+             is fixed"
+                .to_owned(),
+        ));
+    }
+    SandboxReport {
+        namespaces: layers.namespaces,
+        namespaces_reason: layers.namespaces_reason.map(str::to_owned),
+        landlock_abi: layers.landlock_abi,
+        seccomp: layers.seccomp,
+        trial_error,
+        default_layers,
+        strict_available,
+    }
 }
 
 fn problem(severity: Severity, kind: &'static str, message: String, fix: String) -> DoctorProblem {
@@ -161,6 +217,7 @@ pub fn doctor(config: &Config) -> DoctorReport {
     let home = home_report(config, &mut problems);
     let environments = environments_report(config, &mut problems);
     leftovers(config, &mut problems);
+    let sandbox = sandbox_report(&mut problems);
 
     problems.sort_by_key(|p| p.severity != Severity::Error);
     DoctorReport {
@@ -169,6 +226,7 @@ pub fn doctor(config: &Config) -> DoctorReport {
         interpreters,
         tools,
         environments,
+        sandbox,
         problems,
     }
 }

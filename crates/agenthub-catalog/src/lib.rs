@@ -18,8 +18,8 @@ pub use catalog::{
 };
 
 pub use doctor::{
-    DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport,
-    doctor,
+    DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, SandboxReport, Severity,
+    ToolReport, ToolsReport, doctor,
 };
 
 pub use health::{GcError, GcReport, collect_unused_environments, environment_status, remove_environment};

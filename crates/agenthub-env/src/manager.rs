@@ -289,7 +289,8 @@ impl EnvironmentManager {
         layout.ensure_builds_dir()?;
         let build_dir = layout.new_build_dir(&plan.key);
         if self.sandboxed_builds {
-            ctx.sandbox = Some(crate::build_sandbox(&[build_dir.parent().unwrap_or(&build_dir), &layout.agent_dir]));
+            ctx.sandbox =
+                Some(crate::build_sandbox(&[build_dir.parent().unwrap_or(&build_dir), &layout.agent_dir]));
         }
         if let Err(err) = self.build(&build_dir, &ctx, plan).await {
             if self.config.auto_cleanup {

@@ -58,8 +58,9 @@ pub struct BuildContext {
 pub fn build_sandbox(targets: &[&Path]) -> agenthub_process::sandbox::Sandbox {
     let mut write: Vec<PathBuf> = targets.iter().map(|p| p.to_path_buf()).collect();
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    let xdg_cache =
-        std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).or_else(|| home.as_ref().map(|h| h.join(".cache")));
+    let xdg_cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".cache")));
     let xdg_data = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
         .or_else(|| home.as_ref().map(|h| h.join(".local").join("share")));

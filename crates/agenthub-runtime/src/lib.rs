@@ -33,8 +33,8 @@ pub use agenthub_catalog::{
     load_agent, warm_dispatch,
 };
 pub use agenthub_catalog::{
-    DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport,
-    doctor,
+    DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, SandboxReport, Severity,
+    ToolReport, ToolsReport, doctor,
 };
 pub use agenthub_catalog::{
     GcError, GcReport, collect_unused_environments, environment_status, remove_environment,
@@ -651,6 +651,7 @@ impl AgentRuntime {
                 env: agent_env(rt, activation.clone()),
                 limits,
                 die_with_parent: rt.kill_agents_with_runtime,
+                sandbox: None,
                 version: warm::Version::new(&env.key, &stamps),
                 methods: manifest.method_names(),
                 method: method.to_owned(),
@@ -745,6 +746,7 @@ async fn prestart_call(
         env: agent_env(rt, EnvironmentManager::activate_environment(&env.venv)),
         limits: call_limits(rt),
         die_with_parent: rt.kill_agents_with_runtime,
+        sandbox: None,
         version: warm::Version::new(&env.key, &warm::stamps(dir, &config.environment.venv_location)),
         methods: loaded.manifest.method_names(),
         method: String::new(),

@@ -44,6 +44,7 @@ pub(crate) async fn run(
         limits: call.limits,
         containment: agenthub_process::Containment::Auto,
         die_with_parent: rt.kill_agents_with_runtime,
+        sandbox: None,
     };
     let output = processes.execute_agent(invocation).await;
     if cancel.is_some_and(|c| c.detach_one_shot() || c.is_cancelled()) {

@@ -79,6 +79,20 @@ fn human(r: &DoctorReport) -> String {
         count(EnvState::Missing),
         count(EnvState::Foreign)
     );
+    let s = &r.sandbox;
+    let _ = writeln!(
+        t,
+        "sandbox       namespaces {}, Landlock {}, seccomp {}",
+        if s.namespaces && s.trial_error.is_none() { "yes" } else { "no" },
+        s.landlock_abi.map_or_else(|| "off".to_owned(), |abi| format!("ABI {abi}")),
+        if s.seccomp { "yes" } else { "no" },
+    );
+    let _ = writeln!(t, "              default mode enforces: {}", s.default_layers.join(", "));
+    let _ = writeln!(
+        t,
+        "              strict mode: {}",
+        if s.strict_available { "available" } else { "refuses calls here (see the warning below)" }
+    );
     let _ = writeln!(t);
     for p in &r.problems {
         let label = match p.severity {

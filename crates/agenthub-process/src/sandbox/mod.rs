@@ -37,6 +37,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg(feature = "std")]
+pub use probe::trial;
 pub use probe::{Layers, probe};
 
 use crate::ProcessError;
@@ -212,7 +214,10 @@ impl Prepared {
     /// Receives the listeners the child made inside its network namespace and hands them
     /// to the hook. Called after the spawn returned (the child sent them before its
     /// program started).
-    pub(crate) fn deliver_listeners(&mut self, sandbox: &Sandbox) -> Result<Option<ListenerGuard>, ProcessError> {
+    pub(crate) fn deliver_listeners(
+        &mut self,
+        sandbox: &Sandbox,
+    ) -> Result<Option<ListenerGuard>, ProcessError> {
         let Some((parent_end, child_end)) = self.listener_socket.take() else { return Ok(None) };
         drop(child_end);
         let fds = child::recv_fds(parent_end.as_raw_fd(), self.ports.len()).map_err(ProcessError::Io)?;

@@ -53,6 +53,27 @@ pub fn probe() -> Layers {
     })
 }
 
+#[cfg(feature = "std")]
+/// Runs `/bin/true` in a full sandbox (every layer required): `Ok` when the layers work
+/// together on this machine for this user, else why not. Takes a few milliseconds.
+pub fn trial() -> Result<(), String> {
+    let program = ["/usr/bin/true", "/bin/true"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let Some(program) = program else { return Err("no /usr/bin/true to try the sandbox with".to_owned()) };
+    let run = crate::ToolRun {
+        deadline: std::time::Instant::now().checked_add(std::time::Duration::from_secs(10)),
+        sandbox: Some(super::Sandbox { require_all: true, ..super::Sandbox::default() }),
+        ..crate::ToolRun::new(program, "/")
+    };
+    match run.run() {
+        Ok(crate::ToolOutcome::Succeeded(_)) => Ok(()),
+        Ok(other) => Err(format!("a sandboxed {program} did not succeed: {other:?}")),
+        Err(e) => Err(match std::error::Error::source(&e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        }),
+    }
+}
+
 fn read_number(path: &str) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
