@@ -66,7 +66,10 @@ impl HostPattern {
                 return Err(HostPatternError::BadHost(entry.to_owned()));
             }
             HostMatch::Wildcard(suffix.to_owned())
-        } else if host.parse::<std::net::IpAddr>().is_ok() || is_host_name(&host) {
+        } else if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            // One spelling per address (`0:0::1` is `::1`): the one the proxy compares.
+            HostMatch::Exact(ip.to_string())
+        } else if is_host_name(&host) {
             HostMatch::Exact(host)
         } else {
             return Err(HostPatternError::BadHost(entry.to_owned()));
@@ -218,6 +221,8 @@ mod tests {
         assert!(HostPattern::parse("127.0.0.1").unwrap().is_loopback());
         assert!(!HostPattern::parse("10.0.0.1").unwrap().is_loopback());
         assert_eq!(HostPattern::parse("::1").unwrap().to_string(), "[::1]");
+        assert!(HostPattern::parse("[0:0::1]:80").unwrap().matches("::1", 80));
+        assert_eq!(HostPattern::parse("FE80:0::1").unwrap().to_string(), "[fe80::1]");
         assert_eq!(w.to_string(), "*.anthropic.com:443");
     }
 
