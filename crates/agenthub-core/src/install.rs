@@ -307,6 +307,57 @@ pub struct InstallRecord {
     pub install_id: Option<String>,
 }
 
+/// Largest home install record read (permissions may hold a few hundred paths).
+pub const MAX_HOME_INSTALL_RECORD_BYTES: u64 = 1024 * 1024;
+
+/// agenthub's own record of an installed agent, in its home
+/// (`<home>/installs/<ns>/<name>.json`), out of the agent's reach (the sandbox never shows
+/// an agent the agenthub home): the install ids that prove the agent directory is this
+/// home's, and the permissions the agent declared when it was installed, which its calls are
+/// held to (an `agent.yaml` changed since cannot grant itself more; see
+/// [`crate::approved_permissions`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeInstallRecord {
+    /// The current install's id; during a swap the previous one's too.
+    pub ids: Vec<String>,
+    /// The declaration approved at install; `None` for an install made before agenthub
+    /// recorded it, or a record this version cannot read back (nothing approved then).
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "lenient_permissions")]
+    pub permissions: Option<crate::Permissions>,
+}
+
+/// Permissions that do not read back (written by another version) are none, not a record
+/// that does not load: the ids must still prove the install.
+fn lenient_permissions<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<crate::Permissions>, D::Error> {
+    let value = serde_json::Value::deserialize(deserializer)?;
+    Ok(serde_json::from_value(value).ok())
+}
+
+/// Where the home keeps its record of the agent `id`: `<home>/installs/<ns>/<name>.json`.
+pub fn home_install_record_path(home: &Path, id: &AgentId) -> PathBuf {
+    home.join("installs").join(id.namespace()).join(format!("{}.json", id.name()))
+}
+
+/// Reads the home's record of the agent `id`: `None` when there is none or it is not one
+/// (opened without following a final symlink, regular files only, at most
+/// [`MAX_HOME_INSTALL_RECORD_BYTES`]).
+pub fn read_home_install_record(home: &Path, id: &AgentId) -> Option<HomeInstallRecord> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = home_install_record_path(home, id);
+    let file = std::fs::File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(&path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let text = crate::agent_file::read_bounded(file, path, MAX_HOME_INSTALL_RECORD_BYTES).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
 /// Reads the provenance record of the agent in `agent_dir`: `None` when there is none or
 /// it is not a well-formed record (read like any agent file: regular, bounded, inside).
 pub fn read_install_record(agent_dir: &Path) -> Option<InstallRecord> {

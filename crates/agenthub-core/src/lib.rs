@@ -12,6 +12,7 @@ mod params;
 mod permissions;
 mod protocol;
 mod response;
+mod sandbox;
 mod text;
 mod yaml;
 
@@ -20,24 +21,33 @@ pub use agent::{
 };
 pub use agent_file::{AgentFileError, open_agent_file, read_agent_file};
 pub use config::{
-    BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, DEFAULT_RAY_VERSION, DEFAULT_REGISTRY, EnvBackendKind,
-    EnvironmentConfig, ExecutionMode, ExecutionTarget, InstallConfig, LogLevel, MAX_CONFIG_BYTES,
-    MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS, PythonRequest, RayConfig, RuntimeConfig, Seconds,
-    WorkerDispatch, configuration_table,
+    AgentGrants, BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, DEFAULT_RAY_VERSION, DEFAULT_REGISTRY,
+    EnvBackendKind, EnvironmentConfig, ExecutionMode, ExecutionTarget, InstallConfig, LogLevel,
+    MAX_CONFIG_BYTES, MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS, PythonRequest, RayConfig, RuntimeConfig,
+    Seconds, WorkerDispatch, configuration_table,
 };
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes, io_error_suggestion};
 pub use install::{
-    INSTALL_RECORD_FILE, InstallRecord, InstallSource, MAX_INSTALL_RECORD_BYTES, MAX_REF_LEN, SourceError,
-    SourceKind, is_object_id, read_git_head, read_install_record, registry_url, validate_ref,
+    HomeInstallRecord, INSTALL_RECORD_FILE, InstallRecord, InstallSource, MAX_HOME_INSTALL_RECORD_BYTES,
+    MAX_INSTALL_RECORD_BYTES, MAX_REF_LEN, SourceError, SourceKind, home_install_record_path, is_object_id,
+    read_git_head, read_home_install_record, read_install_record, registry_url, validate_ref,
 };
 pub use manifest::{
     AgentManifest, FieldProblem, MANIFEST_FILE_NAMES, MAX_ALIAS_EXPANSION, MAX_FLOW_NESTING,
     MAX_MANIFEST_BYTES, ManifestError, MethodSpec, ParamType, ParameterSpec, PythonConstraint, ReturnSpec,
 };
 pub use params::{CliParamsError, Params, parse_cli_params, validate_parameters};
-pub use permissions::{HostPattern, HostPatternError};
+pub use permissions::{
+    DeclaredPath, EntryError, HostPattern, HostPatternError, MAX_PERMISSION_ENTRIES,
+    MAX_PERMISSION_PATH_BYTES, NetworkPermission, PROTECTED_HOME_PATHS, PROTECTED_SYSTEM_PATHS,
+    PROTECTED_SYSTEM_WRITE_PATHS, Permissions, Places, check_env_name, parse_net_grant,
+};
 pub use protocol::{
     AgentOutput, AgentReply, ExecutionRequest, MAX_JSON_DEPTH, ProtocolViolation, read_agent_output,
 };
 pub use response::ExecutionResponse;
+pub use sandbox::{
+    EnvPolicy, Grants, NetworkPolicy, Origin, PolicyError, SANDBOX_BASE_ENV, SandboxMode, SandboxPolicy,
+    approved_permissions,
+};
 pub use text::{closest_name, escape_control};

@@ -53,6 +53,11 @@ pub struct AgentManifest {
     pub methods: IndexMap<String, MethodSpec>,
     /// Free-form tags.
     pub tags: Vec<String>,
+    /// What the agent declares it needs beyond running itself (`permissions:`, SPEC §8);
+    /// nothing declared when absent. Not serialised here: `agenthub info` reports it with
+    /// its description.
+    #[serde(skip)]
+    pub permissions: crate::Permissions,
     /// Top-level keys this version does not know, kept as written.
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub extra: IndexMap<String, Json>,
@@ -424,7 +429,7 @@ impl MethodSpec {
     }
 }
 
-const KNOWN_KEYS: [&str; 10] = [
+const KNOWN_KEYS: [&str; 11] = [
     "name",
     "version",
     "description",
@@ -435,6 +440,7 @@ const KNOWN_KEYS: [&str; 10] = [
     "installation",
     "interface",
     "tags",
+    "permissions",
 ];
 
 /// Walks a YAML document and collects every problem with its field path.
@@ -475,6 +481,9 @@ impl Validator {
         };
         let tags = self.string_list(get("tags"), "tags");
         let methods = self.interface(get("interface"));
+        let permissions = get("permissions")
+            .map(|p| crate::Permissions::from_yaml(p, &mut self.problems))
+            .unwrap_or_default();
         let mut extra = IndexMap::new();
         for (key, value) in map {
             match key {
@@ -496,6 +505,7 @@ impl Validator {
             installation_commands,
             methods,
             tags,
+            permissions,
             extra,
         })
     }

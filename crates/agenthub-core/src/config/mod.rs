@@ -21,7 +21,8 @@ use setting::Rejected;
 pub(crate) use settings::SETTINGS;
 pub use settings::{CONFIG_VARS, EnvironmentConfig, InstallConfig, RayConfig, RuntimeConfig};
 pub use types::{
-    EnvBackendKind, ExecutionMode, ExecutionTarget, LogLevel, PythonRequest, Seconds, WorkerDispatch,
+    AgentGrants, EnvBackendKind, ExecutionMode, ExecutionTarget, LogLevel, PythonRequest, Seconds,
+    WorkerDispatch,
 };
 
 /// The Ray version agenthub's own driver Python gets by default.
@@ -107,6 +108,9 @@ pub struct Config {
     pub install: InstallConfig,
     /// The Ray target.
     pub ray: RayConfig,
+    /// What the user grants installed agents beyond their declaration, by `ns/name`
+    /// (`grants:` in config.yaml); see [`Config::grants_for`].
+    pub grants: AgentGrants,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +121,7 @@ struct ConfigFile {
     registry: String,
     install: InstallConfig,
     ray: RayConfig,
+    grants: AgentGrants,
 }
 
 impl Default for ConfigFile {
@@ -127,6 +132,7 @@ impl Default for ConfigFile {
             registry: DEFAULT_REGISTRY.to_owned(),
             install: InstallConfig::default(),
             ray: RayConfig::default(),
+            grants: AgentGrants::new(),
         }
     }
 }
@@ -262,6 +268,7 @@ impl Config {
             registry: parsed.registry,
             install: parsed.install,
             ray: parsed.ray,
+            grants: parsed.grants,
         };
         for (name, value) in vars {
             if !name.as_encoded_bytes().starts_with(b"AGENTHUB_") {
@@ -305,6 +312,11 @@ impl Config {
     /// Where installed agents live: `<home>/agents`.
     pub fn agents_root(&self) -> PathBuf {
         self.home.join("agents")
+    }
+
+    /// What config.yaml grants the installed agent `id` (nothing when it has no entry).
+    pub fn grants_for(&self, id: &crate::AgentId) -> crate::Grants {
+        self.grants.get(&id.to_string()).cloned().unwrap_or_default()
     }
 
     /// The environment directory of the agent in `agent_dir`.
@@ -355,6 +367,37 @@ mod tests {
         let sample = section.split("```yaml\n").nth(1).unwrap().split("```").next().unwrap();
         let config = with_file(sample).unwrap_or_else(|e| panic!("README's sample: {e}"));
         assert_eq!(config.runtime.mode, ExecutionMode::Warm);
+        let id: crate::AgentId = "acme/summarizer".parse().unwrap();
+        assert_eq!(config.grants_for(&id).net, [crate::HostPattern::parse("localhost:11434").unwrap()]);
+        assert!(config.grants_for(&"acme/other".parse().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn sandbox_mode_and_grants() {
+        assert_eq!(
+            with_var("AGENTHUB_SANDBOX", "strict").unwrap().runtime.sandbox_mode,
+            crate::SandboxMode::Strict
+        );
+        let err = with_var("AGENTHUB_SANDBOX", "strikt").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid AGENTHUB_SANDBOX=strikt: unknown sandbox mode `strikt` (did you mean `strict`? use default, strict or off)"
+        );
+        assert_eq!(
+            with_file("runtime:\n  sandbox_mode: off\n").unwrap().runtime.sandbox_mode,
+            crate::SandboxMode::Off
+        );
+        let err = with_file("grants:\n  not-an-id:\n    env: [A]\n").unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, message } if key == "grants" && message.contains("`not-an-id` is not an agent id")),
+            "{err:?}"
+        );
+        let err = with_file("grants:\n  a/b:\n    net: [localhost]\n").unwrap_err();
+        assert!(err.to_string().contains("name the port it may reach"), "{err}");
+        let err = with_file("grants:\n  a/b:\n    env: [A-B]\n").unwrap_err();
+        assert!(err.to_string().contains("invalid grants: a/b: `A-B` is not a variable name"), "{err}");
+        let err = with_file("grants:\n  a/b:\n    reed: [x]\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `reed`, did you mean `read`?"), "{err}");
     }
 
     #[test]

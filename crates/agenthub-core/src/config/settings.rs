@@ -10,9 +10,11 @@ use std::path::{Component, Path, PathBuf};
 
 use super::setting::{Range, settings, trimmed, whole_to_1024};
 use super::types::{
-    EnvBackendKind, ExecutionMode, ExecutionTarget, LogLevel, PythonRequest, Seconds, WorkerDispatch,
+    AgentGrants, EnvBackendKind, ExecutionMode, ExecutionTarget, LogLevel, PythonRequest, Seconds,
+    WorkerDispatch,
 };
 use super::{DEFAULT_RAY_VERSION, DEFAULT_REGISTRY, MAX_MEMORY_MIB, MAX_SECONDS};
+use crate::SandboxMode;
 
 settings! {
     /// Runtime limits and behaviour (`RuntimeConfig` of the Phase-1 design).
@@ -74,6 +76,10 @@ settings! {
         worker_dispatch: WorkerDispatch = WorkerDispatch::Auto, var "AGENTHUB_WORKER_DISPATCH";
         /// Where calls run (`--on`).
         target: ExecutionTarget = ExecutionTarget::Local, var "AGENTHUB_TARGET";
+        /// How calls are sandboxed: `default`, `strict` or `off` (`--sandbox`).
+        ///
+        /// See [`SandboxMode`] and [`crate::SandboxPolicy::resolve`].
+        sandbox_mode: SandboxMode = SandboxMode::Default, var "AGENTHUB_SANDBOX";
     }
 
     /// Environment management (`EnvironmentConfig` of the Phase-1 design).
@@ -131,6 +137,8 @@ settings! {
         /// Where `ns/name` is installed from: a URL template with `{ns}` and `{name}`.
         registry: String = DEFAULT_REGISTRY.to_owned(), var "AGENTHUB_REGISTRY" parse trimmed,
             check REGISTRY_TEMPLATE;
+        /// What you grant installed agents beyond their declaration, per id: `ns/name: {net: [...], read: [...], write: [...], env: [...]}`.
+        grants: AgentGrants = AgentGrants::new(), check GRANTS;
     }
 }
 
@@ -218,6 +226,17 @@ const RAY_RELEASE: Range<String> = Range {
             return Ok(());
         }
         Err(format!("must be a Ray release such as 2.60.0, got `{version}`"))
+    },
+};
+
+const GRANTS: Range<AgentGrants> = Range {
+    accepts: "agent ids, each with `net`, `read`, `write` and `env` lists (config.yaml only)",
+    check: |grants| {
+        for (id, grant) in grants {
+            id.parse::<crate::AgentId>().map_err(|e| format!("{e}; grants are given per installed agent"))?;
+            grant.check().map_err(|e| format!("{id}: {e}"))?;
+        }
+        Ok(())
     },
 };
 

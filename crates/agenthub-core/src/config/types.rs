@@ -169,6 +169,25 @@ impl std::fmt::Display for PythonRequest {
     }
 }
 
+/// `grants` in config.yaml: what the user grants each installed agent (by `ns/name`).
+pub type AgentGrants = std::collections::BTreeMap<String, crate::Grants>;
+
+impl FromVar for AgentGrants {
+    const ACCEPTS: &'static str = "per-agent grants (config.yaml only)";
+
+    fn from_var(_: &str) -> Result<Self, Rejected> {
+        Err(Rejected::Value("grants are set in config.yaml only".to_owned()))
+    }
+}
+
+impl FromVar for crate::SandboxMode {
+    const ACCEPTS: &'static str = "`default`, `strict` or `off`";
+
+    fn from_var(value: &str) -> Result<Self, Rejected> {
+        Ok(value.parse()?)
+    }
+}
+
 impl FromVar for Option<EnvBackendKind> {
     const ACCEPTS: &'static str = "`uv`, `pip`, `virtualenv`, or unset (by `use_uv`)";
 
