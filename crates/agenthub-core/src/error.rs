@@ -114,6 +114,16 @@ pub enum AgentRuntimeError {
         /// What to do about it.
         suggestion: String,
     },
+    /// An error of an agent that ran in the sandbox and was (likely) stopped by it: the
+    /// error as it was, with a suggestion that names the sandbox and the grant that would
+    /// allow what was refused.
+    #[error("{error}")]
+    Sandboxed {
+        /// The error the call ended with.
+        error: Box<AgentRuntimeError>,
+        /// What the sandbox refused and how to allow it.
+        hint: String,
+    },
 }
 
 /// The limit behind a [`AgentRuntimeError::ResourceLimit`].
@@ -158,6 +168,7 @@ impl AgentRuntimeError {
             Self::Agent { .. } => "AgentError",
             Self::Protocol { .. } => "ProtocolError",
             Self::Execution { .. } | Self::NotRun { .. } => "ExecutionError",
+            Self::Sandboxed { error, .. } => error.error_type(),
         }
     }
 
@@ -196,6 +207,7 @@ impl AgentRuntimeError {
                 Some("See the agent's stderr above for the cause".to_owned())
             }
             Self::Agent { .. } | Self::Execution { .. } => None,
+            Self::Sandboxed { hint, .. } => Some(hint.clone()),
         }
     }
 
@@ -203,6 +215,7 @@ impl AgentRuntimeError {
     pub fn available_methods(&self) -> Option<&[String]> {
         match self {
             Self::MethodNotFound { available, .. } => Some(available),
+            Self::Sandboxed { error, .. } => error.available_methods(),
             _ => None,
         }
     }
@@ -213,6 +226,7 @@ impl AgentRuntimeError {
             Self::Agent { return_code, .. }
             | Self::Protocol { return_code, .. }
             | Self::Execution { return_code, .. } => *return_code,
+            Self::Sandboxed { error, .. } => error.return_code(),
             _ => None,
         }
     }
@@ -221,6 +235,7 @@ impl AgentRuntimeError {
     pub fn signal(&self) -> Option<i32> {
         match self {
             Self::Execution { signal, .. } => *signal,
+            Self::Sandboxed { error, .. } => error.signal(),
             _ => None,
         }
     }
@@ -234,6 +249,7 @@ impl AgentRuntimeError {
             | Self::Agent { stderr, .. }
             | Self::Protocol { stderr, .. }
             | Self::Execution { stderr, .. } => stderr.as_deref(),
+            Self::Sandboxed { error, .. } => error.stderr(),
             _ => None,
         }
     }
@@ -242,6 +258,7 @@ impl AgentRuntimeError {
     pub fn peak_memory_bytes(&self) -> Option<u64> {
         match self {
             Self::ResourceLimit { peak_memory_bytes, .. } => *peak_memory_bytes,
+            Self::Sandboxed { error, .. } => error.peak_memory_bytes(),
             _ => None,
         }
     }

@@ -22,6 +22,7 @@ mod cancel;
 mod oneshot;
 mod outcome;
 mod ray;
+mod sandbox;
 mod warm;
 
 use std::path::Path;
@@ -644,15 +645,16 @@ impl AgentRuntime {
         };
         let activation = EnvironmentManager::activate_environment(&env.venv);
         let limits = call_limits(rt);
+        let boxed = call_sandbox(&self.config, agent, &env, &agenthub_core::Grants::default())?;
         if warm {
             let call = warm::WarmCall {
                 agent_dir: dir.clone(),
                 python: env.python.clone(),
-                env: agent_env(rt, activation.clone()),
+                env: sandboxed_env(agent_env(rt, activation.clone()), &boxed),
                 limits,
                 die_with_parent: rt.kill_agents_with_runtime,
-                sandbox: None,
-                version: warm::Version::new(&env.key, &stamps),
+                sandbox: boxed.sandbox.clone(),
+                version: warm::Version::new(&format!("{}|{}", env.key, boxed.fingerprint()), &stamps),
                 methods: manifest.method_names(),
                 method: method.to_owned(),
                 request: request.clone(),
@@ -671,7 +673,7 @@ impl AgentRuntime {
         }
         oneshot::run(
             &self.processes,
-            oneshot::OneShot { python: env.python, dir, request, activation, limits },
+            oneshot::OneShot { python: env.python, dir, request, activation, limits, sandbox: &boxed },
             rt,
             cancel,
         )
@@ -740,14 +742,18 @@ async fn prestart_call(
     check_agent_script(dir)?;
     let env = environments.ensure_environment(dir, &loaded.manifest).await?;
     let rt = &config.runtime;
+    let boxed = call_sandbox(config, &loaded, &env, &agenthub_core::Grants::default())?;
     Ok(warm::WarmCall {
         agent_dir: dir.clone(),
         python: env.python.clone(),
-        env: agent_env(rt, EnvironmentManager::activate_environment(&env.venv)),
+        env: sandboxed_env(agent_env(rt, EnvironmentManager::activate_environment(&env.venv)), &boxed),
         limits: call_limits(rt),
         die_with_parent: rt.kill_agents_with_runtime,
-        sandbox: None,
-        version: warm::Version::new(&env.key, &warm::stamps(dir, &config.environment.venv_location)),
+        sandbox: boxed.sandbox.clone(),
+        version: warm::Version::new(
+            &format!("{}|{}", env.key, boxed.fingerprint()),
+            &warm::stamps(dir, &config.environment.venv_location),
+        ),
         methods: loaded.manifest.method_names(),
         method: String::new(),
         request: String::new(),
@@ -837,6 +843,65 @@ fn agent_env(rt: &RuntimeConfig, activation: agenthub_env::Activation) -> EnvSpe
     // Activation comes last: its PATH (venv first) wins over the caller's.
     set.extend(activation.set.into_iter().map(|(k, v)| (k.into(), v)));
     EnvSpec { clear: rt.env_clear, set, remove: activation.remove.into_iter().map(Into::into).collect() }
+}
+
+/// The sandbox a call of `agent` runs in: its policy resolved from the mode, what it
+/// declared (for an installed agent, the declaration approved at install), and what the user
+/// granted (config.yaml for the id, then the call's own grants).
+fn call_sandbox(
+    config: &Config,
+    agent: &LoadedAgent,
+    env: &agenthub_env::ReadyEnvironment,
+    call_grants: &agenthub_core::Grants,
+) -> Result<sandbox::CallSandbox, AgentRuntimeError> {
+    let mode = config.runtime.sandbox_mode;
+    if mode == agenthub_core::SandboxMode::Off || config.runtime.target == agenthub_core::ExecutionTarget::Ray
+    {
+        return Ok(sandbox::CallSandbox::off());
+    }
+    let dir = &agent.location.dir;
+    let (declared, key, grants) = match &agent.location.id {
+        Some(id) => {
+            let record = agenthub_core::read_home_install_record(&config.home, id);
+            let (approved, warning) = agenthub_core::approved_permissions(
+                &id.to_string(),
+                &agent.manifest.permissions,
+                record.as_ref().and_then(|r| r.permissions.as_ref()),
+            );
+            if let Some(warning) = warning {
+                tracing::warn!("{warning}");
+            }
+            (approved, id.to_string(), config.grants_for(id).merged(call_grants))
+        }
+        None => (agent.manifest.permissions.clone(), format!("path-{}", dir.display()), call_grants.clone()),
+    };
+    let user_home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    let policy = agenthub_core::SandboxPolicy::resolve(
+        mode,
+        &declared,
+        &grants,
+        dir,
+        user_home.as_deref(),
+        &config.home,
+    )
+    .map_err(|e| AgentRuntimeError::NotRun { suggestion: e.suggestion(), message: e.to_string() })?;
+    sandbox::for_call(&policy, &config.home, &key, dir, &env.venv, &env.python)
+}
+
+/// `env` with the sandbox's variables set (its `HOME`, the proxy's), and in strict mode
+/// only the allowed names of the caller's environment.
+fn sandboxed_env(mut env: EnvSpec, boxed: &sandbox::CallSandbox) -> EnvSpec {
+    if let Some(only) = &boxed.env_only {
+        let mut kept: Vec<(std::ffi::OsString, std::ffi::OsString)> =
+            only.iter().filter_map(|name| std::env::var_os(name).map(|value| (name.into(), value))).collect();
+        // The activation's variables (PATH with the venv first, VIRTUAL_ENV) stay.
+        kept.extend(env.set.into_iter().filter(|(k, _)| k != "HOME" && k != "TMPDIR"));
+        env.set = kept;
+        env.clear = true;
+    }
+    env.set.retain(|(k, _)| !boxed.env.iter().any(|(name, _)| name == k));
+    env.set.extend(boxed.env.iter().cloned());
+    env
 }
 
 /// The environment backend `kind` names (`None`: the configuration's choice, SPEC §3).

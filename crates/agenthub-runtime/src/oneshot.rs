@@ -20,6 +20,8 @@ pub(crate) struct OneShot<'a> {
     pub(crate) activation: agenthub_env::Activation,
     /// The call's limits.
     pub(crate) limits: ProcessLimits,
+    /// The sandbox it runs in.
+    pub(crate) sandbox: &'a crate::sandbox::CallSandbox,
 }
 
 /// Runs one call in a process of its own; one response (or the error that stands for it).
@@ -29,7 +31,7 @@ pub(crate) async fn run(
     rt: &RuntimeConfig,
     cancel: Option<&CallCancel>,
 ) -> Result<ExecutionResponse, AgentRuntimeError> {
-    let mut env_spec = agent_env(rt, call.activation);
+    let mut env_spec = crate::sandboxed_env(agent_env(rt, call.activation), call.sandbox);
     if let Some(cancel) = cancel {
         // Marks the process, so that a cancellation can find it while it runs.
         let (name, value) = cancel.attach_one_shot(processes.registry()).ok_or_else(cancelled)?;
@@ -44,11 +46,13 @@ pub(crate) async fn run(
         limits: call.limits,
         containment: agenthub_process::Containment::Auto,
         die_with_parent: rt.kill_agents_with_runtime,
-        sandbox: None,
+        sandbox: call.sandbox.sandbox.clone(),
     };
     let output = processes.execute_agent(invocation).await;
     if cancel.is_some_and(|c| c.detach_one_shot() || c.is_cancelled()) {
         return Err(cancelled());
     }
-    Ok(outcome::response_from(&output?, rt))
+    let mut response = outcome::response_from(&output?, rt);
+    crate::sandbox::explain_denial(&mut response, call.sandbox);
+    Ok(response)
 }

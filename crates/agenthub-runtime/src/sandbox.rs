@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use agenthub_core::{AgentRuntimeError, EnvPolicy, SandboxMode, SandboxPolicy};
+use agenthub_core::{AgentRuntimeError, EnvPolicy, ExecutionResponse, SandboxMode, SandboxPolicy};
 use agenthub_process::sandbox::{ListenerGuard, ListenerHook, Sandbox, SandboxNetwork};
 use agenthub_sandbox_proxy::{EgressPolicy, Forward, Proxy};
 
@@ -33,10 +33,10 @@ impl CallSandbox {
         Self { sandbox: None, env: Vec::new(), env_only: None, proxies: Arc::default() }
     }
 
-    /// What the proxies refused so far, as `host:port` strings, oldest first.
-    pub(crate) fn refused(&self) -> Vec<String> {
+    /// What the proxies refused so far, oldest first.
+    pub(crate) fn refused(&self) -> Vec<agenthub_sandbox_proxy::Refusal> {
         let proxies = self.proxies.lock().unwrap_or_else(PoisonError::into_inner);
-        proxies.iter().flat_map(|p| p.refused()).map(|r| format!("{}:{}", r.host, r.port)).collect()
+        proxies.iter().flat_map(|p| p.refused()).collect()
     }
 
     /// A short fingerprint of what the sandbox allows, so warm workers started for one
@@ -44,7 +44,9 @@ impl CallSandbox {
     pub(crate) fn fingerprint(&self) -> String {
         match &self.sandbox {
             None => "off".to_owned(),
-            Some(s) => format!("{:?}|{:?}|{:?}|{:?}|{:?}", s.read, s.write, s.network, self.env, self.env_only),
+            Some(s) => {
+                format!("{:?}|{:?}|{:?}|{:?}|{:?}", s.read, s.write, s.network, self.env, self.env_only)
+            }
         }
     }
 }
@@ -145,7 +147,8 @@ pub(crate) fn for_call(
     }
     ports.extend(net.loopback_ports.iter().copied().filter(|&p| p != PROXY_PORT));
     let proxies: Arc<Mutex<Vec<Arc<Proxy>>>> = Arc::default();
-    let network = if ports.is_empty() { SandboxNetwork::Isolated } else { SandboxNetwork::IsolatedWith(ports) };
+    let network =
+        if ports.is_empty() { SandboxNetwork::Isolated } else { SandboxNetwork::IsolatedWith(ports) };
     let egress = EgressPolicy { public: net.public, hosts: net.hosts.clone() };
     let slot = Arc::clone(&proxies);
     let hook = ListenerHook(Arc::new(move |listeners| serve(listeners, proxied, &egress, &slot)));
@@ -199,4 +202,79 @@ fn serve(
         }
     }
     Box::new(guards)
+}
+
+/// When a sandboxed call failed in a way the sandbox explains (the proxy refused a host, a
+/// path outside what it may reach was denied, a client ignored the proxy), its error gets a
+/// suggestion that names the sandbox and the grant that would allow it.
+pub(crate) fn explain_denial(response: &mut ExecutionResponse, boxed: &CallSandbox) {
+    if boxed.sandbox.is_none() {
+        return;
+    }
+    let Err(error) = &response.outcome else { return };
+    let text = format!("{error}\n{}", error.stderr().unwrap_or_default());
+    let Some(hint) = denial_hint(&text, &boxed.refused()) else { return };
+    let Err(error) = std::mem::replace(&mut response.outcome, Ok(serde_json::Value::Null)) else { return };
+    response.outcome = Err(AgentRuntimeError::Sandboxed { error: Box::new(error), hint });
+}
+
+/// The hint for a failure whose message and stderr are `text`.
+fn denial_hint(text: &str, refused: &[agenthub_sandbox_proxy::Refusal]) -> Option<String> {
+    if let Some(last) = refused.last() {
+        let grants: Vec<String> = {
+            let mut g: Vec<String> = refused.iter().map(agenthub_sandbox_proxy::Refusal::grant).collect();
+            g.dedup();
+            g
+        };
+        return Some(format!(
+            "The sandbox refused {}:{} ({}). Allow it for this call with `{}`, for this agent under \
+             `grants:` in config.yaml, or declare it under `permissions: network:` in agent.yaml",
+            last.host,
+            last.port,
+            last.reason,
+            grants.iter().map(|g| format!("--allow-net {g}")).collect::<Vec<_>>().join(" ")
+        ));
+    }
+    for marker in ["Permission denied: '", "Operation not permitted: '", "Read-only file system: '"] {
+        if let Some(at) = text.find(marker) {
+            let rest = &text[at + marker.len()..];
+            let path = rest.split('\'').next().unwrap_or_default();
+            if !path.is_empty() && path.len() < 4096 {
+                return Some(format!(
+                    "The sandbox lets an agent read only its own directory, its environment and system files, \
+                     and write only its home and TMPDIR: `{path}` is outside. Allow it with `--allow-read {path}` \
+                     (or `--allow-write {path}`), under `grants:` in config.yaml, or run with `--sandbox off`"
+                ));
+            }
+        }
+    }
+    for marker in
+        ["Network is unreachable", "Temporary failure in name resolution", "Name or service not known"]
+    {
+        if text.contains(marker) {
+            return Some(
+                "The sandbox has no direct network: agents reach hosts through agenthub's proxy (HTTPS_PROXY is \
+                 set), and a client that ignores the proxy variables fails. Use a client that honours them, or \
+                 run with `--sandbox off`"
+                    .to_owned(),
+            );
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denied_path_names_the_grant() {
+        let hint =
+            denial_hint("PermissionError: [Errno 13] Permission denied: '/home/u/.ssh/id'", &[]).unwrap();
+        assert!(hint.contains("--allow-read /home/u/.ssh/id"), "{hint}");
+        assert!(hint.contains("sandbox"));
+        assert!(denial_hint("ValueError: bad input", &[]).is_none());
+        let net = denial_hint("OSError: [Errno 101] Network is unreachable", &[]).unwrap();
+        assert!(net.contains("HTTPS_PROXY"), "{net}");
+    }
 }
