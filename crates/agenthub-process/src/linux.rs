@@ -246,3 +246,22 @@ pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
         });
     }
 }
+
+/// The first child of `parent` found in `/proc` (by the parent pid in `/proc/<pid>/stat`;
+/// this kernel may lack `/proc/<pid>/task/<pid>/children`). Bounded: at most 100,000
+/// entries are looked at.
+pub(crate) fn only_child(parent: u32) -> Option<u32> {
+    let entries = std::fs::read_dir("/proc").ok()?;
+    let mut buf = [0u8; 512];
+    for entry in entries.take(100_000).flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        let Some(n) = read_prefix(&format!("/proc/{pid}/stat"), &mut buf) else { continue };
+        let Ok(stat) = std::str::from_utf8(&buf[..n]) else { continue };
+        // `pid (comm) state ppid ...`: comm may hold anything, so split after its last `)`.
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        if rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
+            return Some(pid);
+        }
+    }
+    None
+}

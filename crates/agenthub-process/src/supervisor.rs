@@ -49,6 +49,8 @@ pub(crate) struct Spawned {
     /// What serves the sandbox's loopback listeners (its egress proxy), for as long as the
     /// child runs.
     listener_guard: Option<crate::sandbox::ListenerGuard>,
+    /// Whether the child is a sandbox's waiter (the program runs two processes below it).
+    pub(crate) sandbox_waiter: bool,
 }
 
 impl Spawned {
@@ -109,6 +111,7 @@ impl Spawned {
             let _ = linux::wait4(pid, true);
             return Err(ProcessError::Cancelled);
         };
+        let sandbox_waiter = prepared.as_ref().is_some_and(|(_, p)| p.has_namespaces());
         let mut host_tmp = None;
         let mut spawned_sandbox = Ok(None);
         if let Some((sandbox, mut prepared)) = prepared {
@@ -117,6 +120,7 @@ impl Spawned {
         }
         let mut spawned = Self {
             listener_guard: None,
+            sandbox_waiter,
             _host_tmp: host_tmp,
             pid,
             stdout,
@@ -137,6 +141,16 @@ impl Spawned {
             registry.register(pid, &spawned.scope.run_id, !spawned.scope.has_cgroup());
         }
         Ok((spawned, stdin))
+    }
+
+    /// The pid of the program itself: the child's, or in a sandbox with namespaces the one
+    /// two levels below the waiter (found in `/proc`; `None` if it is gone).
+    pub(crate) fn program_pid(&self) -> Option<u32> {
+        if !self.sandbox_waiter {
+            return Some(self.pid);
+        }
+        let init = linux::only_child(self.pid)?;
+        linux::only_child(init)
     }
 
     /// Reaps the child if it has exited (`block` waits for it). Also kills what is left

@@ -285,8 +285,9 @@ impl Worker {
     /// Starts measuring a request's peak: resets the worker's high-water mark.
     pub fn reset_peak(&mut self) {
         use std::os::unix::fs::FileExt;
-        if self.proc_files.is_none() {
-            let pid = self.child.pid;
+        if self.proc_files.is_none()
+            && let Some(pid) = self.child.program_pid()
+        {
             let clear = File::options().write(true).open(format!("/proc/{pid}/clear_refs"));
             let status = File::open(format!("/proc/{pid}/status"));
             self.proc_files = clear.and_then(|c| status.map(|s| (c, s))).ok();
@@ -305,7 +306,10 @@ impl Worker {
         let mut buf = [0u8; 4096];
         let read = match &self.proc_files {
             Some((_, status)) => status.read_at(&mut buf, 0).ok(),
-            None => linux::read_prefix(&format!("/proc/{}/status", self.child.pid), &mut buf),
+            None => self
+                .child
+                .program_pid()
+                .and_then(|pid| linux::read_prefix(&format!("/proc/{pid}/status"), &mut buf)),
         };
         let text = read.and_then(|n| std::str::from_utf8(&buf[..n]).ok()).unwrap_or_default();
         let kib = |key: &str| {

@@ -195,6 +195,11 @@ impl Prepared {
         }
     }
 
+    /// Whether the child gets the namespaces (and so a waiter and an init above the program).
+    pub(crate) fn has_namespaces(&self) -> bool {
+        self.namespaces
+    }
+
     /// Takes the host temporary directory, to be kept until the call ends.
     pub(crate) fn take_host_tmp(&mut self) -> Option<tempfile::TempDir> {
         self.host_tmp.take()
