@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use agenthub_catalog::{
-    AgentInfo, AgentSummary, Example, LoadedAgent, WarmDispatch, agent_info, example_call, list_agents,
-    load_agent, warm_dispatch,
+    AgentInfo, AgentSummary, Example, LoadedAgent, PermissionsReport, WarmDispatch, agent_info, example_call,
+    list_agents, load_agent, warm_dispatch,
 };
 pub use agenthub_catalog::{
     DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, Severity, ToolReport, ToolsReport,
@@ -262,7 +262,16 @@ impl AgentRuntime {
                 ));
                 let installed = on_thread("agenthub-install", move || installer.install_missing(&id)).await?;
                 match installed.unwrap_or(Err(InstallError::Cancelled)) {
-                    Ok(_) => self.load_agent(agent),
+                    Ok(installed) => {
+                        if installed.permissions.asks_for_access() {
+                            self.progress.notice(&format!(
+                                "{0} asks for access beyond its own directory: {1} (`agenthub info {0}` shows it)",
+                                installed.agent,
+                                installed.permissions.describe().join(", ")
+                            ));
+                        }
+                        self.load_agent(agent)
+                    }
                     // Nothing to fetch there: the agent is still not found, now with why.
                     Err(
                         e @ (InstallError::Git { .. }
