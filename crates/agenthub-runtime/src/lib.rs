@@ -156,7 +156,8 @@ impl AgentRuntime {
     /// Runs one [`Call`]: always one response (never an error, never a panic).
     pub async fn call(&self, call: Call) -> ExecutionResponse {
         let started = Instant::now();
-        let Call { target, method, params, cancel, timeout } = call;
+        // `grants` is carried to the sandbox by the enforcement work of issue 16.
+        let Call { target, method, params, cancel, timeout, grants: _ } = call;
         let loaded;
         let agent = match target {
             call::Target::Loaded(agent) => {
