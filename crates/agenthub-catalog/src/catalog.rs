@@ -41,6 +41,35 @@ pub struct AgentInfo {
     pub install: Option<agenthub_core::InstallRecord>,
     /// One example `agenthub exec` line per method, in declaration order.
     pub examples: Vec<Example>,
+    /// What the agent asks for beyond running itself.
+    pub permissions: PermissionsReport,
+}
+
+/// What an agent asks for beyond running itself, as `agenthub info` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PermissionsReport {
+    /// The `permissions:` block of its agent.yaml as it is now.
+    pub declared: agenthub_core::Permissions,
+    /// What it asks for, in words (one line each; see
+    /// [`agenthub_core::Permissions::describe`]).
+    pub summary: Vec<String>,
+    /// For an installed agent whose agent.yaml now asks for more than when it was
+    /// installed: what more, in words (not allowed until it is installed again).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub beyond_install: Vec<String>,
+}
+
+impl PermissionsReport {
+    /// The report of the agent at `location` whose manifest declares `declared`.
+    pub fn of(config: &Config, location: &AgentLocation, declared: &agenthub_core::Permissions) -> Self {
+        let (approved, _) = agenthub_core::approved_declaration(config, location, declared);
+        let beyond = declared.beyond(&approved);
+        Self {
+            declared: declared.clone(),
+            summary: declared.describe(),
+            beyond_install: if beyond.is_empty() { Vec::new() } else { beyond.describe() },
+        }
+    }
 }
 
 /// How warm workers would serve an agent; serialised as `main`, `instance` or `oneshot`.
@@ -126,6 +155,7 @@ pub fn agent_info(config: &Config, agent: &str) -> Result<AgentInfo, AgentRuntim
     let id = loaded.location.id.as_ref().map(ToString::to_string);
     let target = id.clone().unwrap_or_else(|| agent.to_owned());
     Ok(AgentInfo {
+        permissions: PermissionsReport::of(config, &loaded.location, &loaded.manifest.permissions),
         environment: status.marker,
         environment_state: status.state,
         warm_dispatch: warm_dispatch(config, dir),

@@ -13,8 +13,8 @@ mod staging;
 mod validate;
 
 pub use catalog::{
-    AgentInfo, AgentSummary, Example, LoadedAgent, WarmDispatch, agent_info, example_call, list_agents,
-    load_agent, warm_dispatch,
+    AgentInfo, AgentSummary, Example, LoadedAgent, PermissionsReport, WarmDispatch, agent_info, example_call,
+    list_agents, load_agent, warm_dispatch,
 };
 
 pub use doctor::{
@@ -32,4 +32,4 @@ pub use staging::{
 pub use validate::{
     MAX_WALK_DEPTH, MAX_WALK_ENTRIES, Problem, Validation, validate_agent, validate_installed,
 };
-pub use validate::{agenthub_names, check_dir, left_out};
+pub use validate::{agenthub_names, check_dir, check_permissions, left_out};

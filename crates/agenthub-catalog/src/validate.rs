@@ -6,7 +6,7 @@ use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use agenthub_core::{
-    AgentManifest, AgentRuntimeError, Config, ManifestError, open_agent_file, resolve_agent,
+    AgentManifest, AgentRuntimeError, Config, ManifestError, Places, open_agent_file, resolve_agent,
 };
 use serde::Serialize;
 
@@ -59,11 +59,9 @@ impl Validation {
 /// Validates the agent named by `agent` (an id or a path, resolved as `exec` does).
 pub fn validate_agent(config: &Config, agent: &str) -> Validation {
     match resolve_agent(agent, &config.agents_root()) {
-        Ok(location) => Validation::new(
-            agent.to_owned(),
-            Some(&location.dir),
-            check_dir(&location.dir, &config.environment.venv_location),
-        ),
+        Ok(location) => {
+            Validation::new(agent.to_owned(), Some(&location.dir), check_agent(&location.dir, config))
+        }
         Err(e) => {
             let mut message = match e {
                 AgentRuntimeError::AgentNotFound { reason, .. } => format!("not found: {reason}"),
@@ -84,7 +82,35 @@ pub fn validate_installed(config: &Config) -> Vec<Validation> {
         .into_iter()
         .map(|(id, dir)| {
             let dir = dir.canonicalize().unwrap_or(dir);
-            Validation::new(id.to_string(), Some(&dir), check_dir(&dir, &config.environment.venv_location))
+            Validation::new(id.to_string(), Some(&dir), check_agent(&dir, config))
+        })
+        .collect()
+}
+
+/// [`check_dir`], then [`check_permissions`].
+fn check_agent(dir: &Path, config: &Config) -> Vec<Problem> {
+    let mut problems = check_dir(dir, &config.environment.venv_location);
+    problems.extend(check_permissions(dir, config));
+    problems
+}
+
+/// The problems of the paths the manifest in `dir` declares on this machine (what parsing
+/// cannot see): an absolute path into the home or the agenthub home, and, following
+/// symlinks, a path that really is a protected place or a relative path that leaves the
+/// agent directory. Nothing when the manifest does not load ([`check_dir`] reports that).
+pub fn check_permissions(dir: &Path, config: &Config) -> Vec<Problem> {
+    let Ok((manifest, path)) = AgentManifest::load(dir) else { return Vec::new() };
+    let home = std::env::home_dir();
+    let places = Places { agent_dir: dir, home: home.as_deref(), agenthub_home: &config.home };
+    let file = relative(dir, &path);
+    manifest
+        .permissions
+        .check_places(&places)
+        .into_iter()
+        .map(|(field, error)| Problem {
+            file: Some(file.clone()),
+            field: Some(field),
+            message: error.to_string(),
         })
         .collect()
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use agenthub_core::{EnvBackendKind, ExecutionMode, ExecutionTarget};
+use agenthub_core::{EnvBackendKind, ExecutionMode, ExecutionTarget, Grants, HostPattern, SandboxMode};
 use clap::{Args, Parser, Subcommand};
 
 /// Run Python AI agents (agentplug format) in isolated environments and processes.
@@ -198,6 +198,69 @@ impl TargetArgs {
     }
 }
 
+/// The sandbox of the calls a command runs: its mode and what the user grants beyond the
+/// agent's declaration.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Sandbox")]
+pub(crate) struct SandboxArgs {
+    /// How calls are sandboxed: default, strict or off (default: `runtime.sandbox_mode`).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub(crate) sandbox: Option<SandboxMode>,
+    /// Let the agent reach HOST: `api.example.com`, `*.example.com`, `host:443`, or
+    /// `localhost:PORT` for a service on this machine (repeatable).
+    #[arg(long = "allow-net", value_name = "HOST", value_parser = parse_net_grant)]
+    pub(crate) allow_net: Vec<HostPattern>,
+    /// Let the agent read PATH (repeatable).
+    #[arg(long = "allow-read", value_name = "PATH")]
+    pub(crate) allow_read: Vec<PathBuf>,
+    /// Let the agent write PATH (repeatable).
+    #[arg(long = "allow-write", value_name = "PATH")]
+    pub(crate) allow_write: Vec<PathBuf>,
+    /// Let the agent see the variable VAR in strict mode (repeatable).
+    #[arg(long = "allow-env", value_name = "VAR", value_parser = parse_env_name)]
+    pub(crate) allow_env: Vec<String>,
+}
+
+impl SandboxArgs {
+    /// Applies the mode to the configuration.
+    pub(crate) fn apply(&self, config: &mut agenthub_core::Config) {
+        if let Some(mode) = self.sandbox {
+            config.runtime.sandbox_mode = mode;
+        }
+    }
+
+    /// The grants, with relative paths made absolute against the working directory (a `~`
+    /// path is left for the runtime to expand).
+    pub(crate) fn grants(&self) -> Grants {
+        let absolute = |paths: &[PathBuf]| -> Vec<PathBuf> {
+            paths
+                .iter()
+                .map(|p| {
+                    if p.starts_with("~") {
+                        p.clone()
+                    } else {
+                        std::path::absolute(p).unwrap_or_else(|_| p.clone())
+                    }
+                })
+                .collect()
+        };
+        Grants {
+            net: self.allow_net.clone(),
+            read: absolute(&self.allow_read),
+            write: absolute(&self.allow_write),
+            env: self.allow_env.clone(),
+        }
+    }
+}
+
+fn parse_net_grant(value: &str) -> Result<HostPattern, String> {
+    agenthub_core::parse_net_grant(value).map_err(|e| e.to_string())
+}
+
+fn parse_env_name(value: &str) -> Result<String, String> {
+    agenthub_core::check_env_name(value).map(|()| value.to_owned()).map_err(|e| e.to_string())
+}
+
 /// `agenthub install`.
 #[derive(Debug, Args)]
 pub(crate) struct InstallArgs {
@@ -276,6 +339,8 @@ pub(crate) struct McpServeArgs {
     /// progressToken).
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub(crate) progress_interval: f64,
+    #[command(flatten)]
+    pub(crate) sandbox: SandboxArgs,
 }
 
 /// `agenthub mcp config`.
@@ -334,6 +399,8 @@ pub(crate) struct BatchArgs {
     pub(crate) timeout: Option<f64>,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
+    #[command(flatten)]
+    pub(crate) sandbox: SandboxArgs,
 }
 
 /// `agenthub bench`.
@@ -388,6 +455,8 @@ pub(crate) struct ExecArgs {
     /// A variable to pass when the environment is cleared (repeatable; implies --env-clear).
     #[arg(long, value_name = "VAR")]
     pub(crate) env_allow: Vec<String>,
+    #[command(flatten)]
+    pub(crate) sandbox: SandboxArgs,
 }
 
 #[derive(Debug, Subcommand)]

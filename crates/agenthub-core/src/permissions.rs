@@ -291,8 +291,8 @@ pub const PROTECTED_SYSTEM_WRITE_PATHS: [&str; 7] =
 /// What an agent declares it needs beyond running itself: `permissions:` in `agent.yaml`
 /// (SPEC §8). Nothing declared (the block absent) is [`Permissions::default`].
 ///
-/// Entries are checked when the manifest is parsed ([`Permissions::from_yaml`] reports every
-/// bad one with its field): hosts parse as [`HostPattern`]s, a loopback entry names its
+/// Entries are checked when the manifest is parsed (every bad one is an `InvalidManifestError`
+/// problem naming its field, `permissions.filesystem.read[0]`): hosts parse as [`HostPattern`]s, a loopback entry names its
 /// port, paths are [`DeclaredPath`]s outside the protected places, variables are names.
 /// Serialised in the shape of the block: `{"network": true | false | [..] | null,
 /// "filesystem": {"read": [..], "write": [..]}, "env": [..]}`.

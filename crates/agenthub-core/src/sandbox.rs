@@ -35,18 +35,17 @@ pub const SANDBOX_BASE_ENV: [&str; 14] = [
     "REQUESTS_CA_BUNDLE",
 ];
 
-/// How calls are sandboxed (`runtime.sandbox_mode`, `AGENTHUB_SANDBOX`, `--sandbox`).
+/// How calls are sandboxed (`runtime.sandbox_mode`, `AGENTHUB_SANDBOX`, `--sandbox`). See
+/// [`SandboxPolicy::resolve`] for what each mode lets a call reach; strict mode's
+/// environment is [`SANDBOX_BASE_ENV`] and the declared and granted names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SandboxMode {
-    /// Agents that declare nothing keep working: public network, the caller's environment,
-    /// the filesystem closed but for the agent's own places and what was declared and
-    /// granted; loopback and private addresses only when declared or granted.
+    /// Public network and the caller's environment; files closed but for the agent's own and what was declared or granted.
     #[default]
     Default,
-    /// Only what was declared and granted: no network unless asked for, the environment
-    /// only [`SANDBOX_BASE_ENV`] and the declared and granted names.
+    /// Only what was declared and granted: no network unless asked for, a base set of variables.
     Strict,
     /// No sandbox (said on stderr).
     Off,
@@ -420,6 +419,34 @@ fn granted_path(path: &Path, agent_dir: &Path, home: Option<&Path>) -> Result<Pa
     Ok(out)
 }
 
+/// The declaration the calls of the agent at `location` are held to, and a warning when
+/// its manifest (`live`) now asks for more.
+///
+/// An agent agenthub installed (named by its id, or by a path to its directory under the
+/// agents root; its home holds a record of it) gets what was approved at install
+/// ([`approved_permissions`]). Any other directory, a local one (`exec ./dir`) or one put
+/// under the agents root by hand, gets its manifest as it is: that is what the user pointed
+/// at.
+pub fn approved_declaration(
+    config: &crate::Config,
+    location: &crate::AgentLocation,
+    live: &Permissions,
+) -> (Permissions, Option<String>) {
+    let id = location.id.clone().or_else(|| {
+        let root = config.agents_root().canonicalize().ok()?;
+        let rel = location.dir.strip_prefix(root).ok()?;
+        let parts: Vec<&str> = rel.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
+        match parts.as_slice() {
+            [ns, name] => format!("{ns}/{name}").parse().ok(),
+            _ => None,
+        }
+    });
+    match id.and_then(|id| Some((crate::read_home_install_record(&config.home, &id)?, id))) {
+        Some((record, id)) => approved_permissions(&id.to_string(), live, record.permissions.as_ref()),
+        None => (live.clone(), None),
+    }
+}
+
 /// What the runtime resolves an installed agent's policy from: the declaration recorded at
 /// install (`None` for an install made before permissions were recorded: nothing approved),
 /// limited by the manifest as it is now (its restrictions kept), and the warning to give
@@ -661,5 +688,38 @@ mod tests {
         let off = declared("  network: false\n");
         let (approved, warning) = approved_permissions("a/b", &off, None);
         assert_eq!((approved, warning), (off, None), "a restriction needs no approval");
+    }
+    #[test]
+    fn installed_agents_are_held_to_their_home_record_and_others_to_their_manifest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().canonicalize().unwrap();
+        let config = crate::Config::from_sources(home.clone(), None, []).unwrap();
+        let id: crate::AgentId = "a/b".parse().unwrap();
+        let dir = config.agents_root().join("a/b");
+        std::fs::create_dir_all(&dir).unwrap();
+        let live = declared("  network: [\"localhost:1\"]\n");
+        let installed = crate::AgentLocation { dir: dir.clone(), id: Some(id.clone()) };
+        let by_path = crate::AgentLocation { dir: dir.clone(), id: None };
+        // Put there by hand: what the user pointed at.
+        assert_eq!(approved_declaration(&config, &installed, &live), (live.clone(), None));
+        let record = crate::HomeInstallRecord { ids: vec!["x".into()], permissions: None };
+        let path = crate::home_install_record_path(&home, &id);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_string(&record).unwrap()).unwrap();
+        for location in [&installed, &by_path] {
+            let (approved, warning) = approved_declaration(&config, location, &live);
+            assert_eq!(approved, Permissions::default());
+            assert!(warning.unwrap().starts_with("a/b's agent.yaml asks for more"));
+        }
+        let record = crate::HomeInstallRecord { ids: vec!["x".into()], permissions: Some(live.clone()) };
+        std::fs::write(&path, serde_json::to_string(&record).unwrap()).unwrap();
+        assert_eq!(crate::read_home_install_record(&home, &id), Some(record));
+        assert_eq!(approved_declaration(&config, &installed, &live), (live.clone(), None));
+        // A record this version cannot read back approves nothing, and still holds its ids.
+        std::fs::write(&path, r#"{"ids": ["x"], "permissions": {"network": ["localhost"]}}"#).unwrap();
+        let read = crate::read_home_install_record(&home, &id).unwrap();
+        assert_eq!((read.ids, read.permissions), (vec!["x".to_owned()], None));
+        let elsewhere = crate::AgentLocation { dir: tmp.path().join("x"), id: None };
+        assert_eq!(approved_declaration(&config, &elsewhere, &live), (live, None));
     }
 }

@@ -24,15 +24,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agenthub_core::{
-    AgentId, AgentManifest, AgentRuntimeError, Config, INSTALL_RECORD_FILE, InstallRecord, InstallSource,
-    MANIFEST_FILE_NAMES, SourceError, SourceKind, read_install_record,
+    AgentId, AgentManifest, AgentRuntimeError, Config, HomeInstallRecord, INSTALL_RECORD_FILE, InstallRecord,
+    InstallSource, MANIFEST_FILE_NAMES, Permissions, SourceError, SourceKind, read_install_record,
 };
 use agenthub_env::{EnvError, EnvironmentManager};
 use agenthub_fs::{LockError, LockStep, LockedFile, Wait};
 use agenthub_process::{EnvSpec, ToolOutcome, ToolRun};
 use serde::Serialize;
 
-use agenthub_catalog::{Problem, STAGING_MARKER, agenthub_names, check_dir, is_staging_of, left_out};
+use agenthub_catalog::{
+    Problem, STAGING_MARKER, agenthub_names, check_dir, check_permissions, is_staging_of, left_out,
+};
 
 /// Most entries (files, directories, symlinks) one install puts on disk: a directory
 /// copy stops there, a git checkout is refused before it starts.
@@ -136,6 +138,9 @@ pub struct Installed {
     pub environment_built: bool,
     /// Whether nothing was done because it was installed already (`if_missing`).
     pub already_installed: bool,
+    /// What the agent declared it needs (`permissions:` in agent.yaml), as recorded in the
+    /// home: what its calls are held to until it is installed again.
+    pub permissions: Permissions,
 }
 
 /// What a removal did.
@@ -446,17 +451,11 @@ struct Slot {
     ns_dir: PathBuf,
     /// `<root>/<ns>/<name>`.
     target: PathBuf,
-    /// `<home>/installs/<ns>/<name>.json`: the install ids this home made for the agent.
+    /// `<home>/installs/<ns>/<name>.json`: the home's record of the agent (the install ids
+    /// this home made for it, the permissions approved at install).
     ids_file: PathBuf,
     /// `<home>/locks/<ns>/<name>.install.lock`.
     lock_file: PathBuf,
-}
-
-/// The install ids the home holds for one agent: the current install's, and during a swap
-/// the previous one's too (so the target is ours at every instant).
-#[derive(Debug, Default, serde::Deserialize, Serialize)]
-struct HomeIds {
-    ids: Vec<String>,
 }
 
 impl Installer {
@@ -565,7 +564,7 @@ impl Installer {
         }
         let mut staging = Staging::create(&slot)?;
         rename_noreplace(&slot.target, &staging.tree)?;
-        self.write_ids(&slot, &[])?;
+        self.write_home(&slot, &[], None)?;
         let freed_bytes = tree_size(&staging.tree);
         staging.keep = in_use(&staging.tree);
         Ok(Removed { agent: id.to_string(), path: slot.target, freed_bytes })
@@ -591,6 +590,7 @@ impl Installer {
                     replaced: false,
                     environment_built: false,
                     already_installed: true,
+                    permissions: Self::read_home(&slot).permissions.unwrap_or_default(),
                 });
             }
             if !options.force {
@@ -651,10 +651,19 @@ impl Installer {
             }
         };
         self.progress.step("validating");
-        let problems = check_dir(&staging.tree, venv);
+        let mut problems = check_dir(&staging.tree, venv);
+        problems.extend(check_permissions(&staging.tree, &self.config));
         if !problems.is_empty() {
             return Err(InstallError::Invalid { source_arg: source.to_owned(), problems });
         }
+        let (manifest, _) = AgentManifest::load(&staging.tree).map_err(|e| InstallError::Invalid {
+            source_arg: source.to_owned(),
+            problems: vec![Problem {
+                file: Some("agent.yaml".to_owned()),
+                field: None,
+                message: e.to_string(),
+            }],
+        })?;
         let install_id = random_id()?;
         let record = InstallRecord {
             agent_name: id.to_string(),
@@ -677,23 +686,19 @@ impl Installer {
         let environment_built = !options.no_env;
         if environment_built {
             self.progress.step("creating environment");
-            let (manifest, _) = AgentManifest::load(&staging.tree).map_err(|e| InstallError::Invalid {
-                source_arg: source.to_owned(),
-                problems: vec![Problem {
-                    file: Some("agent.yaml".to_owned()),
-                    field: None,
-                    message: e.to_string(),
-                }],
-            })?;
             pollster::block_on(self.environments.ensure_environment(&staging.tree, &manifest))
                 .map_err(|source| InstallError::Environment { agent: id.to_string(), source })?;
         }
         self.progress.step("swapping in");
-        // Both ids are ours while the swap happens; then only the new one.
+        // Both ids are ours while the swap happens; then only the new one. The permissions
+        // recorded are the new install's from here on (the previous ones if the swap fails).
         let old_id = existing.and_then(|r| r.install_id.clone());
-        self.write_ids(
+        let old_permissions = Self::read_home(slot).permissions;
+        let permissions = manifest.permissions;
+        self.write_home(
             slot,
             &[old_id.clone(), Some(install_id.clone())].into_iter().flatten().collect::<Vec<_>>(),
+            Some(&permissions),
         )?;
         let replaced = existing.is_some();
         let swapped = if replaced {
@@ -702,10 +707,10 @@ impl Installer {
             rename_noreplace(&staging.tree, &slot.target)
         };
         if let Err(e) = swapped {
-            let _ = self.write_ids(slot, &old_id.into_iter().collect::<Vec<_>>());
+            let _ = self.write_home(slot, &old_id.into_iter().collect::<Vec<_>>(), old_permissions.as_ref());
             return Err(e);
         }
-        self.write_ids(slot, &[install_id])?;
+        self.write_home(slot, &[install_id], Some(&permissions))?;
         if environment_built && self.environments.backend_kind() != agenthub_core::EnvBackendKind::Uv {
             // Only uv makes environments that can move (`--relocatable`): give the others
             // their final paths (entry points, activation scripts) by building in place.
@@ -731,6 +736,7 @@ impl Installer {
             replaced,
             environment_built,
             already_installed: false,
+            permissions,
         })
     }
 
@@ -741,7 +747,7 @@ impl Installer {
         Slot {
             target: ns_dir.join(id.name()),
             ns_dir,
-            ids_file: home.join("installs").join(id.namespace()).join(format!("{}.json", id.name())),
+            ids_file: agenthub_core::home_install_record_path(home, id),
             lock_file: home.join("locks").join(id.namespace()).join(format!("{}.install.lock", id.name())),
             id: id.clone(),
         }
@@ -769,21 +775,31 @@ impl Installer {
         Ok(())
     }
 
-    /// The ids the home holds for the agent.
-    fn read_ids(slot: &Slot) -> Vec<String> {
-        let Ok(bytes) = agenthub_fs::read_bounded(&slot.ids_file, 64 * 1024) else { return Vec::new() };
-        serde_json::from_slice::<HomeIds>(&bytes).map(|h| h.ids).unwrap_or_default()
+    /// The home's record of the agent (empty when there is none).
+    fn read_home(slot: &Slot) -> HomeInstallRecord {
+        let limit = agenthub_core::MAX_HOME_INSTALL_RECORD_BYTES;
+        let Ok(bytes) = agenthub_fs::read_bounded(&slot.ids_file, limit) else {
+            return HomeInstallRecord::default();
+        };
+        serde_json::from_slice(&bytes).unwrap_or_default()
     }
 
-    /// Replaces the ids the home holds for the agent (atomically: a new file renamed over).
-    fn write_ids(&self, slot: &Slot, ids: &[String]) -> Result<(), InstallError> {
+    /// Replaces the home's record of the agent: the ids it holds, and the permissions
+    /// approved (atomically: a new file renamed over).
+    fn write_home(
+        &self,
+        slot: &Slot,
+        ids: &[String],
+        permissions: Option<&Permissions>,
+    ) -> Result<(), InstallError> {
         let dir = slot.ids_file.parent().unwrap_or(&self.config.home);
         std::fs::create_dir_all(dir).map_err(|source| InstallError::Io {
             action: "create",
             path: dir.to_path_buf(),
             source,
         })?;
-        let text = serde_json::to_vec(&HomeIds { ids: ids.to_vec() }).unwrap_or_default();
+        let record = HomeInstallRecord { ids: ids.to_vec(), permissions: permissions.cloned() };
+        let text = serde_json::to_vec(&record).unwrap_or_default();
         agenthub_fs::write_atomic(&slot.ids_file, &text).map_err(|e| InstallError::Io {
             action: "write",
             path: e.path,
@@ -811,7 +827,7 @@ impl Installer {
         match read_install_record(&slot.target) {
             None => not_ours(format!("it has no {INSTALL_RECORD_FILE} (cloned or copied by hand?)")),
             Some(record) => {
-                let ids = Self::read_ids(slot);
+                let ids = Self::read_home(slot).ids;
                 match &record.install_id {
                     Some(id) if record.agent_name == slot.id.to_string() && ids.contains(id) => {
                         Ok(Some(record))

@@ -60,16 +60,19 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
 
 /// How the server behaves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// How often a running call whose request carried a `progressToken` reports progress
     /// (clients time out at about 60 s without it).
     pub progress_interval: Duration,
+    /// What the user grants every call beyond the agents' declarations (`mcp serve
+    /// --allow-net …`); see [`agenthub_runtime::Call::grants`].
+    pub grants: agenthub_core::Grants,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { progress_interval: Duration::from_secs(5) }
+        Self { progress_interval: Duration::from_secs(5), grants: agenthub_core::Grants::default() }
     }
 }
 

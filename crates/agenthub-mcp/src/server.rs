@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use agenthub_runtime::{AgentRuntime, CallCancel, LoadedAgent};
+use agenthub_runtime::{AgentRuntime, Call, CallCancel, LoadedAgent};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CustomRequest, CustomResult, ErrorCode, Implementation,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig,
@@ -205,11 +205,14 @@ impl Inner {
         let cancel = CallCancel::new();
         let job = Job::start(&self.running);
         let mut task = {
-            let (runtime, agent, method, cancel) =
-                (Arc::clone(&self.runtime), Arc::clone(&tool.agent), tool.method.clone(), cancel.clone());
+            let call = Call::loaded(&tool.agent, tool.method.clone())
+                .params(params)
+                .cancel(&cancel)
+                .grants(self.options.grants.clone());
+            let runtime = Arc::clone(&self.runtime);
             tokio::task::spawn_blocking(move || {
                 let _job = job;
-                runtime.execute_cancellable_blocking(&agent, &method, params, &cancel)
+                runtime.call_blocking(call)
             })
         };
         let progress = context.meta.get_progress_token();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agenthub_core::{AgentRuntimeError, Config, EnvBackendKind, Params};
+use agenthub_core::{AgentRuntimeError, Config, EnvBackendKind, Grants, Params};
 use agenthub_env::DynEnvironmentBackend;
 use agenthub_process::DynProcessBackend;
 use serde_json::Value as Json;
@@ -41,6 +41,7 @@ pub struct Call {
     pub(crate) params: Params,
     pub(crate) cancel: Option<CallCancel>,
     pub(crate) timeout: Option<Duration>,
+    pub(crate) grants: Grants,
 }
 
 impl Call {
@@ -55,7 +56,7 @@ impl Call {
     }
 
     fn of(target: Target, method: String) -> Self {
-        Self { target, method, params: Params::new(), cancel: None, timeout: None }
+        Self { target, method, params: Params::new(), cancel: None, timeout: None, grants: Grants::default() }
     }
 
     /// All parameters at once (replacing any set before).
@@ -82,6 +83,20 @@ impl Call {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// What the user grants this call beyond the agent's declaration (`--allow-net`,
+    /// `--allow-read`, `--allow-write`, `--allow-env`), on top of what config.yaml grants
+    /// the agent (`grants`). Relative paths are inside the agent directory: make a user's
+    /// relative paths absolute first. See [`agenthub_core::SandboxPolicy::resolve`].
+    pub fn grants(mut self, grants: Grants) -> Self {
+        self.grants = grants;
+        self
+    }
+
+    /// What the user grants this call (see [`Self::grants`]).
+    pub fn granted(&self) -> &Grants {
+        &self.grants
     }
 
     /// The method called.

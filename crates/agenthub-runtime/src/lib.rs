@@ -30,8 +30,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub use agenthub_catalog::{
-    AgentInfo, AgentSummary, Example, LoadedAgent, WarmDispatch, agent_info, example_call, list_agents,
-    load_agent, warm_dispatch,
+    AgentInfo, AgentSummary, Example, LoadedAgent, PermissionsReport, WarmDispatch, agent_info, example_call,
+    list_agents, load_agent, warm_dispatch,
 };
 pub use agenthub_catalog::{
     DoctorProblem, DoctorReport, EnvReport, HomeReport, InterpreterReport, SandboxReport, Severity,
@@ -157,7 +157,8 @@ impl AgentRuntime {
     /// Runs one [`Call`]: always one response (never an error, never a panic).
     pub async fn call(&self, call: Call) -> ExecutionResponse {
         let started = Instant::now();
-        let Call { target, method, params, cancel, timeout } = call;
+        // `grants` is carried to the sandbox by the enforcement work of issue 16.
+        let Call { target, method, params, cancel, timeout, grants: _ } = call;
         let loaded;
         let agent = match target {
             call::Target::Loaded(agent) => {
@@ -263,7 +264,16 @@ impl AgentRuntime {
                 ));
                 let installed = on_thread("agenthub-install", move || installer.install_missing(&id)).await?;
                 match installed.unwrap_or(Err(InstallError::Cancelled)) {
-                    Ok(_) => self.load_agent(agent),
+                    Ok(installed) => {
+                        if installed.permissions.asks_for_access() {
+                            self.progress.notice(&format!(
+                                "{0} asks for access beyond its own directory: {1} (`agenthub info {0}` shows it)",
+                                installed.agent,
+                                installed.permissions.describe().join(", ")
+                            ));
+                        }
+                        self.load_agent(agent)
+                    }
                     // Nothing to fetch there: the agent is still not found, now with why.
                     Err(
                         e @ (InstallError::Git { .. }

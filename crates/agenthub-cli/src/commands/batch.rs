@@ -7,8 +7,8 @@ use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::time::Instant;
 
-use agenthub_core::{AgentRuntimeError, Config, ExecutionMode};
-use agenthub_runtime::{AgentRuntime, ExecutionResponse, LoadedAgent, ProcessBackendKind};
+use agenthub_core::{AgentRuntimeError, Config, ExecutionMode, Grants};
+use agenthub_runtime::{AgentRuntime, Call, ExecutionResponse, LoadedAgent, ProcessBackendKind};
 use serde_json::{Map, Value as Json};
 
 use crate::args::BatchArgs;
@@ -35,6 +35,7 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
         config.runtime.max_execution_time = agenthub_core::Seconds::new(timeout);
     }
     args.target.apply(&mut config);
+    args.sandbox.apply(&mut config);
     config.runtime.mode = ExecutionMode::Warm;
     config.runtime.workers_per_agent = args.concurrency;
     config.runtime.max_concurrency = config.runtime.max_concurrency.max(args.concurrency);
@@ -56,6 +57,7 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
         // timeout. A failure here is reported by the calls themselves.
         runtime.prestart_workers_in_background(&args.agent);
     }
+    let grants = args.sandbox.grants();
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(args.concurrency * 2);
     let jobs_rx = Mutex::new(jobs_rx);
     let window = Arc::new(Window::new(args.concurrency * WINDOW_LINES_PER_CALL));
@@ -67,8 +69,8 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
     let all_ok = std::thread::scope(|scope| {
         let (results_tx, results_rx) = mpsc::channel::<(usize, String, bool)>();
         for _ in 0..args.concurrency {
-            let (jobs_rx, results_tx, runtime, agent, window) =
-                (&jobs_rx, results_tx.clone(), &runtime, &agent, &window);
+            let (jobs_rx, results_tx, runtime, agent, window, grants) =
+                (&jobs_rx, results_tx.clone(), &runtime, &agent, &window, &grants);
             scope.spawn(move || {
                 loop {
                     let job = jobs_rx.lock().unwrap_or_else(PoisonError::into_inner).recv_timeout(POLL);
@@ -77,7 +79,7 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
                         Err(mpsc::RecvTimeoutError::Timeout) if !agenthub_process::is_shut_down() => continue,
                         Err(_) => return,
                     };
-                    let (text, ok) = answer(runtime, &args.agent, agent, line);
+                    let (text, ok) = answer(runtime, &args.agent, grants, agent, line);
                     window.answered(bytes, text.len());
                     if results_tx.send((index, text, ok)).is_err() {
                         return;
@@ -257,6 +259,7 @@ fn read_line(input: &mut impl BufRead, max: usize) -> std::io::Result<Line> {
 fn answer(
     runtime: &AgentRuntime,
     name: &str,
+    grants: &Grants,
     agent: &Result<LoadedAgent, AgentRuntimeError>,
     line: std::io::Result<String>,
 ) -> (String, bool) {
@@ -267,7 +270,7 @@ fn answer(
         // The agent is loaded for every line: a call is validated against the manifest on
         // disk when it is made, as warm workers serve the code on disk.
         Ok(Request { method, params }) => match agent {
-            Ok(_) => runtime.execute_agent_blocking(name, &method, params),
+            Ok(_) => runtime.call_blocking(Call::new(name, method).params(params).grants(grants.clone())),
             Err(e) => ExecutionResponse::failed(e.clone(), started.elapsed()),
         },
     };

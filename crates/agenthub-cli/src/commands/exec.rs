@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agenthub_core::{AgentRuntimeError, Config, MethodSpec, Params, parse_cli_params};
-use agenthub_runtime::{AgentRuntime, ExecutionResponse, ProcessBackendKind};
+use agenthub_runtime::{AgentRuntime, Call, ExecutionResponse, ProcessBackendKind};
 
 use crate::args::ExecArgs;
 use crate::render;
@@ -18,6 +18,7 @@ pub(crate) fn run(mut config: Config, args: &ExecArgs) -> ExitCode {
         config.runtime.max_execution_time = agenthub_core::Seconds::new(timeout);
     }
     args.target.apply(&mut config);
+    args.sandbox.apply(&mut config);
     if let Some(mb) = args.max_memory {
         config.runtime.max_memory_usage = mb;
     }
@@ -70,7 +71,8 @@ fn execute(mut config: Config, args: &ExecArgs) -> Result<ExecutionResponse, Age
     {
         ask(&args.method, spec, &mut params).map_err(invalid)?;
     }
-    Ok(runtime.execute_blocking(&agent, &args.method, params))
+    let call = Call::loaded(&agent, &args.method).params(params).grants(args.sandbox.grants());
+    Ok(runtime.call_blocking(call))
 }
 
 /// Asks on the terminal for each parameter not given, typed like `key=value` arguments;

@@ -65,6 +65,20 @@ fn human(info: &AgentInfo) -> String {
         WarmDispatch::Oneshot => "one-shot (agent.py has no `if __name__ == \"__main__\": main()` to replay)",
     };
     let _ = writeln!(t, "warm:        {warm}");
+    let permissions = &info.permissions;
+    for (i, line) in permissions.summary.iter().enumerate() {
+        let label = if i == 0 { "permissions:" } else { "" };
+        let _ = writeln!(t, "{label:<12} {line}");
+    }
+    if !permissions.beyond_install.is_empty() {
+        let id = info.id.as_deref().unwrap_or("AGENT");
+        let _ = writeln!(
+            t,
+            "{:<12} agent.yaml now asks for more than when it was installed ({}): not allowed until you review it with `agenthub update {id}`",
+            "",
+            permissions.beyond_install.join("; ")
+        );
+    }
     let _ = writeln!(t, "\nmethods:");
     for (name, spec) in &m.methods {
         let _ = writeln!(t, "  {}", spec.signature(name));

@@ -121,12 +121,19 @@ fn report(result: Result<Installed, InstallError>, json: bool, started: Instant,
             };
             let verb = if installed.replaced { replaced } else { "Installed" };
             let env = if installed.environment_built { "" } else { " (environment not built yet)" };
-            render::err(&agenthub_core::escape_control(&format!(
+            let mut text = format!(
                 "{verb} {}{at} in {:.2}s{env}\n  {}\n",
                 installed.agent,
                 started.elapsed().as_secs_f64(),
                 installed.path.display()
-            )));
+            );
+            if installed.permissions.asks_for_access() {
+                let _ = writeln!(text, "  It asks for access beyond its own directory:");
+                for line in installed.permissions.describe() {
+                    let _ = writeln!(text, "    {line}");
+                }
+            }
+            render::err(&agenthub_core::escape_control(&text));
             ExitCode::SUCCESS
         }
         Err(e) => failure(&e, json),

@@ -27,6 +27,7 @@ pub(crate) fn serve(mut config: Config, args: &McpServeArgs) -> ExitCode {
     }
     config.runtime.mode = ExecutionMode::Warm;
     config.runtime.workers_per_agent = args.workers;
+    args.sandbox.apply(&mut config);
     if let Err(e) = config.validate() {
         return super::usage_error(&e);
     }
@@ -43,7 +44,11 @@ pub(crate) fn serve(mut config: Config, args: &McpServeArgs) -> ExitCode {
         Err(e) => return failed(&e, 1),
     };
     runtime.cleanup_processes();
-    let server = match McpServer::new(Arc::new(runtime), agents, Options { progress_interval }) {
+    let server = match McpServer::new(
+        Arc::new(runtime),
+        agents,
+        Options { progress_interval, grants: args.sandbox.grants() },
+    ) {
         Ok(server) => server,
         Err(e) => {
             render::err(&format!("error: {e}\n"));

@@ -7,6 +7,7 @@ mod hostile;
 mod install;
 mod lifecycle;
 mod mcp;
+mod permissions;
 mod ray;
 mod worker_memory;
 
@@ -218,6 +219,7 @@ fn info_human_and_json() {
     id:          test/demo
     environment: not built yet (the first `agenthub exec` builds it)
     warm:        one-shot (agent.py has no `if __name__ == "__main__": main()` to replay)
+    permissions: asks for nothing beyond its own directory
 
     methods:
       greet(name: string)

@@ -120,7 +120,7 @@ async fn a_progress_notification_that_cannot_be_written_cancels_the_call_and_end
     );
     let runtime = ctx.runtime_with_kinds(EnvBackendKind::Uv, ProcessBackendKind::Std);
     let loaded = vec![runtime.load_agent("test/napper").unwrap()];
-    let options = Options { progress_interval: Duration::from_millis(50) };
+    let options = Options { progress_interval: Duration::from_millis(50), ..Options::default() };
     let server = McpServer::new(Arc::new(runtime), loaded, options).unwrap();
     let (mut client_write, server_read) = tokio::io::duplex(64 * 1024);
     let (server_write, client_read) = tokio::io::duplex(64 * 1024);
