@@ -157,8 +157,7 @@ impl AgentRuntime {
     /// Runs one [`Call`]: always one response (never an error, never a panic).
     pub async fn call(&self, call: Call) -> ExecutionResponse {
         let started = Instant::now();
-        // `grants` is carried to the sandbox by the enforcement work of issue 16.
-        let Call { target, method, params, cancel, timeout, grants: _ } = call;
+        let Call { target, method, params, cancel, timeout, grants } = call;
         let loaded;
         let agent = match target {
             call::Target::Loaded(agent) => {
@@ -173,7 +172,8 @@ impl AgentRuntime {
                 Err(err) => return ExecutionResponse::failed(err, started.elapsed()),
             },
         };
-        self.execute_loaded_since(agent, &method, params, started, cancel.as_ref(), timeout).await
+        let options = CallOptions { cancel: cancel.as_ref(), timeout, grants: &grants };
+        self.execute_loaded_since(agent, &method, params, started, options).await
     }
 
     /// [`Self::call`] on the calling thread, for the std process backend (the tokio backend
@@ -361,7 +361,7 @@ impl AgentRuntime {
 
     /// Runs `method` of an already loaded agent.
     pub async fn execute(&self, agent: &LoadedAgent, method: &str, params: Params) -> ExecutionResponse {
-        self.execute_loaded_since(agent, method, params, Instant::now(), None, None).await
+        self.execute_loaded_since(agent, method, params, Instant::now(), CallOptions::default()).await
     }
 
     /// [`Self::execute`] that `cancel` can stop from another thread: a call cancelled before
@@ -375,7 +375,8 @@ impl AgentRuntime {
         params: Params,
         cancel: &CallCancel,
     ) -> ExecutionResponse {
-        self.execute_loaded_since(agent, method, params, Instant::now(), Some(cancel), None).await
+        let options = CallOptions { cancel: Some(cancel), ..CallOptions::default() };
+        self.execute_loaded_since(agent, method, params, Instant::now(), options).await
     }
 
     /// [`Self::execute_cancellable`] on the calling thread, for the std process backend.
@@ -558,9 +559,9 @@ impl AgentRuntime {
         method: &str,
         params: Params,
         started: Instant,
-        cancel: Option<&CallCancel>,
-        timeout: Option<Duration>,
+        options: CallOptions<'_>,
     ) -> ExecutionResponse {
+        let CallOptions { cancel, timeout, grants } = options;
         if self.is_shut_down() {
             return ExecutionResponse::failed(
                 AgentRuntimeError::Execution {
@@ -585,7 +586,7 @@ impl AgentRuntime {
             }
             None => &self.config.runtime,
         };
-        match self.run(agent, method, params, cancel, rt).await {
+        match self.run(agent, method, params, cancel, rt, grants).await {
             Ok(mut response) => {
                 response.execution_time = started.elapsed();
                 response
@@ -601,6 +602,7 @@ impl AgentRuntime {
         params: Params,
         cancel: Option<&CallCancel>,
         rt: &RuntimeConfig,
+        grants: &agenthub_core::Grants,
     ) -> Result<ExecutionResponse, AgentRuntimeError> {
         let manifest = &agent.manifest;
         let spec = manifest.method(method).ok_or_else(|| AgentRuntimeError::MethodNotFound {
@@ -655,7 +657,7 @@ impl AgentRuntime {
         };
         let activation = EnvironmentManager::activate_environment(&env.venv);
         let limits = call_limits(rt);
-        let boxed = call_sandbox(&self.config, agent, &env, &agenthub_core::Grants::default())?;
+        let boxed = call_sandbox(&self.config, agent, &env, grants)?;
         if warm {
             let call = warm::WarmCall {
                 agent_dir: dir.clone(),
@@ -853,6 +855,23 @@ fn agent_env(rt: &RuntimeConfig, activation: agenthub_env::Activation) -> EnvSpe
     // Activation comes last: its PATH (venv first) wins over the caller's.
     set.extend(activation.set.into_iter().map(|(k, v)| (k.into(), v)));
     EnvSpec { clear: rt.env_clear, set, remove: activation.remove.into_iter().map(Into::into).collect() }
+}
+
+/// What a call carries besides its method and parameters.
+#[derive(Clone, Copy)]
+struct CallOptions<'a> {
+    cancel: Option<&'a CallCancel>,
+    timeout: Option<Duration>,
+    grants: &'a agenthub_core::Grants,
+}
+
+/// No grants, for calls that carry none.
+static NO_GRANTS: std::sync::LazyLock<agenthub_core::Grants> = std::sync::LazyLock::new(Default::default);
+
+impl Default for CallOptions<'_> {
+    fn default() -> Self {
+        Self { cancel: None, timeout: None, grants: &NO_GRANTS }
+    }
 }
 
 /// The sandbox a call of `agent` runs in: its policy resolved from the mode, what it
