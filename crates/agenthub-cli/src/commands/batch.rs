@@ -57,6 +57,9 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
         // timeout. A failure here is reported by the calls themselves.
         runtime.prestart_workers_in_background(&args.agent);
     }
+    if let Ok(agent) = &agent {
+        crate::commands::sandbox_off_notice(runtime.config(), agent);
+    }
     let grants = args.sandbox.grants();
     let (jobs_tx, jobs_rx) = mpsc::sync_channel::<Job>(args.concurrency * 2);
     let jobs_rx = Mutex::new(jobs_rx);

@@ -71,6 +71,7 @@ fn execute(mut config: Config, args: &ExecArgs) -> Result<ExecutionResponse, Age
     {
         ask(&args.method, spec, &mut params).map_err(invalid)?;
     }
+    crate::commands::sandbox_off_notice(runtime.config(), &agent);
     let call = Call::loaded(&agent, &args.method).params(params).grants(args.sandbox.grants());
     Ok(runtime.call_blocking(call))
 }
