@@ -299,7 +299,12 @@ pub(crate) fn batch_matches_exec_on(ctx: &TestContext, run_spec: &Run, batch_onl
     for concurrency in [1usize, 3] {
         let context = format!("batch {agent} --concurrency {concurrency}");
         let log = ctx.home().join(format!("imports-{}-{concurrency}", agent.replace('/', "-")));
-        let mut args = vec!["batch", agent, "--json", "--concurrency"];
+        // The workers append to the log from inside their sandbox: the one file they may write
+        // beyond their own home (granted like a user would, and made first: a grant names
+        // something that exists).
+        std::fs::write(&log, "").unwrap();
+        let log_text = log.display().to_string();
+        let mut args = vec!["batch", agent, "--json", "--allow-write", &log_text, "--concurrency"];
         let n = concurrency.to_string();
         args.push(&n);
         args.extend_from_slice(flags);

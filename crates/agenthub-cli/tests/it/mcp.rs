@@ -499,11 +499,14 @@ fn bad_calls_are_error_results_and_protocol_mistakes_are_json_rpc_errors() {
     assert_eq!(status.code(), Some(0));
 }
 
+// These tests follow an agent's processes by the pids it reports and the files it writes
+// where the test reads them: `--sandbox off`, because a sandbox's PID namespace and
+// filesystem hide both. The sandboxed lifecycle is tested in sandbox.rs.
 #[test]
 fn a_cancelled_call_kills_its_worker_and_a_fresh_one_serves_the_next_call() {
     let ctx = TestContext::new();
     install_probe(&ctx);
-    let mut server = Server::start(&ctx, &["test/probe", "--workers", "1"]);
+    let mut server = Server::start(&ctx, &["--sandbox", "off", "test/probe", "--workers", "1"]);
     server.initialize("2025-11-25");
     let first = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
     assert!(alive(first));
@@ -544,7 +547,7 @@ fn a_cancelled_call_of_a_one_shot_agent_kills_its_process() {
          marker: {type: string, required: true}\n",
     )
     .unwrap();
-    let mut server = Server::start(&ctx, &["test/script"]);
+    let mut server = Server::start(&ctx, &["--sandbox", "off", "test/script"]);
     server.initialize("2025-11-25");
     let marker = ctx.home().join("pid");
     server.call_async(1, "sleep", json!({"seconds": 60, "marker": marker}));
@@ -599,7 +602,7 @@ fn a_call_with_a_progress_token_reports_progress_while_it_runs() {
 fn eof_cancels_calls_in_flight_shuts_every_worker_down_and_exits_0() {
     let ctx = TestContext::new();
     let probe = install_probe(&ctx);
-    let mut server = Server::start(&ctx, &["test/probe", "--workers", "2"]);
+    let mut server = Server::start(&ctx, &["--sandbox", "off", "test/probe", "--workers", "2"]);
     server.initialize("2025-11-25");
     let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
     // One call hangs in a worker when stdin closes.
@@ -625,7 +628,7 @@ fn a_closed_output_ends_the_session_like_eof_with_stdin_still_open() {
     for output in [Output::Pipe, Output::Socket] {
         // Two messages are read (the initialize answer and the pid); then stdout's read end
         // closes.
-        let mut server = Server::start_reading(&ctx, &["test/probe", "--workers", "2"], 2, output);
+        let mut server = Server::start_reading(&ctx, &["--sandbox", "off", "test/probe", "--workers", "2"], 2, output);
         server.initialize("2025-11-25");
         let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
         assert!(alive(pid));
@@ -646,9 +649,7 @@ fn a_closed_output_cancels_the_calls_in_flight() {
     let ctx = TestContext::new();
     let probe = install_probe(&ctx);
     // The initialize answer, the pid, and the first progress notification of the call below.
-    let mut server = Server::start_reading(
-        &ctx,
-        &["test/probe", "--workers", "2", "--progress-interval", "0.1"],
+    let mut server = Server::start_reading(&ctx, &["--sandbox", "off", "test/probe", "--workers", "2", "--progress-interval", "0.1"],
         3,
         Output::Pipe,
     );

@@ -32,9 +32,11 @@ const MANIFEST: &str = r#"{"name": "cancel", "version": "0.1.0", "description": 
                                                  "marker": {"type": "string", "required": false}}}}}}"#;
 
 fn setup(code: &str) -> (TestContext, AgentRuntime, LoadedAgent) {
+    // Without the sandbox: the tests find the agent's process by the pid it reports.
     let ctx = TestContext::new().with_config(|c| {
         c.runtime.mode = ExecutionMode::Warm;
         c.runtime.max_execution_time = Seconds::new(60.0);
+        c.runtime.sandbox_mode = agenthub_core::SandboxMode::Off;
     });
     let dir = ctx.config().agents_root().join("test").join("cancel");
     std::fs::create_dir_all(&dir).unwrap();

@@ -118,9 +118,13 @@ fn write_agent(ctx: &TestContext, name: &str, code: &str, methods: &[&str]) -> P
     dir
 }
 
+/// Warm mode without the sandbox: these tests follow workers and their children by the pids
+/// the agents report, which a sandbox's PID namespace makes its own (the sandboxed worker is
+/// tested through the CLI: `batch.rs`, `sandbox.rs`).
 fn warm_context(change: impl FnOnce(&mut agenthub_core::Config)) -> TestContext {
     TestContext::new().with_config(|c| {
         c.runtime.mode = ExecutionMode::Warm;
+        c.runtime.sandbox_mode = agenthub_core::SandboxMode::Off;
         c.runtime.max_execution_time = Seconds::new(20.0);
         change(c);
     })
