@@ -5,6 +5,7 @@
 mod backends;
 mod layout;
 mod manager;
+mod progress;
 mod provision;
 mod requirements;
 mod status;
@@ -32,6 +33,7 @@ pub use manager::{
     Activation, DEFAULT_BUILD_TIMEOUT, DEFAULT_PROBE_TIMEOUT, EnvMarker, EnvironmentManager, MARKER_FILE,
     ReadyEnvironment, environment_key, read_marker,
 };
+pub use progress::{BuildProgress, EnvBuild};
 pub use provision::{
     FoundUv, TOOL_MARKER, UV_STAGING_PREFIX, UvOrigin, UvProvision, ensure_uv, find_uv, provisioned_uv,
     remove_uv_staging_leftovers, uv_staging_leftovers,

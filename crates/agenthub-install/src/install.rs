@@ -27,7 +27,7 @@ use agenthub_core::{
     AgentId, AgentManifest, AgentRuntimeError, Config, INSTALL_RECORD_FILE, InstallRecord, InstallSource,
     MANIFEST_FILE_NAMES, SourceError, SourceKind, read_install_record,
 };
-use agenthub_env::{EnvError, EnvironmentManager};
+use agenthub_env::{BuildProgress, EnvError, EnvironmentManager};
 use agenthub_fs::{LockError, LockStep, LockedFile, Wait};
 use agenthub_process::{EnvSpec, ToolOutcome, ToolRun};
 use serde::Serialize;
@@ -86,8 +86,9 @@ const GIT_LOCATION_VARS: [&str; 9] = [
     "GIT_DISCOVERY_ACROSS_FILESYSTEM",
 ];
 
-/// Where an install reports its steps (the CLI draws a spinner on a terminal).
-pub trait Progress: Send + Sync {
+/// Where an install reports its steps (the CLI draws a spinner on a terminal), and, as a
+/// [`BuildProgress`], the environment builds of the runtime that holds it.
+pub trait Progress: BuildProgress {
     /// A new step has started: `cloning https://…`, `creating environment`. Shown while
     /// it runs (the CLI: on a terminal only).
     fn step(&self, message: &str);
@@ -106,6 +107,8 @@ pub struct NoProgress;
 impl Progress for NoProgress {
     fn step(&self, _message: &str) {}
 }
+
+impl BuildProgress for NoProgress {}
 
 /// How to install.
 #[derive(Debug, Clone, Default)]

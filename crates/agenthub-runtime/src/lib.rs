@@ -47,9 +47,9 @@ pub use agenthub_core::{
     ExecutionResponse, MethodSpec, Params, RuntimeConfig,
 };
 use agenthub_core::{ExecutionMode, validate_parameters};
+pub use agenthub_env::{BuildProgress, EnvBuild, EnvState, EnvStatus, Freed, UvOrigin};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
 pub use agenthub_env::{EnvError, EnvironmentBackend, set_stream_tool_output};
-pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
 pub use agenthub_install::{
     InstallError, InstallOptions, Installed, Installer, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES,
     NoProgress, Progress, Removed, STAGING_MARKER, leftover_staging,
@@ -207,10 +207,11 @@ impl AgentRuntime {
         self.shut_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Reports install steps (of `install`, `update` and auto-install on first use) to
-    /// `progress` instead of nowhere.
+    /// Reports install steps (of `install`, `update` and auto-install on first use) and
+    /// the environment builds of this runtime's calls to `progress` instead of nowhere.
     #[must_use]
     pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.environments = self.environments.clone().with_progress(progress.clone());
         self.progress = progress;
         self
     }

@@ -584,7 +584,7 @@ fn uv_is_provisioned_once_into_the_home_when_an_agent_ships_uv_lock() {
     // Later runs use it without installing again, and doctor says which uv is used.
     let out = agenthub(&ctx)
         .env("PATH", &path)
-        .env("AGENTHUB_LOG_LEVEL", "INFO")
+        .env("AGENTHUB_LOG_LEVEL", "DEBUG")
         .args(["env", "rebuild", "test/locked"])
         .timeout(LIMIT)
         .output()
