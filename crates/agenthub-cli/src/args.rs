@@ -312,7 +312,7 @@ pub(crate) struct ValidateArgs {
     /// Agent ids (namespace/name) or paths (./dir, /dir, ~/dir); none: every installed agent.
     #[arg(value_name = "PATH|AGENT")]
     pub(crate) agents: Vec<String>,
-    /// Print `[{"agent", "path", "valid", "problems": [{"file", "field", "message"}]}]`.
+    /// Print `[{"agent", "path", "valid", "problems": [{"file", "field", "line", "message"}]}]`.
     #[arg(long)]
     pub(crate) json: bool,
 }

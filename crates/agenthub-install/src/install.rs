@@ -635,11 +635,10 @@ impl Installer {
                 if !MANIFEST_FILE_NAMES.iter().any(|n| dir.join(n).is_file()) {
                     return Err(InstallError::Invalid {
                         source_arg: source.to_owned(),
-                        problems: vec![Problem {
-                            file: Some("agent.yaml".to_owned()),
-                            field: None,
-                            message: "is missing (nor is there an agent.yml)".to_owned(),
-                        }],
+                        problems: vec![Problem::new(
+                            Some("agent.yaml"),
+                            "is missing (nor is there an agent.yml)",
+                        )],
                     });
                 }
                 self.progress.step(&format!("copying {}", dir.display()));
@@ -682,11 +681,7 @@ impl Installer {
             self.progress.step("creating environment");
             let (manifest, _) = AgentManifest::load(&staging.tree).map_err(|e| InstallError::Invalid {
                 source_arg: source.to_owned(),
-                problems: vec![Problem {
-                    file: Some("agent.yaml".to_owned()),
-                    field: None,
-                    message: e.to_string(),
-                }],
+                problems: vec![Problem::new(Some("agent.yaml"), e.to_string())],
             })?;
             pollster::block_on(self.environments.ensure_environment(&staging.tree, &manifest))
                 .map_err(|source| InstallError::Environment { agent: id.to_string(), source })?;
@@ -1432,9 +1427,8 @@ mod tests {
 
     #[test]
     fn invalid_agents_are_summarised_not_dumped() {
-        let problems: Vec<Problem> = (0..50)
-            .map(|i| Problem { file: Some(format!("f{i}")), field: None, message: "x".repeat(1000) })
-            .collect();
+        let problems: Vec<Problem> =
+            (0..50).map(|i| Problem::new(Some(&format!("f{i}")), "x".repeat(1000))).collect();
         let text = summarize(&problems);
         assert!(text.contains("and 40 more"), "{text}");
         assert!(text.len() < 4000, "{}", text.len());

@@ -203,7 +203,7 @@ fn validate_json_is_one_array_with_stable_fields() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
     let dir = work.path().canonicalize().unwrap();
-    let problem = |file: &str, field: Option<&str>, message: &str| json!({"file": file, "field": field, "message": message});
+    let problem = |file: &str, field: Option<&str>, message: &str| json!({"file": file, "field": field, "line": null, "message": message});
     assert_eq!(
         json_of(&out),
         json!([
@@ -217,7 +217,7 @@ fn validate_json_is_one_array_with_stable_fields() {
                 problem("data/etc", None, "symlink to /etc leaves the agent directory (it resolves to /etc)"),
             ]},
             {"agent": "nope/missing", "path": null, "valid": false, "problems": [
-                {"file": null, "field": null, "message": format!(
+                {"file": null, "field": null, "line": null, "message": format!(
                     "not found: not installed under {}", ctx.home().join("agents").display())},
             ]},
         ])
@@ -225,6 +225,44 @@ fn validate_json_is_one_array_with_stable_fields() {
     let good = run(&ctx, work.path(), &["validate", "./good", "--json"]);
     assert_eq!(good.status.code(), Some(0));
     assert_eq!(json_of(&good)[0]["valid"], true);
+}
+
+#[test]
+fn validate_compiles_agent_py_without_running_it_and_names_the_line() {
+    let (ctx, work) = workdir();
+    let dir = init(&ctx, work.path(), "typo");
+    let marker = work.path().join("ran");
+    let source = format!("open({:?}, 'w')\n\nanswer = = 42\n", marker.display().to_string());
+    std::fs::write(dir.join("agent.py"), source).unwrap();
+    let out = run(&ctx, work.path(), &["validate", "./typo"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    insta::assert_snapshot!(text(&out.stdout), @r"
+    invalid ./typo
+      - agent.py:3: SyntaxError: invalid syntax (column 10)
+    ");
+    let out = run(&ctx, work.path(), &["validate", "./typo", "--json"]);
+    let v = json_of(&out);
+    assert_eq!(
+        v[0]["problems"],
+        json!([{"file": "agent.py", "field": null, "line": 3, "message": "SyntaxError: invalid syntax (column 10)"}])
+    );
+    assert!(!marker.exists(), "validate ran agent.py");
+
+    // With an environment, its interpreter compiles (here a stand-in that says it ran).
+    let bin = dir.join(".venv/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let used = work.path().join("venv-python-used");
+    let python3 = which::which("python3").unwrap();
+    std::fs::write(
+        bin.join("python"),
+        format!("#!/bin/sh\ntouch '{}'\nexec '{}' \"$@\"\n", used.display(), python3.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("python"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let out = run(&ctx, work.path(), &["validate", "./typo", "--json"]);
+    assert_eq!(json_of(&out)[0]["problems"][0]["line"], 3);
+    assert!(used.exists(), "the environment's interpreter was not used");
 }
 
 #[test]
