@@ -97,8 +97,44 @@ fn a_new_agents_main_speaks_the_one_shot_protocol() {
         let message = reply["error"].as_str().unwrap();
         assert!(message.starts_with(error), "{request}: {message}");
         assert_eq!(reply.as_object().unwrap().len(), 1);
+        // The traceback goes to stderr, for the line.
+        let stderr = text(&out.stderr);
+        assert!(stderr.starts_with("Traceback (most recent call last):\n"), "{request}: {stderr}");
+        assert!(stderr.contains("agent.py\", line "), "{request}: {stderr}");
     }
     assert_eq!(python(&[]).status.code(), Some(1), "no request is an error too");
+}
+
+#[test]
+fn an_exception_shows_its_line_and_a_missing_module_the_fix() {
+    let (ctx, work) = workdir();
+    let dir = init(&ctx, work.path(), "needy");
+    let code = std::fs::read_to_string(dir.join("agent.py")).unwrap();
+    let add = "    def add(self, a, b):\n";
+    let line = code[..code.find(add).unwrap()].lines().count() + 2;
+    let code = code.replace(add, &format!("{add}        import not_installed_here.sub\n"));
+    std::fs::write(dir.join("agent.py"), code).unwrap();
+    let out = run(&ctx, work.path(), &["exec", "./needy", "add", "a=1", "b=2", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_of(&out);
+    assert_eq!(v["error_type"], "AgentError", "{v}");
+    assert_eq!(v["error"], "ModuleNotFoundError: No module named 'not_installed_here'");
+    assert_eq!(
+        v["suggestion"],
+        "The module `not_installed_here` is not installed in the agent's environment: add the package that \
+         provides it to `dependencies` in agent.yaml (`dependencies: [\"not_installed_here\"]` when the names \
+         match); the next call rebuilds the environment"
+    );
+    let stderr = v["stderr"].as_str().unwrap();
+    assert!(stderr.contains(&format!("agent.py\", line {line}, in add")), "{stderr}");
+    // People see the same, the traceback with the line above the help.
+    let out = run(&ctx, work.path(), &["exec", "./needy", "add", "a=1", "b=2"]);
+    let said = text(&out.stderr);
+    assert!(
+        said.starts_with("error[AgentError]: ModuleNotFoundError: No module named 'not_installed_here'\n")
+    );
+    assert!(said.contains(&format!("agent.py\", line {line}, in add")), "{said}");
+    assert!(said.contains("  help: The module `not_installed_here` is not installed"), "{said}");
 }
 
 #[test]
