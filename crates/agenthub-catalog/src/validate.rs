@@ -86,13 +86,10 @@ pub fn validate_agent(config: &Config, agent: &str) -> Validation {
             check_and_compile(&location.dir, config, &mut Interpreters::default()),
         ),
         Err(e) => {
-            let mut message = match e {
+            let message = match e {
                 AgentRuntimeError::AgentNotFound { reason, .. } => format!("not found: {reason}"),
                 other => other.to_string(),
             };
-            if !agent.starts_with(['/', '.', '~']) && Path::new(agent).is_dir() {
-                message = format!("{message} (to name the directory, write ./{agent})");
-            }
             Validation::new(agent.to_owned(), None, vec![Problem::new(None, message)])
         }
     }

@@ -40,4 +40,4 @@ pub use protocol::{
     AgentOutput, AgentReply, ExecutionRequest, MAX_JSON_DEPTH, ProtocolViolation, read_agent_output,
 };
 pub use response::ExecutionResponse;
-pub use text::{closest_name, escape_control};
+pub use text::{closest_name, escape_control, shell_quote};

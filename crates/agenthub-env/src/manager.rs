@@ -308,6 +308,11 @@ impl EnvironmentManager {
                 Err(err)
             }
         };
+        match &built {
+            Ok(_) => layout.clear_failure(),
+            Err(EnvError::Cancelled) => {}
+            Err(err) => layout.record_failure(&failure_text(err)),
+        }
         if let Some(progress) = &self.progress {
             progress.build_finished(&report, started.elapsed(), built.is_ok());
         }
@@ -415,6 +420,24 @@ impl EnvironmentManager {
             );
         }
     }
+}
+
+/// A failed build's error with its cause: the OS error, or the installer's line that says
+/// what went wrong (its first line naming an error, else its last). `environment_status`
+/// shows it until a build succeeds.
+fn failure_text(err: &EnvError) -> String {
+    let mut text = err.to_string();
+    if let Some(source) = std::error::Error::source(err) {
+        text = format!("{text}: {source}");
+    }
+    if let EnvError::CommandFailed { stderr, .. } | EnvError::BuildTimeout { stderr, .. } = err {
+        let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+        let said = lines().find(|l| l.to_ascii_lowercase().contains("error")).or_else(|| lines().next_back());
+        if let Some(said) = said {
+            text = format!("{text}: {said}");
+        }
+    }
+    text
 }
 
 /// The requirement set and the key of the environment the agent in `agent_path` needs.

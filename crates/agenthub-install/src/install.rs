@@ -320,8 +320,15 @@ impl InstallError {
                 "Fix the agent in its repository (`agenthub validate` on a checkout lists every problem)"
                     .to_owned()
             }
-            Self::Environment { source, .. } => {
-                format!("{} The previous install, if any, was kept.", source.suggestion())
+            // Nothing is installed to rebuild: what the environment's own advice would say.
+            Self::Environment { source: EnvError::CommandFailed { .. } | EnvError::Spawn { .. }, .. } => {
+                "Check the agent's requirements and the installer's output above, then install again \
+                 (--no-env installs it without building its environment). The previous install, if any, \
+                 was kept."
+                    .to_owned()
+            }
+            Self::Environment { source, agent } => {
+                format!("{} The previous install, if any, was kept.", source.suggestion_for(Some(agent)))
             }
             Self::Busy { .. } => "Wait for the other install to finish, then try again".to_owned(),
             Self::NotConfirmed { .. } => "Pass --yes to remove without asking".to_owned(),
@@ -413,7 +420,12 @@ impl From<InstallError> for AgentRuntimeError {
     fn from(e: InstallError) -> Self {
         let suggestion = e.suggestion();
         match e {
-            InstallError::Environment { source, .. } => source.into(),
+            InstallError::Environment { source, .. } => match source.into_runtime_error(None) {
+                AgentRuntimeError::Environment { message, stderr, .. } => {
+                    AgentRuntimeError::Environment { message, stderr, suggestion }
+                }
+                other => other,
+            },
             other => {
                 let stderr = other.stderr().map(str::to_owned);
                 let message = format!("could not install the agent: {other}");

@@ -339,14 +339,20 @@ impl AgentRuntime {
     /// needed) and returns it.
     pub async fn ensure_environment(&self, agent: &str) -> Result<ReadyEnvironment, AgentRuntimeError> {
         let loaded = self.load_agent(agent)?;
-        Ok(self.environments.ensure_environment(&loaded.location.dir, &loaded.manifest).await?)
+        self.environments
+            .ensure_environment(&loaded.location.dir, &loaded.manifest)
+            .await
+            .map_err(|e| e.into_runtime_error(Some(agent)))
     }
 
     /// Builds the agent's environment from scratch and swaps it in; the current one stays
     /// in use if the build fails.
     pub async fn rebuild_environment(&self, agent: &str) -> Result<ReadyEnvironment, AgentRuntimeError> {
         let loaded = self.load_agent(agent)?;
-        Ok(self.environments.rebuild_environment(&loaded.location.dir, &loaded.manifest).await?)
+        self.environments
+            .rebuild_environment(&loaded.location.dir, &loaded.manifest)
+            .await
+            .map_err(|e| e.into_runtime_error(Some(agent)))
     }
 
     /// Runs `method` of an already loaded agent.
@@ -637,7 +643,11 @@ impl AgentRuntime {
             env
         } else {
             check_agent_script(dir)?;
-            let env = self.environments.ensure_environment(dir, manifest).await?;
+            let env = self
+                .environments
+                .ensure_environment(dir, manifest)
+                .await
+                .map_err(|e| e.into_runtime_error(Some(&agent.location.name)))?;
             if warm {
                 self.remember_checked(dir, &env, &stamps);
             }
@@ -738,7 +748,10 @@ async fn prestart_call(
     let loaded = load_agent(config, agent)?;
     let dir = &loaded.location.dir;
     check_agent_script(dir)?;
-    let env = environments.ensure_environment(dir, &loaded.manifest).await?;
+    let env = environments
+        .ensure_environment(dir, &loaded.manifest)
+        .await
+        .map_err(|e| e.into_runtime_error(Some(agent)))?;
     let rt = &config.runtime;
     Ok(warm::WarmCall {
         agent_dir: dir.clone(),

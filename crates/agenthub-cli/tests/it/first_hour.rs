@@ -114,3 +114,30 @@ fn an_environment_build_on_a_terminal_ends_in_one_human_line() {
     assert!(drawn.contains('\x1b'), "no spinner was drawn: {drawn:?}");
     assert!(!drawn.contains("INFO"), "{drawn:?}");
 }
+
+#[test]
+fn a_directory_named_without_dot_slash_is_pointed_at() {
+    let ctx = TestContext::new();
+    let work = tempfile::tempdir().unwrap();
+    agenthub_testkit::TestAgent::new("my-agent")
+        .method(agenthub_testkit::TestMethod::new("greet"))
+        .write_to(&work.path().join("my-agent"))
+        .unwrap();
+    let out = agenthub(&ctx)
+        .current_dir(work.path())
+        .args(["exec", "my-agent", "greet", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["error"],
+        "Agent 'my-agent' not found: `my-agent` is not an agent id (`namespace/name`, each part \
+         [A-Za-z0-9][A-Za-z0-9._-]*); to run the directory, write ./my-agent"
+    );
+    assert_eq!(v["error_type"], "AgentNotFoundError");
+    // Elsewhere, no such hint.
+    let out = agenthub(&ctx).args(["exec", "my-agent", "greet", "--json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!v["error"].as_str().unwrap().contains("./my-agent"), "{v}");
+}

@@ -78,7 +78,7 @@ fn env_create_sync_path_and_remove() {
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!(text(&out.stderr), @r"
     error: the environment is missing
-      help: build it with `agenthub env create AGENT` (or run the agent once)
+      help: build it with `agenthub env create test/envy` (or run the agent once)
     ");
 
     let out = run(&ctx, &["env", "create", "test/envy"]);
@@ -115,7 +115,7 @@ fn env_create_sync_path_and_remove() {
     let out = run(&ctx, &["env", "create", "test/envy"]);
     assert_eq!(
         redact(&ctx, &out.stdout),
-        "[HOME]/agents/test/envy/.venv is stale (stale: `agenthub env sync` rebuilds it)\n"
+        "[HOME]/agents/test/envy/.venv is stale (stale: `agenthub env sync test/envy` rebuilds it)\n"
     );
     let out = run(&ctx, &["env", "sync", "test/envy"]);
     assert!(text(&out.stdout).starts_with("synced "), "{}", text(&out.stderr));
@@ -138,6 +138,41 @@ fn env_create_sync_path_and_remove() {
 
     let out = run(&ctx, &["env", "remove", "test/envy"]);
     assert_eq!(text(&out.stdout), "nothing to remove: the agent has no environment\n");
+}
+
+#[test]
+fn env_path_after_a_failed_build_says_it_failed_and_how_to_see_why() {
+    let ctx = TestContext::new();
+    let agent = TestAgent::new("failing").method(TestMethod::new("hi").behaves(Behaviour::EchoParams));
+    let dir = ctx.install(&agent.clone().dependency("nothing-here @ file:///nonexistent/agenthub-test"));
+    let out = run(&ctx, &["exec", "test/failing", "hi", "--json"]);
+    let v = json_of(&out);
+    assert_eq!(v["error_type"], "EnvironmentError", "{v}");
+    let suggestion = v["suggestion"].as_str().unwrap();
+    assert!(
+        suggestion.ends_with("`agenthub env rebuild test/failing` rebuilds from scratch"),
+        "{suggestion}"
+    );
+
+    let out = run(&ctx, &["env", "path", "test/failing"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = redact(&ctx, &out.stderr);
+    let (first, help) = said.split_once('\n').unwrap();
+    assert!(first.starts_with("error: the environment is missing: its last build failed: `"), "{said}");
+    assert!(
+        first.contains("nothing-here @ file:///nonexistent/agenthub-test` failed (exit status"),
+        "{said}"
+    );
+    assert_eq!(
+        help,
+        "  help: `agenthub -v env create test/failing` builds it again and shows what the installer prints\n"
+    );
+
+    // A build that succeeds forgets the failure.
+    assert!(dir.join(".venv.d").join(agenthub_env::LAST_FAILURE).exists());
+    agent.write_to(&dir).unwrap();
+    ok(&ctx, &["env", "create", "test/failing"]);
+    assert!(!dir.join(".venv.d").join(agenthub_env::LAST_FAILURE).exists());
 }
 
 #[test]
