@@ -141,3 +141,125 @@ fn a_directory_named_without_dot_slash_is_pointed_at() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!v["error"].as_str().unwrap().contains("./my-agent"), "{v}");
 }
+
+/// The help of `agenthub ARGS --help`.
+fn help(args: &[&str]) -> String {
+    let ctx = TestContext::new();
+    let out = agenthub(&ctx).args(args).arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{args:?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The commands a help text lists under `Commands:`.
+fn commands(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn help_is_written_for_the_terminal_in_every_command() {
+    let mut seen = 0;
+    let mut queue: Vec<Vec<String>> = vec![vec![]];
+    while let Some(args) = queue.pop() {
+        let args_str: Vec<&str> = args.iter().map(String::as_str).collect();
+        let text = help(&args_str);
+        seen += 1;
+        for bad in ["`", "SPEC", "§", "docs/design", "see README", "install step"] {
+            assert!(!text.contains(bad), "`agenthub {} --help` says {bad:?}:\n{text}", args.join(" "));
+        }
+        // One wording for an agent argument; the global options once, under their heading.
+        for line in text.lines().filter(|l| l.trim_start().starts_with("<AGENT>")) {
+            assert!(
+                line.ends_with(
+                    "  An installed agent (namespace/name) or an agent directory (./dir, /dir, ~/dir)"
+                ) || line.ends_with("  An installed agent (namespace/name)"),
+                "agenthub {}: {line}",
+                args.join(" ")
+            );
+        }
+        assert_eq!(text.matches("--home <DIR>").count(), 1, "{text}");
+        assert!(text.contains("Global options:\n      --home <DIR>"), "{text}");
+        for command in commands(&text) {
+            let mut next = args.clone();
+            next.push(command);
+            queue.push(next);
+        }
+    }
+    assert!(seen > 20, "only {seen} help texts were looked at");
+}
+
+#[test]
+fn top_level_and_exec_help() {
+    insta::assert_snapshot!(help(&[]), @r"
+    Run Python AI agents (agentplug format) in isolated environments and processes
+
+    Usage: agenthub [OPTIONS] <COMMAND>
+
+    Commands:
+      exec         Run one method of an agent and print its response
+      list         List installed agents
+      info         Show an agent's manifest, methods and environment
+      env          Manage agent environments
+      batch        Run many calls of one agent through warm workers, one JSON request per stdin line
+      bench        Measure an agent's call latency: median, p99 and calls per second
+      init         Create a new agent: agent.yaml, agent.py and README.md, ready to validate and run
+      validate     Check agents without running them
+      doctor       Check this machine and the agenthub home, each problem with its fix
+      completions  Print a shell completion script
+      install      Install an agent from a git repository, a directory, or the registry (ns/name)
+      update       Install an agent's recorded source again, at a new ref or the recorded one
+      ray          The Ray target: the status of the cluster calls run on with --on ray
+      remove       Remove an installed agent and its environments
+      mcp          Serve agents to MCP clients (Claude Desktop, Claude Code, Cursor): every method a tool
+      help         Print this message or the help of the given subcommand(s)
+
+    Options:
+      -h, --help     Print help
+      -V, --version  Print version
+
+    Global options:
+          --home <DIR>    Home directory (default: $AGENTHUB_HOME, else ~/.agenthub)
+      -q, --quiet         Print nothing but results and errors
+      -v, --verbose...    Say more on stderr: -v progress as lines and info logs, -vv debug logs
+          --color <WHEN>  Colour and spinners on stderr: auto (on a terminal, unless NO_COLOR is set), always, never [default: auto]
+    ");
+    insta::assert_snapshot!(help(&["exec"]), @r#"
+    Run one method of an agent and print its response
+
+    Usage: agenthub exec [OPTIONS] <AGENT> <METHOD> [PARAMS]...
+
+    Arguments:
+      <AGENT>      An installed agent (namespace/name) or an agent directory (./dir, /dir, ~/dir)
+      <METHOD>     The method to call
+      [PARAMS]...  Parameters: a JSON object, key=value pairs, or one plain string
+
+    Options:
+          --json                   Print the response as one JSON object on stdout, and nothing else
+      -i, --interactive            Ask for each parameter of the method on the terminal, by its type
+          --timeout <SECONDS>      Time limit in seconds (default: max_execution_time in config.yaml, 30)
+          --max-memory <MB>        Memory cap in MB, 0 for none (default: max_memory_usage in config.yaml, 1024)
+          --env-backend <TOOL>     Which tool builds the environment: uv, pip or virtualenv (default: uv when found, else pip)
+          --on <TARGET>            Where the calls run: local (default) or ray (actors on a Ray cluster)
+          --ray-address <ADDRESS>  The Ray cluster (implies --on ray; default: ray.address in config.yaml, else $RAY_ADDRESS)
+          --env-clear              Pass the agent only a base set (PATH, HOME, USER, TMPDIR, TZ, the locale) and the --env-allow variables, not the whole environment
+          --env-allow <VAR>        A variable to pass when the environment is cleared (repeatable; implies --env-clear)
+      -h, --help                   Print help
+      -V, --version                Print version
+
+    Global options:
+          --home <DIR>    Home directory (default: $AGENTHUB_HOME, else ~/.agenthub)
+      -q, --quiet         Print nothing but results and errors
+      -v, --verbose...    Say more on stderr: -v progress as lines and info logs, -vv debug logs
+          --color <WHEN>  Colour and spinners on stderr: auto (on a terminal, unless NO_COLOR is set), always, never [default: auto]
+
+    PARAMS is one JSON object ('{"name": "World"}'), key=value pairs typed by the manifest (a=2 b=40), or one plain string for the method's single required string parameter.
+
+    Exit status: 0 result, 1 error response, 2 usage error.
+    "#);
+}
