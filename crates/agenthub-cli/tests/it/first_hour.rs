@@ -263,3 +263,19 @@ fn top_level_and_exec_help() {
     Exit status: 0 result, 1 error response, 2 usage error.
     "#);
 }
+
+#[test]
+fn a_duplicate_key_in_config_yaml_is_shown_with_its_line() {
+    let ctx = TestContext::new();
+    std::fs::write(
+        ctx.home().join("config.yaml"),
+        "install:\n  git_timeout: 5\ninstall:\n  provision_uv: false\n",
+    )
+    .unwrap();
+    let out = agenthub(&ctx).args(["list"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    insta::assert_snapshot!(redact(&ctx, &out.stderr), @r"
+    error: invalid [HOME]/config.yaml: duplicate key `install` at line 3 column 1
+      help: Fix [HOME]/config.yaml at the position shown
+    ");
+}
