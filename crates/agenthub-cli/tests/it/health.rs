@@ -7,7 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 use super::{agenthub, json_of};
 
@@ -695,4 +695,58 @@ fn info_counts_requirements_in_words() {
     assert!(plain.contains("no requirements)"), "{plain}");
     let six = text(&run(&ctx, &["info", "test/six"]).stdout);
     assert!(six.contains(", 1 requirement from requirements.txt)"), "{six}");
+}
+
+#[test]
+fn doctor_names_pyenv_shims_that_run_no_python_once_and_warns_of_nothing() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ctx = TestContext::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (shims, bin) = (tmp.path().join("shims"), tmp.path().join("bin"));
+    std::fs::create_dir_all(&shims).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(agenthub_testkit::real_python(), bin.join("python3")).unwrap();
+    // What pyenv writes for every version it ever installed; this one's is gone.
+    let shim = "#!/usr/bin/env bash\nset -e\nprogram=\"${0##*/}\"\nexport PYENV_ROOT=\"/nonexistent/pyenv\"\n\
+                exec \"/nonexistent/pyenv/libexec/pyenv\" exec \"$program\" \"$@\"\n";
+    let broken = "#!/bin/sh\nexit 1\n";
+    for (name, text) in [("python3.13", shim), ("python3.12", shim), ("python3.9", broken)] {
+        let dir = if text == shim { &shims } else { &bin };
+        std::fs::write(dir.join(name), text).unwrap();
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = std::env::join_paths([&shims, &bin]).unwrap();
+    let doctor = |json: bool| {
+        let mut cmd = agenthub(&ctx);
+        cmd.env("PATH", &path).arg("doctor");
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.timeout(LIMIT).output().unwrap()
+    };
+    let v = json_of(&doctor(true));
+    let shim_entries: Vec<&str> = v["interpreters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["pyenv_shim"] == true)
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(shim_entries.len(), 2, "{v}");
+    let python_problems: Vec<&Json> =
+        v["problems"].as_array().unwrap().iter().filter(|p| p["kind"] == "python_broken").collect();
+    assert_eq!(python_problems.len(), 1, "only the script that is no shim is a problem: {v}");
+    assert!(python_problems[0]["message"].as_str().unwrap().contains("python3.9"), "{v}");
+
+    let out = doctor(false);
+    let said = text(&out.stdout).replace(&tmp.path().display().to_string(), "[TMP]");
+    let python: Vec<&str> = said
+        .lines()
+        .skip_while(|l| !l.starts_with("python"))
+        .take_while(|l| l.starts_with("python") || l.starts_with("    "))
+        .collect();
+    insta::assert_snapshot!(python[1..].join("\n"), @r"
+    [TMP]/bin/python3.9 (does not run)
+    python3.13, python3.12 in [TMP]/shims: pyenv shims of versions not installed or not selected (skipped)
+    ");
 }
