@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use agenthub_core::{AgentLocation, AgentManifest, AgentRuntimeError, Config, resolve_agent};
+use agenthub_core::{AgentLocation, AgentManifest, AgentRuntimeError, Config, resolve_agent, shell_quote};
 use agenthub_env::EnvMarker;
 use serde::Serialize;
 
@@ -201,13 +201,6 @@ pub fn example_call(agent: &str, method: &str, spec: &agenthub_core::MethodSpec)
         }
     }
     words.join(" ")
-}
-
-/// `word` as one POSIX shell word: as it is when it is plain, else in single quotes.
-fn shell_quote(word: &str) -> String {
-    let plain =
-        !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-    if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
 }
 
 /// The installed agents, sorted by id, with provenance and environment state; broken

@@ -45,6 +45,10 @@ pub struct InterpreterReport {
     /// `3.11.7`, when it runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// A pyenv shim that runs no Python: its version is not installed, or not selected
+    /// (`pyenv global`, `pyenv local`). Not a problem: agenthub skips it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub pyenv_shim: bool,
 }
 
 /// A tool agenthub uses.
@@ -173,6 +177,19 @@ fn sandbox_report(problems: &mut Vec<DoctorProblem>) -> SandboxReport {
     }
 }
 
+/// Whether the file at `path` is a pyenv shim: a small script that hands its name to
+/// `pyenv exec` (read at most 4 KiB of a regular file; nothing is run).
+fn is_pyenv_shim(path: &Path) -> bool {
+    use std::io::Read as _;
+    if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|file| file.take(4096).read_to_end(&mut head));
+    let head = String::from_utf8_lossy(&head);
+    read.is_ok() && head.starts_with("#!") && head.contains("PYENV_ROOT") && head.contains(" exec ")
+}
+
 fn problem(severity: Severity, kind: &'static str, message: String, fix: String) -> DoctorProblem {
     DoctorProblem { severity, kind, message, fix, path: None }
 }
@@ -187,10 +204,11 @@ pub fn doctor(config: &Config) -> DoctorReport {
         .map(|(path, found)| InterpreterReport {
             executable: found.as_ref().map(|i| i.path.clone()),
             version: found.as_ref().map(agenthub_env::Interpreter::version_string),
+            pyenv_shim: found.is_none() && is_pyenv_shim(&path),
             path,
         })
         .collect();
-    for broken in interpreters.iter().filter(|i| i.version.is_none()) {
+    for broken in interpreters.iter().filter(|i| i.version.is_none() && !i.pyenv_shim) {
         problems.push(DoctorProblem {
             path: Some(broken.path.clone()),
             ..problem(

@@ -1,10 +1,11 @@
 //! The read side of agenthub: configuration in, reports out, never a backend. Loading an
 //! agent and describing it (`catalog`), listing installed agents fast and never stale
-//! (`listing`, its cache), checking agents without running them (`validate`), the state and
+//! (`listing`, its cache), checking agents without running them (`validate`, and `compile` for `agent.py`), the state and
 //! upkeep of environments by agent name (`health`), the machine's and home's health
 //! (`doctor`), and the Rust reading of `main()` blocks that `info` reports (`main_guard`).
 
 mod catalog;
+mod compile;
 mod doctor;
 mod health;
 mod listing;
@@ -25,6 +26,7 @@ pub use doctor::{
 pub use health::{GcError, GcReport, collect_unused_environments, environment_status, remove_environment};
 
 pub use catalog::replays_main;
+pub use compile::COMPILE_TIMEOUT;
 pub use main_guard::{MainForm, main_guard};
 pub use staging::{
     STAGING_MARKER, is_staging_of, leftover_staging, looks_like_staging, staging_agent, staging_dirs,

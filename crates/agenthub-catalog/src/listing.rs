@@ -284,6 +284,7 @@ fn summarise(
             state: agenthub_env::EnvState::Missing,
             venv: dir.join(venv),
             detail: None,
+            last_failure: None,
             marker: None,
         })
     } else {

@@ -1,6 +1,7 @@
 //! `agenthub validate`: everything wrong with an agent directory, without running it — the
-//! manifest (every problem with its field path), `agent.py`, and symlinks that leave the
-//! directory. Reads only; bounded on hostile directories.
+//! manifest (every problem with its field path), `agent.py` (there, and compiling: see
+//! `compile.rs`), and symlinks that leave the directory. Reads only; bounded on hostile
+//! directories.
 
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Component, Path, PathBuf};
@@ -9,6 +10,8 @@ use agenthub_core::{
     AgentManifest, AgentRuntimeError, Config, ManifestError, Places, open_agent_file, resolve_agent,
 };
 use serde::Serialize;
+
+use crate::compile::{Interpreters, compile_agent_py};
 
 /// Entries of an agent directory looked at for escaping symlinks, at most.
 pub const MAX_WALK_ENTRIES: usize = 100_000;
@@ -23,14 +26,31 @@ pub struct Problem {
     /// The manifest field, as a dotted path (`interface.methods.greet.description`), when
     /// one.
     pub field: Option<String>,
+    /// The line of the file, when the problem is at one (a syntax error in `agent.py`).
+    pub line: Option<u64>,
     /// What is wrong.
     pub message: String,
 }
 
+impl Problem {
+    /// A problem with the agent as a whole, or with a whole file.
+    pub fn new(file: Option<&str>, message: impl Into<String>) -> Self {
+        Self { file: file.map(str::to_owned), field: None, line: None, message: message.into() }
+    }
+}
+
 impl std::fmt::Display for Problem {
+    /// `agent.yaml: version: must not be empty`, `agent.py:3: SyntaxError: ...`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for part in [&self.file, &self.field].into_iter().flatten() {
-            write!(f, "{part}: ")?;
+        if let Some(file) = &self.file {
+            f.write_str(file)?;
+            if let Some(line) = self.line {
+                write!(f, ":{line}")?;
+            }
+            f.write_str(": ")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
         }
         f.write_str(&self.message)
     }
@@ -56,42 +76,37 @@ impl Validation {
     }
 }
 
-/// Validates the agent named by `agent` (an id or a path, resolved as `exec` does).
+/// Validates the agent named by `agent` (an id or a path, resolved as `exec` does): the
+/// checks of [`check_dir`], and whether `agent.py` compiles.
 pub fn validate_agent(config: &Config, agent: &str) -> Validation {
     match resolve_agent(agent, &config.agents_root()) {
-        Ok(location) => {
-            Validation::new(agent.to_owned(), Some(&location.dir), check_agent(&location.dir, config))
-        }
+        Ok(location) => Validation::new(
+            agent.to_owned(),
+            Some(&location.dir),
+            check_and_compile(&location.dir, config, &mut Interpreters::default()),
+        ),
         Err(e) => {
-            let mut message = match e {
+            let message = match e {
                 AgentRuntimeError::AgentNotFound { reason, .. } => format!("not found: {reason}"),
                 other => other.to_string(),
             };
-            if !agent.starts_with(['/', '.', '~']) && Path::new(agent).is_dir() {
-                message = format!("{message} (to name the directory, write ./{agent})");
-            }
-            Validation::new(agent.to_owned(), None, vec![Problem { file: None, field: None, message }])
+            Validation::new(agent.to_owned(), None, vec![Problem::new(None, message)])
         }
     }
 }
 
 /// Validates every installed agent (`<agents root>/<ns>/<name>`), sorted by id, including
-/// those `list` leaves out because their manifest is refused.
+/// those `list` leaves out because their manifest is refused, as [`validate_agent`] does.
 pub fn validate_installed(config: &Config) -> Vec<Validation> {
+    let mut interpreters = Interpreters::default();
     agenthub_core::list_agent_dirs(&config.agents_root())
         .into_iter()
         .map(|(id, dir)| {
             let dir = dir.canonicalize().unwrap_or(dir);
-            Validation::new(id.to_string(), Some(&dir), check_agent(&dir, config))
+            let problems = check_and_compile(&dir, config, &mut interpreters);
+            Validation::new(id.to_string(), Some(&dir), problems)
         })
         .collect()
-}
-
-/// [`check_dir`], then [`check_permissions`].
-fn check_agent(dir: &Path, config: &Config) -> Vec<Problem> {
-    let mut problems = check_dir(dir, &config.environment.venv_location);
-    problems.extend(check_permissions(dir, config));
-    problems
 }
 
 /// The problems of the paths the manifest in `dir` declares on this machine (what parsing
@@ -111,9 +126,32 @@ pub fn check_permissions(dir: &Path, config: &Config) -> Vec<Problem> {
             file: Some(file.clone()),
             field: Some(field),
             message: error.to_string(),
+            line: None,
         })
         .collect()
 }
+
+/// [`check_dir`], then, when `agent.py` is there, whether it compiles (with the agent's
+/// interpreter: see [`Interpreters::for_agent`]).
+fn check_and_compile(dir: &Path, config: &Config, interpreters: &mut Interpreters) -> Vec<Problem> {
+    let mut problems = check_dir(dir, &config.environment.venv_location);
+    problems.extend(check_permissions(dir, config));
+    if problems.iter().any(|p| p.file.as_deref() == Some(AGENT_PY) && p.field.is_none()) {
+        return problems; // missing or unreadable: nothing to compile
+    }
+    let manifest = AgentManifest::load(dir).ok().map(|(manifest, _)| manifest);
+    if let Some(python) = interpreters.for_agent(dir, manifest.as_ref(), config)
+        && let Err(e) = compile_agent_py(&python, dir)
+    {
+        let at =
+            problems.iter().position(|p| p.file.as_deref() != Some("agent.yaml")).unwrap_or(problems.len());
+        problems.insert(at, Problem { line: e.line, ..Problem::new(Some(AGENT_PY), e.message) });
+    }
+    problems
+}
+
+/// The agent's code, at the top of its directory.
+const AGENT_PY: &str = "agent.py";
 
 /// Every problem of the agent in `dir` (canonical). What an install leaves out
 /// ([`left_out`]: at the top, `.git` and agenthub's own environment, named
@@ -121,9 +159,8 @@ pub fn check_permissions(dir: &Path, config: &Config) -> Vec<Problem> {
 /// walked; everything an install would install is.
 pub fn check_dir(dir: &Path, venv_location: &str) -> Vec<Problem> {
     let mut problems = manifest_problems(dir);
-    let agent_py = "agent.py";
-    let file_problem = |message: String| Problem { file: Some(agent_py.to_owned()), field: None, message };
-    match open_agent_file(dir, Path::new(agent_py)) {
+    let file_problem = |message: String| Problem::new(Some(AGENT_PY), message);
+    match open_agent_file(dir, Path::new(AGENT_PY)) {
         Ok(Some(_)) => {}
         Ok(None) => problems.push(file_problem("is missing".to_owned())),
         Err(e) => problems.push(file_problem(e.to_string())),
@@ -133,8 +170,7 @@ pub fn check_dir(dir: &Path, venv_location: &str) -> Vec<Problem> {
 }
 
 fn manifest_problems(dir: &Path) -> Vec<Problem> {
-    let whole =
-        |file: &str, message: String| vec![Problem { file: Some(file.to_owned()), field: None, message }];
+    let whole = |file: &str, message: String| vec![Problem::new(Some(file), message)];
     match AgentManifest::load(dir) {
         Ok(_) => Vec::new(),
         Err(ManifestError::Missing { .. }) => {
@@ -147,7 +183,7 @@ fn manifest_problems(dir: &Path) -> Vec<Problem> {
         }
         Err(ManifestError::Invalid { file, problems }) => problems
             .into_iter()
-            .map(|p| Problem { file: Some(file.clone()), field: Some(p.field), message: p.message })
+            .map(|p| Problem { field: Some(p.field), ..Problem::new(Some(&file), p.message) })
             .collect(),
     }
 }
@@ -162,8 +198,7 @@ fn relative(dir: &Path, path: &Path) -> String {
 /// [`MAX_WALK_DEPTH`] levels.
 fn escaping_symlinks(dir: &Path, venv_location: &str) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let problem =
-        |path: &Path, message: String| Problem { file: Some(relative(dir, path)), field: None, message };
+    let problem = |path: &Path, message: String| Problem::new(Some(&relative(dir, path)), message);
     let mut stack = vec![(dir.to_path_buf(), 0usize)];
     let mut seen = 0usize;
     while let Some((current, depth)) = stack.pop() {
@@ -171,13 +206,12 @@ fn escaping_symlinks(dir: &Path, venv_location: &str) -> Vec<Problem> {
         for entry in entries.flatten() {
             seen += 1;
             if seen > MAX_WALK_ENTRIES {
-                problems.push(Problem {
-                    file: None,
-                    field: None,
-                    message: format!(
+                problems.push(Problem::new(
+                    None,
+                    format!(
                         "more than {MAX_WALK_ENTRIES} entries: the rest were not checked for escaping symlinks"
                     ),
-                });
+                ));
                 sort(&mut problems);
                 return problems;
             }

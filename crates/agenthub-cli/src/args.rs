@@ -1,13 +1,23 @@
-//! Command-line arguments.
+//! Command-line arguments. The doc comments of commands and arguments are their help
+//! text, read on a terminal: no markdown, no references to sources a user of the binary
+//! does not have, one wording for an agent argument ([`AGENT`]).
+#![allow(clippy::doc_markdown, reason = "doc comments here are help text for a terminal, not rustdoc")]
 
 use std::path::PathBuf;
 
 use agenthub_core::{EnvBackendKind, ExecutionMode, ExecutionTarget, Grants, HostPattern, SandboxMode};
 use clap::{Args, Parser, Subcommand};
 
+/// The help of an argument naming one agent, the same for every command.
+const AGENT: &str = "An installed agent (namespace/name) or an agent directory (./dir, /dir, ~/dir)";
+/// The help of an argument naming agents.
+const AGENTS: &str = "Installed agents (namespace/name) or agent directories (./dir, /dir, ~/dir)";
+/// The help of an argument naming an installed agent.
+const INSTALLED: &str = "An installed agent (namespace/name)";
+
 /// Run Python AI agents (agentplug format) in isolated environments and processes.
 #[derive(Debug, Parser)]
-#[command(name = "agenthub", version, about, propagate_version = true)]
+#[command(name = "agenthub", version, propagate_version = true)]
 pub(crate) struct Cli {
     #[command(flatten)]
     pub(crate) globals: Globals,
@@ -46,27 +56,35 @@ impl Cli {
     }
 }
 
-/// Flags every command takes.
+/// Flags every command takes, listed once under their own heading.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub(crate) struct Globals {
-    /// Home directory (default: $`AGENTHUB_HOME`, else ~/.agenthub).
+    /// Home directory (default: $AGENTHUB_HOME, else ~/.agenthub)
     #[arg(long, global = true, value_name = "DIR")]
     pub(crate) home: Option<PathBuf>,
-    /// Print nothing but results and errors (no progress, no notices).
+    /// Print nothing but results and errors
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub(crate) quiet: bool,
-    /// Say more: every install step on its own line, debug logs with -vv.
+    /// Say more on stderr: -v progress as lines and info logs, -vv debug logs
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
-    /// Colour and progress drawing on stderr: auto (a terminal without `NO_COLOR`), always or never.
-    #[arg(long, global = true, value_enum, default_value = "auto", value_name = "WHEN")]
+    /// Colour and spinners on stderr: auto (on a terminal, unless NO_COLOR is set), always, never
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "auto",
+        value_name = "WHEN",
+        hide_possible_values = true
+    )]
     pub(crate) color: ColorChoice,
 }
 
-/// `--color`.
+/// --color.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ColorChoice {
-    /// On a terminal, unless `NO_COLOR` is set.
+    /// On a terminal, unless NO_COLOR is set.
     Auto,
     /// Always.
     Always,
@@ -85,26 +103,25 @@ Exit status: 0 result, 1 error response, 2 usage error."
     Exec(ExecArgs),
     /// List installed agents.
     List {
-        /// Print JSON.
+        /// Print one JSON array of the agents
         #[arg(long)]
         json: bool,
     },
     /// Show an agent's manifest, methods and environment.
     Info {
-        /// Agent id (namespace/name) or path (./dir, /dir, ~/dir).
+        #[arg(help = AGENT)]
         agent: String,
-        /// Print JSON.
+        /// Print one JSON object
         #[arg(long)]
         json: bool,
     },
     /// Manage agent environments.
     #[command(subcommand)]
     Env(EnvCommand),
-    /// Run many calls of one agent through warm workers: one JSON request per stdin line
-    /// (`{"method": ..., "parameters": {...}, "id": ...}`), one response per stdout line,
-    /// in input order.
+    /// Run many calls of one agent through warm workers, one JSON request per stdin line
     #[command(
-        after_help = "A line that is not a request gets an error response for that line; the rest go on. \
+        after_help = "Each line is {\"method\": ..., \"parameters\": {...}, \"id\": ...}; each answer is one \
+response line on stdout, in input order. A line that is not a request gets an error response for that line; the rest go on. \
 An \"id\" in a request is echoed back in its response.\n\nExit status: 0 when every call returned a result, \
 1 when any failed, 2 usage error."
     )]
@@ -117,20 +134,24 @@ An \"id\" in a request is echoed back in its response.\n\nExit status: 0 when ev
 error (such as an invalid name)."
     )]
     Init(InitArgs),
-    /// Check agents without running them: the manifest (every problem with its field path),
-    /// agent.py, and symlinks that leave the agent directory.
-    #[command(after_help = "With no AGENT, every installed agent is checked.\n\n\
+    /// Check agents without running them
+    #[command(after_help = "Checked: the manifest (every problem with its field), agent.py (there, and \
+compiling, without being run), and symlinks that leave the agent directory. With no AGENT, every installed \
+agent is checked.\n\n\
 Exit status: 0 all valid, 1 any invalid, 2 usage error.")]
     Validate(ValidateArgs),
-    /// Check this machine and the agenthub home: interpreters, uv/pip/virtualenv/git, the
-    /// home directory, environments, leftovers; each problem with its fix.
-    #[command(after_help = "Exit status: 0 nothing broken (warnings allowed), 1 something is broken.")]
+    /// Check this machine and the agenthub home, each problem with its fix
+    #[command(after_help = "Checked: interpreters, uv, pip, virtualenv and git, the home directory, \
+environments and leftovers.\n\nExit status: 0 nothing broken (warnings allowed), 1 something is broken.")]
     Doctor {
-        /// Print one JSON object (see README).
+        /// Print one JSON object: {"home", "interpreters", "tools", "environments", "problems"}
         #[arg(long)]
         json: bool,
     },
-    /// Print a shell completion script: `agenthub completions bash > ~/.local/share/bash-completion/completions/agenthub`.
+    /// Print a shell completion script.
+    #[command(
+        after_help = "For example: agenthub completions bash > ~/.local/share/bash-completion/completions/agenthub"
+    )]
     Completions {
         /// The shell.
         #[arg(value_enum)]
@@ -139,7 +160,7 @@ Exit status: 0 all valid, 1 any invalid, 2 usage error.")]
     /// Install an agent from a git repository, a directory, or the registry (ns/name).
     #[command(
         after_help = "SOURCE is a directory (./dir, /dir, ~/dir), a git URL (https://, ssh://, git@host:path, \
-file://) with an optional @ref (branch, tag or commit), or ns/name[@ref], which the `registry` template in \
+file://) with an optional @ref (branch, tag or commit), or ns/name[@ref], which the registry template in \
 config.yaml (AGENTHUB_REGISTRY; default https://github.com/{ns}/{name}.git) turns into a URL.\n\n\
 The agent is fetched and checked beside its target and swapped in at once: a failure at any step leaves the \
 previous install as it was.\n\nExit status: 0 installed, 1 failure, 2 usage error."
@@ -148,7 +169,7 @@ previous install as it was.\n\nExit status: 0 installed, 1 failure, 2 usage erro
     /// Install an agent's recorded source again, at a new ref or the recorded one.
     #[command(after_help = "Exit status: 0 updated, 1 failure (the current install is kept), 2 usage error.")]
     Update(UpdateArgs),
-    /// The Ray target: `agenthub ray status` connects and reports the cluster.
+    /// The Ray target: the status of the cluster calls run on with --on ray.
     #[command(subcommand)]
     Ray(RayCommand),
     /// Remove an installed agent and its environments.
@@ -165,22 +186,22 @@ elsewhere --yes is required.\n\nExit status: 0 removed, 1 failure, 2 usage error
 pub(crate) enum RayCommand {
     /// Connect to the cluster and report Ray's versions on both sides and the nodes.
     Status {
-        /// The cluster (default: ray.address, else `RAY_ADDRESS`, else a local one).
+        /// The cluster (default: ray.address in config.yaml, else $RAY_ADDRESS, else a local one)
         #[arg(long, value_name = "ADDRESS")]
         ray_address: Option<String>,
-        /// Print `{"ray_version", "python", "nodes", "address", "driver_python"}`.
+        /// Print {"ray_version", "python", "nodes", "address", "driver_python"}
         #[arg(long)]
         json: bool,
     },
 }
 
-/// Where calls run: `--on` and `--ray-address`.
+/// Where calls run: --on and --ray-address.
 #[derive(Debug, Args)]
 pub(crate) struct TargetArgs {
-    /// Where the calls run: local (default) or ray (actors on a Ray cluster).
-    #[arg(long = "on", value_enum, value_name = "TARGET")]
+    /// Where the calls run: local (default) or ray (actors on a Ray cluster)
+    #[arg(long = "on", value_enum, value_name = "TARGET", hide_possible_values = true)]
     pub(crate) on: Option<ExecutionTarget>,
-    /// The Ray cluster (implies --on ray; default: ray.address, else `RAY_ADDRESS`).
+    /// The Ray cluster (implies --on ray; default: ray.address in config.yaml, else $RAY_ADDRESS)
     #[arg(long, value_name = "ADDRESS")]
     pub(crate) ray_address: Option<String>,
 }
@@ -275,33 +296,33 @@ pub(crate) struct InstallArgs {
     /// Do not build the environment now (the first call builds it).
     #[arg(long)]
     pub(crate) no_env: bool,
-    /// Print `{"agent", "path", "record": {...}, "replaced", "environment_built", "already_installed"}`.
+    /// Print {"agent", "path", "record": {...}, "replaced", "environment_built", "already_installed"}
     #[arg(long)]
     pub(crate) json: bool,
 }
 
-/// `agenthub update`.
+/// agenthub update.
 #[derive(Debug, Args)]
 pub(crate) struct UpdateArgs {
-    /// The installed agent (ns/name).
+    #[arg(help = INSTALLED)]
     pub(crate) agent: String,
-    /// The ref to move to (`@v2` or `v2`); default: the recorded ref (or the default branch).
+    /// The ref to move to (@v2 or v2; default: the recorded ref, or the default branch)
     #[arg(value_name = "@REF")]
     pub(crate) reference: Option<String>,
-    /// Print JSON, as `install --json`.
+    /// Print one JSON object, as install --json does
     #[arg(long)]
     pub(crate) json: bool,
 }
 
-/// `agenthub remove`.
+/// agenthub remove.
 #[derive(Debug, Args)]
 pub(crate) struct RemoveArgs {
-    /// The installed agent (ns/name).
+    #[arg(help = INSTALLED)]
     pub(crate) agent: String,
     /// Do not ask.
     #[arg(short, long)]
     pub(crate) yes: bool,
-    /// Print `{"agent", "path", "freed_bytes"}`.
+    /// Print {"agent", "path", "freed_bytes"}
     #[arg(long)]
     pub(crate) json: bool,
 }
@@ -309,22 +330,21 @@ pub(crate) struct RemoveArgs {
 /// `agenthub mcp`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum McpCommand {
-    /// Run an MCP server on stdin/stdout: each method of each AGENT is a tool (named after
-    /// the method for one agent, `<agent>__<method>` for several), run by warm workers.
-    #[command(after_help = "Stdout carries nothing but the protocol; logs go to stderr. The server ends \
+    /// Run an MCP server on stdin/stdout: each method of each AGENT is a tool
+    #[command(after_help = "A tool is named after its method for one agent, AGENT__METHOD for several; \
+calls are run by warm workers. Stdout carries nothing but the protocol; logs go to stderr. The server ends \
 when stdin closes: calls in flight are cancelled and every worker is shut down.\n\n\
 Exit status: 0 stdin closed, 1 the server failed, 2 usage error (no agent, an agent that does not load).")]
     Serve(McpServeArgs),
-    /// Print the `{"mcpServers": ...}` JSON that Claude Desktop, Cursor and Claude Code read
-    /// to start `agenthub mcp serve AGENT…`.
+    /// Print the {"mcpServers": ...} JSON with which an MCP client starts agenthub mcp serve
+    #[command(after_help = "Claude Desktop, Cursor and Claude Code read it from their configuration.")]
     Config(McpConfigArgs),
 }
 
 /// `agenthub mcp serve`.
 #[derive(Debug, Args)]
 pub(crate) struct McpServeArgs {
-    /// Agent ids (`namespace/name`) or paths (`./dir`).
-    #[arg(value_name = "AGENT", required_unless_present = "all")]
+    #[arg(value_name = "AGENT", required_unless_present = "all", help = AGENTS)]
     pub(crate) agents: Vec<String>,
     /// Serve every installed agent (agents whose manifest does not load are skipped).
     #[arg(long, conflicts_with = "agents")]
@@ -332,7 +352,7 @@ pub(crate) struct McpServeArgs {
     /// Warm workers per agent: calls to one agent beyond this many wait.
     #[arg(long, default_value_t = 2, value_name = "N")]
     pub(crate) workers: usize,
-    /// Per-call timeout in seconds (overrides `runtime.max_execution_time`).
+    /// Per-call timeout in seconds (default: max_execution_time in config.yaml, 30)
     #[arg(long, value_name = "SECONDS")]
     pub(crate) timeout: Option<f64>,
     /// Seconds between progress notifications of a running call (for requests that carry a
@@ -346,14 +366,15 @@ pub(crate) struct McpServeArgs {
 /// `agenthub mcp config`.
 #[derive(Debug, Args)]
 pub(crate) struct McpConfigArgs {
-    /// Agent ids (`namespace/name`) or paths (`./dir`; written as absolute paths).
+    /// Installed agents (namespace/name) or agent directories (./dir, /dir, ~/dir; written
+    /// as absolute paths)
     #[arg(value_name = "AGENT", required_unless_present = "all")]
     pub(crate) agents: Vec<String>,
     /// Serve every installed agent.
     #[arg(long, conflicts_with = "agents")]
     pub(crate) all: bool,
-    /// The server's name in the client's configuration (default: `agenthub-<agent>` for one
-    /// agent, `agenthub` otherwise).
+    /// The server's name in the client's configuration (default: agenthub-AGENT for one
+    /// agent, agenthub otherwise)
     #[arg(long)]
     pub(crate) name: Option<String>,
 }
@@ -361,12 +382,12 @@ pub(crate) struct McpConfigArgs {
 /// `agenthub init`.
 #[derive(Debug, Args)]
 pub(crate) struct InitArgs {
-    /// The agent's name: letters, digits, `.`, `_` and `-`, starting with a letter or digit.
+    /// The agent's name: letters, digits, dots, underscores and dashes, starting with a letter or digit
     pub(crate) name: String,
     /// Where to write it (default: ./NAME). Must not exist, or be an empty directory.
     #[arg(long, value_name = "DIR")]
     pub(crate) path: Option<PathBuf>,
-    /// Print `{"name", "path", "files", "class"}`.
+    /// Print {"name", "path", "files", "class"}
     #[arg(long)]
     pub(crate) json: bool,
 }
@@ -374,27 +395,27 @@ pub(crate) struct InitArgs {
 /// `agenthub validate`.
 #[derive(Debug, Args)]
 pub(crate) struct ValidateArgs {
-    /// Agent ids (namespace/name) or paths (./dir, /dir, ~/dir); none: every installed agent.
-    #[arg(value_name = "PATH|AGENT")]
+    /// Installed agents (namespace/name) or agent directories (./dir, /dir, ~/dir); none:
+    /// every installed agent
+    #[arg(value_name = "AGENT")]
     pub(crate) agents: Vec<String>,
-    /// Print `[{"agent", "path", "valid", "problems": [{"file", "field", "message"}]}]`.
+    /// Print [{"agent", "path", "valid", "problems": [{"file", "field", "line", "message"}]}]
     #[arg(long)]
     pub(crate) json: bool,
 }
 
-/// `agenthub batch`.
+/// agenthub batch.
 #[derive(Debug, Args)]
 pub(crate) struct BatchArgs {
-    /// Agent id (`namespace/name`) or path (`./dir`).
+    #[arg(help = AGENT)]
     pub(crate) agent: String,
     /// Calls in flight at once (and warm workers started for them).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub(crate) concurrency: usize,
-    /// Print each response as the JSON object of SPEC §5 (the default prints it too; kept
-    /// for symmetry with `exec`).
+    /// Print each response as one JSON object (what batch prints anyway; as for exec)
     #[arg(long)]
     pub(crate) json: bool,
-    /// Per-call timeout in seconds (overrides `runtime.max_execution_time`).
+    /// Per-call timeout in seconds (default: max_execution_time in config.yaml, 30)
     #[arg(long, value_name = "SECONDS")]
     pub(crate) timeout: Option<f64>,
     #[command(flatten)]
@@ -403,29 +424,29 @@ pub(crate) struct BatchArgs {
     pub(crate) sandbox: SandboxArgs,
 }
 
-/// `agenthub bench`.
+/// agenthub bench.
 #[derive(Debug, Args)]
 pub(crate) struct BenchArgs {
-    /// Agent id (`namespace/name`) or path (`./dir`).
+    #[arg(help = AGENT)]
     pub(crate) agent: String,
     /// Method to call.
     pub(crate) method: String,
-    /// Parameters, as for `exec`.
+    /// Parameters, as for exec
     pub(crate) params: Vec<String>,
     /// How many calls to time (after one untimed warm-up call).
     #[arg(short = 'n', long = "calls", default_value_t = 100, value_name = "N")]
     pub(crate) calls: usize,
-    /// `oneshot` starts an interpreter per call (as `exec` does); `warm` reuses a worker.
-    #[arg(long, value_enum, default_value = "warm")]
+    /// oneshot starts an interpreter per call (as exec does), warm reuses a worker
+    #[arg(long, value_enum, default_value = "warm", hide_possible_values = true)]
     pub(crate) mode: ExecutionMode,
-    /// Print `{"mode", "calls", "median_ms", "p99_ms", "calls_per_sec"}`.
+    /// Print {"mode", "calls", "median_ms", "p99_ms", "calls_per_sec"}
     #[arg(long)]
     pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct ExecArgs {
-    /// Agent id (namespace/name) or path (./dir, /dir, ~/dir).
+    #[arg(help = AGENT)]
     pub(crate) agent: String,
     /// The method to call.
     pub(crate) method: String,
@@ -437,14 +458,14 @@ pub(crate) struct ExecArgs {
     /// Ask for each parameter of the method on the terminal, by its type.
     #[arg(short, long)]
     pub(crate) interactive: bool,
-    /// Time limit in seconds (default: `max_execution_time`, 30).
+    /// Time limit in seconds (default: max_execution_time in config.yaml, 30)
     #[arg(long, value_name = "SECONDS")]
     pub(crate) timeout: Option<f64>,
-    /// Memory cap in MB, 0 for none (default: `max_memory_usage`, 1024).
+    /// Memory cap in MB, 0 for none (default: max_memory_usage in config.yaml, 1024)
     #[arg(long, value_name = "MB")]
     pub(crate) max_memory: Option<u64>,
-    /// Which tool builds the environment (default: uv when found, else pip).
-    #[arg(long, value_enum)]
+    /// Which tool builds the environment: uv, pip or virtualenv (default: uv when found, else pip)
+    #[arg(long, value_enum, value_name = "TOOL", hide_possible_values = true)]
     pub(crate) env_backend: Option<EnvBackendKind>,
     #[command(flatten)]
     pub(crate) target: TargetArgs,
@@ -470,38 +491,38 @@ pub(crate) enum EnvCommand {
     Rebuild(EnvBuildArgs),
     /// Print the path of an agent's environment (exit 1 when it is not built).
     Path {
-        /// Agent id or path.
+        #[arg(help = AGENT)]
         agent: String,
-        /// Print `{"path", "state"}`.
+        /// Print {"path", "state"}
         #[arg(long)]
         json: bool,
     },
     /// Remove an agent's environment: what agenthub built, nothing else.
     Remove {
-        /// Agent id or path.
+        #[arg(help = AGENT)]
         agent: String,
-        /// Print `{"removed": [...], "bytes": N}`.
+        /// Print {"removed": [...], "bytes": N}
         #[arg(long)]
         json: bool,
     },
     /// Remove environments no agent uses any more (superseded, failed or killed builds of
     /// installed agents, unfinished uv installs) and print what that freed.
     Gc {
-        /// Print `{"removed": [...], "bytes": N, "skipped": [...]}`.
+        /// Print {"removed": [...], "bytes": N, "skipped": [...]}
         #[arg(long)]
         json: bool,
     },
 }
 
-/// `agenthub env create|sync|rebuild`.
+/// agenthub env create|sync|rebuild.
 #[derive(Debug, Args)]
 pub(crate) struct EnvBuildArgs {
-    /// Agent id or path.
+    #[arg(help = AGENT)]
     pub(crate) agent: String,
-    /// Which tool builds the environment.
-    #[arg(long, value_enum)]
+    /// Which tool builds the environment: uv, pip or virtualenv (default: uv when found, else pip)
+    #[arg(long, value_enum, value_name = "TOOL", hide_possible_values = true)]
     pub(crate) env_backend: Option<EnvBackendKind>,
-    /// Print `{"path", "state", "built", "seconds"}` (an error as the response object).
+    /// Print {"path", "state", "built", "seconds"} (an error as the response object)
     #[arg(long)]
     pub(crate) json: bool,
 }

@@ -100,13 +100,23 @@ pub struct AgentLocation {
     pub dir: PathBuf,
     /// The id, when the agent was named by one.
     pub id: Option<AgentId>,
+    /// The agent as the caller named it (`./my-agent`, `acme/hello`): what a message that
+    /// suggests a command about this agent writes.
+    pub name: String,
 }
 
 /// Resolves an agent argument (id or path) against `agents_root`.
 ///
-/// Ids never resolve outside the agents root, also not through symlinks.
+/// Ids never resolve outside the agents root, also not through symlinks. A name that is
+/// not found but names a directory here (`my-agent` where `./my-agent` exists) is an
+/// error that says to write `./my-agent`.
 pub fn resolve_agent(arg: &str, agents_root: &Path) -> Result<AgentLocation, AgentRuntimeError> {
-    let not_found = |reason: String| AgentRuntimeError::AgentNotFound { agent: arg.to_owned(), reason };
+    let not_found = |mut reason: String| {
+        if !arg.starts_with(['/', '.', '~']) && Path::new(arg).is_dir() {
+            reason = format!("{reason}; to run the directory, write ./{arg}");
+        }
+        AgentRuntimeError::AgentNotFound { agent: arg.to_owned(), reason }
+    };
     match AgentRef::parse(arg).map_err(|e| not_found(e.to_string()))? {
         AgentRef::Path(path) => {
             let dir =
@@ -114,7 +124,7 @@ pub fn resolve_agent(arg: &str, agents_root: &Path) -> Result<AgentLocation, Age
             if !dir.is_dir() {
                 return Err(not_found(format!("{} is not a directory", path.display())));
             }
-            Ok(AgentLocation { dir, id: None })
+            Ok(AgentLocation { dir, id: None, name: arg.to_owned() })
         }
         AgentRef::Id(id) => {
             let candidate = agents_root.join(&id.namespace).join(&id.name);
@@ -130,7 +140,7 @@ pub fn resolve_agent(arg: &str, agents_root: &Path) -> Result<AgentLocation, Age
             if !dir.is_dir() {
                 return Err(not_found(format!("{} is not a directory", candidate.display())));
             }
-            Ok(AgentLocation { dir, id: Some(id) })
+            Ok(AgentLocation { dir, id: Some(id), name: arg.to_owned() })
         }
     }
 }

@@ -126,6 +126,26 @@ pub enum AgentRuntimeError {
     },
 }
 
+/// What to do about Python's `No module named 'x'` (a `ModuleNotFoundError`) in an agent's
+/// error or stderr: the module's package goes in the manifest's `dependencies`. The last
+/// such line counts (the one that ended the agent).
+fn missing_module(text: &str) -> Option<String> {
+    const SAID: &str = "No module named '";
+    let at = text.rfind(SAID)? + SAID.len();
+    let name = &text[at..at + text[at..].find('\'')?];
+    let valid = !name.is_empty()
+        && name.split('.').all(|part| {
+            part.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+        });
+    let top = name.split('.').next().filter(|_| valid)?;
+    Some(format!(
+        "The module `{top}` is not installed in the agent's environment: add the package that provides it \
+         to `dependencies` in agent.yaml (`dependencies: [\"{top}\"]` when the names match); the next call \
+         rebuilds the environment"
+    ))
+}
+
 /// The limit behind a [`AgentRuntimeError::ResourceLimit`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ResourceLimit {
@@ -203,10 +223,14 @@ impl AgentRuntimeError {
             Self::Protocol { .. } => {
                 Some("Print one JSON object to stdout; logs belong on stderr".to_owned())
             }
-            Self::Execution { stderr: Some(_), .. } => {
-                Some("See the agent's stderr above for the cause".to_owned())
+            Self::Agent { message, stderr, .. } => {
+                missing_module(message).or_else(|| stderr.as_deref().and_then(missing_module))
             }
-            Self::Agent { .. } | Self::Execution { .. } => None,
+            Self::Execution { stderr: Some(stderr), .. } => Some(
+                missing_module(stderr)
+                    .unwrap_or_else(|| "See the agent's stderr above for the cause".to_owned()),
+            ),
+            Self::Execution { .. } => None,
             Self::Sandboxed { hint, .. } => Some(hint.clone()),
         }
     }
@@ -319,6 +343,35 @@ mod tests {
         for (err, want) in cases {
             assert_eq!(err.error_type(), want);
         }
+    }
+
+    #[test]
+    fn a_missing_module_suggests_adding_it_to_dependencies() {
+        let agent = |message: &str, stderr: Option<&str>| AgentRuntimeError::Agent {
+            message: message.into(),
+            return_code: Some(1),
+            stderr: stderr.map(Into::into),
+        };
+        let want = "The module `requests` is not installed in the agent's environment: add the package that \
+                    provides it to `dependencies` in agent.yaml (`dependencies: [\"requests\"]` when the names \
+                    match); the next call rebuilds the environment";
+        let said = agent("ModuleNotFoundError: No module named 'requests'", None).suggestion();
+        assert_eq!(said.as_deref(), Some(want));
+        let said =
+            agent("boom", Some("Traceback ...\nModuleNotFoundError: No module named 'requests.adapters'\n"))
+                .suggestion();
+        assert_eq!(said.as_deref(), Some(want));
+        let crash = AgentRuntimeError::Execution {
+            message: "Agent exited with code 1 without printing a JSON response".into(),
+            return_code: Some(1),
+            signal: None,
+            stderr: Some(
+                "  File \"agent.py\", line 3\nModuleNotFoundError: No module named 'requests'".into(),
+            ),
+        };
+        assert_eq!(crash.suggestion().as_deref(), Some(want));
+        assert_eq!(agent("ValueError: no", Some("Traceback")).suggestion(), None);
+        assert_eq!(agent("No module named '$(rm -rf)'", None).suggestion(), None);
     }
 
     #[test]

@@ -50,4 +50,4 @@ pub use sandbox::{
     EnvPolicy, Grants, NetworkPolicy, Origin, PolicyError, SANDBOX_BASE_ENV, SandboxMode, SandboxPolicy,
     approved_declaration, approved_permissions,
 };
-pub use text::{closest_name, escape_control};
+pub use text::{closest_name, escape_control, shell_quote};

@@ -26,6 +26,14 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// `word` as one POSIX shell word, for commands shown to people (`agenthub env rebuild
+/// './my agent'`): as it is when it is plain, else in single quotes.
+pub fn shell_quote(word: &str) -> String {
+    let plain =
+        !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%~".contains(&b));
+    if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+}
+
 /// Levenshtein distance over bytes.
 pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b = b.as_bytes();

@@ -86,9 +86,10 @@ pub fn python_candidates(probe_timeout: Duration) -> Vec<(PathBuf, Option<Interp
 }
 
 /// The first line `program args…` prints on stdout within `timeout` (a version query);
-/// `None` when it does not run or fails.
+/// `None` when it does not run or fails. `COLUMNS` is set wide: Python's argparse wraps a
+/// version line (`virtualenv 21.1 from /a/long/path`) at the terminal's width, else 80.
 pub fn tool_version(program: &Path, args: &[&str], timeout: Duration) -> Option<String> {
-    let text = Tool::new(program, args).run(&BuildContext::probe(timeout)).ok()?;
+    let text = Tool::new(program, args).env("COLUMNS", "10000").run(&BuildContext::probe(timeout)).ok()?;
     text.lines().map(str::trim).find(|l| !l.is_empty()).map(str::to_owned)
 }
 
@@ -476,6 +477,16 @@ pub fn select_backend(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_line_is_not_wrapped_at_the_terminal_width() {
+        // argparse wraps `--version` output at $COLUMNS (else 80), mid-path.
+        let script = "import argparse; p = argparse.ArgumentParser(); \
+                      p.add_argument('--version', action='version', version='tool 1.0 from ' + '/long-dir' * 20); \
+                      p.parse_args()";
+        let line = tool_version(Path::new("python3"), &["-c", script, "--version"], Duration::from_secs(20));
+        assert_eq!(line, Some(format!("tool 1.0 from {}", "/long-dir".repeat(20))));
+    }
 
     #[test]
     fn failing_tools_keep_their_stderr_and_run_in_the_given_directory() {

@@ -13,6 +13,8 @@
 //!   Phase-1 `create_environment`). Anything else there — an author's own `.venv`, a symlink
 //!   elsewhere, a file — is left alone and reported as [`EnvError::NotOurs`].
 //! - `<agent>/<venv>.lock` is opened without following symlinks.
+//! - `<agent>/<venv>.d/.agenthub-last-failure` ([`LAST_FAILURE`]) says why the last build
+//!   failed, until a build succeeds or the environment is removed.
 
 use std::fs::File;
 use std::os::unix::fs::OpenOptionsExt;
@@ -26,6 +28,13 @@ use crate::manager::MARKER_FILE;
 
 /// The file that proves a builds directory was made by agenthub.
 pub const BUILDS_MARKER: &str = ".agenthub-builds";
+
+/// The file in a builds directory that says why the last build failed (JSON: `at`, seconds
+/// since the Unix epoch, and `error`); removed by the next build that succeeds.
+pub const LAST_FAILURE: &str = ".agenthub-last-failure";
+
+/// Most bytes of the last failure's error kept.
+const MAX_FAILURE_BYTES: usize = 4096;
 
 /// The paths of one agent's environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,6 +218,42 @@ impl Layout {
         }
     }
 
+    /// Records why a build failed, in our builds directory (best effort: the build's error
+    /// is what the caller gets either way).
+    pub(crate) fn record_failure(&self, error: &str) {
+        if !is_marked(&self.builds) {
+            return;
+        }
+        let mut error = error.to_owned();
+        if error.len() > MAX_FAILURE_BYTES {
+            let mut end = MAX_FAILURE_BYTES;
+            while !error.is_char_boundary(end) {
+                end -= 1;
+            }
+            error.truncate(end);
+            error.push('…');
+        }
+        let at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let record = serde_json::json!({ "at": at, "error": error });
+        let _ = agenthub_fs::write_atomic(&self.builds.join(LAST_FAILURE), record.to_string().as_bytes());
+    }
+
+    /// Forgets the last failure (a build succeeded).
+    pub(crate) fn clear_failure(&self) {
+        if is_marked(&self.builds) {
+            let _ = std::fs::remove_file(self.builds.join(LAST_FAILURE));
+        }
+    }
+
+    /// Why the last build failed, when it did and no build succeeded since.
+    pub(crate) fn last_failure(&self) -> Option<String> {
+        let name = Path::new(&format!("{}.d", self.name)).join(LAST_FAILURE);
+        let text = agenthub_core::read_agent_file(&self.agent_dir, &name, 2 * MAX_FAILURE_BYTES as u64 + 256)
+            .ok()??;
+        let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+        record.get("error")?.as_str().map(str::to_owned)
+    }
+
     /// Takes the cross-process build lock, waiting until `deadline` at most. The lock file
     /// is opened without following a symlink and must be a regular file.
     pub(crate) fn lock(&self, deadline: Option<Instant>, limit: Duration) -> Result<LockedFile, EnvError> {
@@ -376,6 +421,7 @@ impl Layout {
                     }
                 }
             }
+            let _ = std::fs::remove_file(self.builds.join(LAST_FAILURE));
             let _ = std::fs::remove_file(self.builds.join(BUILDS_MARKER));
             if std::fs::remove_dir(&self.builds).is_ok() {
                 freed.removed.push(self.builds.clone());

@@ -5,6 +5,7 @@
 mod backends;
 mod layout;
 mod manager;
+mod progress;
 mod provision;
 mod requirements;
 mod status;
@@ -27,11 +28,12 @@ pub use backends::{
     Interpreter, backend_for, default_backend, find_python, python_candidates, select_backend, tool_version,
     uv_export_lock, venv_interpreter,
 };
-pub use layout::{BUILDS_MARKER, Freed};
+pub use layout::{BUILDS_MARKER, Freed, LAST_FAILURE};
 pub use manager::{
     Activation, DEFAULT_BUILD_TIMEOUT, DEFAULT_PROBE_TIMEOUT, EnvMarker, EnvironmentManager, MARKER_FILE,
     ReadyEnvironment, environment_key, read_marker,
 };
+pub use progress::{BuildProgress, EnvBuild};
 pub use provision::{
     FoundUv, TOOL_MARKER, UV_STAGING_PREFIX, UvOrigin, UvProvision, ensure_uv, find_uv, provisioned_uv,
     remove_uv_staging_leftovers, uv_staging_leftovers,
@@ -209,8 +211,16 @@ pub enum EnvError {
 }
 
 impl EnvError {
-    /// What the user can do next.
+    /// What the user can do next, for an agent this error does not know the name of (see
+    /// [`Self::suggestion_for`]).
     pub fn suggestion(&self) -> String {
+        self.suggestion_for(None)
+    }
+
+    /// What the user can do next; commands it suggests name `agent` as the caller named it
+    /// (`agenthub env rebuild ./my-agent`).
+    pub fn suggestion_for(&self, agent: Option<&str>) -> String {
+        let agent = agent.map_or_else(|| "<agent>".to_owned(), agenthub_core::shell_quote);
         match self {
             Self::NoPython { .. } => "Install a matching Python, or set `python_version` in config.yaml \
                 (or AGENTHUB_PYTHON_VERSION) to a version or an interpreter path"
@@ -222,9 +232,10 @@ impl EnvError {
                 "Install virtualenv with `python3 -m pip install virtualenv`, or use `--env-backend uv` or `pip`".to_owned()
             }
             Self::BackendNotCompiled { .. } => "Pick a compiled-in backend with `--env-backend`".to_owned(),
-            Self::CommandFailed { .. } | Self::Spawn { .. } => "Check the agent's requirements and the installer's \
-                output above, then retry; `agenthub env rebuild AGENT` rebuilds from scratch"
-                .to_owned(),
+            Self::CommandFailed { .. } | Self::Spawn { .. } => format!(
+                "Check the agent's requirements and the installer's output above, then retry; \
+                 `agenthub env rebuild {agent}` rebuilds from scratch"
+            ),
             Self::Io { source, path, .. } => agenthub_core::io_error_suggestion(source, path),
             Self::BuildTimeout { .. } => "Check that the package index answers (the installer's output is above), \
                 or raise runtime.build_timeout (AGENTHUB_BUILD_TIMEOUT)"
@@ -249,7 +260,16 @@ impl EnvError {
 
 impl From<EnvError> for AgentRuntimeError {
     fn from(err: EnvError) -> Self {
-        let suggestion = err.suggestion();
+        err.into_runtime_error(None)
+    }
+}
+
+impl EnvError {
+    /// The `EnvironmentError` response of a failed build of `agent`'s environment (as the
+    /// caller named it, for the commands the suggestion gives; `None` when unknown).
+    pub fn into_runtime_error(self, agent: Option<&str>) -> AgentRuntimeError {
+        let err = self;
+        let suggestion = err.suggestion_for(agent);
         let mut message = format!("Environment setup failed: {err}");
         if let Some(source) = std::error::Error::source(&err) {
             let _ = write!(message, ": {source}");
@@ -262,6 +282,6 @@ impl From<EnvError> for AgentRuntimeError {
             }
             _ => None,
         };
-        Self::Environment { message, stderr, suggestion }
+        AgentRuntimeError::Environment { message, stderr, suggestion }
     }
 }

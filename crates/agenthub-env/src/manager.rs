@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backends::{Interpreter, find_python, uv_export_lock, venv_interpreter};
 use crate::layout::{Layout, VenvState};
+use crate::progress::{BuildProgress, EnvBuild};
 use crate::provision::{UvProvision, ensure_uv};
 use crate::requirements::{InstallArg, RequirementSet, RequirementSource};
 use crate::tools::{BuildContext, Tool};
@@ -73,6 +74,8 @@ pub struct Activation {
 /// What one build installs, and the key it is built for.
 #[derive(Debug, Clone)]
 struct BuildPlan {
+    /// Whose environment it is, for [`BuildProgress`].
+    agent: String,
     requirements: RequirementSet,
     python: Option<PythonConstraint>,
     installation_commands: Vec<String>,
@@ -90,6 +93,7 @@ pub struct EnvironmentManager {
     uv_provision: Option<UvProvision>,
     registry: Option<std::sync::Arc<agenthub_process::ProcessRegistry>>,
     sandboxed_builds: bool,
+    progress: Option<std::sync::Arc<dyn BuildProgress>>,
 }
 
 impl std::fmt::Debug for EnvironmentManager {
@@ -114,6 +118,7 @@ impl EnvironmentManager {
             uv_provision: None,
             registry: None,
             sandboxed_builds: false,
+            progress: None,
         }
     }
 
@@ -121,6 +126,14 @@ impl EnvironmentManager {
     #[must_use]
     pub fn with_sandboxed_builds(mut self, on: bool) -> Self {
         self.sandboxed_builds = on;
+        self
+    }
+
+    /// Reports each build that really runs to `progress` (its start and its end), on the
+    /// building thread.
+    #[must_use]
+    pub fn with_progress(mut self, progress: std::sync::Arc<dyn BuildProgress>) -> Self {
+        self.progress = Some(progress);
         self
     }
 
@@ -173,7 +186,8 @@ impl EnvironmentManager {
         }
         let requirements = RequirementSet::empty();
         let key = requirements.key(Some("create_environment"));
-        let plan = BuildPlan { requirements, python: None, installation_commands: Vec::new(), key };
+        let agent = agent_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let plan = BuildPlan { agent, requirements, python: None, installation_commands: Vec::new(), key };
         let this = self.clone();
         offload(move || pollster::block_on(this.build_locked(&layout, &plan, true))).await.map(|r| r.venv)
     }
@@ -292,13 +306,33 @@ impl EnvironmentManager {
             ctx.sandbox =
                 Some(crate::build_sandbox(&[build_dir.parent().unwrap_or(&build_dir), &layout.agent_dir]));
         }
-        if let Err(err) = self.build(&build_dir, &ctx, plan).await {
-            if self.config.auto_cleanup {
-                layout.remove_build(&build_dir);
-            }
-            return Err(err);
+        let report = EnvBuild {
+            agent: plan.agent.clone(),
+            agent_dir: layout.agent_dir.clone(),
+            backend: self.backend.kind(),
+        };
+        let started = std::time::Instant::now();
+        if let Some(progress) = &self.progress {
+            progress.build_started(&report);
         }
-        let previous = layout.swap_in(&build_dir)?;
+        let built = match self.build(&build_dir, &ctx, plan).await {
+            Ok(()) => layout.swap_in(&build_dir),
+            Err(err) => {
+                if self.config.auto_cleanup {
+                    layout.remove_build(&build_dir);
+                }
+                Err(err)
+            }
+        };
+        match &built {
+            Ok(_) => layout.clear_failure(),
+            Err(EnvError::Cancelled) => {}
+            Err(err) => layout.record_failure(&failure_text(err)),
+        }
+        if let Some(progress) = &self.progress {
+            progress.build_finished(&report, started.elapsed(), built.is_ok());
+        }
+        let previous = built?;
         layout.collect_garbage(&[build_dir.as_path(), previous.as_deref().unwrap_or(Path::new(""))]);
         drop(lock);
         let python = self.get_python_executable(&layout.venv);
@@ -307,7 +341,8 @@ impl EnvironmentManager {
 
     /// Builds a complete environment in `dir`, a fresh directory; the marker goes last.
     async fn build(&self, dir: &Path, ctx: &BuildContext, plan: &BuildPlan) -> Result<(), EnvError> {
-        tracing::info!(venv = %dir.display(), backend = self.backend.kind().as_str(), "building environment");
+        // A detail for whoever asked for logs: people hear of builds through `BuildProgress`.
+        tracing::debug!(venv = %dir.display(), backend = self.backend.kind().as_str(), "building environment");
         let interpreter = self.create_venv(dir, ctx, plan).await?;
         let install_args = match &plan.requirements.source {
             RequirementSource::UvLock { project_dir } => {
@@ -403,6 +438,24 @@ impl EnvironmentManager {
     }
 }
 
+/// A failed build's error with its cause: the OS error, or the installer's line that says
+/// what went wrong (its first line naming an error, else its last). `environment_status`
+/// shows it until a build succeeds.
+fn failure_text(err: &EnvError) -> String {
+    let mut text = err.to_string();
+    if let Some(source) = std::error::Error::source(err) {
+        text = format!("{text}: {source}");
+    }
+    if let EnvError::CommandFailed { stderr, .. } | EnvError::BuildTimeout { stderr, .. } = err {
+        let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+        let said = lines().find(|l| l.to_ascii_lowercase().contains("error")).or_else(|| lines().next_back());
+        if let Some(said) = said {
+            text = format!("{text}: {said}");
+        }
+    }
+    text
+}
+
 /// The requirement set and the key of the environment the agent in `agent_path` needs.
 fn plan_for(
     agent_path: &Path,
@@ -421,7 +474,8 @@ fn plan_for(
         salt.push_str(&installation_commands.join("\n"));
     }
     let key = requirements.key(Some(&salt));
-    Ok(BuildPlan { requirements, python: manifest.python_version.clone(), installation_commands, key })
+    let agent = manifest.name.clone();
+    Ok(BuildPlan { agent, requirements, python: manifest.python_version.clone(), installation_commands, key })
 }
 
 /// The key of the environment the agent in `agent_path` needs now (what its marker must

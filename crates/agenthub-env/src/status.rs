@@ -52,6 +52,10 @@ pub struct EnvStatus {
     /// Why it is not ready, for people.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Why the last build failed, when one failed and none succeeded since (the
+    /// environment in use, if any, is the one before it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
     /// The marker, when there is a readable one.
     #[serde(skip)]
     pub marker: Option<EnvMarker>,
@@ -66,14 +70,26 @@ pub fn environment_status_with(
     key: impl FnOnce() -> Result<String, EnvError>,
 ) -> EnvStatus {
     let venv = agent_dir.join(venv_location);
-    let status =
-        |state, detail: Option<String>, marker| EnvStatus { state, venv: venv.clone(), detail, marker };
     let layout = match Layout::new(agent_dir, venv_location) {
         Ok(layout) => layout,
-        Err(e) => return status(EnvState::Foreign, Some(e.to_string()), None),
+        Err(e) => {
+            let detail = Some(e.to_string());
+            return EnvStatus { state: EnvState::Foreign, venv, detail, last_failure: None, marker: None };
+        }
+    };
+    let last_failure = layout.last_failure();
+    let status = |state, detail: Option<String>, marker| EnvStatus {
+        state,
+        venv: venv.clone(),
+        detail,
+        last_failure: last_failure.clone(),
+        marker,
     };
     match layout.venv_state() {
-        VenvState::Missing => return status(EnvState::Missing, None, None),
+        VenvState::Missing => {
+            let detail = last_failure.as_ref().map(|e| format!("its last build failed: {e}"));
+            return status(EnvState::Missing, detail, None);
+        }
         VenvState::Foreign(what) => {
             return status(EnvState::Foreign, Some(format!("{} is {what}", venv.display())), None);
         }

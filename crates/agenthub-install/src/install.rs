@@ -27,7 +27,7 @@ use agenthub_core::{
     AgentId, AgentManifest, AgentRuntimeError, Config, HomeInstallRecord, INSTALL_RECORD_FILE, InstallRecord,
     InstallSource, MANIFEST_FILE_NAMES, Permissions, SourceError, SourceKind, read_install_record,
 };
-use agenthub_env::{EnvError, EnvironmentManager};
+use agenthub_env::{BuildProgress, EnvError, EnvironmentManager};
 use agenthub_fs::{LockError, LockStep, LockedFile, Wait};
 use agenthub_process::{EnvSpec, ToolOutcome, ToolRun};
 use serde::Serialize;
@@ -88,8 +88,9 @@ const GIT_LOCATION_VARS: [&str; 9] = [
     "GIT_DISCOVERY_ACROSS_FILESYSTEM",
 ];
 
-/// Where an install reports its steps (the CLI draws a spinner on a terminal).
-pub trait Progress: Send + Sync {
+/// Where an install reports its steps (the CLI draws a spinner on a terminal), and, as a
+/// [`BuildProgress`], the environment builds of the runtime that holds it.
+pub trait Progress: BuildProgress {
     /// A new step has started: `cloning https://…`, `creating environment`. Shown while
     /// it runs (the CLI: on a terminal only).
     fn step(&self, message: &str);
@@ -108,6 +109,8 @@ pub struct NoProgress;
 impl Progress for NoProgress {
     fn step(&self, _message: &str) {}
 }
+
+impl BuildProgress for NoProgress {}
 
 /// How to install.
 #[derive(Debug, Clone, Default)]
@@ -322,8 +325,15 @@ impl InstallError {
                 "Fix the agent in its repository (`agenthub validate` on a checkout lists every problem)"
                     .to_owned()
             }
-            Self::Environment { source, .. } => {
-                format!("{} The previous install, if any, was kept.", source.suggestion())
+            // Nothing is installed to rebuild: what the environment's own advice would say.
+            Self::Environment { source: EnvError::CommandFailed { .. } | EnvError::Spawn { .. }, .. } => {
+                "Check the agent's requirements and the installer's output above, then install again \
+                 (--no-env installs it without building its environment). The previous install, if any, \
+                 was kept."
+                    .to_owned()
+            }
+            Self::Environment { source, agent } => {
+                format!("{} The previous install, if any, was kept.", source.suggestion_for(Some(agent)))
             }
             Self::Busy { .. } => "Wait for the other install to finish, then try again".to_owned(),
             Self::NotConfirmed { .. } => "Pass --yes to remove without asking".to_owned(),
@@ -415,7 +425,12 @@ impl From<InstallError> for AgentRuntimeError {
     fn from(e: InstallError) -> Self {
         let suggestion = e.suggestion();
         match e {
-            InstallError::Environment { source, .. } => source.into(),
+            InstallError::Environment { source, .. } => match source.into_runtime_error(None) {
+                AgentRuntimeError::Environment { message, stderr, .. } => {
+                    AgentRuntimeError::Environment { message, stderr, suggestion }
+                }
+                other => other,
+            },
             other => {
                 let stderr = other.stderr().map(str::to_owned);
                 let message = format!("could not install the agent: {other}");
@@ -632,11 +647,10 @@ impl Installer {
                 if !MANIFEST_FILE_NAMES.iter().any(|n| dir.join(n).is_file()) {
                     return Err(InstallError::Invalid {
                         source_arg: source.to_owned(),
-                        problems: vec![Problem {
-                            file: Some("agent.yaml".to_owned()),
-                            field: None,
-                            message: "is missing (nor is there an agent.yml)".to_owned(),
-                        }],
+                        problems: vec![Problem::new(
+                            Some("agent.yaml"),
+                            "is missing (nor is there an agent.yml)",
+                        )],
                     });
                 }
                 self.progress.step(&format!("copying {}", dir.display()));
@@ -658,11 +672,7 @@ impl Installer {
         }
         let (manifest, _) = AgentManifest::load(&staging.tree).map_err(|e| InstallError::Invalid {
             source_arg: source.to_owned(),
-            problems: vec![Problem {
-                file: Some("agent.yaml".to_owned()),
-                field: None,
-                message: e.to_string(),
-            }],
+            problems: vec![Problem::new(Some("agent.yaml"), e.to_string())],
         })?;
         let install_id = random_id()?;
         let record = InstallRecord {
@@ -1445,9 +1455,8 @@ mod tests {
 
     #[test]
     fn invalid_agents_are_summarised_not_dumped() {
-        let problems: Vec<Problem> = (0..50)
-            .map(|i| Problem { file: Some(format!("f{i}")), field: None, message: "x".repeat(1000) })
-            .collect();
+        let problems: Vec<Problem> =
+            (0..50).map(|i| Problem::new(Some(&format!("f{i}")), "x".repeat(1000))).collect();
         let text = summarize(&problems);
         assert!(text.contains("and 40 more"), "{text}");
         assert!(text.len() < 4000, "{}", text.len());

@@ -48,9 +48,9 @@ pub use agenthub_core::{
     ExecutionResponse, MethodSpec, Params, RuntimeConfig,
 };
 use agenthub_core::{ExecutionMode, validate_parameters};
+pub use agenthub_env::{BuildProgress, EnvBuild, EnvState, EnvStatus, Freed, UvOrigin};
 pub use agenthub_env::{DynEnvironmentBackend, EnvMarker, EnvironmentManager, ReadyEnvironment};
 pub use agenthub_env::{EnvError, EnvironmentBackend, set_stream_tool_output};
-pub use agenthub_env::{EnvState, EnvStatus, Freed, UvOrigin};
 pub use agenthub_install::{
     InstallError, InstallOptions, Installed, Installer, MAX_COPY_BYTES, MAX_COPY_DEPTH, MAX_COPY_ENTRIES,
     NoProgress, Progress, Removed, STAGING_MARKER, leftover_staging,
@@ -209,10 +209,11 @@ impl AgentRuntime {
         self.shut_down.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Reports install steps (of `install`, `update` and auto-install on first use) to
-    /// `progress` instead of nowhere.
+    /// Reports install steps (of `install`, `update` and auto-install on first use) and
+    /// the environment builds of this runtime's calls to `progress` instead of nowhere.
     #[must_use]
     pub fn with_progress(mut self, progress: Arc<dyn Progress>) -> Self {
+        self.environments = self.environments.clone().with_progress(progress.clone());
         self.progress = progress;
         self
     }
@@ -349,14 +350,20 @@ impl AgentRuntime {
     /// needed) and returns it.
     pub async fn ensure_environment(&self, agent: &str) -> Result<ReadyEnvironment, AgentRuntimeError> {
         let loaded = self.load_agent(agent)?;
-        Ok(self.environments.ensure_environment(&loaded.location.dir, &loaded.manifest).await?)
+        self.environments
+            .ensure_environment(&loaded.location.dir, &loaded.manifest)
+            .await
+            .map_err(|e| e.into_runtime_error(Some(agent)))
     }
 
     /// Builds the agent's environment from scratch and swaps it in; the current one stays
     /// in use if the build fails.
     pub async fn rebuild_environment(&self, agent: &str) -> Result<ReadyEnvironment, AgentRuntimeError> {
         let loaded = self.load_agent(agent)?;
-        Ok(self.environments.rebuild_environment(&loaded.location.dir, &loaded.manifest).await?)
+        self.environments
+            .rebuild_environment(&loaded.location.dir, &loaded.manifest)
+            .await
+            .map_err(|e| e.into_runtime_error(Some(agent)))
     }
 
     /// Runs `method` of an already loaded agent.
@@ -649,7 +656,11 @@ impl AgentRuntime {
             env
         } else {
             check_agent_script(dir)?;
-            let env = self.environments.ensure_environment(dir, manifest).await?;
+            let env = self
+                .environments
+                .ensure_environment(dir, manifest)
+                .await
+                .map_err(|e| e.into_runtime_error(Some(&agent.location.name)))?;
             if warm {
                 self.remember_checked(dir, &env, &stamps);
             }
@@ -752,7 +763,10 @@ async fn prestart_call(
     let loaded = load_agent(config, agent)?;
     let dir = &loaded.location.dir;
     check_agent_script(dir)?;
-    let env = environments.ensure_environment(dir, &loaded.manifest).await?;
+    let env = environments
+        .ensure_environment(dir, &loaded.manifest)
+        .await
+        .map_err(|e| e.into_runtime_error(Some(agent)))?;
     let rt = &config.runtime;
     let boxed = call_sandbox(config, &loaded, &env, &agenthub_core::Grants::default())?;
     Ok(warm::WarmCall {

@@ -38,9 +38,10 @@ fn human(r: &DoctorReport) -> String {
     let h = &r.home;
     let state = if h.exists {
         format!(
-            "{}, {} agents{}",
+            "{}, {} agent{}{}",
             if h.writable { "writable" } else { "NOT writable" },
             h.agents,
+            if h.agents == 1 { "" } else { "s" },
             if h.config_file { ", config.yaml" } else { "" }
         )
     } else {
@@ -50,7 +51,8 @@ fn human(r: &DoctorReport) -> String {
     if r.interpreters.is_empty() {
         let _ = writeln!(t, "python        none on PATH");
     }
-    for (i, py) in r.interpreters.iter().enumerate() {
+    let (shims, interpreters): (Vec<_>, Vec<_>) = r.interpreters.iter().partition(|py| py.pyenv_shim);
+    for (i, py) in interpreters.iter().enumerate() {
         let label = if i == 0 { "python" } else { "" };
         let what = match (&py.executable, &py.version) {
             (Some(exe), Some(v)) if exe != &py.path => {
@@ -60,6 +62,26 @@ fn human(r: &DoctorReport) -> String {
             _ => format!("{} (does not run)", py.path.display()),
         };
         let _ = writeln!(t, "{label:14}{what}");
+    }
+    if !shims.is_empty() {
+        // One line for them all: pyenv makes a shim for every version it ever installed.
+        let mut groups: Vec<(&std::path::Path, Vec<String>)> = Vec::new();
+        for py in &shims {
+            let dir = py.path.parent().unwrap_or(std::path::Path::new(""));
+            let name = py.path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            match groups.iter_mut().find(|(d, _)| *d == dir) {
+                Some((_, names)) => names.push(name),
+                None => groups.push((dir, vec![name])),
+            }
+        }
+        let places: Vec<String> =
+            groups.iter().map(|(dir, names)| format!("{} in {}", names.join(", "), dir.display())).collect();
+        let label = if interpreters.is_empty() { "python" } else { "" };
+        let _ = writeln!(
+            t,
+            "{label:14}{}: pyenv shims of versions not installed or not selected (skipped)",
+            places.join("; ")
+        );
     }
     let _ = writeln!(t, "uv            {}", tool(r.tools.uv.as_ref(), ""));
     let _ = writeln!(t, "pip           {}", tool(r.tools.pip.as_ref(), ""));

@@ -53,8 +53,13 @@ fn build(config: Config, args: &EnvBuildArgs, mode: Build) -> ExitCode {
         };
         if skip && status.state != EnvState::Foreign {
             let note = match status.state {
-                EnvState::Stale => " (stale: `agenthub env sync` rebuilds it)",
-                _ => "",
+                EnvState::Stale => {
+                    format!(
+                        " (stale: `agenthub env sync {}` rebuilds it)",
+                        agenthub_core::shell_quote(&args.agent)
+                    )
+                }
+                _ => String::new(),
             };
             if args.json {
                 let object = serde_json::json!({
@@ -98,6 +103,7 @@ fn build(config: Config, args: &EnvBuildArgs, mode: Build) -> ExitCode {
 
 fn path(config: &Config, agent: &str, json: bool) -> ExitCode {
     let started = Instant::now();
+    let named = agenthub_core::shell_quote(agent);
     match agenthub_runtime::environment_status(config, agent) {
         Ok(status) if json => {
             let object = serde_json::json!({"path": status.venv, "state": status.state.as_str()});
@@ -110,7 +116,9 @@ fn path(config: &Config, agent: &str, json: bool) -> ExitCode {
         }
         Ok(status) if matches!(status.state, EnvState::Ready | EnvState::Stale) => {
             if status.state == EnvState::Stale {
-                render::err("warning: the environment is stale; `agenthub env sync AGENT` rebuilds it\n");
+                render::err(&agenthub_core::escape_control(&format!(
+                    "warning: the environment is stale; `agenthub env sync {named}` rebuilds it\n"
+                )));
             }
             render::out(&format!("{}\n", status.venv.display()));
             ExitCode::SUCCESS
@@ -118,8 +126,13 @@ fn path(config: &Config, agent: &str, json: bool) -> ExitCode {
         Ok(status) => {
             let why = status.detail.map(|d| format!(": {d}")).unwrap_or_default();
             let help = match status.state {
-                EnvState::Foreign => "move it away, or set environment.venv_location to another name",
-                _ => "build it with `agenthub env create AGENT` (or run the agent once)",
+                EnvState::Foreign => {
+                    "move it away, or set environment.venv_location to another name".to_owned()
+                }
+                _ if status.last_failure.is_some() => format!(
+                    "`agenthub -v env create {named}` builds it again and shows what the installer prints"
+                ),
+                _ => format!("build it with `agenthub env create {named}` (or run the agent once)"),
             };
             let text = format!("error: the environment is {}{why}\n  help: {help}\n", status.state.as_str());
             render::err(&agenthub_core::escape_control(&text));

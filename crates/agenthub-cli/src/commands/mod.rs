@@ -80,27 +80,39 @@ pub(crate) fn usage_error(e: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Logs go to stderr at the configured level (`runtime.log_level`, `AGENTHUB_LOG_LEVEL`);
+/// `-v` raises it to info, `-vv` to debug, `-q` lowers it to errors. What people are told
+/// (progress, notices) does not go through logs. Other crates' records (rmcp's, for
+/// `mcp serve`) stay below warnings unless debug logs were asked for: their info is for
+/// their authors.
 fn init_logging(level: agenthub_core::LogLevel, ui: crate::progress::Ui) {
     use agenthub_core::LogLevel;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let level = match (ui.quiet, ui.verbose) {
-        (true, _) => tracing::Level::ERROR,
+        (true, _) => LevelFilter::ERROR,
         (false, 0) => match level {
-            LogLevel::Error => tracing::Level::ERROR,
-            LogLevel::Warn => tracing::Level::WARN,
-            LogLevel::Info => tracing::Level::INFO,
-            LogLevel::Debug => tracing::Level::DEBUG,
-            LogLevel::Trace => tracing::Level::TRACE,
+            LogLevel::Error => LevelFilter::ERROR,
+            LogLevel::Warn => LevelFilter::WARN,
+            LogLevel::Info => LevelFilter::INFO,
+            LogLevel::Debug => LevelFilter::DEBUG,
+            LogLevel::Trace => LevelFilter::TRACE,
         },
-        (false, 1) => tracing::Level::INFO,
-        (false, 2) => tracing::Level::DEBUG,
-        (false, _) => tracing::Level::TRACE,
+        (false, 1) => LevelFilter::INFO,
+        (false, 2) => LevelFilter::DEBUG,
+        (false, _) => LevelFilter::TRACE,
     };
+    let others = if level >= LevelFilter::DEBUG { level } else { level.min(LevelFilter::WARN) };
+    let filter = Targets::new().with_default(others).with_target("agenthub", level);
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
         .with_ansi(ui.color)
+        .finish()
+        .with(filter)
         .try_init();
 }
 

@@ -29,7 +29,7 @@ fn eight_processes_on_one_cold_agent_build_once_and_all_succeed() {
     let children: Vec<_> = (0..8)
         .map(|_| {
             command(&ctx, &["exec", "test/cold", "ping", "--json"])
-                .env("AGENTHUB_LOG_LEVEL", "INFO")
+                .env("AGENTHUB_LOG_LEVEL", "DEBUG")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

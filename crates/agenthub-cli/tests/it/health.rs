@@ -7,7 +7,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};
-use serde_json::json;
+use serde_json::{Value as Json, json};
 
 use super::{agenthub, json_of};
 
@@ -78,7 +78,7 @@ fn env_create_sync_path_and_remove() {
     assert_eq!(out.status.code(), Some(1));
     insta::assert_snapshot!(text(&out.stderr), @r"
     error: the environment is missing
-      help: build it with `agenthub env create AGENT` (or run the agent once)
+      help: build it with `agenthub env create test/envy` (or run the agent once)
     ");
 
     let out = run(&ctx, &["env", "create", "test/envy"]);
@@ -115,7 +115,7 @@ fn env_create_sync_path_and_remove() {
     let out = run(&ctx, &["env", "create", "test/envy"]);
     assert_eq!(
         redact(&ctx, &out.stdout),
-        "[HOME]/agents/test/envy/.venv is stale (stale: `agenthub env sync` rebuilds it)\n"
+        "[HOME]/agents/test/envy/.venv is stale (stale: `agenthub env sync test/envy` rebuilds it)\n"
     );
     let out = run(&ctx, &["env", "sync", "test/envy"]);
     assert!(text(&out.stdout).starts_with("synced "), "{}", text(&out.stderr));
@@ -138,6 +138,41 @@ fn env_create_sync_path_and_remove() {
 
     let out = run(&ctx, &["env", "remove", "test/envy"]);
     assert_eq!(text(&out.stdout), "nothing to remove: the agent has no environment\n");
+}
+
+#[test]
+fn env_path_after_a_failed_build_says_it_failed_and_how_to_see_why() {
+    let ctx = TestContext::new();
+    let agent = TestAgent::new("failing").method(TestMethod::new("hi").behaves(Behaviour::EchoParams));
+    let dir = ctx.install(&agent.clone().dependency("nothing-here @ file:///nonexistent/agenthub-test"));
+    let out = run(&ctx, &["exec", "test/failing", "hi", "--json"]);
+    let v = json_of(&out);
+    assert_eq!(v["error_type"], "EnvironmentError", "{v}");
+    let suggestion = v["suggestion"].as_str().unwrap();
+    assert!(
+        suggestion.ends_with("`agenthub env rebuild test/failing` rebuilds from scratch"),
+        "{suggestion}"
+    );
+
+    let out = run(&ctx, &["env", "path", "test/failing"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = redact(&ctx, &out.stderr);
+    let (first, help) = said.split_once('\n').unwrap();
+    assert!(first.starts_with("error: the environment is missing: its last build failed: `"), "{said}");
+    assert!(
+        first.contains("nothing-here @ file:///nonexistent/agenthub-test` failed (exit status"),
+        "{said}"
+    );
+    assert_eq!(
+        help,
+        "  help: `agenthub -v env create test/failing` builds it again and shows what the installer prints\n"
+    );
+
+    // A build that succeeds forgets the failure.
+    assert!(dir.join(".venv.d").join(agenthub_env::LAST_FAILURE).exists());
+    agent.write_to(&dir).unwrap();
+    ok(&ctx, &["env", "create", "test/failing"]);
+    assert!(!dir.join(".venv.d").join(agenthub_env::LAST_FAILURE).exists());
 }
 
 #[test]
@@ -584,7 +619,7 @@ fn uv_is_provisioned_once_into_the_home_when_an_agent_ships_uv_lock() {
     // Later runs use it without installing again, and doctor says which uv is used.
     let out = agenthub(&ctx)
         .env("PATH", &path)
-        .env("AGENTHUB_LOG_LEVEL", "INFO")
+        .env("AGENTHUB_LOG_LEVEL", "DEBUG")
         .args(["env", "rebuild", "test/locked"])
         .timeout(LIMIT)
         .output()
@@ -660,4 +695,58 @@ fn info_counts_requirements_in_words() {
     assert!(plain.contains("no requirements)"), "{plain}");
     let six = text(&run(&ctx, &["info", "test/six"]).stdout);
     assert!(six.contains(", 1 requirement from requirements.txt)"), "{six}");
+}
+
+#[test]
+fn doctor_names_pyenv_shims_that_run_no_python_once_and_warns_of_nothing() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ctx = TestContext::new();
+    let tmp = tempfile::tempdir().unwrap();
+    let (shims, bin) = (tmp.path().join("shims"), tmp.path().join("bin"));
+    std::fs::create_dir_all(&shims).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(agenthub_testkit::real_python(), bin.join("python3")).unwrap();
+    // What pyenv writes for every version it ever installed; this one's is gone.
+    let shim = "#!/usr/bin/env bash\nset -e\nprogram=\"${0##*/}\"\nexport PYENV_ROOT=\"/nonexistent/pyenv\"\n\
+                exec \"/nonexistent/pyenv/libexec/pyenv\" exec \"$program\" \"$@\"\n";
+    let broken = "#!/bin/sh\nexit 1\n";
+    for (name, text) in [("python3.13", shim), ("python3.12", shim), ("python3.9", broken)] {
+        let dir = if text == shim { &shims } else { &bin };
+        std::fs::write(dir.join(name), text).unwrap();
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = std::env::join_paths([&shims, &bin]).unwrap();
+    let doctor = |json: bool| {
+        let mut cmd = agenthub(&ctx);
+        cmd.env("PATH", &path).arg("doctor");
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.timeout(LIMIT).output().unwrap()
+    };
+    let v = json_of(&doctor(true));
+    let shim_entries: Vec<&str> = v["interpreters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["pyenv_shim"] == true)
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(shim_entries.len(), 2, "{v}");
+    let python_problems: Vec<&Json> =
+        v["problems"].as_array().unwrap().iter().filter(|p| p["kind"] == "python_broken").collect();
+    assert_eq!(python_problems.len(), 1, "only the script that is no shim is a problem: {v}");
+    assert!(python_problems[0]["message"].as_str().unwrap().contains("python3.9"), "{v}");
+
+    let out = doctor(false);
+    let said = text(&out.stdout).replace(&tmp.path().display().to_string(), "[TMP]");
+    let python: Vec<&str> = said
+        .lines()
+        .skip_while(|l| !l.starts_with("python"))
+        .take_while(|l| l.starts_with("python") || l.starts_with("    "))
+        .collect();
+    insta::assert_snapshot!(python[1..].join("\n"), @r"
+    [TMP]/bin/python3.9 (does not run)
+    python3.13, python3.12 in [TMP]/shims: pyenv shims of versions not installed or not selected (skipped)
+    ");
 }

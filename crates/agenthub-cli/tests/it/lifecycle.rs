@@ -97,8 +97,44 @@ fn a_new_agents_main_speaks_the_one_shot_protocol() {
         let message = reply["error"].as_str().unwrap();
         assert!(message.starts_with(error), "{request}: {message}");
         assert_eq!(reply.as_object().unwrap().len(), 1);
+        // The traceback goes to stderr, for the line.
+        let stderr = text(&out.stderr);
+        assert!(stderr.starts_with("Traceback (most recent call last):\n"), "{request}: {stderr}");
+        assert!(stderr.contains("agent.py\", line "), "{request}: {stderr}");
     }
     assert_eq!(python(&[]).status.code(), Some(1), "no request is an error too");
+}
+
+#[test]
+fn an_exception_shows_its_line_and_a_missing_module_the_fix() {
+    let (ctx, work) = workdir();
+    let dir = init(&ctx, work.path(), "needy");
+    let code = std::fs::read_to_string(dir.join("agent.py")).unwrap();
+    let add = "    def add(self, a, b):\n";
+    let line = code[..code.find(add).unwrap()].lines().count() + 2;
+    let code = code.replace(add, &format!("{add}        import not_installed_here.sub\n"));
+    std::fs::write(dir.join("agent.py"), code).unwrap();
+    let out = run(&ctx, work.path(), &["exec", "./needy", "add", "a=1", "b=2", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json_of(&out);
+    assert_eq!(v["error_type"], "AgentError", "{v}");
+    assert_eq!(v["error"], "ModuleNotFoundError: No module named 'not_installed_here'");
+    assert_eq!(
+        v["suggestion"],
+        "The module `not_installed_here` is not installed in the agent's environment: add the package that \
+         provides it to `dependencies` in agent.yaml (`dependencies: [\"not_installed_here\"]` when the names \
+         match); the next call rebuilds the environment"
+    );
+    let stderr = v["stderr"].as_str().unwrap();
+    assert!(stderr.contains(&format!("agent.py\", line {line}, in add")), "{stderr}");
+    // People see the same, the traceback with the line above the help.
+    let out = run(&ctx, work.path(), &["exec", "./needy", "add", "a=1", "b=2"]);
+    let said = text(&out.stderr);
+    assert!(
+        said.starts_with("error[AgentError]: ModuleNotFoundError: No module named 'not_installed_here'\n")
+    );
+    assert!(said.contains(&format!("agent.py\", line {line}, in add")), "{said}");
+    assert!(said.contains("  help: The module `not_installed_here` is not installed"), "{said}");
 }
 
 #[test]
@@ -203,7 +239,7 @@ fn validate_json_is_one_array_with_stable_fields() {
     assert_eq!(out.status.code(), Some(1));
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
     let dir = work.path().canonicalize().unwrap();
-    let problem = |file: &str, field: Option<&str>, message: &str| json!({"file": file, "field": field, "message": message});
+    let problem = |file: &str, field: Option<&str>, message: &str| json!({"file": file, "field": field, "line": null, "message": message});
     assert_eq!(
         json_of(&out),
         json!([
@@ -217,7 +253,7 @@ fn validate_json_is_one_array_with_stable_fields() {
                 problem("data/etc", None, "symlink to /etc leaves the agent directory (it resolves to /etc)"),
             ]},
             {"agent": "nope/missing", "path": null, "valid": false, "problems": [
-                {"file": null, "field": null, "message": format!(
+                {"file": null, "field": null, "line": null, "message": format!(
                     "not found: not installed under {}", ctx.home().join("agents").display())},
             ]},
         ])
@@ -225,6 +261,44 @@ fn validate_json_is_one_array_with_stable_fields() {
     let good = run(&ctx, work.path(), &["validate", "./good", "--json"]);
     assert_eq!(good.status.code(), Some(0));
     assert_eq!(json_of(&good)[0]["valid"], true);
+}
+
+#[test]
+fn validate_compiles_agent_py_without_running_it_and_names_the_line() {
+    let (ctx, work) = workdir();
+    let dir = init(&ctx, work.path(), "typo");
+    let marker = work.path().join("ran");
+    let source = format!("open({:?}, 'w')\n\nanswer = = 42\n", marker.display().to_string());
+    std::fs::write(dir.join("agent.py"), source).unwrap();
+    let out = run(&ctx, work.path(), &["validate", "./typo"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    insta::assert_snapshot!(text(&out.stdout), @r"
+    invalid ./typo
+      - agent.py:3: SyntaxError: invalid syntax (column 10)
+    ");
+    let out = run(&ctx, work.path(), &["validate", "./typo", "--json"]);
+    let v = json_of(&out);
+    assert_eq!(
+        v[0]["problems"],
+        json!([{"file": "agent.py", "field": null, "line": 3, "message": "SyntaxError: invalid syntax (column 10)"}])
+    );
+    assert!(!marker.exists(), "validate ran agent.py");
+
+    // With an environment, its interpreter compiles (here a stand-in that says it ran).
+    let bin = dir.join(".venv/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let used = work.path().join("venv-python-used");
+    let python3 = which::which("python3").unwrap();
+    std::fs::write(
+        bin.join("python"),
+        format!("#!/bin/sh\ntouch '{}'\nexec '{}' \"$@\"\n", used.display(), python3.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("python"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let out = run(&ctx, work.path(), &["validate", "./typo", "--json"]);
+    assert_eq!(json_of(&out)[0]["problems"][0]["line"], 3);
+    assert!(used.exists(), "the environment's interpreter was not used");
 }
 
 #[test]

@@ -2,6 +2,7 @@
 
 mod batch;
 mod faults;
+mod first_hour;
 mod health;
 mod hostile;
 mod install;

@@ -628,7 +628,8 @@ fn a_closed_output_ends_the_session_like_eof_with_stdin_still_open() {
     for output in [Output::Pipe, Output::Socket] {
         // Two messages are read (the initialize answer and the pid); then stdout's read end
         // closes.
-        let mut server = Server::start_reading(&ctx, &["--sandbox", "off", "test/probe", "--workers", "2"], 2, output);
+        let mut server =
+            Server::start_reading(&ctx, &["--sandbox", "off", "test/probe", "--workers", "2"], 2, output);
         server.initialize("2025-11-25");
         let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
         assert!(alive(pid));
@@ -649,7 +650,9 @@ fn a_closed_output_cancels_the_calls_in_flight() {
     let ctx = TestContext::new();
     let probe = install_probe(&ctx);
     // The initialize answer, the pid, and the first progress notification of the call below.
-    let mut server = Server::start_reading(&ctx, &["--sandbox", "off", "test/probe", "--workers", "2", "--progress-interval", "0.1"],
+    let mut server = Server::start_reading(
+        &ctx,
+        &["--sandbox", "off", "test/probe", "--workers", "2", "--progress-interval", "0.1"],
         3,
         Output::Pipe,
     );

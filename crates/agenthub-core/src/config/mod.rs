@@ -254,12 +254,19 @@ impl Config {
         file: Option<&str>,
         vars: impl IntoIterator<Item = (OsString, OsString)>,
     ) -> Result<Self, ConfigError> {
-        let parsed: ConfigFile = match file.map(str::trim) {
-            None | Some("") => ConfigFile::default(),
-            Some(text) => serde_yaml::from_str(text).map_err(|e| ConfigError::File {
-                path: home.join("config.yaml"),
-                message: closest_field(&e.to_string()),
-            })?,
+        let parsed: ConfigFile = match file.filter(|text| !text.trim().is_empty()) {
+            None => ConfigFile::default(),
+            Some(text) => {
+                let file_error = |message| ConfigError::File { path: home.join("config.yaml"), message };
+                // serde names a duplicate key without its line (at the top) or with its
+                // mapping's: the tree reader says where the second one is.
+                if let Err(crate::yaml::YamlError::Syntax(message)) = crate::yaml::parse_document(text)
+                    && message.starts_with("duplicate key")
+                {
+                    return Err(file_error(message));
+                }
+                serde_yaml::from_str(text).map_err(|e| file_error(closest_field(&e.to_string())))?
+            }
         };
         let mut config = Self {
             home,
@@ -429,6 +436,15 @@ mod tests {
 
     fn with_file(text: &str) -> Result<Config, ConfigError> {
         Config::from_sources("/h".into(), Some(text), [])
+    }
+
+    #[test]
+    fn a_duplicate_key_is_named_with_its_line() {
+        let err = with_file("# settings\ninstall:\n  git_timeout: 5\ninstall:\n  provision_uv: false\n")
+            .unwrap_err();
+        assert_eq!(err.to_string(), "invalid /h/config.yaml: duplicate key `install` at line 4 column 1");
+        let err = with_file("runtime:\n  log_level: info\n  mode: warm\n  log_level: warn\n").unwrap_err();
+        assert_eq!(err.to_string(), "invalid /h/config.yaml: duplicate key `log_level` at line 4 column 3");
     }
 
     #[test]

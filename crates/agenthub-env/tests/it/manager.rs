@@ -176,14 +176,20 @@ fn a_failed_rebuild_leaves_the_previous_environment_in_use() {
     // The old environment is untouched: same key, six still importable.
     assert_eq!(read_marker(&good.venv).unwrap().key, good.key);
     assert_eq!(python_says(&good.python, "import six; print(six.__version__)"), "1.16.0");
-    // Only the good build is left on disk (beside the builds directory's own marker).
+    // Only the good build is left on disk (beside the builds directory's own marker), and
+    // why the last build failed, which `environment_status` reports.
     assert_eq!(builds(agent.path()).len(), 1);
+    let status = agenthub_env::environment_status(agent.path(), &manifest(), &EnvironmentConfig::default());
+    let failure = status.last_failure.unwrap_or_default();
+    let (_, reason) = failure.split_once("requirements.txt` failed (exit status 1): ").unwrap_or_default();
+    assert!(reason.starts_with("error: "), "the installer's reason: {failure}");
     // A forced rebuild of the good set swaps in a new build and keeps the old one for calls
     // still running in it; the build before that is collected at the next swap.
     std::fs::write(agent.path().join("requirements.txt"), "six==1.16.0\n").unwrap();
     let before = std::fs::read_link(&good.venv).unwrap();
     let rebuilt = pollster::block_on(m.rebuild_environment(agent.path(), &manifest())).unwrap();
     assert!(rebuilt.built);
+    assert!(!agent.path().join(".venv.d").join(agenthub_env::LAST_FAILURE).exists(), "a success forgets it");
     assert_ne!(std::fs::read_link(&rebuilt.venv).unwrap(), before);
     assert!(agent.path().join(&before).exists(), "the superseded build is kept one round");
     pollster::block_on(m.rebuild_environment(agent.path(), &manifest())).unwrap();
@@ -203,12 +209,12 @@ fn a_phase1_environment_is_replaced_by_a_managed_one() {
     assert_eq!(python_says(&env.python, "print(1)"), "1");
 }
 
-/// The builds in `<agent>/.venv.d`, without its marker.
+/// The builds in `<agent>/.venv.d`, without its marker and its record of the last failure.
 pub(crate) fn builds(agent: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(agent.join(".venv.d"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n != agenthub_env::BUILDS_MARKER)
+        .filter(|n| n != agenthub_env::BUILDS_MARKER && n != agenthub_env::LAST_FAILURE)
         .collect();
     names.sort();
     names

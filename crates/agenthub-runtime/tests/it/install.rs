@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use agenthub_runtime::{InstallError, InstallOptions, ProcessBackendKind, Progress};
+use agenthub_runtime::{BuildProgress, InstallError, InstallOptions, ProcessBackendKind, Progress};
 use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod};
 use serde_json::{Map, json};
 
@@ -20,6 +20,8 @@ impl Progress for Recorder {
         self.0.lock().unwrap().push(format!("notice: {message}"));
     }
 }
+
+impl BuildProgress for Recorder {}
 
 /// A git repository `<repos>/acme/pinger` holding an agent whose `ping` returns `answer`.
 fn repo(repos: &Path, answer: &str) {
