@@ -698,8 +698,8 @@ mod tests {
         let dir = config.agents_root().join("a/b");
         std::fs::create_dir_all(&dir).unwrap();
         let live = declared("  network: [\"localhost:1\"]\n");
-        let installed = crate::AgentLocation { dir: dir.clone(), id: Some(id.clone()) };
-        let by_path = crate::AgentLocation { dir: dir.clone(), id: None };
+        let installed = crate::AgentLocation { dir: dir.clone(), id: Some(id.clone()), name: id.to_string() };
+        let by_path = crate::AgentLocation { dir: dir.clone(), id: None, name: "./x".to_owned() };
         // Put there by hand: what the user pointed at.
         assert_eq!(approved_declaration(&config, &installed, &live), (live.clone(), None));
         let record = crate::HomeInstallRecord { ids: vec!["x".into()], permissions: None };
@@ -719,7 +719,7 @@ mod tests {
         std::fs::write(&path, r#"{"ids": ["x"], "permissions": {"network": ["localhost"]}}"#).unwrap();
         let read = crate::read_home_install_record(&home, &id).unwrap();
         assert_eq!((read.ids, read.permissions), (vec!["x".to_owned()], None));
-        let elsewhere = crate::AgentLocation { dir: tmp.path().join("x"), id: None };
+        let elsewhere = crate::AgentLocation { dir: tmp.path().join("x"), id: None, name: "./x".to_owned() };
         assert_eq!(approved_declaration(&config, &elsewhere, &live), (live, None));
     }
 }

@@ -424,7 +424,8 @@ fn send_fds(socket: RawFd, fds: &[RawFd]) -> io::Result<()> {
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as usize;
-        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
+        // CMSG_DATA is aligned for cmsghdr, not necessarily for i32: copy bytes.
+        std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), size_of_val(fds));
         check(libc::sendmsg(socket, &raw const msg, 0) as libc::c_long)
     }
 }
@@ -451,9 +452,9 @@ pub(super) fn recv_fds(socket: RawFd, max: usize) -> io::Result<Vec<RawFd>> {
         {
             let data_len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
             let count = (data_len / size_of::<RawFd>()).min(MAX_LISTENERS);
-            let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+            let data = libc::CMSG_DATA(cmsg);
             for i in 0..count {
-                let fd = data.add(i).read_unaligned();
+                let fd = data.add(i * size_of::<RawFd>()).cast::<RawFd>().read_unaligned();
                 if fds.len() < max {
                     fds.push(fd);
                 } else {

@@ -92,9 +92,12 @@ impl SandboxNetwork {
 /// as long as the child runs and dropped when it has been reaped.
 pub type ListenerGuard = Box<dyn std::any::Any + Send>;
 
+/// What a [`ListenerHook`] calls: the listeners (port, listener) in, the guard out.
+pub type ServeListeners = dyn Fn(Vec<(u16, TcpListener)>) -> ListenerGuard + Send + Sync;
+
 /// The callback that receives a sandbox's loopback listeners (port, listener).
 #[derive(Clone)]
-pub struct ListenerHook(pub Arc<dyn Fn(Vec<(u16, TcpListener)>) -> ListenerGuard + Send + Sync>);
+pub struct ListenerHook(pub Arc<ServeListeners>);
 
 impl std::fmt::Debug for ListenerHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -241,7 +244,7 @@ impl Prepared {
 }
 
 /// Prepares `sandbox` for one spawn. `cgroup_procs` are the call's cgroups, made ahead.
-pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: Vec<PathBuf>) -> Result<Prepared, ProcessError> {
+pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: &[PathBuf]) -> Result<Prepared, ProcessError> {
     let layers = probe();
     let namespaces = layers.namespaces && !NAMESPACES_REFUSED.load(Ordering::Relaxed);
     if sandbox.require_all {
