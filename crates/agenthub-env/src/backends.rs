@@ -256,6 +256,9 @@ impl EnvironmentBackend for UvBackend {
             os("install"),
             os("--quiet"),
             os("--no-config"),
+            // The environment is read-only to a sandboxed agent: without compiled bytecode
+            // every call would compile its imports again (pip compiles by default).
+            os("--compile-bytecode"),
             os("--python"),
             python.as_os_str(),
         ];

@@ -23,6 +23,7 @@ mod oneshot;
 mod outcome;
 mod ray;
 mod sandbox;
+pub use sandbox::sandbox_summary;
 mod warm;
 
 use std::path::Path;
@@ -121,7 +122,8 @@ impl AgentRuntime {
                 rt.kill_agents_with_runtime,
             )
             .with_uv_provision(uv_provision(&config))
-            .with_process_registry(processes.registry());
+            .with_process_registry(processes.registry())
+            .with_sandboxed_builds(rt.sandbox_mode != agenthub_core::SandboxMode::Off);
         let slots = async_lock::Semaphore::new(rt.concurrency_limit());
         let ray = Arc::new(ray::RayTarget::new(processes.registry(), environments.clone()));
         let pools = warm::Pools::new(
@@ -897,26 +899,21 @@ fn call_sandbox(
     env: &agenthub_env::ReadyEnvironment,
     call_grants: &agenthub_core::Grants,
 ) -> Result<sandbox::CallSandbox, AgentRuntimeError> {
+    sandbox::log_summary_once(config);
     let mode = config.runtime.sandbox_mode;
     if mode == agenthub_core::SandboxMode::Off || config.runtime.target == agenthub_core::ExecutionTarget::Ray
     {
         return Ok(sandbox::CallSandbox::off());
     }
     let dir = &agent.location.dir;
-    let (declared, key, grants) = match &agent.location.id {
-        Some(id) => {
-            let record = agenthub_core::read_home_install_record(&config.home, id);
-            let (approved, warning) = agenthub_core::approved_permissions(
-                &id.to_string(),
-                &agent.manifest.permissions,
-                record.as_ref().and_then(|r| r.permissions.as_ref()),
-            );
-            if let Some(warning) = warning {
-                tracing::warn!("{warning}");
-            }
-            (approved, id.to_string(), config.grants_for(id).merged(call_grants))
-        }
-        None => (agent.manifest.permissions.clone(), format!("path-{}", dir.display()), call_grants.clone()),
+    let (declared, warning) =
+        agenthub_core::approved_declaration(config, &agent.location, &agent.manifest.permissions);
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+    }
+    let (key, grants) = match &agent.location.id {
+        Some(id) => (id.to_string(), config.grants_for(id).merged(call_grants)),
+        None => (format!("path-{}", dir.display()), call_grants.clone()),
     };
     let user_home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let policy = agenthub_core::SandboxPolicy::resolve(

@@ -129,6 +129,15 @@ pub(crate) fn for_call(
     let home = agent_home(agenthub_home, agent_key)?;
     let mut read = runtime_paths(agent_dir, venv, python);
     read.extend(policy.read.iter().cloned());
+    if policy.mode == SandboxMode::Default {
+        // The original's convention: API keys for agents in `~/.agenthub/.env`, found by
+        // `load_dotenv()` walking up from an installed agent. Default mode passes the
+        // caller's environment anyway; the file is readable, nothing else of the home is.
+        let dotenv = agenthub_home.join(".env");
+        if std::fs::symlink_metadata(&dotenv).is_ok_and(|m| m.is_file()) {
+            read.push(dotenv);
+        }
+    }
     let mut write = vec![home.clone()];
     write.extend(policy.write.iter().cloned());
     let mut env: Vec<(OsString, OsString)> = vec![("HOME".into(), home.into_os_string())];
@@ -138,7 +147,9 @@ pub(crate) fn for_call(
     if proxied {
         ports.push(PROXY_PORT);
         let url: OsString = format!("http://127.0.0.1:{PROXY_PORT}").into();
-        for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"] {
+        // Not ALL_PROXY: clients read it as a SOCKS proxy and some (httpx) pay for it at
+        // every client made.
+        for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
             env.push((name.into(), url.clone()));
         }
         let no_proxy: OsString = "localhost,127.0.0.1,::1".into();
@@ -277,4 +288,38 @@ mod tests {
         let net = denial_hint("OSError: [Errno 101] Network is unreachable", &[]).unwrap();
         assert!(net.contains("HTTPS_PROXY"), "{net}");
     }
+}
+
+/// One line saying how calls run under `config` on this machine: the mode and the layers
+/// active (`info`, and `-v` once per process).
+pub fn sandbox_summary(config: &agenthub_core::Config) -> String {
+    if config.runtime.target == agenthub_core::ExecutionTarget::Ray {
+        return "not sandboxed by agenthub: the target is Ray (the cluster runs the agent)".to_owned();
+    }
+    let mode = config.runtime.sandbox_mode;
+    if mode == SandboxMode::Off {
+        return "off: agents run with all of your rights".to_owned();
+    }
+    let layers = agenthub_process::sandbox::probe();
+    let mut active = Vec::new();
+    if layers.namespaces {
+        active.push("namespaces (PID, mount, network, IPC, user)".to_owned());
+        active.push("egress proxy".to_owned());
+    }
+    if let Some(abi) = layers.landlock_abi {
+        active.push(format!("Landlock ABI {abi}"));
+    }
+    if layers.seccomp {
+        active.push("seccomp".to_owned());
+    }
+    let missing = layers.missing().map(|m| format!("; missing: {m}")).unwrap_or_default();
+    let verdict =
+        if mode == SandboxMode::Strict && layers.missing().is_some() { ", refuses calls here" } else { "" };
+    format!("{mode}{verdict}: {}{missing}", active.join(", "))
+}
+
+/// Says [`sandbox_summary`] once per process as an info record (`-v`).
+pub(crate) fn log_summary_once(config: &agenthub_core::Config) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| tracing::info!("sandbox: {}", sandbox_summary(config)));
 }

@@ -10,6 +10,7 @@ use agenthub_runtime::{AgentInfo, ExecutionResponse, WarmDispatch};
 use crate::render;
 
 pub(crate) fn run(config: &Config, agent: &str, json: bool) -> ExitCode {
+    let sandbox = agenthub_runtime::sandbox_summary(config);
     let started = Instant::now();
     match agenthub_runtime::agent_info(config, agent) {
         Ok(info) if json => {
@@ -18,14 +19,14 @@ pub(crate) fn run(config: &Config, agent: &str, json: bool) -> ExitCode {
         }
         Ok(info) => {
             // Manifest text is untrusted: no escape sequences reach the terminal.
-            render::out(&agenthub_core::escape_control(&human(&info)));
+            render::out(&agenthub_core::escape_control(&human(&info, &sandbox)));
             ExitCode::SUCCESS
         }
         Err(e) => render::response(&ExecutionResponse::failed(e, started.elapsed()), json),
     }
 }
 
-fn human(info: &AgentInfo) -> String {
+fn human(info: &AgentInfo, sandbox: &str) -> String {
     let m = &info.manifest;
     let mut t = String::new();
     let _ = writeln!(t, "{} {} by {}", m.name, m.version, m.author);
@@ -79,6 +80,7 @@ fn human(info: &AgentInfo) -> String {
             permissions.beyond_install.join("; ")
         );
     }
+    let _ = writeln!(t, "sandbox:     {sandbox}");
     let _ = writeln!(t, "\nmethods:");
     for (name, spec) in &m.methods {
         let _ = writeln!(t, "  {}", spec.signature(name));
