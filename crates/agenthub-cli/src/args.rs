@@ -224,11 +224,10 @@ impl TargetArgs {
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Sandbox")]
 pub(crate) struct SandboxArgs {
-    /// How calls are sandboxed: default, strict or off (default: `runtime.sandbox_mode`).
-    #[arg(long, value_enum, value_name = "MODE")]
+    /// How calls are sandboxed: default, strict or off (default: sandbox_mode in config.yaml)
+    #[arg(long, value_enum, value_name = "MODE", hide_possible_values = true)]
     pub(crate) sandbox: Option<SandboxMode>,
-    /// Let the agent reach HOST: `api.example.com`, `*.example.com`, `host:443`, or
-    /// `localhost:PORT` for a service on this machine (repeatable).
+    /// Let the agent reach HOST: api.example.com, *.example.com, host:443, localhost:PORT (repeatable)
     #[arg(long = "allow-net", value_name = "HOST", value_parser = parse_net_grant)]
     pub(crate) allow_net: Vec<HostPattern>,
     /// Let the agent read PATH (repeatable).

@@ -127,6 +127,15 @@ pub fn is_shut_down() -> bool {
 
 impl From<ProcessError> for agenthub_core::AgentRuntimeError {
     fn from(err: ProcessError) -> Self {
+        if let ProcessError::Sandbox(reason) = &err {
+            return Self::NotRun {
+                message: format!("The sandbox could not be set up for this call: {reason}"),
+                suggestion:
+                    "Run `agenthub doctor` to see which sandbox layers this machine has; `--sandbox default` \
+                             runs calls with the layers there are"
+                        .to_owned(),
+            };
+        }
         let message = match std::error::Error::source(&err) {
             Some(cause) => format!("{err}: {cause}"),
             None => err.to_string(),

@@ -690,7 +690,11 @@ impl AgentRuntime {
             };
             match self.run_warm(call).await {
                 _ if cancel.is_some_and(CallCancel::is_cancelled) => return Err(cancelled()),
-                warm::WarmOutcome::Ran(output) => return Ok(outcome::response_from(&output, rt)),
+                warm::WarmOutcome::Ran(output) => {
+                    let mut response = outcome::response_from(&output, rt);
+                    sandbox::explain_denial(&mut response, &boxed);
+                    return Ok(response);
+                }
                 warm::WarmOutcome::Failed(err) => return Err(err),
                 warm::WarmOutcome::Cancelled => return Err(cancelled()),
                 warm::WarmOutcome::OneShot => check_request_size(&request, true)?,

@@ -318,8 +318,8 @@ pub fn sandbox_summary(config: &agenthub_core::Config) -> String {
     format!("{mode}{verdict}: {}{missing}", active.join(", "))
 }
 
-/// Says [`sandbox_summary`] once per process as an info record (`-v`).
+/// Says [`sandbox_summary`] once per process as a debug record (the CLI says it under `-v`).
 pub(crate) fn log_summary_once(config: &agenthub_core::Config) {
     static SAID: std::sync::Once = std::sync::Once::new();
-    SAID.call_once(|| tracing::info!("sandbox: {}", sandbox_summary(config)));
+    SAID.call_once(|| tracing::debug!("sandbox: {}", sandbox_summary(config)));
 }

@@ -117,8 +117,13 @@ fn init_logging(level: agenthub_core::LogLevel, ui: crate::progress::Ui) {
 }
 
 /// `--sandbox off` with an installed agent (someone else's code) is said once per call on
-/// stderr: it runs with all of the user's rights.
+/// stderr: it runs with all of the user's rights. With `-v`, the mode and the layers active
+/// on this machine are said too.
 pub(crate) fn sandbox_off_notice(config: &agenthub_core::Config, agent: &agenthub_runtime::LoadedAgent) {
+    let ui = crate::progress::Ui::get();
+    if ui.verbose > 0 && !ui.quiet {
+        crate::render::err(&format!("sandbox: {}\n", agenthub_runtime::sandbox_summary(config)));
+    }
     if config.runtime.sandbox_mode == agenthub_core::SandboxMode::Off
         && let Some(id) = &agent.location.id
     {

@@ -45,6 +45,9 @@ fn dash_v_shows_the_build_as_a_step_and_dash_vv_the_logs() {
     let out = as_a_user(&ctx, &["-v", "exec", "test/demo", "greet", "World"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stderr(&out);
+    // -v says the sandbox's mode and layers first, then the build as a step.
+    let (sandbox, text) = text.split_once('\n').unwrap_or_default();
+    assert!(sandbox.starts_with("sandbox: default"), "{sandbox}");
     assert!(text.starts_with("Building environment for demo (uv)...\n  done in "), "{text}");
     assert!(!text.contains("building environment venv="), "{text}");
 
@@ -251,6 +254,13 @@ fn top_level_and_exec_help() {
           --env-allow <VAR>        A variable to pass when the environment is cleared (repeatable; implies --env-clear)
       -h, --help                   Print help
       -V, --version                Print version
+
+    Sandbox:
+          --sandbox <MODE>      How calls are sandboxed: default, strict or off (default: sandbox_mode in config.yaml)
+          --allow-net <HOST>    Let the agent reach HOST: api.example.com, *.example.com, host:443, localhost:PORT (repeatable)
+          --allow-read <PATH>   Let the agent read PATH (repeatable)
+          --allow-write <PATH>  Let the agent write PATH (repeatable)
+          --allow-env <VAR>     Let the agent see the variable VAR in strict mode (repeatable)
 
     Global options:
           --home <DIR>    Home directory (default: $AGENTHUB_HOME, else ~/.agenthub)
