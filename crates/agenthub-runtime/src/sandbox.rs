@@ -274,22 +274,6 @@ fn denial_hint(text: &str, refused: &[agenthub_sandbox_proxy::Refusal]) -> Optio
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_denied_path_names_the_grant() {
-        let hint =
-            denial_hint("PermissionError: [Errno 13] Permission denied: '/home/u/.ssh/id'", &[]).unwrap();
-        assert!(hint.contains("--allow-read /home/u/.ssh/id"), "{hint}");
-        assert!(hint.contains("sandbox"));
-        assert!(denial_hint("ValueError: bad input", &[]).is_none());
-        let net = denial_hint("OSError: [Errno 101] Network is unreachable", &[]).unwrap();
-        assert!(net.contains("HTTPS_PROXY"), "{net}");
-    }
-}
-
 /// One line saying how calls run under `config` on this machine: the mode and the layers
 /// active (`info`, and `-v` once per process).
 pub fn sandbox_summary(config: &agenthub_core::Config) -> String {
@@ -322,4 +306,20 @@ pub fn sandbox_summary(config: &agenthub_core::Config) -> String {
 pub(crate) fn log_summary_once(config: &agenthub_core::Config) {
     static SAID: std::sync::Once = std::sync::Once::new();
     SAID.call_once(|| tracing::debug!("sandbox: {}", sandbox_summary(config)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denied_path_names_the_grant() {
+        let hint =
+            denial_hint("PermissionError: [Errno 13] Permission denied: '/home/u/.ssh/id'", &[]).unwrap();
+        assert!(hint.contains("--allow-read /home/u/.ssh/id"), "{hint}");
+        assert!(hint.contains("sandbox"));
+        assert!(denial_hint("ValueError: bad input", &[]).is_none());
+        let net = denial_hint("OSError: [Errno 101] Network is unreachable", &[]).unwrap();
+        assert!(net.contains("HTTPS_PROXY"), "{net}");
+    }
 }
