@@ -197,7 +197,7 @@ impl State {
         if repeated {
             tracing::debug!(host = %refusal.host, port = refusal.port, reason = %refusal.reason, "{refusal}");
         } else {
-            tracing::warn!(host = %refusal.host, port = refusal.port, reason = %refusal.reason, "{refusal}");
+            tracing::warn!("{refusal}");
         }
     }
 }
