@@ -72,7 +72,7 @@ impl Spawned {
         let mut prepared = match &spec.sandbox {
             Some(sandbox) => {
                 let procs = containment::precreate_cgroups(&run_id, spec.containment);
-                Some((sandbox, crate::sandbox::prepare(sandbox, procs)?))
+                Some((sandbox, crate::sandbox::prepare(sandbox, &procs)?))
             }
             None => None,
         };
@@ -90,7 +90,7 @@ impl Spawned {
                         tracing::debug!(error = %source, "sandbox namespaces refused; running without them");
                         crate::sandbox::namespaces_refused();
                         let procs = containment::precreate_cgroups(&run_id, spec.containment);
-                        prepared = Some((sandbox, crate::sandbox::prepare(sandbox, procs)?));
+                        prepared = Some((sandbox, crate::sandbox::prepare(sandbox, &procs)?));
                         continue;
                     }
                     return Err(ProcessError::Spawn { program: spec.program.clone(), source });

@@ -121,7 +121,11 @@ impl AgentRuntime {
                 rt.kill_agents_with_runtime,
             )
             .with_uv_provision(uv_provision(&config))
-            .with_process_registry(processes.registry());
+            .with_process_registry(processes.registry())
+            // Installers and build backends run in the build sandbox unless the user turned
+            // the sandbox off: their own PID namespace, so nothing of a build outlives
+            // agenthub, also when it is killed with SIGKILL (docs/design/sandbox.md).
+            .with_sandboxed_builds(rt.sandbox_mode != agenthub_core::SandboxMode::Off);
         let slots = async_lock::Semaphore::new(rt.concurrency_limit());
         let ray = Arc::new(ray::RayTarget::new(processes.registry(), environments.clone()));
         let pools = warm::Pools::new(

@@ -45,6 +45,7 @@ pub(super) const MAX_BINDS: usize = 32;
 /// the parent keeps open until the spawn returns).
 struct Plan {
     namespaces: bool,
+    private_tmp: bool,
     isolate_net: bool,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
@@ -68,6 +69,7 @@ pub(super) fn install(cmd: &mut std::process::Command, prepared: &Prepared) {
     use std::os::unix::process::CommandExt;
     let plan = Arc::new(Plan {
         namespaces: prepared.namespaces,
+        private_tmp: prepared.private_tmp,
         isolate_net: prepared.isolate_net,
         uid_map: prepared.uid_map.clone(),
         gid_map: prepared.gid_map.clone(),
@@ -215,6 +217,44 @@ fn mount_private(plan: &Plan) -> io::Result<()> {
             )
             .into(),
         )?;
+        if plan.private_tmp {
+            mount_private_tmp(plan)?;
+        }
+        let proc_mounted = libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        ) == 0;
+        let shm_mounted = libc::mount(
+            c"tmpfs".as_ptr(),
+            c"/dev/shm".as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c"mode=1777".as_ptr().cast(),
+        ) == 0;
+        if let Some(ruleset) = plan.ruleset {
+            // A host TMPDIR has its rule among the static ones.
+            if plan.private_tmp {
+                add_rule(ruleset, &plan.tmp_write, plan.write_access)?;
+            }
+            if shm_mounted {
+                add_rule(ruleset, c"/dev/shm", plan.write_access)?;
+            }
+            if proc_mounted {
+                add_rule(ruleset, c"/proc", plan.read_access)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The private tmpfs at `/tmp`, with the paths the call needs under the host's `/tmp`
+/// bound back into it, and the `TMPDIR` directory when `/tmp` itself is not it.
+fn mount_private_tmp(plan: &Plan) -> io::Result<()> {
+    // SAFETY: as in `mount_private`.
+    unsafe {
         // The paths to bind back, opened in this mount namespace before the tmpfs covers
         // them (a mount of another namespace cannot be bound here).
         let mut sources = [-1 as RawFd; MAX_BINDS];
@@ -276,29 +316,6 @@ fn mount_private(plan: &Plan) -> io::Result<()> {
         }
         if !plan.tmp_is_root {
             libc::mkdir(plan.tmp_write.as_ptr(), 0o700);
-        }
-        let proc_mounted = libc::mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        ) == 0;
-        let shm_mounted = libc::mount(
-            c"tmpfs".as_ptr(),
-            c"/dev/shm".as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            c"mode=1777".as_ptr().cast(),
-        ) == 0;
-        if let Some(ruleset) = plan.ruleset {
-            add_rule(ruleset, &plan.tmp_write, plan.write_access)?;
-            if shm_mounted {
-                add_rule(ruleset, c"/dev/shm", plan.write_access)?;
-            }
-            if proc_mounted {
-                add_rule(ruleset, c"/proc", plan.read_access)?;
-            }
         }
     }
     Ok(())
@@ -424,7 +441,8 @@ fn send_fds(socket: RawFd, fds: &[RawFd]) -> io::Result<()> {
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as usize;
-        std::ptr::copy_nonoverlapping(fds.as_ptr(), libc::CMSG_DATA(cmsg).cast::<RawFd>(), fds.len());
+        // Byte-wise: CMSG_DATA is not aligned for an int as far as the type system knows.
+        std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), size_of_val(fds));
         check(libc::sendmsg(socket, &raw const msg, 0) as libc::c_long)
     }
 }
@@ -451,9 +469,11 @@ pub(super) fn recv_fds(socket: RawFd, max: usize) -> io::Result<Vec<RawFd>> {
         {
             let data_len = (*cmsg).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
             let count = (data_len / size_of::<RawFd>()).min(MAX_LISTENERS);
-            let data = libc::CMSG_DATA(cmsg).cast::<RawFd>();
+            let data = libc::CMSG_DATA(cmsg);
             for i in 0..count {
-                let fd = data.add(i).read_unaligned();
+                let mut bytes = [0u8; size_of::<RawFd>()];
+                std::ptr::copy_nonoverlapping(data.add(i * bytes.len()), bytes.as_mut_ptr(), bytes.len());
+                let fd = RawFd::from_ne_bytes(bytes);
                 if fds.len() < max {
                     fds.push(fd);
                 } else {

@@ -56,6 +56,12 @@ pub struct Sandbox {
     /// Refuse to start when a layer is missing on this kernel (strict mode), instead of
     /// running with the layers there are.
     pub require_all: bool,
+    /// Keep the host's `/tmp` in view (read-only unless a write rule covers it) instead of
+    /// a private tmpfs over it, for programs handed paths there (an installer's
+    /// `--find-links /tmp/wheels`); `TMPDIR` is then a fresh directory on the host, removed
+    /// when the spawn's handle drops. Environment builds, which read everywhere anyway, use
+    /// it; agents never do.
+    pub host_tmp: bool,
     /// Called once per spawn, before the child's program runs, with the listening sockets
     /// made inside an isolated network namespace (see [`SandboxNetwork::Isolated`]).
     pub on_listeners: Option<ListenerHook>,
@@ -92,9 +98,12 @@ impl SandboxNetwork {
 /// as long as the child runs and dropped when it has been reaped.
 pub type ListenerGuard = Box<dyn std::any::Any + Send>;
 
+/// What a [`ListenerHook`] calls with the listeners (port, listener).
+pub type ListenerFn = dyn Fn(Vec<(u16, TcpListener)>) -> ListenerGuard + Send + Sync;
+
 /// The callback that receives a sandbox's loopback listeners (port, listener).
 #[derive(Clone)]
-pub struct ListenerHook(pub Arc<dyn Fn(Vec<(u16, TcpListener)>) -> ListenerGuard + Send + Sync>);
+pub struct ListenerHook(pub Arc<ListenerFn>);
 
 impl std::fmt::Debug for ListenerHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -151,6 +160,8 @@ static NAMESPACES_REFUSED: AtomicBool = AtomicBool::new(false);
 /// Everything the child needs, made before `fork`.
 pub(crate) struct Prepared {
     namespaces: bool,
+    /// A private tmpfs at `/tmp` (namespaces, and not [`Sandbox::host_tmp`]).
+    private_tmp: bool,
     isolate_net: bool,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
@@ -241,7 +252,7 @@ impl Prepared {
 }
 
 /// Prepares `sandbox` for one spawn. `cgroup_procs` are the call's cgroups, made ahead.
-pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: Vec<PathBuf>) -> Result<Prepared, ProcessError> {
+pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: &[PathBuf]) -> Result<Prepared, ProcessError> {
     let layers = probe();
     let namespaces = layers.namespaces && !NAMESPACES_REFUSED.load(Ordering::Relaxed);
     if sandbox.require_all {
@@ -261,7 +272,8 @@ pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: Vec<PathBuf>) -> Result<P
     let mut read: Vec<PathBuf> = system_read_paths().iter().map(PathBuf::from).collect();
     read.extend(sandbox.read.iter().cloned());
     let mut write = sandbox.write.clone();
-    let host_tmp = if namespaces {
+    let private_tmp = namespaces && !sandbox.host_tmp;
+    let host_tmp = if private_tmp {
         None
     } else {
         let dir = tempfile::Builder::new().prefix("agenthub-tmp-").tempdir().map_err(ProcessError::Io)?;
@@ -272,7 +284,7 @@ pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: Vec<PathBuf>) -> Result<P
         Some(abi) => Some(ruleset(abi, &read, &write).map_err(ProcessError::Sandbox)?),
         None => None,
     };
-    let binds = if namespaces { binds_under_tmp(&read, &write) } else { Vec::new() };
+    let binds = if private_tmp { binds_under_tmp(&read, &write) } else { Vec::new() };
     if binds.len() > child::MAX_BINDS {
         return Err(ProcessError::Sandbox(format!(
             "at most {} separate paths under /tmp can be given to a sandbox",
@@ -288,6 +300,7 @@ pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: Vec<PathBuf>) -> Result<P
         if ports.is_empty() { None } else { Some(socket_pair().map_err(ProcessError::Io)?) };
     Ok(Prepared {
         namespaces,
+        private_tmp,
         isolate_net,
         uid_map: format!("{uid} {uid} 1\n").into_bytes(),
         gid_map: format!("{gid} {gid} 1\n").into_bytes(),
