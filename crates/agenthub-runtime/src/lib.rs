@@ -893,7 +893,9 @@ fn call_sandbox(
         return Ok(sandbox::CallSandbox::off());
     }
     let dir = &agent.location.dir;
-    let (declared, key, grants) = match &agent.location.id {
+    // Named by its path under the agents root, an installed agent is still held to what was
+    // approved at install (and gets its grants and its home): a path is no way around them.
+    let (declared, key, grants) = match &agenthub_core::installed_id(config, &agent.location) {
         Some(id) => {
             let record = agenthub_core::read_home_install_record(&config.home, id);
             let (approved, warning) = agenthub_core::approved_permissions(

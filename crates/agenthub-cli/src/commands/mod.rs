@@ -108,7 +108,7 @@ fn init_logging(level: agenthub_core::LogLevel, ui: crate::progress::Ui) {
 /// stderr: it runs with all of the user's rights.
 pub(crate) fn sandbox_off_notice(config: &agenthub_core::Config, agent: &agenthub_runtime::LoadedAgent) {
     if config.runtime.sandbox_mode == agenthub_core::SandboxMode::Off
-        && let Some(id) = &agent.location.id
+        && let Some(id) = agenthub_core::installed_id(config, &agent.location)
     {
         crate::render::err(&format!(
             "warning: the sandbox is off: {id} runs with all of your rights (files, keys, network)\n"
