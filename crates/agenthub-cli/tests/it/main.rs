@@ -9,6 +9,7 @@ mod lifecycle;
 mod mcp;
 mod permissions;
 mod ray;
+mod sandbox;
 mod worker_memory;
 
 use agenthub_core::ParamType;
