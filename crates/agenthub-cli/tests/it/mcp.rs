@@ -25,7 +25,8 @@ def main():
     request = json.loads(sys.argv[1])
     method, params = request["method"], request["parameters"]
     if method == "pid":
-        result = os.getpid()
+        # In the sandbox, the pid of its own PID namespace: the namespace says which one.
+        result = "%d %s" % (os.getpid(), os.readlink("/proc/self/ns/pid"))
     elif method == "sleep":
         if params.get("marker"):
             open(params["marker"], "w").close()
@@ -54,7 +55,7 @@ description: "MCP lifecycle probe"
 author: "tests"
 interface:
   methods:
-    pid: {description: "The serving process's pid"}
+    pid: {description: "The serving process's pid and PID namespace"}
     sleep:
       description: "Sleeps"
       parameters:
@@ -87,6 +88,37 @@ fn install_conformance(ctx: &TestContext, name: &str) -> PathBuf {
         }
     }
     to
+}
+
+/// Where agents leave markers: granted to every server (`--allow-write`), since a sandboxed
+/// agent writes only its own home and TMPDIR.
+fn markers(ctx: &TestContext) -> PathBuf {
+    let dir = ctx.home().join("markers");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The host pid of a process that said `"<pid> <pid namespace>"` of itself: in the sandbox
+/// its pid is its own namespace's (2), found on the host by namespace and `NSpid`.
+fn host_pid(said: &str) -> u64 {
+    let (pid, ns) = said.trim().split_once(' ').unwrap_or_else(|| panic!("not `pid namespace`: {said:?}"));
+    let entries = std::fs::read_dir("/proc").unwrap();
+    let found: Vec<u64> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
+        .filter(|host| {
+            let same_ns = std::fs::read_link(format!("/proc/{host}/ns/pid"))
+                .is_ok_and(|link| link.to_str() == Some(ns));
+            let status = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap_or_default();
+            let inner = status
+                .lines()
+                .find_map(|l| l.strip_prefix("NSpid:"))
+                .and_then(|l| l.split_whitespace().last());
+            same_ns && inner == Some(pid)
+        })
+        .collect();
+    assert_eq!(found.len(), 1, "no single process is {said:?}: {found:?}");
+    found[0]
 }
 
 fn install_probe(ctx: &TestContext) -> PathBuf {
@@ -123,8 +155,10 @@ impl Server {
     /// A server whose stdout is read for `messages` messages; then its read end is closed
     /// (the channel disconnects once it is, see [`Server::wait_output_closed`]).
     fn start_reading(ctx: &TestContext, args: &[&str], messages: usize, output: Output) -> Self {
+        let markers = markers(ctx);
         let mut all = vec!["mcp", "serve"];
         all.extend_from_slice(args);
+        all.extend(["--allow-write", markers.to_str().unwrap()]);
         let mut command = command(ctx, &all);
         command.stdin(Stdio::piped()).stderr(Stdio::piped());
         let ours: Option<Box<dyn Read + Send>> = match output {
@@ -505,15 +539,15 @@ fn a_cancelled_call_kills_its_worker_and_a_fresh_one_serves_the_next_call() {
     install_probe(&ctx);
     let mut server = Server::start(&ctx, &["test/probe", "--workers", "1"]);
     server.initialize("2025-11-25");
-    let first = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
+    let first = host_pid(text(&server.call(1, "pid", json!({}))));
     assert!(alive(first));
-    let marker = ctx.home().join("sleeping");
+    let marker = markers(&ctx).join("sleeping");
     server.call_async(2, "sleep", json!({"seconds": 60, "marker": marker}));
     wait_until("the call to reach its worker", ANSWER, || marker.exists());
     server.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                         "params": {"requestId": 2, "reason": "the user changed their mind"}}));
     wait_until("the cancelled call's worker to die", Duration::from_secs(10), || !alive(first));
-    let second = text(&server.call(3, "pid", json!({}))).parse::<u64>().unwrap();
+    let second = host_pid(text(&server.call(3, "pid", json!({}))));
     assert_ne!(second, first);
     assert!(alive(second));
     // The cancelled request is never answered.
@@ -533,7 +567,8 @@ fn a_cancelled_call_of_a_one_shot_agent_kills_its_process() {
     std::fs::write(
         dir.join("agent.py"),
         "import json, os, sys, time\nparams = json.loads(sys.argv[1])['parameters']\n\
-         open(params['marker'], 'w').write(str(os.getpid()))\ntime.sleep(params['seconds'])\n\
+         open(params['marker'], 'w').write('%d %s' % (os.getpid(), os.readlink('/proc/self/ns/pid')))\n\
+         time.sleep(params['seconds'])\n\
          print(json.dumps({'result': 'woke'}))\n",
     )
     .unwrap();
@@ -546,17 +581,17 @@ fn a_cancelled_call_of_a_one_shot_agent_kills_its_process() {
     .unwrap();
     let mut server = Server::start(&ctx, &["test/script"]);
     server.initialize("2025-11-25");
-    let marker = ctx.home().join("pid");
+    let marker = markers(&ctx).join("pid");
     server.call_async(1, "sleep", json!({"seconds": 60, "marker": marker}));
     let mut pid = None;
     wait_until("the one-shot process to start", ANSWER, || {
-        pid = std::fs::read_to_string(&marker).ok().and_then(|p| p.trim().parse::<u64>().ok());
+        pid = std::fs::read_to_string(&marker).ok().filter(|p| p.contains(' ')).map(|p| host_pid(&p));
         pid.is_some()
     });
     let pid = pid.unwrap();
     server.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
     wait_until("the cancelled one-shot process to die", Duration::from_secs(10), || !alive(pid));
-    let again = server.call(2, "sleep", json!({"seconds": 0, "marker": ctx.home().join("pid2")}));
+    let again = server.call(2, "sleep", json!({"seconds": 0, "marker": markers(&ctx).join("pid2")}));
     assert_eq!(text(&again), "woke", "{again}");
     assert!(
         server.seen.iter().all(|m| m["id"] != json!(1)),
@@ -601,9 +636,9 @@ fn eof_cancels_calls_in_flight_shuts_every_worker_down_and_exits_0() {
     let probe = install_probe(&ctx);
     let mut server = Server::start(&ctx, &["test/probe", "--workers", "2"]);
     server.initialize("2025-11-25");
-    let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
+    let pid = host_pid(text(&server.call(1, "pid", json!({}))));
     // One call hangs in a worker when stdin closes.
-    let marker = ctx.home().join("sleeping");
+    let marker = markers(&ctx).join("sleeping");
     server.call_async(2, "sleep", json!({"seconds": 120, "marker": marker}));
     wait_until("the call to reach its worker", ANSWER, || marker.exists());
     let (status, took) = server.close(Duration::from_secs(20));
@@ -627,7 +662,7 @@ fn a_closed_output_ends_the_session_like_eof_with_stdin_still_open() {
         // closes.
         let mut server = Server::start_reading(&ctx, &["test/probe", "--workers", "2"], 2, output);
         server.initialize("2025-11-25");
-        let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
+        let pid = host_pid(text(&server.call(1, "pid", json!({}))));
         assert!(alive(pid));
         server.wait_output_closed();
         // Stdin stays open; the answer to this request cannot be written.
@@ -653,8 +688,8 @@ fn a_closed_output_cancels_the_calls_in_flight() {
         Output::Pipe,
     );
     server.initialize("2025-11-25");
-    let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
-    let marker = ctx.home().join("sleeping");
+    let pid = host_pid(text(&server.call(1, "pid", json!({}))));
+    let marker = markers(&ctx).join("sleeping");
     server.request(
         2,
         "tools/call",
