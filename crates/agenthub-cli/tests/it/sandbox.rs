@@ -505,6 +505,56 @@ fn a_hostile_agent_sees_signals_traces_and_reaches_no_process_outside() {
     );
 }
 
+const UNIX_SOCKET: &str = r#"
+def connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    try:
+        s.connect(@PATH@)
+        return s.recv(100).decode()
+    finally:
+        s.close()
+attempt("run_socket", connect)
+attempt("list_run", lambda: sorted(os.listdir("/run")))
+"#;
+
+/// A unix socket file that is removed when dropped.
+struct SocketFile(PathBuf);
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn a_host_service_on_a_unix_socket_under_run_is_out_of_sight() {
+    let scene = Scene::new();
+    // Where Docker's, D-Bus's and the user's runtime sockets live; /run/lock is writable by
+    // every user on Debian-like systems, so the test plants one as root and as nobody.
+    let name = format!("agenthub-hostile-{}.sock", std::process::id());
+    let (listener, path) = ["/run/lock", "/run"]
+        .iter()
+        .map(|dir| Path::new(dir).join(&name))
+        .find_map(|path| std::os::unix::net::UnixListener::bind(&path).ok().map(|l| (l, path)))
+        .expect("a unix socket can be made under /run (/run/lock or /run writable)");
+    let _file = SocketFile(path.clone());
+    listener.set_nonblocking(true).unwrap();
+    scene.install(
+        &TestAgent::new("sock")
+            .method(TestMethod::new("run").behaves(probe(UNIX_SOCKET, &[("PATH", path_value(&path))]))),
+    );
+    let got = scene.result(&["exec", "test/sock", "run", "--json"]);
+    // Landlock does not guard connecting to a socket by its path: the mount namespace's
+    // empty /run is what keeps it out of reach.
+    refused(&got, "run_socket", libc::ENOENT, "the mount namespace (an empty /run)");
+    refused(&got, "list_run", libc::EACCES, LANDLOCK);
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the host's socket under /run was reached"
+    );
+}
+
 /// A loopback service on the host: answers every connection with `pong-<name>` and counts
 /// them, until dropped (or for two minutes at most).
 struct Service {

@@ -7,7 +7,7 @@
 //!   same signal). It exits when the runtime dies (`PR_SET_PDEATHSIG` with a catchable
 //!   signal whose handler checks that the parent process, not just the spawning thread,
 //!   is gone).
-//! - The **init** is PID 1 of the new PID namespace. It mounts (`/tmp`, `/proc`,
+//! - The **init** is PID 1 of the new PID namespace. It mounts (`/tmp`, `/run`, `/proc`,
 //!   `/dev/shm`), adds the Landlock rules for those mounts, forks the agent, forwards
 //!   signals to it, reaps everything, and reports the agent's raw wait status to the waiter
 //!   over a pipe. When it exits, the kernel kills what is left in the namespace.
@@ -53,7 +53,9 @@ struct Plan {
     read_access: u64,
     write_access: u64,
     /// Directories to make, the path, and whether it is a directory.
-    binds: Vec<(Vec<std::ffi::CString>, std::ffi::CString, bool)>,
+    binds: Vec<BindPlan>,
+    cover_run: bool,
+    run_binds: Vec<BindPlan>,
     tmp_write: std::ffi::CString,
     tmp_is_root: bool,
     seccomp: Vec<seccompiler::BpfProgram>,
@@ -63,6 +65,9 @@ struct Plan {
     parent: libc::pid_t,
     last_cap: i32,
 }
+
+/// Directories to make, the path, and whether it is a directory.
+type BindPlan = (Vec<std::ffi::CString>, std::ffi::CString, bool);
 
 /// Installs the sandbox on `cmd` as a `pre_exec` hook.
 pub(super) fn install(cmd: &mut std::process::Command, prepared: &Prepared) {
@@ -77,6 +82,12 @@ pub(super) fn install(cmd: &mut std::process::Command, prepared: &Prepared) {
         read_access: prepared.read_access,
         write_access: prepared.write_access,
         binds: prepared.binds.iter().map(|b| (b.mkdirs.clone(), b.target.clone(), b.is_dir)).collect(),
+        cover_run: prepared.cover_run,
+        run_binds: prepared
+            .run_binds
+            .iter()
+            .map(|b| (b.mkdirs.clone(), b.target.clone(), b.is_dir))
+            .collect(),
         tmp_write: std::ffi::CString::new(prepared.tmpdir().as_os_str().as_encoded_bytes())
             .unwrap_or_default(),
         tmp_is_root: prepared.binds.is_empty(),
@@ -218,7 +229,13 @@ fn mount_private(plan: &Plan) -> io::Result<()> {
             .into(),
         )?;
         if plan.private_tmp {
-            mount_private_tmp(plan)?;
+            cover(c"/tmp", c"mode=1777", &plan.binds)?;
+            if !plan.tmp_is_root {
+                libc::mkdir(plan.tmp_write.as_ptr(), 0o700);
+            }
+        }
+        if plan.cover_run {
+            cover(c"/run", c"mode=755", &plan.run_binds)?;
         }
         let proc_mounted = libc::mount(
             c"proc".as_ptr(),
@@ -250,15 +267,15 @@ fn mount_private(plan: &Plan) -> io::Result<()> {
     Ok(())
 }
 
-/// The private tmpfs at `/tmp`, with the paths the call needs under the host's `/tmp`
-/// bound back into it, and the `TMPDIR` directory when `/tmp` itself is not it.
-fn mount_private_tmp(plan: &Plan) -> io::Result<()> {
+/// An empty tmpfs (`mode`) over `root` (`/tmp`, `/run`), with the paths the call needs
+/// under the host's `root` bound back into it.
+fn cover(root: &CStr, mode: &CStr, binds: &[BindPlan]) -> io::Result<()> {
     // SAFETY: as in `mount_private`.
     unsafe {
         // The paths to bind back, opened in this mount namespace before the tmpfs covers
         // them (a mount of another namespace cannot be bound here).
         let mut sources = [-1 as RawFd; MAX_BINDS];
-        for (slot, (_, target, _)) in sources.iter_mut().zip(&plan.binds) {
+        for (slot, (_, target, _)) in sources.iter_mut().zip(binds) {
             *slot = libc::open(target.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
             if *slot < 0 {
                 return Err(last_error());
@@ -267,14 +284,14 @@ fn mount_private_tmp(plan: &Plan) -> io::Result<()> {
         check(
             libc::mount(
                 c"tmpfs".as_ptr(),
-                c"/tmp".as_ptr(),
+                root.as_ptr(),
                 c"tmpfs".as_ptr(),
                 libc::MS_NOSUID | libc::MS_NODEV,
-                c"mode=1777".as_ptr().cast(),
+                mode.as_ptr().cast(),
             )
             .into(),
         )?;
-        for (&source, (mkdirs, target, is_dir)) in sources.iter().zip(&plan.binds) {
+        for (&source, (mkdirs, target, is_dir)) in sources.iter().zip(binds) {
             for dir in mkdirs {
                 libc::mkdir(dir.as_ptr(), 0o755);
             }
@@ -313,9 +330,6 @@ fn mount_private_tmp(plan: &Plan) -> io::Result<()> {
             if bound != 0 {
                 return Err(err);
             }
-        }
-        if !plan.tmp_is_root {
-            libc::mkdir(plan.tmp_write.as_ptr(), 0o700);
         }
     }
     Ok(())
