@@ -748,14 +748,21 @@ fn with_permissions(dir: &Path, permissions: Json) {
 fn strict_mode_shows_only_the_declared_and_granted_variables() {
     let scene = Scene::new();
     let names = ["AH_UNDECLARED", "AH_DECLARED", "AH_GRANTED"].map(String::from).to_vec();
+    // The sandbox's init is a fork of agenthub: its memory holds agenthub's whole environment.
+    let around = "def environ():\n    data = open('/proc/1/environ', 'rb').read()\n    return b'secret-u' in data\n\
+                  attempt('init_environ', environ)\n\
+                  attempt('init_memory', lambda: os.close(os.open('/proc/1/mem', os.O_RDONLY)))\n\
+                  attempt('own_environ', lambda: b'secret-u' in open('/proc/self/environ', 'rb').read())\n";
     let src = scene.directory_agent(
-        &TestAgent::new("env").method(TestMethod::new("show").behaves(Behaviour::EnvVars(names))),
+        &TestAgent::new("env")
+            .method(TestMethod::new("show").behaves(Behaviour::EnvVars(names)))
+            .method(TestMethod::new("around").behaves(probe(around, &[]))),
     );
     with_permissions(&src, json!({"env": ["AH_DECLARED"]}));
     let out = scene.run(&["install", src.to_str().unwrap(), "--no-env"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let show = |extra: &[&str]| {
-        let mut args = vec!["exec", "local/env", "show", "--json"];
+    let call = |method: &str, extra: &[&str]| {
+        let mut args = vec!["exec", "local/env", method, "--json"];
         args.extend_from_slice(extra);
         let mut cmd = scene.command(&args);
         cmd.env("AH_UNDECLARED", "secret-u").env("AH_DECLARED", "d").env("AH_GRANTED", "g");
@@ -763,6 +770,7 @@ fn strict_mode_shows_only_the_declared_and_granted_variables() {
         assert_eq!(out.status.code(), Some(0), "{extra:?}: {}", text(&out.stderr));
         json_of(&out)["result"].clone()
     };
+    let show = |extra: &[&str]| call("show", extra);
     assert_eq!(
         show(&[]),
         json!({"AH_UNDECLARED": "secret-u", "AH_DECLARED": "d", "AH_GRANTED": "g"}),
@@ -778,6 +786,12 @@ fn strict_mode_shows_only_the_declared_and_granted_variables() {
         json!({"AH_UNDECLARED": null, "AH_DECLARED": "d", "AH_GRANTED": "g"}),
         "strict mode: --allow-env adds the granted variable"
     );
+    // Nor around the environment: the init's is closed to the agent.
+    let got = call("around", &["--sandbox", "strict"]);
+    let layer = "Landlock's ptrace scope and the capability check (the init is outside the agent's domain)";
+    refused(&got, "init_environ", libc::EACCES, layer);
+    refused(&got, "init_memory", libc::EACCES, layer);
+    assert_eq!(allowed(&got, "own_environ"), false, "strict mode: the agent's own environment");
 }
 
 #[test]
