@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use agenthub_core::AgentManifest;
-use agenthub_testkit::{TestContext, survivors};
+use agenthub_testkit::{TestContext, reported_pid, survivors};
 use serde_json::{Value as Json, json};
 
 use super::command;
@@ -26,7 +26,7 @@ def main():
     method, params = request["method"], request["parameters"]
     if method == "pid":
         # In the sandbox, the pid of its own PID namespace: the namespace says which one.
-        result = "%d %s" % (os.getpid(), os.readlink("/proc/self/ns/pid"))
+        result = [os.getpid(), os.readlink("/proc/self/ns/pid")]
     elif method == "sleep":
         if params.get("marker"):
             open(params["marker"], "w").close()
@@ -98,27 +98,11 @@ fn markers(ctx: &TestContext) -> PathBuf {
     dir
 }
 
-/// The host pid of a process that said `"<pid> <pid namespace>"` of itself: in the sandbox
-/// its pid is its own namespace's (2), found on the host by namespace and `NSpid`.
+/// The host pid of the probe that said `[pid, "pid:[…]"]` of itself (in the sandbox its pid
+/// is its own PID namespace's).
 fn host_pid(said: &str) -> u64 {
-    let (pid, ns) = said.trim().split_once(' ').unwrap_or_else(|| panic!("not `pid namespace`: {said:?}"));
-    let entries = std::fs::read_dir("/proc").unwrap();
-    let found: Vec<u64> = entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u64>().ok())
-        .filter(|host| {
-            let same_ns = std::fs::read_link(format!("/proc/{host}/ns/pid"))
-                .is_ok_and(|link| link.to_str() == Some(ns));
-            let status = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap_or_default();
-            let inner = status
-                .lines()
-                .find_map(|l| l.strip_prefix("NSpid:"))
-                .and_then(|l| l.split_whitespace().last());
-            same_ns && inner == Some(pid)
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "no single process is {said:?}: {found:?}");
-    found[0]
+    let said: Json = serde_json::from_str(said).unwrap_or_else(|e| panic!("{e}: {said:?}"));
+    u64::from(reported_pid(&said))
 }
 
 fn install_probe(ctx: &TestContext) -> PathBuf {
@@ -567,7 +551,7 @@ fn a_cancelled_call_of_a_one_shot_agent_kills_its_process() {
     std::fs::write(
         dir.join("agent.py"),
         "import json, os, sys, time\nparams = json.loads(sys.argv[1])['parameters']\n\
-         open(params['marker'], 'w').write('%d %s' % (os.getpid(), os.readlink('/proc/self/ns/pid')))\n\
+         open(params['marker'], 'w').write(json.dumps([os.getpid(), os.readlink('/proc/self/ns/pid')]))\n\
          time.sleep(params['seconds'])\n\
          print(json.dumps({'result': 'woke'}))\n",
     )
@@ -585,7 +569,7 @@ fn a_cancelled_call_of_a_one_shot_agent_kills_its_process() {
     server.call_async(1, "sleep", json!({"seconds": 60, "marker": marker}));
     let mut pid = None;
     wait_until("the one-shot process to start", ANSWER, || {
-        pid = std::fs::read_to_string(&marker).ok().filter(|p| p.contains(' ')).map(|p| host_pid(&p));
+        pid = std::fs::read_to_string(&marker).ok().filter(|p| p.ends_with(']')).map(|p| host_pid(&p));
         pid.is_some()
     });
     let pid = pid.unwrap();

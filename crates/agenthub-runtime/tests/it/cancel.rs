@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use agenthub_core::{ExecutionMode, Grants, Seconds};
 use agenthub_runtime::{AgentRuntime, CallCancel, EnvBackendKind, LoadedAgent, ProcessBackendKind};
-use agenthub_testkit::TestContext;
+use agenthub_testkit::{TestContext, reported_pid};
 use serde_json::{Value as Json, json};
 
 const AGENT: &str = r#"
@@ -60,30 +60,7 @@ fn params(v: &Json) -> agenthub_runtime::Params {
 
 fn pid_of(rt: &AgentRuntime, agent: &LoadedAgent) -> u32 {
     let r = rt.execute_blocking(agent, "pid", params(&json!({}))).to_json();
-    let pid = r["result"][0].as_u64().unwrap_or_else(|| panic!("{r}"));
-    host_pid(pid, r["result"][1].as_str().unwrap())
-}
-
-/// The host pid of the process that is `pid` in the PID namespace `ns` (`pid:[…]`): in the
-/// sandbox an agent sees its own namespace's pid.
-fn host_pid(pid: u64, ns: &str) -> u32 {
-    let found: Vec<u32> = std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|host| {
-            let same_ns =
-                std::fs::read_link(format!("/proc/{host}/ns/pid")).is_ok_and(|l| l.to_str() == Some(ns));
-            let status = std::fs::read_to_string(format!("/proc/{host}/status")).unwrap_or_default();
-            let inner = status
-                .lines()
-                .find_map(|l| l.strip_prefix("NSpid:"))
-                .and_then(|l| l.split_whitespace().last());
-            same_ns && inner == Some(pid.to_string().as_str())
-        })
-        .collect();
-    assert_eq!(found.len(), 1, "no single process is {pid} in {ns}: {found:?}");
-    found[0]
+    reported_pid(&r["result"])
 }
 
 fn alive(pid: u32) -> bool {
@@ -155,7 +132,7 @@ fn cancelling_a_running_one_shot_call_kills_its_process() {
     // No main() to replay: served one-shot. It writes its pid to the marker, then sleeps.
     let script = "import json, os, sys, time\nrequest = json.loads(sys.argv[1])\n\
                   params = request['parameters']\n\
-                  open(params['marker'], 'w').write('%d %s' % (os.getpid(), os.readlink('/proc/self/ns/pid')))\n\
+                  open(params['marker'], 'w').write(json.dumps([os.getpid(), os.readlink('/proc/self/ns/pid')]))\n\
                   time.sleep(params['seconds'])\nprint(json.dumps({'result': 1}))\n";
     let (ctx, rt, agent) = setup(script);
     let marker = markers(&ctx).join("sleeping");
@@ -166,10 +143,8 @@ fn cancelling_a_running_one_shot_call_kills_its_process() {
         let call = scope.spawn(|| rt.execute_cancellable_blocking(&agent, "sleep", sleep, &cancel));
         let pid = loop {
             let said = std::fs::read_to_string(&marker).unwrap_or_default();
-            if let Some((pid, ns)) = said.trim().split_once(' ')
-                && let Ok(pid) = pid.parse::<u64>()
-            {
-                break host_pid(pid, ns);
+            if let Ok(said) = serde_json::from_str::<Json>(&said) {
+                break reported_pid(&said);
             }
             assert!(started.elapsed() < Duration::from_secs(60), "the call never started");
             std::thread::sleep(Duration::from_millis(10));
