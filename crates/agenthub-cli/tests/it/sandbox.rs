@@ -1029,24 +1029,16 @@ fn sigkill_of_agenthub_during_an_environment_build_leaves_no_build_backend() {
             .requirements_txt("./slowpkg\n"),
     );
     // A local package whose build backend starts a daemon carrying the token, then hangs.
-    let pkg = dir.join("slowpkg");
-    std::fs::create_dir_all(&pkg).unwrap();
-    std::fs::write(
-        pkg.join("pyproject.toml"),
-        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        pkg.join("backend.py"),
-        format!(
+    super::slow_package(
+        &dir,
+        &format!(
             "import os, time\n{DAEMON}\n\
              def get_requires_for_build_wheel(config_settings=None):\n\
              \x20   daemon({token:?})\n\
              \x20   time.sleep(300)\n\
              \x20   return []\n"
         ),
-    )
-    .unwrap();
+    );
     let cli = Isolated::spawn(
         &scene,
         &["exec", "test/hangs", "ping", "--json", "--env-backend", "uv"],
