@@ -48,6 +48,6 @@ pub use protocol::{
 pub use response::ExecutionResponse;
 pub use sandbox::{
     EnvPolicy, Grants, NetworkPolicy, Origin, PolicyError, SANDBOX_BASE_ENV, SandboxMode, SandboxPolicy,
-    approved_declaration, approved_permissions,
+    approved_declaration, approved_permissions, installed_id,
 };
 pub use text::{closest_name, escape_control, shell_quote};

@@ -432,7 +432,20 @@ pub fn approved_declaration(
     location: &crate::AgentLocation,
     live: &Permissions,
 ) -> (Permissions, Option<String>) {
-    let id = location.id.clone().or_else(|| {
+    match installed_id(config, location)
+        .and_then(|id| Some((crate::read_home_install_record(&config.home, &id)?, id)))
+    {
+        Some((record, id)) => approved_permissions(&id.to_string(), live, record.permissions.as_ref()),
+        None => (live.clone(), None),
+    }
+}
+
+/// The id of the agent at `location` as the agents root holds it: the id it was named by,
+/// or, for a path to `<agents root>/<ns>/<name>`, that id. A call of an installed agent by
+/// its path is a call of the installed agent (its approved declaration, its grants, its
+/// sandbox home), not of a stranger's directory.
+pub fn installed_id(config: &crate::Config, location: &crate::AgentLocation) -> Option<crate::AgentId> {
+    location.id.clone().or_else(|| {
         let root = config.agents_root().canonicalize().ok()?;
         let rel = location.dir.strip_prefix(root).ok()?;
         let parts: Vec<&str> = rel.iter().map(|p| p.to_str()).collect::<Option<_>>()?;
@@ -440,11 +453,7 @@ pub fn approved_declaration(
             [ns, name] => format!("{ns}/{name}").parse().ok(),
             _ => None,
         }
-    });
-    match id.and_then(|id| Some((crate::read_home_install_record(&config.home, &id)?, id))) {
-        Some((record, id)) => approved_permissions(&id.to_string(), live, record.permissions.as_ref()),
-        None => (live.clone(), None),
-    }
+    })
 }
 
 /// What the runtime resolves an installed agent's policy from: the declaration recorded at

@@ -52,8 +52,9 @@ pub struct BuildContext {
 }
 
 /// The sandbox an environment build runs in: the host's network (the package index), read
-/// anywhere, write only `targets` (the environment being built, the agent directory for
-/// in-tree builds), the installers' caches and a private temporary directory; and its own
+/// anywhere (the host's `/tmp` too), write only `targets` (the environment being built, the
+/// agent directory for in-tree builds), the installers' caches and a temporary directory of
+/// its own (its `TMPDIR`); and its own
 /// PID namespace, so a build backend never outlives the build, also when agenthub is killed.
 pub fn build_sandbox(targets: &[&Path]) -> agenthub_process::sandbox::Sandbox {
     let mut write: Vec<PathBuf> = targets.iter().map(|p| p.to_path_buf()).collect();
@@ -88,6 +89,8 @@ pub fn build_sandbox(targets: &[&Path]) -> agenthub_process::sandbox::Sandbox {
         write,
         network: agenthub_process::sandbox::SandboxNetwork::Host,
         require_all: false,
+        // Requirements may name paths under the host's /tmp (`--find-links /tmp/wheels`).
+        host_tmp: true,
         on_listeners: None,
     }
 }

@@ -34,7 +34,7 @@ use async_trait::async_trait;
 
 pub use containment::{Containment, RUN_ID_VAR};
 #[cfg(target_os = "linux")]
-pub use linux::{pidfd_kill, pidfd_open};
+pub use linux::{pidfd_kill, pidfd_open, sandboxed_program};
 pub use manager::{AgentInvocation, DynProcessBackend, ProcessManager};
 pub use registry::ProcessRegistry;
 pub use spec::{EnvSpec, ExitStatus, ProcessLimits, ProcessOutput, ProcessSpec, Termination};

@@ -247,6 +247,14 @@ pub(crate) fn die_with_parent(cmd: &mut std::process::Command) {
     }
 }
 
+/// The program a sandbox's waiter runs: two levels below it (waiter, init, program), found
+/// in `/proc`; `None` when there is none (gone, or `waiter` is no waiter). The waiter and
+/// the init are forks of the runtime: their `/proc/<pid>/environ` is the runtime's, and only
+/// the program's holds the variables it was given.
+pub fn sandboxed_program(waiter: u32) -> Option<u32> {
+    only_child(only_child(waiter)?)
+}
+
 /// The first child of `parent` found in `/proc` (by the parent pid in `/proc/<pid>/stat`;
 /// this kernel may lack `/proc/<pid>/task/<pid>/children`). Bounded: at most 100,000
 /// entries are looked at.

@@ -149,8 +149,7 @@ impl Spawned {
         if !self.sandbox_waiter {
             return Some(self.pid);
         }
-        let init = linux::only_child(self.pid)?;
-        linux::only_child(init)
+        linux::sandboxed_program(self.pid)
     }
 
     /// Reaps the child if it has exited (`block` waits for it). Also kills what is left

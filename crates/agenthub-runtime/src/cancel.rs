@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use agenthub_process::{ProcessRegistry, pidfd_kill, pidfd_open};
+use agenthub_process::{ProcessRegistry, pidfd_kill, pidfd_open, sandboxed_program};
 
 /// The variable that marks the process of one cancellable one-shot call (listed in
 /// `agenthub_core::NON_CONFIG_VARS`, so an agent that runs agenthub itself is not refused).
@@ -140,12 +140,17 @@ impl CallCancel {
     }
 }
 
-/// A pidfd of the registered process whose environment holds `entry` (`NAME=value`). The
-/// pidfd is opened before the environment is read, so a pid reused in between cannot match.
+/// A pidfd of the registered process whose environment holds `entry` (`NAME=value`), or,
+/// for a sandbox's waiter (a fork of this process, with its environment), whose program's
+/// does: the waiter is what is killed, and its sandbox dies with it. The pidfd is opened
+/// before the environment is read, so a pid reused in between cannot match.
 fn find_marked(registry: &ProcessRegistry, entry: &str) -> Option<OwnedFd> {
+    let carries = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/environ"))
+            .is_ok_and(|environ| environ.split(|&b| b == 0).any(|e| e == entry.as_bytes()))
+    };
     registry.running().into_iter().find_map(|pid| {
         let fd = pidfd_open(pid)?;
-        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-        environ.split(|&b| b == 0).any(|e| e == entry.as_bytes()).then_some(fd)
+        (carries(pid) || sandboxed_program(pid).is_some_and(carries)).then_some(fd)
     })
 }

@@ -123,6 +123,9 @@ impl AgentRuntime {
             )
             .with_uv_provision(uv_provision(&config))
             .with_process_registry(processes.registry())
+            // Installers and build backends run in the build sandbox unless the user turned
+            // the sandbox off: their own PID namespace, so nothing of a build outlives
+            // agenthub, also when it is killed with SIGKILL (docs/design/sandbox.md).
             .with_sandboxed_builds(rt.sandbox_mode != agenthub_core::SandboxMode::Off);
         let slots = async_lock::Semaphore::new(rt.concurrency_limit());
         let ray = Arc::new(ray::RayTarget::new(processes.registry(), environments.clone()));
@@ -910,14 +913,22 @@ fn call_sandbox(
         return Ok(sandbox::CallSandbox::off());
     }
     let dir = &agent.location.dir;
-    let (declared, warning) =
-        agenthub_core::approved_declaration(config, &agent.location, &agent.manifest.permissions);
-    if let Some(warning) = warning {
-        tracing::warn!("{warning}");
-    }
-    let (key, grants) = match &agent.location.id {
-        Some(id) => (id.to_string(), config.grants_for(id).merged(call_grants)),
-        None => (format!("path-{}", dir.display()), call_grants.clone()),
+    // Named by its path under the agents root, an installed agent is still held to what was
+    // approved at install (and gets its grants and its home): a path is no way around them.
+    let (declared, key, grants) = match &agenthub_core::installed_id(config, &agent.location) {
+        Some(id) => {
+            let record = agenthub_core::read_home_install_record(&config.home, id);
+            let (approved, warning) = agenthub_core::approved_permissions(
+                &id.to_string(),
+                &agent.manifest.permissions,
+                record.as_ref().and_then(|r| r.permissions.as_ref()),
+            );
+            if let Some(warning) = warning {
+                tracing::warn!("{warning}");
+            }
+            (approved, id.to_string(), config.grants_for(id).merged(call_grants))
+        }
+        None => (agent.manifest.permissions.clone(), format!("path-{}", dir.display()), call_grants.clone()),
     };
     let user_home = std::env::var_os("HOME").map(std::path::PathBuf::from);
     let policy = agenthub_core::SandboxPolicy::resolve(

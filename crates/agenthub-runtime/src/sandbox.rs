@@ -84,12 +84,7 @@ fn runtime_paths(agent_dir: &Path, venv: &Path, python: &Path) -> Vec<PathBuf> {
 /// The agent's own home under the agenthub home: kept between calls (SDK caches), made on
 /// first use. One per agent id (or per directory, for agents run by path).
 pub(crate) fn agent_home(agenthub_home: &Path, agent_key: &str) -> Result<PathBuf, AgentRuntimeError> {
-    let slug: String = agent_key
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
-        .collect();
-    let slug = if slug.len() > 80 { slug[slug.len() - 80..].to_owned() } else { slug };
-    let dir = agenthub_home.join("sandbox").join("home").join(slug);
+    let dir = agenthub_home.join("sandbox").join("home").join(home_name(agent_key));
     std::fs::create_dir_all(&dir).map_err(|e| AgentRuntimeError::Execution {
         message: format!("Cannot make the agent's sandbox home {}: {e}", dir.display()),
         return_code: None,
@@ -112,6 +107,23 @@ pub(crate) fn agent_home(agenthub_home: &Path, agent_key: &str) -> Result<PathBu
         });
     }
     Ok(dir)
+}
+
+/// The directory name of the home of the agent `agent_key` (an id, or `path-<dir>`): the
+/// key made readable (`acme_summarizer`), and a digest of the key itself, so that keys that
+/// read alike (`a_b/c` and `a/b_c`, or two long paths with the same end) never share a home
+/// (one agent would plant files, SDK configs or caches, for the other).
+fn home_name(agent_key: &str) -> String {
+    use sha2::Digest;
+    let readable: String = agent_key
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .collect();
+    let readable = if readable.len() > 64 { &readable[readable.len() - 64..] } else { &readable };
+    let digest = sha2::Sha256::digest(agent_key.as_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    format!("{readable}-{:016x}", u64::from_be_bytes(first))
 }
 
 /// Everything a call under `policy` runs in.
@@ -173,6 +185,7 @@ pub(crate) fn for_call(
             write,
             network,
             require_all: policy.mode == SandboxMode::Strict,
+            host_tmp: false,
             on_listeners: Some(hook),
         }),
         env,
@@ -311,6 +324,16 @@ pub(crate) fn log_summary_once(config: &agenthub_core::Config) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn homes_of_keys_that_read_alike_differ() {
+        assert_ne!(home_name("a_b/c"), home_name("a/b_c"));
+        assert!(home_name("acme/summarizer").starts_with("acme_summarizer-"));
+        let long = |end: &str| format!("path-/{}/{end}", "x".repeat(100));
+        assert_ne!(home_name(&long("a/agent")), home_name(&long("a_agent")));
+        assert!(home_name(&long("a/agent")).len() <= 64 + 17);
+        assert_eq!(home_name("acme/summarizer"), home_name("acme/summarizer"));
+    }
 
     #[test]
     fn a_denied_path_names_the_grant() {

@@ -15,7 +15,7 @@ pub use agenthub_process::MockProcessBackend;
 use agenthub_runtime::{
     AgentRuntime, DynEnvironmentBackend, DynProcessBackend, EnvBackendKind, ProcessBackendKind,
 };
-pub use procs::{real_python, survivors};
+pub use procs::{host_pid, real_python, reported_alive, reported_pid, survivors};
 
 /// A temporary `AGENTHUB_HOME` with an agents root, removed on drop.
 #[derive(Debug)]

@@ -125,7 +125,7 @@ pub(crate) fn sandbox_off_notice(config: &agenthub_core::Config, agent: &agenthu
         crate::render::err(&format!("sandbox: {}\n", agenthub_runtime::sandbox_summary(config)));
     }
     if config.runtime.sandbox_mode == agenthub_core::SandboxMode::Off
-        && let Some(id) = &agent.location.id
+        && let Some(id) = agenthub_core::installed_id(config, &agent.location)
     {
         crate::render::err(&format!(
             "warning: the sandbox is off: {id} runs with all of your rights (files, keys, network)\n"

@@ -298,15 +298,14 @@ pub(crate) fn batch_matches_exec_on(ctx: &TestContext, run_spec: &Run, batch_onl
     let mut all = Vec::new();
     for concurrency in [1usize, 3] {
         let context = format!("batch {agent} --concurrency {concurrency}");
-        let log = ctx.home().join(format!("imports-{}-{concurrency}", agent.replace('/', "-")));
-        // The workers append to the log from inside their sandbox: the one file they may write
-        // beyond their own home (granted like a user would, and made first: a grant names
-        // something that exists).
-        std::fs::write(&log, "").unwrap();
-        let log_text = log.display().to_string();
-        let mut args = vec!["batch", agent, "--json", "--allow-write", &log_text, "--concurrency"];
+        // The import log is outside what a sandboxed agent may write: granted for the batch.
+        let logs = ctx.home().join("import-logs");
+        std::fs::create_dir_all(&logs).unwrap();
+        let log = logs.join(format!("imports-{}-{concurrency}", agent.replace('/', "-")));
+        let mut args = vec!["batch", agent, "--json", "--concurrency"];
         let n = concurrency.to_string();
         args.push(&n);
+        args.extend(["--allow-write", logs.to_str().unwrap()]);
         args.extend_from_slice(flags);
         args.extend_from_slice(batch_only);
         let out = run(

@@ -131,24 +131,16 @@ fn hanging_build(ctx: &TestContext, name: &str, token: &str) -> std::path::PathB
             .method(TestMethod::new("ping").behaves(Behaviour::Return(json!("pong"))))
             .requirements_txt("./slowpkg\n"),
     );
-    let pkg = dir.join("slowpkg");
-    std::fs::create_dir_all(&pkg).unwrap();
-    std::fs::write(
-        pkg.join("pyproject.toml"),
-        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        pkg.join("backend.py"),
-        format!(
+    super::slow_package(
+        &dir,
+        &format!(
             "import subprocess, sys, time\n\
              def get_requires_for_build_wheel(config_settings=None):\n\
              \x20   subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)', '{token}'])\n\
              \x20   time.sleep(600)\n\
              \x20   return []\n"
         ),
-    )
-    .unwrap();
+    );
     dir
 }
 

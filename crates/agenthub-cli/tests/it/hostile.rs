@@ -158,15 +158,16 @@ fn a_supervisor_stopped_by_its_agent_still_enforces_the_deadline() {
          os.kill(os.getppid(), signal.SIGSTOP)\n\
          print(json.dumps({'result': 'escaped the deadline'}))\n",
     ));
-    // In the sandbox the agent's parent is the sandbox's init, which it may not signal: the
-    // attack fails at once.
+    // In the sandbox the agent's parent is the sandbox's init, outside its Landlock domain:
+    // the SIGSTOP is refused (Landlock's signal scope) and the agent fails at once.
     let out = run_within(
         &mut command(&ctx, &["exec", "test/stopper", "run", "--json", "--timeout", "1"]),
         Duration::from_secs(30),
     );
     let v = json_of(&out);
+    assert_eq!(v["error_type"], "ExecutionError", "{v}");
     assert!(v["stderr"].as_str().is_some_and(|s| s.contains("Operation not permitted")), "{v}");
-    // Without it the supervisor itself is stopped, and still enforces the deadline.
+    // Without the sandbox it stops the supervisor itself, which still enforces the deadline.
     let out = run_within(
         &mut command(&ctx, &["exec", "test/stopper", "run", "--json", "--timeout", "1", "--sandbox", "off"]),
         Duration::from_secs(30),

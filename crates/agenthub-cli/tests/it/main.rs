@@ -10,6 +10,7 @@ mod lifecycle;
 mod mcp;
 mod permissions;
 mod ray;
+mod sandbox;
 mod worker_memory;
 
 use agenthub_core::ParamType;
@@ -65,6 +66,20 @@ pub(crate) fn command(ctx: &TestContext, args: &[&str]) -> std::process::Command
         .env("AGENTHUB_REGISTRY", NO_REGISTRY)
         .stdin(std::process::Stdio::null());
     cmd
+}
+
+/// Writes `<agent_dir>/slowpkg`, a local package whose build backend is `backend` (Python
+/// that defines `get_requires_for_build_wheel`): an agent whose requirements.txt names
+/// `./slowpkg` gets a build that runs it (to hang, or to start processes).
+pub(crate) fn slow_package(agent_dir: &std::path::Path, backend: &str) {
+    let pkg = agent_dir.join("slowpkg");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(
+        pkg.join("pyproject.toml"),
+        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n",
+    )
+    .unwrap();
+    std::fs::write(pkg.join("backend.py"), backend).unwrap();
 }
 
 fn json_of(out: &std::process::Output) -> Json {

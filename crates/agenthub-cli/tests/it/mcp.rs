@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use agenthub_core::AgentManifest;
-use agenthub_testkit::{TestContext, survivors};
+use agenthub_testkit::{TestContext, reported_pid, survivors};
 use serde_json::{Value as Json, json};
 
 use super::command;
@@ -25,7 +25,8 @@ def main():
     request = json.loads(sys.argv[1])
     method, params = request["method"], request["parameters"]
     if method == "pid":
-        result = os.getpid()
+        # In the sandbox, the pid of its own PID namespace: the namespace says which one.
+        result = [os.getpid(), os.readlink("/proc/self/ns/pid")]
     elif method == "sleep":
         if params.get("marker"):
             open(params["marker"], "w").close()
@@ -54,7 +55,7 @@ description: "MCP lifecycle probe"
 author: "tests"
 interface:
   methods:
-    pid: {description: "The serving process's pid"}
+    pid: {description: "The serving process's pid and PID namespace"}
     sleep:
       description: "Sleeps"
       parameters:
@@ -87,6 +88,21 @@ fn install_conformance(ctx: &TestContext, name: &str) -> PathBuf {
         }
     }
     to
+}
+
+/// Where agents leave markers: granted to every server (`--allow-write`), since a sandboxed
+/// agent writes only its own home and TMPDIR.
+fn markers(ctx: &TestContext) -> PathBuf {
+    let dir = ctx.home().join("markers");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The host pid of the probe that said `[pid, "pid:[…]"]` of itself (in the sandbox its pid
+/// is its own PID namespace's).
+fn host_pid(said: &str) -> u64 {
+    let said: Json = serde_json::from_str(said).unwrap_or_else(|e| panic!("{e}: {said:?}"));
+    u64::from(reported_pid(&said))
 }
 
 fn install_probe(ctx: &TestContext) -> PathBuf {
@@ -123,8 +139,10 @@ impl Server {
     /// A server whose stdout is read for `messages` messages; then its read end is closed
     /// (the channel disconnects once it is, see [`Server::wait_output_closed`]).
     fn start_reading(ctx: &TestContext, args: &[&str], messages: usize, output: Output) -> Self {
+        let markers = markers(ctx);
         let mut all = vec!["mcp", "serve"];
         all.extend_from_slice(args);
+        all.extend(["--allow-write", markers.to_str().unwrap()]);
         let mut command = command(ctx, &all);
         command.stdin(Stdio::piped()).stderr(Stdio::piped());
         let ours: Option<Box<dyn Read + Send>> = match output {
@@ -499,24 +517,21 @@ fn bad_calls_are_error_results_and_protocol_mistakes_are_json_rpc_errors() {
     assert_eq!(status.code(), Some(0));
 }
 
-// These tests follow an agent's processes by the pids it reports and the files it writes
-// where the test reads them: `--sandbox off`, because a sandbox's PID namespace and
-// filesystem hide both. The sandboxed lifecycle is tested in sandbox.rs.
 #[test]
 fn a_cancelled_call_kills_its_worker_and_a_fresh_one_serves_the_next_call() {
     let ctx = TestContext::new();
     install_probe(&ctx);
-    let mut server = Server::start(&ctx, &["--sandbox", "off", "test/probe", "--workers", "1"]);
+    let mut server = Server::start(&ctx, &["test/probe", "--workers", "1"]);
     server.initialize("2025-11-25");
-    let first = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
+    let first = host_pid(text(&server.call(1, "pid", json!({}))));
     assert!(alive(first));
-    let marker = ctx.home().join("sleeping");
+    let marker = markers(&ctx).join("sleeping");
     server.call_async(2, "sleep", json!({"seconds": 60, "marker": marker}));
     wait_until("the call to reach its worker", ANSWER, || marker.exists());
     server.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                         "params": {"requestId": 2, "reason": "the user changed their mind"}}));
     wait_until("the cancelled call's worker to die", Duration::from_secs(10), || !alive(first));
-    let second = text(&server.call(3, "pid", json!({}))).parse::<u64>().unwrap();
+    let second = host_pid(text(&server.call(3, "pid", json!({}))));
     assert_ne!(second, first);
     assert!(alive(second));
     // The cancelled request is never answered.
@@ -536,7 +551,8 @@ fn a_cancelled_call_of_a_one_shot_agent_kills_its_process() {
     std::fs::write(
         dir.join("agent.py"),
         "import json, os, sys, time\nparams = json.loads(sys.argv[1])['parameters']\n\
-         open(params['marker'], 'w').write(str(os.getpid()))\ntime.sleep(params['seconds'])\n\
+         open(params['marker'], 'w').write(json.dumps([os.getpid(), os.readlink('/proc/self/ns/pid')]))\n\
+         time.sleep(params['seconds'])\n\
          print(json.dumps({'result': 'woke'}))\n",
     )
     .unwrap();
@@ -547,19 +563,19 @@ fn a_cancelled_call_of_a_one_shot_agent_kills_its_process() {
          marker: {type: string, required: true}\n",
     )
     .unwrap();
-    let mut server = Server::start(&ctx, &["--sandbox", "off", "test/script"]);
+    let mut server = Server::start(&ctx, &["test/script"]);
     server.initialize("2025-11-25");
-    let marker = ctx.home().join("pid");
+    let marker = markers(&ctx).join("pid");
     server.call_async(1, "sleep", json!({"seconds": 60, "marker": marker}));
     let mut pid = None;
     wait_until("the one-shot process to start", ANSWER, || {
-        pid = std::fs::read_to_string(&marker).ok().and_then(|p| p.trim().parse::<u64>().ok());
+        pid = std::fs::read_to_string(&marker).ok().filter(|p| p.ends_with(']')).map(|p| host_pid(&p));
         pid.is_some()
     });
     let pid = pid.unwrap();
     server.send(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}}));
     wait_until("the cancelled one-shot process to die", Duration::from_secs(10), || !alive(pid));
-    let again = server.call(2, "sleep", json!({"seconds": 0, "marker": ctx.home().join("pid2")}));
+    let again = server.call(2, "sleep", json!({"seconds": 0, "marker": markers(&ctx).join("pid2")}));
     assert_eq!(text(&again), "woke", "{again}");
     assert!(
         server.seen.iter().all(|m| m["id"] != json!(1)),
@@ -602,11 +618,11 @@ fn a_call_with_a_progress_token_reports_progress_while_it_runs() {
 fn eof_cancels_calls_in_flight_shuts_every_worker_down_and_exits_0() {
     let ctx = TestContext::new();
     let probe = install_probe(&ctx);
-    let mut server = Server::start(&ctx, &["--sandbox", "off", "test/probe", "--workers", "2"]);
+    let mut server = Server::start(&ctx, &["test/probe", "--workers", "2"]);
     server.initialize("2025-11-25");
-    let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
+    let pid = host_pid(text(&server.call(1, "pid", json!({}))));
     // One call hangs in a worker when stdin closes.
-    let marker = ctx.home().join("sleeping");
+    let marker = markers(&ctx).join("sleeping");
     server.call_async(2, "sleep", json!({"seconds": 120, "marker": marker}));
     wait_until("the call to reach its worker", ANSWER, || marker.exists());
     let (status, took) = server.close(Duration::from_secs(20));
@@ -628,10 +644,9 @@ fn a_closed_output_ends_the_session_like_eof_with_stdin_still_open() {
     for output in [Output::Pipe, Output::Socket] {
         // Two messages are read (the initialize answer and the pid); then stdout's read end
         // closes.
-        let mut server =
-            Server::start_reading(&ctx, &["--sandbox", "off", "test/probe", "--workers", "2"], 2, output);
+        let mut server = Server::start_reading(&ctx, &["test/probe", "--workers", "2"], 2, output);
         server.initialize("2025-11-25");
-        let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
+        let pid = host_pid(text(&server.call(1, "pid", json!({}))));
         assert!(alive(pid));
         server.wait_output_closed();
         // Stdin stays open; the answer to this request cannot be written.
@@ -652,13 +667,13 @@ fn a_closed_output_cancels_the_calls_in_flight() {
     // The initialize answer, the pid, and the first progress notification of the call below.
     let mut server = Server::start_reading(
         &ctx,
-        &["--sandbox", "off", "test/probe", "--workers", "2", "--progress-interval", "0.1"],
+        &["test/probe", "--workers", "2", "--progress-interval", "0.1"],
         3,
         Output::Pipe,
     );
     server.initialize("2025-11-25");
-    let pid = text(&server.call(1, "pid", json!({}))).parse::<u64>().unwrap();
-    let marker = ctx.home().join("sleeping");
+    let pid = host_pid(text(&server.call(1, "pid", json!({}))));
+    let marker = markers(&ctx).join("sleeping");
     server.request(
         2,
         "tools/call",

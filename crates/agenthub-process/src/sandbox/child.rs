@@ -7,7 +7,7 @@
 //!   same signal). It exits when the runtime dies (`PR_SET_PDEATHSIG` with a catchable
 //!   signal whose handler checks that the parent process, not just the spawning thread,
 //!   is gone).
-//! - The **init** is PID 1 of the new PID namespace. It mounts (`/tmp`, `/proc`,
+//! - The **init** is PID 1 of the new PID namespace. It mounts (`/tmp`, `/run`, `/proc`,
 //!   `/dev/shm`), adds the Landlock rules for those mounts, forks the agent, forwards
 //!   signals to it, reaps everything, and reports the agent's raw wait status to the waiter
 //!   over a pipe. When it exits, the kernel kills what is left in the namespace.
@@ -45,6 +45,7 @@ pub(super) const MAX_BINDS: usize = 32;
 /// the parent keeps open until the spawn returns).
 struct Plan {
     namespaces: bool,
+    private_tmp: bool,
     isolate_net: bool,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
@@ -52,7 +53,9 @@ struct Plan {
     read_access: u64,
     write_access: u64,
     /// Directories to make, the path, and whether it is a directory.
-    binds: Vec<(Vec<std::ffi::CString>, std::ffi::CString, bool)>,
+    binds: Vec<BindPlan>,
+    cover_run: bool,
+    run_binds: Vec<BindPlan>,
     tmp_write: std::ffi::CString,
     tmp_is_root: bool,
     seccomp: Vec<seccompiler::BpfProgram>,
@@ -63,11 +66,15 @@ struct Plan {
     last_cap: i32,
 }
 
+/// Directories to make, the path, and whether it is a directory.
+type BindPlan = (Vec<std::ffi::CString>, std::ffi::CString, bool);
+
 /// Installs the sandbox on `cmd` as a `pre_exec` hook.
 pub(super) fn install(cmd: &mut std::process::Command, prepared: &Prepared) {
     use std::os::unix::process::CommandExt;
     let plan = Arc::new(Plan {
         namespaces: prepared.namespaces,
+        private_tmp: prepared.private_tmp,
         isolate_net: prepared.isolate_net,
         uid_map: prepared.uid_map.clone(),
         gid_map: prepared.gid_map.clone(),
@@ -75,6 +82,12 @@ pub(super) fn install(cmd: &mut std::process::Command, prepared: &Prepared) {
         read_access: prepared.read_access,
         write_access: prepared.write_access,
         binds: prepared.binds.iter().map(|b| (b.mkdirs.clone(), b.target.clone(), b.is_dir)).collect(),
+        cover_run: prepared.cover_run,
+        run_binds: prepared
+            .run_binds
+            .iter()
+            .map(|b| (b.mkdirs.clone(), b.target.clone(), b.is_dir))
+            .collect(),
         tmp_write: std::ffi::CString::new(prepared.tmpdir().as_os_str().as_encoded_bytes())
             .unwrap_or_default(),
         tmp_is_root: prepared.binds.is_empty(),
@@ -215,10 +228,54 @@ fn mount_private(plan: &Plan) -> io::Result<()> {
             )
             .into(),
         )?;
+        if plan.private_tmp {
+            cover(c"/tmp", c"mode=1777", &plan.binds)?;
+            if !plan.tmp_is_root {
+                libc::mkdir(plan.tmp_write.as_ptr(), 0o700);
+            }
+        }
+        if plan.cover_run {
+            cover(c"/run", c"mode=755", &plan.run_binds)?;
+        }
+        let proc_mounted = libc::mount(
+            c"proc".as_ptr(),
+            c"/proc".as_ptr(),
+            c"proc".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        ) == 0;
+        let shm_mounted = libc::mount(
+            c"tmpfs".as_ptr(),
+            c"/dev/shm".as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c"mode=1777".as_ptr().cast(),
+        ) == 0;
+        if let Some(ruleset) = plan.ruleset {
+            // A host TMPDIR has its rule among the static ones.
+            if plan.private_tmp {
+                add_rule(ruleset, &plan.tmp_write, plan.write_access)?;
+            }
+            if shm_mounted {
+                add_rule(ruleset, c"/dev/shm", plan.write_access)?;
+            }
+            if proc_mounted {
+                add_rule(ruleset, c"/proc", plan.read_access)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An empty tmpfs (`mode`) over `root` (`/tmp`, `/run`), with the paths the call needs
+/// under the host's `root` bound back into it.
+fn cover(root: &CStr, mode: &CStr, binds: &[BindPlan]) -> io::Result<()> {
+    // SAFETY: as in `mount_private`.
+    unsafe {
         // The paths to bind back, opened in this mount namespace before the tmpfs covers
         // them (a mount of another namespace cannot be bound here).
         let mut sources = [-1 as RawFd; MAX_BINDS];
-        for (slot, (_, target, _)) in sources.iter_mut().zip(&plan.binds) {
+        for (slot, (_, target, _)) in sources.iter_mut().zip(binds) {
             *slot = libc::open(target.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
             if *slot < 0 {
                 return Err(last_error());
@@ -227,14 +284,14 @@ fn mount_private(plan: &Plan) -> io::Result<()> {
         check(
             libc::mount(
                 c"tmpfs".as_ptr(),
-                c"/tmp".as_ptr(),
+                root.as_ptr(),
                 c"tmpfs".as_ptr(),
                 libc::MS_NOSUID | libc::MS_NODEV,
-                c"mode=1777".as_ptr().cast(),
+                mode.as_ptr().cast(),
             )
             .into(),
         )?;
-        for (&source, (mkdirs, target, is_dir)) in sources.iter().zip(&plan.binds) {
+        for (&source, (mkdirs, target, is_dir)) in sources.iter().zip(binds) {
             for dir in mkdirs {
                 libc::mkdir(dir.as_ptr(), 0o755);
             }
@@ -272,32 +329,6 @@ fn mount_private(plan: &Plan) -> io::Result<()> {
             libc::close(source);
             if bound != 0 {
                 return Err(err);
-            }
-        }
-        if !plan.tmp_is_root {
-            libc::mkdir(plan.tmp_write.as_ptr(), 0o700);
-        }
-        let proc_mounted = libc::mount(
-            c"proc".as_ptr(),
-            c"/proc".as_ptr(),
-            c"proc".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            std::ptr::null(),
-        ) == 0;
-        let shm_mounted = libc::mount(
-            c"tmpfs".as_ptr(),
-            c"/dev/shm".as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            c"mode=1777".as_ptr().cast(),
-        ) == 0;
-        if let Some(ruleset) = plan.ruleset {
-            add_rule(ruleset, &plan.tmp_write, plan.write_access)?;
-            if shm_mounted {
-                add_rule(ruleset, c"/dev/shm", plan.write_access)?;
-            }
-            if proc_mounted {
-                add_rule(ruleset, c"/proc", plan.read_access)?;
             }
         }
     }
@@ -424,7 +455,7 @@ fn send_fds(socket: RawFd, fds: &[RawFd]) -> io::Result<()> {
         (*cmsg).cmsg_level = libc::SOL_SOCKET;
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(payload) as usize;
-        // CMSG_DATA is aligned for cmsghdr, not necessarily for i32: copy bytes.
+        // Byte-wise: CMSG_DATA is not aligned for an int as far as the type system knows.
         std::ptr::copy_nonoverlapping(fds.as_ptr().cast::<u8>(), libc::CMSG_DATA(cmsg), size_of_val(fds));
         check(libc::sendmsg(socket, &raw const msg, 0) as libc::c_long)
     }
@@ -454,7 +485,9 @@ pub(super) fn recv_fds(socket: RawFd, max: usize) -> io::Result<Vec<RawFd>> {
             let count = (data_len / size_of::<RawFd>()).min(MAX_LISTENERS);
             let data = libc::CMSG_DATA(cmsg);
             for i in 0..count {
-                let fd = data.add(i * size_of::<RawFd>()).cast::<RawFd>().read_unaligned();
+                let mut bytes = [0u8; size_of::<RawFd>()];
+                std::ptr::copy_nonoverlapping(data.add(i * bytes.len()), bytes.as_mut_ptr(), bytes.len());
+                let fd = RawFd::from_ne_bytes(bytes);
                 if fds.len() < max {
                     fds.push(fd);
                 } else {

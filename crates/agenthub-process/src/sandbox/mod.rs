@@ -10,7 +10,9 @@
 //!    to the runtime, so a runtime killed with SIGKILL takes the whole tree with it. The
 //!    mount namespace gets a fresh `/proc` (only the sandbox's processes), a private tmpfs
 //!    at `/tmp` (the call's `TMPDIR`; paths the call needs that lived under `/tmp` are bound
-//!    back into it) and a private tmpfs at `/dev/shm`.
+//!    back into it), an empty tmpfs over `/run` (the host's service sockets: a unix socket
+//!    is reached by its path, which Landlock does not guard; what the call needs there is
+//!    bound back) and a private tmpfs at `/dev/shm`.
 //! 2. **Landlock** (pinned at ABI 6, best effort down to 1): read and execute only the
 //!    paths in [`Sandbox::read`] plus the system's libraries, certificates, time zone and
 //!    locale data; write only [`Sandbox::write`], the private tmpfs and `/dev/null`. With
@@ -56,6 +58,12 @@ pub struct Sandbox {
     /// Refuse to start when a layer is missing on this kernel (strict mode), instead of
     /// running with the layers there are.
     pub require_all: bool,
+    /// Keep the host's `/tmp` in view (read-only unless a write rule covers it) instead of
+    /// a private tmpfs over it, for programs handed paths there (an installer's
+    /// `--find-links /tmp/wheels`); `TMPDIR` is then a fresh directory on the host, removed
+    /// when the spawn's handle drops. Environment builds, which read everywhere anyway, use
+    /// it; agents never do.
+    pub host_tmp: bool,
     /// Called once per spawn, before the child's program runs, with the listening sockets
     /// made inside an isolated network namespace (see [`SandboxNetwork::Isolated`]).
     pub on_listeners: Option<ListenerHook>,
@@ -92,12 +100,12 @@ impl SandboxNetwork {
 /// as long as the child runs and dropped when it has been reaped.
 pub type ListenerGuard = Box<dyn std::any::Any + Send>;
 
-/// What a [`ListenerHook`] calls: the listeners (port, listener) in, the guard out.
-pub type ServeListeners = dyn Fn(Vec<(u16, TcpListener)>) -> ListenerGuard + Send + Sync;
+/// What a [`ListenerHook`] calls with the listeners (port, listener).
+pub type ListenerFn = dyn Fn(Vec<(u16, TcpListener)>) -> ListenerGuard + Send + Sync;
 
 /// The callback that receives a sandbox's loopback listeners (port, listener).
 #[derive(Clone)]
-pub struct ListenerHook(pub Arc<ServeListeners>);
+pub struct ListenerHook(pub Arc<ListenerFn>);
 
 impl std::fmt::Debug for ListenerHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,6 +162,8 @@ static NAMESPACES_REFUSED: AtomicBool = AtomicBool::new(false);
 /// Everything the child needs, made before `fork`.
 pub(crate) struct Prepared {
     namespaces: bool,
+    /// A private tmpfs at `/tmp` (namespaces, and not [`Sandbox::host_tmp`]).
+    private_tmp: bool,
     isolate_net: bool,
     uid_map: Vec<u8>,
     gid_map: Vec<u8>,
@@ -165,6 +175,14 @@ pub(crate) struct Prepared {
     /// `O_PATH` descriptors of paths under `/tmp` to bind back over the private tmpfs,
     /// with the directories to make first and the mount point.
     binds: Vec<Bind>,
+    /// Cover `/run` with an empty tmpfs too (with a private `/tmp`, when `/run` is a
+    /// directory): it holds the host's service sockets (Docker's, D-Bus's, systemd's, the
+    /// user's runtime directory with ssh-agent, gpg-agent, podman), which Landlock does not
+    /// guard: connecting to a socket by its path is no file access it controls.
+    cover_run: bool,
+    /// What is bound back over the `/run` tmpfs, as [`Prepared::binds`] for `/tmp` (say
+    /// `/etc/resolv.conf`'s target under `/run/systemd/resolve`).
+    run_binds: Vec<Bind>,
     seccomp: Vec<seccompiler::BpfProgram>,
     /// The parent's end and the child's end of the socket the listeners come back on.
     listener_socket: Option<(OwnedFd, OwnedFd)>,
@@ -264,7 +282,8 @@ pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: &[PathBuf]) -> Result<Pre
     let mut read: Vec<PathBuf> = system_read_paths().iter().map(PathBuf::from).collect();
     read.extend(sandbox.read.iter().cloned());
     let mut write = sandbox.write.clone();
-    let host_tmp = if namespaces {
+    let private_tmp = namespaces && !sandbox.host_tmp;
+    let host_tmp = if private_tmp {
         None
     } else {
         let dir = tempfile::Builder::new().prefix("agenthub-tmp-").tempdir().map_err(ProcessError::Io)?;
@@ -275,8 +294,10 @@ pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: &[PathBuf]) -> Result<Pre
         Some(abi) => Some(ruleset(abi, &read, &write).map_err(ProcessError::Sandbox)?),
         None => None,
     };
-    let binds = if namespaces { binds_under_tmp(&read, &write) } else { Vec::new() };
-    if binds.len() > child::MAX_BINDS {
+    let binds = if private_tmp { binds_under(Path::new("/tmp"), &read, &write) } else { Vec::new() };
+    let cover_run = private_tmp && std::fs::symlink_metadata("/run").is_ok_and(|m| m.is_dir());
+    let run_binds = if cover_run { binds_under(Path::new("/run"), &read, &write) } else { Vec::new() };
+    if binds.len().max(run_binds.len()) > child::MAX_BINDS {
         return Err(ProcessError::Sandbox(format!(
             "at most {} separate paths under /tmp can be given to a sandbox",
             child::MAX_BINDS
@@ -291,6 +312,7 @@ pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: &[PathBuf]) -> Result<Pre
         if ports.is_empty() { None } else { Some(socket_pair().map_err(ProcessError::Io)?) };
     Ok(Prepared {
         namespaces,
+        private_tmp,
         isolate_net,
         uid_map: format!("{uid} {uid} 1\n").into_bytes(),
         gid_map: format!("{gid} {gid} 1\n").into_bytes(),
@@ -298,6 +320,8 @@ pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: &[PathBuf]) -> Result<Pre
         read_access,
         write_access,
         binds,
+        cover_run,
+        run_binds,
         seccomp: seccomp_programs().map_err(ProcessError::Sandbox)?,
         listener_socket,
         ports,
@@ -380,9 +404,9 @@ fn ruleset(abi: i32, read: &[PathBuf], write: &[PathBuf]) -> Result<OwnedFd, Str
     Option::<OwnedFd>::from(created).ok_or_else(|| "Landlock: no ruleset was created".to_owned())
 }
 
-/// The paths under `/tmp` that must be bound back over the private tmpfs (outermost only).
-fn binds_under_tmp(read: &[PathBuf], write: &[PathBuf]) -> Vec<Bind> {
-    let tmp = Path::new("/tmp");
+/// The paths under `tmp` (`/tmp`, `/run`) that must be bound back over the tmpfs that
+/// covers it (outermost only; symlinks resolved, so a system file that leads there counts).
+fn binds_under(tmp: &Path, read: &[PathBuf], write: &[PathBuf]) -> Vec<Bind> {
     let mut wanted: Vec<PathBuf> = read
         .iter()
         .chain(write)
@@ -401,7 +425,7 @@ fn binds_under_tmp(read: &[PathBuf], write: &[PathBuf]) -> Vec<Bind> {
     for path in outermost {
         let Ok(meta) = std::fs::metadata(&path) else { continue };
         let mut mkdirs = Vec::new();
-        let mut current = PathBuf::from("/tmp");
+        let mut current = tmp.to_path_buf();
         let rel = path.strip_prefix(tmp).unwrap_or(&path);
         let comps: Vec<_> = rel.components().collect();
         for (i, comp) in comps.iter().enumerate() {
@@ -579,7 +603,11 @@ mod tests {
         let dir = tempfile::tempdir_in("/tmp").unwrap();
         let inner = dir.path().join("a/b");
         std::fs::create_dir_all(&inner).unwrap();
-        let binds = binds_under_tmp(&[inner.clone(), PathBuf::from("/usr")], &[dir.path().to_path_buf()]);
+        let binds = binds_under(
+            Path::new("/tmp"),
+            &[inner.clone(), PathBuf::from("/usr")],
+            &[dir.path().to_path_buf()],
+        );
         assert_eq!(binds.len(), 1);
         assert_eq!(
             binds[0].target.to_str().unwrap(),

@@ -163,13 +163,23 @@ fn the_agent_exits_as_it_would_without_the_sandbox() {
 fn a_timeout_ends_the_whole_sandbox_and_its_daemons() {
     let dir = tempfile::tempdir().unwrap();
     let token = format!("agenthub-sandbox-daemon-{}", std::process::id());
+    // The daemon is `sleep 300` named by the token (`sleep 300 TOKEN` would refuse the token
+    // and exit at once); the agent says so once the daemon runs.
     let code = format!(
-        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['sleep', '300', '{token}'])\ntime.sleep(300)\n"
+        "import os, sys, time\nif os.fork() == 0:\n    os.setsid()\n    os.execvp('sleep', ['{token}', '300'])\n\
+         for _ in range(500):\n    if any(p.isdigit() and b'{token}' in open('/proc/%s/cmdline' % p, 'rb').read() for p in os.listdir('/proc')):\n        break\n    time.sleep(0.01)\n\
+         else:\n    sys.exit('the daemon never started')\nprint('daemon up', flush=True)\ntime.sleep(300)\n"
     );
     let mut spec = sandboxed(&code, dir.path(), base(dir.path()));
-    spec.limits.timeout = Some(Duration::from_secs(1));
+    spec.limits.timeout = Some(Duration::from_secs(3));
     let out = run_std(&spec);
     assert_eq!(out.termination, Some(agenthub_process::Termination::Timeout));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "daemon up",
+        "{}",
+        String::from_utf8_lossy(&out.stderr_tail)
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !crate::survivors(&token).is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

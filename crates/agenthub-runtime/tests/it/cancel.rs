@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use agenthub_core::{ExecutionMode, Seconds};
+use agenthub_core::{ExecutionMode, Grants, Seconds};
 use agenthub_runtime::{AgentRuntime, CallCancel, EnvBackendKind, LoadedAgent, ProcessBackendKind};
-use agenthub_testkit::TestContext;
+use agenthub_testkit::{TestContext, reported_pid};
 use serde_json::{Value as Json, json};
 
 const AGENT: &str = r#"
@@ -14,7 +14,7 @@ def main():
     request = json.loads(sys.argv[1])
     params = request["parameters"]
     if request["method"] == "pid":
-        print(json.dumps({"result": os.getpid()}))
+        print(json.dumps({"result": [os.getpid(), os.readlink("/proc/self/ns/pid")]}))
     else:
         if params.get("marker"):
             open(params["marker"], "w").close()
@@ -31,12 +31,19 @@ const MANIFEST: &str = r#"{"name": "cancel", "version": "0.1.0", "description": 
     "sleep": {"description": "sleeps", "parameters": {"seconds": {"type": "number", "required": true},
                                                  "marker": {"type": "string", "required": false}}}}}}"#;
 
+/// Where the fixture leaves its markers (`<home>/markers`), which config.yaml grants it:
+/// a sandboxed agent writes only its own home and TMPDIR.
+fn markers(ctx: &TestContext) -> std::path::PathBuf {
+    ctx.home().join("markers")
+}
+
 fn setup(code: &str) -> (TestContext, AgentRuntime, LoadedAgent) {
-    // Without the sandbox: the tests find the agent's process by the pid it reports.
     let ctx = TestContext::new().with_config(|c| {
         c.runtime.mode = ExecutionMode::Warm;
         c.runtime.max_execution_time = Seconds::new(60.0);
-        c.runtime.sandbox_mode = agenthub_core::SandboxMode::Off;
+        let markers = c.home.join("markers");
+        std::fs::create_dir_all(&markers).unwrap();
+        c.grants.insert("test/cancel".to_owned(), Grants { write: vec![markers], ..Grants::default() });
     });
     let dir = ctx.config().agents_root().join("test").join("cancel");
     std::fs::create_dir_all(&dir).unwrap();
@@ -53,7 +60,7 @@ fn params(v: &Json) -> agenthub_runtime::Params {
 
 fn pid_of(rt: &AgentRuntime, agent: &LoadedAgent) -> u32 {
     let r = rt.execute_blocking(agent, "pid", params(&json!({}))).to_json();
-    u32::try_from(r["result"].as_u64().unwrap_or_else(|| panic!("{r}"))).unwrap()
+    reported_pid(&r["result"])
 }
 
 fn alive(pid: u32) -> bool {
@@ -66,7 +73,7 @@ fn cancelling_a_running_warm_call_kills_its_worker_and_the_next_call_gets_a_fres
     let (ctx, rt, agent) = setup(AGENT);
     let first = pid_of(&rt, &agent);
     let cancel = CallCancel::new();
-    let marker = ctx.home().join("sleeping");
+    let marker = markers(&ctx).join("sleeping");
     let started = Instant::now();
     let response = std::thread::scope(|scope| {
         let sleep = params(&json!({"seconds": 30, "marker": marker}));
@@ -125,20 +132,19 @@ fn cancelling_a_running_one_shot_call_kills_its_process() {
     // No main() to replay: served one-shot. It writes its pid to the marker, then sleeps.
     let script = "import json, os, sys, time\nrequest = json.loads(sys.argv[1])\n\
                   params = request['parameters']\n\
-                  open(params['marker'], 'w').write(str(os.getpid()))\n\
+                  open(params['marker'], 'w').write(json.dumps([os.getpid(), os.readlink('/proc/self/ns/pid')]))\n\
                   time.sleep(params['seconds'])\nprint(json.dumps({'result': 1}))\n";
     let (ctx, rt, agent) = setup(script);
-    let marker = ctx.home().join("sleeping");
+    let marker = markers(&ctx).join("sleeping");
     let cancel = CallCancel::new();
     let started = Instant::now();
     let (response, took, pid) = std::thread::scope(|scope| {
         let sleep = params(&json!({"seconds": 60, "marker": marker}));
         let call = scope.spawn(|| rt.execute_cancellable_blocking(&agent, "sleep", sleep, &cancel));
         let pid = loop {
-            if let Some(pid) =
-                std::fs::read_to_string(&marker).ok().and_then(|p| p.trim().parse::<u32>().ok())
-            {
-                break pid;
+            let said = std::fs::read_to_string(&marker).unwrap_or_default();
+            if let Ok(said) = serde_json::from_str::<Json>(&said) {
+                break reported_pid(&said);
             }
             assert!(started.elapsed() < Duration::from_secs(60), "the call never started");
             std::thread::sleep(Duration::from_millis(10));
@@ -154,7 +160,7 @@ fn cancelling_a_running_one_shot_call_kills_its_process() {
     let fine = rt.execute_cancellable_blocking(
         &agent,
         "sleep",
-        params(&json!({"seconds": 0, "marker": ctx.home().join("again")})),
+        params(&json!({"seconds": 0, "marker": markers(&ctx).join("again")})),
         &CallCancel::new(),
     );
     assert_eq!(fine.to_json()["result"], 1, "{}", fine.to_json());

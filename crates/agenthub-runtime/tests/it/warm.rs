@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use agenthub_core::{ExecutionMode, Seconds};
 use agenthub_runtime::{AgentRuntime, EnvBackendKind, ProcessBackendKind, WarmDispatch};
-use agenthub_testkit::{TestContext, survivors};
+use agenthub_testkit::{TestContext, reported_alive, survivors};
 use serde_json::{Map, Value as Json, json};
 
 mod hostile;
@@ -56,7 +56,8 @@ def handle(method, params):
     if method == "abort":
         os.abort()
     if method == "pid":
-        return os.getpid()
+        # Its own PID namespace's pid in the sandbox: the namespace says which process.
+        return [os.getpid(), os.readlink("/proc/self/ns/pid")]
     if method == "freeze":
         import signal
         threading.Thread(target=lambda: (time.sleep(0.3), os.kill(os.getpid(), signal.SIGSTOP)), daemon=True).start()
@@ -118,13 +119,9 @@ fn write_agent(ctx: &TestContext, name: &str, code: &str, methods: &[&str]) -> P
     dir
 }
 
-/// Warm mode without the sandbox: these tests follow workers and their children by the pids
-/// the agents report, which a sandbox's PID namespace makes its own (the sandboxed worker is
-/// tested through the CLI: `batch.rs`, `sandbox.rs`).
 fn warm_context(change: impl FnOnce(&mut agenthub_core::Config)) -> TestContext {
     TestContext::new().with_config(|c| {
         c.runtime.mode = ExecutionMode::Warm;
-        c.runtime.sandbox_mode = agenthub_core::SandboxMode::Off;
         c.runtime.max_execution_time = Seconds::new(20.0);
         change(c);
     })
@@ -158,7 +155,7 @@ fn each_hazard_behaves_as_in_one_shot_and_the_worker_survives_what_it_should() {
     let rt = runtime(&ctx);
     let agent = "test/hazards";
     assert_eq!(rt.get_agent_info(agent).unwrap().warm_dispatch, WarmDispatch::Main);
-    let pid = call(&rt, agent, "pid", &json!({}))["result"].as_u64().unwrap();
+    let pid = call(&rt, agent, "pid", &json!({}))["result"].clone();
 
     let echoed =
         call(&rt, agent, "echo", &json!({"big": 12_345_678_901_234_567_890_123_u128, "text": "naïve"}));
@@ -192,17 +189,17 @@ fn each_hazard_behaves_as_in_one_shot_and_the_worker_survives_what_it_should() {
     std::thread::sleep(Duration::from_millis(400));
     assert_eq!(call(&rt, agent, "echo", &json!({"n": 1}))["result"], json!({"n": 1}));
     // All of that ran in one worker.
-    assert_eq!(call(&rt, agent, "pid", &json!({}))["result"].as_u64().unwrap(), pid);
-    assert!(pid_alive(pid as u32));
+    assert_eq!(call(&rt, agent, "pid", &json!({}))["result"], pid);
+    assert!(reported_alive(&pid));
 
     // A crash of the interpreter is an ExecutionError with the signal; the next call gets
     // a fresh worker, and the call is not retried.
     let crashed = call(&rt, agent, "abort", &json!({}));
     assert_eq!(crashed["error_type"], "ExecutionError", "{crashed}");
     assert_eq!(crashed["signal"], 6, "{crashed}");
-    let next = call(&rt, agent, "pid", &json!({}))["result"].as_u64().unwrap();
+    let next = call(&rt, agent, "pid", &json!({}))["result"].clone();
     assert_ne!(next, pid);
-    assert!(!pid_alive(pid as u32));
+    assert!(!reported_alive(&pid));
 
     // A timeout kills the worker (TimeoutError) and the next call starts a fresh one.
     let rt_short = AgentRuntime::with_backends(
@@ -215,11 +212,11 @@ fn each_hazard_behaves_as_in_one_shot_and_the_worker_survives_what_it_should() {
         ProcessBackendKind::Std,
     )
     .unwrap();
-    let slow_pid = call(&rt_short, agent, "pid", &json!({}))["result"].as_u64().unwrap();
+    let slow_pid = call(&rt_short, agent, "pid", &json!({}))["result"].clone();
     let timed_out = call(&rt_short, agent, "sleep", &json!({"seconds": 30}));
     assert_eq!(timed_out["error_type"], "TimeoutError", "{timed_out}");
-    assert!(!pid_alive(slow_pid as u32), "the timed-out worker is still running");
-    assert_ne!(call(&rt_short, agent, "pid", &json!({}))["result"].as_u64().unwrap(), slow_pid);
+    assert!(!reported_alive(&slow_pid), "the timed-out worker is still running");
+    assert_ne!(call(&rt_short, agent, "pid", &json!({}))["result"], slow_pid);
 }
 
 #[test]
@@ -227,7 +224,7 @@ fn a_leaking_worker_is_recycled_by_the_memory_threshold() {
     let ctx = warm_context(|c| c.runtime.worker_recycle_memory = 100);
     write_agent(&ctx, "leaky", HAZARDS, &METHODS);
     let rt = runtime(&ctx);
-    let pid = call(&rt, "test/leaky", "pid", &json!({}))["result"].as_u64().unwrap();
+    let pid = call(&rt, "test/leaky", "pid", &json!({}))["result"].clone();
     // 40 MiB, then 80 MiB: still under 100 MiB of resident memory with the interpreter?
     // Keep leaking until the threshold replaces the worker; its hoard starts again at 1.
     let mut sizes = Vec::new();
@@ -237,7 +234,7 @@ fn a_leaking_worker_is_recycled_by_the_memory_threshold() {
         assert!(r["memory_usage_bytes"].as_u64().unwrap() >= 40 << 20, "{r}");
     }
     assert!(sizes.windows(2).any(|w| w[1] < w[0]), "never recycled: {sizes:?}");
-    assert!(!pid_alive(pid as u32), "the recycled worker is still running");
+    assert!(!reported_alive(&pid), "the recycled worker is still running");
 }
 
 #[test]
@@ -264,7 +261,7 @@ fn an_edit_on_disk_is_seen_by_the_next_call() {
     // edit below must still be seen.
     std::thread::sleep(Duration::from_millis(1100));
     let _ = call(&rt, "test/edited", "pid", &json!({}));
-    let old_pid = call(&rt, "test/edited", "pid", &json!({}))["result"].as_u64().unwrap();
+    let old_pid = call(&rt, "test/edited", "pid", &json!({}))["result"].clone();
     let edited = HAZARDS.replace(
         "    if method == \"echo\":",
         "    if method == \"edited\":\n        return \"new code\"\n    if method == \"echo\":",
@@ -272,7 +269,7 @@ fn an_edit_on_disk_is_seen_by_the_next_call() {
     std::fs::write(dir.join("agent.py"), edited).unwrap();
     let r = call(&rt, "test/edited", "edited", &json!({}));
     assert_eq!(r["result"], "new code", "{r}");
-    assert!(!pid_alive(old_pid as u32), "the worker of the old code is still running");
+    assert!(!reported_alive(&old_pid), "the worker of the old code is still running");
 }
 
 #[test]
@@ -370,8 +367,8 @@ fn idle_workers_exit_after_the_idle_timeout() {
     let ctx = warm_context(|c| c.runtime.worker_idle_timeout = Seconds::new(0.5));
     write_agent(&ctx, "idle", HAZARDS, &METHODS);
     let rt = runtime(&ctx);
-    let pid = call(&rt, "test/idle", "pid", &json!({}))["result"].as_u64().unwrap() as u32;
-    wait_until("the idle worker to exit", Duration::from_secs(10), || !pid_alive(pid));
+    let pid = call(&rt, "test/idle", "pid", &json!({}))["result"].clone();
+    wait_until("the idle worker to exit", Duration::from_secs(10), || !reported_alive(&pid));
     assert_eq!(rt.worker_count(), 0);
 }
 
@@ -437,13 +434,14 @@ fn workers_tied_to_the_runtime_outlive_the_call_that_started_them() {
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let pid = |rt: &AgentRuntime| {
         let r = tokio.block_on(rt.execute_agent("test/tied", "pid", Map::new())).to_json();
-        r["result"].as_u64().unwrap_or_else(|| panic!("{r}"))
+        assert!(r["result"].is_array(), "{r}");
+        r["result"].clone()
     };
     let first = pid(&rt);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(pid(&rt), first, "the worker died with the thread that started it");
     drop(rt);
-    assert!(!pid_alive(first as u32));
+    assert!(!reported_alive(&first));
 }
 
 #[test]
@@ -467,13 +465,13 @@ fn output_past_the_cap_stops_a_warm_call_as_it_stops_a_one_shot_call() {
     let ctx = warm_context(|c| c.runtime.max_stdout_bytes = 1024 * 1024);
     write_agent(&ctx, "flood", HAZARDS, &METHODS);
     let rt = runtime(&ctx);
-    let pid = call(&rt, "test/flood", "pid", &json!({}))["result"].as_u64().unwrap();
+    let pid = call(&rt, "test/flood", "pid", &json!({}))["result"].clone();
     let started = Instant::now();
     let r = call(&rt, "test/flood", "flood", &json!({}));
     assert_eq!(r["error_type"], "ResourceLimitError", "{r}");
     assert!(r["error"].as_str().unwrap().contains("stdout"), "{r}");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert!(!pid_alive(pid as u32));
+    assert!(!reported_alive(&pid));
 }
 
 #[test]
@@ -488,7 +486,7 @@ class Agent:
 
     def echo(self, **params):
         self.calls += 1
-        return {"params": params, "calls": self.calls, "pid": os.getpid()}
+        return {"params": params, "calls": self.calls, "pid": [os.getpid(), os.readlink("/proc/self/ns/pid")]}
 
     def fail(self):
         raise ValueError("bad input")

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use agenthub_testkit::{reported_alive, reported_pid};
 use serde_json::json;
 
 use super::{call, pid_alive, runtime, wait_until, warm_context, write_agent};
@@ -12,6 +13,7 @@ import json, os, subprocess, sys, time
 
 # A process the import starts may stay: the worker keeps what the import made.
 HELPER = subprocess.Popen(["sleep", "300"])
+NS = os.readlink("/proc/self/ns/pid")
 
 def handle(method, params):
     if method == "setenv":
@@ -38,9 +40,10 @@ def handle(method, params):
         os.close(w)
         os.read(r, 16)
         os.wait()
-        return [child.pid, HELPER.pid]
+        # Pids of the worker's own PID namespace in the sandbox: the namespace goes with them.
+        return [[child.pid, NS], [HELPER.pid, NS]]
     if method == "helper":
-        return HELPER.pid
+        return [HELPER.pid, NS]
     raise ValueError(method)
 
 def main():
@@ -91,7 +94,7 @@ fn environment_changes_of_one_call_are_not_seen_by_the_next() {
     let rt = runtime(&ctx);
     let agent = "test/leaky-env";
     let pid = call(&rt, agent, "helper", &json!({}));
-    assert!(pid["result"].is_u64(), "{pid}");
+    assert!(pid["result"].is_array(), "{pid}");
     let before = call(&rt, agent, "getenv", &json!({}));
     let set = call(&rt, agent, "setenv", &json!({}));
     assert_eq!(set["result"], "set", "{set}");
@@ -113,7 +116,7 @@ fn processes_a_call_starts_end_with_the_call_and_those_of_the_import_stay() {
     write_agent(&ctx, "leaky-procs", LEAKY, &["setenv", "getenv", "rebind", "spawn", "helper"]);
     let rt = runtime(&ctx);
     let agent = "test/leaky-procs";
-    let helper = call(&rt, agent, "helper", &json!({}))["result"].as_u64().unwrap() as u32;
+    let helper = reported_pid(&call(&rt, agent, "helper", &json!({}))["result"]);
     let worker = std::fs::read_to_string(format!("/proc/{helper}/stat"))
         .unwrap()
         .rsplit_once(')')
@@ -123,9 +126,10 @@ fn processes_a_call_starts_end_with_the_call_and_those_of_the_import_stay() {
         .unwrap();
     for round in 0..20 {
         let spawned = call(&rt, agent, "spawn", &json!({}));
-        let child = spawned["result"][0].as_u64().unwrap_or_else(|| panic!("{spawned}")) as u32;
+        let child = &spawned["result"][0];
+        assert!(child.is_array(), "{spawned}");
         // Ended before the answer came back: no waiting needed.
-        assert!(!pid_alive(child), "round {round}: the call's child {child} outlived the call");
+        assert!(!reported_alive(child), "round {round}: the call's child {child} outlived the call");
     }
     // The daemons (double-forked, setsid) were found too: only the import's helper is left.
     wait_until("stray sleeps to go", Duration::from_secs(5), || children_named(worker, "sleep").len() <= 1);
@@ -140,12 +144,12 @@ def main():
     request = json.loads(sys.argv[1])
     if request["method"] == "hard_exit":
         print("noise first")
-        print(json.dumps({"result": os.getpid()}))
+        print(json.dumps({"result": [os.getpid(), os.readlink("/proc/self/ns/pid")]}))
         os._exit(0)
     if request["method"] == "hard_fail":
         print(json.dumps({"error": "failed hard"}))
         os._exit(3)
-    print(json.dumps({"result": os.getpid()}))
+    print(json.dumps({"result": [os.getpid(), os.readlink("/proc/self/ns/pid")]}))
 
 if __name__ == "__main__":
     main()
@@ -158,13 +162,15 @@ fn output_printed_before_os_exit_is_answered_and_the_worker_is_replaced() {
     let rt = runtime(&ctx);
     let agent = "test/exits";
     let first = call(&rt, agent, "hard_exit", &json!({}));
-    let pid = first["result"].as_u64().unwrap_or_else(|| panic!("os._exit(0) after printing: {first}"));
+    let pid = first["result"].clone();
+    assert!(pid.is_array(), "os._exit(0) after printing: {first}");
     assert_eq!(first["stdout_noise"], "noise first", "{first}");
     let failed = call(&rt, agent, "hard_fail", &json!({}));
     assert_eq!(failed["error_type"], "AgentError", "{failed}");
     assert_eq!(failed["return_code"], 3, "{failed}");
     // The worker that exited is not reused.
-    let next = call(&rt, agent, "pid", &json!({}))["result"].as_u64().unwrap();
+    let next = call(&rt, agent, "pid", &json!({}))["result"].clone();
+    assert!(next.is_array(), "{next}");
     assert_ne!(next, pid);
 }
 
