@@ -85,6 +85,11 @@ pub struct AgentRuntime {
     /// Warm mode: agents whose `agent.py` and environment were checked, with the stamps of
     /// the files that decided it; while none changed, calls skip re-reading them.
     checked: Mutex<std::collections::HashMap<std::path::PathBuf, warm::Checked>>,
+    /// Warm mode: the sandbox last resolved for an agent, with the stamps of its files and
+    /// the call's grants then; while neither changed, calls reuse it (resolving reads the
+    /// install record and `pyvenv.cfg` and walks paths: tens of microseconds a warm call
+    /// should not pay).
+    sandboxes: Mutex<std::collections::HashMap<std::path::PathBuf, CachedSandbox>>,
     /// Warm workers (`runtime.mode: warm`).
     pools: Arc<warm::Pools>,
     /// Where installs (also auto-installs) report their steps.
@@ -147,6 +152,7 @@ impl AgentRuntime {
             slots,
             last_sweep: Mutex::new(Instant::now()),
             checked: Mutex::new(std::collections::HashMap::new()),
+            sandboxes: Mutex::new(std::collections::HashMap::new()),
             pools,
             progress: Arc::new(NoProgress),
             ray,
@@ -483,6 +489,32 @@ impl AgentRuntime {
         }
     }
 
+    /// The sandbox of a call of `agent` (see [`call_sandbox`]), reused in warm mode while the
+    /// agent's files and the grants are those it was resolved for.
+    fn sandbox_for(
+        &self,
+        agent: &LoadedAgent,
+        env: &ReadyEnvironment,
+        grants: &agenthub_core::Grants,
+        warm: bool,
+        stamps: &warm::Stamps,
+    ) -> Result<Arc<sandbox::CallSandbox>, AgentRuntimeError> {
+        let dir = &agent.location.dir;
+        let cacheable = warm && !warm::is_racy(stamps) && !env.built;
+        if cacheable {
+            let cache = self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some((_, _, boxed)) = cache.get(dir).filter(|(s, g, _)| s == stamps && g == grants) {
+                return Ok(Arc::clone(boxed));
+            }
+        }
+        let boxed = Arc::new(call_sandbox(&self.config, agent, env, grants)?);
+        if cacheable {
+            let mut cache = self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner);
+            cache.insert(dir.clone(), (*stamps, grants.clone(), Arc::clone(&boxed)));
+        }
+        Ok(boxed)
+    }
+
     /// How many warm workers are alive (idle or serving a call).
     pub fn worker_count(&self) -> usize {
         self.pools.worker_count()
@@ -673,7 +705,7 @@ impl AgentRuntime {
         };
         let activation = EnvironmentManager::activate_environment(&env.venv);
         let limits = call_limits(rt);
-        let boxed = call_sandbox(&self.config, agent, &env, grants)?;
+        let boxed = self.sandbox_for(agent, &env, grants, warm, &stamps)?;
         if warm {
             let call = warm::WarmCall {
                 agent_dir: dir.clone(),
@@ -879,6 +911,10 @@ fn agent_env(rt: &RuntimeConfig, activation: agenthub_env::Activation) -> EnvSpe
     set.extend(activation.set.into_iter().map(|(k, v)| (k.into(), v)));
     EnvSpec { clear: rt.env_clear, set, remove: activation.remove.into_iter().map(Into::into).collect() }
 }
+
+/// A warm agent's resolved sandbox, with the stamps of its files and the grants it was
+/// resolved for.
+type CachedSandbox = (warm::Stamps, agenthub_core::Grants, Arc<sandbox::CallSandbox>);
 
 /// What a call carries besides its method and parameters.
 #[derive(Clone, Copy)]

@@ -46,7 +46,7 @@ pub(crate) async fn run(
         limits: call.limits,
         containment: agenthub_process::Containment::Auto,
         die_with_parent: rt.kill_agents_with_runtime,
-        sandbox: call.sandbox.sandbox.clone(),
+        sandbox: call.sandbox.sandbox.as_deref().cloned(),
     };
     let output = processes.execute_agent(invocation).await;
     if cancel.is_some_and(|c| c.detach_one_shot() || c.is_cancelled()) {

@@ -18,19 +18,27 @@ pub(crate) const PROXY_PORT: u16 = 3128;
 #[derive(Debug, Clone)]
 pub(crate) struct CallSandbox {
     /// The process layer's sandbox; `None` when the mode is `off`.
-    pub(crate) sandbox: Option<Sandbox>,
+    pub(crate) sandbox: Option<Arc<Sandbox>>,
     /// Variables the sandbox sets (`HOME`, the proxy's).
     pub(crate) env: Vec<(OsString, OsString)>,
     /// In strict mode, the only caller variables that pass.
     pub(crate) env_only: Option<Vec<String>>,
     /// The proxies serving this sandbox's spawns, for what they refused.
     pub(crate) proxies: Arc<Mutex<Vec<Arc<Proxy>>>>,
+    /// See [`Self::fingerprint`]; made once.
+    fingerprint: String,
 }
 
 impl CallSandbox {
     /// No sandbox (mode `off`).
     pub(crate) fn off() -> Self {
-        Self { sandbox: None, env: Vec::new(), env_only: None, proxies: Arc::default() }
+        Self {
+            sandbox: None,
+            env: Vec::new(),
+            env_only: None,
+            proxies: Arc::default(),
+            fingerprint: "off".to_owned(),
+        }
     }
 
     /// What the proxies refused so far, oldest first.
@@ -41,13 +49,8 @@ impl CallSandbox {
 
     /// A short fingerprint of what the sandbox allows, so warm workers started for one
     /// policy never serve a call with another.
-    pub(crate) fn fingerprint(&self) -> String {
-        match &self.sandbox {
-            None => "off".to_owned(),
-            Some(s) => {
-                format!("{:?}|{:?}|{:?}|{:?}|{:?}", s.read, s.write, s.network, self.env, self.env_only)
-            }
-        }
+    pub(crate) fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 }
 
@@ -179,19 +182,28 @@ pub(crate) fn for_call(
         EnvPolicy::Inherit => None,
         EnvPolicy::Only(names) => Some(names.clone()),
     };
-    Ok(CallSandbox {
-        sandbox: Some(Sandbox {
-            read,
-            write,
-            network,
-            require_all: policy.mode == SandboxMode::Strict,
-            host_tmp: false,
-            on_listeners: Some(hook),
-        }),
-        env,
-        env_only,
-        proxies,
-    })
+    let sandbox = Sandbox {
+        read,
+        write,
+        network,
+        require_all: policy.mode == SandboxMode::Strict,
+        host_tmp: false,
+        on_listeners: Some(hook),
+    };
+    let fingerprint = {
+        use sha2::{Digest, Sha256};
+        let text = format!(
+            "{:?}|{:?}|{:?}|{}|{:?}|{env_only:?}",
+            sandbox.read, sandbox.write, sandbox.network, sandbox.require_all, env
+        );
+        let digest = Sha256::digest(text.as_bytes());
+        digest.iter().take(12).fold(String::new(), |mut hex, b| {
+            use std::fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+    };
+    Ok(CallSandbox { sandbox: Some(Arc::new(sandbox)), env, env_only, proxies, fingerprint })
 }
 
 /// Serves one spawn's listeners: the proxy on [`PROXY_PORT`], a bridge to the host's

@@ -98,7 +98,7 @@ pub(crate) struct WarmCall {
     pub(crate) limits: ProcessLimits,
     pub(crate) die_with_parent: bool,
     /// The sandbox the worker starts in (every call it serves runs in it).
-    pub(crate) sandbox: Option<agenthub_process::sandbox::Sandbox>,
+    pub(crate) sandbox: Option<Arc<agenthub_process::sandbox::Sandbox>>,
     pub(crate) version: Version,
     pub(crate) methods: Vec<String>,
     pub(crate) method: String,
@@ -614,7 +614,7 @@ impl Pools {
             registry: Some(Arc::clone(&self.registry)),
             containment: Containment::Auto,
             die_with_parent: call.die_with_parent,
-            sandbox: call.sandbox.clone(),
+            sandbox: call.sandbox.as_deref().cloned(),
         };
         let started = Instant::now();
         let mut worker = self.spawn(spec)?;
