@@ -56,6 +56,7 @@ struct Plan {
     binds: Vec<BindPlan>,
     cover_run: bool,
     run_binds: Vec<BindPlan>,
+    home: Option<(std::ffi::CString, Vec<BindPlan>)>,
     tmp_write: std::ffi::CString,
     tmp_is_root: bool,
     seccomp: Vec<seccompiler::BpfProgram>,
@@ -88,6 +89,9 @@ pub(super) fn install(cmd: &mut std::process::Command, prepared: &Prepared) {
             .iter()
             .map(|b| (b.mkdirs.clone(), b.target.clone(), b.is_dir))
             .collect(),
+        home: prepared.home.as_ref().map(|(root, binds)| {
+            (root.clone(), binds.iter().map(|b| (b.mkdirs.clone(), b.target.clone(), b.is_dir)).collect())
+        }),
         tmp_write: std::ffi::CString::new(prepared.tmpdir().as_os_str().as_encoded_bytes())
             .unwrap_or_default(),
         tmp_is_root: prepared.binds.is_empty(),
@@ -228,6 +232,9 @@ fn mount_private(plan: &Plan) -> io::Result<()> {
             )
             .into(),
         )?;
+        if let Some((home, binds)) = &plan.home {
+            cover(home, c"mode=755", binds)?;
+        }
         if plan.private_tmp {
             cover(c"/tmp", c"mode=1777", &plan.binds)?;
             if !plan.tmp_is_root {

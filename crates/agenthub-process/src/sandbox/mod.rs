@@ -183,6 +183,11 @@ pub(crate) struct Prepared {
     /// What is bound back over the `/run` tmpfs, as [`Prepared::binds`] for `/tmp` (say
     /// `/etc/resolv.conf`'s target under `/run/systemd/resolve`).
     run_binds: Vec<Bind>,
+    /// The user's home directory, covered with an empty tmpfs like `/run` (with a private
+    /// `/tmp`): what the call needs under it (the agenthub home's parts, an interpreter
+    /// under `~/.pyenv`, grants) is bound back, and nothing else of it is there, sockets
+    /// included (`~/.ssh/agent.sock`, `~/.docker/run/docker.sock`).
+    home: Option<(CString, Vec<Bind>)>,
     seccomp: Vec<seccompiler::BpfProgram>,
     /// The parent's end and the child's end of the socket the listeners come back on.
     listener_socket: Option<(OwnedFd, OwnedFd)>,
@@ -297,7 +302,13 @@ pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: &[PathBuf]) -> Result<Pre
     let binds = if private_tmp { binds_under(Path::new("/tmp"), &read, &write) } else { Vec::new() };
     let cover_run = private_tmp && std::fs::symlink_metadata("/run").is_ok_and(|m| m.is_dir());
     let run_binds = if cover_run { binds_under(Path::new("/run"), &read, &write) } else { Vec::new() };
-    if binds.len().max(run_binds.len()) > child::MAX_BINDS {
+    let home = if private_tmp { home_to_cover() } else { None };
+    let home = home.map(|h| {
+        let binds = binds_under(&h, &read, &write);
+        (cstring(&h), binds)
+    });
+    let home_binds = home.as_ref().map_or(0, |(_, b)| b.len());
+    if binds.len().max(run_binds.len()).max(home_binds) > child::MAX_BINDS {
         return Err(ProcessError::Sandbox(format!(
             "at most {} separate paths under /tmp can be given to a sandbox",
             child::MAX_BINDS
@@ -322,6 +333,7 @@ pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: &[PathBuf]) -> Result<Pre
         binds,
         cover_run,
         run_binds,
+        home,
         seccomp: seccomp_programs().map_err(ProcessError::Sandbox)?,
         listener_socket,
         ports,
@@ -333,6 +345,30 @@ pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: &[PathBuf]) -> Result<Pre
         last_cap: last_cap(),
         host_tmp,
     })
+}
+
+/// The home directory to cover: this process's `HOME`, when it is an absolute directory
+/// that is not `/`, not under `/tmp` or `/run` (covered already), and holds none of the
+/// system paths every call reads.
+fn home_to_cover() -> Option<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    if !home.is_absolute() {
+        return None;
+    }
+    let home = std::fs::canonicalize(home).ok()?;
+    let covered = |root: &str| home.starts_with(root);
+    if home == Path::new("/")
+        || covered("/tmp")
+        || covered("/run")
+        || covered("/proc")
+        || covered("/dev")
+        || covered("/sys")
+        || !std::fs::metadata(&home).is_ok_and(|m| m.is_dir())
+        || system_read_paths().iter().any(|p| Path::new(p).starts_with(&home))
+    {
+        return None;
+    }
+    Some(home)
 }
 
 /// Remembers that the kernel refused the namespaces (so the next spawn does not try).
