@@ -15,6 +15,7 @@ On `examples/agents/hello` (`greet World`), prints a Markdown table of wall time
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -71,12 +72,15 @@ def main():
     times = {name: [] for name in commands}
     for name, cmd in commands.items():  # warm-up
         wall(cmd, env)
+    order = list(commands.items())
     for _ in range(args.runs):
-        for name, cmd in commands.items():
+        # A new order each round: whatever the machine does periodically hits all alike.
+        random.shuffle(order)
+        for name, cmd in order:
             times[name].append(wall(cmd, env))
     floor = statistics.median(times["python agent.py (by hand)"])
     off = statistics.median(times["exec --sandbox off"])
-    print("| one-shot, `hello greet` ({} runs each, interleaved) | min ms | median ms | p90 ms | median vs python | median vs --sandbox off |".format(args.runs))
+    print("| one-shot, `hello greet` ({} runs each, interleaved, shuffled) | min ms | median ms | p90 ms | median vs python | median vs --sandbox off |".format(args.runs))
     print("|---|---|---|---|---|---|")
     for name, values in times.items():
         med = statistics.median(values)

@@ -127,6 +127,18 @@ impl Scope {
         (!is_shut_down()).then_some(scope)
     }
 
+    /// Moves `pid` into the call's cgroup(s) too (a sandbox's init and program, forked by the
+    /// waiter before the waiter was moved). Best effort.
+    pub(crate) fn adopt(&self, pid: u32) {
+        let dirs = self.cgroup.iter().chain(self.memory.iter().filter(|m| !m.v2).map(|m| &m.dir));
+        for dir in dirs {
+            let _ = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dir.join("cgroup.procs"))
+                .and_then(|mut f| f.write_all(pid.to_string().as_bytes()));
+        }
+    }
+
     /// Whether [`shutdown`] killed the call.
     pub(crate) fn cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
@@ -252,7 +264,7 @@ fn enter_new_cgroup(base: &Path, run_id: &str, pid: u32) -> Option<PathBuf> {
     Some(cg)
 }
 
-/// Makes a cgroup directory; one [`precreate_cgroups`] made for the same run is fine.
+/// Makes a cgroup directory (one that exists already for the same run is fine).
 pub(crate) fn create_cgroup_dir(cg: &Path) -> Option<()> {
     match std::fs::create_dir(cg) {
         Ok(()) => Some(()),
@@ -260,23 +272,6 @@ pub(crate) fn create_cgroup_dir(cg: &Path) -> Option<()> {
             Some(())
         }
         Err(_) => None,
-    }
-}
-
-/// Makes the call's cgroup before its child exists and returns the `cgroup.procs` file(s)
-/// the child writes itself into before it forks (a sandboxed child forks before the
-/// runtime could move it, so the whole tree starts inside). [`Scope::new`] then finds the
-/// directory made.
-pub(crate) fn precreate_cgroups(run_id: &str, how: Containment) -> Vec<PathBuf> {
-    if how != Containment::Auto {
-        return Vec::new();
-    }
-    let base = cgroup_base().or_else(memory::v1_base);
-    let Some(base) = base else { return Vec::new() };
-    let cg = base.join(cgroup_name(run_id));
-    match create_cgroup_dir(&cg) {
-        Some(()) => vec![cg.join("cgroup.procs")],
-        None => Vec::new(),
     }
 }
 

@@ -70,10 +70,10 @@ impl Spawned {
             return Err(ProcessError::Cancelled);
         }
         let mut prepared = match &spec.sandbox {
-            Some(sandbox) => {
-                let procs = containment::precreate_cgroups(&run_id, spec.containment);
-                Some((sandbox, crate::sandbox::prepare(sandbox, &procs)?))
-            }
+            // The call's cgroup is entered by the runtime after the spawn, while Python starts:
+            // a move into a cgroup can wait a whole RCU grace period (about 10 ms here), which
+            // the child would otherwise pay before its program even starts.
+            Some(sandbox) => Some((sandbox, crate::sandbox::prepare(sandbox, &[])?)),
             None => None,
         };
         let spawner_peak_rss = linux::self_peak_rss_bytes();
@@ -89,8 +89,7 @@ impl Spawned {
                         // The kernel refused the namespaces: the layers that remain.
                         tracing::debug!(error = %source, "sandbox namespaces refused; running without them");
                         crate::sandbox::namespaces_refused();
-                        let procs = containment::precreate_cgroups(&run_id, spec.containment);
-                        prepared = Some((sandbox, crate::sandbox::prepare(sandbox, &procs)?));
+                        prepared = Some((sandbox, crate::sandbox::prepare(sandbox, &[])?));
                         continue;
                     }
                     return Err(ProcessError::Spawn { program: spec.program.clone(), source });
@@ -112,6 +111,16 @@ impl Spawned {
             return Err(ProcessError::Cancelled);
         };
         let sandbox_waiter = prepared.as_ref().is_some_and(|(_, p)| p.has_namespaces());
+        if sandbox_waiter && scope.has_cgroup() {
+            // The waiter is in the cgroup; its init and the program were forked before: move
+            // them too (the program is still starting Python, so nothing of it is outside).
+            if let Some(init) = linux::only_child(pid) {
+                scope.adopt(init);
+                if let Some(program) = linux::only_child(init) {
+                    scope.adopt(program);
+                }
+            }
+        }
         let mut host_tmp = None;
         let mut spawned_sandbox = Ok(None);
         if let Some((sandbox, mut prepared)) = prepared {
