@@ -299,12 +299,18 @@ pub(crate) fn prepare(sandbox: &Sandbox, cgroup_procs: &[PathBuf]) -> Result<Pre
         Some(abi) => Some(ruleset(abi, &read, &write).map_err(ProcessError::Sandbox)?),
         None => None,
     };
-    let binds = if private_tmp { binds_under(Path::new("/tmp"), &read, &write) } else { Vec::new() };
+    // Every path the call reads or writes, resolved once for the three covers below.
+    let resolved: Vec<PathBuf> = if private_tmp {
+        read.iter().chain(&write).filter_map(|p| std::fs::canonicalize(p).ok()).collect()
+    } else {
+        Vec::new()
+    };
+    let binds = if private_tmp { binds_under(Path::new("/tmp"), &resolved) } else { Vec::new() };
     let cover_run = private_tmp && std::fs::symlink_metadata("/run").is_ok_and(|m| m.is_dir());
-    let run_binds = if cover_run { binds_under(Path::new("/run"), &read, &write) } else { Vec::new() };
+    let run_binds = if cover_run { binds_under(Path::new("/run"), &resolved) } else { Vec::new() };
     let home = if private_tmp { home_to_cover() } else { None };
     let home = home.map(|h| {
-        let binds = binds_under(&h, &read, &write);
+        let binds = binds_under(&h, &resolved);
         (cstring(&h), binds)
     });
     let home_binds = home.as_ref().map_or(0, |(_, b)| b.len());
@@ -442,13 +448,9 @@ fn ruleset(abi: i32, read: &[PathBuf], write: &[PathBuf]) -> Result<OwnedFd, Str
 
 /// The paths under `tmp` (`/tmp`, `/run`) that must be bound back over the tmpfs that
 /// covers it (outermost only; symlinks resolved, so a system file that leads there counts).
-fn binds_under(tmp: &Path, read: &[PathBuf], write: &[PathBuf]) -> Vec<Bind> {
-    let mut wanted: Vec<PathBuf> = read
-        .iter()
-        .chain(write)
-        .filter_map(|p| std::fs::canonicalize(p).ok())
-        .filter(|p| p.starts_with(tmp) && p != tmp)
-        .collect();
+fn binds_under(tmp: &Path, resolved: &[PathBuf]) -> Vec<Bind> {
+    let mut wanted: Vec<PathBuf> =
+        resolved.iter().filter(|p| p.starts_with(tmp) && p.as_path() != tmp).cloned().collect();
     wanted.sort();
     wanted.dedup();
     let mut outermost: Vec<PathBuf> = Vec::new();
@@ -639,11 +641,11 @@ mod tests {
         let dir = tempfile::tempdir_in("/tmp").unwrap();
         let inner = dir.path().join("a/b");
         std::fs::create_dir_all(&inner).unwrap();
-        let binds = binds_under(
-            Path::new("/tmp"),
-            &[inner.clone(), PathBuf::from("/usr")],
-            &[dir.path().to_path_buf()],
-        );
+        let resolved: Vec<PathBuf> = [inner.clone(), PathBuf::from("/usr"), dir.path().to_path_buf()]
+            .iter()
+            .map(|p| std::fs::canonicalize(p).unwrap())
+            .collect();
+        let binds = binds_under(Path::new("/tmp"), &resolved);
         assert_eq!(binds.len(), 1);
         assert_eq!(
             binds[0].target.to_str().unwrap(),
