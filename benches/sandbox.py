@@ -18,21 +18,12 @@ import os
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
+
+from ab import pct, wall  # benches/ab.py: one wall clock and one percentile for every bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HELLO = os.path.join(ROOT, "examples", "agents", "hello")
-
-
-def wall(cmd, env):
-    started = time.perf_counter()
-    out = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    took = time.perf_counter() - started
-    if out.returncode != 0:
-        sys.exit("failed: {}\n{}".format(" ".join(cmd), out.stderr.decode(errors="replace")))
-    return took * 1000
 
 
 def warm(binary, env, calls, mode):
@@ -40,11 +31,6 @@ def warm(binary, env, calls, mode):
                           "--json"], env=dict(env, AGENTHUB_SANDBOX=mode), stdout=subprocess.PIPE, check=True)
     report = json.loads(out.stdout)
     return report["median_ms"], report["p99_ms"]
-
-
-def pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def main():
