@@ -15,7 +15,9 @@ pub use agenthub_process::MockProcessBackend;
 use agenthub_runtime::{
     AgentRuntime, DynEnvironmentBackend, DynProcessBackend, EnvBackendKind, ProcessBackendKind,
 };
-pub use procs::{host_pid, real_python, reported_alive, reported_pid, survivors};
+pub use procs::{
+    PYTHON_MCP_REQUIREMENT, host_pid, python_mcp, real_python, reported_alive, reported_pid, survivors,
+};
 
 /// A temporary `AGENTHUB_HOME` with an agents root, removed on drop.
 #[derive(Debug)]

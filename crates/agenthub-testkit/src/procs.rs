@@ -68,3 +68,60 @@ pub fn real_python() -> PathBuf {
         })
         .clone()
 }
+
+/// The requirement the MCP tests install: the official Python SDK, at the version the
+/// original's agents were written against or later.
+pub const PYTHON_MCP_REQUIREMENT: &str = "mcp>=1.14,<2";
+
+/// A Python interpreter that can `import mcp` (the official Python MCP SDK), for tests that
+/// drive agenthub's MCP servers with the real client or serve tools with the real server.
+/// Made once per machine with `uv` (on PATH; `scripts/ensure-python-tools` puts it there)
+/// in the system temporary directory, built beside and renamed into place, so concurrent
+/// test processes never see a half-made one. Panics when it cannot be made.
+pub fn python_mcp() -> PathBuf {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let root = std::env::temp_dir().join("agenthub-test-python-mcp-v1");
+            let python = root.join("bin").join("python");
+            if python.is_file() {
+                return python;
+            }
+            let building =
+                std::env::temp_dir().join(format!("agenthub-test-python-mcp-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&building);
+            let run = |args: &[&std::ffi::OsStr]| {
+                let out = std::process::Command::new("uv")
+                    .args(args)
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .expect("uv on PATH (source scripts/ensure-python-tools)");
+                assert!(out.status.success(), "uv {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            };
+            run(&[
+                "venv".as_ref(),
+                "--quiet".as_ref(),
+                "--python".as_ref(),
+                real_python().as_os_str(),
+                building.as_os_str(),
+            ]);
+            let built = building.join("bin").join("python");
+            run(&[
+                "pip".as_ref(),
+                "install".as_ref(),
+                "--quiet".as_ref(),
+                "--python".as_ref(),
+                built.as_os_str(),
+                PYTHON_MCP_REQUIREMENT.as_ref(),
+            ]);
+            // The venv's scripts name their interpreter by path: a renamed venv keeps a
+            // working `bin/python` (a symlink to the base), which is all the tests use.
+            if std::fs::rename(&building, &root).is_err() {
+                // Another process made it first.
+                let _ = std::fs::remove_dir_all(&building);
+            }
+            assert!(python.is_file(), "no {} after building it", python.display());
+            python
+        })
+        .clone()
+}

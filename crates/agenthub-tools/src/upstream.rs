@@ -1,0 +1,1 @@
+//! The user's MCP servers (`--tools-from FILE`): agenthub is their client.
