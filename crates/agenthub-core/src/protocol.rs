@@ -12,6 +12,9 @@ pub struct ExecutionRequest {
     pub method: String,
     /// Its parameters, after validation and default filling.
     pub parameters: Params,
+    /// The call's tools in the original's shape (SPEC §9); absent when none are assigned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_context: Option<Json>,
 }
 
 impl ExecutionRequest {
@@ -259,7 +262,7 @@ mod tests {
     fn request_json_shape() {
         let mut parameters = Params::new();
         parameters.insert("name".into(), json!("W"));
-        let req = ExecutionRequest { method: "greet".into(), parameters };
+        let req = ExecutionRequest { method: "greet".into(), parameters, tool_context: None };
         assert_eq!(req.to_json(), r#"{"method":"greet","parameters":{"name":"W"}}"#);
     }
 }

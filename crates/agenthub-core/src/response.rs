@@ -18,12 +18,33 @@ pub struct ExecutionResponse {
     pub memory_usage_bytes: Option<u64>,
     /// Text the agent printed to stdout before its JSON line.
     pub stdout_noise: Option<String>,
+    /// The tools the call used, in the order they were called (SPEC §9).
+    pub tool_calls: Vec<ToolCallRecord>,
+}
+
+/// One tool call an agent made during its call (`tool_calls` in the response).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ToolCallRecord {
+    /// The tool's name, as the agent called it.
+    pub name: String,
+    /// Seconds from the tool call's request to its answer.
+    pub duration: f64,
+    /// `ok`, or the error type of what went wrong (`TimeoutError`, `AgentError`, …;
+    /// `ToolNotAssigned` for a name the call was not given, `Cancelled` when the call ended
+    /// first).
+    pub outcome: String,
 }
 
 impl ExecutionResponse {
     /// A response for an error found before anything ran.
     pub fn failed(error: AgentRuntimeError, execution_time: Duration) -> Self {
-        Self { outcome: Err(error), execution_time, memory_usage_bytes: None, stdout_noise: None }
+        Self {
+            outcome: Err(error),
+            execution_time,
+            memory_usage_bytes: None,
+            stdout_noise: None,
+            tool_calls: Vec::new(),
+        }
     }
 
     /// Whether the agent returned a result.
@@ -87,6 +108,9 @@ impl Serialize for ExecutionResponse {
         if let Some(noise) = &self.stdout_noise {
             map.serialize_entry("stdout_noise", noise)?;
         }
+        if !self.tool_calls.is_empty() {
+            map.serialize_entry("tool_calls", &self.tool_calls)?;
+        }
         map.end()
     }
 }
@@ -107,6 +131,7 @@ mod tests {
             execution_time: Duration::from_millis(21),
             memory_usage_bytes: Some(11_953_766),
             stdout_noise: None,
+            tool_calls: Vec::new(),
         };
         assert_eq!(
             r.to_json(),
@@ -141,6 +166,7 @@ mod tests {
             execution_time: Duration::ZERO,
             memory_usage_bytes: Some(1024 * 1024),
             stdout_noise: Some("noise".into()),
+            tool_calls: Vec::new(),
         };
         let v = r.to_json();
         assert_eq!(v["signal"], 11);

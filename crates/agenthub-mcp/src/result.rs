@@ -84,6 +84,7 @@ mod tests {
             execution_time: Duration::ZERO,
             memory_usage_bytes: None,
             stdout_noise: None,
+            tool_calls: Vec::new(),
         }
     }
 

@@ -10,6 +10,7 @@ use agenthub_env::DynEnvironmentBackend;
 use agenthub_process::DynProcessBackend;
 use serde_json::Value as Json;
 
+use crate::tools::CallTools;
 use crate::{AgentRuntime, CallCancel, LoadedAgent, ProcessBackendKind, Progress, RayStatus};
 
 /// What a [`Call`] runs: an agent named by id or path (loaded, and auto-installed where that
@@ -42,6 +43,8 @@ pub struct Call {
     pub(crate) cancel: Option<CallCancel>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) grants: Grants,
+    pub(crate) tools: Option<Arc<dyn CallTools>>,
+    pub(crate) nested: bool,
 }
 
 impl Call {
@@ -56,7 +59,16 @@ impl Call {
     }
 
     fn of(target: Target, method: String) -> Self {
-        Self { target, method, params: Params::new(), cancel: None, timeout: None, grants: Grants::default() }
+        Self {
+            target,
+            method,
+            params: Params::new(),
+            cancel: None,
+            timeout: None,
+            grants: Grants::default(),
+            tools: None,
+            nested: false,
+        }
     }
 
     /// All parameters at once (replacing any set before).
@@ -91,6 +103,23 @@ impl Call {
     /// relative paths absolute first. See [`agenthub_core::SandboxPolicy::resolve`].
     pub fn grants(mut self, grants: Grants) -> Self {
         self.grants = grants;
+        self
+    }
+
+    /// The tools this call's agent gets (SPEC §9): its request carries their `tool_context`,
+    /// its process reaches them over MCP (see [`crate::tools`]), and its response lists the
+    /// `tool_calls` it made. `agenthub-tools` makes them.
+    pub fn tools(mut self, tools: Arc<dyn CallTools>) -> Self {
+        self.tools = Some(tools);
+        self
+    }
+
+    /// Marks a call made on behalf of a call that is running (a tool call): it does not wait
+    /// for one of the runtime's `max_concurrency` slots, since its caller holds one and
+    /// waits for it (callers that each wait for a tool call would otherwise hold every slot
+    /// and wait forever).
+    pub fn nested(mut self) -> Self {
+        self.nested = true;
         self
     }
 

@@ -23,6 +23,7 @@ mod oneshot;
 mod outcome;
 mod ray;
 mod sandbox;
+pub mod tools;
 pub use sandbox::sandbox_summary;
 mod warm;
 
@@ -89,7 +90,7 @@ pub struct AgentRuntime {
     /// the call's grants then; while neither changed, calls reuse it (resolving reads the
     /// install record and `pyvenv.cfg` and walks paths: tens of microseconds a warm call
     /// should not pay).
-    sandboxes: Mutex<std::collections::HashMap<std::path::PathBuf, CachedSandbox>>,
+    sandboxes: Mutex<std::collections::HashMap<(std::path::PathBuf, bool), CachedSandbox>>,
     /// Warm workers (`runtime.mode: warm`).
     pools: Arc<warm::Pools>,
     /// Where installs (also auto-installs) report their steps.
@@ -168,7 +169,7 @@ impl AgentRuntime {
     /// Runs one [`Call`]: always one response (never an error, never a panic).
     pub async fn call(&self, call: Call) -> ExecutionResponse {
         let started = Instant::now();
-        let Call { target, method, params, cancel, timeout, grants } = call;
+        let Call { target, method, params, cancel, timeout, grants, tools, nested } = call;
         let loaded;
         let agent = match target {
             call::Target::Loaded(agent) => {
@@ -183,7 +184,8 @@ impl AgentRuntime {
                 Err(err) => return ExecutionResponse::failed(err, started.elapsed()),
             },
         };
-        let options = CallOptions { cancel: cancel.as_ref(), timeout, grants: &grants };
+        let options =
+            CallOptions { cancel: cancel.as_ref(), timeout, grants: &grants, tools: tools.as_ref(), nested };
         self.execute_loaded_since(agent, &method, params, started, options).await
     }
 
@@ -496,6 +498,7 @@ impl AgentRuntime {
         agent: &LoadedAgent,
         env: &ReadyEnvironment,
         grants: &agenthub_core::Grants,
+        tools: bool,
         warm: bool,
         stamps: &warm::Stamps,
     ) -> Result<Arc<sandbox::CallSandbox>, AgentRuntimeError> {
@@ -503,14 +506,16 @@ impl AgentRuntime {
         let cacheable = warm && !warm::is_racy(stamps) && !env.built;
         if cacheable {
             let cache = self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner);
-            if let Some((_, _, boxed)) = cache.get(dir).filter(|(s, g, _)| s == stamps && g == grants) {
+            if let Some((_, _, boxed)) =
+                cache.get(&(dir.clone(), tools)).filter(|(s, g, _)| s == stamps && g == grants)
+            {
                 return Ok(Arc::clone(boxed));
             }
         }
-        let boxed = Arc::new(call_sandbox(&self.config, agent, env, grants)?);
+        let boxed = Arc::new(call_sandbox(&self.config, agent, env, grants, tools)?);
         if cacheable {
             let mut cache = self.sandboxes.lock().unwrap_or_else(PoisonError::into_inner);
-            cache.insert(dir.clone(), (*stamps, grants.clone(), Arc::clone(&boxed)));
+            cache.insert((dir.clone(), tools), (*stamps, grants.clone(), Arc::clone(&boxed)));
         }
         Ok(boxed)
     }
@@ -605,7 +610,7 @@ impl AgentRuntime {
         started: Instant,
         options: CallOptions<'_>,
     ) -> ExecutionResponse {
-        let CallOptions { cancel, timeout, grants } = options;
+        let CallOptions { timeout, tools, .. } = options;
         if self.is_shut_down() {
             return ExecutionResponse::failed(
                 AgentRuntimeError::Execution {
@@ -630,13 +635,16 @@ impl AgentRuntime {
             }
             None => &self.config.runtime,
         };
-        match self.run(agent, method, params, cancel, rt, grants).await {
-            Ok(mut response) => {
-                response.execution_time = started.elapsed();
-                response
-            }
+        let mut response = match self.run(agent, method, params, rt, options).await {
+            Ok(response) => response,
             Err(err) => ExecutionResponse::failed(err, started.elapsed()),
+        };
+        // The call is over: its tool calls still in flight end with it.
+        if let Some(tools) = tools {
+            response.tool_calls = tools.finish();
         }
+        response.execution_time = started.elapsed();
+        response
     }
 
     async fn run(
@@ -644,10 +652,10 @@ impl AgentRuntime {
         agent: &LoadedAgent,
         method: &str,
         params: Params,
-        cancel: Option<&CallCancel>,
         rt: &RuntimeConfig,
-        grants: &agenthub_core::Grants,
+        options: CallOptions<'_>,
     ) -> Result<ExecutionResponse, AgentRuntimeError> {
+        let CallOptions { cancel, grants, tools, nested, .. } = options;
         let manifest = &agent.manifest;
         let spec = manifest.method(method).ok_or_else(|| AgentRuntimeError::MethodNotFound {
             method: method.to_owned(),
@@ -655,12 +663,21 @@ impl AgentRuntime {
         })?;
         let parameters = validate_parameters(method, spec, params)?;
         let dir = &agent.location.dir;
-        let request = ExecutionRequest { method: method.to_owned(), parameters }.to_json();
+        let request = tools::with_context(
+            ExecutionRequest { method: method.to_owned(), parameters, tool_context: None },
+            tools,
+        );
         let warm = self.config.runtime.mode == ExecutionMode::Warm;
         if !warm {
             check_request_size(&request, false)?;
         }
         if self.config.runtime.target == agenthub_core::ExecutionTarget::Ray {
+            if tools.is_some() {
+                return Err(AgentRuntimeError::NotRun {
+                    message: "Tools for agents are not available on the Ray target".to_owned(),
+                    suggestion: "Run the call locally (`--target local`), or without tools".to_owned(),
+                });
+            }
             check_agent_script(dir)?;
             let (requirements, key) = ray::requirements(dir, manifest, &self.config)?;
             let call = ray::RayCall {
@@ -683,7 +700,7 @@ impl AgentRuntime {
             return Ok(outcome::response_from(&output, rt));
         }
         // Calls beyond `max_concurrency` wait here, after validation and before any work.
-        let _slot = self.slots.acquire().await;
+        let _slot = if nested { None } else { Some(self.slots.acquire().await) };
         if cancel.is_some_and(CallCancel::is_cancelled) {
             return Err(cancelled());
         }
@@ -705,7 +722,7 @@ impl AgentRuntime {
         };
         let activation = EnvironmentManager::activate_environment(&env.venv);
         let limits = call_limits(rt);
-        let boxed = self.sandbox_for(agent, &env, grants, warm, &stamps)?;
+        let boxed = self.sandbox_for(agent, &env, grants, tools.is_some(), warm, &stamps)?;
         if warm {
             let call = warm::WarmCall {
                 agent_dir: dir.clone(),
@@ -714,11 +731,12 @@ impl AgentRuntime {
                 limits,
                 die_with_parent: rt.kill_agents_with_runtime,
                 sandbox: boxed.sandbox.clone(),
-                version: warm::Version::new(&format!("{}|{}", env.key, boxed.fingerprint()), &stamps),
+                version: worker_version(&env, &boxed, tools.is_some(), &stamps),
                 methods: manifest.method_names(),
                 method: method.to_owned(),
                 request: request.clone(),
                 cancel: cancel.cloned(),
+                tools: tools.cloned(),
                 // From here on the call's timeout bounds everything it waits for: a worker
                 // slot, a worker's start, its answer.
                 deadline: limits.timeout.and_then(|t| Instant::now().checked_add(t)),
@@ -737,7 +755,7 @@ impl AgentRuntime {
         }
         oneshot::run(
             &self.processes,
-            oneshot::OneShot { python: env.python, dir, request, activation, limits, sandbox: &boxed },
+            oneshot::OneShot { python: env.python, dir, request, activation, limits, sandbox: &boxed, tools },
             rt,
             cancel,
         )
@@ -809,7 +827,7 @@ async fn prestart_call(
         .await
         .map_err(|e| e.into_runtime_error(Some(agent)))?;
     let rt = &config.runtime;
-    let boxed = call_sandbox(config, &loaded, &env, &agenthub_core::Grants::default())?;
+    let boxed = call_sandbox(config, &loaded, &env, &agenthub_core::Grants::default(), false)?;
     Ok(warm::WarmCall {
         agent_dir: dir.clone(),
         python: env.python.clone(),
@@ -817,16 +835,26 @@ async fn prestart_call(
         limits: call_limits(rt),
         die_with_parent: rt.kill_agents_with_runtime,
         sandbox: boxed.sandbox.clone(),
-        version: warm::Version::new(
-            &format!("{}|{}", env.key, boxed.fingerprint()),
-            &warm::stamps(dir, &config.environment.venv_location),
-        ),
+        version: worker_version(&env, &boxed, false, &warm::stamps(dir, &config.environment.venv_location)),
         methods: loaded.manifest.method_names(),
         method: String::new(),
         request: String::new(),
         cancel: None,
+        tools: None,
         deadline: None,
     })
+}
+
+/// What a warm worker serves: the environment, the sandbox, and whether it has a tool
+/// endpoint (workers with one serve calls with tools, and only those).
+fn worker_version(
+    env: &agenthub_env::ReadyEnvironment,
+    boxed: &sandbox::CallSandbox,
+    tools: bool,
+    stamps: &warm::Stamps,
+) -> warm::Version {
+    let tools = if tools { "|tools" } else { "" };
+    warm::Version::new(&format!("{}|{}{tools}", env.key, boxed.fingerprint()), stamps)
 }
 
 /// The error of a call stopped through its [`CallCancel`].
@@ -922,6 +950,8 @@ struct CallOptions<'a> {
     cancel: Option<&'a CallCancel>,
     timeout: Option<Duration>,
     grants: &'a agenthub_core::Grants,
+    tools: Option<&'a Arc<dyn tools::CallTools>>,
+    nested: bool,
 }
 
 /// No grants, for calls that carry none.
@@ -929,7 +959,7 @@ static NO_GRANTS: std::sync::LazyLock<agenthub_core::Grants> = std::sync::LazyLo
 
 impl Default for CallOptions<'_> {
     fn default() -> Self {
-        Self { cancel: None, timeout: None, grants: &NO_GRANTS }
+        Self { cancel: None, timeout: None, grants: &NO_GRANTS, tools: None, nested: false }
     }
 }
 
@@ -941,6 +971,7 @@ fn call_sandbox(
     agent: &LoadedAgent,
     env: &agenthub_env::ReadyEnvironment,
     call_grants: &agenthub_core::Grants,
+    tools: bool,
 ) -> Result<sandbox::CallSandbox, AgentRuntimeError> {
     sandbox::log_summary_once(config);
     let mode = config.runtime.sandbox_mode;
@@ -976,7 +1007,7 @@ fn call_sandbox(
         &config.home,
     )
     .map_err(|e| AgentRuntimeError::NotRun { suggestion: e.suggestion(), message: e.to_string() })?;
-    sandbox::for_call(&policy, &config.home, &key, dir, &env.venv, &env.python)
+    sandbox::for_call(&policy, &config.home, &key, dir, &env.venv, &env.python, tools)
 }
 
 /// `env` with the sandbox's variables set (its `HOME`, the proxy's), and in strict mode

@@ -22,6 +22,8 @@ pub(crate) struct OneShot<'a> {
     pub(crate) limits: ProcessLimits,
     /// The sandbox it runs in.
     pub(crate) sandbox: &'a crate::sandbox::CallSandbox,
+    /// Its tools, served on an endpoint of its own.
+    pub(crate) tools: Option<&'a std::sync::Arc<dyn crate::tools::CallTools>>,
 }
 
 /// Runs one call in a process of its own; one response (or the error that stands for it).
@@ -37,6 +39,28 @@ pub(crate) async fn run(
         let (name, value) = cancel.attach_one_shot(processes.registry()).ok_or_else(cancelled)?;
         env_spec.set.push((name.into(), value.into()));
     }
+    let mut sandbox = call.sandbox.sandbox.as_deref().cloned();
+    // The endpoint (and what serves it) lives as long as the process.
+    let slot = crate::tools::ToolSlot::default();
+    let mut _endpoint_guard = None;
+    let _occupied = match call.tools {
+        Some(tools) => {
+            let endpoint = crate::tools::endpoint(sandbox.as_ref(), &tools.server(), &slot).map_err(|e| {
+                AgentRuntimeError::Execution {
+                    message: format!("Cannot serve the call's tools: {e}"),
+                    return_code: None,
+                    signal: None,
+                    stderr: None,
+                }
+            })?;
+            sandbox = endpoint.sandbox;
+            env_spec.set.retain(|(k, _)| !endpoint.env.iter().any(|(name, _)| name == k));
+            env_spec.set.extend(endpoint.env);
+            _endpoint_guard = endpoint.guard;
+            Some(crate::tools::Occupied::new(&slot, tools))
+        }
+        None => None,
+    };
     let invocation = AgentInvocation {
         python: call.python,
         agent_dir: call.dir.to_path_buf(),
@@ -46,7 +70,7 @@ pub(crate) async fn run(
         limits: call.limits,
         containment: agenthub_process::Containment::Auto,
         die_with_parent: rt.kill_agents_with_runtime,
-        sandbox: call.sandbox.sandbox.as_deref().cloned(),
+        sandbox,
     };
     let output = processes.execute_agent(invocation).await;
     if cancel.is_some_and(|c| c.detach_one_shot() || c.is_cancelled()) {

@@ -65,6 +65,7 @@ pub(crate) fn response_from(output: &ProcessOutput, config: &RuntimeConfig) -> E
         execution_time: output.wall_time,
         memory_usage_bytes: output.peak_rss_bytes,
         stdout_noise: noise,
+        tool_calls: Vec::new(),
     }
 }
 

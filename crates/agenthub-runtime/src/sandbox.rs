@@ -137,6 +137,7 @@ pub(crate) fn for_call(
     agent_dir: &Path,
     venv: &Path,
     python: &Path,
+    tools: bool,
 ) -> Result<CallSandbox, AgentRuntimeError> {
     if policy.mode == SandboxMode::Off {
         return Ok(CallSandbox::off());
@@ -171,7 +172,17 @@ pub(crate) fn for_call(
         env.push(("NO_PROXY".into(), no_proxy.clone()));
         env.push(("no_proxy".into(), no_proxy));
     }
-    ports.extend(net.loopback_ports.iter().copied().filter(|&p| p != PROXY_PORT));
+    // The call's tools are on the original's port; a declared `localhost:8000` does not
+    // bridge to the host when the call has tools.
+    if tools {
+        ports.push(crate::tools::TOOL_PORT);
+    }
+    ports.extend(
+        net.loopback_ports
+            .iter()
+            .copied()
+            .filter(|&p| p != PROXY_PORT && !(tools && p == crate::tools::TOOL_PORT)),
+    );
     let proxies: Arc<Mutex<Vec<Arc<Proxy>>>> = Arc::default();
     let network =
         if ports.is_empty() { SandboxNetwork::Isolated } else { SandboxNetwork::IsolatedWith(ports) };

@@ -21,8 +21,8 @@ use setting::Rejected;
 pub(crate) use settings::SETTINGS;
 pub use settings::{CONFIG_VARS, EnvironmentConfig, InstallConfig, RayConfig, RuntimeConfig};
 pub use types::{
-    AgentGrants, EnvBackendKind, ExecutionMode, ExecutionTarget, LogLevel, PythonRequest, Seconds,
-    WorkerDispatch,
+    AgentGrants, AgentTools, EnvBackendKind, ExecutionMode, ExecutionTarget, LogLevel, PythonRequest,
+    Seconds, ToolAssignment, WorkerDispatch, parse_agent_tool,
 };
 
 /// The Ray version agenthub's own driver Python gets by default.
@@ -33,8 +33,19 @@ pub const DEFAULT_RAY_VERSION: &str = "2.60.0";
 pub const BASE_ENV_VARS: [&str; 8] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ"];
 
 /// `AGENTHUB_*` variables other parts of agenthub read: allowed, not configuration.
-pub const NON_CONFIG_VARS: [&str; 4] =
-    ["AGENTHUB_HOME", "AGENTHUB_RUN_ID", "AGENTHUB_BIN", "AGENTHUB_CALL_ID"];
+pub const NON_CONFIG_VARS: [&str; 9] = [
+    "AGENTHUB_HOME",
+    "AGENTHUB_RUN_ID",
+    "AGENTHUB_BIN",
+    "AGENTHUB_CALL_ID",
+    // What an agent with tools is given (SPEC §9): an agent that runs agenthub itself
+    // passes them on.
+    "AGENTHUB_MCP_HOST",
+    "AGENTHUB_MCP_PORT",
+    "AGENTHUB_MCP_PROTOCOL",
+    "AGENTHUB_MCP_URL",
+    "AGENTHUB_MCP_TOKEN",
+];
 
 /// The longest duration configuration accepts, in seconds (about 31 years): far from where
 /// `Instant + duration` could overflow.
@@ -111,6 +122,9 @@ pub struct Config {
     /// What the user grants installed agents beyond their declaration, by `ns/name`
     /// (`grants:` in config.yaml); see [`Config::grants_for`].
     pub grants: AgentGrants,
+    /// The tools each installed agent gets, by `ns/name` (`tools:` in config.yaml); see
+    /// [`Config::tools_for`].
+    pub tools: AgentTools,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +136,7 @@ struct ConfigFile {
     install: InstallConfig,
     ray: RayConfig,
     grants: AgentGrants,
+    tools: AgentTools,
 }
 
 impl Default for ConfigFile {
@@ -133,6 +148,7 @@ impl Default for ConfigFile {
             install: InstallConfig::default(),
             ray: RayConfig::default(),
             grants: AgentGrants::new(),
+            tools: AgentTools::new(),
         }
     }
 }
@@ -276,6 +292,7 @@ impl Config {
             install: parsed.install,
             ray: parsed.ray,
             grants: parsed.grants,
+            tools: parsed.tools,
         };
         for (name, value) in vars {
             if !name.as_encoded_bytes().starts_with(b"AGENTHUB_") {
@@ -319,6 +336,11 @@ impl Config {
     /// Where installed agents live: `<home>/agents`.
     pub fn agents_root(&self) -> PathBuf {
         self.home.join("agents")
+    }
+
+    /// The tools config.yaml gives the installed agent `id` (none when it has no entry).
+    pub fn tools_for(&self, id: &crate::AgentId) -> ToolAssignment {
+        self.tools.get(&id.to_string()).cloned().unwrap_or_default()
     }
 
     /// What config.yaml grants the installed agent `id` (nothing when it has no entry).

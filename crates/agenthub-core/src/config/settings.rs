@@ -10,8 +10,8 @@ use std::path::{Component, Path, PathBuf};
 
 use super::setting::{Range, settings, trimmed, whole_to_1024};
 use super::types::{
-    AgentGrants, EnvBackendKind, ExecutionMode, ExecutionTarget, LogLevel, PythonRequest, Seconds,
-    WorkerDispatch,
+    AgentGrants, AgentTools, EnvBackendKind, ExecutionMode, ExecutionTarget, LogLevel, PythonRequest,
+    Seconds, WorkerDispatch,
 };
 use super::{DEFAULT_RAY_VERSION, DEFAULT_REGISTRY, MAX_MEMORY_MIB, MAX_SECONDS};
 use crate::SandboxMode;
@@ -38,6 +38,10 @@ settings! {
         env_backend: Option<EnvBackendKind> = None, var "AGENTHUB_ENV_BACKEND";
         /// Cap on an agent's stdout, in bytes.
         max_stdout_bytes: u64 = 16 * 1024 * 1024, var "AGENTHUB_MAX_STDOUT_BYTES";
+        /// Limit of one tool call an agent makes (another agent's method, an MCP server's tool).
+        tool_timeout: Seconds = Seconds::new(30.0), var "AGENTHUB_TOOL_TIMEOUT", check POSITIVE_SECONDS;
+        /// How deep tool calls may nest (an agent tool that has tools of its own).
+        max_tool_depth: usize = 4, var "AGENTHUB_MAX_TOOL_DEPTH" parse whole_to_1024, check ONE_TO_1024;
         /// Time a timed-out agent gets between SIGTERM and SIGKILL.
         kill_grace_period: Seconds = Seconds::new(1.0), var "AGENTHUB_KILL_GRACE_PERIOD",
             check POSITIVE_SECONDS;
@@ -139,6 +143,8 @@ settings! {
             check REGISTRY_TEMPLATE;
         /// What you grant installed agents beyond their declaration, per id: `ns/name: {net: [...], read: [...], write: [...], env: [...]}`.
         grants: AgentGrants = AgentGrants::new(), check GRANTS;
+        /// The tools each installed agent gets, per id: `ns/name: {agents: [other/agent, x/y.method], mcp_servers: FILE}`.
+        tools: AgentTools = AgentTools::new(), check TOOLS;
     }
 }
 
@@ -235,6 +241,17 @@ const GRANTS: Range<AgentGrants> = Range {
         for (id, grant) in grants {
             id.parse::<crate::AgentId>().map_err(|e| format!("{e}; grants are given per installed agent"))?;
             grant.check().map_err(|e| format!("{id}: {e}"))?;
+        }
+        Ok(())
+    },
+};
+
+const TOOLS: Range<AgentTools> = Range {
+    accepts: "agent ids, each with `agents` (ids, or `ns/name.method`) and `mcp_servers` (a file) (config.yaml only)",
+    check: |tools| {
+        for (id, assigned) in tools {
+            id.parse::<crate::AgentId>().map_err(|e| format!("{e}; tools are given per installed agent"))?;
+            assigned.check().map_err(|e| format!("{id}: {e}"))?;
         }
         Ok(())
     },

@@ -180,6 +180,64 @@ impl FromVar for AgentGrants {
     }
 }
 
+/// `tools` in config.yaml: the tools each installed agent gets (by `ns/name`).
+pub type AgentTools = std::collections::BTreeMap<String, ToolAssignment>;
+
+/// The tools one agent gets (`tools: {ns/name: ...}` in config.yaml; `--tool` and
+/// `--tools-from` on the command line).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ToolAssignment {
+    /// Other agents' methods: `ns/name` (every method) or `ns/name.method`.
+    pub agents: Vec<String>,
+    /// An `{"mcpServers": {...}}` file whose servers' tools the agent gets.
+    pub mcp_servers: Option<std::path::PathBuf>,
+}
+
+impl ToolAssignment {
+    /// Whether it assigns nothing.
+    pub fn is_empty(&self) -> bool {
+        self.agents.is_empty() && self.mcp_servers.is_none()
+    }
+
+    /// Checks every agent tool names an id (and a method name when it has one).
+    pub fn check(&self) -> Result<(), String> {
+        for tool in &self.agents {
+            parse_agent_tool(tool)?;
+        }
+        Ok(())
+    }
+}
+
+/// `ns/name` or `ns/name.method`: the agent id and the method, if one is named.
+pub fn parse_agent_tool(tool: &str) -> Result<(crate::AgentId, Option<String>), String> {
+    let (id, method) = match tool.rsplit_once('.') {
+        // `ns/name.method`, unless the dot is inside the name (`ns/my.agent` has no method
+        // after a `/`-free tail only when the tail is a valid method name).
+        Some((id, method))
+            if id.contains('/')
+                && !method.is_empty()
+                && method.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && id.parse::<crate::AgentId>().is_ok() =>
+        {
+            (id, Some(method.to_owned()))
+        }
+        _ => (tool, None),
+    };
+    let id = id.parse::<crate::AgentId>().map_err(|e| {
+        format!("`{tool}` is not an agent tool ({e}): write `ns/name` for every method or `ns/name.method` for one")
+    })?;
+    Ok((id, method))
+}
+
+impl FromVar for AgentTools {
+    const ACCEPTS: &'static str = "per-agent tools (config.yaml only)";
+
+    fn from_var(_: &str) -> Result<Self, Rejected> {
+        Err(Rejected::Value("tools are set in config.yaml only".to_owned()))
+    }
+}
+
 impl FromVar for crate::SandboxMode {
     const ACCEPTS: &'static str = "`default`, `strict` or `off`";
 

@@ -84,7 +84,8 @@ pub enum SandboxNetwork {
 }
 
 impl SandboxNetwork {
-    fn ports(&self) -> &[u16] {
+    /// The loopback ports that get listeners inside the namespace.
+    pub fn ports(&self) -> &[u16] {
         match self {
             Self::IsolatedWith(ports) => ports,
             Self::Host | Self::Isolated => &[],
@@ -375,6 +376,12 @@ fn home_to_cover() -> Option<PathBuf> {
         return None;
     }
     Some(home)
+}
+
+/// Whether a spawn now would get the sandbox's namespaces (the kernel has them and has not
+/// refused them to this process).
+pub fn namespaces_usable() -> bool {
+    probe().namespaces && !NAMESPACES_REFUSED.load(Ordering::Relaxed)
 }
 
 /// Remembers that the kernel refused the namespaces (so the next spawn does not try).

@@ -105,6 +105,9 @@ pub(crate) struct WarmCall {
     pub(crate) request: String,
     /// Cancels the call: the worker serving it is killed (see `cancel.rs`).
     pub(crate) cancel: Option<crate::CallCancel>,
+    /// The call's tools: a worker started for it gets a tool endpoint, and serves these
+    /// for the length of the call.
+    pub(crate) tools: Option<Arc<dyn crate::tools::CallTools>>,
     /// When the call's time is up (its timeout from when it reached the pools): waiting for
     /// a slot, for a worker to start and for the answer all end there.
     pub(crate) deadline: Option<Instant>,
@@ -148,6 +151,9 @@ pub(crate) enum WarmOutcome {
 /// A started worker and its bookkeeping.
 struct Warm {
     worker: Worker,
+    /// The call its tool endpoint serves, and what serves an endpoint on the host (held
+    /// as long as the worker); `None` for a worker without tools.
+    tools: Option<(crate::tools::ToolSlot, Option<agenthub_process::sandbox::ListenerGuard>)>,
     version: Version,
     calls: u64,
     retire_after: u64,
@@ -597,6 +603,27 @@ impl Pools {
                 "agenthub: the call's time was up before a warm worker could be started for it".to_owned(),
             ));
         }
+        let mut env = call.env.clone();
+        let mut sandbox = call.sandbox.as_deref().cloned();
+        let tools = match &call.tools {
+            Some(tools) => {
+                let slot = crate::tools::ToolSlot::default();
+                let endpoint =
+                    crate::tools::endpoint(sandbox.as_ref(), &tools.server(), &slot).map_err(|e| {
+                        AgentRuntimeError::Execution {
+                            message: format!("Cannot serve the call's tools: {e}"),
+                            return_code: None,
+                            signal: None,
+                            stderr: None,
+                        }
+                    })?;
+                sandbox = endpoint.sandbox;
+                env.set.retain(|(k, _)| !endpoint.env.iter().any(|(name, _)| name == k));
+                env.set.extend(endpoint.env);
+                Some((slot, endpoint.guard))
+            }
+            None => None,
+        };
         let spec = ProcessSpec {
             program: call.python.clone(),
             args: vec![
@@ -609,12 +636,12 @@ impl Pools {
                 call.limits.max_stdout_bytes.to_string().into(),
             ],
             cwd: call.agent_dir.clone(),
-            env: call.env.clone(),
+            env,
             limits: call.limits,
             registry: Some(Arc::clone(&self.registry)),
             containment: Containment::Auto,
             die_with_parent: call.die_with_parent,
-            sandbox: call.sandbox.as_deref().cloned(),
+            sandbox,
         };
         let started = Instant::now();
         let mut worker = self.spawn(spec)?;
@@ -695,6 +722,7 @@ impl Pools {
                 let jitter = self.next_id.load(Ordering::Relaxed) % (self.settings.max_calls / 10 + 1);
                 Ok(Some(Warm {
                     worker,
+                    tools,
                     version: call.version.clone(),
                     calls: 0,
                     retire_after: self.settings.max_calls.saturating_sub(jitter),
@@ -728,7 +756,13 @@ impl Pools {
         // JSON escapes newlines: one line. The worker's answer may be up to ~6x its output.
         let max_line = call.limits.max_stdout_bytes.saturating_mul(6).saturating_add(4096);
         // The rest of the call's time: what it spent waiting for a slot and a start counts.
+        // The worker's tool endpoint serves this call while it runs.
+        let occupied = match (&warm.tools, &call.tools) {
+            (Some((slot, _)), Some(tools)) => Some(crate::tools::Occupied::new(slot, tools)),
+            _ => None,
+        };
         let received = worker.request(&line, call.left().or(call.limits.timeout), max_line);
+        drop(occupied);
         let (peak, rss) = worker.memory();
         let mut output = ProcessOutput {
             pid: worker.pid(),
