@@ -114,6 +114,8 @@ Exit status: 0 result, 1 error response, 2 usage error."
         /// Print one JSON object
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        tools: ToolArgs,
     },
     /// Manage agent environments.
     #[command(subcommand)]
@@ -273,6 +275,35 @@ impl SandboxArgs {
     }
 }
 
+/// The tools a command's calls get (SPEC §9): other agents' methods and the user's MCP
+/// servers' tools. None given: what config.yaml gives the agent (`tools:`).
+#[derive(Debug, Args, Clone, Default)]
+#[command(next_help_heading = "Tools")]
+pub(crate) struct ToolArgs {
+    /// Give the agent another agent's methods as tools: ns/name (all), ns/name.method, or a
+    /// directory (./dir, ./dir:method) (repeatable)
+    #[arg(long = "tool", value_name = "AGENT")]
+    pub(crate) tools: Vec<String>,
+    /// Give the agent the tools of the MCP servers in FILE ({"mcpServers": {...}}, as MCP
+    /// clients write it) (repeatable)
+    #[arg(long = "tools-from", value_name = "FILE")]
+    pub(crate) tools_from: Vec<PathBuf>,
+}
+
+impl ToolArgs {
+    /// What the flags assign (relative files made absolute against the working directory).
+    pub(crate) fn assignment(&self) -> agenthub_tools::Assignment {
+        agenthub_tools::Assignment {
+            agents: self.tools.clone(),
+            servers_files: self
+                .tools_from
+                .iter()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+                .collect(),
+        }
+    }
+}
+
 fn parse_net_grant(value: &str) -> Result<HostPattern, String> {
     agenthub_core::parse_net_grant(value).map_err(|e| e.to_string())
 }
@@ -421,6 +452,8 @@ pub(crate) struct BatchArgs {
     pub(crate) target: TargetArgs,
     #[command(flatten)]
     pub(crate) sandbox: SandboxArgs,
+    #[command(flatten)]
+    pub(crate) tools: ToolArgs,
 }
 
 /// agenthub bench.
@@ -441,6 +474,8 @@ pub(crate) struct BenchArgs {
     /// Print {"mode", "calls", "median_ms", "p99_ms", "calls_per_sec"}
     #[arg(long)]
     pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) tools: ToolArgs,
 }
 
 #[derive(Debug, Args)]
@@ -477,6 +512,8 @@ pub(crate) struct ExecArgs {
     pub(crate) env_allow: Vec<String>,
     #[command(flatten)]
     pub(crate) sandbox: SandboxArgs,
+    #[command(flatten)]
+    pub(crate) tools: ToolArgs,
 }
 
 #[derive(Debug, Subcommand)]

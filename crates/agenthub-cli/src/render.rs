@@ -47,6 +47,18 @@ fn human(response: &ExecutionResponse) {
             format!("warning: the agent printed text before its JSON response:\n{}\n", indent(noise));
         err(&agenthub_core::escape_control(&warning));
     }
+    if !response.tool_calls.is_empty() {
+        // The tools it called, one line (names are the tool set's, and safe to print).
+        let calls: Vec<String> = response
+            .tool_calls
+            .iter()
+            .take(20)
+            .map(|c| format!("{} ({:.3} s, {})", c.name, c.duration, c.outcome))
+            .collect();
+        let more = response.tool_calls.len().saturating_sub(calls.len());
+        let more = if more > 0 { format!(" and {more} more") } else { String::new() };
+        err(&agenthub_core::escape_control(&format!("tools called: {}{more}\n", calls.join(", "))));
+    }
     match &response.outcome {
         Ok(Json::String(text)) => out(&format!("{text}\n")),
         Ok(value) => out(&format!("{}\n", serde_json::to_string_pretty(value).unwrap_or_default())),

@@ -37,6 +37,7 @@
 //! - [`McpServer::serve`] returns only when no call it started is still running (bounded:
 //!   what is left after [`SHUTDOWN_GRACE`] is killed with the runtime's processes).
 
+pub mod http;
 mod result;
 mod server;
 pub mod tools;

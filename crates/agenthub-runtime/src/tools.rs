@@ -24,7 +24,8 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use agenthub_core::ToolCallRecord;
-use agenthub_process::sandbox::{ListenerGuard, ListenerHook, Sandbox};
+pub use agenthub_process::sandbox::ListenerGuard;
+use agenthub_process::sandbox::{ListenerHook, Sandbox};
 use serde_json::Value as Json;
 
 /// The loopback port agents reach their tools on inside the sandbox (the original's).
@@ -39,6 +40,8 @@ pub trait CallTools: Send + Sync + std::fmt::Debug {
     /// The call ended (answered, failed, timed out or cancelled): tool calls still in flight
     /// are cancelled, later ones refused. Returns what was called, in order.
     fn finish(&self) -> Vec<ToolCallRecord>;
+    /// The embedder's own type, for its server to reach it from a [`ToolSlot`].
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// Serves MCP (legacy SSE at `/sse`, Streamable HTTP at `/mcp`) on a listener, answering

@@ -46,12 +46,25 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
     // the thread that started them (PR_SET_PDEATHSIG) without dying early.
     config.runtime.kill_agents_with_runtime = true;
     let runtime = match AgentRuntime::with_backends(config, None, ProcessBackendKind::Std) {
-        Ok(runtime) => runtime,
+        Ok(runtime) => Arc::new(runtime),
         Err(e) => return render::response(&ExecutionResponse::failed(e, std::time::Duration::ZERO), true),
     };
     runtime.cleanup_processes();
     let agent = runtime.load_agent(&args.agent);
-    if agent.is_ok() && runtime.config().runtime.target == agenthub_core::ExecutionTarget::Local {
+    let tools = match &agent {
+        Ok(agent) => match super::CallToolsSetup::new(&runtime, agent, &args.tools) {
+            Ok(tools) => tools,
+            Err(e) => {
+                return render::response(&ExecutionResponse::failed(e, std::time::Duration::ZERO), true);
+            }
+        },
+        Err(_) => None,
+    };
+    // Workers started ahead serve calls without tools only.
+    if agent.is_ok()
+        && tools.is_none()
+        && runtime.config().runtime.target == agenthub_core::ExecutionTarget::Local
+    {
         // One worker per line in flight, started in the background while the first lines
         // are read: a call finding them still starting waits for them at most its own
         // timeout. A failure here is reported by the calls themselves.
@@ -72,8 +85,8 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
     let all_ok = std::thread::scope(|scope| {
         let (results_tx, results_rx) = mpsc::channel::<(usize, String, bool)>();
         for _ in 0..args.concurrency {
-            let (jobs_rx, results_tx, runtime, agent, window, grants) =
-                (&jobs_rx, results_tx.clone(), &runtime, &agent, &window, &grants);
+            let (jobs_rx, results_tx, runtime, agent, window, grants, tools) =
+                (&jobs_rx, results_tx.clone(), &runtime, &agent, &window, &grants, tools.as_ref());
             scope.spawn(move || {
                 loop {
                     let job = jobs_rx.lock().unwrap_or_else(PoisonError::into_inner).recv_timeout(POLL);
@@ -82,7 +95,7 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
                         Err(mpsc::RecvTimeoutError::Timeout) if !agenthub_process::is_shut_down() => continue,
                         Err(_) => return,
                     };
-                    let (text, ok) = answer(runtime, &args.agent, grants, agent, line);
+                    let (text, ok) = answer(runtime, &args.agent, (grants, tools), agent, line);
                     window.answered(bytes, text.len());
                     if results_tx.send((index, text, ok)).is_err() {
                         return;
@@ -262,7 +275,7 @@ fn read_line(input: &mut impl BufRead, max: usize) -> std::io::Result<Line> {
 fn answer(
     runtime: &AgentRuntime,
     name: &str,
-    grants: &Grants,
+    (grants, tools): (&Grants, Option<&super::CallToolsSetup>),
     agent: &Result<LoadedAgent, AgentRuntimeError>,
     line: std::io::Result<String>,
 ) -> (String, bool) {
@@ -273,7 +286,13 @@ fn answer(
         // The agent is loaded for every line: a call is validated against the manifest on
         // disk when it is made, as warm workers serve the code on disk.
         Ok(Request { method, params }) => match agent {
-            Ok(_) => runtime.call_blocking(Call::new(name, method).params(params).grants(grants.clone())),
+            Ok(agent) => {
+                let mut call = Call::new(name, method).params(params).grants(grants.clone());
+                if let Some(tools) = tools {
+                    call = call.tools(tools.for_call(agent));
+                }
+                runtime.call_blocking(call)
+            }
             Err(e) => ExecutionResponse::failed(e.clone(), started.elapsed()),
         },
     };

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use agenthub_core::{AgentRuntimeError, Config, ExecutionMode, parse_cli_params};
-use agenthub_runtime::{AgentRuntime, ExecutionResponse, ProcessBackendKind};
+use agenthub_runtime::{AgentRuntime, Call, ExecutionResponse, ProcessBackendKind};
 use serde_json::json;
 
 use crate::args::BenchArgs;
@@ -33,9 +33,19 @@ pub(crate) fn run(mut config: Config, args: &BenchArgs) -> ExitCode {
 /// The per-call times and the total, or the first failed response.
 fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration), Box<ExecutionResponse>> {
     let failed = |e: AgentRuntimeError| Box::new(ExecutionResponse::failed(e, Duration::ZERO));
-    let runtime = AgentRuntime::with_backends(config, None, ProcessBackendKind::Std).map_err(failed)?;
+    let runtime = std::sync::Arc::new(
+        AgentRuntime::with_backends(config, None, ProcessBackendKind::Std).map_err(failed)?,
+    );
     runtime.cleanup_processes();
     let agent = runtime.load_agent(&args.agent).map_err(failed)?;
+    let tools = super::CallToolsSetup::new(&runtime, &agent, &args.tools).map_err(failed)?;
+    let call = |params: agenthub_core::Params| {
+        let mut call = Call::loaded(&agent, &args.method).params(params);
+        if let Some(tools) = &tools {
+            call = call.tools(tools.for_call(&agent));
+        }
+        runtime.call_blocking(call)
+    };
     let spec = agent.manifest.method(&args.method);
     let params = parse_cli_params(&args.method, spec, &args.params).map_err(|e| {
         failed(AgentRuntimeError::InvalidParameters {
@@ -45,7 +55,7 @@ fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration)
         })
     })?;
     // Warm-up: builds the environment if needed and, in warm mode, starts the worker.
-    let first = runtime.execute_blocking(&agent, &args.method, params.clone());
+    let first = call(params.clone());
     if !first.is_success() {
         return Err(Box::new(first));
     }
@@ -53,7 +63,7 @@ fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration)
     let all = Instant::now();
     for _ in 0..args.calls {
         let started = Instant::now();
-        let response = runtime.execute_blocking(&agent, &args.method, params.clone());
+        let response = call(params.clone());
         times.push(started.elapsed());
         if !response.is_success() {
             return Err(Box::new(response));

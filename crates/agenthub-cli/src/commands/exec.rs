@@ -43,8 +43,10 @@ fn execute(mut config: Config, args: &ExecArgs) -> Result<ExecutionResponse, Age
     // One thread spawns and outlives every agent here, so tie the agents' lives to it.
     config.runtime.kill_agents_with_runtime = true;
     let progress = Arc::new(crate::progress::CliProgress::new());
-    let runtime = AgentRuntime::with_backends(config, args.env_backend, ProcessBackendKind::Std)?
-        .with_progress(progress.clone());
+    let runtime = Arc::new(
+        AgentRuntime::with_backends(config, args.env_backend, ProcessBackendKind::Std)?
+            .with_progress(progress.clone()),
+    );
     // Reap what a runtime that was killed outright left behind.
     runtime.cleanup_processes();
     let agent = pollster::block_on(runtime.load_or_install(&args.agent));
@@ -72,7 +74,11 @@ fn execute(mut config: Config, args: &ExecArgs) -> Result<ExecutionResponse, Age
         ask(&args.method, spec, &mut params).map_err(invalid)?;
     }
     crate::commands::sandbox_off_notice(runtime.config(), &agent);
-    let call = Call::loaded(&agent, &args.method).params(params).grants(args.sandbox.grants());
+    let tools = super::CallToolsSetup::new(&runtime, &agent, &args.tools)?;
+    let mut call = Call::loaded(&agent, &args.method).params(params).grants(args.sandbox.grants());
+    if let Some(tools) = &tools {
+        call = call.tools(tools.for_call(&agent));
+    }
     Ok(runtime.call_blocking(call))
 }
 

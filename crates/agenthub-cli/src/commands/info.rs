@@ -4,26 +4,82 @@ use std::fmt::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use agenthub_core::Config;
-use agenthub_runtime::{AgentInfo, ExecutionResponse, WarmDispatch};
+use agenthub_core::{AgentRuntimeError, Config};
+use agenthub_runtime::{AgentInfo, AgentRuntime, ExecutionResponse, WarmDispatch};
 
+use crate::args::ToolArgs;
 use crate::render;
 
-pub(crate) fn run(config: &Config, agent: &str, json: bool) -> ExitCode {
+pub(crate) fn run(config: &Config, agent: &str, json: bool, tools: &ToolArgs) -> ExitCode {
     let sandbox = agenthub_runtime::sandbox_summary(config);
     let started = Instant::now();
-    match agenthub_runtime::agent_info(config, agent) {
-        Ok(info) if json => {
-            render::out(&format!("{}\n", serde_json::to_string(&info).unwrap_or_default()));
+    let info = agenthub_runtime::agent_info(config, agent)
+        .and_then(|info| Ok((tools_of(config, agent, tools)?, info)));
+    match info {
+        Ok((tools, info)) if json => {
+            let mut value = serde_json::to_value(&info).unwrap_or_default();
+            if let (Some(object), Some(tools)) = (value.as_object_mut(), tools) {
+                object.insert("tool_context".to_owned(), tools);
+            }
+            render::out(&format!("{value}\n"));
             ExitCode::SUCCESS
         }
-        Ok(info) => {
+        Ok((tools, info)) => {
+            let mut text = human(&info, &sandbox);
+            if let Some(tools) = tools {
+                text.push_str(&human_tools(&tools));
+            }
             // Manifest text is untrusted: no escape sequences reach the terminal.
-            render::out(&agenthub_core::escape_control(&human(&info, &sandbox)));
+            render::out(&agenthub_core::escape_control(&text));
             ExitCode::SUCCESS
         }
         Err(e) => render::response(&ExecutionResponse::failed(e, started.elapsed()), json),
     }
+}
+
+/// The `tool_context` calls of `agent` would carry (the flags' tools, else config.yaml's);
+/// `None` when it gets none.
+fn tools_of(
+    config: &Config,
+    agent: &str,
+    args: &ToolArgs,
+) -> Result<Option<serde_json::Value>, AgentRuntimeError> {
+    if args.tools.is_empty() && args.tools_from.is_empty() && config.tools.is_empty() {
+        return Ok(None);
+    }
+    let runtime = std::sync::Arc::new(AgentRuntime::from_config(config.clone())?);
+    let loaded = runtime.load_agent(agent)?;
+    let setup = super::CallToolsSetup::new(&runtime, &loaded, args)?;
+    Ok(setup.map(|s| s.set().context().clone()))
+}
+
+fn human_tools(context: &serde_json::Value) -> String {
+    let mut t = String::new();
+    let names = context["available_tools"].as_array().cloned().unwrap_or_default();
+    let _ = writeln!(t, "\ntools ({}):", names.len());
+    for name in names.iter().filter_map(serde_json::Value::as_str) {
+        let namespace = context["tool_namespaces"][name].as_str().unwrap_or_default();
+        let params: Vec<String> = context["tool_parameters"][name]
+            .as_object()
+            .map(|p| {
+                p.values()
+                    .map(|v| {
+                        let optional = if v["required"].as_bool() == Some(true) { "" } else { "?" };
+                        format!(
+                            "{}{optional}: {}",
+                            v["name"].as_str().unwrap_or_default(),
+                            v["type"].as_str().unwrap_or("any")
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(t, "  {name}({}) [{namespace}]", params.join(", "));
+        if let Some(description) = context["tool_descriptions"][name].as_str().filter(|d| !d.is_empty()) {
+            let _ = writeln!(t, "      {description}");
+        }
+    }
+    t
 }
 
 fn human(info: &AgentInfo, sandbox: &str) -> String {

@@ -55,7 +55,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Exec(args) => exec::run(config, &args),
         Command::List { json } => list::run(&config, json),
-        Command::Info { agent, json } => info::run(&config, &agent, json),
+        Command::Info { agent, json, tools } => info::run(&config, &agent, json, &tools),
         Command::Env(cmd) => env::run(config, cmd),
         Command::Batch(args) => batch::run(config, &args),
         Command::Bench(args) => bench::run(config, &args),
@@ -117,6 +117,49 @@ fn init_logging(level: agenthub_core::LogLevel, ui: crate::progress::Ui) {
 }
 
 /// `--sandbox off` with an installed agent (someone else's code) is said once per call on
+/// The tools calls of one agent get: a host that serves them and the set.
+pub(crate) struct CallToolsSetup {
+    host: agenthub_tools::ToolHost,
+    set: std::sync::Arc<agenthub_tools::ToolSet>,
+}
+
+impl CallToolsSetup {
+    /// The flags' tools (`--tool`, `--tools-from`), else those config.yaml gives the agent;
+    /// `None` when it gets none.
+    pub(crate) fn new(
+        runtime: &std::sync::Arc<agenthub_runtime::AgentRuntime>,
+        agent: &agenthub_runtime::LoadedAgent,
+        args: &crate::args::ToolArgs,
+    ) -> Result<Option<Self>, agenthub_core::AgentRuntimeError> {
+        let host = agenthub_tools::ToolHost::new(
+            std::sync::Arc::clone(runtime),
+            agenthub_tools::HostOptions::from_config(runtime.config()),
+        );
+        let mut assignment = args.assignment();
+        if assignment.is_empty() {
+            assignment = host.configured(agent);
+        }
+        if assignment.is_empty() {
+            return Ok(None);
+        }
+        let set = host.tool_set(&assignment)?;
+        Ok(Some(Self { host, set }))
+    }
+
+    /// The tools of one call of `agent`.
+    pub(crate) fn for_call(
+        &self,
+        agent: &agenthub_runtime::LoadedAgent,
+    ) -> std::sync::Arc<dyn agenthub_runtime::tools::CallTools> {
+        self.host.call_tools(&self.set, agent)
+    }
+
+    /// The set.
+    pub(crate) fn set(&self) -> &agenthub_tools::ToolSet {
+        &self.set
+    }
+}
+
 /// stderr: it runs with all of the user's rights. With `-v`, the mode and the layers active
 /// on this machine are said too.
 pub(crate) fn sandbox_off_notice(config: &agenthub_core::Config, agent: &agenthub_runtime::LoadedAgent) {

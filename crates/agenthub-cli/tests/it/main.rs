@@ -11,6 +11,7 @@ mod mcp;
 mod permissions;
 mod ray;
 mod sandbox;
+mod tools;
 mod worker_memory;
 
 use agenthub_core::ParamType;

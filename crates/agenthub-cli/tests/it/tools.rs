@@ -1,0 +1,347 @@
+//! Tools for agents (issue 17, SPEC §9), end to end: the real binary, real agents in their
+//! sandboxes, and the official Python MCP client inside them (`tests/fixtures/tools/caller`,
+//! which connects as the original's analysis-agent does).
+//!
+//! Every wait is bounded; every process a test starts is killed by a guard, also when an
+//! assertion fails.
+
+use std::path::Path;
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use agenthub_testkit::{TestContext, survivors};
+use serde_json::{Value as Json, json};
+
+use crate::command;
+
+/// How long one call may take, a first environment build (the caller's `mcp`) included.
+const CALL_LIMIT: Duration = Duration::from_secs(240);
+
+/// A test home with the fixture agents installed as `test/caller`, `test/caller2` and
+/// `test/calc`, and `config` as its config.yaml.
+fn home(config: &str) -> TestContext {
+    let ctx = TestContext::new();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tools");
+    for (from, to) in [("caller", "caller"), ("caller", "caller2"), ("calc", "calc")] {
+        let dir = ctx.config().agents_root().join("test").join(to);
+        std::fs::create_dir_all(&dir).unwrap();
+        for file in ["agent.py", "agent.yaml"] {
+            std::fs::copy(fixtures.join(from).join(file), dir.join(file)).unwrap();
+        }
+    }
+    std::fs::write(ctx.home().join("config.yaml"), config).unwrap();
+    ctx
+}
+
+/// Kills the child when dropped (a failed assertion leaves nothing running).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs `agenthub ARGS` to its end (bounded by [`CALL_LIMIT`]), with extra variables.
+fn run(ctx: &TestContext, args: &[&str], env: &[(&str, &str)]) -> Output {
+    run_with_input(ctx, args, env, b"")
+}
+
+/// [`run`] with `input` on stdin.
+fn run_with_input(ctx: &TestContext, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Output {
+    let mut cmd = command(ctx, args);
+    cmd.envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn agenthub");
+    {
+        use std::io::Write as _;
+        // Dropped at the end of the block: the input ends.
+        let _ = child.stdin.take().expect("stdin").write_all(input);
+    }
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(CALL_LIMIT) {
+        Ok(output) => output.expect("wait for agenthub"),
+        Err(_) => {
+            // SAFETY: a plain kill of the child we started (still unreaped: the thread waits).
+            unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
+            panic!("agenthub {args:?} did not finish within {CALL_LIMIT:?}");
+        }
+    }
+}
+
+/// `agenthub exec AGENT METHOD PARAMS --json EXTRA…`: the response object.
+fn exec(ctx: &TestContext, agent: &str, method: &str, params: &Json, extra: &[&str]) -> Json {
+    exec_env(ctx, agent, method, params, extra, &[])
+}
+
+fn exec_env(
+    ctx: &TestContext,
+    agent: &str,
+    method: &str,
+    params: &Json,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Json {
+    let params = params.to_string();
+    let mut args = vec!["exec", agent, method, &params, "--json"];
+    args.extend_from_slice(extra);
+    let output = run(ctx, &args, env);
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}): stdout {:?}, stderr {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+fn add(a: i64, b: i64) -> Json {
+    json!({"tool": "add", "arguments": {"a": a, "b": b}})
+}
+
+#[test]
+fn an_agent_calls_another_agents_method_over_sse_as_analysis_agent_does() {
+    let ctx = home("");
+    let response = exec(&ctx, "test/caller", "call", &add(2, 3), &["--tool", "test/calc"]);
+    let result = &response["result"];
+    assert_eq!(result["text"], "5", "{response}");
+    assert_eq!(result["is_error"], false);
+    assert_eq!(result["listed"], json!(["add", "slow", "probe"]));
+    let calls = response["tool_calls"].as_array().expect("tool_calls in the response");
+    assert_eq!(calls.len(), 1, "{response}");
+    assert_eq!(calls[0]["name"], "add");
+    assert_eq!(calls[0]["outcome"], "ok");
+    assert!(calls[0]["duration"].as_f64().is_some_and(|d| d > 0.0), "{response}");
+}
+
+#[test]
+fn the_request_carries_the_tool_context_only_when_tools_are_assigned() {
+    let ctx = home("");
+    let response = exec(&ctx, "test/caller", "context", &json!({}), &["--tool", "test/calc.add"]);
+    let context = &response["result"]["tool_context"];
+    assert_eq!(context["available_tools"], json!(["add"]), "{response}");
+    assert_eq!(
+        context["tool_descriptions"]["add"],
+        "Add two integers (agent calc: Arithmetic and waiting, as a tool for other agents)"
+    );
+    assert_eq!(
+        context["tool_parameters"]["add"],
+        json!({
+            "a": {"name": "a", "type": "integer", "required": true, "default": null},
+            "b": {"name": "b", "type": "integer", "required": true, "default": null},
+        })
+    );
+    assert_eq!(context["tool_return_types"]["add"], "integer");
+    assert_eq!(context["tool_namespaces"]["add"], "test/calc");
+    assert!(
+        context["tool_usage_examples"]["add"].as_str().is_some_and(|e| e.contains("\"tool_name\": \"add\""))
+    );
+    let env = &response["result"]["env"];
+    assert_eq!(env["AGENTHUB_MCP_HOST"], "127.0.0.1", "{response}");
+    assert_eq!(env["AGENTHUB_MCP_PORT"], "8000");
+    assert_eq!(env["AGENTHUB_MCP_PROTOCOL"], "sse");
+    assert_eq!(env["AGENTHUB_MCP_URL"], "http://127.0.0.1:8000");
+    assert!(env.get("AGENTHUB_MCP_TOKEN").is_none(), "no secret is needed inside the namespace: {env}");
+
+    let none = exec(&ctx, "test/caller", "context", &json!({}), &[]);
+    assert_eq!(none["result"]["tool_context"], Json::Null, "{none}");
+    assert_eq!(none["result"]["env"], json!({}));
+    assert!(none.get("tool_calls").is_none());
+}
+
+#[test]
+fn a_tool_not_assigned_is_refused_over_streamable_http_and_nothing_runs() {
+    let ctx = home("");
+    let token = format!("never-run-{}", std::process::id());
+    let params = json!({"tool": "slow", "arguments": {"seconds": 30, "token": token}, "transport": "http"});
+    let response = exec(&ctx, "test/caller", "call", &params, &["--tool", "test/calc.add"]);
+    let result = &response["result"];
+    let refused = result["exception"].as_str().unwrap_or_default();
+    assert!(refused.contains("Unknown tool: slow"), "{response}");
+    assert!(survivors(&token).is_empty());
+    assert_eq!(
+        response["tool_calls"],
+        json!([{"name": "slow", "duration": response["tool_calls"][0]["duration"], "outcome": "ToolNotAssigned"}])
+    );
+
+    let listed = exec(
+        &ctx,
+        "test/caller",
+        "call",
+        &json!({"tool": "add", "arguments": {"a": 40, "b": 2}, "transport": "http"}),
+        &["--tool", "test/calc.add"],
+    );
+    assert_eq!(listed["result"]["listed"], json!(["add"]), "{listed}");
+    assert_eq!(listed["result"]["text"], "42");
+}
+
+#[test]
+fn warm_calls_each_get_their_tools_and_their_own_record() {
+    let ctx = home("");
+    let input: String =
+        (0..3).map(|i| format!("{}\n", json!({"id": i, "method": "call", "params": add(i, 100)}))).collect();
+    let output =
+        run_with_input(&ctx, &["batch", "test/caller", "--tool", "test/calc"], &[], input.as_bytes());
+    let output = String::from_utf8_lossy(&output.stdout).into_owned();
+    let lines: Vec<Json> = output.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "{output}");
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["id"], i, "{line}");
+        assert_eq!(line["result"]["text"], (i as i64 + 100).to_string(), "{line}");
+        assert_eq!(line["tool_calls"].as_array().map(Vec::len), Some(1), "{line}");
+    }
+}
+
+#[test]
+fn a_tool_call_past_tool_timeout_fails_alone_and_the_call_goes_on() {
+    let ctx = home("");
+    let token = format!("timed-out-{}", std::process::id());
+    let params = json!({"tool": "slow", "arguments": {"seconds": 60, "token": token}});
+    let started = Instant::now();
+    let response = exec_env(
+        &ctx,
+        "test/caller",
+        "call",
+        &params,
+        &["--tool", "test/calc"],
+        &[("AGENTHUB_TOOL_TIMEOUT", "2")],
+    );
+    let result = &response["result"];
+    assert_eq!(result["is_error"], true, "{response}");
+    assert!(result["text"].as_str().is_some_and(|t| t.starts_with("TimeoutError")), "{response}");
+    assert_eq!(response["tool_calls"][0]["outcome"], "TimeoutError");
+    // An environment build may come first; the tool's 60 s never do.
+    assert!(started.elapsed() < Duration::from_secs(55), "took {:?}", started.elapsed());
+    assert!(survivors(&token).is_empty(), "the timed-out tool's process is gone");
+}
+
+#[test]
+fn nested_tools_run_and_a_cycle_is_refused() {
+    // caller2 has calc as its own tool (config.yaml): caller → caller2 → calc.
+    let ctx = home("tools:\n  test/caller2:\n    agents: [test/calc]\n");
+    let params = json!({"tool": "call", "arguments": add(20, 22)});
+    let response = exec(&ctx, "test/caller", "call", &params, &["--tool", "test/caller2"]);
+    let inner: Json = serde_json::from_str(response["result"]["text"].as_str().unwrap_or("null")).unwrap();
+    assert_eq!(inner["text"], "42", "{response}");
+    assert_eq!(response["tool_calls"][0]["name"], "call");
+    assert_eq!(response["tool_calls"][0]["outcome"], "ok");
+
+    // caller2 has caller as its tool: caller → caller2 → caller is a cycle.
+    let ctx = home("tools:\n  test/caller2:\n    agents: [test/caller]\n");
+    let params = json!({"tool": "call", "arguments": {"tool": "call", "arguments": add(1, 1)}});
+    let response = exec(&ctx, "test/caller", "call", &params, &["--tool", "test/caller2"]);
+    let inner: Json = serde_json::from_str(response["result"]["text"].as_str().unwrap_or("null")).unwrap();
+    assert_eq!(inner["is_error"], true, "{response}");
+    let refused = inner["text"].as_str().unwrap_or_default();
+    assert!(refused.starts_with("ToolCycleError"), "{refused}");
+    assert!(refused.contains("test/caller -> test/caller2 -> test/caller"), "{refused}");
+}
+
+#[test]
+fn twenty_concurrent_calls_each_reach_their_own_tools() {
+    let ctx = home("");
+    // The environment first, once.
+    let first = exec(&ctx, "test/caller", "call", &add(0, 0), &["--tool", "test/calc"]);
+    assert_eq!(first["result"]["text"], "0", "{first}");
+    let results: Vec<(i64, Json)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..=20)
+            .map(|i| {
+                let ctx = &ctx;
+                scope.spawn(move || {
+                    (i, exec(ctx, "test/caller", "call", &add(i, 1000 * i), &["--tool", "test/calc"]))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, response) in results {
+        assert_eq!(response["result"]["text"], (1001 * i).to_string(), "call {i}: {response}");
+    }
+}
+
+#[test]
+fn killing_agenthub_during_a_tool_call_leaves_nothing_running() {
+    let ctx = home("");
+    let token = format!("orphan-check-{}", std::process::id());
+    // Build the caller's environment first, so the kill lands during the tool call.
+    let first = exec(&ctx, "test/caller", "context", &json!({}), &[]);
+    assert!(first["result"].is_object(), "{first}");
+    let params = json!({"tool": "slow", "arguments": {"seconds": 120, "token": token}}).to_string();
+    let mut cmd = command(&ctx, &["exec", "test/caller", "call", &params, "--tool", "test/calc", "--json"]);
+    cmd.stdout(Stdio::null()).stderr(Stdio::null());
+    let mut child = Killed(cmd.spawn().unwrap());
+    let started = Instant::now();
+    while survivors(&token).is_empty() {
+        assert!(started.elapsed() < CALL_LIMIT, "the tool call never started");
+        assert!(child.0.try_wait().unwrap().is_none(), "agenthub ended before the tool call started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let killed = Instant::now();
+    while !survivors(&token).is_empty() {
+        assert!(killed.elapsed() < Duration::from_secs(10), "left running: {:?}", survivors(&token));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_tool_runs_with_its_own_permissions_not_the_callers_grants() {
+    let ctx = home("");
+    let secret_dir = tempfile::Builder::new().prefix("agenthub-tools-secret").tempdir_in(ctx.home()).unwrap();
+    let secret = secret_dir.path().join("secret.txt");
+    std::fs::write(&secret, "granted to the caller only").unwrap();
+    let secret_text = secret.to_str().unwrap();
+    let params = json!({"tool": "probe"});
+    let response = exec_env(
+        &ctx,
+        "test/caller",
+        "call",
+        &params,
+        &["--tool", "test/calc", "--allow-read", secret_text],
+        &[("PROBE_PATH", secret_text)],
+    );
+    let probed: Json = serde_json::from_str(response["result"]["text"].as_str().unwrap_or("null")).unwrap();
+    let read = probed["read"][secret_text].as_str().unwrap_or_default();
+    assert!(read.starts_with("denied"), "the tool read what only its caller was granted: {response}");
+    assert_eq!(probed["has_tool_context"], false, "a tool without tools of its own gets none");
+}
+
+#[test]
+fn info_shows_the_tools_an_agent_would_get() {
+    let ctx = home("");
+    let output = run(
+        &ctx,
+        &["info", "test/caller", "--tool", "test/calc.add", "--tool", "test/calc.slow", "--json"],
+        &[],
+    );
+    let info: Json = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(info["tool_context"]["available_tools"], json!(["add", "slow"]), "{info}");
+    let output = run(&ctx, &["info", "test/caller", "--tool", "test/calc"], &[]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("tools (3):"), "{text}");
+    assert!(text.contains("  add(a: integer, b: integer) [test/calc]"), "{text}");
+    let output = run(&ctx, &["info", "test/caller", "--tool", "test/calc.nope"], &[]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("has no method `nope`"), "{text}");
+}
+
+#[test]
+fn without_a_network_namespace_the_endpoint_needs_the_calls_secret() {
+    let ctx = home("");
+    let response =
+        exec(&ctx, "test/caller", "context", &json!({}), &["--tool", "test/calc", "--sandbox", "off"]);
+    let env = &response["result"]["env"];
+    let token = env["AGENTHUB_MCP_TOKEN"].as_str().expect("a secret without a namespace");
+    assert_eq!(token.len(), 32);
+    let port = env["AGENTHUB_MCP_PORT"].as_str().unwrap();
+    assert_eq!(env["AGENTHUB_MCP_URL"], format!("http://127.0.0.1:{port}/{token}"), "{env}");
+    let params = json!({"tool": "add", "arguments": {"a": 1, "b": 2}, "transport": "sse-env"});
+    let response = exec(&ctx, "test/caller", "call", &params, &["--tool", "test/calc", "--sandbox", "off"]);
+    assert_eq!(response["result"]["text"], "3", "{response}");
+}
