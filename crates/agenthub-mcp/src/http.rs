@@ -14,11 +14,12 @@ pub async fn serve_http<H, F>(
     _listener: tokio::net::TcpListener,
     _make: F,
     _options: HttpOptions,
-    _shutdown: tokio_util::sync::CancellationToken,
+    shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()>
 where
     F: Fn() -> H + Send + Sync + 'static,
     H: rmcp::ServerHandler,
 {
+    shutdown.cancelled().await;
     Ok(())
 }

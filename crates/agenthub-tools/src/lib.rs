@@ -264,17 +264,16 @@ impl HostInner {
     ) -> Result<Option<Arc<dyn CallTools>>, ToolsError> {
         let key = chain.last().cloned().unwrap_or_default();
         let known = self.callee_sets.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
-        let set = match known {
-            Some(set) => set,
-            None => {
-                let config = self.runtime.config();
-                let assignment = agenthub_core::installed_id(config, &agent.location)
-                    .map(|id| Assignment::from(&config.tools_for(&id)))
-                    .unwrap_or_default();
-                let set = if assignment.is_empty() { None } else { Some(self.resolve(&assignment).await?) };
-                self.callee_sets.lock().unwrap_or_else(PoisonError::into_inner).insert(key, set.clone());
-                set
-            }
+        let set = if let Some(set) = known {
+            set
+        } else {
+            let config = self.runtime.config();
+            let assignment = agenthub_core::installed_id(config, &agent.location)
+                .map(|id| Assignment::from(&config.tools_for(&id)))
+                .unwrap_or_default();
+            let set = if assignment.is_empty() { None } else { Some(self.resolve(&assignment).await?) };
+            self.callee_sets.lock().unwrap_or_else(PoisonError::into_inner).insert(key, set.clone());
+            set
         };
         Ok(set.map(|set| Arc::new(scope::CallScope::new(Arc::clone(self), set, chain)) as Arc<dyn CallTools>))
     }

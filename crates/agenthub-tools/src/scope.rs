@@ -49,7 +49,8 @@ impl std::fmt::Debug for CallScope {
         f.debug_struct("CallScope")
             .field("tools", &self.set.tools().len())
             .field("chain", &self.chain)
-            .finish()
+            .field("ended", &self.ended.is_cancelled())
+            .finish_non_exhaustive()
     }
 }
 

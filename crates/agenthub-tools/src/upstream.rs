@@ -1,3 +1,4 @@
+#![allow(clippy::unused_async)] // placeholder
 //! The user's MCP servers (`--tools-from FILE`): agenthub is their client.
 //! (Placeholder types until the client lands.)
 

@@ -63,14 +63,12 @@ fn run_with_input(ctx: &TestContext, args: &[&str], env: &[(&str, &str)], input:
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(CALL_LIMIT) {
-        Ok(output) => output.expect("wait for agenthub"),
-        Err(_) => {
-            // SAFETY: a plain kill of the child we started (still unreaped: the thread waits).
-            unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
-            panic!("agenthub {args:?} did not finish within {CALL_LIMIT:?}");
-        }
-    }
+    let Ok(output) = rx.recv_timeout(CALL_LIMIT) else {
+        // SAFETY: a plain kill of the child we started (still unreaped: the thread waits).
+        unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
+        panic!("agenthub {args:?} did not finish within {CALL_LIMIT:?}");
+    };
+    output.expect("wait for agenthub")
 }
 
 /// `agenthub exec AGENT METHOD PARAMS --json EXTRA…`: the response object.
@@ -182,8 +180,9 @@ fn a_tool_not_assigned_is_refused_over_streamable_http_and_nothing_runs() {
 #[test]
 fn warm_calls_each_get_their_tools_and_their_own_record() {
     let ctx = home("");
-    let input: String =
-        (0..3).map(|i| format!("{}\n", json!({"id": i, "method": "call", "params": add(i, 100)}))).collect();
+    let input: String = (0..3)
+        .map(|i| json!({"id": i, "method": "call", "params": add(i, 100)}).to_string() + "\n")
+        .collect();
     let output =
         run_with_input(&ctx, &["batch", "test/caller", "--tool", "test/calc"], &[], input.as_bytes());
     let output = String::from_utf8_lossy(&output.stdout).into_owned();

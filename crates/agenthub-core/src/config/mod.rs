@@ -402,6 +402,26 @@ mod tests {
     }
 
     #[test]
+    fn tools_per_agent() {
+        let config =
+            with_file("tools:\n  acme/analyst:\n    agents: [acme/calc.add, acme/search]\n    mcp_servers: /srv/mcp.json\n")
+                .unwrap();
+        let id: crate::AgentId = "acme/analyst".parse().unwrap();
+        let tools = config.tools_for(&id);
+        assert_eq!(tools.agents, ["acme/calc.add", "acme/search"]);
+        assert_eq!(tools.mcp_servers.as_deref(), Some(Path::new("/srv/mcp.json")));
+        assert!(config.tools_for(&"acme/other".parse().unwrap()).is_empty());
+        let err = with_file("tools:\n  not-an-id:\n    agents: [a/b]\n").unwrap_err();
+        assert!(err.to_string().contains("`not-an-id` is not an agent id"), "{err}");
+        let err = with_file("tools:\n  a/b:\n    agents: [calc]\n").unwrap_err();
+        assert!(err.to_string().contains("`calc` is not an agent tool"), "{err}");
+        let err = with_file("tools:\n  a/b:\n    agent: [c/d]\n").unwrap_err();
+        assert!(err.to_string().contains("agent"), "{err}");
+        assert_eq!(crate::parse_agent_tool("acme/calc.add").unwrap().1.as_deref(), Some("add"));
+        assert_eq!(crate::parse_agent_tool("acme/calc").unwrap().1, None);
+    }
+
+    #[test]
     fn sandbox_mode_and_grants() {
         assert_eq!(
             with_var("AGENTHUB_SANDBOX", "strict").unwrap().runtime.sandbox_mode,
