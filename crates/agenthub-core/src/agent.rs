@@ -85,7 +85,9 @@ impl AgentRef {
     }
 }
 
-pub(crate) fn expand_tilde(arg: &str) -> PathBuf {
+/// `arg` with a leading `~` or `~/` made the user's home (as a shell would); anything else
+/// as it is.
+pub fn expand_tilde(arg: &str) -> PathBuf {
     let rest = if arg == "~" { Some("") } else { arg.strip_prefix("~/") };
     match (rest, std::env::home_dir()) {
         (Some(rest), Some(home)) => home.join(rest),

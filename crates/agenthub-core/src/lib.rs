@@ -17,7 +17,8 @@ mod text;
 mod yaml;
 
 pub use agent::{
-    AgentId, AgentLocation, AgentRef, InvalidAgentId, list_agent_dirs, list_installed, resolve_agent,
+    AgentId, AgentLocation, AgentRef, InvalidAgentId, expand_tilde, list_agent_dirs, list_installed,
+    resolve_agent,
 };
 pub use agent_file::{AgentFileError, open_agent_file, read_agent_file};
 pub use config::{

@@ -137,7 +137,11 @@ impl From<&ToolAssignment> for Assignment {
     fn from(assignment: &ToolAssignment) -> Self {
         Self {
             agents: assignment.agents.clone(),
-            servers_files: assignment.mcp_servers.iter().cloned().collect(),
+            servers_files: assignment
+                .mcp_servers
+                .iter()
+                .map(|p| agenthub_core::expand_tilde(&p.to_string_lossy()))
+                .collect(),
         }
     }
 }
