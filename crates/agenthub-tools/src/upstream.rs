@@ -142,7 +142,7 @@ pub enum UpstreamError {
         /// The tool.
         tool: String,
         /// The error it sent.
-        error: ErrorData,
+        error: Box<ErrorData>,
     },
     /// The server broke the protocol (an answer that is not a tool result, a failed send).
     #[error("MCP server `{server}` failed the call of `{tool}`: {message}")]
@@ -509,6 +509,9 @@ impl fmt::Debug for Upstreams {
     }
 }
 
+/// A server started, with its assigned tools.
+type Started = Result<(Upstream, Vec<UpstreamTool>), UpstreamError>;
+
 struct Upstream {
     name: String,
     assigned: HashSet<String>,
@@ -532,8 +535,7 @@ impl Upstreams {
         for (index, spec) in file.servers.iter().cloned().enumerate() {
             set.spawn(async move { (index, start_one(spec, timeout).await) });
         }
-        let mut started: Vec<Option<Result<(Upstream, Vec<UpstreamTool>), UpstreamError>>> =
-            (0..file.servers.len()).map(|_| None).collect();
+        let mut started: Vec<Option<Started>> = (0..file.servers.len()).map(|_| None).collect();
         while let Some(joined) = set.join_next().await {
             match joined {
                 Ok((index, result)) => started[index] = Some(result),
@@ -602,7 +604,7 @@ impl Upstreams {
             return Err(UpstreamError::NotAssigned { server: server.to_owned(), tool: tool.to_owned() });
         };
         if upstream.peer.is_transport_closed() {
-            return Err(upstream.gone("its connection is closed").await);
+            return Err(upstream.gone("its connection is closed"));
         }
         let params = CallToolRequestParams::new(tool.to_owned()).with_arguments(arguments);
         // Dropping the call's future before its answer sends `notifications/cancelled`
@@ -620,14 +622,16 @@ impl Upstreams {
                 Err(UpstreamError::Timeout { server: server.to_owned(), tool: tool.to_owned(), timeout })
             }
             Ok(Ok(result)) => Ok(result),
-            Ok(Err(ServiceError::McpError(error))) => {
-                Err(UpstreamError::Call { server: server.to_owned(), tool: tool.to_owned(), error })
-            }
+            Ok(Err(ServiceError::McpError(error))) => Err(UpstreamError::Call {
+                server: server.to_owned(),
+                tool: tool.to_owned(),
+                error: Box::new(error),
+            }),
             Ok(Err(ServiceError::TransportClosed)) => {
-                Err(upstream.gone("its connection closed during the call").await)
+                Err(upstream.gone("its connection closed during the call"))
             }
             Ok(Err(ServiceError::TransportSend(e))) if upstream.peer.is_transport_closed() => {
-                Err(upstream.gone(&format!("the call could not be sent: {e}")).await)
+                Err(upstream.gone(&format!("the call could not be sent: {e}")))
             }
             Ok(Err(e)) => Err(UpstreamError::Protocol {
                 server: server.to_owned(),
@@ -665,7 +669,7 @@ impl Upstreams {
 }
 
 impl Upstream {
-    async fn gone(&self, message: &str) -> UpstreamError {
+    fn gone(&self, message: &str) -> UpstreamError {
         let (message, stderr) = match &self.process {
             Some(process) => {
                 let status = process.exit_status();
@@ -896,7 +900,7 @@ impl StdioProcess {
                     Ok(Err(e)) => tracing::warn!(server = %self.server, "waiting for the MCP server: {e}"),
                     // Dropped with kill_on_drop: tokio reaps it later.
                     Err(_) => {
-                        tracing::warn!(server = %self.server, pid = self.pid, "the MCP server was not reaped")
+                        tracing::warn!(server = %self.server, pid = self.pid, "the MCP server was not reaped");
                     }
                 }
             }

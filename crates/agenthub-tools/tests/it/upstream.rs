@@ -1,5 +1,5 @@
 //! `agenthub_tools::upstream` against a real MCP server: `tests/fixtures/calc_server.py`
-//! on the official Python SDK (FastMCP), over stdio and over Streamable HTTP.
+//! on the official Python SDK (`FastMCP`), over stdio and over Streamable HTTP.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -63,6 +63,21 @@ async fn gone_within(pids: &[u64], limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if pids.iter().all(|&p| !alive(p)) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits (bounded) for the server to say that `n` of its sleeps were cancelled.
+async fn cancelled_within(up: &Upstreams, n: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let said = result_of(&call(up, "cancelled", &json!({})).await.unwrap());
+        if said == json!(n) {
             return true;
         }
         if Instant::now() > deadline {
@@ -163,7 +178,7 @@ async fn a_stdio_server_lists_its_tools_and_answers_calls() {
     let (_dir, file) = servers(&calc(&json!({"env": {"CALC_TEST": "1"}})));
     let up = Upstreams::start(&file, START).await.unwrap();
     let names: Vec<&str> = up.tools().iter().map(|t| t.name.as_str()).collect();
-    for name in ["add", "sleep", "fail", "pid", "child", "calls"] {
+    for name in ["add", "sleep", "fail", "pid", "child", "calls", "cancelled"] {
         assert!(names.contains(&name), "{names:?}");
     }
     let add = up.tools().iter().find(|t| t.name == "add").unwrap();
@@ -197,7 +212,7 @@ async fn the_tools_key_assigns_only_those_and_others_never_reach_the_server() {
     for (server, tool) in [("calc", "pid"), ("calc", "nope"), ("other", "add")] {
         match up.call(server, tool, args(&json!({})), CALL, CancellationToken::new()).await {
             Err(UpstreamError::NotAssigned { server: s, tool: t }) => {
-                assert_eq!((s.as_str(), t.as_str()), (server, tool))
+                assert_eq!((s.as_str(), t.as_str()), (server, tool));
             }
             other => panic!("{server}/{tool}: {other:?}"),
         }
@@ -233,6 +248,7 @@ async fn a_call_past_its_timeout_is_a_timeout_and_the_server_still_answers() {
     let five = call(&up, "add", &json!({"a": 2, "b": 3})).await.unwrap();
     assert_eq!(result_of(&five), json!(5));
     assert!(begun.elapsed() < Duration::from_secs(5), "the server is not stuck in the sleep");
+    assert!(cancelled_within(&up, 1).await, "the server got notifications/cancelled");
     up.shutdown().await;
 }
 
@@ -251,12 +267,13 @@ async fn a_cancelled_token_stops_a_call() {
     let begun = Instant::now();
     match up.call("calc", "sleep", args(&json!({"seconds": 30})), CALL, cancel).await {
         Err(UpstreamError::Cancelled { server, tool }) => {
-            assert_eq!((server.as_str(), tool.as_str()), ("calc", "sleep"))
+            assert_eq!((server.as_str(), tool.as_str()), ("calc", "sleep"));
         }
         other => panic!("{other:?}"),
     }
     assert!(begun.elapsed() < Duration::from_secs(5), "{:?}", begun.elapsed());
     canceller.await.unwrap();
+    assert!(cancelled_within(&up, 1).await, "the server got notifications/cancelled");
     let five = call(&up, "add", &json!({"a": 2, "b": 3})).await.unwrap();
     assert_eq!(result_of(&five), json!(5));
     up.shutdown().await;
@@ -325,13 +342,11 @@ async fn a_server_that_died_is_gone_with_its_name() {
     assert!(killed.success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let err = loop {
-        match call(&up, "add", &json!({"a": 1, "b": 2})).await {
-            Err(err) => break err,
-            Ok(_) => {
-                assert!(Instant::now() < deadline, "the killed server still answers");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        if let Err(err) = call(&up, "add", &json!({"a": 1, "b": 2})).await {
+            break err;
         }
+        assert!(Instant::now() < deadline, "the killed server still answers");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     };
     match &err {
         UpstreamError::Gone { server, stderr, .. } => {
