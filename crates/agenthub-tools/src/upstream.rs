@@ -19,8 +19,10 @@
 //! Other keys (`autoApprove`, `timeout`, ...) are other clients' and ignored.
 //!
 //! Paths: a `command` or `cwd` that starts with `./` or `../` is resolved against the
-//! directory of the file; any other relative `cwd` against agenthub's working directory,
-//! and a `command` without a `/` is looked up on `PATH`, as a shell would.
+//! directory of the file (made absolute when the file is parsed); any other relative `cwd`
+//! is agenthub's working directory's, a `command` without a `/` is looked up on `PATH` as a
+//! shell would, and any other relative `command` (`bin/server`) is passed on as it is,
+//! which is ambiguous with a `cwd`: write it `./bin/server`.
 //!
 //! URLs must be `http://`: this build has no TLS in its HTTP client, so an `https://` URL is
 //! refused when the file is read, naming the server.
@@ -272,10 +274,15 @@ impl ServersFile {
             Some(_) => return Err(file_error("`mcpServers` is not an object".into())),
             None => return Err(file_error("it has no `mcpServers` object".into())),
         };
-        let base = origin.parent().unwrap_or_else(|| Path::new("."));
+        // Absolute, so that a resolved `command` does not depend on the server's `cwd`.
+        let base = match origin.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
         let mut parsed = Vec::new();
         for (name, entry) in servers {
-            if let Some(spec) = parse_server(name, entry, base, origin)? {
+            if let Some(spec) = parse_server(name, entry, &base, origin)? {
                 parsed.push(spec);
             }
         }

@@ -178,7 +178,7 @@ async fn a_stdio_server_lists_its_tools_and_answers_calls() {
     let (_dir, file) = servers(&calc(&json!({"env": {"CALC_TEST": "1"}})));
     let up = Upstreams::start(&file, START).await.unwrap();
     let names: Vec<&str> = up.tools().iter().map(|t| t.name.as_str()).collect();
-    for name in ["add", "sleep", "fail", "pid", "child", "calls", "cancelled"] {
+    for name in ["add", "sleep", "fail", "pid", "child", "calls", "cancelled", "getenv", "cwd"] {
         assert!(names.contains(&name), "{names:?}");
     }
     let add = up.tools().iter().find(|t| t.name == "add").unwrap();
@@ -201,6 +201,30 @@ async fn a_stdio_server_lists_its_tools_and_answers_calls() {
         Err(UpstreamError::Gone { server, .. }) => assert_eq!(server, "calc"),
         other => panic!("after shutdown: {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_paths_are_the_files_directory_and_env_adds_to_the_callers() {
+    // The file sits beside the test Python's venv, so `../<venv>/bin/python` names it
+    // (no executable is written: a concurrent fork could make it busy).
+    let python = agenthub_testkit::python_mcp();
+    let venv = python.parent().unwrap().parent().unwrap();
+    let dir = tempfile::tempdir_in(venv.parent().unwrap()).unwrap();
+    let command = format!("../{}/bin/python", venv.file_name().unwrap().to_str().unwrap());
+    std::fs::create_dir(dir.path().join("work")).unwrap();
+    let path = dir.path().join("servers.json");
+    let text = json!({"mcpServers": {"calc": {
+        "command": command, "args": [fixture()], "cwd": "./work", "env": {"CALC_TEST": "yes"}
+    }}});
+    std::fs::write(&path, text.to_string()).unwrap();
+    let up = Upstreams::start(&ServersFile::read(&path).unwrap(), START).await.unwrap();
+    let cwd = result_of(&call(&up, "cwd", &json!({})).await.unwrap());
+    let expected = dir.path().join("work").canonicalize().unwrap();
+    assert_eq!(Path::new(cwd.as_str().unwrap()).canonicalize().unwrap(), expected);
+    assert_eq!(result_of(&call(&up, "getenv", &json!({"name": "CALC_TEST"})).await.unwrap()), json!("yes"));
+    let path_var = std::env::var("PATH").unwrap();
+    assert_eq!(result_of(&call(&up, "getenv", &json!({"name": "PATH"})).await.unwrap()), json!(path_var));
+    up.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
