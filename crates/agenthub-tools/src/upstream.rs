@@ -516,6 +516,11 @@ impl fmt::Debug for Upstreams {
     }
 }
 
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    shareable::<Upstreams>();
+};
+
 /// A server started, with its assigned tools.
 type Started = Result<(Upstream, Vec<UpstreamTool>), UpstreamError>;
 

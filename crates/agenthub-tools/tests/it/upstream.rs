@@ -439,3 +439,57 @@ async fn a_streamable_http_server_by_url() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The variable that turns [`helper_holding_servers`] on: the servers file to start.
+const HELPER: &str = "AGENTHUB_TOOLS_TEST_UPSTREAM_HELPER";
+
+/// Not a test on its own: run by [`killing_agenthub_kills_its_servers`] in a process of its
+/// own, it starts the servers, prints their pids and waits to be killed.
+#[test]
+fn helper_holding_servers() {
+    let Some(path) = std::env::var_os(HELPER) else { return };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let up = Upstreams::start(&ServersFile::read(Path::new(&path)).unwrap(), START).await.unwrap();
+        let server = result_of(&call(&up, "pid", &json!({})).await.unwrap());
+        let mut out = std::io::stdout();
+        std::io::Write::write_all(&mut out, format!("\nPIDS {server}\n").as_bytes()).unwrap();
+        std::io::Write::flush(&mut out).unwrap();
+        tokio::time::sleep(Duration::from_secs(120)).await;
+    });
+}
+
+#[test]
+fn killing_agenthub_kills_its_servers() {
+    let (dir, _file) = servers(&calc(&json!({})));
+    let mut helper = Killed(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["upstream::helper_holding_servers", "--exact", "--nocapture", "--test-threads=1"])
+            .env(HELPER, dir.path().join("servers.json"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = helper.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            // libtest may have written the test's name before it on the same line.
+            if let Some((_, pid)) = line.split_once("PIDS ") {
+                let _ = tx.send(pid.trim().parse::<u64>().unwrap());
+                return;
+            }
+        }
+    });
+    let server = rx.recv_timeout(Duration::from_secs(90)).expect("the helper started its server");
+    assert!(alive(server));
+    helper.0.kill().unwrap();
+    helper.0.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(server) {
+        assert!(Instant::now() < deadline, "the server outlived agenthub (PR_SET_PDEATHSIG)");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
