@@ -91,7 +91,14 @@ impl From<ToolsError> for AgentRuntimeError {
 
 /// The error type name of an upstream failure, as `tool_calls` records it.
 pub(crate) fn upstream_error_type(error: &UpstreamError) -> &'static str {
-    upstream::error_type(error)
+    match error {
+        UpstreamError::Timeout { .. } => "TimeoutError",
+        UpstreamError::Cancelled { .. } => "Cancelled",
+        UpstreamError::NotAssigned { .. } => "ToolNotAssigned",
+        UpstreamError::Gone { .. } | UpstreamError::Start { .. } => "ToolServerError",
+        UpstreamError::Call { .. } | UpstreamError::Protocol { .. } => "ToolError",
+        UpstreamError::Read { .. } | UpstreamError::File { .. } | UpstreamError::Field { .. } => "ToolConfigError",
+    }
 }
 
 /// How tool calls are bounded.

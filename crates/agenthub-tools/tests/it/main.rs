@@ -1,1 +1,3 @@
 //! Integration tests of agenthub-tools.
+
+mod upstream;
