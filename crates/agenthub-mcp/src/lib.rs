@@ -37,8 +37,10 @@
 //! - [`McpServer::serve`] returns only when no call it started is still running (bounded:
 //!   what is left after [`SHUTDOWN_GRACE`] is killed with the runtime's processes).
 
+pub mod http;
 mod result;
 mod server;
+mod sse;
 pub mod tools;
 mod transport;
 
@@ -49,6 +51,7 @@ use std::time::Duration;
 use agenthub_runtime::LoadedAgent;
 use serde_json::{Map, Value as Json, json};
 
+pub use http::{HttpOptions, serve_http};
 pub use result::{error_text, tool_result};
 pub use server::McpServer;
 
