@@ -222,27 +222,23 @@ async fn connection<H: ServerHandler>(state: Arc<State<H>>, stream: tokio::net::
 async fn route<H: ServerHandler>(state: &Arc<State<H>>, mut request: Request<Incoming>) -> HttpResponse {
     let options = &state.options;
     let path = request.uri().path().to_owned();
-    let (path, prefix) = match &options.token {
-        Some(token) => {
-            let in_header = request
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-                .is_some_and(|given| same(given, token.as_bytes()));
-            let in_path = options.token_in_path.then(|| strip_token(&path, token)).flatten();
-            match in_path {
-                Some(rest) => (rest, format!("/{token}")),
-                None if in_header => (path, String::new()),
-                None => return unauthorized(options.token_in_path),
-            }
+    let (path, prefix) = if let Some(token) = &options.token {
+        let in_header = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .is_some_and(|given| same(given, token.as_bytes()));
+        match options.token_in_path.then(|| strip_token(&path, token)).flatten() {
+            Some(rest) => (rest, format!("/{token}")),
+            None if in_header => (path, String::new()),
+            None => return unauthorized(options.token_in_path),
         }
-        None => {
-            if let Some(why) = not_local(request.headers()) {
-                tracing::warn!(why, "refused a request that is not local");
-                return error(StatusCode::FORBIDDEN, why);
-            }
-            (path, String::new())
+    } else {
+        if let Some(why) = not_local(request.headers()) {
+            tracing::warn!(why, "refused a request that is not local");
+            return error(StatusCode::FORBIDDEN, why);
         }
+        (path, String::new())
     };
     match (path.as_str(), request.method()) {
         ("/mcp", method) => {

@@ -120,7 +120,7 @@ pub fn serve_stdio(server: McpServer) -> Result<(), McpError> {
 /// call: it runs its own async runtime. `bound` is told the address listened on (`addr` may
 /// ask for port 0) before the first connection is accepted.
 pub fn serve_http_blocking(
-    server: McpServer,
+    server: &McpServer,
     addr: std::net::SocketAddr,
     options: HttpOptions,
     bound: impl FnOnce(std::net::SocketAddr),

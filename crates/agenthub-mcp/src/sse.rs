@@ -116,7 +116,7 @@ pub(crate) struct SseTransport {
     outbound: mpsc::Sender<Bytes>,
 }
 
-/// One `message` event: serde_json writes no raw newline, so the data is one line.
+/// One `message` event: `serde_json` writes no raw newline, so the data is one line.
 fn message_event(json: &str) -> Bytes {
     Bytes::from(format!("event: message\ndata: {json}\n\n"))
 }

@@ -59,23 +59,20 @@ pub(crate) fn serve(mut config: Config, args: &McpServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let served = match args.http {
-        Some(addr) => {
-            tracing::info!(tools = server.tools().len(), %addr, "serving MCP over HTTP");
-            let options = agenthub_mcp::HttpOptions { token, ..agenthub_mcp::HttpOptions::default() };
-            let bound = |addr: std::net::SocketAddr| {
-                render::err(&format!(
-                    "agenthub: serving MCP on http://{addr}/mcp (Streamable HTTP) and /sse (legacy SSE)\n"
-                ));
-            };
-            agenthub_mcp::serve_http_blocking(server, addr, options, bound, || {
-                crate::signals::received().is_some()
-            })
-        }
-        None => {
-            tracing::info!(tools = server.tools().len(), "serving MCP on stdin/stdout");
-            agenthub_mcp::serve_stdio(server)
-        }
+    let served = if let Some(addr) = args.http {
+        tracing::info!(tools = server.tools().len(), %addr, "serving MCP over HTTP");
+        let options = agenthub_mcp::HttpOptions { token, ..agenthub_mcp::HttpOptions::default() };
+        let bound = |addr: std::net::SocketAddr| {
+            render::err(&format!(
+                "agenthub: serving MCP on http://{addr}/mcp (Streamable HTTP) and /sse (legacy SSE)\n"
+            ));
+        };
+        agenthub_mcp::serve_http_blocking(&server, addr, options, bound, || {
+            crate::signals::received().is_some()
+        })
+    } else {
+        tracing::info!(tools = server.tools().len(), "serving MCP on stdin/stdout");
+        agenthub_mcp::serve_stdio(server)
     };
     match served {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 //! codes, the SSE stream itself). Servers listen on 127.0.0.1 only; every wait is bounded;
 //! servers are shut down and client processes killed when a test fails.
 
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -156,12 +157,12 @@ async fn raw(
     let mut stream = TcpStream::connect(addr).await.unwrap();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
+        let _ = write!(request, "{name}: {value}\r\n");
     }
     let framed =
         |n: &str| n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding");
     if !headers.iter().any(|(n, _)| framed(n)) {
-        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        let _ = write!(request, "Content-Length: {}\r\n", body.len());
     }
     request.push_str("\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
