@@ -257,7 +257,13 @@ async fn route<H: ServerHandler>(state: &Arc<State<H>>, mut request: Request<Inc
                     *request.uri_mut() = uri;
                 }
             }
-            state.streamable.handle(request).await
+            // Read here, bounded in size and time, so that rmcp never waits on a slow client.
+            let (parts, body) = request.into_parts();
+            let body = match read_body(options, &parts.headers, body).await {
+                Ok(body) => body,
+                Err(response) => return response,
+            };
+            state.streamable.handle(Request::from_parts(parts, Full::new(body))).await
         }
         ("/sse", &Method::GET) => open_sse(state, &prefix).await,
         ("/messages/" | "/messages", &Method::POST) => post_message(state, request).await,
@@ -371,7 +377,8 @@ async fn post_message<H: ServerHandler>(state: &Arc<State<H>>, request: Request<
     else {
         return error(StatusCode::BAD_REQUEST, "session_id is missing");
     };
-    let body = match read_body(&state.options, request).await {
+    let (parts, body) = request.into_parts();
+    let body = match read_body(&state.options, &parts.headers, body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -391,22 +398,23 @@ async fn post_message<H: ServerHandler>(state: &Arc<State<H>>, request: Request<
 }
 
 /// A request's body, bounded in size (413) and time (408).
-async fn read_body(options: &HttpOptions, request: Request<Incoming>) -> Result<Bytes, HttpResponse> {
+async fn read_body(
+    options: &HttpOptions,
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+) -> Result<Bytes, HttpResponse> {
     let too_large = || {
         error(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("the body is larger than {} bytes", options.max_body_bytes),
         )
     };
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > options.max_body_bytes as u64) {
         return Err(too_large());
     }
-    let limited = Limited::new(request.into_body(), options.max_body_bytes);
+    let limited = Limited::new(body, options.max_body_bytes);
     match tokio::time::timeout(options.body_timeout, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),

@@ -454,3 +454,76 @@ async fn a_session_that_ends_cancels_its_calls_only_and_shutdown_ends_everything
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_are_cut_off() {
+    let ctx = TestContext::new();
+    let server = demo(&ctx);
+    let options = HttpOptions {
+        header_timeout: Duration::from_millis(500),
+        body_timeout: Duration::from_millis(500),
+        ..HttpOptions::default()
+    };
+    let served = Served::start(&server, options).await;
+    let addr = served.addr;
+    // Headers that never end, an idle connection that never sends any: closed.
+    for start in ["POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n", ""] {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(start.as_bytes()).await.unwrap();
+        let mut buf = [0_u8; 1024];
+        let started = Instant::now();
+        let read = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "the connection was held open ({start:?})");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    // A body that never comes, on either transport: 408.
+    let (_stream, endpoint) = raw_session(addr).await;
+    for path in ["/mcp", endpoint.as_str()] {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Accept: application/json, text/event-stream\r\nContent-Length: 100\r\n\r\n{{"
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await.unwrap();
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 408"), "{path}: {text}");
+    }
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_gets_an_answer_and_the_server_goes_on() {
+    let ctx = TestContext::new();
+    let server = demo(&ctx);
+    let served = Served::start(&server, HttpOptions::default()).await;
+    let addr = served.addr;
+    let inputs: [&[u8]; 6] = [
+        b"\x00\x01\x02\xff\r\n\r\n",
+        b"GET /sse HTTP/1.1\r\nHost: \xff\xfe\r\nConnection: close\r\n\r\n",
+        b"GET /%ZZ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+        b"POST /messages/?session_id= HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: -1\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nOrigin: http://[::1\r\n\r\n",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ];
+    for input in inputs {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let _ = tcp.write_all(input).await;
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "held open: {:?}", String::from_utf8_lossy(input));
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.is_empty() || text.starts_with("HTTP/1.1 4"), "{text}");
+    }
+    assert_session(&python("http", &served.url("/mcp"), "", 1).await[0], 0);
+    served.stop().await;
+}
