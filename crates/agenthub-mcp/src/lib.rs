@@ -15,6 +15,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Over HTTP, [`serve_http`] serves any rmcp `ServerHandler` (Streamable HTTP at `/mcp`, the
+//! legacy HTTP+SSE transport at `/sse`), one handler per session; [`serve_http_blocking`] is
+//! what the CLI runs (see [`http`]).
+//!
 //! The protocol (JSON-RPC framing, `initialize` for 2024-11-05 to 2025-11-25 and the
 //! handshake-free 2026-07-28 lifecycle with `server/discover`, `ping`, cancellation
 //! bookkeeping, -32601 for unknown methods) is the official Rust SDK's (`rmcp`); this crate
