@@ -196,10 +196,14 @@ async fn stop<H: ServerHandler>(state: &State<H>) {
 /// One connection, served until it ends or the server shuts down (then dropped: the socket
 /// closes, and what it was serving is dropped with it).
 async fn connection<H: ServerHandler>(state: Arc<State<H>>, stream: tokio::net::TcpStream) {
+    // Cancelled at shutdown, or when an SSE stream of this connection has stalled.
+    let ended = state.shutdown.child_token();
     let service_state = Arc::clone(&state);
+    let service_ended = ended.clone();
     let service = hyper::service::service_fn(move |request| {
         let state = Arc::clone(&service_state);
-        async move { Ok::<_, Infallible>(route(&state, request).await) }
+        let ended = service_ended.clone();
+        async move { Ok::<_, Infallible>(route(&state, request, &ended).await) }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -214,12 +218,16 @@ async fn connection<H: ServerHandler>(state: Arc<State<H>>, stream: tokio::net::
                 tracing::debug!(error = %e, "a connection ended with an error");
             }
         }
-        () = state.shutdown.cancelled() => {}
+        () = ended.cancelled() => {}
     }
 }
 
 /// Authenticates `request` and hands it to its route.
-async fn route<H: ServerHandler>(state: &Arc<State<H>>, mut request: Request<Incoming>) -> HttpResponse {
+async fn route<H: ServerHandler>(
+    state: &Arc<State<H>>,
+    mut request: Request<Incoming>,
+    connection: &CancellationToken,
+) -> HttpResponse {
     let options = &state.options;
     let path = request.uri().path().to_owned();
     let (path, prefix) = if let Some(token) = &options.token {
@@ -265,7 +273,7 @@ async fn route<H: ServerHandler>(state: &Arc<State<H>>, mut request: Request<Inc
             };
             state.streamable.handle(Request::from_parts(parts, Full::new(body))).await
         }
-        ("/sse", &Method::GET) => open_sse(state, &prefix).await,
+        ("/sse", &Method::GET) => open_sse(state, &prefix, connection).await,
         ("/messages/" | "/messages", &Method::POST) => post_message(state, request).await,
         ("/sse" | "/messages/" | "/messages", _) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
@@ -341,21 +349,36 @@ async fn open_sessions<H: ServerHandler>(state: &State<H>) -> usize {
 }
 
 /// `GET /sse`: a new session, served by a handler of its own until the stream's client goes
-/// away or the server shuts down.
-async fn open_sse<H: ServerHandler>(state: &Arc<State<H>>, prefix: &str) -> HttpResponse {
+/// away (or stops reading: then `connection` is cancelled) or the server shuts down.
+async fn open_sse<H: ServerHandler>(
+    state: &Arc<State<H>>,
+    prefix: &str,
+    connection: &CancellationToken,
+) -> HttpResponse {
     if open_sessions(state).await >= state.options.max_sessions {
         return error(StatusCode::SERVICE_UNAVAILABLE, "too many sessions are open: try again later");
     }
     let ct = state.shutdown.child_token();
-    let (id, transport, body) = state.sse.open(prefix, state.options.keep_alive, ct.clone());
+    let (id, transport, body, stall) = state.sse.open(prefix, state.options.keep_alive, ct.clone());
     let handler = (state.make_handler)();
+    let connection = connection.clone();
     state.tasks.spawn(async move {
-        match handler.serve_with_ct(transport, ct.clone()).await {
-            Ok(running) => {
-                let ended = running.waiting().await;
-                tracing::debug!(session = id, ?ended, "an SSE session ended");
+        let session = async {
+            match handler.serve_with_ct(transport, ct.clone()).await {
+                Ok(running) => {
+                    let ended = running.waiting().await;
+                    tracing::debug!(session = id, ?ended, "an SSE session ended");
+                }
+                Err(e) => tracing::debug!(session = id, error = %e, "an SSE session did not start"),
             }
-            Err(e) => tracing::debug!(session = id, error = %e, "an SSE session did not start"),
+        };
+        tokio::select! {
+            () = session => {}
+            () = stall.stalled() => {
+                tracing::info!(session = id, "an SSE client stopped reading: dropping its connection");
+                ct.cancel();
+                connection.cancel();
+            }
         }
     });
     let mut response = Response::new(body.boxed());

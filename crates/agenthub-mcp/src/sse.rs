@@ -10,7 +10,9 @@
 //! - The stream carries a keep-alive comment every `keep_alive`, so that a dead client is
 //!   found by a failed write even without traffic.
 //! - Both queues are bounded: a client that does not read gets backpressure, a client that
-//!   posts faster than the session reads waits, then gets 503.
+//!   posts faster than the session reads waits, then gets 503; a stream that has not been
+//!   written to for [`STALL_TICKS`] keep-alive periods (its client stopped reading) is a
+//!   stalled one ([`Stall`]), and the server then drops its connection.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,6 +33,9 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// Messages queued for a session, each way.
 const QUEUE: usize = 64;
+
+/// Keep-alive periods without a write after which a stream is stalled.
+pub(crate) const STALL_TICKS: u32 = 4;
 
 /// How long a POST waits for room in its session's queue.
 const POST_WAIT: Duration = Duration::from_secs(30);
@@ -65,20 +70,25 @@ impl Sessions {
         endpoint_prefix: &str,
         keep_alive: Duration,
         ct: CancellationToken,
-    ) -> (String, SseTransport, SseBody) {
+    ) -> (String, SseTransport, SseBody, Stall) {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (inbound_tx, inbound) = mpsc::channel(QUEUE);
         let (outbound, outbound_rx) = mpsc::channel(QUEUE);
         self.open.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), inbound_tx);
         let endpoint = format!("event: endpoint\ndata: {endpoint_prefix}/messages/?session_id={id}\n\n");
-        let start = tokio::time::Instant::now() + keep_alive;
+        let keep_alive = keep_alive.max(Duration::from_millis(10));
+        let now = tokio::time::Instant::now();
+        let mut ticks = tokio::time::interval_at(now + keep_alive, keep_alive);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let polled = Arc::new(Mutex::new(now));
         let body = SseBody {
             first: Some(Bytes::from(endpoint)),
             events: outbound_rx,
-            keep_alive: tokio::time::interval_at(start, keep_alive.max(Duration::from_millis(10))),
+            keep_alive: ticks,
+            polled: Arc::clone(&polled),
             _session: SessionGuard { sessions: Arc::clone(self), id: id.clone(), _ct: ct.drop_guard() },
         };
-        (id, SseTransport { inbound, outbound }, body)
+        (id, SseTransport { inbound, outbound }, body, Stall { polled, keep_alive })
     }
 
     /// Hands `message` to session `id`.
@@ -94,6 +104,29 @@ impl Sessions {
 
     fn forget(&self, id: &str) {
         self.open.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+    }
+}
+
+/// Watches an [`SseBody`] for a client that stopped reading.
+pub(crate) struct Stall {
+    /// When the body was last asked for data.
+    polled: Arc<Mutex<tokio::time::Instant>>,
+    keep_alive: Duration,
+}
+
+impl Stall {
+    /// Resolves once the body has not been asked for data for [`STALL_TICKS`] keep-alive
+    /// periods: it wakes at every period, so only a connection that cannot write (its client
+    /// reads nothing) stops asking.
+    pub(crate) async fn stalled(self) {
+        let limit = self.keep_alive * STALL_TICKS;
+        loop {
+            let last = *self.polled.lock().unwrap_or_else(PoisonError::into_inner);
+            if last.elapsed() >= limit {
+                return;
+            }
+            tokio::time::sleep_until(last + limit).await;
+        }
     }
 }
 
@@ -154,6 +187,7 @@ pub(crate) struct SseBody {
     first: Option<Bytes>,
     events: mpsc::Receiver<Bytes>,
     keep_alive: tokio::time::Interval,
+    polled: Arc<Mutex<tokio::time::Instant>>,
     _session: SessionGuard,
 }
 
@@ -165,6 +199,7 @@ impl Body for SseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        *self.polled.lock().unwrap_or_else(PoisonError::into_inner) = tokio::time::Instant::now();
         if let Some(first) = self.first.take() {
             return Poll::Ready(Some(Ok(Frame::data(first))));
         }
@@ -216,7 +251,7 @@ mod tests {
     #[tokio::test]
     async fn the_first_event_names_the_endpoint_with_its_prefix() {
         let sessions = Arc::new(Sessions::default());
-        let (id, _transport, mut body) =
+        let (id, _transport, mut body, _) =
             sessions.open("/tok", Duration::from_secs(60), CancellationToken::new());
         assert_eq!(
             next_text(&mut body).await,
@@ -228,7 +263,7 @@ mod tests {
     #[tokio::test]
     async fn posts_reach_the_transport_and_its_messages_reach_the_stream() {
         let sessions = Arc::new(Sessions::default());
-        let (id, mut transport, mut body) =
+        let (id, mut transport, mut body, _) =
             sessions.open("", Duration::from_secs(60), CancellationToken::new());
         next_text(&mut body).await;
         sessions.deliver(&id, ping()).await.unwrap();
@@ -250,7 +285,7 @@ mod tests {
         let sessions = Arc::new(Sessions::default());
         assert_eq!(sessions.deliver("nope", ping()).await, Err(Delivery::Unknown));
         let ct = CancellationToken::new();
-        let (id, _transport, body) = sessions.open("", Duration::from_secs(60), ct.clone());
+        let (id, _transport, body, _) = sessions.open("", Duration::from_secs(60), ct.clone());
         assert_eq!(sessions.len(), 1);
         drop(body);
         assert!(ct.is_cancelled());
@@ -261,9 +296,24 @@ mod tests {
     #[tokio::test]
     async fn an_idle_stream_gets_keep_alive_comments() {
         let sessions = Arc::new(Sessions::default());
-        let (_id, _transport, mut body) =
+        let (_id, _transport, mut body, _) =
             sessions.open("", Duration::from_millis(20), CancellationToken::new());
         next_text(&mut body).await;
         assert_eq!(next_text(&mut body).await, ": keep-alive\n\n");
+    }
+
+    #[tokio::test]
+    async fn a_stream_nobody_reads_is_stalled_and_one_that_is_read_is_not() {
+        let sessions = Arc::new(Sessions::default());
+        let every = Duration::from_millis(20);
+        let (_id, _transport, mut read, stall) = sessions.open("", every, CancellationToken::new());
+        let reading = tokio::spawn(async move { while read.frame().await.is_some() {} });
+        let limit = every * super::STALL_TICKS;
+        assert!(tokio::time::timeout(limit * 5, stall.stalled()).await.is_err(), "a read stream stalled");
+        reading.abort();
+        let (_id, _transport, _unread, stall) = sessions.open("", every, CancellationToken::new());
+        let started = tokio::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(5), stall.stalled()).await.unwrap();
+        assert!(started.elapsed() >= limit);
     }
 }
