@@ -18,9 +18,10 @@
 //!   `shutdown` ends the accept loop, every connection and every session, and
 //!   [`serve_http`] returns once they are gone (bounded).
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -33,6 +34,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rmcp::ServerHandler;
 use rmcp::ServiceExt as _;
 use rmcp::model::ClientJsonRpcMessage;
+use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
@@ -86,6 +88,22 @@ impl Default for HttpOptions {
     }
 }
 
+/// For a Streamable HTTP request of a session: a token cancelled as soon as the session is
+/// deleted (`DELETE /mcp`), found in the request's `RequestContext` with [`SessionEnd::of`].
+/// rmcp cancels `RequestContext::ct` too, but only after letting the session's calls finish
+/// for up to 5 s; a handler that also watches this token cancels its calls at once. (A legacy
+/// SSE session's `ct` is cancelled at once when its stream ends: it needs none.)
+#[derive(Debug, Clone)]
+pub struct SessionEnd(CancellationToken);
+
+impl SessionEnd {
+    /// The token of the session of `context`'s request, if it came over Streamable HTTP.
+    pub fn of(context: &RequestContext<RoleServer>) -> Option<CancellationToken> {
+        let parts = context.extensions.get::<hyper::http::request::Parts>()?;
+        parts.extensions.get::<Self>().map(|end| end.0.clone())
+    }
+}
+
 /// What every connection shares.
 struct State<H: ServerHandler> {
     options: HttpOptions,
@@ -93,6 +111,8 @@ struct State<H: ServerHandler> {
     streamable: StreamableHttpService<H, LocalSessionManager>,
     streamable_sessions: Arc<LocalSessionManager>,
     sse: Arc<Sessions>,
+    /// The [`SessionEnd`] tokens of the Streamable HTTP sessions, by id.
+    ends: std::sync::Mutex<HashMap<String, CancellationToken>>,
     shutdown: CancellationToken,
     /// Connections and SSE sessions, waited for at shutdown.
     tasks: TaskTracker,
@@ -133,6 +153,7 @@ where
         streamable,
         streamable_sessions,
         sse: Arc::new(Sessions::default()),
+        ends: std::sync::Mutex::default(),
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
     });
@@ -266,12 +287,30 @@ async fn route<H: ServerHandler>(
                 }
             }
             // Read here, bounded in size and time, so that rmcp never waits on a slow client.
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
             let body = match read_body(options, &parts.headers, body).await {
                 Ok(body) => body,
                 Err(response) => return response,
             };
-            state.streamable.handle(Request::from_parts(parts, Full::new(body))).await
+            let session =
+                parts.headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let end = match &session {
+                Some(id) => session_end(state, id).await,
+                None => None,
+            };
+            let delete = parts.method == Method::DELETE;
+            if let Some(end) = &end {
+                parts.extensions.insert(SessionEnd(end.clone()));
+            }
+            let response = state.streamable.handle(Request::from_parts(parts, Full::new(body))).await;
+            if delete
+                && response.status().is_success()
+                && let (Some(id), Some(end)) = (session, end)
+            {
+                state.ends.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+                end.cancel();
+            }
+            response
         }
         ("/sse", &Method::GET) => open_sse(state, &prefix, connection).await,
         ("/messages/" | "/messages", &Method::POST) => post_message(state, request).await,
@@ -342,6 +381,21 @@ fn loopback_authority(authority: &str) -> bool {
 fn valid_port(port: &str) -> bool {
     port.strip_prefix(':')
         .is_some_and(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The [`SessionEnd`] token of Streamable HTTP session `id`, if it is open. Tokens of sessions
+/// that ended without a DELETE (idle) are dropped once there are more tokens than sessions
+/// could be open.
+async fn session_end<H: ServerHandler>(state: &State<H>, id: &str) -> Option<CancellationToken> {
+    let open = state.streamable_sessions.sessions.read().await;
+    if !open.contains_key(id) {
+        return None;
+    }
+    let mut ends = state.ends.lock().unwrap_or_else(PoisonError::into_inner);
+    if ends.len() > state.options.max_sessions.saturating_mul(2) {
+        ends.retain(|id, _| open.contains_key(id.as_str()));
+    }
+    Some(ends.entry(id.to_owned()).or_insert_with(|| state.shutdown.child_token()).clone())
 }
 
 async fn open_sessions<H: ServerHandler>(state: &State<H>) -> usize {

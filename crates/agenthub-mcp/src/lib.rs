@@ -55,7 +55,7 @@ use std::time::Duration;
 use agenthub_runtime::LoadedAgent;
 use serde_json::{Map, Value as Json, json};
 
-pub use http::{HttpOptions, serve_http};
+pub use http::{HttpOptions, SessionEnd, serve_http};
 pub use result::{error_text, tool_result};
 pub use server::McpServer;
 

@@ -226,6 +226,19 @@ impl Inner {
                 runtime.call_blocking(call)
             })
         };
+        // The request's token, or (Streamable HTTP) its session's end, which rmcp reports
+        // through the token only after a drain.
+        let session_end = crate::SessionEnd::of(&context);
+        let cancelled = async {
+            match &session_end {
+                Some(end) => tokio::select! {
+                    () = context.ct.cancelled() => {}
+                    () = end.cancelled() => {}
+                },
+                None => context.ct.cancelled().await,
+            }
+        };
+        tokio::pin!(cancelled);
         let progress = context.meta.get_progress_token();
         let every = self.options.progress_interval.max(Duration::from_millis(10));
         let started = tokio::time::Instant::now();
@@ -233,7 +246,7 @@ impl Inner {
         let joined = loop {
             tokio::select! {
                 joined = &mut task => break joined,
-                () = context.ct.cancelled() => {
+                () = &mut cancelled => {
                     cancel.cancel();
                     let _ = task.await;
                     self.top_up_workers(&tool.agent);

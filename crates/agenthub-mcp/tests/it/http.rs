@@ -527,3 +527,101 @@ async fn garbage_gets_an_answer_and_the_server_goes_on() {
     assert_session(&python("http", &served.url("/mcp"), "", 1).await[0], 0);
     served.stop().await;
 }
+
+/// A raw Streamable HTTP request: the status, the headers (lowercase names) and the body.
+async fn mcp_request(
+    addr: SocketAddr,
+    method: &str,
+    session: Option<&str>,
+    body: &str,
+) -> (u16, String, String) {
+    let mut headers = vec![
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", "2025-06-18"),
+    ];
+    headers.extend(session.map(|s| ("Mcp-Session-Id", s)));
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let mut request = format!("{method} /mcp HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        let _ = write!(request, "{name}: {value}\r\n");
+    }
+    let _ = write!(request, "Content-Length: {}\r\n\r\n{body}", body.len());
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(LIMIT, tcp.read_to_end(&mut out)).await.unwrap().unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamable_session_that_is_deleted_cancels_its_call_and_shutdown_ends_the_others() {
+    let ctx = TestContext::new();
+    let mut dirs = Vec::new();
+    for name in ["napa", "napb"] {
+        let dir = ctx
+            .install(&TestAgent::new(name).method(TestMethod::new("nap").behaves(Behaviour::Sleep(120.0))));
+        dirs.push(dir.canonicalize().unwrap().display().to_string());
+    }
+    let runtime = ctx.runtime_with_kinds(EnvBackendKind::Uv, ProcessBackendKind::Std);
+    let loaded = vec![runtime.load_agent("test/napa").unwrap(), runtime.load_agent("test/napb").unwrap()];
+    let server = McpServer::new(Arc::new(runtime), loaded, Options::default()).unwrap();
+    let names: Vec<String> = server.tools().iter().map(|t| t.name.clone()).collect();
+    let served = Served::start(&server, HttpOptions::default()).await;
+    let addr = served.addr;
+    let init = INITIALIZE.replace("2024-11-05", "2025-06-18");
+    let mut sessions = Vec::new();
+    let mut calls = Vec::new();
+    for (i, agent) in ["napa", "napb"].into_iter().enumerate() {
+        let (status, head, body) = mcp_request(addr, "POST", None, &init).await;
+        assert_eq!(status, 200, "{head}{body}");
+        let session = head
+            .lines()
+            .find_map(|l| l.strip_prefix("mcp-session-id: "))
+            .unwrap_or_else(|| panic!("no session id: {head}"))
+            .trim()
+            .to_owned();
+        let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
+        let (status, _, _) = mcp_request(addr, "POST", Some(&session), &initialized).await;
+        assert_eq!(status, 202);
+        let tool = names.iter().find(|n| n.contains(agent)).unwrap();
+        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
+        let for_call = session.clone();
+        calls.push(tokio::spawn(async move {
+            mcp_request(addr, "POST", Some(&for_call), &call.to_string()).await
+        }));
+        let deadline = Instant::now() + LIMIT;
+        while survivors(&dirs[i]).is_empty() {
+            assert!(Instant::now() < deadline, "the nap did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sessions.push(session);
+    }
+    // The first session is deleted: its nap is killed at once (not after rmcp's 5 s drain),
+    // the other one's goes on.
+    let (status, head, _) = mcp_request(addr, "DELETE", Some(&sessions[0]), "").await;
+    assert!(status == 200 || status == 202 || status == 204, "{head}");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while !survivors(&dirs[0]).is_empty() {
+        assert!(Instant::now() < deadline, "the call outlived its session");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!survivors(&dirs[1]).is_empty(), "another session's call was cancelled");
+    // Shutdown: prompt, the open call's response ends, and every call ends.
+    let took = served.stop().await;
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    for call in calls {
+        tokio::time::timeout(Duration::from_secs(5), call)
+            .await
+            .expect("a response outlived the shutdown")
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !survivors(&dirs[1]).is_empty() {
+        assert!(Instant::now() < deadline, "a call outlived the shutdown");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
