@@ -51,7 +51,7 @@ use crate::sse::{Delivery, Sessions};
 type HttpResponse = Response<BoxBody<Bytes, Infallible>>;
 
 /// How the HTTP server behaves.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpOptions {
     /// When set, every request must carry it: `Authorization: Bearer <token>` or, with
     /// [`HttpOptions::token_in_path`], as the first path segment. Missing or wrong: 401.
@@ -71,6 +71,22 @@ pub struct HttpOptions {
     pub body_timeout: Duration,
     /// How often an idle SSE stream (either transport) gets a keep-alive comment.
     pub keep_alive: Duration,
+}
+
+impl std::fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.debug_struct("HttpOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_in_path", &self.token_in_path)
+            .field("max_sessions", &self.max_sessions)
+            .field("max_connections", &self.max_connections)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("header_timeout", &self.header_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("keep_alive", &self.keep_alive)
+            .finish()
+    }
 }
 
 impl Default for HttpOptions {
@@ -255,7 +271,7 @@ async fn route<H: ServerHandler>(
         let in_header = request
             .headers()
             .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .and_then(|v| bearer(v.as_bytes()))
             .is_some_and(|given| same(given, token.as_bytes()));
         match options.token_in_path.then(|| strip_token(&path, token)).flatten() {
             Some(rest) => (rest, format!("/{token}")),
@@ -329,6 +345,12 @@ fn strip_token(path: &str, token: &str) -> Option<String> {
     let rest = path.strip_prefix('/')?;
     let (first, rest) = rest.split_once('/').map_or((rest, ""), |(first, rest)| (first, rest));
     same(first.as_bytes(), token.as_bytes()).then(|| format!("/{rest}"))
+}
+
+/// The credentials of `Bearer <credentials>` (the scheme's name in any case).
+fn bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    scheme.eq_ignore_ascii_case(b"bearer ").then_some(rest)
 }
 
 /// Constant-time equality (the length is not secret).
@@ -577,5 +599,11 @@ mod tests {
         assert!(same(b"abc", b"abc"));
         assert!(!same(b"abd", b"abc"));
         assert!(!same(b"ab", b"abc"));
+        assert_eq!(super::bearer(b"Bearer tok"), Some(&b"tok"[..]));
+        assert_eq!(super::bearer(b"bearer tok"), Some(&b"tok"[..]));
+        assert_eq!(super::bearer(b"Basic tok"), None);
+        assert_eq!(super::bearer(b"Bear"), None);
+        let options = super::HttpOptions { token: Some("s3cret".into()), ..super::HttpOptions::default() };
+        assert!(!format!("{options:?}").contains("s3cret"));
     }
 }
