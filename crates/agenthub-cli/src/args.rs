@@ -360,11 +360,14 @@ pub(crate) struct RemoveArgs {
 /// `agenthub mcp`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum McpCommand {
-    /// Run an MCP server on stdin/stdout: each method of each AGENT is a tool
+    /// Run an MCP server on stdin/stdout (or over HTTP): each method of each AGENT is a tool
     #[command(after_help = "A tool is named after its method for one agent, AGENT__METHOD for several; \
 calls are run by warm workers. Stdout carries nothing but the protocol; logs go to stderr. The server ends \
 when stdin closes: calls in flight are cancelled and every worker is shut down.\n\n\
-Exit status: 0 stdin closed, 1 the server failed, 2 usage error (no agent, an agent that does not load).")]
+With --http ADDR it serves HTTP instead (Streamable HTTP at /mcp, the legacy HTTP+SSE transport at /sse), \
+until SIGINT or SIGTERM; the URL is printed on stderr. A session that ends cancels its own calls.\n\n\
+Exit status: 0 stdin closed, 1 the server failed, 2 usage error (no agent, an agent that does not load, \
+a non-loopback --http address without --token-file), 128+N killed by signal N.")]
     Serve(McpServeArgs),
     /// Print the {"mcpServers": ...} JSON with which an MCP client starts agenthub mcp serve
     #[command(after_help = "Claude Desktop, Cursor and Claude Code read it from their configuration.")]
@@ -389,6 +392,14 @@ pub(crate) struct McpServeArgs {
     /// progressToken).
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub(crate) progress_interval: f64,
+    /// Serve over HTTP on ADDR (host:port, e.g. 127.0.0.1:8765; port 0 picks a free one)
+    /// instead of stdin/stdout. Loopback only, unless --token-file is given.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) http: Option<std::net::SocketAddr>,
+    /// With --http: a file holding the token every request must carry (Authorization:
+    /// Bearer TOKEN)
+    #[arg(long, value_name = "FILE", requires = "http")]
+    pub(crate) token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub(crate) sandbox: SandboxArgs,
 }

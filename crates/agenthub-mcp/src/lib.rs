@@ -15,6 +15,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! Over HTTP, [`serve_http`] serves any rmcp `ServerHandler` (Streamable HTTP at `/mcp`, the
+//! legacy HTTP+SSE transport at `/sse`), one handler per session; [`serve_http_blocking`] is
+//! what the CLI runs (see [`http`]).
+//!
 //! The protocol (JSON-RPC framing, `initialize` for 2024-11-05 to 2025-11-25 and the
 //! handshake-free 2026-07-28 lifecycle with `server/discover`, `ping`, cancellation
 //! bookkeeping, -32601 for unknown methods) is the official Rust SDK's (`rmcp`); this crate
@@ -40,6 +44,7 @@
 pub mod http;
 mod result;
 mod server;
+mod sse;
 pub mod tools;
 mod transport;
 
@@ -50,6 +55,7 @@ use std::time::Duration;
 use agenthub_runtime::LoadedAgent;
 use serde_json::{Map, Value as Json, json};
 
+pub use http::{HttpOptions, SessionEnd, serve_http};
 pub use result::{error_text, tool_result};
 pub use server::McpServer;
 
@@ -93,6 +99,9 @@ pub enum McpError {
     /// The protocol loop failed.
     #[error("the MCP session failed: {0}")]
     Session(String),
+    /// The HTTP server could not listen on its address.
+    #[error("could not listen on {0}: {1}")]
+    Listen(std::net::SocketAddr, #[source] std::io::Error),
 }
 
 /// Serves `server` on stdin and stdout until stdin closes or stdout does (a blocking call: it
@@ -103,6 +112,52 @@ pub fn serve_stdio(server: McpServer) -> Result<(), McpError> {
     let result = runtime.block_on(async {
         let (read, write) = rmcp::transport::io::stdio_pipes();
         server.serve_until_hangup(read, write, Box::pin(stdout_hangup())).await
+    });
+    // Every call has ended by now; nothing is waited for here.
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    result
+}
+
+/// Serves `server` over HTTP on `addr` ([`serve_http`], one clone of `server` per session)
+/// until `stop_requested` returns true (it is asked every 50 ms; a signal handler's flag), then
+/// ends every session and cancels every call ([`McpServer::shutdown`]) and returns. A blocking
+/// call: it runs its own async runtime. `bound` is told the address listened on (`addr` may
+/// ask for port 0) before the first connection is accepted.
+pub fn serve_http_blocking(
+    server: &McpServer,
+    addr: std::net::SocketAddr,
+    options: HttpOptions,
+    bound: impl FnOnce(std::net::SocketAddr),
+    stop_requested: impl Fn() -> bool + Send + 'static,
+) -> Result<(), McpError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(McpError::Runtime)?;
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| McpError::Listen(addr, e))?;
+        bound(listener.local_addr().map_err(|e| McpError::Listen(addr, e))?);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let watcher = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = watcher.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {
+                        if stop_requested() {
+                            watcher.cancel();
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let handler = server.clone();
+        let served = serve_http(listener, move || handler.clone(), options, shutdown.clone()).await;
+        shutdown.cancel();
+        server.shutdown().await;
+        served.map_err(|e| McpError::Session(e.to_string()))
     });
     // Every call has ended by now; nothing is waited for here.
     runtime.shutdown_timeout(Duration::from_millis(100));

@@ -34,7 +34,9 @@ struct Inner {
     listed: Vec<Tool>,
     by_name: HashMap<String, usize>,
     options: Options,
-    /// Cancelled when the input ends or the output closes: every call in flight is cancelled.
+    /// Cancelled when the stdio session's input ends or its output closes, or by
+    /// [`McpServer::shutdown`]: every call in flight, of every session, is cancelled. (One of
+    /// many HTTP sessions ending cancels its own calls only, through their `context.ct`.)
     closing: CancellationToken,
     /// Blocking jobs (calls, worker restarts) still running.
     running: Arc<AtomicUsize>,
@@ -113,6 +115,15 @@ impl McpServer {
         W: AsyncWrite + Send + Unpin + 'static,
     {
         self.serve_until_hangup(read, write, Box::pin(std::future::pending())).await
+    }
+
+    /// Ends the server, for a server shared by many sessions (HTTP, [`crate::serve_http`] with
+    /// a clone per session): cancels every call in flight and refuses new ones, then returns once
+    /// none is running (bounded by [`SHUTDOWN_GRACE`], after which the runtime's processes are
+    /// killed).
+    pub async fn shutdown(&self) {
+        self.inner.closing.cancel();
+        self.inner.wait_for_jobs().await;
     }
 
     /// [`McpServer::serve`], also ending when `hangup` resolves (the output was found closed
@@ -215,6 +226,19 @@ impl Inner {
                 runtime.call_blocking(call)
             })
         };
+        // The request's token, or (Streamable HTTP) its session's end, which rmcp reports
+        // through the token only after a drain.
+        let session_end = crate::SessionEnd::of(&context);
+        let cancelled = async {
+            match &session_end {
+                Some(end) => tokio::select! {
+                    () = context.ct.cancelled() => {}
+                    () = end.cancelled() => {}
+                },
+                None => context.ct.cancelled().await,
+            }
+        };
+        tokio::pin!(cancelled);
         let progress = context.meta.get_progress_token();
         let every = self.options.progress_interval.max(Duration::from_millis(10));
         let started = tokio::time::Instant::now();
@@ -222,7 +246,7 @@ impl Inner {
         let joined = loop {
             tokio::select! {
                 joined = &mut task => break joined,
-                () = context.ct.cancelled() => {
+                () = &mut cancelled => {
                     cancel.cancel();
                     let _ = task.await;
                     self.top_up_workers(&tool.agent);

@@ -22,6 +22,10 @@ pub(crate) fn serve(mut config: Config, args: &McpServeArgs) -> ExitCode {
         render::err("error: --progress-interval must be at least 0.01 seconds\n");
         return ExitCode::from(2);
     };
+    let token = match http_token(args) {
+        Ok(token) => token,
+        Err(code) => return code,
+    };
     if let Some(timeout) = args.timeout {
         config.runtime.max_execution_time = agenthub_core::Seconds::new(timeout);
     }
@@ -55,8 +59,22 @@ pub(crate) fn serve(mut config: Config, args: &McpServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing::info!(tools = server.tools().len(), "serving MCP on stdin/stdout");
-    match agenthub_mcp::serve_stdio(server) {
+    let served = if let Some(addr) = args.http {
+        tracing::info!(tools = server.tools().len(), %addr, "serving MCP over HTTP");
+        let options = agenthub_mcp::HttpOptions { token, ..agenthub_mcp::HttpOptions::default() };
+        let bound = |addr: std::net::SocketAddr| {
+            render::err(&format!(
+                "agenthub: serving MCP on http://{addr}/mcp (Streamable HTTP) and /sse (legacy SSE)\n"
+            ));
+        };
+        agenthub_mcp::serve_http_blocking(&server, addr, options, bound, || {
+            crate::signals::received().is_some()
+        })
+    } else {
+        tracing::info!(tools = server.tools().len(), "serving MCP on stdin/stdout");
+        agenthub_mcp::serve_stdio(server)
+    };
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             render::err(&agenthub_core::escape_control(&format!("error: {e}\n")));
@@ -134,6 +152,59 @@ fn load_agents(config: &Config, names: &[String], all: bool) -> Result<Vec<Loade
         }
     }
     Ok(agents)
+}
+
+/// The longest token file read.
+const MAX_TOKEN_FILE_BYTES: u64 = 4096;
+
+/// The `--token-file`'s token, if any; exit 2 for a non-loopback `--http` address without one,
+/// or a token file that cannot be used.
+fn http_token(args: &McpServeArgs) -> Result<Option<String>, ExitCode> {
+    let usage = |message: String| {
+        render::err(&agenthub_core::escape_control(&format!("error: {message}\n")));
+        ExitCode::from(2)
+    };
+    let Some(addr) = args.http else { return Ok(None) };
+    let Some(path) = &args.token_file else {
+        if addr.ip().is_loopback() {
+            return Ok(None);
+        }
+        return Err(usage(format!(
+            "--http {addr} is not a loopback address: pass --token-file FILE (a file holding the token \
+             clients must send), or listen on 127.0.0.1"
+        )));
+    };
+    read_token(path).map(Some).map_err(|why| usage(format!("--token-file {}: {why}", path.display())))
+}
+
+/// The token in `path`: a regular file (opened without blocking, so a FIFO cannot hang us) of
+/// at most [`MAX_TOKEN_FILE_BYTES`], trimmed; not empty, visible ASCII only (it goes in a header).
+fn read_token(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("not a regular file".to_owned());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_TOKEN_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_TOKEN_FILE_BYTES {
+        return Err(format!("longer than {MAX_TOKEN_FILE_BYTES} bytes"));
+    }
+    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_owned())?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err("the file is empty".to_owned());
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("the token must be visible ASCII characters only (no spaces)".to_owned());
+    }
+    Ok(token.to_owned())
 }
 
 /// Prints an error with its suggestion; returns `code`.

@@ -11,6 +11,8 @@ use agenthub_testkit::{Behaviour, TestAgent, TestContext, TestMethod, survivors}
 use serde_json::{Value as Json, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+mod http;
+
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn server(ctx: &TestContext, agents: &[&str]) -> McpServer {
