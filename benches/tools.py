@@ -40,7 +40,7 @@ def round_trips(binary, env, calls):
     """Seconds of each tool call, from `calls` calls in one warm worker (the first call,
     which opens the session, is left out)."""
     per_line = 100
-    lines = "".join(json.dumps({"method": "roundtrips", "params": {"n": per_line}}) + "\n"
+    lines = "".join(json.dumps({"method": "roundtrips", "parameters": {"n": per_line}}) + "\n"
                     for _ in range(calls // per_line + 1))
     out = subprocess.run([binary, "batch", CALLER, "--tool", TOOL], env=env, input=lines.encode(),
                          stdout=subprocess.PIPE, check=True)

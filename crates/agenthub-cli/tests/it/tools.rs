@@ -181,7 +181,7 @@ fn a_tool_not_assigned_is_refused_over_streamable_http_and_nothing_runs() {
 fn warm_calls_each_get_their_tools_and_their_own_record() {
     let ctx = home("");
     let input: String = (0..3)
-        .map(|i| json!({"id": i, "method": "call", "params": add(i, 100)}).to_string() + "\n")
+        .map(|i| json!({"id": i, "method": "call", "parameters": add(i, 100)}).to_string() + "\n")
         .collect();
     let output =
         run_with_input(&ctx, &["batch", "test/caller", "--tool", "test/calc"], &[], input.as_bytes());
