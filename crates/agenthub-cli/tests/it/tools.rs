@@ -344,3 +344,58 @@ fn without_a_network_namespace_the_endpoint_needs_the_calls_secret() {
     let response = exec(&ctx, "test/caller", "call", &params, &["--tool", "test/calc", "--sandbox", "off"]);
     assert_eq!(response["result"]["text"], "3", "{response}");
 }
+
+#[test]
+fn tools_from_a_users_stdio_mcp_server_sit_beside_agent_tools() {
+    let ctx = home("");
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agenthub-tools/tests/fixtures/calc_server.py");
+    let servers = ctx.home().join("servers.json");
+    let file = json!({"mcpServers": {
+        "calc": {"command": agenthub_testkit::python_mcp(), "args": [server], "tools": ["add", "fail", "pid"]},
+    }});
+    std::fs::write(&servers, file.to_string()).unwrap();
+    let servers = servers.to_str().unwrap();
+    let params = json!({"tool": "add", "arguments": {"a": 2, "b": 40}});
+    let response = exec(&ctx, "test/caller", "call", &params, &["--tool", "test/calc.add", "--tools-from", servers]);
+    let result = &response["result"];
+    // The agent's method is prefixed (two sources), the server's tools keep their names.
+    assert_eq!(result["listed"], json!(["calc__add", "add", "fail", "pid"]), "{response}");
+    assert_eq!(result["text"], "42");
+    assert_eq!(response["tool_calls"][0]["outcome"], "ok");
+
+    let failing = exec(&ctx, "test/caller", "call", &json!({"tool": "fail"}), &["--tools-from", servers]);
+    assert_eq!(failing["result"]["is_error"], true, "{failing}");
+    assert!(failing["result"]["text"].as_str().is_some_and(|t| t.contains("it failed on purpose")), "{failing}");
+    assert_eq!(failing["tool_calls"][0]["outcome"], "ToolError");
+
+    // The server runs while agenthub does, and not after.
+    let pid = exec(&ctx, "test/caller", "call", &json!({"tool": "pid"}), &["--tools-from", servers]);
+    let pid: i32 = pid["result"]["text"].as_str().and_then(|t| t.parse().ok()).expect("a pid");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the stdio server {pid} outlived agenthub");
+
+    let bad = ctx.home().join("bad.json");
+    std::fs::write(&bad, r#"{"mcpServers": {"x": {"command": "python3", "url": "http://127.0.0.1:1/mcp"}}}"#).unwrap();
+    let refused = exec(&ctx, "test/caller", "context", &json!({}), &["--tools-from", bad.to_str().unwrap()]);
+    assert_eq!(refused["error_type"], "ExecutionError", "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("server `x`")), "{refused}");
+}
+
+#[test]
+fn a_tool_call_ends_with_its_caller() {
+    let ctx = home("");
+    // The environment first, so the caller's timeout lands during its tool call.
+    let first = exec(&ctx, "test/caller", "context", &json!({}), &[]);
+    assert!(first["result"].is_object(), "{first}");
+    let token = format!("caller-timed-out-{}", std::process::id());
+    let params = json!({"tool": "slow", "arguments": {"seconds": 120, "token": token}});
+    let started = Instant::now();
+    let response = exec(&ctx, "test/caller", "call", &params, &["--tool", "test/calc", "--timeout", "8"]);
+    assert_eq!(response["error_type"], "TimeoutError", "{response}");
+    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert_eq!(response["tool_calls"], Json::Null, "nothing finished: {response}");
+    let ended = Instant::now();
+    while !survivors(&token).is_empty() {
+        assert!(ended.elapsed() < Duration::from_secs(10), "the tool outlived its caller: {:?}", survivors(&token));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
