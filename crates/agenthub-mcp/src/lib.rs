@@ -75,11 +75,33 @@ pub struct Options {
     /// What the user grants every call beyond the agents' declarations (`mcp serve
     /// --allow-net …`); see [`agenthub_runtime::Call::grants`].
     pub grants: agenthub_core::Grants,
+    /// The tools each call of an agent gets (SPEC §9), if any; see
+    /// [`agenthub_runtime::Call::tools`].
+    pub tools: Option<ToolsFor>,
+}
+
+/// What gives a call of an agent its tools (`agenthub-tools` makes it): `None` for an agent
+/// without tools.
+#[derive(Clone)]
+pub struct ToolsFor(pub Arc<ToolsForFn>);
+
+/// The function inside [`ToolsFor`].
+pub type ToolsForFn =
+    dyn Fn(&LoadedAgent) -> Option<Arc<dyn agenthub_runtime::tools::CallTools>> + Send + Sync;
+
+impl std::fmt::Debug for ToolsFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToolsFor")
+    }
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { progress_interval: Duration::from_secs(5), grants: agenthub_core::Grants::default() }
+        Self {
+            progress_interval: Duration::from_secs(5),
+            grants: agenthub_core::Grants::default(),
+            tools: None,
+        }
     }
 }
 

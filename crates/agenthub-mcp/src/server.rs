@@ -182,6 +182,10 @@ impl Inner {
 
     /// Starts the agent's workers again in the background (after one was killed).
     fn top_up_workers(self: &Arc<Self>, agent: &LoadedAgent) {
+        // Workers started ahead serve calls without tools only.
+        if self.options.tools.as_ref().is_some_and(|f| (f.0)(agent).is_some()) {
+            return;
+        }
         if self.closing.is_cancelled() {
             return;
         }
@@ -216,10 +220,13 @@ impl Inner {
         let cancel = CallCancel::new();
         let job = Job::start(&self.running);
         let mut task = {
-            let call = Call::loaded(&tool.agent, tool.method.clone())
+            let mut call = Call::loaded(&tool.agent, tool.method.clone())
                 .params(params)
                 .cancel(&cancel)
                 .grants(self.options.grants.clone());
+            if let Some(tools) = self.options.tools.as_ref().and_then(|f| (f.0)(&tool.agent)) {
+                call = call.tools(tools);
+            }
             let runtime = Arc::clone(&self.runtime);
             tokio::task::spawn_blocking(move || {
                 let _job = job;

@@ -97,7 +97,9 @@ pub(crate) fn upstream_error_type(error: &UpstreamError) -> &'static str {
         UpstreamError::NotAssigned { .. } => "ToolNotAssigned",
         UpstreamError::Gone { .. } | UpstreamError::Start { .. } => "ToolServerError",
         UpstreamError::Call { .. } | UpstreamError::Protocol { .. } => "ToolError",
-        UpstreamError::Read { .. } | UpstreamError::File { .. } | UpstreamError::Field { .. } => "ToolConfigError",
+        UpstreamError::Read { .. } | UpstreamError::File { .. } | UpstreamError::Field { .. } => {
+            "ToolConfigError"
+        }
     }
 }
 
@@ -244,12 +246,24 @@ impl ToolHost {
         if all.is_empty() {
             return;
         }
-        if let Ok(runtime) = tokio_runtime() {
+        let Ok(runtime) = tokio_runtime() else { return };
+        let stop = move || {
             runtime.block_on(async {
                 for upstreams in all {
                     upstreams.shutdown().await;
                 }
             });
+        };
+        // A host may be dropped on an async runtime's thread (`mcp serve`), where blocking on
+        // another runtime is not allowed: then on a thread of its own, waited for (bounded by
+        // the servers' own shutdown).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new()
+                .name("agenthub-tools-stop".to_owned())
+                .spawn(stop)
+                .map(std::thread::JoinHandle::join);
+        } else {
+            stop();
         }
     }
 }

@@ -44,14 +44,18 @@ pub(crate) fn serve(mut config: Config, args: &McpServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     let runtime = match AgentRuntime::with_backends(config, None, ProcessBackendKind::Std) {
-        Ok(runtime) => runtime,
+        Ok(runtime) => Arc::new(runtime),
         Err(e) => return failed(&e, 1),
     };
     runtime.cleanup_processes();
+    let tools = match configured_tools(&runtime, &agents) {
+        Ok(tools) => tools,
+        Err(e) => return failed(&e, 1),
+    };
     let server = match McpServer::new(
-        Arc::new(runtime),
+        Arc::clone(&runtime),
         agents,
-        Options { progress_interval, grants: args.sandbox.grants() },
+        Options { progress_interval, grants: args.sandbox.grants(), tools },
     ) {
         Ok(server) => server,
         Err(e) => {
@@ -81,6 +85,33 @@ pub(crate) fn serve(mut config: Config, args: &McpServeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// What gives each served agent the tools config.yaml gives it (`tools:`); `None` when no
+/// agent has any. The servers and agents of every assignment are made ready here, so a
+/// broken one is an error at start, not at the first call.
+fn configured_tools(
+    runtime: &Arc<AgentRuntime>,
+    agents: &[LoadedAgent],
+) -> Result<Option<agenthub_mcp::ToolsFor>, AgentRuntimeError> {
+    let host = agenthub_tools::ToolHost::new(
+        Arc::clone(runtime),
+        agenthub_tools::HostOptions::from_config(runtime.config()),
+    );
+    let mut sets = std::collections::HashMap::new();
+    for agent in agents {
+        let assignment = host.configured(agent);
+        if !assignment.is_empty() {
+            sets.insert(agent.location.dir.clone(), host.tool_set(&assignment)?);
+        }
+    }
+    if sets.is_empty() {
+        return Ok(None);
+    }
+    let host = Arc::new(host);
+    Ok(Some(agenthub_mcp::ToolsFor(Arc::new(move |agent: &LoadedAgent| {
+        sets.get(&agent.location.dir).map(|set| host.call_tools(set, agent))
+    }))))
 }
 
 pub(crate) fn config(config: &Config, args: &McpConfigArgs) -> ExitCode {

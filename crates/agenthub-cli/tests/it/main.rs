@@ -8,7 +8,7 @@ mod hostile;
 mod install;
 mod lifecycle;
 mod mcp;
-mod mcp_http;
+pub(crate) mod mcp_http;
 mod permissions;
 mod ray;
 mod sandbox;

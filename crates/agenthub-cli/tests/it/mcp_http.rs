@@ -53,7 +53,7 @@ asyncio.run(asyncio.wait_for(main(), 100))
 "#;
 
 /// A child killed when dropped.
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -76,7 +76,13 @@ fn install_demo(ctx: &TestContext) -> String {
 /// Starts `agenthub mcp serve test/demo --http 127.0.0.1:0 …`; the server and the base URL it
 /// printed.
 fn serve(ctx: &TestContext, extra: &[&str]) -> (Killed, String) {
-    let mut args = vec!["mcp", "serve", "test/demo", "--http", "127.0.0.1:0"];
+    serve_agent(ctx, "test/demo", extra)
+}
+
+/// Starts `agenthub mcp serve AGENT --http 127.0.0.1:0 …`; the server and the base URL it
+/// printed.
+pub(crate) fn serve_agent(ctx: &TestContext, agent: &str, extra: &[&str]) -> (Killed, String) {
+    let mut args = vec!["mcp", "serve", agent, "--http", "127.0.0.1:0"];
     args.extend_from_slice(extra);
     let mut child = Killed(command(ctx, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap());
     let stderr = child.0.stderr.take().unwrap();
@@ -100,10 +106,15 @@ fn serve(ctx: &TestContext, extra: &[&str]) -> (Killed, String) {
 }
 
 fn python(args: &[&str]) -> Killed {
+    python_script(CLIENT_PY, args)
+}
+
+/// Runs the Python `script` (with the `mcp` SDK) with `args`.
+pub(crate) fn python_script(script_text: &str, args: &[&str]) -> Killed {
     static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let script = std::env::temp_dir().join(format!("agenthub-cli-mcp-http-{}-{n}.py", std::process::id()));
-    std::fs::write(&script, CLIENT_PY).unwrap();
+    std::fs::write(&script, script_text).unwrap();
     Killed(
         std::process::Command::new(python_mcp())
             .arg(&script)
@@ -117,7 +128,7 @@ fn python(args: &[&str]) -> Killed {
 }
 
 /// Waits for the client (bounded); its stdout's first line as JSON.
-fn finished(mut client: Killed) -> Json {
+pub(crate) fn finished(mut client: Killed) -> Json {
     let deadline = Instant::now() + LIMIT;
     while client.0.try_wait().unwrap().is_none() {
         assert!(Instant::now() < deadline, "the Python client did not finish");

@@ -348,7 +348,8 @@ fn without_a_network_namespace_the_endpoint_needs_the_calls_secret() {
 #[test]
 fn tools_from_a_users_stdio_mcp_server_sit_beside_agent_tools() {
     let ctx = home("");
-    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agenthub-tools/tests/fixtures/calc_server.py");
+    let server =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../agenthub-tools/tests/fixtures/calc_server.py");
     let servers = ctx.home().join("servers.json");
     let file = json!({"mcpServers": {
         "calc": {"command": agenthub_testkit::python_mcp(), "args": [server], "tools": ["add", "fail", "pid"]},
@@ -356,7 +357,8 @@ fn tools_from_a_users_stdio_mcp_server_sit_beside_agent_tools() {
     std::fs::write(&servers, file.to_string()).unwrap();
     let servers = servers.to_str().unwrap();
     let params = json!({"tool": "add", "arguments": {"a": 2, "b": 40}});
-    let response = exec(&ctx, "test/caller", "call", &params, &["--tool", "test/calc.add", "--tools-from", servers]);
+    let response =
+        exec(&ctx, "test/caller", "call", &params, &["--tool", "test/calc.add", "--tools-from", servers]);
     let result = &response["result"];
     // The agent's method is prefixed (two sources), the server's tools keep their names.
     assert_eq!(result["listed"], json!(["calc__add", "add", "fail", "pid"]), "{response}");
@@ -365,7 +367,10 @@ fn tools_from_a_users_stdio_mcp_server_sit_beside_agent_tools() {
 
     let failing = exec(&ctx, "test/caller", "call", &json!({"tool": "fail"}), &["--tools-from", servers]);
     assert_eq!(failing["result"]["is_error"], true, "{failing}");
-    assert!(failing["result"]["text"].as_str().is_some_and(|t| t.contains("it failed on purpose")), "{failing}");
+    assert!(
+        failing["result"]["text"].as_str().is_some_and(|t| t.contains("it failed on purpose")),
+        "{failing}"
+    );
     assert_eq!(failing["tool_calls"][0]["outcome"], "ToolError");
 
     // The server runs while agenthub does, and not after.
@@ -374,7 +379,8 @@ fn tools_from_a_users_stdio_mcp_server_sit_beside_agent_tools() {
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the stdio server {pid} outlived agenthub");
 
     let bad = ctx.home().join("bad.json");
-    std::fs::write(&bad, r#"{"mcpServers": {"x": {"command": "python3", "url": "http://127.0.0.1:1/mcp"}}}"#).unwrap();
+    std::fs::write(&bad, r#"{"mcpServers": {"x": {"command": "python3", "url": "http://127.0.0.1:1/mcp"}}}"#)
+        .unwrap();
     let refused = exec(&ctx, "test/caller", "context", &json!({}), &["--tools-from", bad.to_str().unwrap()]);
     assert_eq!(refused["error_type"], "ExecutionError", "{refused}");
     assert!(refused["error"].as_str().is_some_and(|e| e.contains("server `x`")), "{refused}");
@@ -395,7 +401,37 @@ fn a_tool_call_ends_with_its_caller() {
     assert_eq!(response["tool_calls"], Json::Null, "nothing finished: {response}");
     let ended = Instant::now();
     while !survivors(&token).is_empty() {
-        assert!(ended.elapsed() < Duration::from_secs(10), "the tool outlived its caller: {:?}", survivors(&token));
+        assert!(
+            ended.elapsed() < Duration::from_secs(10),
+            "the tool outlived its caller: {:?}",
+            survivors(&token)
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn mcp_serve_gives_each_agent_its_configured_tools() {
+    use crate::mcp_http::{finished, python_script, serve_agent};
+    const CLIENT: &str = r#"
+import asyncio, json, sys
+from mcp import ClientSession
+from mcp.client.streamable_http import streamablehttp_client
+
+async def main():
+    async with streamablehttp_client(sys.argv[1] + "/mcp", timeout=30) as (r, w, _):
+        async with ClientSession(r, w) as s:
+            await s.initialize()
+            result = await s.call_tool("call", {"tool": "add", "arguments": {"a": 7, "b": 8}})
+            print(json.dumps({"text": result.content[0].text, "is_error": bool(result.isError)}), flush=True)
+
+asyncio.run(asyncio.wait_for(main(), 200))
+"#;
+    let ctx = home("tools:\n  test/caller:\n    agents: [test/calc.add]\n");
+    let (_server, url) = serve_agent(&ctx, "test/caller", &[]);
+    let seen = finished(python_script(CLIENT, &[&url]));
+    assert_eq!(seen["is_error"], false, "{seen}");
+    let inner: Json = serde_json::from_str(seen["text"].as_str().unwrap()).unwrap();
+    assert_eq!(inner["listed"], json!(["add"]), "{inner}");
+    assert_eq!(inner["text"], "15", "{inner}");
 }
