@@ -73,15 +73,25 @@ pub fn real_python() -> PathBuf {
 /// original's agents were written against or later.
 pub const PYTHON_MCP_REQUIREMENT: &str = "mcp>=1.14,<2";
 
-/// A Python interpreter that can `import mcp` (the official Python MCP SDK), for tests that
-/// drive agenthub's MCP servers with the real client or serve tools with the real server.
-/// Made once per machine with `uv` (on PATH; `scripts/ensure-python-tools` puts it there)
-/// in the system temporary directory, built beside and renamed into place, so concurrent
-/// test processes never see a half-made one. Panics when it cannot be made.
+/// A Python interpreter that can `import mcp` (the official Python MCP SDK, 1.x), for tests
+/// that drive agenthub's MCP servers with the real client or serve tools with the real
+/// server. In this repository that is the 1.x client `scripts/ensure-mcp-clients` installs
+/// (`$AGENTHUB_MCP_CLIENTS/v1`, else `target/mcp-clients/v1`; `scripts/test` runs it first);
+/// elsewhere one made once per machine with `uv` (on PATH) in the system temporary
+/// directory, built beside and renamed into place, so concurrent test processes never see a
+/// half-made one. Panics when it cannot be made.
 pub fn python_mcp() -> PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON
         .get_or_init(|| {
+            let clients = std::env::var_os("AGENTHUB_MCP_CLIENTS").map_or_else(
+                || std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/mcp-clients"),
+                PathBuf::from,
+            );
+            let installed = clients.join("v1").join("bin").join("python");
+            if installed.is_file() {
+                return installed;
+            }
             let root = std::env::temp_dir().join("agenthub-test-python-mcp-v1");
             let python = root.join("bin").join("python");
             if python.is_file() {
