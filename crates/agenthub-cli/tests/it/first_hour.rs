@@ -262,6 +262,10 @@ fn top_level_and_exec_help() {
           --allow-write <PATH>  Let the agent write PATH (repeatable)
           --allow-env <VAR>     Let the agent see the variable VAR in strict mode (repeatable)
 
+    Tools:
+          --tool <AGENT>       Give the agent another agent's methods as tools: ns/name (all), ns/name.method, or a directory (./dir, ./dir:method) (repeatable)
+          --tools-from <FILE>  Give the agent the tools of the MCP servers in FILE ({"mcpServers": {...}}, as MCP clients write it) (repeatable)
+
     Global options:
           --home <DIR>    Home directory (default: $AGENTHUB_HOME, else ~/.agenthub)
       -q, --quiet         Print nothing but results and errors
