@@ -17,12 +17,13 @@ use crate::command;
 /// How long one call may take, a first environment build (the caller's `mcp`) included.
 const CALL_LIMIT: Duration = Duration::from_secs(240);
 
-/// A test home with the fixture agents installed as `test/caller`, `test/caller2` and
-/// `test/calc`, and `config` as its config.yaml.
+/// A test home with the fixture agents installed as `test/caller`, `test/caller2`,
+/// `test/calc` and `test/hostile`, and `config` as its config.yaml.
 fn home(config: &str) -> TestContext {
     let ctx = TestContext::new();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tools");
-    for (from, to) in [("caller", "caller"), ("caller", "caller2"), ("calc", "calc")] {
+    for (from, to) in [("caller", "caller"), ("caller", "caller2"), ("calc", "calc"), ("hostile", "hostile")]
+    {
         let dir = ctx.config().agents_root().join("test").join(to);
         std::fs::create_dir_all(&dir).unwrap();
         for file in ["agent.py", "agent.yaml"] {
@@ -434,4 +435,42 @@ asyncio.run(asyncio.wait_for(main(), 200))
     let inner: Json = serde_json::from_str(seen["text"].as_str().unwrap()).unwrap();
     assert_eq!(inner["listed"], json!(["add"]), "{inner}");
     assert_eq!(inner["text"], "15", "{inner}");
+}
+
+/// The peak resident memory of `agenthub ARGS` (sampled while it runs), and its output.
+fn peak_memory(ctx: &TestContext, args: &[&str]) -> (u64, Output) {
+    let mut cmd = command(ctx, args);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = Killed(cmd.spawn().expect("spawn agenthub"));
+    let status = format!("/proc/{}/status", child.0.id());
+    let started = Instant::now();
+    let mut peak = 0;
+    let mut child = child;
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < CALL_LIMIT, "agenthub {args:?} did not finish");
+        let kb = std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()));
+        peak = peak.max(kb.unwrap_or(0) * 1024);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = std::mem::replace(&mut child.0, std::process::Command::new("true").spawn().unwrap());
+    (peak, output.wait_with_output().unwrap())
+}
+
+/// A hostile agent posts requests over the legacy SSE transport and never reads the
+/// answers: agenthub must not keep them all (each is the tool listing, ~20 times the request).
+#[test]
+fn answers_an_agent_never_reads_do_not_pile_up_in_agenthub() {
+    let ctx = home("");
+    let params = json!({"count": 100_000, "hold": 1}).to_string();
+    let (peak, output) =
+        peak_memory(&ctx, &["exec", "test/hostile", "unread", &params, "--json", "--tool", "test/calc"]);
+    let response = String::from_utf8_lossy(&output.stdout);
+    // Before: 244 MB after 30 s (the call's limit), growing ~7 MB/s for as long as the call runs.
+    assert!(peak < 150 << 20, "agenthub grew to {} MB: {response}", peak >> 20);
+    // The session of a client that does not read ends: its further posts are refused.
+    let response: Json = serde_json::from_str(&response).unwrap();
+    assert_eq!(response["result"]["refused"], 1, "{response}");
 }
