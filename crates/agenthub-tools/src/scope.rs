@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - only the set's tools are callable: any other name is an MCP error, recorded as
-//!   `ToolNotAssigned`, and nothing is run;
+//!   `ToolNotAssigned` (the name cut at 64 characters, as it is told back), and nothing is run;
 //! - an agent tool runs as a call of its own (`Call::nested`): the callee's environment,
 //!   limits, sandbox and declared permissions, the grants config.yaml gives the callee, and
 //!   never the caller's grants; its tools are the callee's own (config.yaml);
@@ -114,7 +114,8 @@ impl CallScope {
             return Err(ErrorData::internal_error("the call these tools were given to has ended", None));
         }
         let Some(tool) = self.set.get(name) else {
-            self.record(name, started, "ToolNotAssigned");
+            let name = shown(name);
+            self.record(&name, started, "ToolNotAssigned");
             let names: Vec<&str> = self.set.tools().iter().map(|t| t.name.as_str()).collect();
             return Err(ErrorData::invalid_params(
                 format!("Unknown tool: {name} (this call was not given it)"),
@@ -207,5 +208,24 @@ impl CallScope {
     fn cancelled(&self, name: &str, started: Instant) -> ErrorData {
         self.record(name, started, "Cancelled");
         ErrorData::internal_error("the tool call was cancelled: the call that made it has ended", None)
+    }
+}
+
+/// The name of a tool that was not assigned, as it is recorded and told back: the agent
+/// chose it, and a tool's name is at most 64 characters, so longer ones are cut there.
+pub(crate) fn shown(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unknown_names_are_shown_cut_at_64_characters() {
+        assert_eq!(super::shown("add"), "add");
+        assert_eq!(super::shown(&"x".repeat(64)), "x".repeat(64));
+        assert_eq!(super::shown(&"é".repeat(1_000_000)), format!("{}…", "é".repeat(64)));
     }
 }

@@ -474,3 +474,29 @@ fn answers_an_agent_never_reads_do_not_pile_up_in_agenthub() {
     let response: Json = serde_json::from_str(&response).unwrap();
     assert_eq!(response["result"]["refused"], 1, "{response}");
 }
+/// A hostile agent calls tools it was not given, each with a name of a megabyte: each is
+/// refused, and neither the response's record nor agenthub's log keeps the name whole (a
+/// name is at most 64 characters; 10,000 records of 4 MB names would be 40 GB).
+#[test]
+fn a_refused_tool_with_a_huge_name_is_recorded_and_logged_bounded() {
+    let ctx = home("");
+    let params = json!({"count": 20, "size": 1_000_000}).to_string();
+    let output = run(&ctx, &["exec", "test/hostile", "names", &params, "--json", "--tool", "test/calc"], &[]);
+    let response: Json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {} bytes of stdout, stderr {}",
+            output.stdout.len(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(response["result"]["errors"], 20, "{}", output.stdout.len());
+    let calls = response["tool_calls"].as_array().expect("tool_calls");
+    assert_eq!(calls.len(), 20);
+    for call in calls {
+        assert_eq!(call["outcome"], "ToolNotAssigned");
+        let name = call["name"].as_str().unwrap();
+        assert!(name.len() <= 100, "a recorded name of {} bytes", name.len());
+    }
+    assert!(output.stdout.len() < 100_000, "a response of {} bytes", output.stdout.len());
+    assert!(output.stderr.len() < 100_000, "{} bytes of logs", output.stderr.len());
+}
