@@ -11,7 +11,9 @@
 //!   or go deeper than `max_tool_depth`, is refused before anything runs;
 //! - every tool call is bounded by `tool_timeout` and ends when the calling call ends
 //!   ([`CallTools::finish`]) or its MCP session does; at most [`MAX_PARALLEL`] run at once
-//!   per call, and at most [`MAX_RECORDS`] are recorded.
+//!   per call and [`MAX_WAITING`] more wait for a turn (each holds its arguments, up to the
+//!   endpoint's body limit; more are refused as `ToolBusyError`), and at most
+//!   [`MAX_RECORDS`] are recorded.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -30,6 +32,10 @@ use crate::set::{Source, ToolSet};
 /// Tool calls of one call that run at once; more wait for one to end.
 pub const MAX_PARALLEL: usize = 8;
 
+/// Tool calls of one call that may wait for one of the [`MAX_PARALLEL`] to end; more are
+/// refused at once.
+pub const MAX_WAITING: usize = 32;
+
 /// Tool calls recorded per call (`tool_calls` in the response); later ones run unrecorded.
 pub const MAX_RECORDS: usize = 10_000;
 
@@ -42,6 +48,8 @@ pub(crate) struct CallScope {
     pub(crate) ended: CancellationToken,
     pub(crate) records: Mutex<Vec<ToolCallRecord>>,
     pub(crate) parallel: tokio::sync::Semaphore,
+    /// Tool calls running or waiting for a turn.
+    pub(crate) admitted: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for CallScope {
@@ -82,6 +90,7 @@ impl CallScope {
             ended: CancellationToken::new(),
             records: Mutex::new(Vec::new()),
             parallel: tokio::sync::Semaphore::new(MAX_PARALLEL),
+            admitted: tokio::sync::Semaphore::new(MAX_PARALLEL + MAX_WAITING),
         }
     }
 
@@ -120,6 +129,16 @@ impl CallScope {
             return Err(ErrorData::invalid_params(
                 format!("Unknown tool: {name} (this call was not given it)"),
                 Some(json!({"available": names})),
+            ));
+        };
+        let Ok(_admitted) = self.admitted.try_acquire() else {
+            self.record(name, started, "ToolBusyError");
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "ToolBusyError: too many tool calls at once ({MAX_PARALLEL} run and {MAX_WAITING} may wait for \
+                     a turn): try again when one has ended"
+                ),
+                None,
             ));
         };
         let stop = CancellationToken::new();

@@ -500,3 +500,22 @@ fn a_refused_tool_with_a_huge_name_is_recorded_and_logged_bounded() {
     assert!(output.stdout.len() < 100_000, "a response of {} bytes", output.stdout.len());
     assert!(output.stderr.len() < 100_000, "{} bytes of logs", output.stderr.len());
 }
+
+/// A hostile agent keeps its 8 parallel tool calls busy and queues more, each with 2 MB of
+/// arguments: the calls waiting for a turn must not hold agenthub's memory without bound.
+#[test]
+fn tool_calls_waiting_for_a_turn_are_bounded() {
+    let ctx = home("");
+    let params = json!({"running": 8, "count": 150, "size": 2_000_000, "seconds": 6}).to_string();
+    let (peak, output) =
+        peak_memory(&ctx, &["exec", "test/hostile", "pending", &params, "--json", "--tool", "test/calc"]);
+    let response = String::from_utf8_lossy(&output.stdout);
+    // Before: 317 MB, every queued call holding its arguments (~2 MB more per call).
+    assert!(peak < 200 << 20, "agenthub grew to {} MB: {response}", peak >> 20);
+    let response: Json = serde_json::from_str(&response).unwrap();
+    let refused = response["result"]["outcomes"]["error"].as_u64().unwrap_or(0);
+    assert!(refused >= 100, "{}", response["result"]);
+    let busy =
+        response["tool_calls"].as_array().unwrap().iter().filter(|c| c["outcome"] == "ToolBusyError").count();
+    assert_eq!(busy as u64, refused);
+}
