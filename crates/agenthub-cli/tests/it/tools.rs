@@ -519,3 +519,57 @@ fn tool_calls_waiting_for_a_turn_are_bounded() {
         response["tool_calls"].as_array().unwrap().iter().filter(|c| c["outcome"] == "ToolBusyError").count();
     assert_eq!(busy as u64, refused);
 }
+
+/// Under the common soft limit of 1024 descriptors, four hostile calls of a `batch` that hold
+/// connections to their tool endpoints (256 each are accepted) leave agenthub none: a fifth
+/// call's endpoint cannot accept (EMFILE) until they end, and new processes, pipes and files
+/// of any call fail the same way. Today the fifth call waits for the others (8.3 s instead of
+/// ~4.1 s); were they to hold longer, its endpoint gives up accepting after 1000 failures.
+/// Not fixed: the bound has to be one for the whole process (or agenthub must raise its soft
+/// limit), not only a smaller per-endpoint one.
+#[test]
+#[ignore = "finding: connections to tool endpoints exhaust agenthub's descriptors (not fixed)"]
+fn hostile_calls_holding_connections_do_not_starve_other_calls_of_descriptors() {
+    use std::os::unix::process::CommandExt as _;
+    let ctx = home("");
+    let hold = json!({"count": 300, "seconds": 8});
+    let mut input: String = (0..4)
+        .map(|i| json!({"id": i, "method": "connections", "parameters": hold}).to_string() + "\n")
+        .collect();
+    // The fifth call reaches its tools once the others hold their connections.
+    let late = json!({"count": 1, "size": 3, "after": 4});
+    input += &(json!({"id": 4, "method": "names", "parameters": late}).to_string() + "\n");
+    let mut cmd = command(&ctx, &["batch", "test/hostile", "--tool", "test/calc", "--concurrency", "5"]);
+    cmd.env("AGENTHUB_WORKERS_PER_AGENT", "8")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 1024, rlim_max: 1024 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = Killed(cmd.spawn().unwrap());
+    {
+        use std::io::Write as _;
+        child.0.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let output = std::mem::replace(&mut child.0, std::process::Command::new("true").spawn().unwrap());
+    let output = output.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<Json> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    let fifth = lines.iter().find(|l| l["id"] == 4).unwrap();
+    assert_eq!(fifth["result"]["errors"], 1, "{fifth}");
+    let took = fifth["execution_time"].as_f64().unwrap();
+    assert!(
+        took < 7.0 && !stderr.contains("Too many open files"),
+        "the fifth call took {took} s: agenthub ran out of descriptors"
+    );
+}
