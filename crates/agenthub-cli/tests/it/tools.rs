@@ -573,3 +573,15 @@ fn hostile_calls_holding_connections_do_not_starve_other_calls_of_descriptors() 
         "the fifth call took {took} s: agenthub ran out of descriptors"
     );
 }
+
+/// A hostile agent's refused calls carry request ids of a megabyte: what an agent sends is
+/// not written whole to agenthub's log (rmcp logs every error answer with its id at warn).
+#[test]
+fn a_refused_call_with_a_huge_request_id_is_not_logged_whole() {
+    let ctx = home("");
+    let params = json!({"count": 20, "size": 3, "id_size": 1_000_000}).to_string();
+    let output = run(&ctx, &["exec", "test/hostile", "names", &params, "--json", "--tool", "test/calc"], &[]);
+    let response: Json = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(response["result"]["errors"], 20, "{response}");
+    assert!(output.stderr.len() < 100_000, "{} bytes of logs", output.stderr.len());
+}
