@@ -199,7 +199,8 @@ fn warm_calls_each_get_their_tools_and_their_own_record() {
 #[test]
 fn a_tool_call_past_tool_timeout_fails_alone_and_the_call_goes_on() {
     let ctx = home("");
-    let token = format!("timed-out-{}", std::process::id());
+    // Not a substring of another test's token (`caller-timed-out-…`): `survivors` matches substrings.
+    let token = format!("tool-timed-out-{}", std::process::id());
     let params = json!({"tool": "slow", "arguments": {"seconds": 60, "token": token}});
     let started = Instant::now();
     let response = exec_env(
