@@ -132,6 +132,8 @@ struct State<H: ServerHandler> {
     shutdown: CancellationToken,
     /// Connections and SSE sessions, waited for at shutdown.
     tasks: TaskTracker,
+    /// Requests refused as not local, so far.
+    foreign: std::sync::atomic::AtomicU64,
 }
 
 /// Serves MCP over HTTP on `listener` until `shutdown` is cancelled, with a handler from
@@ -172,8 +174,10 @@ where
         ends: std::sync::Mutex::default(),
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
+        foreign: std::sync::atomic::AtomicU64::new(0),
     });
     let mut failures = 0_u32;
+    let mut closed = 0_u64;
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -197,7 +201,12 @@ where
             }
         };
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!("too many connections: one was closed");
+            // A client may open connections as fast as it likes: the log says so at the 1st,
+            // 2nd, 4th, 8th… only.
+            closed += 1;
+            if closed.is_power_of_two() {
+                tracing::warn!(closed, "too many connections: the new ones are closed");
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -280,7 +289,11 @@ async fn route<H: ServerHandler>(
         }
     } else {
         if let Some(why) = not_local(request.headers()) {
-            tracing::warn!(why, "refused a request that is not local");
+            // As often as a client likes: the log says so at the 1st, 2nd, 4th, 8th… only.
+            let refused = state.foreign.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(why, refused, "refused a request that is not local");
+            }
             return error(StatusCode::FORBIDDEN, why);
         }
         (path, String::new())

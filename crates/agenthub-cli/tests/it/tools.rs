@@ -586,3 +586,24 @@ fn a_refused_call_with_a_huge_request_id_is_not_logged_whole() {
     assert_eq!(response["result"]["errors"], 20, "{response}");
     assert!(output.stderr.len() < 100_000, "{} bytes of logs", output.stderr.len());
 }
+
+/// A hostile agent opens connections beyond the endpoint's bound and sends requests it knows
+/// are refused, as fast as it can: agenthub's log says so, but not once per connection or
+/// request (a line each filled the log at the agent's pace).
+#[test]
+fn refused_connections_and_requests_do_not_fill_agenthubs_log() {
+    let ctx = home("");
+    let flood = json!({"count": 1000, "seconds": 3}).to_string();
+    let output =
+        run(&ctx, &["exec", "test/hostile", "connections", &flood, "--json", "--tool", "test/calc"], &[]);
+    let logged = String::from_utf8_lossy(&output.stderr).lines().count();
+    assert!(logged < 30, "{logged} lines of logs: {}", String::from_utf8_lossy(&output.stdout));
+
+    let foreign = json!({"count": 2000}).to_string();
+    let output =
+        run(&ctx, &["exec", "test/hostile", "foreign", &foreign, "--json", "--tool", "test/calc"], &[]);
+    let response: Json = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(response["result"]["refused"], 2000, "{response}");
+    let logged = String::from_utf8_lossy(&output.stderr).lines().count();
+    assert!(logged < 30, "{logged} lines of logs");
+}
