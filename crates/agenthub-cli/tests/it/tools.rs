@@ -607,3 +607,31 @@ fn refused_connections_and_requests_do_not_fill_agenthubs_log() {
     let logged = String::from_utf8_lossy(&output.stderr).lines().count();
     assert!(logged < 30, "{logged} lines of logs");
 }
+
+/// A warm worker's call leaves a thread that goes on calling tools: during the worker's next
+/// call (of another caller, in a library or `mcp serve`) those calls are made with that call's
+/// tools and recorded as its own. By design (docs/design/tools.md, "Warm workers": what a
+/// session can call is always the current call's tools); this pins what that means.
+#[test]
+fn a_thread_left_by_a_warm_call_calls_tools_as_the_next_call() {
+    let ctx = home("");
+    let input = [
+        json!({"id": 0, "method": "linger", "parameters": {"seconds": 6}}),
+        json!({"id": 1, "method": "idle", "parameters": {"seconds": 2}}),
+    ]
+    .iter()
+    .map(|l| l.to_string() + "\n")
+    .collect::<String>();
+    let output = run_with_input(
+        &ctx,
+        &["batch", "test/hostile", "--tool", "test/calc", "--concurrency", "1"],
+        &[],
+        input.as_bytes(),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<Json> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let idle = lines.iter().find(|l| l["id"] == 1).expect("the second call's line");
+    assert_eq!(idle["result"]["called"], "nothing", "{idle}");
+    let calls = idle["tool_calls"].as_array().map_or(0, Vec::len);
+    assert!(calls > 0, "the lingering thread's calls were not the next call's: {idle}");
+}
