@@ -635,3 +635,16 @@ fn a_thread_left_by_a_warm_call_calls_tools_as_the_next_call() {
     let calls = idle["tool_calls"].as_array().map_or(0, Vec::len);
     assert!(calls > 0, "the lingering thread's calls were not the next call's: {idle}");
 }
+
+/// A hostile agent sends bodies of almost the largest size on many connections at once, each
+/// one byte short, and holds them: agenthub reads each whole before anything else.
+#[test]
+fn bodies_held_one_byte_short_do_not_hold_agenthubs_memory() {
+    let ctx = home("");
+    let params = json!({"count": 200, "size": 4_000_000, "seconds": 5}).to_string();
+    let (peak, output) =
+        peak_memory(&ctx, &["exec", "test/hostile", "bodies", &params, "--json", "--tool", "test/calc"]);
+    let response = String::from_utf8_lossy(&output.stdout);
+    // Before: 790 MB, held for as long as the body timeout (30 s) and again at once after it.
+    assert!(peak < 200 << 20, "agenthub grew to {} MB: {response}", peak >> 20);
+}
