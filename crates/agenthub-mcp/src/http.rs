@@ -12,7 +12,7 @@
 //!   time); without one, a request whose `Origin` or `Host` is not loopback is refused (403:
 //!   DNS rebinding);
 //! - every read has a deadline (headers, bodies), bodies are bounded ([`HttpOptions::max_body_bytes`]:
-//!   413), sessions ([`HttpOptions::max_sessions`]: 503) and connections
+//!   413) and read [`BODIES_AT_ONCE`] at a time, sessions ([`HttpOptions::max_sessions`]: 503) and connections
 //!   ([`HttpOptions::max_connections`]: closed at once) are counted;
 //! - a session ending cancels its own calls only (each request's `RequestContext::ct`);
 //!   `shutdown` ends the accept loop, every connection and every session, and
@@ -132,7 +132,17 @@ struct State<H: ServerHandler> {
     shutdown: CancellationToken,
     /// Connections and SSE sessions, waited for at shutdown.
     tasks: TaskTracker,
+    /// Requests refused as not local, so far.
+    foreign: std::sync::atomic::AtomicU64,
+    /// Turns to read a body ([`BODIES_AT_ONCE`]).
+    bodies: Semaphore,
 }
+
+/// Request bodies read at once. Each is held whole while it is read, and a client may send
+/// all but its last byte and wait: without a bound, as many bodies of up to
+/// [`HttpOptions::max_body_bytes`] as connections (256 × 4 MB) would be held. Waiting
+/// bodies stay in their connection, unread.
+const BODIES_AT_ONCE: usize = 8;
 
 /// Serves MCP over HTTP on `listener` until `shutdown` is cancelled, with a handler from
 /// `make_handler` for each session; then ends every connection and session (their calls
@@ -172,8 +182,11 @@ where
         ends: std::sync::Mutex::default(),
         shutdown: shutdown.clone(),
         tasks: TaskTracker::new(),
+        foreign: std::sync::atomic::AtomicU64::new(0),
+        bodies: Semaphore::new(BODIES_AT_ONCE),
     });
     let mut failures = 0_u32;
+    let mut closed = 0_u64;
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -197,7 +210,12 @@ where
             }
         };
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            tracing::warn!("too many connections: one was closed");
+            // A client may open connections as fast as it likes: the log says so at the 1st,
+            // 2nd, 4th, 8th… only.
+            closed += 1;
+            if closed.is_power_of_two() {
+                tracing::warn!(closed, "too many connections: the new ones are closed");
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -280,7 +298,11 @@ async fn route<H: ServerHandler>(
         }
     } else {
         if let Some(why) = not_local(request.headers()) {
-            tracing::warn!(why, "refused a request that is not local");
+            // As often as a client likes: the log says so at the 1st, 2nd, 4th, 8th… only.
+            let refused = state.foreign.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if refused.is_power_of_two() {
+                tracing::warn!(why, refused, "refused a request that is not local");
+            }
             return error(StatusCode::FORBIDDEN, why);
         }
         (path, String::new())
@@ -304,7 +326,7 @@ async fn route<H: ServerHandler>(
             }
             // Read here, bounded in size and time, so that rmcp never waits on a slow client.
             let (mut parts, body) = request.into_parts();
-            let body = match read_body(options, &parts.headers, body).await {
+            let body = match read_body(options, &state.bodies, &parts.headers, body).await {
                 Ok(body) => body,
                 Err(response) => return response,
             };
@@ -477,7 +499,7 @@ async fn post_message<H: ServerHandler>(state: &Arc<State<H>>, request: Request<
         return error(StatusCode::BAD_REQUEST, "session_id is missing");
     };
     let (parts, body) = request.into_parts();
-    let body = match read_body(&state.options, &parts.headers, body).await {
+    let body = match read_body(&state.options, &state.bodies, &parts.headers, body).await {
         Ok(body) => body,
         Err(response) => return response,
     };
@@ -496,9 +518,11 @@ async fn post_message<H: ServerHandler>(state: &Arc<State<H>>, request: Request<
     }
 }
 
-/// A request's body, bounded in size (413) and time (408).
+/// A request's body, bounded in size (413) and time (408), read when one of the
+/// [`BODIES_AT_ONCE`] turns is free (the wait counts in its time).
 async fn read_body(
     options: &HttpOptions,
+    bodies: &Semaphore,
     headers: &hyper::HeaderMap,
     body: Incoming,
 ) -> Result<Bytes, HttpResponse> {
@@ -514,7 +538,12 @@ async fn read_body(
         return Err(too_large());
     }
     let limited = Limited::new(body, options.max_body_bytes);
-    match tokio::time::timeout(options.body_timeout, limited.collect()).await {
+    let read = async {
+        // Never closed: a turn always comes.
+        let _turn = bodies.acquire().await;
+        limited.collect().await
+    };
+    match tokio::time::timeout(options.body_timeout, read).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
         Ok(Err(e)) => Err(error(StatusCode::BAD_REQUEST, &format!("could not read the body: {e}"))),

@@ -9,10 +9,12 @@
 //!   calls in flight, or when the server shuts down.
 //! - The stream carries a keep-alive comment every `keep_alive`, so that a dead client is
 //!   found by a failed write even without traffic.
-//! - Both queues are bounded: a client that does not read gets backpressure, a client that
-//!   posts faster than the session reads waits, then gets 503; a stream that has not been
-//!   written to for [`STALL_TICKS`] keep-alive periods (its client stopped reading) is a
-//!   stalled one ([`Stall`]), and the server then drops its connection.
+//! - Both queues are bounded: a client that posts faster than the session reads waits,
+//!   then gets 503; a client whose stream has [`OUTBOUND`] messages it has not read (it posts
+//!   and does not read the answers, which rmcp sends each from a task of its own) loses its
+//!   session; a stream that has not been written to for [`STALL_TICKS`] keep-alive periods
+//!   (its client stopped reading) is a stalled one ([`Stall`]), and the server then drops
+//!   its connection.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -31,8 +33,11 @@ use rmcp::transport::Transport;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-/// Messages queued for a session, each way.
+/// Messages queued for a session from its client.
 const QUEUE: usize = 64;
+
+/// Messages queued for a session's client; one more ends the session.
+pub(crate) const OUTBOUND: usize = 256;
 
 /// Keep-alive periods without a write after which a stream is stalled.
 pub(crate) const STALL_TICKS: u32 = 4;
@@ -73,7 +78,7 @@ impl Sessions {
     ) -> (String, SseTransport, SseBody, Stall) {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let (inbound_tx, inbound) = mpsc::channel(QUEUE);
-        let (outbound, outbound_rx) = mpsc::channel(QUEUE);
+        let (outbound, outbound_rx) = mpsc::channel(OUTBOUND);
         self.open.lock().unwrap_or_else(PoisonError::into_inner).insert(id.clone(), inbound_tx);
         let endpoint = format!("event: endpoint\ndata: {endpoint_prefix}/messages/?session_id={id}\n\n");
         let keep_alive = keep_alive.max(Duration::from_millis(10));
@@ -86,9 +91,14 @@ impl Sessions {
             events: outbound_rx,
             keep_alive: ticks,
             polled: Arc::clone(&polled),
-            _session: SessionGuard { sessions: Arc::clone(self), id: id.clone(), _ct: ct.drop_guard() },
+            _session: SessionGuard {
+                sessions: Arc::clone(self),
+                id: id.clone(),
+                _ct: ct.clone().drop_guard(),
+            },
         };
-        (id, SseTransport { inbound, outbound }, body, Stall { polled, keep_alive })
+        let transport = SseTransport { inbound, outbound, session: ct };
+        (id, transport, body, Stall { polled, keep_alive })
     }
 
     /// Hands `message` to session `id`.
@@ -147,6 +157,8 @@ impl Drop for SessionGuard {
 pub(crate) struct SseTransport {
     inbound: mpsc::Receiver<ClientJsonRpcMessage>,
     outbound: mpsc::Sender<Bytes>,
+    /// The session's token: cancelled when its client leaves [`OUTBOUND`] messages unread.
+    session: CancellationToken,
 }
 
 /// One `message` event: `serde_json` writes no raw newline, so the data is one line.
@@ -161,14 +173,20 @@ impl Transport<RoleServer> for SseTransport {
         &mut self,
         item: ServerJsonRpcMessage,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        let event = serde_json::to_string(&item).map(|json| message_event(&json)).map_err(io::Error::from);
-        let outbound = self.outbound.clone();
-        async move {
-            outbound
-                .send(event?)
-                .await
-                .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the SSE stream is closed"))
-        }
+        // Queued now, never waited for: rmcp sends each message from a task of its own and goes
+        // on reading requests, so waiting would keep every unread answer in memory.
+        let sent = serde_json::to_string(&item).map_err(io::Error::from).and_then(|json| {
+            self.outbound.try_send(message_event(&json)).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    self.session.cancel();
+                    io::Error::other("the client does not read its SSE stream: its session ended")
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    io::Error::new(io::ErrorKind::BrokenPipe, "the SSE stream is closed")
+                }
+            })
+        });
+        std::future::ready(sent)
     }
 
     async fn receive(&mut self) -> Option<ClientJsonRpcMessage> {
@@ -291,6 +309,29 @@ mod tests {
         assert!(ct.is_cancelled());
         assert_eq!(sessions.len(), 0);
         assert_eq!(sessions.deliver(&id, ping()).await, Err(Delivery::Unknown));
+    }
+
+    #[tokio::test]
+    async fn answers_a_client_does_not_read_cannot_pile_up() {
+        // rmcp sends each answer from a task of its own and goes on reading requests: a
+        // client that posts requests and never reads its stream must not make answers pile
+        // up in memory without bound (a tools/list of ~60 bytes answers a kilobyte or more).
+        let sessions = Arc::new(Sessions::default());
+        let ct = CancellationToken::new();
+        let (_id, mut transport, _unread, _) = sessions.open("", Duration::from_secs(60), ct.clone());
+        let answer: ServerJsonRpcMessage =
+            serde_json::from_str(r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#).unwrap();
+        let sends: Vec<_> = (0..2_000).map(|_| tokio::spawn(transport.send(answer.clone()))).collect();
+        let mut refused = 0;
+        for send in sends {
+            let sent = tokio::time::timeout(Duration::from_secs(5), send)
+                .await
+                .expect("an answer waits, held in memory, for a client that reads nothing")
+                .unwrap();
+            refused += usize::from(sent.is_err());
+        }
+        assert!(refused > 0);
+        assert!(ct.is_cancelled(), "the session of a client that reads nothing goes on");
     }
 
     #[tokio::test]

@@ -3,7 +3,7 @@
 //!
 //! Invariants:
 //! - only the set's tools are callable: any other name is an MCP error, recorded as
-//!   `ToolNotAssigned`, and nothing is run;
+//!   `ToolNotAssigned` (the name cut at 64 characters, as it is told back), and nothing is run;
 //! - an agent tool runs as a call of its own (`Call::nested`): the callee's environment,
 //!   limits, sandbox and declared permissions, the grants config.yaml gives the callee, and
 //!   never the caller's grants; its tools are the callee's own (config.yaml);
@@ -11,7 +11,9 @@
 //!   or go deeper than `max_tool_depth`, is refused before anything runs;
 //! - every tool call is bounded by `tool_timeout` and ends when the calling call ends
 //!   ([`CallTools::finish`]) or its MCP session does; at most [`MAX_PARALLEL`] run at once
-//!   per call, and at most [`MAX_RECORDS`] are recorded.
+//!   per call and [`MAX_WAITING`] more wait for a turn (each holds its arguments, up to the
+//!   endpoint's body limit; more are refused as `ToolBusyError`), and at most
+//!   [`MAX_RECORDS`] are recorded.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -30,6 +32,10 @@ use crate::set::{Source, ToolSet};
 /// Tool calls of one call that run at once; more wait for one to end.
 pub const MAX_PARALLEL: usize = 8;
 
+/// Tool calls of one call that may wait for one of the [`MAX_PARALLEL`] to end; more are
+/// refused at once.
+pub const MAX_WAITING: usize = 32;
+
 /// Tool calls recorded per call (`tool_calls` in the response); later ones run unrecorded.
 pub const MAX_RECORDS: usize = 10_000;
 
@@ -42,6 +48,8 @@ pub(crate) struct CallScope {
     pub(crate) ended: CancellationToken,
     pub(crate) records: Mutex<Vec<ToolCallRecord>>,
     pub(crate) parallel: tokio::sync::Semaphore,
+    /// Tool calls running or waiting for a turn.
+    pub(crate) admitted: tokio::sync::Semaphore,
 }
 
 impl std::fmt::Debug for CallScope {
@@ -82,6 +90,7 @@ impl CallScope {
             ended: CancellationToken::new(),
             records: Mutex::new(Vec::new()),
             parallel: tokio::sync::Semaphore::new(MAX_PARALLEL),
+            admitted: tokio::sync::Semaphore::new(MAX_PARALLEL + MAX_WAITING),
         }
     }
 
@@ -114,11 +123,22 @@ impl CallScope {
             return Err(ErrorData::internal_error("the call these tools were given to has ended", None));
         }
         let Some(tool) = self.set.get(name) else {
-            self.record(name, started, "ToolNotAssigned");
+            let name = shown(name);
+            self.record(&name, started, "ToolNotAssigned");
             let names: Vec<&str> = self.set.tools().iter().map(|t| t.name.as_str()).collect();
             return Err(ErrorData::invalid_params(
                 format!("Unknown tool: {name} (this call was not given it)"),
                 Some(json!({"available": names})),
+            ));
+        };
+        let Ok(_admitted) = self.admitted.try_acquire() else {
+            self.record(name, started, "ToolBusyError");
+            return Err(ErrorData::invalid_request(
+                format!(
+                    "ToolBusyError: too many tool calls at once ({MAX_PARALLEL} run and {MAX_WAITING} may wait for \
+                     a turn): try again when one has ended"
+                ),
+                None,
             ));
         };
         let stop = CancellationToken::new();
@@ -207,5 +227,24 @@ impl CallScope {
     fn cancelled(&self, name: &str, started: Instant) -> ErrorData {
         self.record(name, started, "Cancelled");
         ErrorData::internal_error("the tool call was cancelled: the call that made it has ended", None)
+    }
+}
+
+/// The name of a tool that was not assigned, as it is recorded and told back: the agent
+/// chose it, and a tool's name is at most 64 characters, so longer ones are cut there.
+pub(crate) fn shown(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &name[..end]),
+        None => name.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unknown_names_are_shown_cut_at_64_characters() {
+        assert_eq!(super::shown("add"), "add");
+        assert_eq!(super::shown(&"x".repeat(64)), "x".repeat(64));
+        assert_eq!(super::shown(&"é".repeat(1_000_000)), format!("{}…", "é".repeat(64)));
     }
 }

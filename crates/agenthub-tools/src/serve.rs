@@ -97,7 +97,7 @@ impl ServerHandler for SlotHandler {
             return Err(ErrorData::invalid_params(
                 format!(
                     "Unknown tool: {} (no call is running: tools exist only during a call)",
-                    request.name
+                    crate::scope::shown(&request.name)
                 ),
                 None,
             ));

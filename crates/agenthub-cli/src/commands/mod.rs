@@ -84,7 +84,9 @@ pub(crate) fn usage_error(e: &ConfigError) -> ExitCode {
 /// `-v` raises it to info, `-vv` to debug, `-q` lowers it to errors. What people are told
 /// (progress, notices) does not go through logs. Other crates' records (rmcp's, for
 /// `mcp serve`) stay below warnings unless debug logs were asked for: their info is for
-/// their authors.
+/// their authors. rmcp's warnings, unless debug logs were asked for, are not logged either:
+/// they repeat what an MCP peer sent (a request id, an error naming a tool), and the peers of
+/// a call's tool endpoint are the agent, which could fill the log at will.
 fn init_logging(level: agenthub_core::LogLevel, ui: crate::progress::Ui) {
     use agenthub_core::LogLevel;
     use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -104,7 +106,8 @@ fn init_logging(level: agenthub_core::LogLevel, ui: crate::progress::Ui) {
         (false, _) => LevelFilter::TRACE,
     };
     let others = if level >= LevelFilter::DEBUG { level } else { level.min(LevelFilter::WARN) };
-    let filter = Targets::new().with_default(others).with_target("agenthub", level);
+    let rmcp = if level >= LevelFilter::DEBUG { level } else { level.min(LevelFilter::ERROR) };
+    let filter = Targets::new().with_default(others).with_target("rmcp", rmcp).with_target("agenthub", level);
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)

@@ -17,12 +17,13 @@ use crate::command;
 /// How long one call may take, a first environment build (the caller's `mcp`) included.
 const CALL_LIMIT: Duration = Duration::from_secs(240);
 
-/// A test home with the fixture agents installed as `test/caller`, `test/caller2` and
-/// `test/calc`, and `config` as its config.yaml.
+/// A test home with the fixture agents installed as `test/caller`, `test/caller2`,
+/// `test/calc` and `test/hostile`, and `config` as its config.yaml.
 fn home(config: &str) -> TestContext {
     let ctx = TestContext::new();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tools");
-    for (from, to) in [("caller", "caller"), ("caller", "caller2"), ("calc", "calc")] {
+    for (from, to) in [("caller", "caller"), ("caller", "caller2"), ("calc", "calc"), ("hostile", "hostile")]
+    {
         let dir = ctx.config().agents_root().join("test").join(to);
         std::fs::create_dir_all(&dir).unwrap();
         for file in ["agent.py", "agent.yaml"] {
@@ -198,7 +199,8 @@ fn warm_calls_each_get_their_tools_and_their_own_record() {
 #[test]
 fn a_tool_call_past_tool_timeout_fails_alone_and_the_call_goes_on() {
     let ctx = home("");
-    let token = format!("timed-out-{}", std::process::id());
+    // Not a substring of another test's token (`caller-timed-out-…`): `survivors` matches substrings.
+    let token = format!("tool-timed-out-{}", std::process::id());
     let params = json!({"tool": "slow", "arguments": {"seconds": 60, "token": token}});
     let started = Instant::now();
     let response = exec_env(
@@ -434,4 +436,215 @@ asyncio.run(asyncio.wait_for(main(), 200))
     let inner: Json = serde_json::from_str(seen["text"].as_str().unwrap()).unwrap();
     assert_eq!(inner["listed"], json!(["add"]), "{inner}");
     assert_eq!(inner["text"], "15", "{inner}");
+}
+
+/// The peak resident memory of `agenthub ARGS` (sampled while it runs), and its output.
+fn peak_memory(ctx: &TestContext, args: &[&str]) -> (u64, Output) {
+    let mut cmd = command(ctx, args);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let child = Killed(cmd.spawn().expect("spawn agenthub"));
+    let status = format!("/proc/{}/status", child.0.id());
+    let started = Instant::now();
+    let mut peak = 0;
+    let mut child = child;
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < CALL_LIMIT, "agenthub {args:?} did not finish");
+        let kb = std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_owned))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()));
+        peak = peak.max(kb.unwrap_or(0) * 1024);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = std::mem::replace(&mut child.0, std::process::Command::new("true").spawn().unwrap());
+    (peak, output.wait_with_output().unwrap())
+}
+
+/// A hostile agent posts requests over the legacy SSE transport and never reads the
+/// answers: agenthub must not keep them all (each is the tool listing, ~20 times the request).
+#[test]
+fn answers_an_agent_never_reads_do_not_pile_up_in_agenthub() {
+    let ctx = home("");
+    let params = json!({"count": 100_000, "hold": 1}).to_string();
+    let (peak, output) =
+        peak_memory(&ctx, &["exec", "test/hostile", "unread", &params, "--json", "--tool", "test/calc"]);
+    let response = String::from_utf8_lossy(&output.stdout);
+    // Before: 244 MB after 30 s (the call's limit), growing ~7 MB/s for as long as the call runs.
+    assert!(peak < 150 << 20, "agenthub grew to {} MB: {response}", peak >> 20);
+    // The session of a client that does not read ends: its further posts are refused.
+    let response: Json = serde_json::from_str(&response).unwrap();
+    assert_eq!(response["result"]["refused"], 1, "{response}");
+}
+/// A hostile agent calls tools it was not given, each with a name of a megabyte: each is
+/// refused, and neither the response's record nor agenthub's log keeps the name whole (a
+/// name is at most 64 characters; 10,000 records of 4 MB names would be 40 GB).
+#[test]
+fn a_refused_tool_with_a_huge_name_is_recorded_and_logged_bounded() {
+    let ctx = home("");
+    let params = json!({"count": 20, "size": 1_000_000}).to_string();
+    let output = run(&ctx, &["exec", "test/hostile", "names", &params, "--json", "--tool", "test/calc"], &[]);
+    let response: Json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {} bytes of stdout, stderr {}",
+            output.stdout.len(),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(response["result"]["errors"], 20, "{}", output.stdout.len());
+    let calls = response["tool_calls"].as_array().expect("tool_calls");
+    assert_eq!(calls.len(), 20);
+    for call in calls {
+        assert_eq!(call["outcome"], "ToolNotAssigned");
+        let name = call["name"].as_str().unwrap();
+        assert!(name.len() <= 100, "a recorded name of {} bytes", name.len());
+    }
+    assert!(output.stdout.len() < 100_000, "a response of {} bytes", output.stdout.len());
+    assert!(output.stderr.len() < 100_000, "{} bytes of logs", output.stderr.len());
+}
+
+/// A hostile agent keeps its 8 parallel tool calls busy and queues more, each with 2 MB of
+/// arguments: the calls waiting for a turn must not hold agenthub's memory without bound.
+#[test]
+fn tool_calls_waiting_for_a_turn_are_bounded() {
+    let ctx = home("");
+    let params = json!({"running": 8, "count": 150, "size": 2_000_000, "seconds": 6}).to_string();
+    let (peak, output) =
+        peak_memory(&ctx, &["exec", "test/hostile", "pending", &params, "--json", "--tool", "test/calc"]);
+    let response = String::from_utf8_lossy(&output.stdout);
+    // Before: 317 MB, every queued call holding its arguments (~2 MB more per call).
+    assert!(peak < 200 << 20, "agenthub grew to {} MB: {response}", peak >> 20);
+    let response: Json = serde_json::from_str(&response).unwrap();
+    let refused = response["result"]["outcomes"]["error"].as_u64().unwrap_or(0);
+    assert!(refused >= 100, "{}", response["result"]);
+    let busy =
+        response["tool_calls"].as_array().unwrap().iter().filter(|c| c["outcome"] == "ToolBusyError").count();
+    assert_eq!(busy as u64, refused);
+}
+
+/// Under the common soft limit of 1024 descriptors, four hostile calls of a `batch` that hold
+/// connections to their tool endpoints (256 each are accepted) leave agenthub none: a fifth
+/// call's endpoint cannot accept (EMFILE) until they end, and new processes, pipes and files
+/// of any call fail the same way. Today the fifth call waits for the others (8.3 s instead of
+/// ~4.1 s); were they to hold longer, its endpoint gives up accepting after 1000 failures.
+/// Not fixed: the bound has to be one for the whole process (or agenthub must raise its soft
+/// limit), not only a smaller per-endpoint one.
+#[test]
+#[ignore = "finding: connections to tool endpoints exhaust agenthub's descriptors (not fixed)"]
+fn hostile_calls_holding_connections_do_not_starve_other_calls_of_descriptors() {
+    use std::os::unix::process::CommandExt as _;
+    let ctx = home("");
+    let hold = json!({"count": 300, "seconds": 8});
+    let mut input: String = (0..4)
+        .map(|i| json!({"id": i, "method": "connections", "parameters": hold}).to_string() + "\n")
+        .collect();
+    // The fifth call reaches its tools once the others hold their connections.
+    let late = json!({"count": 1, "size": 3, "after": 4});
+    input += &(json!({"id": 4, "method": "names", "parameters": late}).to_string() + "\n");
+    let mut cmd = command(&ctx, &["batch", "test/hostile", "--tool", "test/calc", "--concurrency", "5"]);
+    cmd.env("AGENTHUB_WORKERS_PER_AGENT", "8")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit { rlim_cur: 1024, rlim_max: 1024 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = Killed(cmd.spawn().unwrap());
+    {
+        use std::io::Write as _;
+        child.0.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    }
+    let output = std::mem::replace(&mut child.0, std::process::Command::new("true").spawn().unwrap());
+    let output = output.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<Json> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert_eq!(lines.len(), 5, "{stdout}");
+    let fifth = lines.iter().find(|l| l["id"] == 4).unwrap();
+    assert_eq!(fifth["result"]["errors"], 1, "{fifth}");
+    let took = fifth["execution_time"].as_f64().unwrap();
+    assert!(
+        took < 7.0 && !stderr.contains("Too many open files"),
+        "the fifth call took {took} s: agenthub ran out of descriptors"
+    );
+}
+
+/// A hostile agent's refused calls carry request ids of a megabyte: what an agent sends is
+/// not written whole to agenthub's log (rmcp logs every error answer with its id at warn).
+#[test]
+fn a_refused_call_with_a_huge_request_id_is_not_logged_whole() {
+    let ctx = home("");
+    let params = json!({"count": 20, "size": 3, "id_size": 1_000_000}).to_string();
+    let output = run(&ctx, &["exec", "test/hostile", "names", &params, "--json", "--tool", "test/calc"], &[]);
+    let response: Json = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(response["result"]["errors"], 20, "{response}");
+    assert!(output.stderr.len() < 100_000, "{} bytes of logs", output.stderr.len());
+}
+
+/// A hostile agent opens connections beyond the endpoint's bound and sends requests it knows
+/// are refused, as fast as it can: agenthub's log says so, but not once per connection or
+/// request (a line each filled the log at the agent's pace).
+#[test]
+fn refused_connections_and_requests_do_not_fill_agenthubs_log() {
+    let ctx = home("");
+    let flood = json!({"count": 1000, "seconds": 3}).to_string();
+    let output =
+        run(&ctx, &["exec", "test/hostile", "connections", &flood, "--json", "--tool", "test/calc"], &[]);
+    let logged = String::from_utf8_lossy(&output.stderr).lines().count();
+    assert!(logged < 30, "{logged} lines of logs: {}", String::from_utf8_lossy(&output.stdout));
+
+    let foreign = json!({"count": 2000}).to_string();
+    let output =
+        run(&ctx, &["exec", "test/hostile", "foreign", &foreign, "--json", "--tool", "test/calc"], &[]);
+    let response: Json = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(response["result"]["refused"], 2000, "{response}");
+    let logged = String::from_utf8_lossy(&output.stderr).lines().count();
+    assert!(logged < 30, "{logged} lines of logs");
+}
+
+/// A warm worker's call leaves a thread that goes on calling tools: during the worker's next
+/// call (of another caller, in a library or `mcp serve`) those calls are made with that call's
+/// tools and recorded as its own. By design (docs/design/tools.md, "Warm workers": what a
+/// session can call is always the current call's tools); this pins what that means.
+#[test]
+fn a_thread_left_by_a_warm_call_calls_tools_as_the_next_call() {
+    let ctx = home("");
+    let input = [
+        json!({"id": 0, "method": "linger", "parameters": {"seconds": 6}}),
+        json!({"id": 1, "method": "idle", "parameters": {"seconds": 2}}),
+    ]
+    .iter()
+    .map(|l| l.to_string() + "\n")
+    .collect::<String>();
+    let output = run_with_input(
+        &ctx,
+        &["batch", "test/hostile", "--tool", "test/calc", "--concurrency", "1"],
+        &[],
+        input.as_bytes(),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let lines: Vec<Json> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let idle = lines.iter().find(|l| l["id"] == 1).expect("the second call's line");
+    assert_eq!(idle["result"]["called"], "nothing", "{idle}");
+    let calls = idle["tool_calls"].as_array().map_or(0, Vec::len);
+    assert!(calls > 0, "the lingering thread's calls were not the next call's: {idle}");
+}
+
+/// A hostile agent sends bodies of almost the largest size on many connections at once, each
+/// one byte short, and holds them: agenthub reads each whole before anything else.
+#[test]
+fn bodies_held_one_byte_short_do_not_hold_agenthubs_memory() {
+    let ctx = home("");
+    let params = json!({"count": 200, "size": 4_000_000, "seconds": 5}).to_string();
+    let (peak, output) =
+        peak_memory(&ctx, &["exec", "test/hostile", "bodies", &params, "--json", "--tool", "test/calc"]);
+    let response = String::from_utf8_lossy(&output.stdout);
+    // Before: 790 MB, held for as long as the body timeout (30 s) and again at once after it.
+    assert!(peak < 200 << 20, "agenthub grew to {} MB: {response}", peak >> 20);
 }
