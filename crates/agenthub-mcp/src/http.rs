@@ -63,6 +63,10 @@ pub struct HttpOptions {
     pub max_sessions: usize,
     /// Most connections open at once; beyond it a new connection is closed at once.
     pub max_connections: usize,
+    /// A budget of connections shared with other servers of the process (each connection
+    /// also takes one of its permits, or is closed at once), so that many servers together
+    /// cannot take every descriptor the process has.
+    pub shared_connections: Option<Arc<Semaphore>>,
     /// The largest request body (a JSON-RPC message); beyond it 413.
     pub max_body_bytes: usize,
     /// How long a client gets to send a request's headers.
@@ -81,6 +85,7 @@ impl std::fmt::Debug for HttpOptions {
             .field("token_in_path", &self.token_in_path)
             .field("max_sessions", &self.max_sessions)
             .field("max_connections", &self.max_connections)
+            .field("shared_connections", &self.shared_connections.as_ref().map(|s| s.available_permits()))
             .field("max_body_bytes", &self.max_body_bytes)
             .field("header_timeout", &self.header_timeout)
             .field("body_timeout", &self.body_timeout)
@@ -96,6 +101,7 @@ impl Default for HttpOptions {
             token_in_path: false,
             max_sessions: 64,
             max_connections: 256,
+            shared_connections: None,
             max_body_bytes: 4 * 1024 * 1024,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
@@ -209,7 +215,8 @@ where
                 return Err(e);
             }
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+        let shared = state.options.shared_connections.as_ref().map(|s| Arc::clone(s).try_acquire_owned());
+        let (Ok(permit), None | Some(Ok(_))) = (Arc::clone(&connections).try_acquire_owned(), &shared) else {
             // A client may open connections as fast as it likes: the log says so at the 1st,
             // 2nd, 4th, 8th… only.
             closed += 1;
@@ -218,6 +225,7 @@ where
             }
             continue;
         };
+        let permit = (permit, shared);
         let _ = stream.set_nodelay(true);
         let state_for_task = Arc::clone(&state);
         state.tasks.spawn(async move {

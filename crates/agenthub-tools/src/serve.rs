@@ -40,6 +40,10 @@ impl ToolServer for SlotServer {
         let options = agenthub_mcp::http::HttpOptions {
             token,
             token_in_path: true,
+            // One agent is the only client: a few sessions, each a connection or two.
+            max_sessions: ENDPOINT_SESSIONS,
+            max_connections: ENDPOINT_CONNECTIONS,
+            shared_connections: Some(shared_connections()),
             ..agenthub_mcp::http::HttpOptions::default()
         };
         let stop = shutdown.clone();
@@ -51,6 +55,30 @@ impl ToolServer for SlotServer {
         });
         Ok(Box::new(shutdown.drop_guard()))
     }
+}
+
+/// Most sessions one call's endpoint keeps open (the original's agents open one per tool call,
+/// and a call runs at most 8 tool calls at once).
+pub const ENDPOINT_SESSIONS: usize = 16;
+
+/// Most connections one call's endpoint keeps open.
+pub const ENDPOINT_CONNECTIONS: usize = 32;
+
+/// The connections all endpoints of the process may hold together: a quarter of the
+/// descriptors the process may open (at least 64), so that hostile calls holding
+/// connections can never leave agenthub without descriptors for processes, pipes and files.
+fn shared_connections() -> std::sync::Arc<tokio::sync::Semaphore> {
+    static BUDGET: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    std::sync::Arc::clone(BUDGET.get_or_init(|| {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes the struct it is given.
+        let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) } == 0 {
+            usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+        } else {
+            1024
+        };
+        std::sync::Arc::new(tokio::sync::Semaphore::new((soft / 4).clamp(64, 1 << 16)))
+    }))
 }
 
 /// One MCP session's handler: the call in the slot at each request.
