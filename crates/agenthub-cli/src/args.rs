@@ -392,6 +392,10 @@ pub(crate) struct McpServeArgs {
     /// progressToken).
     #[arg(long, default_value_t = 5.0, value_name = "SECONDS")]
     pub(crate) progress_interval: f64,
+    /// warm reuses a worker per agent; isolated runs each call in a fork of it (nothing a
+    /// call does is seen by the next); oneshot starts an interpreter per call
+    #[arg(long, value_enum, default_value = "warm", hide_possible_values = true)]
+    pub(crate) mode: ExecutionMode,
     /// Serve over HTTP on ADDR (host:port, e.g. 127.0.0.1:8765; port 0 picks a free one)
     /// instead of stdin/stdout. Loopback only, unless --token-file is given.
     #[arg(long, value_name = "ADDR")]
@@ -453,6 +457,10 @@ pub(crate) struct BatchArgs {
     /// Calls in flight at once (and warm workers started for them).
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub(crate) concurrency: usize,
+    /// warm reuses workers; isolated runs each call in a fork of a worker (nothing a call
+    /// does is seen by the next); oneshot starts an interpreter per call
+    #[arg(long, value_enum, default_value = "warm", hide_possible_values = true)]
+    pub(crate) mode: ExecutionMode,
     /// Print each response as one JSON object (what batch prints anyway; as for exec)
     #[arg(long)]
     pub(crate) json: bool,
@@ -479,7 +487,8 @@ pub(crate) struct BenchArgs {
     /// How many calls to time (after one untimed warm-up call).
     #[arg(short = 'n', long = "calls", default_value_t = 100, value_name = "N")]
     pub(crate) calls: usize,
-    /// oneshot starts an interpreter per call (as exec does), warm reuses a worker
+    /// oneshot starts an interpreter per call (as exec does), warm reuses a worker,
+    /// isolated runs each call in a fork of a worker
     #[arg(long, value_enum, default_value = "warm", hide_possible_values = true)]
     pub(crate) mode: ExecutionMode,
     /// Print {"mode", "calls", "median_ms", "p99_ms", "calls_per_sec"}

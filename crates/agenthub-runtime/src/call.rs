@@ -243,6 +243,13 @@ impl Workers<'_> {
         self.runtime.pools.idle_pids()
     }
 
+    /// Isolated mode (`runtime.mode: isolated`): how the agent in `agent_dir` (its
+    /// [`LoadedAgent`](crate::LoadedAgent) location) is served, as its last zygote announced
+    /// when it started; `None` before one started (or in another mode).
+    pub fn isolation(&self, agent_dir: &std::path::Path) -> Option<crate::Isolation> {
+        self.runtime.pools.isolation(agent_dir)
+    }
+
     /// Shuts down the idle workers of `agent` (of every agent with `None`); the next call
     /// starts fresh ones. Needed after changes the runtime does not watch (see
     /// docs/design/workers.md). Returns how many were shut down.

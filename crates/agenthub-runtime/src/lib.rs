@@ -101,6 +101,19 @@ pub struct AgentRuntime {
     shut_down: std::sync::atomic::AtomicBool,
 }
 
+/// How `runtime.mode: isolated` serves an agent, decided when its zygote (a warm worker)
+/// has imported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Isolation {
+    /// Each call runs in a fresh fork of the zygote, which exits after the call.
+    Forked,
+    /// The import left threads running, so forking is unsafe: calls are served warm.
+    Warm {
+        /// What the zygote saw (e.g. "the import left 1 Python threads running").
+        reason: String,
+    },
+}
+
 /// The largest request a one-shot call can pass: Linux limits one command-line argument
 /// to 32 pages (`MAX_ARG_STRLEN`, 128 KiB) including its terminating NUL.
 pub const MAX_REQUEST_BYTES: usize = 128 * 1024 - 1;
@@ -143,6 +156,7 @@ impl AgentRuntime {
                 init_timeout: rt.worker_init_timeout.as_duration(),
                 recycle_bytes: rt.worker_recycle_bytes(),
                 dispatch: rt.worker_dispatch,
+                isolated: rt.mode == ExecutionMode::Isolated,
             },
             processes.registry(),
         );
@@ -667,7 +681,8 @@ impl AgentRuntime {
             ExecutionRequest { method: method.to_owned(), parameters, tool_context: None },
             tools,
         );
-        let warm = self.config.runtime.mode == ExecutionMode::Warm;
+        // Isolated mode is warm workers whose calls each run in a fork (warm/bootstrap.py).
+        let warm = matches!(self.config.runtime.mode, ExecutionMode::Warm | ExecutionMode::Isolated);
         if !warm {
             check_request_size(&request, false)?;
         }

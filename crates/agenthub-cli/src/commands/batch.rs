@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::time::Instant;
 
-use agenthub_core::{AgentRuntimeError, Config, ExecutionMode, Grants};
+use agenthub_core::{AgentRuntimeError, Config, Grants};
 use agenthub_runtime::{AgentRuntime, Call, ExecutionResponse, LoadedAgent, ProcessBackendKind};
 use serde_json::{Map, Value as Json};
 
@@ -36,7 +36,7 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
     }
     args.target.apply(&mut config);
     args.sandbox.apply(&mut config);
-    config.runtime.mode = ExecutionMode::Warm;
+    config.runtime.mode = args.mode;
     config.runtime.workers_per_agent = args.concurrency;
     config.runtime.max_concurrency = config.runtime.max_concurrency.max(args.concurrency);
     if let Err(e) = config.validate() {

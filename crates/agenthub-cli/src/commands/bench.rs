@@ -59,6 +59,12 @@ fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration)
     if !first.is_success() {
         return Err(Box::new(first));
     }
+    if args.mode == ExecutionMode::Isolated
+        && let Some(agenthub_runtime::Isolation::Warm { reason }) =
+            runtime.workers().isolation(&agent.location.dir)
+    {
+        render::err(&format!("note: isolated mode serves this agent warm: {reason}\n"));
+    }
     let mut times = Vec::with_capacity(args.calls);
     let all = Instant::now();
     for _ in 0..args.calls {
@@ -82,6 +88,7 @@ fn report(args: &BenchArgs, (times, total): &(Vec<Duration>, Duration)) -> ExitC
     let mode = match args.mode {
         ExecutionMode::Oneshot => "oneshot",
         ExecutionMode::Warm => "warm",
+        ExecutionMode::Isolated => "isolated",
     };
     if args.json {
         let v = json!({"mode": mode, "calls": ms.len(), "median_ms": median, "p99_ms": p99, "calls_per_sec": per_sec});

@@ -122,6 +122,13 @@ fn human(info: &AgentInfo, sandbox: &str) -> String {
         WarmDispatch::Oneshot => "one-shot (agent.py has no `if __name__ == \"__main__\": main()` to replay)",
     };
     let _ = writeln!(t, "warm:        {warm}");
+    let isolated = if info.warm_dispatch == WarmDispatch::Oneshot {
+        "one-shot (as warm)"
+    } else {
+        "a fork of the warm worker per call, unless the import leaves threads running: then warm \
+         (decided when the worker starts; AGENTHUB_LOG_LEVEL=debug shows it)"
+    };
+    let _ = writeln!(t, "isolated:    {isolated}");
     let permissions = &info.permissions;
     for (i, line) in permissions.summary.iter().enumerate() {
         let label = if i == 0 { "permissions:" } else { "" };

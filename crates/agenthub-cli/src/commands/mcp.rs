@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agenthub_core::{AgentRuntimeError, Config, ExecutionMode};
+use agenthub_core::{AgentRuntimeError, Config};
 use agenthub_mcp::{McpServer, Options};
 use agenthub_runtime::{AgentRuntime, LoadedAgent, ProcessBackendKind};
 
@@ -29,7 +29,7 @@ pub(crate) fn serve(mut config: Config, args: &McpServeArgs) -> ExitCode {
     if let Some(timeout) = args.timeout {
         config.runtime.max_execution_time = agenthub_core::Seconds::new(timeout);
     }
-    config.runtime.mode = ExecutionMode::Warm;
+    config.runtime.mode = args.mode;
     config.runtime.workers_per_agent = args.workers;
     args.sandbox.apply(&mut config);
     if let Err(e) = config.validate() {

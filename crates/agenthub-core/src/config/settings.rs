@@ -61,7 +61,7 @@ settings! {
         ///
         /// Libraries on multi-threaded runtimes should leave it off.
         kill_agents_with_runtime: bool = false, var "AGENTHUB_KILL_AGENTS_WITH_RUNTIME";
-        /// How calls run: a fresh interpreter per call, or warm workers that import the agent once.
+        /// How calls run: a fresh interpreter per call, warm workers that import the agent once, or a fork of such a worker per call (`isolated`).
         mode: ExecutionMode = ExecutionMode::Oneshot, var "AGENTHUB_MODE";
         /// Warm workers per agent (all together bounded by `max_concurrency`).
         workers_per_agent: usize = 1, var "AGENTHUB_WORKERS_PER_AGENT" parse whole_to_1024,

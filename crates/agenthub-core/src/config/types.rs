@@ -48,7 +48,8 @@ impl std::str::FromStr for EnvBackendKind {
     }
 }
 
-/// How calls run: a fresh interpreter per call, or warm workers that import the agent once.
+/// How calls run: a fresh interpreter per call, warm workers that import the agent once, or
+/// a fork of such a worker per call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -59,6 +60,11 @@ pub enum ExecutionMode {
     /// Long-lived workers per agent (docs/design/workers.md); agents that cannot be served
     /// warm fall back to one-shot.
     Warm,
+    /// A warm worker per agent version imports the agent once (the *zygote*) and each call
+    /// runs in a fresh fork of it that exits after the call: nothing a call does is seen by
+    /// the next (docs/design/workers.md). An agent whose import leaves threads running is
+    /// served warm instead.
+    Isolated,
 }
 
 impl std::str::FromStr for ExecutionMode {
@@ -68,7 +74,8 @@ impl std::str::FromStr for ExecutionMode {
         match s {
             "oneshot" => Ok(Self::Oneshot),
             "warm" => Ok(Self::Warm),
-            other => Err(format!("unknown mode `{other}` (use oneshot or warm)")),
+            "isolated" => Ok(Self::Isolated),
+            other => Err(format!("unknown mode `{other}` (use oneshot, warm or isolated)")),
         }
     }
 }
@@ -255,7 +262,7 @@ impl FromVar for Option<EnvBackendKind> {
 }
 
 impl FromVar for ExecutionMode {
-    const ACCEPTS: &'static str = "`oneshot` or `warm`";
+    const ACCEPTS: &'static str = "`oneshot`, `warm` or `isolated`";
 
     fn from_var(value: &str) -> Result<Self, Rejected> {
         Ok(value.trim().parse()?)

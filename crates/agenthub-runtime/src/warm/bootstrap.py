@@ -1,9 +1,10 @@
 # agenthub warm-worker bootstrap: imports an agent once and serves calls to it.
 #
-#   <venv>/bin/python -u -c <this source> <agent_dir> <dispatch> <methods>
+#   <venv>/bin/python -u -c <this source> <agent_dir> <dispatch> <methods> [<max_stdout> [isolated]]
 #
 # run with cwd = <agent_dir>; <dispatch> is auto | main | instance; <methods> is the
-# manifest's method names, comma-separated. Python 3.8+, standard library only.
+# manifest's method names, comma-separated; `isolated` makes this worker a zygote that
+# forks a child per call (unless the import left threads running). Python 3.8+, standard library only.
 # The protocol (newline-delimited JSON on the original fd 0 and fd 1) and what this script
 # guarantees are in docs/design/workers.md; the messages as types are warm/protocol.rs,
 # whose tests run this script: keep the three in step.
@@ -35,10 +36,16 @@ _monotonic = __import__("time").monotonic
 _sleep = __import__("time").sleep
 
 
+# Isolated mode: a byte shared with the call's child, set once the child's reply is out.
+_REPLIED = [None]
+
+
 def _send(channel, message):
     # ensure_ascii (the default) keeps every line pure ASCII; json escapes newlines.
     channel.write(_encode(message).encode("ascii") + b"\n")
     channel.flush()
+    if _REPLIED[0] is not None:
+        _REPLIED[0][0] = 1
 
 
 def _codec(stream):
@@ -355,7 +362,10 @@ def _exit_in_call(status):
                     stream.flush()
                 except Exception:
                     pass
-            _send(channel, {"id": rid, "stdout": _printed(sink), "exit_code": status & 0xFF, "exiting": True})
+            reply = {"id": rid, "stdout": _printed(sink), "exit_code": status & 0xFF}
+            if _REPLIED[0] is None:  # a warm worker leaves; an isolated call's child only
+                reply["exiting"] = True
+            _send(channel, reply)
         except BaseException:
             pass
     _os_exit(status)  # as the real one: a TypeError for a status that is not an int
@@ -414,6 +424,84 @@ def _call(dispatch, target, form, request):
     return printed + reply, code
 
 
+def _fork_hazard():
+    """Why forking this process per call is unsafe (threads left running by the import),
+    or None. A fork copies only the calling thread: a lock another thread holds stays held
+    in the child forever."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            count = threading.active_count()
+        except Exception:
+            count = 1
+        if count > 1:
+            return "the import left {} Python threads running".format(count - 1)
+    try:
+        tasks = len(_listdir("/proc/self/task"))
+    except OSError:
+        tasks = 1
+    if tasks > 1:
+        return "the import left {} OS threads running".format(tasks - 1)
+    return None
+
+
+def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrusage):
+    """Isolated mode: runs one call in a fork of this zygote. The child answers on the
+    channel and exits; when it died without answering, the answer is written here as a
+    crashed one-shot process would give it."""
+    replied = _REPLIED_MAP[0]
+    replied[0] = 0
+    _FORKING[0] = True
+    try:
+        child = os.fork()
+    finally:
+        _FORKING[0] = False
+    if child == 0:
+        try:
+            _REPLIED[0] = replied
+            _CURRENT_PID[0] = _getpid()
+            _CURRENT[0], _CURRENT[1] = channel, rid
+            fd = _os_open(os.devnull, os.O_RDWR)  # the child never reads requests
+            os.dup2(fd, channel_in.fileno(), inheritable=False)
+            _os_close(fd)
+            _become_subreaper()  # not inherited: what the call daemonizes comes back here
+            stdout, code = _call(dispatch, target, form, request)
+            _end_strays({})
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
+            reply = {"id": rid, "stdout": stdout, "exit_code": code}
+            if getrusage is not None:
+                reply["peak_rss"] = getrusage(0).ru_maxrss * 1024
+            _send(channel, reply)
+            _os_exit(0)
+        except BaseException:
+            _os_exit(1)
+    status = 0
+    while True:
+        try:
+            _pid, status = _waitpid(child, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:  # reaped by a SIGCHLD handler of the agent's
+            break
+    if replied[0]:
+        return
+    reply = {"id": rid, "stdout": "", "exit_code": 1}
+    if os.WIFSIGNALED(status):
+        reply["signal"] = os.WTERMSIG(status)
+    elif os.WIFEXITED(status):
+        reply["exit_code"] = os.WEXITSTATUS(status)
+    _send(channel, reply)
+
+
+_FORKING = [False]  # a fork of ours for a call: the child keeps the channel
+_REPLIED_MAP = [None]
+
+
 def _parse(line):
     """(id or None, request or None, why the request is bad)."""
     try:
@@ -433,11 +521,12 @@ def _parse(line):
 
 
 def _serve(argv):
-    if len(argv) not in (4, 5):
-        print("usage: python -u -c <bootstrap> <agent_dir> auto|main|instance <methods> [max_stdout_bytes]",
-              file=sys.stderr)
+    if len(argv) not in (4, 5, 6) or (len(argv) == 6 and argv[5] != "isolated"):
+        print("usage: python -u -c <bootstrap> <agent_dir> auto|main|instance <methods> [max_stdout_bytes "
+              "[isolated]]", file=sys.stderr)
         return 2
-    if len(argv) == 5:
+    isolated = len(argv) == 6
+    if len(argv) >= 5:
         try:
             _LIMIT[0] = max(0, int(argv[4]))
         except ValueError:
@@ -466,6 +555,9 @@ def _serve(argv):
     def forget_channel():
         # A child forked by agent code (os.fork, multiprocessing) must not hold the channel
         # open (the runtime would not see EOF when the worker dies) nor write to it.
+        if _FORKING[0]:  # the zygote's own fork for a call: it answers on the channel
+            return
+        _REPLIED[0] = None
         fd = os.open(os.devnull, os.O_RDWR)
         for target in channel_fds:
             os.dup2(fd, target, inheritable=False)
@@ -495,6 +587,22 @@ def _serve(argv):
         ready["reason"] = reason
     elif dispatch == "instance":
         ready["class"] = type(target).__name__
+    getrusage = None
+    if isolated and dispatch != "none":
+        hazard = _fork_hazard()
+        if hazard is None:
+            try:
+                import mmap
+                import resource
+
+                _REPLIED_MAP[0] = mmap.mmap(-1, 1)  # anonymous and shared with children
+                getrusage = resource.getrusage
+            except (ImportError, OSError) as exc:
+                hazard = "cannot share memory with a forked child: " + _describe(exc)
+        ready["isolated"] = hazard is None
+        if hazard is not None:
+            isolated = False
+            ready["fork_refused"] = hazard + "; served warm instead"
     sys.stderr.flush()
     _send(channel, ready)
     if dispatch == "none":
@@ -516,6 +624,10 @@ def _serve(argv):
             print("agenthub worker: " + problem, file=sys.stderr)
             sys.stderr.flush()
             _send(channel, {"id": rid, "stdout": "", "exit_code": 2, "error": problem})
+            continue
+        if isolated:
+            _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrusage)
+            _end_strays(kept)  # what a child that died left behind, re-parented here
             continue
         _CURRENT[0], _CURRENT[1] = channel, rid
         stdout, code = _call(dispatch, target, form, request)

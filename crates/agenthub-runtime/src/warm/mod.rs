@@ -134,6 +134,8 @@ pub(crate) struct PoolSettings {
     pub(crate) init_timeout: Duration,
     pub(crate) recycle_bytes: Option<u64>,
     pub(crate) dispatch: WorkerDispatch,
+    /// `runtime.mode: isolated`: each worker is a zygote that forks a child per call.
+    pub(crate) isolated: bool,
 }
 
 /// How a warm call ended.
@@ -220,6 +222,8 @@ pub(crate) struct Pools {
     spawner: Mutex<Option<Spawner>>,
     /// Set by [`Pools::close`]: no more workers are started ahead of calls.
     closed: AtomicBool,
+    /// Isolated mode: what each agent's last zygote announced.
+    isolation: Mutex<HashMap<PathBuf, crate::Isolation>>,
 }
 
 /// Spawns workers on one thread that lives as long as the pools. With `die_with_parent`
@@ -254,7 +258,13 @@ impl Pools {
             reaper_started: std::sync::Once::new(),
             spawner: Mutex::new(None),
             closed: AtomicBool::new(false),
+            isolation: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Isolated mode: how the last zygote of the agent in `dir` serves calls.
+    pub(crate) fn isolation(&self, dir: &Path) -> Option<crate::Isolation> {
+        self.isolation.lock().unwrap_or_else(PoisonError::into_inner).get(dir).cloned()
     }
 
     /// The pool of an agent directory (created on first use).
@@ -634,7 +644,10 @@ impl Pools {
                 self.settings.dispatch.as_str().into(),
                 call.methods.join(",").into(),
                 call.limits.max_stdout_bytes.to_string().into(),
-            ],
+            ]
+            .into_iter()
+            .chain(self.settings.isolated.then(|| "isolated".into()))
+            .collect(),
             cwd: call.agent_dir.clone(),
             env,
             limits: call.limits,
@@ -717,7 +730,32 @@ impl Pools {
                 let _ = worker.shutdown(RETIRE_GRACE);
                 Ok(None)
             }
-            Some(Announcement::Ready { dispatch, .. }) => {
+            Some(Announcement::Ready { dispatch, isolated, fork_refused, .. }) => {
+                let isolation = match (isolated, fork_refused) {
+                    (Some(false), why) => {
+                        let reason = why.unwrap_or_default();
+                        tracing::debug!(
+                            agent = %call.agent_dir.display(),
+                            reason,
+                            "isolated mode: the zygote cannot fork safely; agent served warm"
+                        );
+                        Some(crate::Isolation::Warm { reason })
+                    }
+                    (Some(true), _) => {
+                        tracing::debug!(
+                            agent = %call.agent_dir.display(),
+                            "isolated mode: zygote ready, each call runs in a fork of it"
+                        );
+                        Some(crate::Isolation::Forked)
+                    }
+                    (None, _) => None,
+                };
+                if let Some(isolation) = isolation {
+                    self.isolation
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .insert(call.agent_dir.clone(), isolation);
+                }
                 tracing::debug!(pid = worker.pid(), ?dispatch, took = ?started.elapsed(), "warm worker ready");
                 let jitter = self.next_id.load(Ordering::Relaxed) % (self.settings.max_calls / 10 + 1);
                 Ok(Some(Warm {
@@ -784,7 +822,11 @@ impl Pools {
                     }
                     Some(reply) if reply.id == Some(id) && reply.error.is_none() => {
                         let code = i32::try_from(reply.exit_code).unwrap_or(1);
-                        output.status = ExitStatus::Exited(code);
+                        output.status = reply.signal.map_or(ExitStatus::Exited(code), ExitStatus::Signaled);
+                        if let Some(peak) = reply.peak_rss {
+                            // Isolated mode: the call's child, not the zygote.
+                            output.peak_rss_bytes = Some(peak);
+                        }
                         if reply.stdout.len() > call.limits.max_stdout_bytes {
                             output.termination = Some(Termination::StdoutLimit);
                         } else {

@@ -43,6 +43,13 @@ pub(crate) enum Announcement {
         /// Why the agent cannot be served warm (with [`Served::None`]).
         #[serde(default)]
         reason: Option<String>,
+        /// Isolated mode only: whether each call is served by a fork of this worker
+        /// (`false`: the import left threads running, so calls are served warm).
+        #[serde(default)]
+        isolated: Option<bool>,
+        /// Why the worker does not fork per call (with `isolated: false`).
+        #[serde(default)]
+        fork_refused: Option<String>,
     },
     /// The import (or the instance's constructor) raised.
     Error {
@@ -71,6 +78,12 @@ pub(crate) struct Reply {
     /// The request itself was malformed (a runtime bug, never the agent's doing).
     #[serde(default)]
     pub(crate) error: Option<String>,
+    /// Isolated mode: the signal that killed the call's child before it answered.
+    #[serde(default)]
+    pub(crate) signal: Option<i32>,
+    /// Isolated mode: the peak resident memory of the call's child, in bytes.
+    #[serde(default)]
+    pub(crate) peak_rss: Option<u64>,
 }
 
 fn one() -> i64 {
