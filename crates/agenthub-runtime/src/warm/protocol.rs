@@ -112,12 +112,16 @@ mod tests {
     use super::*;
 
     fn worker(agent: &str, dispatch: &str) -> (tempfile::TempDir, std::process::Child) {
+        worker_with(agent, &[dispatch, "greet", "1024"])
+    }
+
+    fn worker_with(agent: &str, args: &[&str]) -> (tempfile::TempDir, std::process::Child) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("agent.py"), agent).unwrap();
         let child = Command::new("python3")
             .args(["-u", "-c", crate::warm::BOOTSTRAP])
             .arg(dir.path())
-            .args([dispatch, "greet", "1024"])
+            .args(args)
             .current_dir(dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -184,6 +188,66 @@ mod tests {
             (Some(4), 3, true, "bye\n")
         );
         assert_eq!(child.wait().unwrap().code(), Some(3));
+    }
+
+    #[test]
+    fn an_isolated_worker_forks_per_call_and_answers_for_a_child_that_died() {
+        let agent = "import json, os, sys\n\
+                     N = 0\n\
+                     def main():\n    \
+                     global N\n    \
+                     N += 1\n    \
+                     if json.loads(sys.argv[1])['parameters'].get('die'):\n        os.kill(os.getpid(), 9)\n    \
+                     print(json.dumps({'result': N}))\n\
+                     if __name__ == '__main__':\n    main()\n";
+        let (_dir, mut child) = worker_with(agent, &["auto", "greet", "1024", "isolated"]);
+        let mut input = child.stdin.take().unwrap();
+        let mut output = BufReader::new(child.stdout.take().unwrap());
+        match Announcement::parse(&line(&mut output)) {
+            Some(Announcement::Ready {
+                dispatch: Served::Main,
+                isolated: Some(true),
+                fork_refused: None,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        let mut send = |id: u64, params: &str| {
+            let request = format!("{{\"method\":\"greet\",\"parameters\":{params}}}");
+            let text = serde_json::to_string(&Request { id, method: "greet", request: &request }).unwrap();
+            writeln!(input, "{text}").unwrap();
+        };
+        for id in 1..=2 {
+            send(id, "{}");
+            let reply = Reply::parse(&line(&mut output)).unwrap();
+            // Each call runs in a fresh fork: the counter is 1 every time.
+            assert_eq!(
+                (reply.id, reply.exit_code, reply.stdout.as_str()),
+                (Some(id), 0, "{\"result\": 1}\n")
+            );
+            assert!(reply.peak_rss.is_some_and(|p| p > 0), "{reply:?}");
+        }
+        send(3, "{\"die\":1}");
+        let died = Reply::parse(&line(&mut output)).unwrap();
+        assert_eq!((died.id, died.signal, died.exiting), (Some(3), Some(9), false));
+        send(4, "{}");
+        assert_eq!(Reply::parse(&line(&mut output)).unwrap().stdout, "{\"result\": 1}\n");
+        drop(input);
+        assert_eq!(child.wait().unwrap().code(), Some(0));
+
+        let threaded = format!(
+            "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n{agent}"
+        );
+        let (_dir, mut child) = worker_with(&threaded, &["auto", "greet", "1024", "isolated"]);
+        let mut output = BufReader::new(child.stdout.take().unwrap());
+        match Announcement::parse(&line(&mut output)) {
+            Some(Announcement::Ready { isolated: Some(false), fork_refused: Some(why), .. }) => {
+                assert!(why.contains("1 Python threads") && why.contains("served warm"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(child.stdin.take());
+        let _ = child.wait();
     }
 
     #[test]

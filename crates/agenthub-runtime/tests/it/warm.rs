@@ -10,6 +10,7 @@ use agenthub_testkit::{TestContext, reported_alive, survivors};
 use serde_json::{Map, Value as Json, json};
 
 mod hostile;
+mod isolated;
 
 /// The hazards, one method each, in one agent that follows the agentplug convention
 /// (`main()` reads `sys.argv[1]`, prints one JSON object).

@@ -1,0 +1,161 @@
+//! `runtime.mode: isolated`: each call runs in a fork of a warm worker (the zygote), so
+//! nothing one call does is seen by the next; an agent whose import leaves threads running
+//! is served warm instead.
+
+use std::time::Duration;
+
+use agenthub_core::{ExecutionMode, Seconds};
+use agenthub_runtime::Isolation;
+use agenthub_testkit::{TestContext, reported_alive};
+use serde_json::json;
+
+use super::{call, runtime, write_agent};
+
+const STATEFUL: &str = r#"
+import json, os, subprocess, sys, time
+
+COUNTER = 0
+NS = os.readlink("/proc/self/ns/pid")
+
+def handle(method, params):
+    global COUNTER
+    if method == "mark":
+        COUNTER += 1
+        seen = os.environ.get("AGENTHUB_ISOLATED_X")
+        os.environ["AGENTHUB_ISOLATED_X"] = "set by a call"
+        return [COUNTER, seen]
+    if method == "spawn":
+        # A daemon: double fork and setsid, so it is no longer below the call's process.
+        r, w = os.pipe()
+        if os.fork() == 0:
+            os.setsid()
+            pid = os.fork()
+            if pid == 0:
+                os.execvp("sleep", ["sleep", "301"])
+            os.write(w, b"%d" % pid)
+            os._exit(0)
+        os.close(w)
+        daemon = int(os.read(r, 16))
+        os.wait()
+        child = subprocess.Popen(["sleep", "300"])
+        return [[child.pid, NS], [daemon, NS]]
+    if method == "sleep":
+        time.sleep(params["seconds"])
+        return "slept"
+    if method == "fail":
+        raise ValueError("no good")
+    if method == "crash":
+        os.kill(os.getpid(), 9)
+    raise ValueError(method)
+
+def main():
+    request = json.loads(sys.argv[1])
+    try:
+        print(json.dumps({"result": handle(request["method"], request["parameters"])}))
+    except Exception as e:
+        print(json.dumps({"error": str(e)}))
+        sys.exit(1)
+
+if __name__ == "__main__":
+    main()
+"#;
+
+const METHODS: [&str; 5] = ["mark", "spawn", "sleep", "fail", "crash"];
+
+fn context(mode: ExecutionMode, change: impl FnOnce(&mut agenthub_core::Config)) -> TestContext {
+    TestContext::new().with_config(|c| {
+        c.runtime.mode = mode;
+        c.runtime.max_execution_time = Seconds::new(20.0);
+        c.runtime.workers_per_agent = 1;
+        change(c);
+    })
+}
+
+#[test]
+fn a_calls_module_state_and_environment_are_not_seen_by_the_next_call_unlike_warm() {
+    for mode in [ExecutionMode::Isolated, ExecutionMode::Warm] {
+        let ctx = context(mode, |_| {});
+        write_agent(&ctx, "stateful", STATEFUL, &METHODS);
+        let rt = runtime(&ctx);
+        let answers: Vec<_> =
+            (0..3).map(|_| call(&rt, "test/stateful", "mark", &json!({}))["result"].clone()).collect();
+        if mode == ExecutionMode::Isolated {
+            assert_eq!(answers, vec![json!([1, null]); 3], "{mode:?}");
+            let dir = rt.load_agent("test/stateful").unwrap().location.dir;
+            assert_eq!(rt.workers().isolation(&dir), Some(Isolation::Forked));
+        } else {
+            // Warm: module state carries over (os.environ is restored between calls).
+            assert_eq!(answers, vec![json!([1, null]), json!([2, null]), json!([3, null])], "{mode:?}");
+        }
+    }
+}
+
+#[test]
+fn processes_a_call_starts_do_not_survive_it() {
+    let ctx = context(ExecutionMode::Isolated, |_| {});
+    write_agent(&ctx, "spawner", STATEFUL, &METHODS);
+    let rt = runtime(&ctx);
+    for round in 0..5 {
+        let spawned = call(&rt, "test/spawner", "spawn", &json!({}));
+        let [child, daemon] = [&spawned["result"][0], &spawned["result"][1]];
+        assert!(child.is_array() && daemon.is_array(), "{spawned}");
+        assert!(!reported_alive(child), "round {round}: the call's child {child} outlived the call");
+        assert!(!reported_alive(daemon), "round {round}: the call's daemon {daemon} outlived the call");
+    }
+    assert_eq!(call(&rt, "test/spawner", "mark", &json!({}))["result"], json!([1, null]));
+}
+
+#[test]
+fn an_agent_whose_import_starts_a_thread_is_served_warm() {
+    let ctx = context(ExecutionMode::Isolated, |_| {});
+    let threaded = format!(
+        "import threading, time\nthreading.Thread(target=lambda: time.sleep(600), daemon=True).start()\n{STATEFUL}"
+    );
+    write_agent(&ctx, "threaded", &threaded, &METHODS);
+    let rt = runtime(&ctx);
+    let answers: Vec<_> =
+        (0..2).map(|_| call(&rt, "test/threaded", "mark", &json!({}))["result"].clone()).collect();
+    // Served warm: the module's counter carries over.
+    assert_eq!(answers, vec![json!([1, null]), json!([2, null])]);
+    let dir = rt.load_agent("test/threaded").unwrap().location.dir;
+    match rt.workers().isolation(&dir) {
+        Some(Isolation::Warm { reason }) => assert!(reason.contains("thread"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_isolated_call_that_times_out_is_a_timeout_and_the_next_call_works() {
+    let ctx = context(ExecutionMode::Isolated, |c| c.runtime.max_execution_time = Seconds::new(1.0));
+    write_agent(&ctx, "slow", STATEFUL, &METHODS);
+    let rt = runtime(&ctx);
+    assert_eq!(call(&rt, "test/slow", "mark", &json!({}))["result"], json!([1, null]));
+    let started = std::time::Instant::now();
+    let r = call(&rt, "test/slow", "sleep", &json!({"seconds": 5}));
+    assert_eq!(r["error_type"], "TimeoutError", "{r}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(call(&rt, "test/slow", "mark", &json!({}))["result"], json!([1, null]));
+}
+
+#[test]
+fn results_agent_errors_and_crashes_have_the_shape_warm_gives_them() {
+    let shape = |mode| {
+        let ctx = context(mode, |_| {});
+        write_agent(&ctx, "shape", STATEFUL, &METHODS);
+        let rt = runtime(&ctx);
+        ["mark", "fail", "crash"]
+            .map(|m| {
+                let mut r = call(&rt, "test/shape", m, &json!({}));
+                let o = r.as_object_mut().unwrap();
+                for volatile in ["execution_time", "memory_usage", "memory_usage_bytes"] {
+                    assert!(o.remove(volatile).is_some() || volatile != "execution_time", "{o:?}");
+                }
+                r
+            })
+            .to_vec()
+    };
+    let (isolated, warm) = (shape(ExecutionMode::Isolated), shape(ExecutionMode::Warm));
+    assert_eq!(isolated, warm);
+    assert_eq!(isolated[1]["error"], "no good", "{isolated:?}");
+    assert_eq!(isolated[2]["error_type"], "ExecutionError", "{isolated:?}");
+}
