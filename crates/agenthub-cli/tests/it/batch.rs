@@ -1352,3 +1352,36 @@ fn a_hanging_import_costs_each_call_its_own_timeout_and_no_more() {
         survivors(&format!("{}\0", dir.display())).is_empty()
     });
 }
+
+pub(crate) const COUNTER_PY: &str = "import json, sys\n\
+N = 0\n\
+def main():\n    \
+global N\n    \
+N += 1\n    \
+print(json.dumps({'result': N}))\n\
+if __name__ == '__main__':\n    main()\n";
+
+pub(crate) const COUNTER_YAML: &str = "name: counter\nversion: 0.1.0\ndescription: counts its calls\n\
+author: tests\ninterface:\n  methods:\n    count:\n      description: counts\n      parameters: {}\n";
+
+#[test]
+fn batch_and_bench_take_mode_isolated_and_each_call_starts_from_the_import() {
+    let ctx = TestContext::new();
+    install(&ctx, "counter", &[("agent.py", COUNTER_PY.to_owned()), ("agent.yaml", COUNTER_YAML.to_owned())]);
+    let input = request_lines(&vec![json!({"method": "count", "parameters": {}}); 3]);
+    let counts = |mode: &str| {
+        let out =
+            run(&mut command(&ctx, &["batch", "conf/counter", "--mode", mode]), input.clone(), BATCH_LIMIT);
+        assert!(out.status.success(), "{mode}: {}", stderr(&out));
+        responses(&out).iter().map(|r| r["result"].clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(counts("isolated"), vec![json!(1); 3]);
+    assert_eq!(counts("warm"), vec![json!(1), json!(2), json!(3)]);
+    let out = run(
+        &mut command(&ctx, &["bench", "conf/counter", "count", "-n", "5", "--mode", "isolated", "--json"]),
+        Vec::new(),
+        BATCH_LIMIT,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(responses(&out)[0]["mode"], "isolated");
+}

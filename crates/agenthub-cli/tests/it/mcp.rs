@@ -883,3 +883,22 @@ impl Server {
         self.request(id, "tools/call", params);
     }
 }
+
+#[test]
+fn mcp_serve_takes_mode_isolated() {
+    let ctx = TestContext::new();
+    super::batch::install(
+        &ctx,
+        "counter",
+        &[
+            ("agent.py", super::batch::COUNTER_PY.to_owned()),
+            ("agent.yaml", super::batch::COUNTER_YAML.to_owned()),
+        ],
+    );
+    for (mode, second) in [("isolated", "1"), ("warm", "2")] {
+        let mut server = Server::start(&ctx, &["conf/counter", "--mode", mode]);
+        server.initialize("2025-11-25");
+        assert_eq!(text(&server.call(1, "count", json!({}))), "1", "{mode}");
+        assert_eq!(text(&server.call(2, "count", json!({}))), second, "{mode}");
+    }
+}
