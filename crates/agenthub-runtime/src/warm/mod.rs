@@ -157,6 +157,8 @@ struct Warm {
     /// as long as the worker); `None` for a worker without tools.
     tools: Option<(crate::tools::ToolSlot, Option<agenthub_process::sandbox::ListenerGuard>)>,
     version: Version,
+    /// Isolated mode: each call runs in a fork of this worker (its zygote).
+    forks: bool,
     calls: u64,
     retire_after: u64,
     idle_since: Instant,
@@ -762,6 +764,7 @@ impl Pools {
                     worker,
                     tools,
                     version: call.version.clone(),
+                    forks: isolated == Some(true),
                     calls: 0,
                     retire_after: self.settings.max_calls.saturating_sub(jitter),
                     idle_since: Instant::now(),
@@ -788,6 +791,7 @@ impl Pools {
         let line = serde_json::to_vec(&Request { id, method: &call.method, request: &call.request })
             .unwrap_or_default();
         let started = Instant::now();
+        let forks = warm.forks;
         let worker = &mut warm.worker;
         let mark = worker.stderr_mark();
         worker.reset_peak();
@@ -816,9 +820,10 @@ impl Pools {
             Ok(Received::Line(line)) => {
                 match Reply::parse(&line) {
                     Some(reply) if reply.id == Some(id) && reply.stdout_limit => {
-                        // The worker stopped the call at the output cap (and exits).
+                        // The worker stopped the call at the output cap (and exits); in
+                        // isolated mode only the call's child exited.
                         output.termination = Some(Termination::StdoutLimit);
-                        false
+                        forks
                     }
                     Some(reply) if reply.id == Some(id) && reply.error.is_none() => {
                         let code = i32::try_from(reply.exit_code).unwrap_or(1);

@@ -159,3 +159,22 @@ fn results_agent_errors_and_crashes_have_the_shape_warm_gives_them() {
     assert_eq!(isolated[1]["error"], "no good", "{isolated:?}");
     assert_eq!(isolated[2]["error_type"], "ExecutionError", "{isolated:?}");
 }
+
+#[test]
+fn output_past_the_cap_ends_the_call_not_the_zygote() {
+    let ctx = context(ExecutionMode::Isolated, |c| c.runtime.max_stdout_bytes = 4096);
+    let flood = STATEFUL.replace(
+        "    if method == \"fail\":",
+        "    if method == \"flood\":\n        print(\"x\" * 100000)\n    if method == \"fail\":",
+    );
+    let mut methods = METHODS.to_vec();
+    methods.push("flood");
+    write_agent(&ctx, "flood", &flood, &methods);
+    let rt = runtime(&ctx);
+    assert_eq!(call(&rt, "test/flood", "mark", &json!({}))["result"], json!([1, null]));
+    let pids = rt.workers().idle_pids();
+    let r = call(&rt, "test/flood", "flood", &json!({}));
+    assert_eq!(r["error_type"], "ResourceLimitError", "{r}");
+    assert_eq!(rt.workers().idle_pids(), pids, "the zygote was replaced");
+    assert_eq!(call(&rt, "test/flood", "mark", &json!({}))["result"], json!([1, null]));
+}
