@@ -122,13 +122,14 @@ fn human(info: &AgentInfo, sandbox: &str) -> String {
         WarmDispatch::Oneshot => "one-shot (agent.py has no `if __name__ == \"__main__\": main()` to replay)",
     };
     let _ = writeln!(t, "warm:        {warm}");
-    let isolated = if info.warm_dispatch == WarmDispatch::Oneshot {
-        "one-shot (as warm)"
-    } else {
-        "a fork of the warm worker per call, unless the import leaves threads running: then warm \
-         (decided when the worker starts; AGENTHUB_LOG_LEVEL=debug shows it)"
-    };
-    let _ = writeln!(t, "isolated:    {isolated}");
+    if info.warm_dispatch != WarmDispatch::Oneshot {
+        // runtime.mode: isolated; an agent served one-shot warm is one-shot there too.
+        let _ = writeln!(
+            t,
+            "isolated:    a fork of the warm worker per call, unless the import leaves threads running: \
+             then warm (decided when the worker starts; AGENTHUB_LOG_LEVEL=debug shows it)"
+        );
+    }
     let permissions = &info.permissions;
     for (i, line) in permissions.summary.iter().enumerate() {
         let label = if i == 0 { "permissions:" } else { "" };

@@ -1384,4 +1384,10 @@ fn batch_and_bench_take_mode_isolated_and_each_call_starts_from_the_import() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(responses(&out)[0]["mode"], "isolated");
+    let info = run(&mut command(&ctx, &["info", "conf/counter"]), Vec::new(), EXEC_LIMIT);
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        text.contains("\nisolated:    a fork of the warm worker per call, unless the import leaves threads"),
+        "{text}"
+    );
 }
