@@ -451,6 +451,8 @@ def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrus
     crashed one-shot process would give it."""
     replied = _REPLIED_MAP[0]
     replied[0] = 0
+    # The call's own temporary directory (its TMPDIR), removed after it whatever happens.
+    calltmp = os.path.join(_ENVIRON.get("TMPDIR") or "/tmp", "agenthub-call-" + os.urandom(8).hex())
     _FORKING[0] = True
     try:
         child = os.fork()
@@ -465,6 +467,14 @@ def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrus
             os.dup2(fd, channel_in.fileno(), inheritable=False)
             _os_close(fd)
             _become_subreaper()  # not inherited: what the call daemonizes comes back here
+            try:
+                os.mkdir(calltmp, 0o700)
+                _ENVIRON["TMPDIR"] = calltmp
+                tempfile = sys.modules.get("tempfile")
+                if tempfile is not None:  # it caches the directory it found first
+                    tempfile.tempdir = calltmp
+            except OSError:
+                pass  # nowhere writable: the call gets the zygote's TMPDIR
             stdout, code = _call(dispatch, target, form, request)
             _end_strays({})
             for stream in (sys.stdout, sys.stderr):
@@ -488,6 +498,7 @@ def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrus
             continue
         except ChildProcessError:  # reaped by a SIGCHLD handler of the agent's
             break
+    _RMTREE[0](calltmp, ignore_errors=True)
     if replied[0]:
         return
     reply = {"id": rid, "stdout": "", "exit_code": 1}
@@ -499,6 +510,7 @@ def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrus
 
 
 _FORKING = [False]  # a fork of ours for a call: the child keeps the channel
+_RMTREE = [None]
 _REPLIED_MAP = [None]
 
 
@@ -594,7 +606,9 @@ def _serve(argv):
             try:
                 import mmap
                 import resource
+                import shutil
 
+                _RMTREE[0] = shutil.rmtree
                 _REPLIED_MAP[0] = mmap.mmap(-1, 1)  # anonymous and shared with children
                 getrusage = resource.getrusage
             except (ImportError, OSError) as exc:

@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{call, runtime, write_agent};
 
 const STATEFUL: &str = r#"
-import json, os, subprocess, sys, time
+import json, os, subprocess, sys, tempfile, time
 
 COUNTER = 0
 NS = os.readlink("/proc/self/ns/pid")
@@ -39,6 +39,11 @@ def handle(method, params):
         os.wait()
         child = subprocess.Popen(["sleep", "300"])
         return [[child.pid, NS], [daemon, NS]]
+    if method == "tmp":
+        seen = sorted(os.listdir(tempfile.gettempdir()))
+        with tempfile.NamedTemporaryFile(delete=False) as f:
+            f.write(b"left by a call")
+        return seen
     if method == "sleep":
         time.sleep(params["seconds"])
         return "slept"
@@ -60,7 +65,7 @@ if __name__ == "__main__":
     main()
 "#;
 
-const METHODS: [&str; 5] = ["mark", "spawn", "sleep", "fail", "crash"];
+const METHODS: [&str; 6] = ["mark", "spawn", "sleep", "fail", "crash", "tmp"];
 
 fn context(mode: ExecutionMode, change: impl FnOnce(&mut agenthub_core::Config)) -> TestContext {
     TestContext::new().with_config(|c| {
@@ -79,13 +84,18 @@ fn a_calls_module_state_and_environment_are_not_seen_by_the_next_call_unlike_war
         let rt = runtime(&ctx);
         let answers: Vec<_> =
             (0..3).map(|_| call(&rt, "test/stateful", "mark", &json!({}))["result"].clone()).collect();
+        let files: Vec<_> =
+            (0..2).map(|_| call(&rt, "test/stateful", "tmp", &json!({}))["result"].clone()).collect();
         if mode == ExecutionMode::Isolated {
             assert_eq!(answers, vec![json!([1, null]); 3], "{mode:?}");
+            // Each call has a temporary directory of its own, removed after it.
+            assert_eq!(files, vec![json!([]); 2], "{mode:?}");
             let dir = rt.load_agent("test/stateful").unwrap().location.dir;
             assert_eq!(rt.workers().isolation(&dir), Some(Isolation::Forked));
         } else {
             // Warm: module state carries over (os.environ is restored between calls).
             assert_eq!(answers, vec![json!([1, null]), json!([2, null]), json!([3, null])], "{mode:?}");
+            assert_eq!(files[1].as_array().map(Vec::len), Some(files[0].as_array().unwrap().len() + 1));
         }
     }
 }
