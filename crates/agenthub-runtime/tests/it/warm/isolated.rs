@@ -12,7 +12,7 @@ use serde_json::json;
 use super::{call, runtime, write_agent};
 
 const STATEFUL: &str = r#"
-import json, os, subprocess, sys, tempfile, time
+import json, os, random, subprocess, sys, tempfile, threading, time
 
 COUNTER = 0
 NS = os.readlink("/proc/self/ns/pid")
@@ -44,6 +44,11 @@ def handle(method, params):
         with tempfile.NamedTemporaryFile(delete=False) as f:
             f.write(b"left by a call")
         return seen
+    if method == "rand":
+        # A thread left running by the previous call would show up here.
+        alive = [t.name for t in threading.enumerate() if t.name == "left-behind"]
+        threading.Thread(target=time.sleep, args=(60,), name="left-behind", daemon=True).start()
+        return [random.random(), alive]
     if method == "sleep":
         time.sleep(params["seconds"])
         return "slept"
@@ -65,7 +70,7 @@ if __name__ == "__main__":
     main()
 "#;
 
-const METHODS: [&str; 6] = ["mark", "spawn", "sleep", "fail", "crash", "tmp"];
+const METHODS: [&str; 7] = ["mark", "spawn", "sleep", "fail", "crash", "tmp", "rand"];
 
 fn context(mode: ExecutionMode, change: impl FnOnce(&mut agenthub_core::Config)) -> TestContext {
     TestContext::new().with_config(|c| {
@@ -98,6 +103,21 @@ fn a_calls_module_state_and_environment_are_not_seen_by_the_next_call_unlike_war
             assert_eq!(files[1].as_array().map(Vec::len), Some(files[0].as_array().unwrap().len() + 1));
         }
     }
+}
+
+#[test]
+fn each_call_gets_fresh_randomness_and_no_thread_of_an_earlier_call() {
+    let ctx = context(ExecutionMode::Isolated, |_| {});
+    write_agent(&ctx, "random", STATEFUL, &METHODS);
+    let rt = runtime(&ctx);
+    let answers: Vec<_> =
+        (0..3).map(|_| call(&rt, "test/random", "rand", &json!({}))["result"].clone()).collect();
+    for answer in &answers {
+        assert_eq!(answer[1], json!([]), "{answers:?}");
+    }
+    // `random` reseeds itself in a forked child: the copies of one state do not repeat.
+    assert_ne!(answers[0][0], answers[1][0], "{answers:?}");
+    assert_ne!(answers[1][0], answers[2][0], "{answers:?}");
 }
 
 #[test]
