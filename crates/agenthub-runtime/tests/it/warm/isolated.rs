@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use agenthub_core::{ExecutionMode, Seconds};
 use agenthub_runtime::Isolation;
-use agenthub_testkit::{TestContext, reported_alive};
+use agenthub_testkit::{TestContext, reported_alive, survivors};
 use serde_json::json;
 
 use super::{call, runtime, write_agent};
@@ -160,10 +160,17 @@ fn an_isolated_call_that_times_out_is_a_timeout_and_the_next_call_works() {
     write_agent(&ctx, "slow", STATEFUL, &METHODS);
     let rt = runtime(&ctx);
     assert_eq!(call(&rt, "test/slow", "mark", &json!({}))["result"], json!([1, null]));
+    let dir = rt.load_agent("test/slow").unwrap().location.dir.display().to_string();
+    assert_eq!(survivors(&dir).len(), 1, "the zygote, found by its command line");
     let started = std::time::Instant::now();
     let r = call(&rt, "test/slow", "sleep", &json!({"seconds": 5}));
     assert_eq!(r["error_type"], "TimeoutError", "{r}");
     assert!(started.elapsed() < Duration::from_secs(3));
+    // The timeout kills the zygote's whole containment: the call's child and the zygote
+    // (its command line names the agent's directory, as the fork's does) are gone.
+    super::wait_until("the zygote and its child to go", Duration::from_secs(5), || {
+        survivors(&dir).is_empty()
+    });
     assert_eq!(call(&rt, "test/slow", "mark", &json!({}))["result"], json!([1, null]));
 }
 
