@@ -46,6 +46,10 @@ pub(crate) struct Scope {
     cancelled: AtomicBool,
 }
 
+/// How often the tree is checked behind a memory cgroup whose figure is below the cap
+/// (see [`Scope::sample_memory`]).
+const TREE_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Set once by [`shutdown`]: no call starts after it.
 static SHUT_DOWN: AtomicBool = AtomicBool::new(false);
 
@@ -127,9 +131,30 @@ impl Scope {
         (!is_shut_down()).then_some(scope)
     }
 
-    /// Moves `pid` into the call's cgroup(s) too (a sandbox's init and program, forked by the
-    /// waiter before the waiter was moved). Best effort.
-    pub(crate) fn adopt(&self, pid: u32) {
+    /// Moves every process below `top` (the child, which [`Self::new`] moved) into the call's
+    /// cgroup(s) too. A process stays in the cgroup it was forked in: a sandbox's init and
+    /// program were forked before the waiter was moved, and on a busy machine the program
+    /// may have forked already as well (a child forked before its parent's move stays
+    /// outside: no kernel limit, no `cgroup.kill`). Each process is moved before its
+    /// children are listed, so a child forked meanwhile is either listed or born inside.
+    /// Best effort; bounded.
+    pub(crate) fn adopt_descendants(&self, top: u32) {
+        if !self.has_cgroup() {
+            return;
+        }
+        let mut queue = linux::children(top);
+        let mut moved = 0;
+        while let Some(pid) = queue.pop()
+            && moved < memory::MAX_TREE
+        {
+            self.adopt(pid);
+            moved += 1;
+            queue.extend(linux::children(pid));
+        }
+    }
+
+    /// Moves `pid` into the call's cgroup(s) too. Best effort.
+    fn adopt(&self, pid: u32) {
         let dirs = self.cgroup.iter().chain(self.memory.iter().filter(|m| !m.v2).map(|m| &m.dir));
         for dir in dirs {
             let _ = std::fs::OpenOptions::new()
@@ -150,15 +175,24 @@ impl Scope {
         self.cgroup.is_some() || self.memory.is_some()
     }
 
-    /// The memory in use by the whole call now: from its memory cgroup, else summed over
-    /// `tree`.
-    pub(crate) fn sample_memory(&self, tree: &mut Tree) -> Sample {
-        // A cgroup that has been charged nothing yet (the child allocated before it was
-        // moved in, on a kernel that does not move charges) says nothing: ask the tree.
-        match self.memory.as_ref().and_then(MemoryCgroup::sample) {
-            Some(sample) if sample.in_use > 0 || sample.oom_killed => sample,
-            _ => tree.sample(self.pgid, self.cgroup.as_deref()),
+    /// The memory in use by the whole call now: the larger of its memory cgroup's figure and
+    /// the sum over `tree`. The cgroup misses a process forked before its parent was moved
+    /// in (and, on a kernel that does not move charges, what a process allocated before its
+    /// own move); the tree misses shared memory no process maps. While the cgroup has a
+    /// figure below `cap`, the tree is checked every [`TREE_CHECK_INTERVAL`] only, and its
+    /// exact sum (which reads every process's page tables) only taken when its resident
+    /// counters, never below that sum, pass `cap`.
+    pub(crate) fn sample_memory(&self, tree: &mut Tree, cap: u64) -> Sample {
+        let cgroup = self.memory.as_ref().and_then(MemoryCgroup::sample).unwrap_or_default();
+        if cgroup.in_use > cap || cgroup.oom_killed {
+            return cgroup;
         }
+        let floor = if cgroup.in_use > 0 { cap } else { 0 };
+        if floor > 0 && !tree.check_due(TREE_CHECK_INTERVAL) {
+            return cgroup;
+        }
+        let in_tree = tree.sample(self.pgid, self.cgroup.as_deref(), floor).in_use;
+        Sample { in_use: cgroup.in_use.max(in_tree), oom_killed: false }
     }
 
     /// Whether the kernel's OOM killer struck in the call's memory cgroup.
@@ -411,5 +445,63 @@ mod tests {
         let _ = std::fs::remove_dir(&ours);
         assert!(foreign_kept, "a cgroup of another PID namespace was swept");
         assert!(!ours_kept, "a stale cgroup of this namespace was left");
+    }
+
+    /// A child forked before its parent was moved into the call's cgroups (a busy machine:
+    /// the program forked before the runtime moved it) is in neither: the memory sample
+    /// still counts it, and `adopt_descendants` moves it in.
+    #[test]
+    fn a_child_forked_before_the_move_is_sampled_and_adopted() {
+        use std::io::{BufRead, BufReader};
+        use std::os::unix::process::CommandExt;
+        use std::process::{Command, Stdio};
+        let Ok(out) = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output()
+        else {
+            return;
+        };
+        // The child takes 96 MiB before the move; the parent 8 MiB after it.
+        let code = "import os, sys, time\n\
+                    if os.fork() == 0:\n    \
+                        b = bytearray(96 << 20)\n    \
+                        for i in range(0, len(b), 4096): b[i] = 1\n    \
+                        print('child', flush=True)\n    \
+                        time.sleep(60)\n\
+                    sys.stdin.readline()\n\
+                    b = bytearray(8 << 20)\n\
+                    for i in range(0, len(b), 4096): b[i] = 1\n\
+                    print('parent', flush=True)\n\
+                    time.sleep(60)\n";
+        let mut top = Command::new(String::from_utf8_lossy(&out.stdout).trim())
+            .args(["-c", code])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(top.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "child");
+        let cap = 64 << 20;
+        let run_id = new_run_id();
+        let scope = Scope::new(top.id(), run_id.clone(), Containment::Auto, Some(cap)).unwrap();
+        let Some(memory) = scope.memory.as_ref() else {
+            // No memory cgroup on this machine: the tree alone is sampled, as it always was.
+            drop(scope);
+            let _ = top.wait();
+            return;
+        };
+        top.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+        assert_eq!(lines.next().unwrap().unwrap(), "parent");
+        // The cgroup holds the parent's 8 MiB only...
+        assert!(memory.sample().unwrap().in_use < cap);
+        // ...the sample, the child's 96 MiB too.
+        let sample = scope.sample_memory(&mut Tree::default(), cap);
+        assert!(sample.in_use > cap, "{sample:?}");
+        let child = linux::children(top.id());
+        assert_eq!(child.len(), 1);
+        scope.adopt_descendants(top.id());
+        let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", child[0])).unwrap();
+        assert!(cgroups.contains(&cgroup_name(&run_id)), "{cgroups}");
+        drop(scope);
+        let _ = top.wait();
     }
 }

@@ -259,7 +259,25 @@ pub fn sandboxed_program(waiter: u32) -> Option<u32> {
 /// this kernel may lack `/proc/<pid>/task/<pid>/children`). Bounded: at most 100,000
 /// entries are looked at.
 pub(crate) fn only_child(parent: u32) -> Option<u32> {
-    let entries = std::fs::read_dir("/proc").ok()?;
+    scan_children(parent, true).into_iter().next()
+}
+
+/// The children of `parent`: from `/proc/<parent>/task/*/children`, or on a kernel without
+/// those files (no `CONFIG_PROC_CHILDREN`) from a scan of `/proc`.
+pub(crate) fn children(parent: u32) -> Vec<u32> {
+    static HAS_FILES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *HAS_FILES.get_or_init(|| std::path::Path::new("/proc/thread-self/children").exists()) {
+        crate::memory::children(parent)
+    } else {
+        scan_children(parent, false)
+    }
+}
+
+/// The children of `parent` found by the parent pid in each `/proc/<pid>/stat` (the first
+/// one only with `first`). Bounded: at most 100,000 entries are looked at.
+fn scan_children(parent: u32, first: bool) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return found };
     let mut buf = [0u8; 512];
     for entry in entries.take(100_000).flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
@@ -268,8 +286,11 @@ pub(crate) fn only_child(parent: u32) -> Option<u32> {
         // `pid (comm) state ppid ...`: comm may hold anything, so split after its last `)`.
         let Some((_, rest)) = stat.rsplit_once(')') else { continue };
         if rest.split_whitespace().nth(1).and_then(|p| p.parse::<u32>().ok()) == Some(parent) {
-            return Some(pid);
+            found.push(pid);
+            if first {
+                break;
+            }
         }
     }
-    None
+    found
 }

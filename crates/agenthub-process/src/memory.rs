@@ -8,9 +8,11 @@
 //!    `memory.oom_control`). It counts shared memory too (`/dev/shm` files, shared
 //!    anonymous mappings), even once no process maps it any more, and its kernel limit is
 //!    a backstop for allocations faster than the sampling;
-//! 2. otherwise the sum of `RssAnon + RssShmem` over the tree's processes, found through
-//!    `/proc/<pid>/task/<tid>/children` from the top process and every process seen
-//!    before (so a child that was reparented after a `setsid` is still counted).
+//! 2. otherwise (and, every so often, as a check behind the cgroup, which misses a process
+//!    forked before its parent was moved in) the sum of `RssAnon + RssShmem` over the
+//!    tree's processes, found through `/proc/<pid>/task/<tid>/children` from the top
+//!    process and every process seen before (so a child that was reparented after a
+//!    `setsid` is still counted).
 //!
 //! In both, "in use" is anonymous plus shared memory: page cache of ordinary files is
 //! reclaimable, and counting it would stop an agent for reading a large file.
@@ -164,24 +166,48 @@ fn stat_value(text: &str, key: &str) -> Option<u64> {
 }
 
 /// At most this many processes are followed in one call's tree.
-const MAX_TREE: usize = 4096;
+pub(crate) const MAX_TREE: usize = 4096;
 
 /// The processes of a call's tree, followed from sample to sample (the fallback when no
-/// memory cgroup holds the call).
+/// memory cgroup holds the call, and a check behind one).
 #[derive(Debug, Default)]
 pub(crate) struct Tree {
     /// Pid → start time of every process seen in the tree.
     known: BTreeMap<u32, u64>,
+    /// When the next check behind a memory cgroup is due, on [`linux::clock_now`]'s clock.
+    next_check: Duration,
 }
 
 impl Tree {
-    /// Sums `RssAnon + RssShmem` over the tree of `top` (or over `cgroup_procs`' list,
-    /// when a cgroup v2 without memory controller holds the call).
-    pub(crate) fn sample(&mut self, top: u32, cgroup: Option<&Path>) -> Sample {
-        let pids = match cgroup.and_then(|cg| std::fs::read_to_string(cg.join("cgroup.procs")).ok()) {
-            Some(procs) => procs.lines().filter_map(|l| l.trim().parse().ok()).take(MAX_TREE).collect(),
-            None => self.walk(top),
-        };
+    /// Whether a check behind a memory cgroup is due; if so, the next one is `every` later.
+    pub(crate) fn check_due(&mut self, every: Duration) -> bool {
+        let now = linux::clock_now();
+        if now < self.next_check {
+            return false;
+        }
+        self.next_check = now.saturating_add(every);
+        true
+    }
+
+    /// Sums `RssAnon + RssShmem` over the tree of `top` and, when a cgroup v2 holds the
+    /// call, over what its `cgroup.procs` lists (a process forked before its parent was
+    /// moved in is only in the tree; one that left the tree is still in the cgroup).
+    ///
+    /// With a `floor`, the sample is 0 unless the processes' resident counters (which the
+    /// proportional sum below never exceeds) add up to more than it: only then is the
+    /// exact sum, which reads their page tables, taken.
+    pub(crate) fn sample(&mut self, top: u32, cgroup: Option<&Path>, floor: u64) -> Sample {
+        let mut pids = self.walk(top);
+        if let Some(procs) = cgroup.and_then(|cg| std::fs::read_to_string(cg.join("cgroup.procs")).ok()) {
+            pids.extend(procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()).take(MAX_TREE));
+            pids.sort_unstable();
+            pids.dedup();
+        }
+        if floor > 0
+            && pids.iter().filter_map(|&pid| anon_and_shmem(pid)).fold(0u64, u64::saturating_add) <= floor
+        {
+            return Sample::default();
+        }
         // One process: its resident anonymous and shared memory. Several: their proportional
         // shares, so pages a fork shares copy-on-write with its parent count once, not once
         // per process (400 forks of a 3 MiB interpreter are not 1.2 GB).
@@ -219,7 +245,7 @@ impl Tree {
 }
 
 /// The children of every thread of `pid` (`/proc/<pid>/task/<tid>/children`).
-fn children(pid: u32) -> Vec<u32> {
+pub(crate) fn children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return Vec::new() };
     let mut found = Vec::new();
     for task in tasks.flatten().take(MAX_TREE) {
@@ -275,7 +301,7 @@ mod tests {
     #[test]
     fn this_process_is_sampled() {
         let mut tree = Tree::default();
-        let sample = tree.sample(std::process::id(), None);
+        let sample = tree.sample(std::process::id(), None, 0);
         assert!(sample.in_use > 0);
     }
 }

@@ -111,16 +111,9 @@ impl Spawned {
             return Err(ProcessError::Cancelled);
         };
         let sandbox_waiter = prepared.as_ref().is_some_and(|(_, p)| p.has_namespaces());
-        if sandbox_waiter && scope.has_cgroup() {
-            // The waiter is in the cgroup; its init and the program were forked before: move
-            // them too (the program is still starting Python, so nothing of it is outside).
-            if let Some(init) = linux::only_child(pid) {
-                scope.adopt(init);
-                if let Some(program) = linux::only_child(init) {
-                    scope.adopt(program);
-                }
-            }
-        }
+        // The child is in the cgroup; what it forked before (a sandbox's init and program, and
+        // on a busy machine what the program forked already) is moved too.
+        scope.adopt_descendants(pid);
         let mut host_tmp = None;
         let mut spawned_sandbox = Ok(None);
         if let Some((sandbox, mut prepared)) = prepared {
@@ -364,7 +357,7 @@ impl Supervisor {
         {
             // The whole tree: children and `multiprocessing` workers count, and with a memory
             // cgroup so does shared memory (`/dev/shm`).
-            let sample = self.scope.sample_memory(&mut self.tree);
+            let sample = self.scope.sample_memory(&mut self.tree, cap);
             self.sampled_peak_rss = self.sampled_peak_rss.max(sample.in_use);
             if sample.in_use > cap || sample.oom_killed {
                 self.stop(Termination::MemoryLimit);

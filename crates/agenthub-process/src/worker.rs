@@ -236,7 +236,7 @@ impl Worker {
             if let (Some(at), Some(cap)) = (next_sample, self.limits.max_memory_bytes)
                 && now >= at
             {
-                let sample = self.child.scope.sample_memory(&mut self.tree);
+                let sample = self.child.scope.sample_memory(&mut self.tree, cap);
                 self.sampled_peak = self.sampled_peak.max(sample.in_use);
                 if sample.in_use > cap || sample.oom_killed {
                     return Ok(self.stop(Termination::MemoryLimit));
