@@ -37,7 +37,7 @@ def bench(binary, env, mode, calls):
 
 def protocol_round_trip(python, calls):
     """Median and calls/s of request/response lines straight to a worker."""
-    source = open(os.path.join(ROOT, "crates", "agenthub-runtime", "src", "bootstrap.py")).read()
+    source = open(os.path.join(ROOT, "crates", "agenthub-runtime", "src", "warm", "bootstrap.py")).read()
     worker = subprocess.Popen(
         [python, "-u", "-c", source, HELLO, "auto", "greet,word_count,add"],
         cwd=HELLO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

@@ -491,7 +491,11 @@ pub(crate) struct BenchArgs {
     /// isolated runs each call in a fork of a worker
     #[arg(long, value_enum, default_value = "warm", hide_possible_values = true)]
     pub(crate) mode: ExecutionMode,
-    /// Print {"mode", "calls", "median_ms", "p99_ms", "calls_per_sec"}
+    /// Callers at once, each on a thread of its own (and as many warm workers); the N
+    /// calls are shared among them
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) concurrency: usize,
+    /// Print {"mode", "calls", "concurrency", "median_ms", "p99_ms", "calls_per_sec"}
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]

@@ -220,7 +220,7 @@ impl Inner {
         let cancel = CallCancel::new();
         let job = Job::start(&self.running);
         let mut task = {
-            let mut call = Call::loaded(&tool.agent, tool.method.clone())
+            let mut call = Call::shared(&tool.agent, tool.method.clone())
                 .params(params)
                 .cancel(&cancel)
                 .grants(self.options.grants.clone());

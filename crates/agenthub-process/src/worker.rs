@@ -69,6 +69,11 @@ pub struct Worker {
     status: Option<ExitStatus>,
     /// `/proc/<pid>/clear_refs` and `/proc/<pid>/status`, kept open across requests.
     proc_files: Option<(File, File)>,
+    /// Whether stdin is known to be non-blocking (set once; [`Self::stdin_writer`] clears it).
+    stdin_nonblocking: std::sync::atomic::AtomicBool,
+    /// How long [`Self::recv`] polls the channel on the CPU before it sleeps (see
+    /// [`Self::set_spin`]).
+    spin: Duration,
 }
 
 impl std::fmt::Debug for Worker {
@@ -111,6 +116,8 @@ impl Worker {
             sampled_peak: 0,
             status: None,
             proc_files: None,
+            stdin_nonblocking: std::sync::atomic::AtomicBool::new(false),
+            spin: Duration::ZERO,
         })
     }
 
@@ -121,6 +128,8 @@ impl Worker {
     pub fn stdin_writer(&self) -> std::io::Result<File> {
         let stdin = self.stdin.as_ref().ok_or_else(|| std::io::Error::from(ErrorKind::BrokenPipe))?;
         let writer = stdin.try_clone()?;
+        // One open file description: its flags are the same for both handles.
+        self.stdin_nonblocking.store(false, std::sync::atomic::Ordering::Relaxed);
         linux::set_blocking(&writer)?;
         Ok(writer)
     }
@@ -169,7 +178,10 @@ impl Worker {
     ) -> Result<Option<Received>, ProcessError> {
         let Some(stdin) = self.stdin.as_ref() else { return Ok(Some(self.exited())) };
         let fd = stdin.as_raw_fd();
-        linux::set_nonblocking(stdin).map_err(ProcessError::Io)?;
+        if !self.stdin_nonblocking.load(std::sync::atomic::Ordering::Relaxed) {
+            linux::set_nonblocking(stdin).map_err(ProcessError::Io)?;
+            self.stdin_nonblocking.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         while !bytes.is_empty() {
             if self.child.scope.cancelled() {
                 return Ok(Some(self.stop(Termination::Cancelled)));
@@ -211,6 +223,7 @@ impl Worker {
         let mut next_sample = self.limits.max_memory_bytes.and_then(|_| started.checked_add(interval));
         let mut buf = [0u8; 16 * 1024];
         let mut scanned = 0;
+        let spin_until = Some(self.spin).filter(|s| !s.is_zero()).and_then(|s| started.checked_add(s));
         loop {
             if let Some(end) = self.pending[scanned..].iter().position(|&b| b == b'\n') {
                 // The buffer itself becomes the line (no copy of a long reply), and what
@@ -243,6 +256,17 @@ impl Worker {
                 }
                 next_sample = now.checked_add(interval);
             }
+            if spin_until.is_some_and(|until| now < until) {
+                match self.stdout.read(&mut buf) {
+                    Ok(0) => return Ok(self.exited()),
+                    Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                        std::hint::spin_loop();
+                    }
+                    Err(e) => return Err(ProcessError::Io(e)),
+                }
+                continue;
+            }
             let wake =
                 [deadline, next_sample].into_iter().flatten().min().map_or(TICK, |at| at.saturating_sub(now));
             let wait = i32::try_from(wake.min(TICK).as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
@@ -264,6 +288,15 @@ impl Worker {
                 Err(e) => return Err(ProcessError::Io(e)),
             }
         }
+    }
+
+    /// Lets the next [`Self::recv`]s read the channel in a loop for up to `spin` before they
+    /// sleep in `poll(2)` (zero, the default: never). An answer that arrives meanwhile is
+    /// read without the sleep and wake-up, which on another CPU cost more than a short
+    /// call itself; the CPU is spent only while the answer is awaited and never beyond
+    /// `spin`. Deadlines and cancellation are looked at as in the sleep.
+    pub fn set_spin(&mut self, spin: Duration) {
+        self.spin = spin;
     }
 
     /// How many stderr bytes the worker has written so far: a mark for [`Self::stderr_since`].

@@ -18,7 +18,7 @@ use crate::{AgentRuntime, CallCancel, LoadedAgent, ProcessBackendKind, Progress,
 #[derive(Debug, Clone)]
 pub(crate) enum Target {
     Named(String),
-    Loaded(Box<LoadedAgent>),
+    Loaded(Arc<LoadedAgent>),
 }
 
 /// One call of an agent's method: the agent, the method and its parameters, and optionally
@@ -55,7 +55,13 @@ impl Call {
 
     /// A call of `method` on an agent already loaded (see [`AgentRuntime::load_agent`]).
     pub fn loaded(agent: &LoadedAgent, method: impl Into<String>) -> Self {
-        Self::of(Target::Loaded(Box::new(agent.clone())), method.into())
+        Self::of(Target::Loaded(Arc::new(agent.clone())), method.into())
+    }
+
+    /// A call of `method` on an agent already loaded and shared: no copy of its manifest
+    /// is made, so calls in a loop cost nothing for it (see [`Self::loaded`]).
+    pub fn shared(agent: &Arc<LoadedAgent>, method: impl Into<String>) -> Self {
+        Self::of(Target::Loaded(Arc::clone(agent)), method.into())
     }
 
     fn of(target: Target, method: String) -> Self {

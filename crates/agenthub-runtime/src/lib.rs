@@ -187,13 +187,13 @@ impl AgentRuntime {
         let loaded;
         let agent = match target {
             call::Target::Loaded(agent) => {
-                loaded = *agent;
-                &loaded
+                loaded = agent;
+                &*loaded
             }
             call::Target::Named(name) => match self.load_or_install(&name).await {
                 Ok(agent) => {
-                    loaded = agent;
-                    &loaded
+                    loaded = Arc::new(agent);
+                    &*loaded
                 }
                 Err(err) => return ExecutionResponse::failed(err, started.elapsed()),
             },

@@ -180,7 +180,7 @@ impl CallScope {
                         }
                     };
                     let cancel = CallCancel::new();
-                    let mut call = Call::loaded(agent, method.clone())
+                    let mut call = Call::shared(agent, method.clone())
                         .params(arguments)
                         .cancel(&cancel)
                         .timeout(timeout)

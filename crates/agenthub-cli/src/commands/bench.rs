@@ -14,12 +14,21 @@ use crate::render;
 /// The most calls one bench runs (their times are kept in memory).
 const MAX_CALLS: usize = 10_000_000;
 
+/// The most callers one bench runs at once (as `batch --concurrency`).
+const MAX_CONCURRENCY: usize = 1024;
+
 pub(crate) fn run(mut config: Config, args: &BenchArgs) -> ExitCode {
     if args.calls == 0 || args.calls > MAX_CALLS {
         render::err(&format!("error: --calls must be from 1 to {MAX_CALLS}\n"));
         return ExitCode::from(2);
     }
+    if args.concurrency == 0 || args.concurrency > MAX_CONCURRENCY {
+        render::err(&format!("error: --concurrency must be from 1 to {MAX_CONCURRENCY}\n"));
+        return ExitCode::from(2);
+    }
     config.runtime.mode = args.mode;
+    config.runtime.workers_per_agent = args.concurrency;
+    config.runtime.max_concurrency = config.runtime.max_concurrency.max(args.concurrency);
     if let Err(e) = config.validate() {
         return super::usage_error(&e);
     }
@@ -30,17 +39,19 @@ pub(crate) fn run(mut config: Config, args: &BenchArgs) -> ExitCode {
     }
 }
 
-/// The per-call times and the total, or the first failed response.
+/// The per-call times and the total, or the first failed response. Each of the
+/// `--concurrency` callers makes one untimed warm-up call (all at once, so that as many
+/// workers start), then all start their share of the timed calls together.
 fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration), Box<ExecutionResponse>> {
     let failed = |e: AgentRuntimeError| Box::new(ExecutionResponse::failed(e, Duration::ZERO));
     let runtime = std::sync::Arc::new(
         AgentRuntime::with_backends(config, None, ProcessBackendKind::Std).map_err(failed)?,
     );
     runtime.cleanup_processes();
-    let agent = runtime.load_agent(&args.agent).map_err(failed)?;
+    let agent = std::sync::Arc::new(runtime.load_agent(&args.agent).map_err(failed)?);
     let tools = super::CallToolsSetup::new(&runtime, &agent, &args.tools).map_err(failed)?;
     let call = |params: agenthub_core::Params| {
-        let mut call = Call::loaded(&agent, &args.method).params(params);
+        let mut call = Call::shared(&agent, &args.method).params(params);
         if let Some(tools) = &tools {
             call = call.tools(tools.for_call(&agent));
         }
@@ -54,7 +65,8 @@ fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration)
             signature: spec.map_or_else(|| args.method.clone(), |s| s.signature(&args.method)),
         })
     })?;
-    // Warm-up: builds the environment if needed and, in warm mode, starts the worker.
+    // Warm-up: builds the environment if needed (once, before the callers start) and, in
+    // warm mode, starts the workers.
     let first = call(params.clone());
     if !first.is_success() {
         return Err(Box::new(first));
@@ -65,17 +77,50 @@ fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration)
     {
         render::err(&format!("note: isolated mode serves this agent warm: {reason}\n"));
     }
-    let mut times = Vec::with_capacity(args.calls);
-    let all = Instant::now();
-    for _ in 0..args.calls {
-        let started = Instant::now();
-        let response = call(params.clone());
-        times.push(started.elapsed());
-        if !response.is_success() {
+    let callers = args.concurrency;
+    if callers > 1 && args.mode != ExecutionMode::Oneshot && tools.is_none() {
+        // As many workers as callers, started before the clock does.
+        runtime.workers().prestart_blocking(&args.agent).map_err(failed)?;
+    }
+    let start = std::sync::Barrier::new(callers + 1);
+    let caller = |share: usize| -> Result<Vec<Duration>, Box<ExecutionResponse>> {
+        let warm_up = if callers > 1 { Some(call(params.clone())) } else { None };
+        start.wait();
+        if let Some(response) = warm_up.filter(|r| !r.is_success()) {
             return Err(Box::new(response));
         }
-    }
-    Ok((times, all.elapsed()))
+        let mut times = Vec::with_capacity(share);
+        for _ in 0..share {
+            let started = Instant::now();
+            let response = call(params.clone());
+            times.push(started.elapsed());
+            if !response.is_success() {
+                return Err(Box::new(response));
+            }
+        }
+        Ok(times)
+    };
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..callers)
+            .map(|i| {
+                let share = args.calls / callers + usize::from(i < args.calls % callers);
+                scope.spawn(move || caller(share))
+            })
+            .collect();
+        start.wait();
+        let all = Instant::now();
+        let mut times = Vec::with_capacity(args.calls);
+        let mut failure = None;
+        for thread in threads {
+            match thread.join() {
+                Ok(Ok(mine)) => times.extend(mine),
+                Ok(Err(response)) => failure = failure.or(Some(response)),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        let total = all.elapsed();
+        failure.map_or(Ok((times, total)), Err)
+    })
 }
 
 fn report(args: &BenchArgs, (times, total): &(Vec<Duration>, Duration)) -> ExitCode {
@@ -91,14 +136,15 @@ fn report(args: &BenchArgs, (times, total): &(Vec<Duration>, Duration)) -> ExitC
         ExecutionMode::Isolated => "isolated",
     };
     if args.json {
-        let v = json!({"mode": mode, "calls": ms.len(), "median_ms": median, "p99_ms": p99, "calls_per_sec": per_sec});
+        let v = json!({"mode": mode, "calls": ms.len(), "concurrency": args.concurrency, "median_ms": median, "p99_ms": p99, "calls_per_sec": per_sec});
         render::out(&format!("{v}\n"));
     } else {
         render::out(&format!(
-            "{mode}: {} calls of {} {}: median {median:.3} ms, p99 {p99:.3} ms, {per_sec:.0} calls/s\n",
+            "{mode}: {} calls of {} {}{}: median {median:.3} ms, p99 {p99:.3} ms, {per_sec:.0} calls/s\n",
             ms.len(),
             args.agent,
-            args.method
+            args.method,
+            if args.concurrency > 1 { format!(" from {} callers", args.concurrency) } else { String::new() }
         ));
     }
     ExitCode::SUCCESS

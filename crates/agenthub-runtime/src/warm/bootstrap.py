@@ -48,6 +48,17 @@ def _send(channel, message):
         _REPLIED[0][0] = 1
 
 
+_quote = json.encoder.encode_basestring_ascii  # what _encode does to a str, in C
+
+
+def _send_reply(channel, rid, stdout, code):
+    # _send of {"id", "stdout", "exit_code"} without building and walking a dict.
+    channel.write(b'{"id": %d, "stdout": %s, "exit_code": %d}\n' % (rid, _quote(stdout).encode("ascii"), code))
+    channel.flush()
+    if _REPLIED[0] is not None:
+        _REPLIED[0][0] = 1
+
+
 def _codec(stream):
     # The encoding and error handler of a text stream, as one-shot stdout would have them.
     return (getattr(stream, "encoding", None) or "utf-8", getattr(stream, "errors", None) or "strict")
@@ -211,14 +222,19 @@ def _prepare(agent_dir, requested, methods):
     return "main", target, form, None
 
 
+_PRCTL = [None]  # libc's prctl, looked up once (a fork per call sets it again)
+
+
 def _become_subreaper():
     # PR_SET_CHILD_SUBREAPER: a process that a call started and that daemonized (double
     # fork, setsid) is re-parented to the worker, not to init, so the sweep after the call
     # still finds it. Without ctypes the sweep sees only what stays below the worker.
     try:
-        import ctypes
+        if _PRCTL[0] is None:
+            import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+            _PRCTL[0] = ctypes.CDLL(None, use_errno=True).prctl
+        _PRCTL[0](36, 1, 0, 0, 0)
     except Exception:
         pass
 
@@ -237,15 +253,25 @@ def _start_time(pid):
         return None
 
 
+def _has_children():
+    """Whether this process has children (living or not yet reaped): one system call."""
+    try:
+        _waitid(_P_ALL, 0, _WAIT_ANY)
+    except ChildProcessError:
+        return False
+    except OSError:
+        pass
+    return True
+
+
+_P_ALL, _WAIT_ANY = os.P_ALL, os.WEXITED | os.WNOHANG | os.WNOWAIT
+
+
 def _children():
     """{pid: start time} of this process's children (living or not yet reaped)."""
     me = _getpid()
-    try:  # the cheap question first: one system call when there are none
-        _waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
+    if not _has_children():  # the cheap question first
         return {}
-    except OSError:
-        pass
     found = {}
     try:
         entries = _listdir("/proc")
@@ -374,11 +400,34 @@ def _exit_in_call(status):
 _CURRENT_PID = [None]  # the worker's pid: a forked child's os._exit is its own business
 
 
+# The last call's stdout (sink, wrapper), reused when nothing else holds either.
+_STDOUT = [None, None]
+_getrefcount = sys.getrefcount
+
+
+def _call_stdout():
+    """A fresh, empty stdout for a call: a new sink and text wrapper, or the last call's
+    when nothing but this module holds them (so no one can tell) and the agent left its
+    settings as they were made."""
+    sink, wrapper = _STDOUT
+    encoding, errors = _codec(sys.stdout)  # as the agent left stdout at import
+    # References: _STDOUT, the local name and getrefcount's argument (and the wrapper's
+    # to its sink).
+    if (wrapper is not None and _getrefcount(wrapper) == 3 and _getrefcount(sink) == 4
+            and wrapper.encoding == encoding and wrapper.errors == errors
+            and wrapper.write_through and not wrapper.line_buffering):
+        sink.seek(0)
+        sink.truncate()
+        return sink, wrapper
+    sink = _Sink()
+    wrapper = _TextIOWrapper(sink, encoding=encoding, errors=errors, write_through=True)
+    _STDOUT[0], _STDOUT[1] = sink, wrapper
+    return sink, wrapper
+
+
 def _call(dispatch, target, form, request):
     """Runs one call; returns (stdout text, exit code) as a one-shot process would give."""
-    sink = _Sink()
-    encoding, errors = _codec(sys.stdout)  # as the agent left stdout at import
-    sys.stdout = _TextIOWrapper(sink, encoding=encoding, errors=errors, write_through=True)
+    sink, sys.stdout = _call_stdout()
     reply, code = "", 0
     _CURRENT[2] = sink
     posix = sys.modules.get("posix")
@@ -448,11 +497,14 @@ def _fork_hazard():
 def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrusage):
     """Isolated mode: runs one call in a fork of this zygote. The child answers on the
     channel and exits; when it died without answering, the answer is written here as a
-    crashed one-shot process would give it."""
+    crashed one-shot process would give it. A child that answered is reaped at the next
+    call (or when the worker leaves): its exit overlaps the runtime's reading the answer."""
     replied = _REPLIED_MAP[0]
     replied[0] = 0
     # The call's own temporary directory (its TMPDIR), removed after it whatever happens.
     calltmp = os.path.join(_ENVIRON.get("TMPDIR") or "/tmp", "agenthub-call-" + os.urandom(8).hex())
+    # The child writes a byte here once it answered (os.pipe: not inherited across exec).
+    notify_r, notify_w = os.pipe()
     _FORKING[0] = True
     try:
         child = os.fork()
@@ -460,6 +512,7 @@ def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrus
         _FORKING[0] = False
     if child == 0:
         try:
+            _os_close(notify_r)
             _REPLIED[0] = replied
             _CURRENT_PID[0] = _getpid()
             _CURRENT[0], _CURRENT[1] = channel, rid
@@ -486,20 +539,23 @@ def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrus
             if getrusage is not None:
                 reply["peak_rss"] = getrusage(0).ru_maxrss * 1024
             _send(channel, reply)
+            os.write(notify_w, b"!")
+            _report_imports(replied)  # after the answer: not part of the call's time
             _os_exit(0)
         except BaseException:
             _os_exit(1)
-    status = 0
-    while True:
-        try:
-            _pid, status = _waitpid(child, 0)
-            break
-        except InterruptedError:
-            continue
-        except ChildProcessError:  # reaped by a SIGCHLD handler of the agent's
-            break
-    _RMTREE[0](calltmp, ignore_errors=True)
-    if replied[0]:
+    _os_close(notify_w)
+    try:
+        answered = _await_answer(child, notify_r, replied)
+    finally:
+        _os_close(notify_r)
+    if answered:
+        _PENDING.append((child, calltmp))
+        return
+    status = _wait_child(child)
+    _remove_calltmp(calltmp)
+    if replied[0]:  # it answered, then died
+        _learn_imports(replied)
         return
     reply = {"id": rid, "stdout": "", "exit_code": 1}
     if os.WIFSIGNALED(status):
@@ -509,9 +565,169 @@ def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrus
     _send(channel, reply)
 
 
+def _await_answer(child, notify_r, replied):
+    """Waits until the call's child answered (True) or exited (False). Without pidfds
+    (Linux before 5.3), until it exited."""
+    try:
+        pidfd = os.pidfd_open(child)
+    except (AttributeError, OSError):
+        return False
+    try:
+        poller = _select.poll()
+        poller.register(notify_r, _select.POLLIN)
+        poller.register(pidfd, _select.POLLIN)
+        while True:
+            try:
+                events = dict(poller.poll())
+            except InterruptedError:
+                continue
+            if replied[0] and notify_r in events:
+                return True  # answered (a byte, or its end closed as it leaves)
+            if pidfd in events or notify_r in events:
+                return False  # gone (or its end closed without an answer): reap it
+    finally:
+        _os_close(pidfd)
+
+
+def _wait_child(child):
+    status = 0
+    while True:
+        try:
+            _pid, status = _waitpid(child, 0)
+            return status
+        except InterruptedError:
+            continue
+        except ChildProcessError:  # reaped by a SIGCHLD handler of the agent's
+            return status
+
+
+def _remove_calltmp(calltmp):
+    try:
+        os.rmdir(calltmp)  # mostly empty: one system call
+    except FileNotFoundError:
+        pass
+    except OSError:
+        _RMTREE[0](calltmp, ignore_errors=True)
+
+
+def _reap_pending():
+    """The children of calls that answered: reaped, their temporary directories removed,
+    what they imported learned."""
+    while _PENDING:
+        child, calltmp = _PENDING.pop()
+        _wait_child(child)
+        _remove_calltmp(calltmp)
+        _learn_imports(_REPLIED_MAP[0])
+
+
+_PENDING = []  # (pid, temporary directory) of children that answered and are leaving
+_select = __import__("select")
+
+
 _FORKING = [False]  # a fork of ours for a call: the child keeps the channel
 _RMTREE = [None]
 _REPLIED_MAP = [None]
+
+# Learned imports (isolated mode). A call that imports libraries (`import aisuite` inside
+# a method) would pay for that import in every fork, where a warm worker pays once. So a
+# call's child reports, after its answer, the modules it imported that the zygote lacks;
+# the zygote imports them too, first in a throwaway fork (they are taken only if that
+# fork shows no thread left running and exits cleanly), and every later fork starts with
+# them. Only libraries: nothing of the agent's own directory beyond its environment.
+_SHARED_BYTES = 64 * 1024  # the byte the child sets when it answered, then the names
+_ZYGOTE_MODULES = [frozenset()]
+_AGENT_DIR = [None]
+_LEARNED = [0]  # rounds of learning so far, at most _MAX_LEARN
+_MAX_LEARN = 8
+_REFUSED = set()  # names whose import failed, or left threads, in the trial fork
+_IMPORT_TRIAL = 60.0  # seconds the trial fork may take
+
+
+def _report_imports(shared):
+    """In a call's child: the library modules imported since the fork, for the zygote."""
+    known = _ZYGOTE_MODULES[0]
+    if _LEARNED[0] >= _MAX_LEARN or len(sys.modules) <= len(known):
+        return
+    agent_dir = _AGENT_DIR[0]
+    names = []
+    for name, module in list(sys.modules.items()):
+        if name in known or name in _REFUSED or module is None or name in ("__main__", "agent"):
+            continue
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and agent_dir and path.startswith(agent_dir):
+            if not path[len(agent_dir):].startswith(".venv"):
+                continue  # the agent's own code: imported where it says, per call
+        names.append(name)
+    data = "\n".join(names).encode("utf-8", "replace")[:_SHARED_BYTES - 8]
+    shared[1:5] = len(data).to_bytes(4, "little")
+    shared[5:5 + len(data)] = data
+
+
+def _import_all(names):
+    import importlib
+
+    for name in sorted(names, key=lambda n: (n.count("."), n)):  # packages first
+        if name in sys.modules:
+            continue
+        try:
+            importlib.import_module(name)
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            _REFUSED.add(name)
+
+
+def _learn_imports(shared):
+    """In the zygote, after a call's child exited: imports what it reported."""
+    size = int.from_bytes(shared[1:5], "little")
+    if not size:
+        return
+    shared[1:5] = b"\0\0\0\0"
+    text = bytes(shared[5:5 + min(size, _SHARED_BYTES - 8)]).decode("utf-8", "replace")
+    names = [n for n in text.split("\n") if n and n not in sys.modules and n not in _REFUSED]
+    if not names or _LEARNED[0] >= _MAX_LEARN:
+        return
+    _LEARNED[0] += 1
+    trial = os.fork()
+    if trial == 0:
+        try:
+            _import_all(names)
+            _os_exit(0 if _fork_hazard() is None else 3)
+        except BaseException:
+            _os_exit(4)
+    deadline = _monotonic() + _IMPORT_TRIAL
+    status = None
+    while status is None:
+        try:
+            done, code = _waitpid(trial, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if done:
+            status = code
+        elif _monotonic() > deadline:
+            _kill(trial, 9)
+            _waitpid(trial, 0)
+            break
+        else:
+            _sleep(0.002)
+    if status is None or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+        _REFUSED.update(names)
+        return
+    _import_all(names)
+    if _fork_hazard() is not None:  # the trial fork said otherwise: do not fork from here
+        print("agenthub worker: an import left threads running; this zygote leaves", file=sys.stderr)
+        sys.stderr.flush()
+        _os_exit(1)
+    _ZYGOTE_MODULES[0] = frozenset(sys.modules)
+    _gc_freeze()
+
+
+def _gc_freeze():
+    # What the zygote holds is never collected by a fork's collector: the forks do not
+    # touch (and copy) its pages to look at it.
+    gc = sys.modules.get("gc")
+    if gc is not None:
+        gc.freeze()
 
 
 def _parse(line):
@@ -523,6 +739,8 @@ def _parse(line):
     if not isinstance(request, dict):
         return None, None, "request is not a JSON object"
     rid = request.get("id")
+    if type(rid) is int and type(request.get("method")) is str and type(request.get("request")) is str:
+        return rid, request, None  # what the runtime sends (bool is no int here)
     if not isinstance(rid, int) or isinstance(rid, bool):
         rid = None
     fields = {"id": int, "method": str, "request": str}
@@ -609,7 +827,7 @@ def _serve(argv):
                 import shutil
 
                 _RMTREE[0] = shutil.rmtree
-                _REPLIED_MAP[0] = mmap.mmap(-1, 1)  # anonymous and shared with children
+                _REPLIED_MAP[0] = mmap.mmap(-1, _SHARED_BYTES)  # anonymous and shared with children
                 getrusage = resource.getrusage
             except (ImportError, OSError) as exc:
                 hazard = "cannot share memory with a forked child: " + _describe(exc)
@@ -617,6 +835,12 @@ def _serve(argv):
         if hazard is not None:
             isolated = False
             ready["fork_refused"] = hazard + "; served warm instead"
+        else:
+            _AGENT_DIR[0] = os.path.join(agent_dir, "")
+            _ZYGOTE_MODULES[0] = frozenset(sys.modules)
+            import gc  # noqa: F401  (for _gc_freeze)
+
+            _gc_freeze()
     sys.stderr.flush()
     _send(channel, ready)
     if dispatch == "none":
@@ -632,6 +856,7 @@ def _serve(argv):
     while True:
         line = channel_in.readline()
         if not line:
+            _reap_pending()
             return 0  # EOF: the runtime is done with this worker
         rid, request, problem = _parse(line)
         if request is None:  # a runtime bug, not the agent's: say so and keep serving
@@ -640,8 +865,9 @@ def _serve(argv):
             _send(channel, {"id": rid, "stdout": "", "exit_code": 2, "error": problem})
             continue
         if isolated:
+            _reap_pending()  # the last call's child, once gone, and
+            _end_strays(kept)  # what it left behind (re-parented here): before this call
             _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrusage)
-            _end_strays(kept)  # what a child that died left behind, re-parented here
             continue
         _CURRENT[0], _CURRENT[1] = channel, rid
         stdout, code = _call(dispatch, target, form, request)
@@ -651,14 +877,20 @@ def _serve(argv):
                 streams[2].flush()
             finally:
                 _os_exit(code)
-        # What the call started and left running ends with it, as in one-shot.
-        _end_strays(kept)
+        # What the call started and left running ends with it, as in one-shot: before the
+        # answer (one system call when it started nothing).
+        if _has_children():
+            _end_strays(kept)
         sys.stdin, sys.stdout, sys.stderr = streams
         for stream in (sys.stdout, sys.stderr):  # the call's stderr reaches the runtime first
             try:
                 stream.flush()
             except Exception:
                 pass
+        # The answer goes first; the interpreter's state is restored while the runtime reads
+        # it. The next request is read only after that (the pipe holds it meanwhile), so
+        # every call still starts from the state the import left.
+        _send_reply(channel, rid, stdout, code)
         sys.argv = list(argv)
         if sys.path is not path_list or sys.path != path:
             path_list[:] = path
@@ -666,12 +898,10 @@ def _serve(argv):
         _restore_environ(environ)
         try:
             _chdir(cwd)
-        except OSError as exc:  # e.g. the agent directory was removed: answer, then quit
+        except OSError as exc:  # e.g. the agent directory was removed: quit (replaced)
             print("agenthub worker: cannot return to {}: {}".format(cwd, exc), file=sys.stderr)
             sys.stderr.flush()
-            _send(channel, {"id": rid, "stdout": stdout, "exit_code": code})
             return 1
-        _send(channel, {"id": rid, "stdout": stdout, "exit_code": code})
 
 
 if __name__ == "__main__":  # `python -c`; the Ray driver's actors exec this for its functions

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,10 @@ const WAIT_TICK: Duration = Duration::from_millis(100);
 
 /// How long closing the pools waits for the starts it stopped to be reaped.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// The longest a caller reads a worker's channel on the CPU before it sleeps (see
+/// [`Pools::spin_for`]): only workers that typically answer within it are waited for so.
+const SPIN_MAX: Duration = Duration::from_micros(200);
 
 /// Files changed this recently are racy: a state read from them is not cached.
 const RACY_WINDOW: Duration = Duration::from_secs(1);
@@ -160,6 +164,8 @@ struct Warm {
     /// Isolated mode: each call runs in a fork of this worker (its zygote).
     forks: bool,
     calls: u64,
+    /// How long this worker's recent answers took (a moving average), once it answered.
+    typical: Option<Duration>,
     retire_after: u64,
     idle_since: Instant,
 }
@@ -226,6 +232,8 @@ pub(crate) struct Pools {
     closed: AtomicBool,
     /// Isolated mode: what each agent's last zygote announced.
     isolation: Mutex<HashMap<PathBuf, crate::Isolation>>,
+    /// Requests sent to workers and not answered yet.
+    in_flight: AtomicUsize,
 }
 
 /// Spawns workers on one thread that lives as long as the pools. With `die_with_parent`
@@ -261,6 +269,7 @@ impl Pools {
             spawner: Mutex::new(None),
             closed: AtomicBool::new(false),
             isolation: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
         })
     }
 
@@ -766,6 +775,7 @@ impl Pools {
                     version: call.version.clone(),
                     forks: isolated == Some(true),
                     calls: 0,
+                    typical: None,
                     retire_after: self.settings.max_calls.saturating_sub(jitter),
                     idle_since: Instant::now(),
                 }))
@@ -803,7 +813,13 @@ impl Pools {
             (Some((slot, _)), Some(tools)) => Some(crate::tools::Occupied::new(slot, tools)),
             _ => None,
         };
+        let in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        worker.set_spin(Self::spin_for(warm.typical, in_flight));
+        let sent = Instant::now();
         let received = worker.request(&line, call.left().or(call.limits.timeout), max_line);
+        let took = sent.elapsed();
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        warm.typical = Some(warm.typical.map_or(took, |typical| (typical * 7 + took) / 8));
         drop(occupied);
         let (peak, rss) = worker.memory();
         let mut output = ProcessOutput {
@@ -877,6 +893,24 @@ impl Pools {
         }
         output.wall_time = started.elapsed();
         (output, rss, reusable)
+    }
+
+    /// How long a caller may read the channel on the CPU before it sleeps, for a worker
+    /// whose answers typically take `typical`, with `in_flight` requests out (this one
+    /// included). An answer on another CPU wakes a sleeping caller through the scheduler,
+    /// which on these machines costs about as much as a short call itself; a caller that
+    /// is still on its CPU reads it at once. Only for workers that typically answer within
+    /// [`SPIN_MAX`] (for that long at most), and only while at most
+    /// one request per two CPUs is out, so that spinning callers never take the CPUs the
+    /// workers need. Zero otherwise: the caller sleeps at once, as before.
+    fn spin_for(typical: Option<Duration>, in_flight: usize) -> Duration {
+        static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+        let cpus =
+            *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+        match typical {
+            Some(typical) if typical <= SPIN_MAX && in_flight * 2 <= cpus => SPIN_MAX,
+            _ => Duration::ZERO,
+        }
     }
 
     /// Starts the thread that retires idle workers after `idle_timeout` (once; it ends when

@@ -215,3 +215,31 @@ fn output_past_the_cap_ends_the_call_not_the_zygote() {
     assert_eq!(rt.workers().idle_pids(), pids, "the zygote was replaced");
     assert_eq!(call(&rt, "test/flood", "mark", &json!({}))["result"], json!([1, null]));
 }
+
+#[test]
+fn libraries_a_call_imports_are_imported_by_the_zygote_for_later_calls_but_not_the_agents_own_modules() {
+    let ctx = context(ExecutionMode::Isolated, |_| {});
+    let lazy = STATEFUL.replace(
+        "    if method == \"fail\":",
+        "    if method == \"lazy\":\n        \
+         seen = ['xml.dom.minidom' in sys.modules, 'lazyhelper' in sys.modules]\n        \
+         import xml.dom.minidom, lazyhelper\n        \
+         return seen + [lazyhelper.IMPORTS]\n    \
+         if method == \"fail\":",
+    );
+    let mut methods = METHODS.to_vec();
+    methods.push("lazy");
+    write_agent(&ctx, "lazy", &lazy, &methods);
+    let rt = runtime(&ctx);
+    let dir = rt.load_agent("test/lazy").unwrap().location.dir;
+    // An agent's own module, imported lazily by the method.
+    std::fs::write(dir.join("lazyhelper.py"), "IMPORTS = 1\n").unwrap();
+    let answers: Vec<_> =
+        (0..3).map(|_| call(&rt, "test/lazy", "lazy", &json!({}))["result"].clone()).collect();
+    // The first call imports the library itself; every later fork has it already. The
+    // agent's own module is imported by each call, as in one-shot.
+    assert_eq!(answers[0], json!([false, false, 1]), "{answers:?}");
+    assert_eq!(answers[1], json!([true, false, 1]), "{answers:?}");
+    assert_eq!(answers[2], json!([true, false, 1]), "{answers:?}");
+    assert_eq!(rt.workers().isolation(&dir), Some(Isolation::Forked));
+}
