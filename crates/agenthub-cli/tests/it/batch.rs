@@ -1132,6 +1132,29 @@ fn bench_refuses_call_counts_it_cannot_hold() {
     }
 }
 
+#[test]
+fn bench_shares_its_calls_among_concurrent_callers_and_refuses_none_or_too_many() {
+    let ctx = TestContext::new();
+    install_hello(&ctx);
+    let out = run(
+        &mut command(&ctx, &["bench", "conf/hello", "greet", "x", "-n", "21", "--concurrency", "2", "--json"]),
+        Vec::new(),
+        BATCH_LIMIT,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = &responses(&out)[0];
+    assert_eq!((report["calls"].as_u64(), report["concurrency"].as_u64()), (Some(21), Some(2)), "{report}");
+    for n in ["0", "1025"] {
+        let out = run(
+            &mut command(&ctx, &["bench", "conf/hello", "greet", "x", "-n", "4", "--concurrency", n]),
+            Vec::new(),
+            BATCH_LIMIT,
+        );
+        assert_eq!(out.status.code(), Some(2), "--concurrency {n}: {}", stderr(&out));
+        assert!(stderr(&out).contains("--concurrency must be from 1 to 1024"), "{}", stderr(&out));
+    }
+}
+
 const MIB: usize = 1024 * 1024;
 
 /// The peak resident memory (`VmHWM`) of the live process `pid`, in bytes.
