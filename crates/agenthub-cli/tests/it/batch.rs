@@ -1137,7 +1137,10 @@ fn bench_shares_its_calls_among_concurrent_callers_and_refuses_none_or_too_many(
     let ctx = TestContext::new();
     install_hello(&ctx);
     let out = run(
-        &mut command(&ctx, &["bench", "conf/hello", "greet", "x", "-n", "21", "--concurrency", "2", "--json"]),
+        &mut command(
+            &ctx,
+            &["bench", "conf/hello", "greet", "x", "-n", "21", "--concurrency", "2", "--json"],
+        ),
         Vec::new(),
         BATCH_LIMIT,
     );

@@ -497,8 +497,8 @@ def _fork_hazard():
 def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrusage):
     """Isolated mode: runs one call in a fork of this zygote. The child answers on the
     channel and exits; when it died without answering, the answer is written here as a
-    crashed one-shot process would give it. A child that answered is reaped at the next
-    call (or when the worker leaves): its exit overlaps the runtime's reading the answer."""
+    crashed one-shot process would give it. A child that answered is reaped once it
+    answered (not once it exited): its exit overlaps the runtime's reading the answer."""
     replied = _REPLIED_MAP[0]
     replied[0] = 0
     # The call's own temporary directory (its TMPDIR), removed after it whatever happens.
@@ -550,12 +550,13 @@ def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrus
     finally:
         _os_close(notify_r)
     if answered:
-        _PENDING.append((child, calltmp))
+        # The runtime reads the answer meanwhile: the child's exit, the clean-up and any
+        # learning happen while no request waits (learning gives way to one).
+        _reap_answered(child, calltmp, channel_in.fileno())
         return
     status = _wait_child(child)
     _remove_calltmp(calltmp)
     if replied[0]:  # it answered, then died
-        _learn_imports(replied)
         return
     reply = {"id": rid, "stdout": "", "exit_code": 1}
     if os.WIFSIGNALED(status):
@@ -610,17 +611,29 @@ def _remove_calltmp(calltmp):
         _RMTREE[0](calltmp, ignore_errors=True)
 
 
-def _reap_pending():
-    """The children of calls that answered: reaped, their temporary directories removed,
-    what they imported learned."""
-    while _PENDING:
-        child, calltmp = _PENDING.pop()
-        _wait_child(child)
-        _remove_calltmp(calltmp)
-        _learn_imports(_REPLIED_MAP[0])
+def _reap_answered(child, calltmp, channel_fd):
+    """A call's child that answered: reaped (killed if it is still there after
+    _LEAVE_LIMIT), its temporary directory removed, what it imported learned."""
+    deadline = _monotonic() + _LEAVE_LIMIT
+    while True:
+        try:
+            done, _status = _waitpid(child, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if done:
+            break
+        if _monotonic() > deadline:
+            _kill(child, 9)
+            _wait_child(child)
+            break
+        _sleep(0.0002)
+    _remove_calltmp(calltmp)
+    _learn_imports(_REPLIED_MAP[0], channel_fd)
 
 
-_PENDING = []  # (pid, temporary directory) of children that answered and are leaving
+_LEAVE_LIMIT = 2.0  # seconds a child that answered may take to exit
+
+
 _select = __import__("select")
 
 
@@ -640,7 +653,8 @@ _AGENT_DIR = [None]
 _LEARNED = [0]  # rounds of learning so far, at most _MAX_LEARN
 _MAX_LEARN = 8
 _REFUSED = set()  # names whose import failed, or left threads, in the trial fork
-_IMPORT_TRIAL = 60.0  # seconds the trial fork may take
+_IMPORT_TRIAL = 5.0  # seconds the trial fork may take
+_GAVE_WAY = [0]  # trials in a row that gave way to a request
 
 
 def _report_imports(shared):
@@ -677,8 +691,10 @@ def _import_all(names):
             _REFUSED.add(name)
 
 
-def _learn_imports(shared):
-    """In the zygote, after a call's child exited: imports what it reported."""
+def _learn_imports(shared, channel_fd):
+    """In the zygote, after a call's child is gone: imports what it reported. The trial
+    fork may take _IMPORT_TRIAL at most, and gives way to a request that comes meanwhile
+    (tried again after that call) twice; the third time the request waits for it."""
     size = int.from_bytes(shared[1:5], "little")
     if not size:
         return
@@ -695,8 +711,11 @@ def _learn_imports(shared):
             _os_exit(0 if _fork_hazard() is None else 3)
         except BaseException:
             _os_exit(4)
+    poller = _select.poll()
+    if _GAVE_WAY[0] < 2:
+        poller.register(channel_fd, _select.POLLIN)
     deadline = _monotonic() + _IMPORT_TRIAL
-    status = None
+    status, waiting = None, False
     while status is None:
         try:
             done, code = _waitpid(trial, os.WNOHANG)
@@ -704,12 +723,18 @@ def _learn_imports(shared):
             break
         if done:
             status = code
-        elif _monotonic() > deadline:
-            _kill(trial, 9)
-            _waitpid(trial, 0)
             break
-        else:
-            _sleep(0.002)
+        waiting = bool(poller.poll(0))
+        if waiting or _monotonic() > deadline:
+            _kill(trial, 9)
+            _wait_child(trial)
+            break
+        _sleep(0.002)
+    if waiting:
+        _GAVE_WAY[0] += 1
+        _LEARNED[0] -= 1
+        return  # a call first; the next child reports these again
+    _GAVE_WAY[0] = 0
     if status is None or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
         _REFUSED.update(names)
         return
@@ -856,7 +881,6 @@ def _serve(argv):
     while True:
         line = channel_in.readline()
         if not line:
-            _reap_pending()
             return 0  # EOF: the runtime is done with this worker
         rid, request, problem = _parse(line)
         if request is None:  # a runtime bug, not the agent's: say so and keep serving
@@ -865,9 +889,8 @@ def _serve(argv):
             _send(channel, {"id": rid, "stdout": "", "exit_code": 2, "error": problem})
             continue
         if isolated:
-            _reap_pending()  # the last call's child, once gone, and
-            _end_strays(kept)  # what it left behind (re-parented here): before this call
             _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrusage)
+            _end_strays(kept)  # what the child left behind, re-parented here
             continue
         _CURRENT[0], _CURRENT[1] = channel, rid
         stdout, code = _call(dispatch, target, form, request)

@@ -235,11 +235,15 @@ fn libraries_a_call_imports_are_imported_by_the_zygote_for_later_calls_but_not_t
     // An agent's own module, imported lazily by the method.
     std::fs::write(dir.join("lazyhelper.py"), "IMPORTS = 1\n").unwrap();
     let answers: Vec<_> =
-        (0..3).map(|_| call(&rt, "test/lazy", "lazy", &json!({}))["result"].clone()).collect();
-    // The first call imports the library itself; every later fork has it already. The
-    // agent's own module is imported by each call, as in one-shot.
+        (0..6).map(|_| call(&rt, "test/lazy", "lazy", &json!({}))["result"].clone()).collect();
+    // The first call imports the library itself. The zygote learns it between calls: a
+    // request that arrives while it tries the import goes first, twice in a row at most,
+    // so from the fourth call on every fork has it already. The agent's own module is
+    // imported by each call, as in one-shot.
     assert_eq!(answers[0], json!([false, false, 1]), "{answers:?}");
-    assert_eq!(answers[1], json!([true, false, 1]), "{answers:?}");
-    assert_eq!(answers[2], json!([true, false, 1]), "{answers:?}");
+    for later in &answers[3..] {
+        assert_eq!(later, &json!([true, false, 1]), "{answers:?}");
+    }
+    assert!(answers.iter().all(|a| a[1] == json!(false)), "{answers:?}");
     assert_eq!(rt.workers().isolation(&dir), Some(Isolation::Forked));
 }
