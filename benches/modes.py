@@ -29,7 +29,6 @@ median over rounds of its median, p99 and calls/s.
 import argparse
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -38,7 +37,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from oneshot import run  # noqa: E402  (posix_spawn + wait4 around one process)
+from oneshot import interleaved, run  # noqa: E402  (posix_spawn + wait4 around processes)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOOR = os.path.join(ROOT, "benches", "floor_worker.py")
@@ -100,17 +99,7 @@ def processes(cases, runs, cwd):
     for argv, env in cases.values():  # page cache and bytecode cache
         for _ in range(3):
             run(argv, cwd, env)
-    times = {name: [] for name in cases}
-    order = list(cases)
-    for _ in range(runs):
-        random.shuffle(order)
-        for name in order:
-            argv, env = cases[name]
-            elapsed, _, status = run(argv, cwd, env)
-            if status != 0:
-                sys.exit(f"{name} failed with status {status}")
-            times[name].append(elapsed)
-    return {name: stats_of(t) for name, t in times.items()}
+    return {name: stats_of(t) for name, t in interleaved(cases, runs, cwd).items()}
 
 
 def median_of(rounds):

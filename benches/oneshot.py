@@ -40,6 +40,22 @@ def run(argv, cwd, env):
     return elapsed, usage.ru_maxrss * 1024, status
 
 
+def interleaved(cases, runs, cwd):
+    """{name: [seconds]} of running each case's argv `runs` times, the cases shuffled in
+    every round so that drift in machine load hits all alike; exits if one fails."""
+    times = {name: [] for name in cases}
+    order = list(cases)
+    for _ in range(runs):
+        random.shuffle(order)  # no case always runs first or last
+        for name in order:
+            argv, env = cases[name]
+            elapsed, _, status = run(argv, cwd, env)
+            if status != 0:
+                sys.exit(f"{name} failed with status {status}")
+            times[name].append(elapsed)
+    return times
+
+
 def peak_rss_mib(argv, cwd, env, runs=5):
     """Median peak RSS in MiB of argv alone, measured by GNU time (a small forking parent,
     so the figure is not inflated by this harness: Linux carries a spawner's high-water
@@ -96,17 +112,8 @@ def main():
         for argv, e in cases.values():  # warm the page cache and the bytecode cache
             for _ in range(5):
                 run(argv, agent, e)
-        order = list(cases)
-        times = {name: [] for name in cases}
         rss = {name: peak_rss_mib(argv, agent, e) for name, (argv, e) in cases.items()}
-        for _ in range(args.runs):
-            random.shuffle(order)  # no case always runs first or last
-            for name in order:
-                argv, e = cases[name]
-                elapsed, _, status = run(argv, agent, e)
-                if status != 0:
-                    sys.exit(f"{name} failed with status {status}")
-                times[name].append(elapsed)
+        times = interleaved(cases, args.runs, agent)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
