@@ -193,9 +193,9 @@ impl Tree {
     /// call, over what its `cgroup.procs` lists (a process forked before its parent was
     /// moved in is only in the tree; one that left the tree is still in the cgroup).
     ///
-    /// With a `floor`, the sample is 0 unless the processes' resident counters (which the
-    /// proportional sum below never exceeds) add up to more than it: only then is the
-    /// exact sum, which reads their page tables, taken.
+    /// With a `floor`, the exact sum, which reads the processes' page tables, is taken only
+    /// when their resident counters (which it never exceeds) add up to more than it; below
+    /// it the sample is those counters for one process, 0 for several.
     pub(crate) fn sample(&mut self, top: u32, cgroup: Option<&Path>, floor: u64) -> Sample {
         let mut pids = self.walk(top);
         if let Some(procs) = cgroup.and_then(|cg| std::fs::read_to_string(cg.join("cgroup.procs")).ok()) {
@@ -203,10 +203,14 @@ impl Tree {
             pids.sort_unstable();
             pids.dedup();
         }
-        if floor > 0
-            && pids.iter().filter_map(|&pid| anon_and_shmem(pid)).fold(0u64, u64::saturating_add) <= floor
-        {
-            return Sample::default();
+        if floor > 0 {
+            let resident = pids.iter().filter_map(|&pid| anon_and_shmem(pid)).fold(0u64, u64::saturating_add);
+            if resident <= floor {
+                // Below the floor: for one process that sum is exact (and counts toward the
+                // peak what a memory cgroup missed, charged before the process was moved
+                // in); for several it may count shared pages more than once: nothing.
+                return Sample { in_use: if pids.len() == 1 { resident } else { 0 }, oom_killed: false };
+            }
         }
         // One process: its resident anonymous and shared memory. Several: their proportional
         // shares, so pages a fork shares copy-on-write with its parent count once, not once

@@ -82,32 +82,60 @@ fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration)
         // As many workers as callers, started before the clock does.
         runtime.workers().prestart_blocking(&args.agent).map_err(failed)?;
     }
-    let start = std::sync::Barrier::new(callers + 1);
+    let start = Start::default();
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let caller = |share: usize| -> Result<Vec<Duration>, Box<ExecutionResponse>> {
+        // Arrives at the start when dropped too: a caller that panics never holds the rest.
+        let arrival = start.arrival();
         let warm_up = if callers > 1 { Some(call(params.clone())) } else { None };
-        start.wait();
+        arrival.wait();
         if let Some(response) = warm_up.filter(|r| !r.is_success()) {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
             return Err(Box::new(response));
         }
         let mut times = Vec::with_capacity(share);
         for _ in 0..share {
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                break; // another caller failed: its response is the report
+            }
             let started = Instant::now();
             let response = call(params.clone());
             times.push(started.elapsed());
             if !response.is_success() {
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
                 return Err(Box::new(response));
             }
         }
         Ok(times)
     };
     std::thread::scope(|scope| {
-        let threads: Vec<_> = (0..callers)
-            .map(|i| {
-                let share = args.calls / callers + usize::from(i < args.calls % callers);
-                scope.spawn(move || caller(share))
-            })
-            .collect();
-        start.wait();
+        let mut threads = Vec::with_capacity(callers);
+        let mut refused = None;
+        for i in 0..callers {
+            let share = args.calls / callers + usize::from(i < args.calls % callers);
+            let spawned = std::thread::Builder::new()
+                .name(format!("agenthub-bench-{i}"))
+                .spawn_scoped(scope, move || caller(share));
+            match spawned {
+                Ok(thread) => threads.push(thread),
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = refused {
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            start.go(threads.len());
+            for thread in threads {
+                let _ = thread.join();
+            }
+            return Err(failed(AgentRuntimeError::NotRun {
+                message: format!("could not start {callers} callers: {e}"),
+                suggestion: "Use a smaller --concurrency (the process is short of threads)".to_owned(),
+            }));
+        }
+        start.go(threads.len());
         let all = Instant::now();
         let mut times = Vec::with_capacity(args.calls);
         let mut failure = None;
@@ -121,6 +149,63 @@ fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration)
         let total = all.elapsed();
         failure.map_or(Ok((times, total)), Err)
     })
+}
+
+/// The start of the timed calls: every caller arrives (after its warm-up), then all go.
+#[derive(Default)]
+struct Start {
+    /// Callers arrived, and whether they may go.
+    state: std::sync::Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+}
+
+/// One caller's place at the [`Start`]; dropping it without [`Arrival::wait`] (a panic)
+/// still counts it as arrived.
+struct Arrival<'a> {
+    start: &'a Start,
+    arrived: bool,
+}
+
+impl Start {
+    fn arrival(&self) -> Arrival<'_> {
+        Arrival { start: self, arrived: false }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until `callers` have arrived, then lets them go.
+    fn go(&self, callers: usize) {
+        let mut state = self.state();
+        while state.0 < callers {
+            state = self.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        state.1 = true;
+        self.changed.notify_all();
+    }
+}
+
+impl Arrival<'_> {
+    /// Arrives and waits for the go.
+    fn wait(mut self) {
+        self.arrived = true;
+        let mut state = self.start.state();
+        state.0 += 1;
+        self.start.changed.notify_all();
+        while !state.1 {
+            state = self.start.changed.wait(state).unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
+impl Drop for Arrival<'_> {
+    fn drop(&mut self) {
+        if !self.arrived {
+            self.start.state().0 += 1;
+            self.start.changed.notify_all();
+        }
+    }
 }
 
 fn report(args: &BenchArgs, (times, total): &(Vec<Duration>, Duration)) -> ExitCode {

@@ -42,8 +42,16 @@ _REPLIED = [None]
 
 def _send(channel, message):
     # ensure_ascii (the default) keeps every line pure ASCII; json escapes newlines.
-    channel.write(_encode(message).encode("ascii") + b"\n")
+    line = _encode(message).encode("ascii") + b"\n"
+    _mark_replied()
+    channel.write(line)
     channel.flush()
+
+
+def _mark_replied():
+    # Isolated mode: set before the answer is written, so that a child killed while it
+    # writes is never answered a second time by the zygote (a second line with the same
+    # id would be read by the next call); at worst that call times out.
     if _REPLIED[0] is not None:
         _REPLIED[0][0] = 1
 
@@ -53,10 +61,10 @@ _quote = json.encoder.encode_basestring_ascii  # what _encode does to a str, in 
 
 def _send_reply(channel, rid, stdout, code):
     # _send of {"id", "stdout", "exit_code"} without building and walking a dict.
-    channel.write(b'{"id": %d, "stdout": %s, "exit_code": %d}\n' % (rid, _quote(stdout).encode("ascii"), code))
+    line = b'{"id": %d, "stdout": %s, "exit_code": %d}\n' % (rid, _quote(stdout).encode("ascii"), code)
+    _mark_replied()
+    channel.write(line)
     channel.flush()
-    if _REPLIED[0] is not None:
-        _REPLIED[0][0] = 1
 
 
 def _codec(stream):
@@ -400,34 +408,11 @@ def _exit_in_call(status):
 _CURRENT_PID = [None]  # the worker's pid: a forked child's os._exit is its own business
 
 
-# The last call's stdout (sink, wrapper), reused when nothing else holds either.
-_STDOUT = [None, None]
-_getrefcount = sys.getrefcount
-
-
-def _call_stdout():
-    """A fresh, empty stdout for a call: a new sink and text wrapper, or the last call's
-    when nothing but this module holds them (so no one can tell) and the agent left its
-    settings as they were made."""
-    sink, wrapper = _STDOUT
-    encoding, errors = _codec(sys.stdout)  # as the agent left stdout at import
-    # References: _STDOUT, the local name and getrefcount's argument (and the wrapper's
-    # to its sink).
-    if (wrapper is not None and _getrefcount(wrapper) == 3 and _getrefcount(sink) == 4
-            and wrapper.encoding == encoding and wrapper.errors == errors
-            and wrapper.write_through and not wrapper.line_buffering):
-        sink.seek(0)
-        sink.truncate()
-        return sink, wrapper
-    sink = _Sink()
-    wrapper = _TextIOWrapper(sink, encoding=encoding, errors=errors, write_through=True)
-    _STDOUT[0], _STDOUT[1] = sink, wrapper
-    return sink, wrapper
-
-
 def _call(dispatch, target, form, request):
     """Runs one call; returns (stdout text, exit code) as a one-shot process would give."""
-    sink, sys.stdout = _call_stdout()
+    sink = _Sink()
+    encoding, errors = _codec(sys.stdout)  # as the agent left stdout at import
+    sys.stdout = _TextIOWrapper(sink, encoding=encoding, errors=errors, write_through=True)
     reply, code = "", 0
     _CURRENT[2] = sink
     posix = sys.modules.get("posix")
@@ -494,7 +479,7 @@ def _fork_hazard():
     return None
 
 
-def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrusage):
+def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrusage, kept):
     """Isolated mode: runs one call in a fork of this zygote. The child answers on the
     channel and exits; when it died without answering, the answer is written here as a
     crashed one-shot process would give it. A child that answered is reaped once it
@@ -508,6 +493,13 @@ def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrus
     _FORKING[0] = True
     try:
         child = os.fork()
+    except OSError as exc:  # no process to be had (a pids limit, memory): this call fails
+        _os_close(notify_r)
+        _os_close(notify_w)
+        print("agenthub worker: cannot fork for the call: " + _describe(exc), file=sys.stderr)
+        sys.stderr.flush()
+        _send(channel, {"id": rid, "stdout": "", "exit_code": 1})
+        return
     finally:
         _FORKING[0] = False
     if child == 0:
@@ -552,14 +544,17 @@ def _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrus
     if answered:
         # The runtime reads the answer meanwhile: the child's exit, the clean-up and any
         # learning happen while no request waits (learning gives way to one).
-        _reap_answered(child, calltmp, channel_in.fileno())
+        _reap_answered(child, calltmp, channel_in.fileno(), kept)
         return
     status = _wait_child(child)
+    _end_strays(kept)  # what it left behind (re-parented here), before its files go
     _remove_calltmp(calltmp)
     if replied[0]:  # it answered, then died
         return
     reply = {"id": rid, "stdout": "", "exit_code": 1}
-    if os.WIFSIGNALED(status):
+    if status is None:  # reaped elsewhere (the import ignores SIGCHLD): a failure, unknown
+        pass
+    elif os.WIFSIGNALED(status):
         reply["signal"] = os.WTERMSIG(status)
     elif os.WIFEXITED(status):
         reply["exit_code"] = os.WEXITSTATUS(status)
@@ -591,15 +586,16 @@ def _await_answer(child, notify_r, replied):
 
 
 def _wait_child(child):
-    status = 0
+    """The child's wait status; None when it was reaped elsewhere (a SIGCHLD handler of
+    the agent's, or SIGCHLD ignored)."""
     while True:
         try:
             _pid, status = _waitpid(child, 0)
             return status
         except InterruptedError:
             continue
-        except ChildProcessError:  # reaped by a SIGCHLD handler of the agent's
-            return status
+        except ChildProcessError:
+            return None
 
 
 def _remove_calltmp(calltmp):
@@ -611,7 +607,7 @@ def _remove_calltmp(calltmp):
         _RMTREE[0](calltmp, ignore_errors=True)
 
 
-def _reap_answered(child, calltmp, channel_fd):
+def _reap_answered(child, calltmp, channel_fd, kept):
     """A call's child that answered: reaped (killed if it is still there after
     _LEAVE_LIMIT), its temporary directory removed, what it imported learned."""
     deadline = _monotonic() + _LEAVE_LIMIT
@@ -627,6 +623,7 @@ def _reap_answered(child, calltmp, channel_fd):
             _wait_child(child)
             break
         _sleep(0.0002)
+    _end_strays(kept)  # what it left behind (re-parented here), before its files go
     _remove_calltmp(calltmp)
     _learn_imports(_REPLIED_MAP[0], channel_fd)
 
@@ -649,7 +646,7 @@ _REPLIED_MAP = [None]
 # them. Only libraries: nothing of the agent's own directory beyond its environment.
 _SHARED_BYTES = 64 * 1024  # the byte the child sets when it answered, then the names
 _ZYGOTE_MODULES = [frozenset()]
-_AGENT_DIR = [None]
+_LIBRARY_PREFIXES = []  # realpaths of sys.prefix and sys.base_prefix, with a slash
 _LEARNED = [0]  # rounds of learning so far, at most _MAX_LEARN
 _MAX_LEARN = 8
 _REFUSED = set()  # names whose import failed, or left threads, in the trial fork
@@ -657,20 +654,31 @@ _IMPORT_TRIAL = 5.0  # seconds the trial fork may take
 _GAVE_WAY = [0]  # trials in a row that gave way to a request
 
 
+def _is_library(path):
+    """Whether `path` (a module's file) belongs to the interpreter or its environment
+    (`sys.prefix`, `sys.base_prefix`), not to the agent's own code."""
+    if not isinstance(path, str):
+        return False
+    try:
+        real = os.path.realpath(path)
+    except (OSError, ValueError):
+        return False
+    return any(real.startswith(prefix) for prefix in _LIBRARY_PREFIXES)
+
+
 def _report_imports(shared):
     """In a call's child: the library modules imported since the fork, for the zygote."""
     known = _ZYGOTE_MODULES[0]
     if _LEARNED[0] >= _MAX_LEARN or len(sys.modules) <= len(known):
         return
-    agent_dir = _AGENT_DIR[0]
     names = []
     for name, module in list(sys.modules.items()):
         if name in known or name in _REFUSED or module is None or name in ("__main__", "agent"):
             continue
-        path = getattr(module, "__file__", None)
-        if isinstance(path, str) and agent_dir and path.startswith(agent_dir):
-            if not path[len(agent_dir):].startswith(".venv"):
-                continue  # the agent's own code: imported where it says, per call
+        # Built-in modules have no file; everything else must come from the environment.
+        path = getattr(module, "__file__", None) if name not in sys.builtin_module_names else None
+        if name not in sys.builtin_module_names and not _is_library(path):
+            continue  # the agent's own code: imported where it says, per call
         names.append(name)
     data = "\n".join(names).encode("utf-8", "replace")[:_SHARED_BYTES - 8]
     shared[1:5] = len(data).to_bytes(4, "little")
@@ -678,12 +686,24 @@ def _report_imports(shared):
 
 
 def _import_all(names):
+    """Imports the names that are libraries (checked here, not trusted from the child:
+    the module's file, found before it runs, is in the environment), packages first."""
     import importlib
+    import importlib.util
 
-    for name in sorted(names, key=lambda n: (n.count("."), n)):  # packages first
+    for name in sorted(names, key=lambda n: (n.count("."), n)):
         if name in sys.modules:
             continue
+        parent = name.rpartition(".")[0]
+        if parent and parent not in sys.modules:  # refused, or failed: never imported here
+            _REFUSED.add(name)
+            continue
         try:
+            if name not in sys.builtin_module_names:
+                spec = importlib.util.find_spec(name)  # its parent is imported (and was checked)
+                if spec is None or not _is_library(spec.origin):
+                    _REFUSED.add(name)
+                    continue
             importlib.import_module(name)
         except KeyboardInterrupt:
             raise
@@ -704,7 +724,10 @@ def _learn_imports(shared, channel_fd):
     if not names or _LEARNED[0] >= _MAX_LEARN:
         return
     _LEARNED[0] += 1
-    trial = os.fork()
+    try:
+        trial = os.fork()
+    except OSError:
+        return  # tried again after a later call
     if trial == 0:
         try:
             _import_all(names)
@@ -861,7 +884,10 @@ def _serve(argv):
             isolated = False
             ready["fork_refused"] = hazard + "; served warm instead"
         else:
-            _AGENT_DIR[0] = os.path.join(agent_dir, "")
+            for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
+                _LIBRARY_PREFIXES.append(os.path.join(os.path.realpath(prefix), ""))
+            if not hasattr(os, "pidfd_open"):  # the zygote cannot tell an answer from an exit
+                _LEARNED[0] = _MAX_LEARN
             _ZYGOTE_MODULES[0] = frozenset(sys.modules)
             import gc  # noqa: F401  (for _gc_freeze)
 
@@ -889,8 +915,7 @@ def _serve(argv):
             _send(channel, {"id": rid, "stdout": "", "exit_code": 2, "error": problem})
             continue
         if isolated:
-            _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrusage)
-            _end_strays(kept)  # what the child left behind, re-parented here
+            _fork_call(channel, channel_in, dispatch, target, form, request, rid, getrusage, kept)
             continue
         _CURRENT[0], _CURRENT[1] = channel, rid
         stdout, code = _call(dispatch, target, form, request)
@@ -910,21 +935,22 @@ def _serve(argv):
                 stream.flush()
             except Exception:
                 pass
-        # The answer goes first; the interpreter's state is restored while the runtime reads
-        # it. The next request is read only after that (the pipe holds it meanwhile), so
-        # every call still starts from the state the import left.
+        try:
+            _chdir(cwd)
+        except OSError as exc:  # e.g. the agent directory was removed: answer, then quit
+            print("agenthub worker: cannot return to {}: {}".format(cwd, exc), file=sys.stderr)
+            sys.stderr.flush()
+            _send(channel, {"id": rid, "stdout": stdout, "exit_code": code, "exiting": True})
+            return 1
+        # The answer goes first; the rest of the interpreter's state is restored while the
+        # runtime reads it. The next request is read only after that (the pipe holds it
+        # meanwhile), so every call still starts from the state the import left.
         _send_reply(channel, rid, stdout, code)
         sys.argv = list(argv)
         if sys.path is not path_list or sys.path != path:
             path_list[:] = path
             sys.path = path_list
         _restore_environ(environ)
-        try:
-            _chdir(cwd)
-        except OSError as exc:  # e.g. the agent directory was removed: quit (replaced)
-            print("agenthub worker: cannot return to {}: {}".format(cwd, exc), file=sys.stderr)
-            sys.stderr.flush()
-            return 1
 
 
 if __name__ == "__main__":  # `python -c`; the Ray driver's actors exec this for its functions
