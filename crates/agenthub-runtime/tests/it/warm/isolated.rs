@@ -249,3 +249,20 @@ fn libraries_a_call_imports_are_imported_by_the_zygote_for_later_calls_but_not_t
     assert!(answers.iter().all(|a| a[1] == json!(false)), "{answers:?}");
     assert_eq!(rt.workers().isolation(&dir), Some(Isolation::Forked));
 }
+
+#[test]
+fn a_call_that_dies_is_a_failure_even_when_the_import_ignores_sigchld() {
+    // SIGCHLD ignored: the kernel reaps the call's child itself, so the zygote never learns
+    // how it ended; the call must still fail, never come back as an empty success.
+    let ctx = context(ExecutionMode::Isolated, |_| {});
+    let ignoring = format!("import signal\nsignal.signal(signal.SIGCHLD, signal.SIG_IGN)\n{STATEFUL}");
+    write_agent(&ctx, "ignoring", &ignoring, &METHODS);
+    let rt = runtime(&ctx);
+    assert_eq!(call(&rt, "test/ignoring", "mark", &json!({}))["result"], json!([1, null]));
+    let crashed = call(&rt, "test/ignoring", "crash", &json!({}));
+    // A process that failed (as a killed one-shot agent is), not an agent that printed
+    // nothing and exited 0.
+    assert!(crashed.get("result").is_none(), "{crashed}");
+    assert_eq!(crashed["error_type"], "ExecutionError", "{crashed}");
+    assert_eq!(call(&rt, "test/ignoring", "mark", &json!({}))["result"], json!([1, null]));
+}
