@@ -400,7 +400,10 @@ fn a_tool_call_ends_with_its_caller() {
     let response = exec(&ctx, "test/caller", "call", &params, &["--tool", "test/calc", "--timeout", "8"]);
     assert_eq!(response["error_type"], "TimeoutError", "{response}");
     assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
-    assert_eq!(response["tool_calls"], Json::Null, "nothing finished: {response}");
+    // Nothing finished: the tool call is not listed, or listed as cancelled (when the
+    // agent's session closed, as the timeout killed it, before the call's end was seen).
+    let listed = response["tool_calls"].as_array().cloned().unwrap_or_default();
+    assert!(listed.iter().all(|t| t["outcome"] == "Cancelled"), "something finished: {response}");
     let ended = Instant::now();
     while !survivors(&token).is_empty() {
         assert!(
