@@ -300,6 +300,7 @@ impl ToolArgs {
                 .iter()
                 .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
                 .collect(),
+            functions: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@
 //!
 //! let runtime = Arc::new(AgentRuntime::from_config(Config::load()?)?);
 //! let host = ToolHost::new(Arc::clone(&runtime), agenthub_tools::HostOptions::from_config(runtime.config()));
-//! let assignment = Assignment { agents: vec!["./agents/calc".into()], servers_files: vec![] };
+//! let assignment = Assignment { agents: vec!["./agents/calc".into()], ..Assignment::default() };
 //! let set = host.tool_set(&assignment)?;
 //! let agent = runtime.load_agent("./agents/analyst")?;
 //! let call = Call::loaded(&agent, "analyze").param("text", "6 times 7").tools(host.call_tools(&set, &agent));
@@ -126,25 +126,57 @@ impl HostOptions {
 }
 
 /// What tools an agent gets: other agents (`ns/name`, `ns/name.method`, a path, or
-/// `PATH:method`) and MCP servers files.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `PATH:method`), MCP servers files, and functions of the embedder's own process.
+#[derive(Debug, Clone, Default)]
 pub struct Assignment {
     /// Agent tools.
     pub agents: Vec<String>,
     /// `{"mcpServers": {...}}` files.
     pub servers_files: Vec<PathBuf>,
+    /// Tools the embedder runs itself (the Python package's `@agenthub.tool` functions).
+    pub functions: Vec<FunctionTool>,
 }
 
 impl Assignment {
     /// Whether it assigns nothing.
     pub fn is_empty(&self) -> bool {
-        self.agents.is_empty() && self.servers_files.is_empty()
+        self.agents.is_empty() && self.servers_files.is_empty() && self.functions.is_empty()
+    }
+}
+
+/// A tool the embedder implements in its own process: called on a blocking thread of the
+/// tools' async runtime when the agent calls it, bounded by `runtime.tool_timeout` (a call
+/// cut off by its timeout or by the end of the agent's call is reported as such to the
+/// agent, while the function itself runs to its end: it cannot be stopped from outside).
+pub trait ToolFunction: Send + Sync {
+    /// Runs the tool with the agent's arguments: its result, or the text of its error,
+    /// which the agent is told (`ToolError: <text>`).
+    fn call(&self, arguments: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, String>;
+}
+
+/// One tool of the embedder's own process, as it is assigned.
+#[derive(Clone)]
+pub struct FunctionTool {
+    /// The name the agent calls it by (`[A-Za-z0-9_-]{1,64}`; a clash gets `_2`).
+    pub name: String,
+    /// What the agent is told it does.
+    pub description: String,
+    /// JSON Schema of its arguments (an object schema).
+    pub input_schema: serde_json::Map<String, serde_json::Value>,
+    /// What runs it.
+    pub function: Arc<dyn ToolFunction>,
+}
+
+impl std::fmt::Debug for FunctionTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionTool").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
 impl From<&ToolAssignment> for Assignment {
     fn from(assignment: &ToolAssignment) -> Self {
         Self {
+            functions: Vec::new(),
             agents: assignment.agents.clone(),
             servers_files: assignment
                 .mcp_servers
@@ -346,7 +378,7 @@ impl HostInner {
             let tools = upstreams.tools().to_vec();
             upstream.push((upstreams, tools));
         }
-        Ok(Arc::new(ToolSet::new(&agents, &upstream)))
+        Ok(Arc::new(ToolSet::new(&agents, &upstream, &assignment.functions)))
     }
 
     /// The servers of `file`, started on first use.

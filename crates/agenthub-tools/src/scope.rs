@@ -219,6 +219,44 @@ impl CallScope {
                     () = session.cancelled() => { stop.cancel(); return Err(self.cancelled(name, started)); }
                 }
             }
+            Source::Function(function) => {
+                let function = Arc::clone(function);
+                // The function runs to its end whatever happens here: it cannot be stopped.
+                let task = tokio::task::spawn_blocking(move || function.call(arguments));
+                let joined = tokio::select! {
+                    joined = tokio::time::timeout(timeout, task) => joined,
+                    () = self.ended.cancelled() => return Err(self.cancelled(name, started)),
+                    () = session.cancelled() => return Err(self.cancelled(name, started)),
+                };
+                match joined {
+                    Ok(Ok(Ok(value))) => {
+                        let text = match &value {
+                            Json::String(text) => text.clone(),
+                            other => other.to_string(),
+                        };
+                        let mut result = CallToolResult::success(vec![ContentBlock::text(text)]);
+                        if value.is_object() {
+                            result.structured_content = Some(value);
+                        }
+                        (result, "ok".to_owned())
+                    }
+                    Ok(Ok(Err(text))) => (
+                        CallToolResult::error(vec![ContentBlock::text(format!("ToolError: {text}"))]),
+                        "ToolError".to_owned(),
+                    ),
+                    Ok(Err(e)) => (
+                        CallToolResult::error(vec![ContentBlock::text(format!("ToolError: the tool failed: {e}"))]),
+                        "ToolError".to_owned(),
+                    ),
+                    Err(_) => (
+                        CallToolResult::error(vec![ContentBlock::text(format!(
+                            "TimeoutError: {name} did not answer within {}s (runtime.tool_timeout)",
+                            timeout.as_secs_f64()
+                        ))]),
+                        "TimeoutError".to_owned(),
+                    ),
+                }
+            }
         };
         self.record(name, started, &outcome);
         Ok(result)

@@ -37,6 +37,8 @@ pub(crate) enum Source {
         /// The tool's name on that server.
         tool: String,
     },
+    /// A function of the embedder's own process.
+    Function(Arc<dyn crate::ToolFunction>),
 }
 
 /// One assigned tool.
@@ -85,10 +87,14 @@ pub(crate) struct AgentTools {
 
 impl ToolSet {
     /// The set of `agents`' methods and `upstream` tools.
-    pub(crate) fn new(agents: &[AgentTools], upstream: &[(Arc<Upstreams>, Vec<UpstreamTool>)]) -> Self {
+    pub(crate) fn new(
+        agents: &[AgentTools],
+        upstream: &[(Arc<Upstreams>, Vec<UpstreamTool>)],
+        functions: &[crate::FunctionTool],
+    ) -> Self {
         let mut taken = HashSet::new();
         let mut tools = Vec::new();
-        let prefixed = agents.len() > 1 || upstream.iter().any(|(_, t)| !t.is_empty());
+        let prefixed = agents.len() > 1 || upstream.iter().any(|(_, t)| !t.is_empty()) || !functions.is_empty();
         for assigned in agents {
             let agent = &assigned.agent;
             for (method, spec) in &agent.manifest.methods {
@@ -149,6 +155,17 @@ impl ToolSet {
                     },
                 });
             }
+        }
+        for function in functions {
+            tools.push(Tool {
+                name: agenthub_mcp::tools::unique_name(&function.name, &mut taken),
+                description: function.description.clone(),
+                input_schema: function.input_schema.clone(),
+                output_schema: None,
+                namespace: "local".to_owned(),
+                returns: "any".to_owned(),
+                source: Source::Function(Arc::clone(&function.function)),
+            });
         }
         let by_name = tools.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         let listed = tools

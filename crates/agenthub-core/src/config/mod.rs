@@ -333,6 +333,25 @@ impl Config {
         Ok(())
     }
 
+    /// Sets one setting by its config.yaml key (`runtime.max_execution_time`), from text
+    /// as its `AGENTHUB_*` variable would give it, then checks its range. For embedders
+    /// that take settings by name (the Python package's keyword arguments). An unknown key
+    /// is an error naming the closest one.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        let Some(setting) = SETTINGS.iter().find(|s| s.key == key) else {
+            let closest = SETTINGS.iter().map(|s| (edit_distance(key, s.key), s.key)).min();
+            let message = match closest {
+                Some((distance, k)) if distance <= (k.len() / 3).max(1) => format!("no such setting; did you mean {k}?"),
+                _ => "no such setting (`agenthub doctor` and the README list them)".to_owned(),
+            };
+            return Err(invalid(key, message));
+        };
+        (setting.apply)(self, value).map_err(|rejected| match rejected {
+            Rejected::Value(message) | Rejected::Range(message) => invalid(setting.key, message),
+        })?;
+        (setting.check)(self).map_err(|message| invalid(setting.key, message))
+    }
+
     /// Where installed agents live: `<home>/agents`.
     pub fn agents_root(&self) -> PathBuf {
         self.home.join("agents")
@@ -399,6 +418,20 @@ mod tests {
         let id: crate::AgentId = "acme/summarizer".parse().unwrap();
         assert_eq!(config.grants_for(&id).net, [crate::HostPattern::parse("localhost:11434").unwrap()]);
         assert!(config.grants_for(&"acme/other".parse().unwrap()).is_empty());
+    }
+
+    #[test]
+    fn settings_are_set_by_key_and_checked() {
+        let mut config = with_file("").unwrap();
+        config.set("runtime.max_execution_time", "2.5").unwrap();
+        assert_eq!(config.runtime.max_execution_time, Seconds::new(2.5));
+        config.set("runtime.mode", "warm").unwrap();
+        assert_eq!(config.runtime.mode, ExecutionMode::Warm);
+        let err = config.set("runtime.max_execution_time", "-1").unwrap_err();
+        assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "runtime.max_execution_time"), "{err}");
+        let err = config.set("runtime.max_execution_tim", "1").unwrap_err();
+        assert!(err.to_string().contains("did you mean runtime.max_execution_time"), "{err}");
+        assert!(config.set("runtime.mode", "sideways").is_err());
     }
 
     #[test]

@@ -1,0 +1,149 @@
+//! Ctrl-C during a call made on Python's main thread.
+//!
+//! Python's own SIGINT handler only sets a flag that the main thread checks when it runs
+//! Python code, which it does not while it waits for a call with the GIL released. So for
+//! the length of such a call, Python's *wakeup fd* (`signal.set_wakeup_fd`, to which the
+//! interpreter's C-level handler writes the number of every signal it catches) is a pipe
+//! that a thread of ours reads: a SIGINT byte cancels the call (its processes are killed,
+//! see `agenthub_runtime::CallCancel`), and once the call has ended the main thread runs the
+//! Python handler (`KeyboardInterrupt` by default). Whatever wakeup fd was set before (an
+//! asyncio loop's) is put back after the call, and the bytes read meanwhile are passed on
+//! to it. Calls on other threads are not touched: Python delivers signals to the main
+//! thread only.
+//!
+//! The cost is two `set_wakeup_fd` calls per main-thread call (about a microsecond); the
+//! thread wakes only when a signal arrives.
+
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use agenthub_runtime::CallCancel;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyDict;
+use pyo3::marker::Ungil;
+
+/// The pipe Python writes signal numbers to during a main-thread call, and that call.
+struct Watch {
+    /// The write end (non-blocking, as `set_wakeup_fd` requires).
+    write: OwnedFd,
+    current: Mutex<Current>,
+}
+
+#[derive(Default)]
+struct Current {
+    cancel: Option<CallCancel>,
+    /// The wakeup fd set before the call, which gets the bytes read meanwhile.
+    forward: Option<RawFd>,
+}
+
+/// The watch, started on first use; `None` when a pipe or thread could not be had.
+fn watch() -> Option<&'static Watch> {
+    static WATCH: OnceLock<Option<Watch>> = OnceLock::new();
+    WATCH
+        .get_or_init(|| {
+            let mut fds = [0; 2];
+            // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+            if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+                return None;
+            }
+            // SAFETY: both were just opened and are owned here only.
+            let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            // SAFETY: plain fcntl on a descriptor we own.
+            unsafe {
+                let flags = libc::fcntl(write.as_raw_fd(), libc::F_GETFL);
+                libc::fcntl(write.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+            }
+            std::thread::Builder::new()
+                .name("agenthub-sigint".to_owned())
+                .spawn(move || read_signals(&read))
+                .ok()?;
+            Some(Watch { write, current: Mutex::default() })
+        })
+        .as_ref()
+}
+
+/// The watch thread: forever, read signal numbers and act on them.
+fn read_signals(read: &OwnedFd) {
+    let mut buf = [0u8; 64];
+    loop {
+        // SAFETY: reads into a buffer of the length given.
+        let n = unsafe { libc::read(read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let Ok(n) = usize::try_from(n) else {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        let Some(watch) = watch() else { return };
+        let current = watch.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if buf[..n].contains(&(libc::SIGINT as u8))
+            && let Some(cancel) = &current.cancel
+        {
+            cancel.cancel();
+        }
+        if let Some(fd) = current.forward {
+            // SAFETY: writes bytes we hold to a descriptor Python was given; errors are
+            // ignored, as Python's own handler ignores them.
+            unsafe { libc::write(fd, buf.as_ptr().cast(), n) };
+        }
+    }
+}
+
+/// Whether the calling thread is the process's first thread (Python's main thread).
+fn on_main_thread() -> bool {
+    // SAFETY: plain system calls without arguments.
+    unsafe { libc::gettid() == libc::getpid() }
+}
+
+/// `signal.set_wakeup_fd`, looked up once.
+fn set_wakeup_fd(py: Python<'_>) -> PyResult<&Py<PyAny>> {
+    static SET: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    SET.get_or_try_init(py, || Ok(py.import("signal")?.getattr("set_wakeup_fd")?.unbind()))
+}
+
+/// Makes our pipe the wakeup fd for the length of `cancel`'s call; the fd set before, or
+/// `None` when it could not be done (not the main interpreter's main thread).
+fn arm(py: Python<'_>, watch: &Watch, cancel: Option<&CallCancel>) -> Option<RawFd> {
+    let set = set_wakeup_fd(py).ok()?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item("warn_on_full_buffer", false).ok()?;
+    let previous: RawFd = set.call(py, (watch.write.as_raw_fd(),), Some(&kwargs)).ok()?.extract(py).ok()?;
+    *watch.current.lock().unwrap_or_else(PoisonError::into_inner) =
+        Current { cancel: cancel.cloned(), forward: (previous >= 0).then_some(previous) };
+    Some(previous)
+}
+
+fn disarm(py: Python<'_>, watch: &Watch, previous: RawFd) {
+    *watch.current.lock().unwrap_or_else(PoisonError::into_inner) = Current::default();
+    if let Ok(set) = set_wakeup_fd(py)
+        && let Err(e) = set.call1(py, (previous,))
+    {
+        e.print(py);
+    }
+}
+
+/// Runs `f` (a call, or a step that may take long) with the GIL released. On the main
+/// thread, Ctrl-C cancels `cancel` (when given) and is raised as `KeyboardInterrupt` (or
+/// whatever the Python handler raises) once `f` has returned; a Ctrl-C that came before
+/// the call means it never starts.
+pub(crate) fn run<T: Ungil, F: Ungil + FnOnce() -> T>(
+    py: Python<'_>,
+    cancel: Option<&CallCancel>,
+    f: F,
+) -> PyResult<T> {
+    if !on_main_thread() {
+        return Ok(py.detach(f));
+    }
+    py.check_signals()?;
+    let armed = watch().and_then(|watch| arm(py, watch, cancel).map(|previous| (watch, previous)));
+    let value = py.detach(f);
+    if let Some((watch, previous)) = armed {
+        disarm(py, watch, previous);
+    }
+    py.check_signals()?;
+    Ok(value)
+}

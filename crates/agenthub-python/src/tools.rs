@@ -1,0 +1,80 @@
+//! Tools for a call, Python functions among them (`@agenthub.tool`).
+//!
+//! A Python function tool is called back in the user's process: on a blocking thread of
+//! the tools' async runtime, which takes the GIL for the call (the thread that made the
+//! agent call released it while it waits). Arguments and the result cross as JSON text
+//! through `agenthub._tools._invoke`, which calls the function with the arguments as
+//! keywords and writes its result as JSON; an exception the function raises is what the
+//! agent is told (`ToolError: <type>: <message>`).
+
+use std::sync::Arc;
+
+use agenthub_tools::{FunctionTool, ToolFunction, ToolSet};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use serde_json::{Map, Value as Json};
+
+/// The tools a call is given (`Runtime.tools(...)`), passed to `Runtime.call`.
+#[pyclass(frozen, module = "agenthub._native")]
+pub(crate) struct Tools {
+    pub(crate) set: Arc<ToolSet>,
+}
+
+#[pymethods]
+impl Tools {
+    /// The tools' names, as the agent calls them.
+    #[getter]
+    fn names(&self) -> Vec<String> {
+        self.set.tools().iter().map(|t| t.name.clone()).collect()
+    }
+
+    /// The request's `tool_context` (SPEC §9), as JSON text.
+    #[getter]
+    fn context_json(&self) -> String {
+        self.set.context().to_string()
+    }
+}
+
+/// A Python callable as a tool.
+struct PyFunction {
+    callable: Py<PyAny>,
+}
+
+/// `agenthub._tools._invoke`, looked up once.
+fn invoke(py: Python<'_>) -> PyResult<&Py<PyAny>> {
+    static INVOKE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    INVOKE.get_or_try_init(py, || Ok(py.import("agenthub._tools")?.getattr("_invoke")?.unbind()))
+}
+
+impl ToolFunction for PyFunction {
+    fn call(&self, arguments: Map<String, Json>) -> Result<Json, String> {
+        let arguments = Json::Object(arguments).to_string();
+        let text = Python::attach(|py| -> PyResult<String> {
+            invoke(py)?.call1(py, (self.callable.clone_ref(py), arguments))?.extract(py)
+        })
+        .map_err(|e| e.to_string())?;
+        serde_json::from_str(&text).map_err(|e| format!("the tool's result is not JSON: {e}"))
+    }
+}
+
+/// A function tool from what the Python side gives: name, description, input schema (JSON
+/// text of an object schema) and the callable.
+pub(crate) fn function_tool(
+    name: String,
+    description: String,
+    schema: &str,
+    callable: Py<PyAny>,
+) -> PyResult<FunctionTool> {
+    let input_schema: Map<String, Json> = serde_json::from_str(schema)
+        .map_err(|e| PyValueError::new_err(format!("tool {name}: the input schema must be a JSON object: {e}")))?;
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(PyValueError::new_err(format!(
+            "tool name {name:?}: use 1 to 64 letters, digits, `_` or `-` (MCP tool names)"
+        )));
+    }
+    Ok(FunctionTool { name, description, input_schema, function: Arc::new(PyFunction { callable }) })
+}
