@@ -260,7 +260,12 @@ class Agent:
                 continue
             signature = _signature(self.interface["methods"][method])
             doc = (self.interface["methods"][method].get("description") or "").strip().replace('"""', "'''")
-            lines.append(f"    def {method}(self{', ' if signature.parameters else ''}{str(signature)[1:-1]}) -> dict[str, Any]:")
+            params = "".join(f", {p}" for p in signature.parameters.values())
+            if any(p.kind is inspect.Parameter.KEYWORD_ONLY for p in signature.parameters.values()):
+                first = next(i for i, p in enumerate(signature.parameters.values()) if p.kind is inspect.Parameter.KEYWORD_ONLY)
+                shown = [str(p) for p in signature.parameters.values()]
+                params = "".join(f", {p}" for p in shown[:first] + ["*"] + shown[first:])
+            lines.append(f"    def {method}(self{params}) -> dict[str, Any]:")
             lines.append(f'        """{doc}"""' if doc else "        ...")
         if not self.methods:
             lines.append("    ...")

@@ -42,8 +42,7 @@ class ProcessManager:
         return self._session.native.cleanup_processes()
 
     def is_process_running(self, process_id: int) -> bool:
-        """Check if a process is still running: whether ``process_id`` is an agent process
-        of this runtime that has not ended (other processes are not this manager's)."""
+        """Check if a process is still running (a zombie, ended but not reaped, is not)."""
         if not isinstance(process_id, int) or isinstance(process_id, bool) or process_id <= 0:
             return False
         return self._session.native.is_process_running(process_id)

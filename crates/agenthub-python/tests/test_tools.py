@@ -1,0 +1,54 @@
+"""Python functions as tools: called back in this process when the sandboxed agent calls them."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+import agenthub
+
+from conftest import REPO
+
+CALLER = REPO / "crates" / "agenthub-cli" / "tests" / "fixtures" / "tools" / "caller"
+
+
+@pytest.fixture
+def caller(tmp_path: Path) -> Path:
+    dest = tmp_path / "caller"
+    shutil.copytree(CALLER, dest, ignore=shutil.ignore_patterns(".venv*", "__pycache__"))
+    return dest
+
+
+def test_a_python_function_is_a_tool_the_agent_calls_back(home: Path, caller: Path) -> None:
+    seen: list[tuple[int, int, str]] = []
+
+    @agenthub.tool(name="multiply", description="Multiplies two integers")
+    def multiply(a: int, b: int = 2) -> int:
+        seen.append((a, b, threading.current_thread().name))
+        return a * b
+
+    @agenthub.tool
+    def fails(reason: str) -> str:
+        """Always fails."""
+        raise ValueError(reason)
+
+    assert "multiply" in agenthub.get_available_tools()
+    assert agenthub.get_tool_metadata("multiply")["parameters"]["required"] == ["a"]
+    agent = agenthub.load_agent(str(caller), home=home, external_tools=["multiply", fails])
+    context = agent.context()["result"]["tool_context"]
+    assert context["available_tools"] == ["multiply", "fails"]
+    assert context["tool_descriptions"]["multiply"] == "Multiplies two integers"
+    response = agent.call("multiply", {"a": 6, "b": 7})
+    assert response["result"]["text"] == "42", response
+    assert seen and seen[0][:2] == (6, 7) and seen[0][2] != threading.main_thread().name
+    assert response["tool_calls"][0]["name"] == "multiply" and response["tool_calls"][0]["outcome"] == "ok"
+    failed = agent.call("fails", {"reason": "no luck"})["result"]
+    assert failed["is_error"] and "ValueError: no luck" in failed["text"], failed
+    refused = agent.call("not_given", {})["result"]
+    assert "not_given" in str(refused)
+    with pytest.raises(ValueError) as unknown:
+        agenthub.load_agent(str(caller), home=home, external_tools=["no_such_tool"])
+    assert "multiply" in str(unknown.value)
