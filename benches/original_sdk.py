@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Benchmark the original agenthub-sdk (`agenthub`) load_agent + method call.
+"""Benchmark the original agenthub-sdk (`agenthub`) load_agent + method call
+(benches/python_api.py runs it beside ours).
 
-Run with the venv that has agenthub-sdk installed, e.g.:
-  /tmp/orig/venv/bin/python /tmp/orig/bench_original.py \
-      --agent-dir /tmp/orig/agents/test/hello --home /tmp/orig/home --calls 20
+Run with the venv that has agenthub-sdk installed
+(`python3 -m venv V && V/bin/pip install agenthub-sdk 'mcp<2'`), e.g.:
+  V/bin/python benches/original_sdk.py --agent-dir DIR --home TMP_HOME --calls 20
 
 How it works:
   * The original only finds agents at $HOME/.agenthub/agents/<ns>/<name>
@@ -27,6 +28,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+# This script's directory holds benches/mcp.py, which must not shadow the `mcp` package the
+# original imports.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(os.path.abspath(__file__))]
 
 
 def percentile(values, pct):
@@ -53,8 +58,8 @@ def measure_import_ms(home, repeats):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--agent-dir", default="/tmp/orig/agents/test/hello")
-    ap.add_argument("--home", default="/tmp/orig/home",
+    ap.add_argument("--agent-dir", required=True)
+    ap.add_argument("--home", required=True,
                     help="temporary HOME (agents go to HOME/.agenthub/agents)")
     ap.add_argument("--calls", type=int, default=20)
     ap.add_argument("--method", default="greet")
