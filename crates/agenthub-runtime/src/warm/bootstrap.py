@@ -923,10 +923,12 @@ def _serve(argv):
     environ = _snapshot_environ()
     kept = _children()  # processes the import started may stay; a call's may not
     # Back-to-back calls: after an answer, poll the channel for up to _SPIN_NS before
-    # sleeping in read, when the last request came that soon after the answer before it and
-    # this process may run on two CPUs or more (on one, spinning only delays the caller).
-    # Waking a sleeping process on another CPU costs tens of microseconds on a VM, as much
-    # as the rest of a warm call; the spin costs at most _SPIN_NS of CPU per call.
+    # sleeping in read, when the runtime allowed it with the request (few requests out, so
+    # the CPUs are not needed elsewhere), the last request came that soon after the answer
+    # before it, and this process may run on two CPUs or more (on one, spinning only
+    # delays the caller). Waking a sleeping process on another CPU costs tens of
+    # microseconds on a VM, as much as the rest of a warm call; the spin costs at most
+    # _SPIN_NS of CPU per call.
     spin = _spin_poller(channel_in.fileno())
     quick, answered = False, 0
     while True:
@@ -937,9 +939,9 @@ def _serve(argv):
         line = channel_in.readline()
         if not line:
             return 0  # EOF: the runtime is done with this worker
-        if spin is not None:
-            quick = _monotonic_ns() - answered < 2 * _SPIN_NS
+        gap = _monotonic_ns() - answered
         rid, request, problem = _parse(line)
+        quick = spin is not None and gap < 2 * _SPIN_NS and request is not None and request.get("spin") is True
         if request is None:  # a runtime bug, not the agent's: say so and keep serving
             print("agenthub worker: " + problem, file=sys.stderr)
             sys.stderr.flush()

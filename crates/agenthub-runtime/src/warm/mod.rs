@@ -798,8 +798,11 @@ impl Pools {
     /// serve again.
     fn request(&self, warm: &mut Warm, call: &WarmCall) -> (ProcessOutput, Option<u64>, bool) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let line = serde_json::to_vec(&Request { id, method: &call.method, request: &call.request })
-            .unwrap_or_default();
+        let in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        let spin = Self::spin_for(warm.typical, in_flight);
+        let line =
+            serde_json::to_vec(&Request { id, method: &call.method, request: &call.request, spin: !spin.is_zero() })
+                .unwrap_or_default();
         let started = Instant::now();
         let forks = warm.forks;
         let worker = &mut warm.worker;
@@ -813,8 +816,7 @@ impl Pools {
             (Some((slot, _)), Some(tools)) => Some(crate::tools::Occupied::new(slot, tools)),
             _ => None,
         };
-        let in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        worker.set_spin(Self::spin_for(warm.typical, in_flight));
+        worker.set_spin(spin);
         let sent = Instant::now();
         let received = worker.request(&line, call.left().or(call.limits.timeout), max_line);
         let took = sent.elapsed();

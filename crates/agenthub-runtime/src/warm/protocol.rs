@@ -15,6 +15,10 @@ pub(crate) struct Request<'a> {
     pub(crate) method: &'a str,
     /// The exact JSON text a one-shot call passes as `sys.argv[1]`.
     pub(crate) request: &'a str,
+    /// Whether the worker may poll for the next request on its CPU for a moment after it
+    /// answers (the runtime says so while few requests are out: see `Pools::spin_for`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) spin: bool,
 }
 
 /// How the worker will serve calls, as announced.
@@ -155,7 +159,7 @@ mod tests {
         }
         let mut send = |id: u64, params: &str| {
             let request = format!("{{\"method\":\"greet\",\"parameters\":{params}}}");
-            let text = serde_json::to_string(&Request { id, method: "greet", request: &request }).unwrap();
+            let text = serde_json::to_string(&Request { id, method: "greet", request: &request, spin: false }).unwrap();
             writeln!(input, "{text}").unwrap();
         };
         send(7, "{\"n\":1}");
@@ -180,7 +184,7 @@ mod tests {
         assert_eq!((refused.id, refused.exit_code), (Some(3), 2));
         assert!(refused.error.is_some_and(|e| e.contains("method")));
         let request = "{\"method\":\"greet\",\"parameters\":{\"exit\":1}}";
-        writeln!(input, "{}", serde_json::to_string(&Request { id: 4, method: "greet", request }).unwrap())
+        writeln!(input, "{}", serde_json::to_string(&Request { id: 4, method: "greet", request, spin: true }).unwrap())
             .unwrap();
         let exited = Reply::parse(&line(&mut output)).unwrap();
         assert_eq!(
@@ -214,7 +218,7 @@ mod tests {
         }
         let mut send = |id: u64, params: &str| {
             let request = format!("{{\"method\":\"greet\",\"parameters\":{params}}}");
-            let text = serde_json::to_string(&Request { id, method: "greet", request: &request }).unwrap();
+            let text = serde_json::to_string(&Request { id, method: "greet", request: &request, spin: false }).unwrap();
             writeln!(input, "{text}").unwrap();
         };
         for id in 1..=2 {
