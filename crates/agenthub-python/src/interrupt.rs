@@ -18,10 +18,10 @@ use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use agenthub_runtime::CallCancel;
+use pyo3::marker::Ungil;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyDict;
-use pyo3::marker::Ungil;
 
 /// The pipe Python writes signal numbers to during a main-thread call, and that call.
 struct Watch {

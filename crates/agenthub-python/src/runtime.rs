@@ -163,7 +163,8 @@ pub(crate) fn raise_error(py: Python<'_>, error: AgentRuntimeError) -> PyErr {
 
 /// A JSON object given as text by the Python side.
 fn object(text: &str, what: &str) -> PyResult<Params> {
-    serde_json::from_str(text).map_err(|e| PyValueError::new_err(format!("{what} must be a JSON object: {e}")))
+    serde_json::from_str(text)
+        .map_err(|e| PyValueError::new_err(format!("{what} must be a JSON object: {e}")))
 }
 
 impl Runtime {
@@ -226,7 +227,8 @@ impl Runtime {
         let runtime = Arc::clone(self.runtime()?);
         let loaded = interrupt::run(py, None, || pollster::block_on(runtime.load_or_install(agent)))?
             .map_err(|e| raise_error(py, e))?;
-        let installed = agenthub_core::installed_id(runtime.config(), &loaded.location).map(|id| id.to_string());
+        let installed =
+            agenthub_core::installed_id(runtime.config(), &loaded.location).map(|id| id.to_string());
         Ok(Agent { loaded: Arc::new(loaded), installed })
     }
 
@@ -249,15 +251,17 @@ impl Runtime {
         let runtime = Arc::clone(self.runtime()?);
         let mut call = Call::shared(&agent.loaded, method).params(object(params, "parameters")?);
         if let Some(seconds) = timeout {
-            let limit = Duration::try_from_secs_f64(seconds)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| PyValueError::new_err(format!("timeout must be a positive number of seconds, not {seconds}")))?;
+            let limit =
+                Duration::try_from_secs_f64(seconds).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "timeout must be a positive number of seconds, not {seconds}"
+                    ))
+                })?;
             call = call.timeout(limit);
         }
         if let Some(grants) = grants {
-            let grants: Grants =
-                serde_json::from_str(grants).map_err(|e| PyValueError::new_err(format!("invalid grants: {e}")))?;
+            let grants: Grants = serde_json::from_str(grants)
+                .map_err(|e| PyValueError::new_err(format!("invalid grants: {e}")))?;
             call = call.grants(grants);
         }
         if let Some(tools) = tools {
@@ -320,8 +324,10 @@ impl Runtime {
     fn create_environment(&self, py: Python<'_>, agent_path: PathBuf) -> PyResult<PathBuf> {
         let runtime = Arc::clone(self.runtime()?);
         let shown = agent_path.display().to_string();
-        interrupt::run(py, None, || pollster::block_on(runtime.environments().create_environment(&agent_path)))?
-            .map_err(|e| raise_error(py, e.into_runtime_error(Some(&shown))))
+        interrupt::run(py, None, || {
+            pollster::block_on(runtime.environments().create_environment(&agent_path))
+        })?
+        .map_err(|e| raise_error(py, e.into_runtime_error(Some(&shown))))
     }
 
     /// Installs requirements into an environment (Phase-1 `install_dependencies`).

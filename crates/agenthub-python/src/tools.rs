@@ -66,8 +66,9 @@ pub(crate) fn function_tool(
     schema: &str,
     callable: Py<PyAny>,
 ) -> PyResult<FunctionTool> {
-    let input_schema: Map<String, Json> = serde_json::from_str(schema)
-        .map_err(|e| PyValueError::new_err(format!("tool {name}: the input schema must be a JSON object: {e}")))?;
+    let input_schema: Map<String, Json> = serde_json::from_str(schema).map_err(|e| {
+        PyValueError::new_err(format!("tool {name}: the input schema must be a JSON object: {e}"))
+    })?;
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');

@@ -151,7 +151,10 @@ impl Assignment {
 pub trait ToolFunction: Send + Sync {
     /// Runs the tool with the agent's arguments: its result, or the text of its error,
     /// which the agent is told (`ToolError: <text>`).
-    fn call(&self, arguments: serde_json::Map<String, serde_json::Value>) -> Result<serde_json::Value, String>;
+    fn call(
+        &self,
+        arguments: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<serde_json::Value, String>;
 }
 
 /// One tool of the embedder's own process, as it is assigned.

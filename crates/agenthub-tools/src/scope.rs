@@ -245,7 +245,9 @@ impl CallScope {
                         "ToolError".to_owned(),
                     ),
                     Ok(Err(e)) => (
-                        CallToolResult::error(vec![ContentBlock::text(format!("ToolError: the tool failed: {e}"))]),
+                        CallToolResult::error(vec![ContentBlock::text(format!(
+                            "ToolError: the tool failed: {e}"
+                        ))]),
                         "ToolError".to_owned(),
                     ),
                     Err(_) => (

@@ -94,7 +94,8 @@ impl ToolSet {
     ) -> Self {
         let mut taken = HashSet::new();
         let mut tools = Vec::new();
-        let prefixed = agents.len() > 1 || upstream.iter().any(|(_, t)| !t.is_empty()) || !functions.is_empty();
+        let prefixed =
+            agents.len() > 1 || upstream.iter().any(|(_, t)| !t.is_empty()) || !functions.is_empty();
         for assigned in agents {
             let agent = &assigned.agent;
             for (method, spec) in &agent.manifest.methods {

@@ -341,7 +341,9 @@ impl Config {
         let Some(setting) = SETTINGS.iter().find(|s| s.key == key) else {
             let closest = SETTINGS.iter().map(|s| (edit_distance(key, s.key), s.key)).min();
             let message = match closest {
-                Some((distance, k)) if distance <= (k.len() / 3).max(1) => format!("no such setting; did you mean {k}?"),
+                Some((distance, k)) if distance <= (k.len() / 3).max(1) => {
+                    format!("no such setting; did you mean {k}?")
+                }
                 _ => "no such setting (`agenthub doctor` and the README list them)".to_owned(),
             };
             return Err(invalid(key, message));
@@ -428,7 +430,10 @@ mod tests {
         config.set("runtime.mode", "warm").unwrap();
         assert_eq!(config.runtime.mode, ExecutionMode::Warm);
         let err = config.set("runtime.max_execution_time", "-1").unwrap_err();
-        assert!(matches!(&err, ConfigError::Invalid { key, .. } if key == "runtime.max_execution_time"), "{err}");
+        assert!(
+            matches!(&err, ConfigError::Invalid { key, .. } if key == "runtime.max_execution_time"),
+            "{err}"
+        );
         let err = config.set("runtime.max_execution_tim", "1").unwrap_err();
         assert!(err.to_string().contains("did you mean runtime.max_execution_time"), "{err}");
         assert!(config.set("runtime.mode", "sideways").is_err());

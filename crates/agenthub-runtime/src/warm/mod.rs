@@ -800,9 +800,13 @@ impl Pools {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let in_flight = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         let spin = Self::spin_for(warm.typical, in_flight);
-        let line =
-            serde_json::to_vec(&Request { id, method: &call.method, request: &call.request, spin: !spin.is_zero() })
-                .unwrap_or_default();
+        let line = serde_json::to_vec(&Request {
+            id,
+            method: &call.method,
+            request: &call.request,
+            spin: !spin.is_zero(),
+        })
+        .unwrap_or_default();
         let started = Instant::now();
         let forks = warm.forks;
         let worker = &mut warm.worker;

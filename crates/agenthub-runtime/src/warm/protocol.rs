@@ -159,7 +159,9 @@ mod tests {
         }
         let mut send = |id: u64, params: &str| {
             let request = format!("{{\"method\":\"greet\",\"parameters\":{params}}}");
-            let text = serde_json::to_string(&Request { id, method: "greet", request: &request, spin: false }).unwrap();
+            let text =
+                serde_json::to_string(&Request { id, method: "greet", request: &request, spin: false })
+                    .unwrap();
             writeln!(input, "{text}").unwrap();
         };
         send(7, "{\"n\":1}");
@@ -184,8 +186,12 @@ mod tests {
         assert_eq!((refused.id, refused.exit_code), (Some(3), 2));
         assert!(refused.error.is_some_and(|e| e.contains("method")));
         let request = "{\"method\":\"greet\",\"parameters\":{\"exit\":1}}";
-        writeln!(input, "{}", serde_json::to_string(&Request { id: 4, method: "greet", request, spin: true }).unwrap())
-            .unwrap();
+        writeln!(
+            input,
+            "{}",
+            serde_json::to_string(&Request { id: 4, method: "greet", request, spin: true }).unwrap()
+        )
+        .unwrap();
         let exited = Reply::parse(&line(&mut output)).unwrap();
         assert_eq!(
             (exited.id, exited.exit_code, exited.exiting, exited.stdout.as_str()),
@@ -218,7 +224,9 @@ mod tests {
         }
         let mut send = |id: u64, params: &str| {
             let request = format!("{{\"method\":\"greet\",\"parameters\":{params}}}");
-            let text = serde_json::to_string(&Request { id, method: "greet", request: &request, spin: false }).unwrap();
+            let text =
+                serde_json::to_string(&Request { id, method: "greet", request: &request, spin: false })
+                    .unwrap();
             writeln!(input, "{text}").unwrap();
         };
         for id in 1..=2 {
