@@ -22,19 +22,8 @@ from . import _native
 from ._agent import Agent, AsyncAgent, load_agent
 from ._tools import ToolSpec, get_available_tools, get_tool_metadata, tool
 from .config import EnvironmentConfig, RuntimeConfig
-from .errors import (
-    AgentError,
-    AgentNotFoundError,
-    AgentRuntimeError,
-    EnvironmentError,
-    ExecutionError,
-    InvalidManifestError,
-    InvalidParametersError,
-    MethodNotFoundError,
-    ProtocolError,
-    ResourceLimitError,
-    TimeoutError,
-)
+from . import errors as _errors
+from .errors import *  # noqa: F403 - the taxonomy, listed in errors.__all__
 
 __version__: str = _native.__version__
 
@@ -48,17 +37,7 @@ __all__ = [
     "get_tool_metadata",
     "RuntimeConfig",
     "EnvironmentConfig",
-    "AgentRuntimeError",
-    "AgentNotFoundError",
-    "InvalidManifestError",
-    "MethodNotFoundError",
-    "InvalidParametersError",
-    "EnvironmentError",
-    "ExecutionError",
-    "TimeoutError",
-    "ResourceLimitError",
-    "AgentError",
-    "ProtocolError",
+    *_errors.__all__,
 ]
 
 # The original (`agenthub-sdk`) installs the same import package: files of both in one
