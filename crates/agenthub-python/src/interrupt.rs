@@ -15,7 +15,7 @@
 //! thread wakes only when a signal arrives.
 
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 use agenthub_runtime::CallCancel;
 use pyo3::marker::Ungil;
@@ -25,6 +25,10 @@ use pyo3::types::PyDict;
 
 /// The pipe Python writes signal numbers to during a main-thread call, and that call.
 struct Watch {
+    /// The process that made it: a forked child has the pipe but not the thread that reads
+    /// it, and makes a watch of its own.
+    pid: u32,
+    read: OwnedFd,
     /// The write end (non-blocking, as `set_wakeup_fd` requires).
     write: OwnedFd,
     current: Mutex<Current>,
@@ -37,38 +41,44 @@ struct Current {
     forward: Option<RawFd>,
 }
 
-/// The watch, started on first use; `None` when a pipe or thread could not be had.
+/// The watch of this process, started on first use; `None` when a pipe or thread could not
+/// be had. One made before a fork is leaked in the child (its thread is not there).
 fn watch() -> Option<&'static Watch> {
-    static WATCH: OnceLock<Option<Watch>> = OnceLock::new();
-    WATCH
-        .get_or_init(|| {
-            let mut fds = [0; 2];
-            // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-            if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-                return None;
-            }
-            // SAFETY: both were just opened and are owned here only.
-            let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-            // SAFETY: plain fcntl on a descriptor we own.
-            unsafe {
-                let flags = libc::fcntl(write.as_raw_fd(), libc::F_GETFL);
-                libc::fcntl(write.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
-            }
-            std::thread::Builder::new()
-                .name("agenthub-sigint".to_owned())
-                .spawn(move || read_signals(&read))
-                .ok()?;
-            Some(Watch { write, current: Mutex::default() })
-        })
-        .as_ref()
+    use std::sync::atomic::{AtomicPtr, Ordering};
+    static WATCH: AtomicPtr<Watch> = AtomicPtr::new(std::ptr::null_mut());
+    let pid = std::process::id();
+    let current = WATCH.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer was leaked from a Box below and is never freed.
+    if let Some(watch) = unsafe { current.as_ref() }
+        && watch.pid == pid
+    {
+        return Some(watch);
+    }
+    // Only the main thread makes one (`run` calls this there only), so there is no race.
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return None;
+    }
+    // SAFETY: both were just opened and are owned here only.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: plain fcntl on a descriptor we own.
+    unsafe {
+        let flags = libc::fcntl(write.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(write.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+    let watch: &'static Watch = Box::leak(Box::new(Watch { pid, read, write, current: Mutex::default() }));
+    std::thread::Builder::new().name("agenthub-sigint".to_owned()).spawn(move || read_signals(watch)).ok()?;
+    WATCH.store(std::ptr::from_ref(watch).cast_mut(), Ordering::Release);
+    Some(watch)
 }
 
 /// The watch thread: forever, read signal numbers and act on them.
-fn read_signals(read: &OwnedFd) {
+fn read_signals(watch: &Watch) {
     let mut buf = [0u8; 64];
     loop {
         // SAFETY: reads into a buffer of the length given.
-        let n = unsafe { libc::read(read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        let n = unsafe { libc::read(watch.read.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
         let Ok(n) = usize::try_from(n) else {
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
@@ -78,7 +88,6 @@ fn read_signals(read: &OwnedFd) {
         if n == 0 {
             return;
         }
-        let Some(watch) = watch() else { return };
         let current = watch.current.lock().unwrap_or_else(PoisonError::into_inner);
         if buf[..n].contains(&(libc::SIGINT as u8))
             && let Some(cancel) = &current.cancel
@@ -105,25 +114,57 @@ fn set_wakeup_fd(py: Python<'_>) -> PyResult<&Py<PyAny>> {
     SET.get_or_try_init(py, || Ok(py.import("signal")?.getattr("set_wakeup_fd")?.unbind()))
 }
 
+/// `signal.getsignal` and `signal.default_int_handler`, looked up once.
+fn sigint_is_default(py: Python<'_>) -> bool {
+    static LOOKED_UP: PyOnceLock<(Py<PyAny>, Py<PyAny>)> = PyOnceLock::new();
+    let Ok((getsignal, default)) = LOOKED_UP.get_or_try_init(py, || -> PyResult<_> {
+        let signal = py.import("signal")?;
+        Ok((signal.getattr("getsignal")?.unbind(), signal.getattr("default_int_handler")?.unbind()))
+    }) else {
+        return false;
+    };
+    getsignal.call1(py, (libc::SIGINT,)).is_ok_and(|handler| handler.is(default))
+}
+
 /// Makes our pipe the wakeup fd for the length of `cancel`'s call; the fd set before, or
-/// `None` when it could not be done (not the main interpreter's main thread).
+/// `None` when it could not be done (not the main interpreter's main thread) or was not
+/// wanted: SIGINT has a handler of the user's (which may not mean "stop"), or our pipe is
+/// already the wakeup fd (a call made from Python code that runs while another waits).
 fn arm(py: Python<'_>, watch: &Watch, cancel: Option<&CallCancel>) -> Option<RawFd> {
+    if !sigint_is_default(py) {
+        return None;
+    }
     let set = set_wakeup_fd(py).ok()?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("warn_on_full_buffer", false).ok()?;
-    let previous: RawFd = set.call(py, (watch.write.as_raw_fd(),), Some(&kwargs)).ok()?.extract(py).ok()?;
+    // The cancel first: a SIGINT that arrives as the fd is set still stops the call.
     *watch.current.lock().unwrap_or_else(PoisonError::into_inner) =
-        Current { cancel: cancel.cloned(), forward: (previous >= 0).then_some(previous) };
+        Current { cancel: cancel.cloned(), forward: None };
+    let Ok(previous) =
+        set.call(py, (watch.write.as_raw_fd(),), Some(&kwargs)).and_then(|p| p.extract::<RawFd>(py))
+    else {
+        *watch.current.lock().unwrap_or_else(PoisonError::into_inner) = Current::default();
+        return None;
+    };
+    if previous == watch.write.as_raw_fd() {
+        // Nested: the outer call armed it and disarms it.
+        return None;
+    }
+    watch.current.lock().unwrap_or_else(PoisonError::into_inner).forward =
+        (previous >= 0).then_some(previous);
     Some(previous)
 }
 
+/// Puts the previous wakeup fd back, then forgets the call (bytes still in the pipe then
+/// are read with nothing to cancel and nowhere to go: a signal that arrived in the last
+/// microseconds of a call reaches Python's handler, not the previous fd's reader).
 fn disarm(py: Python<'_>, watch: &Watch, previous: RawFd) {
-    *watch.current.lock().unwrap_or_else(PoisonError::into_inner) = Current::default();
     if let Ok(set) = set_wakeup_fd(py)
         && let Err(e) = set.call1(py, (previous,))
     {
         e.print(py);
     }
+    *watch.current.lock().unwrap_or_else(PoisonError::into_inner) = Current::default();
 }
 
 /// Runs `f` (a call, or a step that may take long) with the GIL released. On the main

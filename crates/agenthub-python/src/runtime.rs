@@ -122,8 +122,15 @@ impl LogProgress {
                 .import("logging")
                 .and_then(|logging| logging.call_method1("getLogger", ("agenthub",)))
                 .and_then(|logger| logger.call_method1(level, (message,)));
-            if let Err(e) = logged {
-                e.print(py);
+            match logged {
+                Ok(_) => {}
+                // A Ctrl-C that Python noticed while it logged (on the main thread, during a
+                // call): tripped again, so the call's end raises it.
+                Err(e) if e.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) => {
+                    // SAFETY: the GIL is held; this only sets the interpreter's SIGINT flag.
+                    unsafe { pyo3::ffi::PyErr_SetInterrupt() };
+                }
+                Err(e) => e.print(py),
             }
         });
     }
@@ -159,6 +166,13 @@ pub(crate) fn raise(py: Python<'_>, response: &ExecutionResponse) -> PyErr {
 /// An error found before anything ran, raised as its `agenthub.errors` class.
 pub(crate) fn raise_error(py: Python<'_>, error: AgentRuntimeError) -> PyErr {
     raise(py, &ExecutionResponse::failed(error, Duration::ZERO))
+}
+
+/// A call's time limit in seconds: positive and finite.
+fn limit(seconds: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(seconds).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
+        PyValueError::new_err(format!("timeout must be a positive number of seconds, not {seconds}"))
+    })
 }
 
 /// A JSON object given as text by the Python side.
@@ -251,13 +265,7 @@ impl Runtime {
         let runtime = Arc::clone(self.runtime()?);
         let mut call = Call::shared(&agent.loaded, method).params(object(params, "parameters")?);
         if let Some(seconds) = timeout {
-            let limit =
-                Duration::try_from_secs_f64(seconds).ok().filter(|d| !d.is_zero()).ok_or_else(|| {
-                    PyValueError::new_err(format!(
-                        "timeout must be a positive number of seconds, not {seconds}"
-                    ))
-                })?;
-            call = call.timeout(limit);
+            call = call.timeout(limit(seconds)?);
         }
         if let Some(grants) = grants {
             let grants: Grants = serde_json::from_str(grants)
@@ -286,8 +294,8 @@ impl Runtime {
     ) -> PyResult<String> {
         let runtime = Arc::clone(self.runtime()?);
         let mut call = Call::new(agent, method).params(object(params, "parameters")?);
-        if let Some(seconds) = timeout.and_then(|s| Duration::try_from_secs_f64(s).ok()) {
-            call = call.timeout(seconds);
+        if let Some(seconds) = timeout {
+            call = call.timeout(limit(seconds)?);
         }
         let cancel = CallCancel::new();
         call = call.cancel(&cancel);

@@ -219,8 +219,8 @@ def test_every_error_type_is_raised_or_returned_where_the_document_says(home: Pa
     with pytest.raises(RuntimeError) as env_error:
         ar.environment_manager.create_environment(str(tmp_path / "not-there"))
     assert isinstance(env_error.value, errors.EnvironmentError)
+    venv = ar.environment_manager.create_environment(str(faults))
     with pytest.raises(RuntimeError) as install_error:
-        venv = ar.environment_manager.create_environment(str(faults))
         ar.environment_manager.install_dependencies(venv, [f"nothing-here @ file://{tmp_path}/nothing-here"])
     assert type(install_error.value) is errors.EnvironmentError
     # Returned: what went wrong in the run, in the document's error response format.

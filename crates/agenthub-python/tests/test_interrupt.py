@@ -76,3 +76,72 @@ def test_a_forked_child_gets_a_runtime_of_its_own(home: Path, faults: Path) -> N
     """
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "ok" in done.stdout, done.stderr
+
+
+def test_a_sigint_handler_of_the_users_does_not_cancel_the_call(home: Path, faults: Path, tmp_path: Path) -> None:
+    pidfile = tmp_path / "nap.pid"
+    code = f"""
+        import signal, agenthub
+        seen = []
+        signal.signal(signal.SIGINT, lambda *_: seen.append("sigint"))
+        agent = agenthub.load_agent({str(faults)!r}, home={str(home)!r}, allow_write=[{str(tmp_path)!r}])
+        response = agent.nap(2, pidfile={str(pidfile)!r})
+        print(response.get("result"), seen)
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for(pidfile)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    assert out.strip() == "rested ['sigint']", (out, err)
+
+
+def test_a_signal_in_a_forked_child_does_not_cancel_the_parents_call(home: Path, faults: Path, tmp_path: Path) -> None:
+    code = f"""
+        import os, signal, sys, time, agenthub
+        agent = agenthub.load_agent({str(faults)!r}, home={str(home)!r}, allow_write=[{str(tmp_path)!r}])
+        agent.echo(1)  # the parent's watch exists before the fork
+        pid = os.fork()
+        if pid == 0:
+            try:
+                agent.nap(30, pidfile={str(tmp_path / "child.pid")!r})
+                os._exit(1)
+            except KeyboardInterrupt:
+                os._exit(0)
+        for _ in range(1200):
+            if os.path.exists({str(tmp_path / "child.pid")!r}) and open({str(tmp_path / "child.pid")!r}).read():
+                break
+            time.sleep(0.05)
+        parent = agent.nap(2)  # the child is interrupted while the parent's call runs
+        _, status = os.waitpid(pid, 0)
+        print(parent.get("result"), os.waitstatus_to_exitcode(status))
+    """
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        _wait_for(tmp_path / "child.pid")
+        time.sleep(0.5)
+        grandchild = [p for p in _children(child.pid)]
+        assert len(grandchild) == 1, grandchild
+        os.kill(grandchild[0], signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert out.strip() == "rested 0", (out, err)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` forked without exec (same command line: not its agents)."""
+    own = Path(f"/proc/{pid}/cmdline").read_bytes()
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            if Path(f"/proc/{child}/cmdline").read_bytes() == own:
+                found.append(int(child))
+    return found

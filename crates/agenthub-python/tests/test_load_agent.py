@@ -159,3 +159,40 @@ def test_the_async_variant_and_cancelling_it(home: Path, faults: Path, tmp_path:
         time.sleep(0.05)
     assert not held(pidfile), "the cancelled call's process is still running"
     assert agent.echo(3)["result"]["value"] == 3
+
+
+KEYWORDS_YAML = """\
+name: "translator"
+version: "0.1.0"
+description: "Parameters named as Python keywords"
+author: "agenthub tests"
+interface:
+  methods:
+    translate:
+      description: "Echoes its parameters"
+      parameters:
+        text: {type: "string", required: true}
+        from: {type: "string", required: false, default: "en"}
+        self: {type: "string", required: false, default: "me"}
+    class: {description: "A method named as a keyword"}
+"""
+
+KEYWORDS_PY = """\
+import json, sys
+request = json.loads(sys.argv[1])
+print(json.dumps({"result": request["parameters"]}))
+"""
+
+
+def test_parameters_and_methods_named_as_python_keywords(home: Path, tmp_path: Path) -> None:
+    agent_dir = tmp_path / "translator"
+    agent_dir.mkdir()
+    (agent_dir / "agent.yaml").write_text(KEYWORDS_YAML)
+    (agent_dir / "agent.py").write_text(KEYWORDS_PY)
+    agent = agenthub.load_agent(str(agent_dir), home=home)
+    assert list(inspect.signature(agent.translate).parameters) == ["text"]
+    assert agent.translate("hi", **{"from": "fr", "self": "you"})["result"] == {"text": "hi", "from": "fr", "self": "you"}
+    assert agent.translate("hi", "de")["result"] == {"text": "hi", "from": "de"}
+    assert agent.execute("class", {})["result"] == {}
+    assert getattr(agent, "class")()["result"] == {}
+    compile(agent.stub(), "translator.pyi", "exec")

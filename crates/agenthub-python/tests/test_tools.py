@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
+import textwrap
 import threading
 from pathlib import Path
 
@@ -52,3 +55,24 @@ def test_a_python_function_is_a_tool_the_agent_calls_back(home: Path, caller: Pa
     with pytest.raises(ValueError) as unknown:
         agenthub.load_agent(str(caller), home=home, external_tools=["no_such_tool"])
     assert "multiply" in str(unknown.value)
+
+
+def test_function_tools_work_in_a_forked_child_after_the_parent_used_them(home: Path, caller: Path) -> None:
+    code = f"""
+        import os, agenthub
+
+        @agenthub.tool
+        def double(n: int) -> int:
+            return 2 * n
+
+        agent = agenthub.load_agent({str(caller)!r}, home={str(home)!r}, external_tools=["double"])
+        assert agent.call("double", {{"n": 2}})["result"]["text"] == "4"
+        pid = os.fork()
+        if pid == 0:
+            response = agent.call("double", {{"n": 21}})
+            os._exit(0 if response.get("result", {{}}).get("text") == "42" else 3)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), agent.call("double", {{"n": 5}})["result"]["text"])
+    """
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=180)
+    assert done.stdout.strip() == "0 10", (done.stdout, done.stderr)

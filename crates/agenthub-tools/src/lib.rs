@@ -35,7 +35,7 @@ pub mod upstream;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use agenthub_core::{AgentRuntimeError, Config, ToolAssignment};
@@ -213,11 +213,19 @@ pub(crate) struct HostInner {
     starting: tokio::sync::Mutex<()>,
 }
 
-/// The async runtime tool endpoints and MCP clients run on (made once, never dropped: a
-/// runtime cannot be dropped from inside one, and tool calls end on its threads).
+/// The async runtime tool endpoints and MCP clients run on: made once per process, never
+/// dropped (a runtime cannot be dropped from inside one, and tool calls end on its threads).
+/// A forked child (the Python package's) gets one of its own: the parent's threads are not
+/// in the child, so the parent's runtime would never run a task there; it is leaked.
 pub(crate) fn tokio_runtime() -> std::io::Result<&'static tokio::runtime::Runtime> {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    if let Some(runtime) = RUNTIME.get() {
+    use std::sync::atomic::{AtomicPtr, Ordering};
+    static RUNTIME: AtomicPtr<(u32, tokio::runtime::Runtime)> = AtomicPtr::new(std::ptr::null_mut());
+    let pid = std::process::id();
+    let current = RUNTIME.load(Ordering::Acquire);
+    // SAFETY: a non-null pointer was leaked from a Box below and is never freed.
+    if let Some((owner, runtime)) = unsafe { current.as_ref() }
+        && *owner == pid
+    {
         return Ok(runtime);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -228,7 +236,19 @@ pub(crate) fn tokio_runtime() -> std::io::Result<&'static tokio::runtime::Runtim
         .thread_keep_alive(Duration::from_secs(u64::from(u32::MAX)))
         .enable_all()
         .build()?;
-    Ok(RUNTIME.get_or_init(|| runtime))
+    let made = Box::into_raw(Box::new((pid, runtime)));
+    match RUNTIME.compare_exchange(current, made, Ordering::AcqRel, Ordering::Acquire) {
+        // SAFETY: `made` is ours and now published for good.
+        Ok(_) => Ok(unsafe { &(*made).1 }),
+        Err(won) => {
+            // Another thread published one first: use it; ours was never used, so it may go
+            // (dropped on a thread of its own: never inside an async context).
+            // SAFETY: `made` was not published; `won` was, and is never freed.
+            let ours = unsafe { Box::from_raw(made) };
+            std::thread::spawn(move || drop(ours));
+            Ok(unsafe { &(*won).1 })
+        }
+    }
 }
 
 impl ToolHost {

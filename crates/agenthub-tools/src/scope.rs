@@ -47,7 +47,9 @@ pub(crate) struct CallScope {
     pub(crate) chain: Vec<String>,
     pub(crate) ended: CancellationToken,
     pub(crate) records: Mutex<Vec<ToolCallRecord>>,
-    pub(crate) parallel: tokio::sync::Semaphore,
+    /// Tool calls running (a function tool's holds its turn until the function returns,
+    /// also when the agent was told it timed out or was cancelled).
+    pub(crate) parallel: Arc<tokio::sync::Semaphore>,
     /// Tool calls running or waiting for a turn.
     pub(crate) admitted: tokio::sync::Semaphore,
 }
@@ -89,7 +91,7 @@ impl CallScope {
             chain,
             ended: CancellationToken::new(),
             records: Mutex::new(Vec::new()),
-            parallel: tokio::sync::Semaphore::new(MAX_PARALLEL),
+            parallel: Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL)),
             admitted: tokio::sync::Semaphore::new(MAX_PARALLEL + MAX_WAITING),
         }
     }
@@ -142,8 +144,8 @@ impl CallScope {
             ));
         };
         let stop = CancellationToken::new();
-        let _permit = tokio::select! {
-            permit = self.parallel.acquire() => permit.map_err(|_| ErrorData::internal_error("the call has ended", None))?,
+        let permit = tokio::select! {
+            permit = Arc::clone(&self.parallel).acquire_owned() => permit.map_err(|_| ErrorData::internal_error("the call has ended", None))?,
             () = self.ended.cancelled() => return Err(self.cancelled(name, started)),
             () = session.cancelled() => return Err(self.cancelled(name, started)),
         };
@@ -221,8 +223,13 @@ impl CallScope {
             }
             Source::Function(function) => {
                 let function = Arc::clone(function);
-                // The function runs to its end whatever happens here: it cannot be stopped.
-                let task = tokio::task::spawn_blocking(move || function.call(arguments));
+                // The function runs to its end whatever happens here (it cannot be stopped),
+                // and keeps its turn until then: a call that times out or is cancelled does
+                // not let more than MAX_PARALLEL functions run at once.
+                let task = tokio::task::spawn_blocking(move || {
+                    let _turn = permit;
+                    function.call(arguments)
+                });
                 let joined = tokio::select! {
                     joined = tokio::time::timeout(timeout, task) => joined,
                     () = self.ended.cancelled() => return Err(self.cancelled(name, started)),

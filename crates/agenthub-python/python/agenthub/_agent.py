@@ -6,6 +6,8 @@ import asyncio
 import functools
 import inspect
 import json
+import keyword
+import weakref
 import os
 import threading
 from typing import Any, Callable, Iterable, Sequence
@@ -97,7 +99,7 @@ def load_agent(
     if sandbox is not None and sandbox not in _SANDBOXES:
         raise ValueError(f"sandbox must be one of {', '.join(_SANDBOXES)}, not {sandbox!r}")
     all_settings: dict[str, Any] = dict(settings or {})
-    all_settings["runtime.mode"] = mode
+    all_settings.setdefault("runtime.mode", mode)
     if sandbox is not None:
         all_settings["runtime.sandbox_mode"] = sandbox
     if max_memory is not None:
@@ -129,6 +131,18 @@ def _agent_ref(base_agent: str | os.PathLike[str]) -> str:
     return text
 
 
+#: Every toolbox, for their locks to be made anew in a forked child.
+_TOOLBOXES: "weakref.WeakSet[_Toolbox]" = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for toolbox in list(_TOOLBOXES):
+        toolbox._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class _Toolbox:
     """The tools assigned to an agent; made again in a forked child."""
 
@@ -138,6 +152,7 @@ class _Toolbox:
         self.functions = functions
         self._made: tuple[int, int, Any] | None = None
         self._lock = threading.Lock()
+        _TOOLBOXES.add(self)
 
     @classmethod
     def make(cls, entries: Sequence[Any], tools_from: Any) -> "_Toolbox | None":
@@ -256,7 +271,7 @@ class Agent:
         """A ``.pyi`` stub of this agent's class, for editors: save it beside your code."""
         lines = ["from typing import Any", "", f"class {type(self).__name__}:"]
         for method in self.methods:
-            if not method.isidentifier():
+            if method not in type(self).__dict__:  # not an attribute: reached through execute()
                 continue
             signature = _signature(self.interface["methods"][method])
             doc = (self.interface["methods"][method].get("description") or "").strip().replace('"""', "'''")
@@ -288,7 +303,7 @@ class Agent:
     def _missing(self, method: str) -> MethodNotFoundError:
         available = ", ".join(self.methods) or "none"
         message = f"Method '{method}' not found in agent '{self.name}'! Available methods: {available}"
-        return MethodNotFoundError(message, f"Available methods: {available}")
+        return MethodNotFoundError(message, None, {"error": message, "error_type": "MethodNotFoundError"})
 
     # Calls.
     def _bind(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -382,7 +397,9 @@ def _signature(spec: dict[str, Any]) -> inspect.Signature:
     shown = []
     seen_default = False
     for name, param in spec.get("parameters", {}).items():
-        if not name.isidentifier():
+        # Names Python cannot take as parameters (`from`, `class`, `self`) are left out of
+        # the signature; they are still passed as keywords: f(**{"from": "en"}).
+        if not name.isidentifier() or keyword.iskeyword(name) or name == "self":
             continue
         annotation = _PY_TYPES.get(param.get("type", ""), Any)
         kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
@@ -435,7 +452,7 @@ def _agent_class(manifest: dict[str, Any]) -> type[Agent]:
             return found
     namespace: dict[str, Any] = {"_all_methods": methods, "__doc__": manifest.get("description") or Agent.__doc__}
     for method, spec in methods.items():
-        if not method.isidentifier() or method.startswith("_") or hasattr(Agent, method):
+        if not method.isidentifier() or keyword.iskeyword(method) or method.startswith("_") or hasattr(Agent, method):
             continue  # reachable through agent.execute(method, {...}) and getattr
         namespace[method] = _make_method(method, spec)
     class_name = "".join(part.capitalize() for part in str(manifest.get("name", "agent")).replace("-", "_").split("_") if part.isidentifier() or part.isalnum()) or "Loaded"

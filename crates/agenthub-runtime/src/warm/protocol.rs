@@ -200,6 +200,51 @@ mod tests {
         assert_eq!(child.wait().unwrap().code(), Some(3));
     }
 
+    /// The worker's CPU time so far, in clock ticks (user + system).
+    fn cpu_ticks(pid: u32) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    #[test]
+    fn a_worker_told_to_spin_answers_back_to_back_and_stays_quiet_when_idle() {
+        let agent = "import json, sys\n\
+                     def main():\n    \
+                     print(json.dumps({'result': json.loads(sys.argv[1])['parameters']}))\n\
+                     if __name__ == '__main__':\n    main()\n";
+        let (_dir, mut child) = worker(agent, "auto");
+        let pid = child.id();
+        let mut input = child.stdin.take().unwrap();
+        let mut output = BufReader::new(child.stdout.take().unwrap());
+        assert!(Announcement::parse(&line(&mut output)).is_some());
+        for id in 1..=200 {
+            let request = format!("{{\"method\":\"greet\",\"parameters\":{{\"n\":{id}}}}}");
+            let text = serde_json::to_string(&Request { id, method: "greet", request: &request, spin: true })
+                .unwrap();
+            writeln!(input, "{text}").unwrap();
+            let reply = Reply::parse(&line(&mut output)).unwrap();
+            assert_eq!(reply.id, Some(id));
+            assert_eq!(reply.stdout, format!("{{\"result\": {{\"n\": {id}}}}}\n"));
+        }
+        // Polling ends within 100 µs of an answer: an idle worker uses no CPU.
+        let before = cpu_ticks(pid);
+        std::thread::sleep(std::time::Duration::from_millis(800));
+        let idle = cpu_ticks(pid) - before;
+        assert!(idle <= 2, "an idle worker used {idle} ticks of CPU in 0.8 s");
+        // End of input ends it, spinning or not.
+        drop(input);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert_eq!(status.code(), Some(0));
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the worker did not exit at EOF");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     #[test]
     fn an_isolated_worker_forks_per_call_and_answers_for_a_child_that_died() {
         let agent = "import json, os, sys\n\
