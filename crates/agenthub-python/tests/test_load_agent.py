@@ -192,7 +192,7 @@ def test_parameters_and_methods_named_as_python_keywords(home: Path, tmp_path: P
     agent = agenthub.load_agent(str(agent_dir), home=home)
     assert list(inspect.signature(agent.translate).parameters) == ["text"]
     assert agent.translate("hi", **{"from": "fr", "self": "you"})["result"] == {"text": "hi", "from": "fr", "self": "you"}
-    assert agent.translate("hi", "de")["result"] == {"text": "hi", "from": "de"}
+    assert agent.translate("hi", "de")["result"] == {"text": "hi", "from": "de", "self": "me"}
     assert agent.execute("class", {})["result"] == {}
     assert getattr(agent, "class")()["result"] == {}
     compile(agent.stub(), "translator.pyi", "exec")
