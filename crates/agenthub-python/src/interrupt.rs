@@ -15,6 +15,7 @@
 //! thread wakes only when a signal arrives.
 
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use agenthub_runtime::CallCancel;
@@ -41,11 +42,21 @@ struct Current {
     forward: Option<RawFd>,
 }
 
+/// The watch last made (by this process or, in a forked child, by its parent).
+static WATCH: AtomicPtr<Watch> = AtomicPtr::new(std::ptr::null_mut());
+
+/// The write end of the watch's pipe, or -1: a child forked while the parent's main thread
+/// waited in a call inherits it as Python's wakeup fd, and the package's at-fork hook
+/// unsets it there (the parent's thread would read the child's signals).
+#[pyfunction]
+pub(crate) fn interrupt_fd() -> RawFd {
+    // SAFETY: a non-null pointer was leaked from a Box in `watch` and is never freed.
+    unsafe { WATCH.load(Ordering::Acquire).as_ref() }.map_or(-1, |watch| watch.write.as_raw_fd())
+}
+
 /// The watch of this process, started on first use; `None` when a pipe or thread could not
 /// be had. One made before a fork is leaked in the child (its thread is not there).
 fn watch() -> Option<&'static Watch> {
-    use std::sync::atomic::{AtomicPtr, Ordering};
-    static WATCH: AtomicPtr<Watch> = AtomicPtr::new(std::ptr::null_mut());
     let pid = std::process::id();
     let current = WATCH.load(Ordering::Acquire);
     // SAFETY: a non-null pointer was leaked from a Box below and is never freed.

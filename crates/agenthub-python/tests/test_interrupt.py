@@ -135,3 +135,28 @@ def test_a_signal_in_a_forked_child_does_not_cancel_the_parents_call(home: Path,
         child.kill()
     assert out.strip() == "rested 0", (out, err)
 
+
+
+def test_a_child_forked_during_a_main_thread_call_does_not_keep_the_parents_ctrl_c_pipe(home: Path, faults: Path) -> None:
+    code = f"""
+        import os, signal, threading, time, agenthub
+        agent = agenthub.load_agent({str(faults)!r}, home={str(home)!r})
+        agent.echo(1)
+        seen = []
+
+        def fork_during_the_call():
+            time.sleep(0.5)  # the main thread is in nap() by now, its wakeup fd armed
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0 if signal.set_wakeup_fd(-1) == -1 else 5)
+            _, status = os.waitpid(pid, 0)
+            seen.append(os.waitstatus_to_exitcode(status))
+
+        forker = threading.Thread(target=fork_during_the_call)
+        forker.start()
+        result = agent.nap(1.5)["result"]
+        forker.join()
+        print(result, seen)
+    """
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip() == "rested [0]", (done.stdout, done.stderr)

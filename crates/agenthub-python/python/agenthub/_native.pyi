@@ -8,6 +8,9 @@ __version__: str
 def config_keys() -> list[str]:
     """The configuration keys ``settings`` accepts (config.yaml's)."""
 
+def interrupt_fd() -> int:
+    """The write end of the Ctrl-C pipe last made, or -1."""
+
 class Runtime:
     """One agenthub runtime: ``Runtime(home=None, settings=[], auto_install=None)``."""
 

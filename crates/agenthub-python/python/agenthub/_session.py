@@ -5,6 +5,7 @@ module leaks the parent's copy, so the parent's workers are left alone)."""
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -83,6 +84,16 @@ def _after_fork_in_child() -> None:
     _EXECUTOR = None
     for found in _SESSIONS.values():
         found._lock = threading.Lock()
+    # Forked while the main thread waited in a call: Python's wakeup fd is still the
+    # parent's Ctrl-C pipe, whose reader is the parent's thread. Unset it here.
+    ours = _native.interrupt_fd()
+    if ours >= 0:
+        try:
+            previous = signal.set_wakeup_fd(-1)
+            if previous != ours:
+                signal.set_wakeup_fd(previous)
+        except ValueError:  # not the main thread of the main interpreter
+            pass
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -19,6 +19,9 @@ import json, os, sys, threading, time
 
 COUNTER = 0
 HOARD = []
+# Made once per process that imports the agent: which worker answered (a pid and a PID
+# namespace's inode number are not enough: a new namespace may reuse an old one's number).
+WORKER = os.urandom(16).hex()
 
 def handle(method, params):
     global COUNTER
@@ -58,7 +61,7 @@ def handle(method, params):
         os.abort()
     if method == "pid":
         # Its own PID namespace's pid in the sandbox: the namespace says which process.
-        return [os.getpid(), os.readlink("/proc/self/ns/pid")]
+        return [os.getpid(), os.readlink("/proc/self/ns/pid"), WORKER]
     if method == "freeze":
         import signal
         threading.Thread(target=lambda: (time.sleep(0.3), os.kill(os.getpid(), signal.SIGSTOP)), daemon=True).start()

@@ -140,16 +140,21 @@ fn processes_a_call_starts_end_with_the_call_and_those_of_the_import_stay() {
 const EXITS: &str = r#"
 import json, os, sys
 
+# Made once per process that imports the agent: a worker's identity. (A pid and a PID
+# namespace's inode number are not: a new worker's namespace may reuse the number of the
+# one before it.)
+WORKER = os.urandom(16).hex()
+
 def main():
     request = json.loads(sys.argv[1])
     if request["method"] == "hard_exit":
         print("noise first")
-        print(json.dumps({"result": [os.getpid(), os.readlink("/proc/self/ns/pid")]}))
+        print(json.dumps({"result": [os.getpid(), WORKER]}))
         os._exit(0)
     if request["method"] == "hard_fail":
         print(json.dumps({"error": "failed hard"}))
         os._exit(3)
-    print(json.dumps({"result": [os.getpid(), os.readlink("/proc/self/ns/pid")]}))
+    print(json.dumps({"result": [os.getpid(), WORKER]}))
 
 if __name__ == "__main__":
     main()
