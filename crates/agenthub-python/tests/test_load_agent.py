@@ -196,3 +196,16 @@ def test_parameters_and_methods_named_as_python_keywords(home: Path, tmp_path: P
     assert agent.execute("class", {})["result"] == {}
     assert getattr(agent, "class")()["result"] == {}
     compile(agent.stub(), "translator.pyi", "exec")
+
+
+def test_an_agent_pickles_and_is_loaded_again_in_a_spawned_process(home: Path, hello: Path) -> None:
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    agent = agenthub.load_agent(str(hello), home=home, timeout=20)
+    again = pickle.loads(pickle.dumps(agent))
+    assert again.greet("pickle")["result"] == "Hello, pickle."
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        results = list(pool.map(agent.greet, ["a", "b", "c"]))
+    assert [r["result"] for r in results] == ["Hello, a.", "Hello, b.", "Hello, c."]

@@ -117,6 +117,24 @@ def load_agent(
     agent = _agent_class(json.loads(native_agent.manifest_json))(
         session, agent_ref, native_agent, grants, toolbox, timeout, raise_errors
     )
+    # What pickling sends: how to load it again (another process makes its own runtime).
+    agent._load_args = {
+        "base_agent": agent_ref,
+        "external_tools": list(external_tools) if external_tools else None,
+        "home": os.fspath(home) if home is not None else None,
+        "mode": mode,
+        "sandbox": sandbox,
+        "allow_read": grants["read"],
+        "allow_write": grants["write"],
+        "allow_net": grants["net"],
+        "allow_env": grants["env"],
+        "timeout": timeout,
+        "max_memory": max_memory,
+        "auto_install": auto_install,
+        "tools_from": tools_from,
+        "raise_errors": raise_errors,
+        "settings": dict(settings) if settings else None,
+    }
     if prestart and mode != "oneshot" and toolbox is None:
         session.native.prestart(native_agent)
     return agent
@@ -199,6 +217,7 @@ class Agent:
     ``agent.aio.<method>(...)`` is the awaitable variant."""
 
     _method_names: tuple[str, ...] = ()
+    _load_args: dict[str, Any] = {}
 
     def __init__(
         self,
@@ -297,6 +316,10 @@ class Agent:
     def __dir__(self) -> list[str]:
         return sorted(set(super().__dir__()) | {m for m in self.methods if m.isidentifier()})
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled (for a ProcessPoolExecutor, multiprocessing): loaded again where it lands.
+        return (_unpickle, (self._load_args,))
+
     def __repr__(self) -> str:
         return f"Agent(name={self.name!r}, namespace={self.namespace!r}, version={self.version!r}, methods={self.methods!r})"
 
@@ -339,6 +362,10 @@ class Agent:
         if self._raise_errors:
             return response.get("result")
         return response
+
+
+def _unpickle(load_args: dict[str, Any]) -> Agent:
+    return load_agent(**load_args)
 
 
 def _call_method(agent: Agent, method: str, /, *args: Any, **kwargs: Any) -> Any:
