@@ -8,6 +8,7 @@
 //! agent is told (`ToolError: <type>: <message>`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use agenthub_tools::{FunctionTool, ToolFunction, ToolSet};
 use pyo3::exceptions::PyValueError;
@@ -41,6 +42,17 @@ struct PyFunction {
     callable: Py<PyAny>,
 }
 
+/// Set when the interpreter begins to exit (`atexit`): from then on no thread of ours takes
+/// the GIL for a tool. A thread that tries while Python finalizes is ended by Python with a
+/// forced unwind, which through Rust frames aborts the process.
+static CLOSING: AtomicBool = AtomicBool::new(false);
+
+/// Called by the package's `atexit` hook: function tools are refused from now on.
+#[pyfunction]
+pub(crate) fn interpreter_exiting() {
+    CLOSING.store(true, Ordering::SeqCst);
+}
+
 /// `agenthub._tools._invoke`, looked up once.
 fn invoke(py: Python<'_>) -> PyResult<&Py<PyAny>> {
     static INVOKE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -49,6 +61,9 @@ fn invoke(py: Python<'_>) -> PyResult<&Py<PyAny>> {
 
 impl ToolFunction for PyFunction {
     fn call(&self, arguments: Map<String, Json>) -> Result<Json, String> {
+        if CLOSING.load(Ordering::SeqCst) {
+            return Err("the Python process that provides this tool is exiting".to_owned());
+        }
         let arguments = Json::Object(arguments).to_string();
         let text = Python::attach(|py| -> PyResult<String> {
             invoke(py)?.call1(py, (self.callable.clone_ref(py), arguments))?.extract(py)

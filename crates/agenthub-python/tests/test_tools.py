@@ -76,3 +76,50 @@ def test_function_tools_work_in_a_forked_child_after_the_parent_used_them(home: 
     """
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=180)
     assert done.stdout.strip() == "0 10", (done.stdout, done.stderr)
+
+
+def test_function_tools_an_agent_abandons_still_count_against_its_parallel_limit(home: Path, caller: Path) -> None:
+    """Tool calls that time out leave their functions running: no more than 8 of one call's
+    run at once however many the agent starts."""
+    running = 0
+    peak = 0
+    lock = threading.Lock()
+
+    @agenthub.tool
+    def slow(n: int) -> int:
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            threading.Event().wait(3.0)  # thirty of the agent's 0.1 s timeouts
+            return n
+        finally:
+            with lock:
+                running -= 1
+
+    agent = agenthub.load_agent(
+        str(caller), home=home, external_tools=[slow], settings={"runtime.tool_timeout": 0.1}, timeout=120
+    )
+    response = agent.call("slow", {"n": 1}, times=20)
+    outcomes = [r.get("text", "") + r.get("exception", "") for r in response["result"]]
+    assert len(outcomes) == 20 and any("TimeoutError" in o for o in outcomes), outcomes
+    assert 1 <= peak <= 8, peak
+
+
+def test_the_interpreter_exits_cleanly_while_a_tool_function_still_runs(home: Path, caller: Path) -> None:
+    code = f"""
+        import time, agenthub
+
+        @agenthub.tool
+        def slow(n: int) -> int:
+            time.sleep(2)
+            return n
+
+        agent = agenthub.load_agent({str(caller)!r}, home={str(home)!r}, external_tools=[slow],
+                                    settings={{"runtime.tool_timeout": 0.1}})
+        print(agent.call("slow", {{"n": 1}})["result"]["is_error"])
+    """
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "True"), (done.returncode, done.stdout, done.stderr)
+    assert "FATAL" not in done.stderr, done.stderr

@@ -11,6 +11,9 @@ def config_keys() -> list[str]:
 def interrupt_fd() -> int:
     """The write end of the Ctrl-C pipe last made, or -1."""
 
+def interpreter_exiting() -> None:
+    """Function tools are refused from now on (the package's atexit hook)."""
+
 class Runtime:
     """One agenthub runtime: ``Runtime(home=None, settings=[], auto_install=None)``."""
 

@@ -11,8 +11,10 @@ told. Async functions are run to completion on an event loop of their own.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import json
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar, overload
@@ -169,13 +171,47 @@ def _spec_of(entry: Any) -> ToolSpec | None:
     return None
 
 
+_RUNNING = threading.Condition()
+_ACTIVE = [0]
+#: How long the interpreter's exit waits for tool functions still running.
+EXIT_WAIT_SECONDS = 30.0
+
+
 def _invoke(function: Callable[..., Any], arguments: str) -> str:
     """Calls a tool with the agent's arguments (JSON text); its result as JSON text."""
     kwargs = json.loads(arguments)
-    result = function(**kwargs)
-    if inspect.isawaitable(result):
-        result = asyncio.run(_awaited(result))
-    return json.dumps(result, default=str)
+    with _RUNNING:
+        _ACTIVE[0] += 1
+    try:
+        result = function(**kwargs)
+        if inspect.isawaitable(result):
+            result = asyncio.run(_awaited(result))
+        return json.dumps(result, default=str)
+    finally:
+        with _RUNNING:
+            _ACTIVE[0] -= 1
+            _RUNNING.notify_all()
+
+
+def _after_fork_in_child() -> None:
+    global _RUNNING
+    _RUNNING = threading.Condition()  # another thread may have held it at fork() time
+    _ACTIVE[0] = 0  # the parent's calls are not the child's
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _at_exit() -> None:
+    # A tool function still running when Python finalizes would be ended in a way that
+    # aborts the process: refuse new ones, and let the running ones end first (a call
+    # that timed out for its agent may still run; at most EXIT_WAIT_SECONDS).
+    from . import _native
+
+    _native.interpreter_exiting()
+    with _RUNNING:
+        _RUNNING.wait_for(lambda: _ACTIVE[0] == 0, timeout=EXIT_WAIT_SECONDS)
 
 
 async def _awaited(awaitable: Any) -> Any:
