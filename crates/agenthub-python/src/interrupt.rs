@@ -15,7 +15,7 @@
 //! thread wakes only when a signal arrives.
 
 use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use agenthub_runtime::CallCancel;
@@ -37,6 +37,8 @@ struct Watch {
 
 #[derive(Default)]
 struct Current {
+    /// Whether a call is armed (the pipe is Python's wakeup fd).
+    armed: bool,
     cancel: Option<CallCancel>,
     /// The wakeup fd set before the call, which gets the bytes read meanwhile.
     forward: Option<RawFd>,
@@ -44,6 +46,9 @@ struct Current {
 
 /// The watch last made (by this process or, in a forked child, by its parent).
 static WATCH: AtomicPtr<Watch> = AtomicPtr::new(std::ptr::null_mut());
+
+/// A process that could not start the watch's thread: it goes without.
+static NO_WATCH: AtomicU32 = AtomicU32::new(0);
 
 /// The write end of the watch's pipe, or -1: a child forked while the parent's main thread
 /// waited in a call inherits it as Python's wakeup fd, and the package's at-fork hook
@@ -58,6 +63,9 @@ pub(crate) fn interrupt_fd() -> RawFd {
 /// be had. One made before a fork is leaked in the child (its thread is not there).
 fn watch() -> Option<&'static Watch> {
     let pid = std::process::id();
+    if NO_WATCH.load(Ordering::Acquire) == pid {
+        return None;
+    }
     let current = WATCH.load(Ordering::Acquire);
     // SAFETY: a non-null pointer was leaked from a Box below and is never freed.
     if let Some(watch) = unsafe { current.as_ref() }
@@ -78,9 +86,21 @@ fn watch() -> Option<&'static Watch> {
         let flags = libc::fcntl(write.as_raw_fd(), libc::F_GETFL);
         libc::fcntl(write.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
     }
-    let watch: &'static Watch = Box::leak(Box::new(Watch { pid, read, write, current: Mutex::default() }));
-    std::thread::Builder::new().name("agenthub-sigint".to_owned()).spawn(move || read_signals(watch)).ok()?;
-    WATCH.store(std::ptr::from_ref(watch).cast_mut(), Ordering::Release);
+    let made = Box::into_raw(Box::new(Watch { pid, read, write, current: Mutex::default() }));
+    // SAFETY: `made` stays valid: freed below only when no thread was given it, leaked otherwise.
+    let watch: &'static Watch = unsafe { &*made };
+    if std::thread::Builder::new()
+        .name("agenthub-sigint".to_owned())
+        .spawn(move || read_signals(watch))
+        .is_err()
+    {
+        // No thread (a pids limit): remember it, so calls do not make a pipe each.
+        NO_WATCH.store(pid, Ordering::Release);
+        // SAFETY: no thread got `watch`, and it was not published.
+        drop(unsafe { Box::from_raw(made) });
+        return None;
+    }
+    WATCH.store(made, Ordering::Release);
     Some(watch)
 }
 
@@ -145,24 +165,25 @@ fn arm(py: Python<'_>, watch: &Watch, cancel: Option<&CallCancel>) -> Option<Raw
     if !sigint_is_default(py) {
         return None;
     }
+    // Nested (a call made by Python code that runs while another waits, on this thread):
+    // the outer call armed it, keeps its cancel, and disarms it.
+    if watch.current.lock().unwrap_or_else(PoisonError::into_inner).armed {
+        return None;
+    }
     let set = set_wakeup_fd(py).ok()?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("warn_on_full_buffer", false).ok()?;
     // The cancel first: a SIGINT that arrives as the fd is set still stops the call.
     *watch.current.lock().unwrap_or_else(PoisonError::into_inner) =
-        Current { cancel: cancel.cloned(), forward: None };
+        Current { armed: true, cancel: cancel.cloned(), forward: None };
     let Ok(previous) =
         set.call(py, (watch.write.as_raw_fd(),), Some(&kwargs)).and_then(|p| p.extract::<RawFd>(py))
     else {
         *watch.current.lock().unwrap_or_else(PoisonError::into_inner) = Current::default();
         return None;
     };
-    if previous == watch.write.as_raw_fd() {
-        // Nested: the outer call armed it and disarms it.
-        return None;
-    }
     watch.current.lock().unwrap_or_else(PoisonError::into_inner).forward =
-        (previous >= 0).then_some(previous);
+        (previous >= 0 && previous != watch.write.as_raw_fd()).then_some(previous);
     Some(previous)
 }
 

@@ -8,7 +8,8 @@
 //! agent is told (`ToolError: <type>: <message>`).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use agenthub_tools::{FunctionTool, ToolFunction, ToolSet};
 use pyo3::exceptions::PyValueError;
@@ -47,10 +48,50 @@ struct PyFunction {
 /// forced unwind, which through Rust frames aborts the process.
 static CLOSING: AtomicBool = AtomicBool::new(false);
 
-/// Called by the package's `atexit` hook: function tools are refused from now on.
+/// Function tool calls that passed the `CLOSING` check and have not returned. Counted
+/// before the check (both sequentially consistent), so `interpreter_exiting` either sees a
+/// call counted or the call sees `CLOSING`.
+static ACTIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Called by the package's `atexit` hook: function tools are refused from now on, and this
+/// waits (GIL released) up to `wait` seconds for those still running. Whether none runs.
 #[pyfunction]
-pub(crate) fn interpreter_exiting() {
+pub(crate) fn interpreter_exiting(py: Python<'_>, wait: f64) -> bool {
     CLOSING.store(true, Ordering::SeqCst);
+    let deadline = Instant::now() + Duration::try_from_secs_f64(wait).unwrap_or(Duration::ZERO);
+    py.detach(|| {
+        while ACTIVE.load(Ordering::SeqCst) > 0 {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
+    })
+}
+
+/// In a forked child: the parent's running tool calls are not the child's.
+#[pyfunction]
+pub(crate) fn tools_after_fork() {
+    ACTIVE.store(0, Ordering::SeqCst);
+}
+
+/// One counted function tool call (see [`ACTIVE`]).
+struct Counted;
+
+impl Counted {
+    fn enter() -> Option<Self> {
+        ACTIVE.fetch_add(1, Ordering::SeqCst);
+        let counted = Self;
+        (!CLOSING.load(Ordering::SeqCst)).then_some(counted)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        // Never below zero: a call that forked counts in the child too, after the reset.
+        let _ = ACTIVE.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(1)));
+    }
 }
 
 /// `agenthub._tools._invoke`, looked up once.
@@ -61,9 +102,9 @@ fn invoke(py: Python<'_>) -> PyResult<&Py<PyAny>> {
 
 impl ToolFunction for PyFunction {
     fn call(&self, arguments: Map<String, Json>) -> Result<Json, String> {
-        if CLOSING.load(Ordering::SeqCst) {
+        let Some(_counted) = Counted::enter() else {
             return Err("the Python process that provides this tool is exiting".to_owned());
-        }
+        };
         let arguments = Json::Object(arguments).to_string();
         let text = Python::attach(|py| -> PyResult<String> {
             invoke(py)?.call1(py, (self.callable.clone_ref(py), arguments))?.extract(py)

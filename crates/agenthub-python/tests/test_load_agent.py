@@ -208,3 +208,13 @@ def test_an_agent_pickles_and_is_loaded_again_in_a_spawned_process(home: Path, h
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
         results = list(pool.map(agent.greet, ["a", "b", "c"]))
     assert [r["result"] for r in results] == ["Hello, a.", "Hello, b.", "Hello, c."]
+    # Loaded by a relative path, unpickled in another working directory.
+    cwd = os.getcwd()
+    try:
+        os.chdir(hello.parent)
+        relative = agenthub.load_agent("./hello", home=home)
+        data = pickle.dumps(relative)
+        os.chdir("/")
+        assert pickle.loads(data).greet("moved")["result"] == "Hello, moved."
+    finally:
+        os.chdir(cwd)

@@ -119,7 +119,8 @@ def load_agent(
     )
     # What pickling sends: how to load it again (another process makes its own runtime).
     agent._load_args = {
-        "base_agent": agent_ref,
+        # By path: the absolute one (the process that unpickles may have another cwd).
+        "base_agent": agent_ref if native_agent.installed_id == agent_ref else os.fspath(native_agent.path),
         "external_tools": list(external_tools) if external_tools else None,
         "home": os.fspath(home) if home is not None else None,
         "mode": mode,
@@ -131,8 +132,9 @@ def load_agent(
         "timeout": timeout,
         "max_memory": max_memory,
         "auto_install": auto_install,
-        "tools_from": tools_from,
+        "tools_from": list(toolbox.files) if toolbox is not None and toolbox.files else None,
         "raise_errors": raise_errors,
+        "prestart": prestart,
         "settings": dict(settings) if settings else None,
     }
     if prestart and mode != "oneshot" and toolbox is None:
@@ -317,7 +319,10 @@ class Agent:
         return sorted(set(super().__dir__()) | {m for m in self.methods if m.isidentifier()})
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Pickled (for a ProcessPoolExecutor, multiprocessing): loaded again where it lands.
+        # Pickled (for a ProcessPoolExecutor, multiprocessing): loaded again where it lands,
+        # once per process for the same arguments.
+        if not self._load_args:
+            raise TypeError("only an agent made by agenthub.load_agent can be pickled")
         return (_unpickle, (self._load_args,))
 
     def __repr__(self) -> str:
@@ -364,8 +369,19 @@ class Agent:
         return response
 
 
+_UNPICKLED: dict[tuple[int, str], Agent] = {}
+
+
 def _unpickle(load_args: dict[str, Any]) -> Agent:
-    return load_agent(**load_args)
+    # A process pool sends the agent with every task: load it once per process.
+    try:
+        key = (os.getpid(), json.dumps(load_args, sort_keys=True, default=repr))
+    except (TypeError, ValueError):
+        return load_agent(**load_args)
+    found = _UNPICKLED.get(key)
+    if found is None:
+        found = _UNPICKLED.setdefault(key, load_agent(**load_args))
+    return found
 
 
 def _call_method(agent: Agent, method: str, /, *args: Any, **kwargs: Any) -> Any:

@@ -11,8 +11,11 @@ def config_keys() -> list[str]:
 def interrupt_fd() -> int:
     """The write end of the Ctrl-C pipe last made, or -1."""
 
-def interpreter_exiting() -> None:
-    """Function tools are refused from now on (the package's atexit hook)."""
+def interpreter_exiting(wait: float) -> bool:
+    """Function tools are refused from now on; waits up to ``wait`` s for running ones."""
+
+def tools_after_fork() -> None:
+    """In a forked child: forgets the parent's running tool calls."""
 
 class Runtime:
     """One agenthub runtime: ``Runtime(home=None, settings=[], auto_install=None)``."""

@@ -171,8 +171,6 @@ def _spec_of(entry: Any) -> ToolSpec | None:
     return None
 
 
-_RUNNING = threading.Condition()
-_ACTIVE = [0]
 #: How long the interpreter's exit waits for tool functions still running.
 EXIT_WAIT_SECONDS = 30.0
 
@@ -180,23 +178,16 @@ EXIT_WAIT_SECONDS = 30.0
 def _invoke(function: Callable[..., Any], arguments: str) -> str:
     """Calls a tool with the agent's arguments (JSON text); its result as JSON text."""
     kwargs = json.loads(arguments)
-    with _RUNNING:
-        _ACTIVE[0] += 1
-    try:
-        result = function(**kwargs)
-        if inspect.isawaitable(result):
-            result = asyncio.run(_awaited(result))
-        return json.dumps(result, default=str)
-    finally:
-        with _RUNNING:
-            _ACTIVE[0] -= 1
-            _RUNNING.notify_all()
+    result = function(**kwargs)
+    if inspect.isawaitable(result):
+        result = asyncio.run(_awaited(result))
+    return json.dumps(result, default=str)
 
 
 def _after_fork_in_child() -> None:
-    global _RUNNING
-    _RUNNING = threading.Condition()  # another thread may have held it at fork() time
-    _ACTIVE[0] = 0  # the parent's calls are not the child's
+    from . import _native
+
+    _native.tools_after_fork()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -206,12 +197,17 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 def _at_exit() -> None:
     # A tool function still running when Python finalizes would be ended in a way that
     # aborts the process: refuse new ones, and let the running ones end first (a call
-    # that timed out for its agent may still run; at most EXIT_WAIT_SECONDS).
+    # that timed out for its agent may still run).
     from . import _native
 
-    _native.interpreter_exiting()
-    with _RUNNING:
-        _RUNNING.wait_for(lambda: _ACTIVE[0] == 0, timeout=EXIT_WAIT_SECONDS)
+    if not _native.interpreter_exiting(EXIT_WAIT_SECONDS):
+        import sys
+
+        print(
+            f"agenthub: a tool function is still running after {EXIT_WAIT_SECONDS:.0f} s of waiting at exit; "
+            "Python may abort when it finalizes",
+            file=sys.stderr,
+        )
 
 
 async def _awaited(awaitable: Any) -> Any:
