@@ -181,6 +181,78 @@ elsewhere --yes is required.\n\nExit status: 0 removed, 1 failure, 2 usage error
     /// Serve agents to MCP clients (Claude Desktop, Claude Code, Cursor): every method a tool.
     #[command(subcommand)]
     Mcp(McpCommand),
+    /// List recorded calls, newest first (the run history in <home>/history.db).
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Every call is recorded: exec, batch, bench, mcp serve, agent tools and the libraries; \
+parameters and results only with history.record_payloads: true. Turn recording off with history.enabled: false.\n\n\
+Exit status: 0 listed, 1 the history cannot be read, 2 usage error."
+    )]
+    Runs(RunsArgs),
+    /// Call counts, error rates and latency percentiles from the run history.
+    #[command(after_help = "Latency is the total time of a call, per agent, method and mode; cold calls \
+started a process for themselves (one-shot, or a warm call that started its worker).\n\n\
+Exit status: 0 reported, 1 the history cannot be read, 2 usage error.")]
+    Stats(StatsArgs),
+}
+
+/// `agenthub runs`.
+#[derive(Debug, Args)]
+pub(crate) struct RunsArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<RunsCommand>,
+    /// Only this agent's calls (ns/name, or a path)
+    #[arg(value_name = "AGENT")]
+    pub(crate) agent: Option<String>,
+    /// Only calls that failed
+    #[arg(long)]
+    pub(crate) failed: bool,
+    /// Only calls started within this time: 30m, 1h, 2days
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub(crate) since: Option<std::time::Duration>,
+    /// How many to list at most
+    #[arg(short = 'n', long = "limit", value_name = "N", default_value_t = 20)]
+    pub(crate) limit: usize,
+    /// Print one JSON array of the runs
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `agenthub runs show|prune`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// Everything recorded about one call: times, exit, stderr tail, its tool calls.
+    Show {
+        /// The run's id, or its first digits (at least 4)
+        id: String,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply retention now: drop records older than history.keep_days and beyond history.max_rows.
+    Prune {
+        /// Print one JSON object: {"removed_by_age", "removed_by_count", "left"}
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `agenthub stats`.
+#[derive(Debug, Args)]
+pub(crate) struct StatsArgs {
+    /// Only this agent's calls (ns/name, or a path)
+    #[arg(value_name = "AGENT")]
+    pub(crate) agent: Option<String>,
+    /// Only calls started within this time: 30m, 1h, 2days
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub(crate) since: Option<std::time::Duration>,
+    /// Print one JSON object
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("{e} (write an age such as 30m, 1h or 2days)"))
 }
 
 /// `agenthub ray`.

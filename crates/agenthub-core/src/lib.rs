@@ -12,6 +12,7 @@ mod params;
 mod permissions;
 mod protocol;
 mod response;
+mod run;
 mod sandbox;
 mod text;
 mod yaml;
@@ -23,9 +24,9 @@ pub use agent::{
 pub use agent_file::{AgentFileError, open_agent_file, read_agent_file};
 pub use config::{
     AgentGrants, AgentTools, BASE_ENV_VARS, CONFIG_VARS, Config, ConfigError, DEFAULT_RAY_VERSION,
-    DEFAULT_REGISTRY, EnvBackendKind, EnvironmentConfig, ExecutionMode, ExecutionTarget, InstallConfig,
-    LogLevel, MAX_CONFIG_BYTES, MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS, PythonRequest, RayConfig,
-    RuntimeConfig, Seconds, ToolAssignment, WorkerDispatch, configuration_table, parse_agent_tool,
+    DEFAULT_REGISTRY, EnvBackendKind, EnvironmentConfig, ExecutionMode, ExecutionTarget, HistoryConfig,
+    InstallConfig, LogLevel, MAX_CONFIG_BYTES, MAX_MEMORY_MIB, MAX_SECONDS, NON_CONFIG_VARS, PythonRequest,
+    RayConfig, RuntimeConfig, Seconds, ToolAssignment, WorkerDispatch, configuration_table, parse_agent_tool,
 };
 pub use error::{AgentRuntimeError, ResourceLimit, format_bytes, io_error_suggestion};
 pub use install::{
@@ -47,6 +48,7 @@ pub use protocol::{
     AgentOutput, AgentReply, ExecutionRequest, MAX_JSON_DEPTH, ProtocolViolation, read_agent_output,
 };
 pub use response::{ExecutionResponse, ToolCallRecord};
+pub use run::{Caller, RunId};
 pub use sandbox::{
     EnvPolicy, Grants, NetworkPolicy, Origin, PolicyError, SANDBOX_BASE_ENV, SandboxMode, SandboxPolicy,
     approved_declaration, approved_permissions, installed_id,

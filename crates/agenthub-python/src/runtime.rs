@@ -219,7 +219,8 @@ impl Runtime {
         let runtime = py
             .detach(|| AgentRuntime::with_backends(config, None, ProcessBackendKind::Std))
             .map_err(|e| raise_error(py, e))?
-            .with_progress(Arc::new(LogProgress));
+            .with_progress(Arc::new(LogProgress))
+            .with_caller(agenthub_core::Caller::Python);
         Ok(Self { inner: Owned::new(Arc::new(runtime)), host: Owned::new(OnceLock::new()) })
     }
 

@@ -45,6 +45,7 @@ pub struct Call {
     pub(crate) grants: Grants,
     pub(crate) tools: Option<Arc<dyn CallTools>>,
     pub(crate) nested: bool,
+    pub(crate) caller: Option<agenthub_core::Caller>,
 }
 
 impl Call {
@@ -74,6 +75,7 @@ impl Call {
             grants: Grants::default(),
             tools: None,
             nested: false,
+            caller: None,
         }
     }
 
@@ -126,6 +128,13 @@ impl Call {
     /// and wait forever).
     pub fn nested(mut self) -> Self {
         self.nested = true;
+        self
+    }
+
+    /// Who makes this call, as run history records it, instead of the runtime's caller
+    /// (see [`AgentRuntime::with_caller`]).
+    pub fn caller(mut self, caller: agenthub_core::Caller) -> Self {
+        self.caller = Some(caller);
         self
     }
 

@@ -19,6 +19,7 @@
 
 mod call;
 mod cancel;
+mod history;
 mod oneshot;
 mod outcome;
 mod ray;
@@ -99,6 +100,11 @@ pub struct AgentRuntime {
     ray: Arc<ray::RayTarget>,
     /// Set by [`AgentRuntime::shutdown`]: this runtime runs no more calls.
     shut_down: std::sync::atomic::AtomicBool,
+    /// Who makes this runtime's calls, unless a call says otherwise (run history).
+    caller: agenthub_core::Caller,
+    /// Run history (`history.enabled`): one record per call, written off the call's path.
+    #[cfg(feature = "history")]
+    recorder: Option<Arc<agenthub_history::Recorder>>,
 }
 
 /// How `runtime.mode: isolated` serves an agent, decided when its zygote (a warm worker)
@@ -161,7 +167,6 @@ impl AgentRuntime {
             processes.registry(),
         );
         Self {
-            config,
             environments,
             processes,
             slots,
@@ -172,7 +177,30 @@ impl AgentRuntime {
             progress: Arc::new(NoProgress),
             ray,
             shut_down: std::sync::atomic::AtomicBool::new(false),
+            caller: agenthub_core::Caller::Library,
+            #[cfg(feature = "history")]
+            recorder: agenthub_history::Recorder::new(&config.home, &config.history).map(Arc::new),
+            config,
         }
+    }
+
+    /// Names who makes this runtime's calls in run history (the CLI, the MCP server, the
+    /// Python package); a [`Call`] may say otherwise.
+    #[must_use]
+    pub fn with_caller(mut self, caller: agenthub_core::Caller) -> Self {
+        self.caller = caller;
+        self
+    }
+
+    /// Waits until the run history has written the records of the calls answered so far,
+    /// at most `timeout`; true when it has (or there is no history).
+    pub fn flush_history(&self, timeout: Duration) -> bool {
+        #[cfg(feature = "history")]
+        if let Some(recorder) = &self.recorder {
+            return recorder.flush(timeout);
+        }
+        let _ = timeout;
+        true
     }
 
     /// How a runtime is put together: `AgentRuntime::builder(config)…build()`.
@@ -183,7 +211,7 @@ impl AgentRuntime {
     /// Runs one [`Call`]: always one response (never an error, never a panic).
     pub async fn call(&self, call: Call) -> ExecutionResponse {
         let started = Instant::now();
-        let Call { target, method, params, cancel, timeout, grants, tools, nested } = call;
+        let Call { target, method, params, cancel, timeout, grants, tools, nested, caller } = call;
         let loaded;
         let agent = match target {
             call::Target::Loaded(agent) => {
@@ -195,11 +223,21 @@ impl AgentRuntime {
                     loaded = Arc::new(agent);
                     &*loaded
                 }
-                Err(err) => return ExecutionResponse::failed(err, started.elapsed()),
+                Err(err) => {
+                    let response = ExecutionResponse::failed(err, started.elapsed());
+                    self.record_unloaded(&name, &method, caller.as_ref(), &response);
+                    return response;
+                }
             },
         };
-        let options =
-            CallOptions { cancel: cancel.as_ref(), timeout, grants: &grants, tools: tools.as_ref(), nested };
+        let options = CallOptions {
+            cancel: cancel.as_ref(),
+            timeout,
+            grants: &grants,
+            tools: tools.as_ref(),
+            nested,
+            caller: caller.as_ref(),
+        };
         self.execute_loaded_since(agent, &method, params, started, options).await
     }
 
@@ -624,9 +662,14 @@ impl AgentRuntime {
         started: Instant,
         options: CallOptions<'_>,
     ) -> ExecutionResponse {
-        let CallOptions { timeout, tools, .. } = options;
+        let CallOptions { timeout, tools, caller, .. } = options;
+        let mut trace = history::CallTrace::new();
+        if let Some(tools) = tools {
+            tools.started(&trace.id);
+        }
+        let payload = self.payloads_recorded().then(|| params_text(&params));
         if self.is_shut_down() {
-            return ExecutionResponse::failed(
+            let response = ExecutionResponse::failed(
                 AgentRuntimeError::Execution {
                     message: "The call was cancelled: this runtime was shut down".to_owned(),
                     return_code: None,
@@ -635,6 +678,8 @@ impl AgentRuntime {
                 },
                 started.elapsed(),
             );
+            self.record(trace, agent, method, caller, &response, payload);
+            return response;
         }
         // A call's own timeout stands in for the configured one, in its limits and in what
         // its response says about them.
@@ -649,7 +694,7 @@ impl AgentRuntime {
             }
             None => &self.config.runtime,
         };
-        let mut response = match self.run(agent, method, params, rt, options).await {
+        let mut response = match self.run(agent, method, params, rt, options, &mut trace).await {
             Ok(response) => response,
             Err(err) => ExecutionResponse::failed(err, started.elapsed()),
         };
@@ -658,7 +703,69 @@ impl AgentRuntime {
             response.tool_calls = tools.finish();
         }
         response.execution_time = started.elapsed();
+        self.record(trace, agent, method, caller, &response, payload);
         response
+    }
+
+    /// Whether run history records parameters and results.
+    fn payloads_recorded(&self) -> bool {
+        #[cfg(feature = "history")]
+        return self.recorder.as_ref().is_some_and(|r| r.records_payloads());
+        #[cfg(not(feature = "history"))]
+        false
+    }
+
+    /// Hands the record of a call to run history.
+    #[allow(clippy::needless_pass_by_value, reason = "the trace is consumed into the record")]
+    fn record(
+        &self,
+        trace: history::CallTrace,
+        agent: &LoadedAgent,
+        method: &str,
+        caller: Option<&agenthub_core::Caller>,
+        response: &ExecutionResponse,
+        params: Option<String>,
+    ) {
+        #[cfg(feature = "history")]
+        if let Some(recorder) = &self.recorder {
+            let named = history::Named {
+                agent: agent
+                    .location
+                    .id
+                    .as_ref()
+                    .map_or_else(|| agent.location.dir.display().to_string(), ToString::to_string),
+                dir: &agent.location.dir,
+                version: Some(agent.manifest.version.clone()).filter(|v| !v.is_empty()),
+                method,
+            };
+            history::record(recorder, trace, named, caller.unwrap_or(&self.caller), response, params);
+        }
+        #[cfg(not(feature = "history"))]
+        let _ = (trace, agent, method, caller, response, params);
+    }
+
+    /// Hands the record of a call whose agent could not be loaded to run history.
+    fn record_unloaded(
+        &self,
+        name: &str,
+        method: &str,
+        caller: Option<&agenthub_core::Caller>,
+        response: &ExecutionResponse,
+    ) {
+        #[cfg(feature = "history")]
+        if let Some(recorder) = &self.recorder {
+            let named = history::Named {
+                agent: name.to_owned(),
+                dir: std::path::Path::new(""),
+                version: None,
+                method,
+            };
+            let mut trace = history::CallTrace::new();
+            trace.started_at = std::time::SystemTime::now() - response.execution_time;
+            history::record(recorder, trace, named, caller.unwrap_or(&self.caller), response, None);
+        }
+        #[cfg(not(feature = "history"))]
+        let _ = (name, method, caller, response);
     }
 
     async fn run(
@@ -668,6 +775,7 @@ impl AgentRuntime {
         params: Params,
         rt: &RuntimeConfig,
         options: CallOptions<'_>,
+        trace: &mut history::CallTrace,
     ) -> Result<ExecutionResponse, AgentRuntimeError> {
         let CallOptions { cancel, grants, tools, nested, .. } = options;
         let manifest = &agent.manifest;
@@ -687,6 +795,7 @@ impl AgentRuntime {
             check_request_size(&request, false)?;
         }
         if self.config.runtime.target == agenthub_core::ExecutionTarget::Ray {
+            trace.mode = "ray";
             if tools.is_some() {
                 return Err(AgentRuntimeError::NotRun {
                     message: "Tools for agents are not available on the Ray target".to_owned(),
@@ -708,6 +817,7 @@ impl AgentRuntime {
                 return Err(cancelled());
             }
             let output = self.run_ray(call).await?;
+            trace.output(&output, false);
             // A call on the cluster is not stopped by a cancellation; its answer is dropped.
             if cancel.is_some_and(CallCancel::is_cancelled) {
                 return Err(cancelled());
@@ -715,12 +825,17 @@ impl AgentRuntime {
             return Ok(outcome::response_from(&output, rt));
         }
         // Calls beyond `max_concurrency` wait here, after validation and before any work.
+        let waiting = Instant::now();
         let _slot = if nested { None } else { Some(self.slots.acquire().await) };
+        if !nested {
+            trace.slot = history::CallTrace::since(waiting);
+        }
         if cancel.is_some_and(CallCancel::is_cancelled) {
             return Err(cancelled());
         }
         self.sweep_if_due();
         let stamps = if warm { warm::stamps(dir, &self.config.environment.venv_location) } else { [None; 6] };
+        let checking = Instant::now();
         let env = if let Some(env) = self.checked_before(dir, warm, &stamps) {
             env
         } else {
@@ -733,12 +848,16 @@ impl AgentRuntime {
             if warm {
                 self.remember_checked(dir, &env, &stamps);
             }
+            trace.environment = history::CallTrace::since(checking);
+            trace.environment_built = env.built;
             env
         };
         let activation = EnvironmentManager::activate_environment(&env.venv);
         let limits = call_limits(rt);
         let boxed = self.sandbox_for(agent, &env, grants, tools.is_some(), warm, &stamps)?;
         if warm {
+            trace.mode =
+                if self.config.runtime.mode == ExecutionMode::Isolated { "isolated" } else { "warm" };
             let call = warm::WarmCall {
                 agent_dir: dir.clone(),
                 python: env.python.clone(),
@@ -758,14 +877,19 @@ impl AgentRuntime {
             };
             match self.run_warm(call).await {
                 _ if cancel.is_some_and(CallCancel::is_cancelled) => return Err(cancelled()),
-                warm::WarmOutcome::Ran(output) => {
+                warm::WarmOutcome::Ran(output, startup) => {
+                    trace.startup = startup;
+                    trace.output(&output, false);
                     let mut response = outcome::response_from(&output, rt);
                     sandbox::explain_denial(&mut response, &boxed);
                     return Ok(response);
                 }
                 warm::WarmOutcome::Failed(err) => return Err(err),
                 warm::WarmOutcome::Cancelled => return Err(cancelled()),
-                warm::WarmOutcome::OneShot => check_request_size(&request, true)?,
+                warm::WarmOutcome::OneShot => {
+                    trace.mode = "oneshot";
+                    check_request_size(&request, true)?;
+                }
             }
         }
         oneshot::run(
@@ -773,9 +897,22 @@ impl AgentRuntime {
             oneshot::OneShot { python: env.python, dir, request, activation, limits, sandbox: &boxed, tools },
             rt,
             cancel,
+            trace,
         )
         .await
     }
+}
+
+/// Parameters as run history stores them (`history.record_payloads`).
+fn params_text(params: &Params) -> String {
+    #[cfg(feature = "history")]
+    return agenthub_history::cap_text(
+        &serde_json::to_string(params).unwrap_or_default(),
+        agenthub_history::MAX_PAYLOAD_BYTES,
+        false,
+    );
+    #[cfg(not(feature = "history"))]
+    serde_json::to_string(params).unwrap_or_default()
 }
 
 /// The Phase-1 interface (the design document's `AgentRuntime`), kept by name: each
@@ -967,6 +1104,8 @@ struct CallOptions<'a> {
     grants: &'a agenthub_core::Grants,
     tools: Option<&'a Arc<dyn tools::CallTools>>,
     nested: bool,
+    /// Who makes the call, when not the runtime's caller.
+    caller: Option<&'a agenthub_core::Caller>,
 }
 
 /// No grants, for calls that carry none.
@@ -974,7 +1113,7 @@ static NO_GRANTS: std::sync::LazyLock<agenthub_core::Grants> = std::sync::LazyLo
 
 impl Default for CallOptions<'_> {
     fn default() -> Self {
-        Self { cancel: None, timeout: None, grants: &NO_GRANTS, tools: None, nested: false }
+        Self { cancel: None, timeout: None, grants: &NO_GRANTS, tools: None, nested: false, caller: None }
     }
 }
 

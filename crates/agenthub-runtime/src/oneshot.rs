@@ -32,6 +32,7 @@ pub(crate) async fn run(
     call: OneShot<'_>,
     rt: &RuntimeConfig,
     cancel: Option<&CallCancel>,
+    trace: &mut crate::history::CallTrace,
 ) -> Result<ExecutionResponse, AgentRuntimeError> {
     let mut env_spec = crate::sandboxed_env(agent_env(rt, call.activation), call.sandbox);
     if let Some(cancel) = cancel {
@@ -76,7 +77,9 @@ pub(crate) async fn run(
     if cancel.is_some_and(|c| c.detach_one_shot() || c.is_cancelled()) {
         return Err(cancelled());
     }
-    let mut response = outcome::response_from(&output?, rt);
+    let output = output?;
+    trace.output(&output, true);
+    let mut response = outcome::response_from(&output, rt);
     crate::sandbox::explain_denial(&mut response, call.sandbox);
     Ok(response)
 }

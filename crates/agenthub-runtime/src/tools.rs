@@ -42,6 +42,11 @@ pub trait CallTools: Send + Sync + std::fmt::Debug {
     fn finish(&self) -> Vec<ToolCallRecord>;
     /// The embedder's own type, for its server to reach it from a [`ToolSlot`].
     fn as_any(&self) -> &dyn std::any::Any;
+    /// The call got its run id (before anything runs): agent tools name it as their calls'
+    /// caller in run history.
+    fn started(&self, run_id: &agenthub_core::RunId) {
+        let _ = run_id;
+    }
 }
 
 /// Serves MCP (legacy SSE at `/sse`, Streamable HTTP at `/mcp`) on a listener, answering

@@ -52,6 +52,8 @@ pub(crate) struct CallScope {
     pub(crate) parallel: Arc<tokio::sync::Semaphore>,
     /// Tool calls running or waiting for a turn.
     pub(crate) admitted: tokio::sync::Semaphore,
+    /// The call's run id: its agent tools' calls name it as their caller.
+    pub(crate) run_id: std::sync::OnceLock<agenthub_core::RunId>,
 }
 
 impl std::fmt::Debug for CallScope {
@@ -81,6 +83,10 @@ impl CallTools for CallScope {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
+
+    fn started(&self, run_id: &agenthub_core::RunId) {
+        let _ = self.run_id.set(run_id.clone());
+    }
 }
 
 impl CallScope {
@@ -93,6 +99,7 @@ impl CallScope {
             records: Mutex::new(Vec::new()),
             parallel: Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL)),
             admitted: tokio::sync::Semaphore::new(MAX_PARALLEL + MAX_WAITING),
+            run_id: std::sync::OnceLock::new(),
         }
     }
 
@@ -189,6 +196,9 @@ impl CallScope {
                         .nested();
                     if let Some(nested) = nested {
                         call = call.tools(nested);
+                    }
+                    if let Some(parent) = self.run_id.get() {
+                        call = call.caller(agenthub_core::Caller::Tool { parent: parent.clone() });
                     }
                     let runtime = Arc::clone(&self.host.runtime);
                     let mut task = tokio::task::spawn_blocking(move || runtime.call_blocking(call));

@@ -46,7 +46,7 @@ pub(crate) fn run(mut config: Config, args: &BatchArgs) -> ExitCode {
     // the thread that started them (PR_SET_PDEATHSIG) without dying early.
     config.runtime.kill_agents_with_runtime = true;
     let runtime = match AgentRuntime::with_backends(config, None, ProcessBackendKind::Std) {
-        Ok(runtime) => Arc::new(runtime),
+        Ok(runtime) => Arc::new(runtime.with_caller(agenthub_core::Caller::Cli)),
         Err(e) => return render::response(&ExecutionResponse::failed(e, std::time::Duration::ZERO), true),
     };
     runtime.cleanup_processes();

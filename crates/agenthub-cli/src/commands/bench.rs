@@ -45,7 +45,9 @@ pub(crate) fn run(mut config: Config, args: &BenchArgs) -> ExitCode {
 fn measure(config: Config, args: &BenchArgs) -> Result<(Vec<Duration>, Duration), Box<ExecutionResponse>> {
     let failed = |e: AgentRuntimeError| Box::new(ExecutionResponse::failed(e, Duration::ZERO));
     let runtime = std::sync::Arc::new(
-        AgentRuntime::with_backends(config, None, ProcessBackendKind::Std).map_err(failed)?,
+        AgentRuntime::with_backends(config, None, ProcessBackendKind::Std)
+            .map_err(failed)?
+            .with_caller(agenthub_core::Caller::Cli),
     );
     runtime.cleanup_processes();
     let agent = std::sync::Arc::new(runtime.load_agent(&args.agent).map_err(failed)?);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use agenthub_core::{AgentRuntimeError, Config, MethodSpec, Params, parse_cli_params};
+use agenthub_core::{AgentRuntimeError, Caller, Config, MethodSpec, Params, parse_cli_params};
 use agenthub_runtime::{AgentRuntime, Call, ExecutionResponse, ProcessBackendKind};
 
 use crate::args::ExecArgs;
@@ -35,18 +35,30 @@ pub(crate) fn run(mut config: Config, args: &ExecArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let response = execute(config, args).unwrap_or_else(|e| ExecutionResponse::failed(e, started.elapsed()));
-    render::response(&response, args.json)
+    let mut runtime = None;
+    let response = execute(config, args, &mut runtime)
+        .unwrap_or_else(|e| ExecutionResponse::failed(e, started.elapsed()));
+    let code = render::response(&response, args.json);
+    // The runtime goes after the answer is shown: dropping it writes the call's record to
+    // the run history.
+    drop(runtime);
+    code
 }
 
-fn execute(mut config: Config, args: &ExecArgs) -> Result<ExecutionResponse, AgentRuntimeError> {
+fn execute(
+    mut config: Config,
+    args: &ExecArgs,
+    keep: &mut Option<Arc<AgentRuntime>>,
+) -> Result<ExecutionResponse, AgentRuntimeError> {
     // One thread spawns and outlives every agent here, so tie the agents' lives to it.
     config.runtime.kill_agents_with_runtime = true;
     let progress = Arc::new(crate::progress::CliProgress::new());
     let runtime = Arc::new(
         AgentRuntime::with_backends(config, args.env_backend, ProcessBackendKind::Std)?
-            .with_progress(progress.clone()),
+            .with_progress(progress.clone())
+            .with_caller(Caller::Cli),
     );
+    *keep = Some(Arc::clone(&runtime));
     // Reap what a runtime that was killed outright left behind.
     runtime.cleanup_processes();
     let agent = pollster::block_on(runtime.load_or_install(&args.agent));

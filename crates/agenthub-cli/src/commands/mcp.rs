@@ -44,7 +44,7 @@ pub(crate) fn serve(mut config: Config, args: &McpServeArgs) -> ExitCode {
         Err(code) => return code,
     };
     let runtime = match AgentRuntime::with_backends(config, None, ProcessBackendKind::Std) {
-        Ok(runtime) => Arc::new(runtime),
+        Ok(runtime) => Arc::new(runtime.with_caller(agenthub_core::Caller::Mcp)),
         Err(e) => return failed(&e, 1),
     };
     runtime.cleanup_processes();

@@ -12,6 +12,7 @@ mod install;
 mod list;
 mod mcp;
 mod ray;
+mod runs;
 mod validate;
 
 use std::process::ExitCode;
@@ -68,6 +69,8 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Mcp(McpCommand::Serve(args)) => mcp::serve(config, &args),
         Command::Mcp(McpCommand::Config(args)) => mcp::config(&config, &args),
         Command::Doctor { json } => doctor::run(&config, json),
+        Command::Runs(args) => runs::runs(&config, &args),
+        Command::Stats(args) => runs::stats(&config, &args),
         Command::Completions { shell } => completions::run(shell),
     }
 }

@@ -19,7 +19,7 @@ use crate::text::edit_distance;
 use setting::Rejected;
 
 pub(crate) use settings::SETTINGS;
-pub use settings::{CONFIG_VARS, EnvironmentConfig, InstallConfig, RayConfig, RuntimeConfig};
+pub use settings::{CONFIG_VARS, EnvironmentConfig, HistoryConfig, InstallConfig, RayConfig, RuntimeConfig};
 pub use types::{
     AgentGrants, AgentTools, EnvBackendKind, ExecutionMode, ExecutionTarget, LogLevel, PythonRequest,
     Seconds, ToolAssignment, WorkerDispatch, parse_agent_tool,
@@ -119,6 +119,8 @@ pub struct Config {
     pub install: InstallConfig,
     /// The Ray target.
     pub ray: RayConfig,
+    /// Run history.
+    pub history: HistoryConfig,
     /// What the user grants installed agents beyond their declaration, by `ns/name`
     /// (`grants:` in config.yaml); see [`Config::grants_for`].
     pub grants: AgentGrants,
@@ -135,6 +137,7 @@ struct ConfigFile {
     registry: String,
     install: InstallConfig,
     ray: RayConfig,
+    history: HistoryConfig,
     grants: AgentGrants,
     tools: AgentTools,
 }
@@ -147,6 +150,7 @@ impl Default for ConfigFile {
             registry: DEFAULT_REGISTRY.to_owned(),
             install: InstallConfig::default(),
             ray: RayConfig::default(),
+            history: HistoryConfig::default(),
             grants: AgentGrants::new(),
             tools: AgentTools::new(),
         }
@@ -291,6 +295,7 @@ impl Config {
             registry: parsed.registry,
             install: parsed.install,
             ray: parsed.ray,
+            history: parsed.history,
             grants: parsed.grants,
             tools: parsed.tools,
         };

@@ -137,6 +137,18 @@ settings! {
             check POSITIVE_SECONDS;
     }
 
+    /// Run history: one record per call in `<home>/history.db` (`agenthub runs`, `agenthub stats`).
+    section history: HistoryConfig {
+        /// Record every call in `<home>/history.db`.
+        enabled: bool = true, var "AGENTHUB_HISTORY";
+        /// Also store each call's parameters and result (capped at 64 KiB each); off because they may hold secrets.
+        record_payloads: bool = false, var "AGENTHUB_HISTORY_RECORD_PAYLOADS";
+        /// Days a record is kept; 0 = no limit by age.
+        keep_days: u64 = 30, var "AGENTHUB_HISTORY_KEEP_DAYS";
+        /// Records kept at most (the oldest go first); 0 = no limit by count.
+        max_rows: u64 = 1_000_000, var "AGENTHUB_HISTORY_MAX_ROWS";
+    }
+
     top: {
         /// Where `ns/name` is installed from: a URL template with `{ns}` and `{name}`.
         registry: String = DEFAULT_REGISTRY.to_owned(), var "AGENTHUB_REGISTRY" parse trimmed,

@@ -145,7 +145,8 @@ pub(crate) struct PoolSettings {
 /// How a warm call ended.
 pub(crate) enum WarmOutcome {
     /// The call ran (successfully or not): turn this into the response as one-shot does.
-    Ran(ProcessOutput),
+    /// With how long starting the worker took, when the call started it.
+    Ran(ProcessOutput, Option<Duration>),
     /// The agent cannot be served warm (no `main()` to replay, no class): run it one-shot.
     OneShot,
     /// The worker could not be started.
@@ -366,17 +367,21 @@ impl Pools {
         };
         let release = Release { pool: &pool };
         let reuse = found.and_then(|mut w| (!w.worker.has_exited()).then_some(w));
+        let mut startup = None;
         let mut warm = match reuse {
             Some(w) => w,
-            None => match self.start(call, call.left(), call.cancel.as_ref()) {
-                Ok(Some(w)) => w,
-                Ok(None) => {
+            None => match (Instant::now(), self.start(call, call.left(), call.cancel.as_ref())) {
+                (starting, Ok(Some(w))) => {
+                    startup = Some(starting.elapsed());
+                    w
+                }
+                (_, Ok(None)) => {
                     // Calls waiting for this pool hear it when the slot is given back.
                     pool.state.lock().unwrap_or_else(PoisonError::into_inner).one_shot =
                         Some(call.version.clone());
                     return WarmOutcome::OneShot;
                 }
-                Err(e) => return WarmOutcome::Failed(e),
+                (_, Err(e)) => return WarmOutcome::Failed(e),
             },
         };
         if call.left().is_some_and(|left| left.is_zero()) {
@@ -416,7 +421,7 @@ impl Pools {
             retire_all(vec![warm]);
         }
         drop(release);
-        WarmOutcome::Ran(output)
+        WarmOutcome::Ran(output, startup)
     }
 
     /// Waits for a worker slot of the agent, then for an idle worker of the call's version

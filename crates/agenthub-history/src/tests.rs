@@ -1,0 +1,205 @@
+//! The history's own behaviour: what goes in comes out, retention, and a database that
+//! cannot be written never costs the caller anything but a warning.
+
+use std::path::Path;
+use std::time::Duration;
+
+use agenthub_core::HistoryConfig;
+
+use crate::{Durations, History, Recorder, Retention, RunFilter, RunRecord, StatsFilter};
+
+pub(crate) fn record(
+    id: &str,
+    started_at_ms: i64,
+    method: &str,
+    error: Option<&str>,
+    total_ms: u64,
+) -> RunRecord {
+    RunRecord {
+        id: id.to_owned(),
+        started_at_ms,
+        agent: "acme/hello".to_owned(),
+        agent_dir: "/agents/acme/hello".into(),
+        version: Some("1.0.0".to_owned()),
+        commit: None,
+        method: method.to_owned(),
+        mode: "warm".to_owned(),
+        error_type: error.map(str::to_owned),
+        error_message: error.map(|e| format!("{e}: it went wrong")),
+        durations: Durations {
+            total: Duration::from_millis(total_ms),
+            slot: Some(Duration::from_micros(3)),
+            environment: Some(Duration::from_micros(40)),
+            startup: None,
+            call: Some(Duration::from_millis(total_ms)),
+            tools: Duration::ZERO,
+        },
+        environment_built: false,
+        memory_bytes: Some(1 << 20),
+        exit_code: None,
+        signal: None,
+        stderr_tail: error.map(|_| "Traceback: boom".to_owned()),
+        caller: "cli".to_owned(),
+        parent_id: None,
+        tool_calls: 0,
+        params: None,
+        result: None,
+    }
+}
+
+fn config() -> HistoryConfig {
+    // No limit by age: the records here are from 1970.
+    HistoryConfig { enabled: true, record_payloads: false, keep_days: 0, max_rows: 1_000_000 }
+}
+
+fn write(home: &Path, records: Vec<RunRecord>) {
+    let recorder = Recorder::new(home, &config()).expect("enabled");
+    for r in records {
+        recorder.record(r);
+    }
+    assert!(recorder.flush(Duration::from_secs(10)));
+    assert_eq!(recorder.dropped(), 0);
+}
+
+#[test]
+fn what_is_recorded_reads_back_whole() {
+    let home = tempfile::tempdir().unwrap();
+    let mut failed = record("00000000000000aa", 1_000, "greet", Some("AgentError"), 12);
+    failed.params = Some("{\"name\":\"x\"}".to_owned());
+    failed.exit_code = Some(4);
+    write(home.path(), vec![record("00000000000000ab", 2_000, "greet", None, 1), failed.clone()]);
+    let history = History::open(home.path()).unwrap();
+    let shown = history.show("00000000000000aa").unwrap();
+    assert_eq!(serde_json::to_value(&shown).unwrap(), serde_json::to_value(&failed).unwrap());
+    // Newest first; --failed leaves the success out.
+    let all = history.list(&RunFilter { limit: 10, ..RunFilter::default() }).unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["00000000000000ab", "00000000000000aa"]
+    );
+    let failed_only = history.list(&RunFilter { failed: true, limit: 10, ..RunFilter::default() }).unwrap();
+    assert_eq!(failed_only.len(), 1);
+    assert_eq!(failed_only[0].error_type.as_deref(), Some("AgentError"));
+    let since =
+        history.list(&RunFilter { since_ms: Some(1_500), limit: 10, ..RunFilter::default() }).unwrap();
+    assert_eq!(since.len(), 1);
+    let other =
+        history.list(&RunFilter { agent: Some("x/y".into()), limit: 10, ..RunFilter::default() }).unwrap();
+    assert!(other.is_empty());
+}
+
+#[test]
+fn ids_are_found_by_a_unique_prefix_only() {
+    let home = tempfile::tempdir().unwrap();
+    write(
+        home.path(),
+        vec![record("abcd000000000001", 1, "m", None, 1), record("abcd000000000002", 2, "m", None, 1)],
+    );
+    let history = History::open(home.path()).unwrap();
+    assert_eq!(history.show("abcd000000000002").unwrap().id, "abcd000000000002");
+    assert_eq!(history.show("ABCD0000000000010".get(..16).unwrap()).unwrap().id, "abcd000000000001");
+    assert!(matches!(history.show("abcd"), Err(crate::HistoryError::Ambiguous { count: 2, .. })));
+    assert!(matches!(history.show("ffff"), Err(crate::HistoryError::NotFound(_))));
+    // Not hex, or too short to mean anything: refused before any query.
+    assert!(matches!(history.show("ab%"), Err(crate::HistoryError::BadId(_))));
+    assert!(matches!(history.show("abc"), Err(crate::HistoryError::BadId(_))));
+}
+
+#[test]
+fn stats_count_errors_and_take_percentiles_per_method() {
+    let home = tempfile::tempdir().unwrap();
+    let mut records: Vec<RunRecord> = (1..=100)
+        .map(|i| record(&format!("{i:016x}"), i64::from(i), "greet", None, u64::from(i as u32)))
+        .collect();
+    records.push(record("00000000000001f0", 500, "fail", Some("TimeoutError"), 1000));
+    records.push(record("00000000000001f1", 501, "fail", Some("TimeoutError"), 1000));
+    records.push(record("00000000000001f2", 502, "fail", Some("AgentError"), 5));
+    write(home.path(), records);
+    let stats = History::open(home.path()).unwrap().stats(&StatsFilter::default()).unwrap();
+    assert_eq!((stats.calls, stats.failed), (103, 3));
+    assert_eq!(stats.errors[0].error_type, "TimeoutError");
+    assert_eq!(stats.errors[0].calls, 2);
+    assert_eq!(stats.errors[1].error_type, "AgentError");
+    let greet = stats.methods.iter().find(|g| g.method == "greet").unwrap();
+    assert_eq!(
+        (greet.calls, greet.failed, greet.p50_ms, greet.p95_ms, greet.p99_ms),
+        (100, 0, 50.0, 95.0, 99.0)
+    );
+    let fail = stats.methods.iter().find(|g| g.method == "fail").unwrap();
+    assert_eq!((fail.calls, fail.failed), (3, 3));
+    // Every record here reached a running worker.
+    assert_eq!(stats.warm.calls, 103);
+    assert_eq!(stats.cold.calls, 0);
+}
+
+#[test]
+fn retention_drops_by_age_then_by_count() {
+    let home = tempfile::tempdir().unwrap();
+    let now = crate::writer::now_ms();
+    let day = 86_400_000;
+    let mut records = vec![record("0000000000000001", now - 40 * day, "m", None, 1)];
+    records.extend((2..=11).map(|i| record(&format!("{i:016x}"), now - i64::from(i), "m", None, 1)));
+    write(home.path(), records);
+    let report = History::prune(home.path(), Retention { keep_days: 30, max_rows: 4 }).unwrap();
+    assert_eq!((report.removed_by_age, report.removed_by_count, report.left), (1, 6, 4));
+    // The newest written four are left.
+    let left =
+        History::open(home.path()).unwrap().list(&RunFilter { limit: 100, ..RunFilter::default() }).unwrap();
+    let mut ids: Vec<_> = left.iter().map(|r| r.id.clone()).collect();
+    ids.sort();
+    assert_eq!(ids, ["0000000000000008", "0000000000000009", "000000000000000a", "000000000000000b"]);
+    // 0 is no limit.
+    let report = History::prune(home.path(), Retention { keep_days: 0, max_rows: 0 }).unwrap();
+    assert_eq!((report.removed_by_age, report.removed_by_count, report.left), (0, 0, 4));
+}
+
+#[test]
+fn a_corrupt_database_drops_records_and_never_blocks_the_caller() {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("history.db"), vec![0x55; 8192]).unwrap();
+    let recorder = Recorder::new(home.path(), &config()).unwrap();
+    let started = std::time::Instant::now();
+    for i in 0..100 {
+        recorder.record(record(&format!("{i:016x}"), i, "m", None, 1));
+    }
+    assert!(started.elapsed() < Duration::from_millis(100), "recording waited: {:?}", started.elapsed());
+    assert!(recorder.flush(Duration::from_secs(10)));
+    assert_eq!(recorder.dropped(), 100);
+    drop(recorder);
+    // Nothing of the file was changed, and reading it is an error that says what to do.
+    assert_eq!(std::fs::read(home.path().join("history.db")).unwrap(), vec![0x55; 8192]);
+    let err = History::open(home.path()).unwrap_err();
+    assert!(err.suggestion().contains("move it away"), "{err}");
+}
+
+#[test]
+fn a_symlinked_database_is_not_followed() {
+    let home = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let target = elsewhere.path().join("theirs.db");
+    std::os::unix::fs::symlink(&target, home.path().join("history.db")).unwrap();
+    let recorder = Recorder::new(home.path(), &config()).unwrap();
+    recorder.record(record("0000000000000001", 1, "m", None, 1));
+    assert!(recorder.flush(Duration::from_secs(10)));
+    assert_eq!(recorder.dropped(), 1);
+    assert!(!target.exists(), "the history was written through a symlink");
+}
+
+#[test]
+fn the_database_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = tempfile::tempdir().unwrap();
+    write(home.path(), vec![record("0000000000000001", 1, "m", None, 1)]);
+    let mode = std::fs::metadata(home.path().join("history.db")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn a_disabled_history_has_no_recorder_and_an_empty_home_reads_as_empty() {
+    let home = tempfile::tempdir().unwrap();
+    assert!(Recorder::new(home.path(), &HistoryConfig { enabled: false, ..config() }).is_none());
+    let history = History::open(home.path()).unwrap();
+    assert!(history.list(&RunFilter { limit: 10, ..RunFilter::default() }).unwrap().is_empty());
+    assert_eq!(history.stats(&StatsFilter::default()).unwrap().calls, 0);
+    assert!(!home.path().join("history.db").exists(), "reading created the database");
+}

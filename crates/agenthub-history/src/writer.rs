@@ -1,0 +1,295 @@
+//! [`Recorder`]: records handed over on the call's path, written by a thread of its own.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode};
+
+use crate::record::RunRecord;
+use crate::store::{self, Retention};
+
+/// Records waiting for the writer at most; more are dropped (and counted) rather than
+/// held: a writer that falls behind never grows the caller's memory.
+const QUEUE: usize = 4096;
+
+/// Records written per transaction at most.
+const BATCH: usize = 512;
+
+/// How often a long-lived writer applies retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// After a failed write, how long the writer drops records before it tries again.
+const BACK_OFF: Duration = Duration::from_secs(60);
+
+/// How long dropping a [`Recorder`] waits for its last records to be written.
+const DRAIN_WAIT: Duration = Duration::from_secs(5);
+
+/// One warning per process about the history, whatever goes wrong how often.
+static WARNED: AtomicBool = AtomicBool::new(false);
+
+enum Msg {
+    Record(Box<RunRecord>),
+    Flush(SyncSender<()>),
+}
+
+/// Writes [`RunRecord`]s to `<home>/history.db` off the caller's path: [`Self::record`]
+/// only queues (no I/O, no lock held across I/O), a thread started at the first record
+/// writes. Dropping the recorder waits a few seconds at most for queued records.
+pub struct Recorder {
+    path: PathBuf,
+    retention: Retention,
+    record_payloads: bool,
+    sender: OnceLock<Option<SyncSender<Msg>>>,
+    done: Mutex<Option<Receiver<()>>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl Recorder {
+    /// The recorder of the home `home`, `None` when `history.enabled` is off.
+    pub fn new(home: &Path, config: &agenthub_core::HistoryConfig) -> Option<Self> {
+        config.enabled.then(|| Self {
+            path: store::db_path(home),
+            retention: Retention::from_config(config),
+            record_payloads: config.record_payloads,
+            sender: OnceLock::new(),
+            done: Mutex::new(None),
+            dropped: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// Whether parameters and results are to be recorded (`history.record_payloads`).
+    pub fn records_payloads(&self) -> bool {
+        self.record_payloads
+    }
+
+    /// The database written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Queues `record` for writing; never blocks on I/O.
+    pub fn record(&self, record: RunRecord) {
+        let Some(sender) = self.sender.get_or_init(|| self.start()) else {
+            return;
+        };
+        match sender.try_send(Msg::Record(Box::new(record))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                warn_once(&format!(
+                    "run history: the writer of {} falls behind; {dropped} record(s) dropped",
+                    self.path.display()
+                ));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Waits until what was queued before is written (or given up on), at most `timeout`.
+    /// Returns whether it was.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let Some(Some(sender)) = self.sender.get() else { return true };
+        let (ack, acked) = std::sync::mpsc::sync_channel(1);
+        let deadline = Instant::now() + timeout;
+        let mut msg = Msg::Flush(ack);
+        loop {
+            match sender.try_send(msg) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    msg = back;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(_) => return false,
+            }
+        }
+        acked.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok()
+    }
+
+    /// Records dropped so far (queue full, writer gone).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn start(&self) -> Option<SyncSender<Msg>> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE);
+        let (finished, done) = std::sync::mpsc::sync_channel(1);
+        let writer = Writer {
+            path: self.path.clone(),
+            retention: self.retention,
+            dropped: Arc::clone(&self.dropped),
+            conn: None,
+            failed_at: None,
+            commits: HashMap::new(),
+        };
+        let spawned = std::thread::Builder::new().name("agenthub-history".to_owned()).spawn(move || {
+            writer.run(&receiver);
+            let _ = finished.send(());
+        });
+        match spawned {
+            Ok(_) => {
+                *self.done.lock().unwrap_or_else(PoisonError::into_inner) = Some(done);
+                Some(sender)
+            }
+            Err(e) => {
+                warn_once(&format!("run history is off: cannot start its writer thread: {e}"));
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        // The writer drains what is queued once the last sender is gone.
+        drop(self.sender.take());
+        if let Some(done) = self.done.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
+            match done.recv_timeout(DRAIN_WAIT) {
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    warn_once("run history: gave up waiting for the last records to be written");
+                }
+            }
+        }
+    }
+}
+
+struct Writer {
+    path: PathBuf,
+    retention: Retention,
+    dropped: Arc<AtomicU64>,
+    conn: Option<(Connection, Instant)>,
+    failed_at: Option<Instant>,
+    /// Commit of each installed agent directory seen, with the install record's identity.
+    commits: HashMap<PathBuf, (Option<(u64, u64, SystemTime)>, Option<String>)>,
+}
+
+impl Writer {
+    fn run(mut self, receiver: &Receiver<Msg>) {
+        while let Ok(first) = receiver.recv() {
+            let mut batch = Vec::new();
+            let mut acks = Vec::new();
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    Msg::Record(record) => batch.push(*record),
+                    Msg::Flush(ack) => acks.push(ack),
+                }
+                if batch.len() < BATCH {
+                    next = receiver.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.write(batch);
+            }
+            for ack in acks {
+                let _ = ack.send(());
+            }
+        }
+    }
+
+    fn write(&mut self, mut batch: Vec<RunRecord>) {
+        if self.failed_at.is_some_and(|at| at.elapsed() < BACK_OFF) {
+            self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return;
+        }
+        for record in &mut batch {
+            if record.commit.is_none() {
+                record.commit = self.commit_of(&record.agent_dir);
+            }
+        }
+        if self.conn.is_none() {
+            match store::open_write(&self.path) {
+                Ok(conn) => self.conn = Some((conn, Instant::now() - PRUNE_EVERY)),
+                Err(e) => return self.failed(&batch, &e.to_string()),
+            }
+        }
+        let Some((conn, pruned)) = self.conn.as_mut() else { return };
+        let mut tries = 0;
+        let written = loop {
+            tries += 1;
+            match store::insert(conn, &batch) {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if tries < 2 && matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+                }
+                other => break other,
+            }
+        };
+        if let Err(e) = written {
+            // The next write opens the database again (it may have been replaced or fixed).
+            self.conn = None;
+            return self.failed(&batch, &e.to_string());
+        }
+        self.failed_at = None;
+        if pruned.elapsed() >= PRUNE_EVERY {
+            *pruned = Instant::now();
+            let now = now_ms();
+            let due = store::last_prune(conn)
+                .ok()
+                .flatten()
+                .is_none_or(|at| now - at >= PRUNE_EVERY.as_millis() as i64);
+            if due && let Err(e) = store::prune(conn, self.retention, now) {
+                tracing::debug!(error = %e, "run history: retention failed");
+            }
+        }
+    }
+
+    fn failed(&mut self, batch: &[RunRecord], why: &str) {
+        self.failed_at = Some(Instant::now());
+        let dropped = self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
+        warn_once(&format!(
+            "run history: cannot write {}: {why}; {dropped} record(s) dropped, calls go on (move the file away to \
+             start a new history, or set history.enabled: false)",
+            self.path.display()
+        ));
+    }
+
+    /// The commit an installed agent directory's install record names; read once per
+    /// change of that file.
+    fn commit_of(&mut self, dir: &Path) -> Option<String> {
+        use std::os::unix::fs::MetadataExt;
+        let file = Path::new(agenthub_core::INSTALL_RECORD_FILE);
+        let identity = std::fs::symlink_metadata(dir.join(file))
+            .ok()
+            .map(|m| (m.dev(), m.ino(), m.modified().unwrap_or(UNIX_EPOCH)));
+        if let Some((seen, commit)) = self.commits.get(dir)
+            && *seen == identity
+        {
+            return commit.clone();
+        }
+        let commit = identity.and_then(|_| {
+            let text =
+                agenthub_core::read_agent_file(dir, file, agenthub_core::MAX_INSTALL_RECORD_BYTES).ok()??;
+            serde_json::from_str::<agenthub_core::InstallRecord>(&text).ok()?.commit_sha
+        });
+        if self.commits.len() > 1024 {
+            self.commits.clear();
+        }
+        self.commits.insert(dir.to_path_buf(), (identity, commit.clone()));
+        commit
+    }
+}
+
+fn warn_once(message: &str) {
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!("{message}");
+    }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
