@@ -86,7 +86,7 @@ impl std::fmt::Display for RunId {
     }
 }
 
-/// A bijective mix of 64 bits (Steele, Lea and Flood's SplitMix64 finalizer): distinct
+/// A bijective mix of 64 bits (Steele, Lea and Flood's `SplitMix64` finalizer): distinct
 /// counters give distinct ids.
 fn splitmix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

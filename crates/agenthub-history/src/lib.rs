@@ -1,5 +1,5 @@
 //! Run history: every call of every entry point as one row of `<home>/history.db`
-//! (SQLite), and the queries behind `agenthub runs` and `agenthub stats`.
+//! (`SQLite`), and the queries behind `agenthub runs` and `agenthub stats`.
 //!
 //! The runtime only emits: it hands a [`RunRecord`] to a [`Recorder`], which queues it
 //! (a bounded channel, no I/O on the call's path) for a thread of its own that writes
@@ -34,12 +34,12 @@ use std::path::PathBuf;
 /// What went wrong reading or pruning the history.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
-    /// SQLite refused.
+    /// `SQLite` refused.
     #[error("{}: {source}", path.display())]
     Sqlite {
         /// The database.
         path: PathBuf,
-        /// What SQLite said.
+        /// What `SQLite` said.
         #[source]
         source: rusqlite::Error,
     },
@@ -78,9 +78,8 @@ impl HistoryError {
             Self::Unwritable { path, .. } => {
                 format!("Check the permissions of {} and of its directory", path.display())
             }
-            Self::NotFound(_) => "List recent runs with `agenthub runs`".to_owned(),
+            Self::NotFound(_) | Self::BadId(_) => "List recent runs with `agenthub runs`".to_owned(),
             Self::Ambiguous { .. } => "Give more of the id".to_owned(),
-            Self::BadId(_) => "List recent runs with `agenthub runs`".to_owned(),
         }
     }
 }

@@ -274,17 +274,15 @@ impl History {
                     );
                     key.push(0);
                 }
-                let group = match groups.get_mut(key.as_slice()) {
-                    Some(group) => group,
-                    None => {
-                        let names = (0..3)
-                            .map(|c| row.get_ref(c).map(text))
-                            .collect::<Result<Vec<_>, _>>()
-                            .map_err(self.err())?;
-                        names_of.insert(key.clone(), names);
-                        groups.entry(key.clone()).or_default()
-                    }
-                };
+                if !groups.contains_key(key.as_slice()) {
+                    let names = (0..3)
+                        .map(|c| row.get_ref(c).map(text))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(self.err())?;
+                    names_of.insert(key.clone(), names);
+                    groups.insert(key.clone(), (Vec::new(), 0));
+                }
+                let Some(group) = groups.get_mut(key.as_slice()) else { continue };
                 group.0.push(total);
                 group.1 += u64::from(error.is_some());
                 match row.get::<_, i64>(5).map_err(self.err())? {

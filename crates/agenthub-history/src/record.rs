@@ -116,6 +116,7 @@ fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(to_ms(*d))
 }
 
+#[allow(clippy::ref_option, reason = "serde's serialize_with passes a reference to the field")]
 fn opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
     match d {
         Some(d) => s.serialize_some(&to_ms(*d)),

@@ -65,7 +65,7 @@ pub(crate) fn db_path(home: &Path) -> PathBuf {
     home.join(DB_FILE)
 }
 
-/// Why the database cannot be written: an SQLite error, or a schema from a newer agenthub.
+/// Why the database cannot be written: an `SQLite` error, or a schema from a newer agenthub.
 #[derive(Debug)]
 pub(crate) enum OpenError {
     Sqlite(rusqlite::Error),

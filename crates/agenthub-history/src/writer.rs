@@ -165,6 +165,9 @@ impl Drop for Recorder {
     }
 }
 
+/// A file's device, inode and modification time: what tells that it changed.
+type FileIdentity = (u64, u64, SystemTime);
+
 struct Writer {
     path: PathBuf,
     retention: Retention,
@@ -172,7 +175,7 @@ struct Writer {
     conn: Option<(Connection, Instant)>,
     failed_at: Option<Instant>,
     /// Commit of each installed agent directory seen, with the install record's identity.
-    commits: HashMap<PathBuf, (Option<(u64, u64, SystemTime)>, Option<String>)>,
+    commits: HashMap<PathBuf, (Option<FileIdentity>, Option<String>)>,
 }
 
 impl Writer {
@@ -211,7 +214,11 @@ impl Writer {
         }
         if self.conn.is_none() {
             match store::open_write(&self.path) {
-                Ok(conn) => self.conn = Some((conn, Instant::now() - PRUNE_EVERY)),
+                // Retention is due at once (the last prune's time is in the database).
+                Ok(conn) => {
+                    self.conn =
+                        Some((conn, Instant::now().checked_sub(PRUNE_EVERY).unwrap_or_else(Instant::now)));
+                }
                 Err(e) => return self.failed(&batch, &e.to_string()),
             }
         }

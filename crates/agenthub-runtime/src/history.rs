@@ -1,8 +1,11 @@
 //! What the runtime tells run history about a call (`agenthub-history`): a [`CallTrace`]
 //! filled along the call's path, turned into one record when the call is answered. The
 //! runtime only emits; the history crate writes off the call's path, and the CLI queries.
+//! Without the `history` feature the trace is filled and dropped.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+#![cfg_attr(not(feature = "history"), allow(dead_code, unused_imports))]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agenthub_core::{Caller, ExecutionResponse, RunId};
 use agenthub_process::ProcessOutput;
@@ -51,11 +54,6 @@ impl CallTrace {
         if !output.stderr_tail.is_empty() {
             self.stderr_tail = output.stderr_text();
         }
-    }
-
-    /// Time since `since`, for a step that took it.
-    pub(crate) fn since(since: Instant) -> Option<Duration> {
-        Some(since.elapsed())
     }
 }
 

@@ -708,6 +708,7 @@ impl AgentRuntime {
     }
 
     /// Whether run history records parameters and results.
+    #[cfg_attr(not(feature = "history"), allow(clippy::unused_self))]
     fn payloads_recorded(&self) -> bool {
         #[cfg(feature = "history")]
         return self.recorder.as_ref().is_some_and(|r| r.records_payloads());
@@ -717,6 +718,7 @@ impl AgentRuntime {
 
     /// Hands the record of a call to run history.
     #[allow(clippy::needless_pass_by_value, reason = "the trace is consumed into the record")]
+    #[cfg_attr(not(feature = "history"), allow(clippy::unused_self))]
     fn record(
         &self,
         trace: history::CallTrace,
@@ -745,6 +747,7 @@ impl AgentRuntime {
     }
 
     /// Hands the record of a call whose agent could not be loaded to run history.
+    #[cfg_attr(not(feature = "history"), allow(clippy::unused_self))]
     fn record_unloaded(
         &self,
         name: &str,
@@ -828,7 +831,7 @@ impl AgentRuntime {
         let waiting = Instant::now();
         let _slot = if nested { None } else { Some(self.slots.acquire().await) };
         if !nested {
-            trace.slot = history::CallTrace::since(waiting);
+            trace.slot = Some(waiting.elapsed());
         }
         if cancel.is_some_and(CallCancel::is_cancelled) {
             return Err(cancelled());
@@ -848,7 +851,7 @@ impl AgentRuntime {
             if warm {
                 self.remember_checked(dir, &env, &stamps);
             }
-            trace.environment = history::CallTrace::since(checking);
+            trace.environment = Some(checking.elapsed());
             trace.environment_built = env.built;
             env
         };

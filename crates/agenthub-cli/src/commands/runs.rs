@@ -334,12 +334,14 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// A time in milliseconds for people: `0.412 ms`, `12.3 ms`, `1.25 s`.
+/// A time in milliseconds for people: `0.412 ms`, `4.12 ms`, `41.2 ms`, `1.25 s`.
 fn format_ms(ms: f64) -> String {
     if ms >= 1000.0 {
         format!("{:.2} s", ms / 1000.0)
     } else if ms >= 10.0 {
         format!("{ms:.1} ms")
+    } else if ms >= 1.0 {
+        format!("{ms:.2} ms")
     } else {
         format!("{ms:.3} ms")
     }

@@ -220,6 +220,8 @@ fn top_level_and_exec_help() {
       ray          The Ray target: the status of the cluster calls run on with --on ray
       remove       Remove an installed agent and its environments
       mcp          Serve agents to MCP clients (Claude Desktop, Claude Code, Cursor): every method a tool
+      runs         List recorded calls, newest first (the run history in <home>/history.db)
+      stats        Call counts, error rates and latency percentiles from the run history
       help         Print this message or the help of the given subcommand(s)
 
     Options:

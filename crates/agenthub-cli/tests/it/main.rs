@@ -4,6 +4,7 @@ mod batch;
 mod faults;
 mod first_hour;
 mod health;
+mod history;
 mod hostile;
 mod install;
 mod lifecycle;

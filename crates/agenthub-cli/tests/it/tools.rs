@@ -648,3 +648,27 @@ fn bodies_held_one_byte_short_do_not_hold_agenthubs_memory() {
     // Before: 790 MB, held for as long as the body timeout (30 s) and again at once after it.
     assert!(peak < 200 << 20, "agenthub grew to {} MB: {response}", peak >> 20);
 }
+
+#[test]
+fn an_agent_tools_call_is_recorded_under_the_call_that_made_it() {
+    let ctx = home("");
+    let response = exec(&ctx, "test/caller", "call", &add(4, 5), &["--tool", "test/calc"]);
+    assert_eq!(response["result"]["text"], "9", "{response}");
+    let out = run(&ctx, &["runs", "--json"], &[]);
+    let runs: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    let caller = runs.iter().find(|r| r["agent"] == "test/caller").expect("the caller's run");
+    let tool = runs.iter().find(|r| r["agent"] == "test/calc").expect("the tool's run");
+    assert_eq!((caller["caller"].as_str(), tool["caller"].as_str()), (Some("cli"), Some("tool")));
+    assert_eq!(tool["method"], "add");
+    let caller_id = caller["id"].as_str().unwrap();
+    let out = run(&ctx, &["runs", "show", caller_id, "--json"], &[]);
+    let shown: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["tool_calls"], 1, "{shown}");
+    assert!(shown["durations"]["tools_ms"].as_f64().is_some_and(|t| t > 0.0), "{shown}");
+    assert_eq!(shown["tool_call_runs"][0]["id"], tool["id"], "{shown}");
+    let out = run(&ctx, &["runs", "show", tool["id"].as_str().unwrap(), "--json"], &[]);
+    let shown: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["parent_id"], caller_id, "{shown}");
+}
