@@ -118,9 +118,13 @@ pub(crate) fn open_write(path: &Path) -> Result<Connection, OpenError> {
     if version > SCHEMA_VERSION {
         return Err(OpenError::Newer(version));
     }
-    conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
+    // WAL is the file's own (set once, when the schema is made); commits need no fsync.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The last connection to close would otherwise copy the log into the database (and
+    // fsync) as the process exits; the log is folded in by later commits instead.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     if version < SCHEMA_VERSION {
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))?;
         let tx = conn.unchecked_transaction()?;
         tx.execute_batch(SCHEMA)?;
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;

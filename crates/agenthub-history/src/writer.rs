@@ -1,10 +1,18 @@
 //! [`Recorder`]: records handed over on the call's path, written by a thread of its own.
+//!
+//! The hand-over is a vector behind a mutex, not a channel: a channel wakes its receiver at
+//! every record, and on a busy machine that wake-up (and the writer's turn on a CPU) lands
+//! between a caller and its worker. Here the writer is woken only when a record finds the
+//! queue empty; it then waits [`WINDOW`] for more and writes them all in one transaction,
+//! so under load it runs a few times a second. A flush or the recorder's end wakes it at
+//! once.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode};
@@ -14,10 +22,13 @@ use crate::store::{self, Retention};
 
 /// Records waiting for the writer at most; more are dropped (and counted) rather than
 /// held: a writer that falls behind never grows the caller's memory.
-const QUEUE: usize = 4096;
+const QUEUE: usize = 8192;
 
-/// Records written per transaction at most.
-const BATCH: usize = 512;
+/// Records that make the writer go at once rather than wait out its window.
+const BATCH: usize = 1024;
+
+/// How long the writer waits for more records after the first, to write them together.
+const WINDOW: Duration = Duration::from_millis(100);
 
 /// How often a long-lived writer applies retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -31,9 +42,26 @@ const DRAIN_WAIT: Duration = Duration::from_secs(5);
 /// One warning per process about the history, whatever goes wrong how often.
 static WARNED: AtomicBool = AtomicBool::new(false);
 
-enum Msg {
-    Record(Box<RunRecord>),
-    Flush(SyncSender<()>),
+/// What the callers hand the writer.
+#[derive(Default)]
+struct Queue {
+    records: Vec<RunRecord>,
+    flushes: Vec<SyncSender<()>>,
+    /// The recorder is gone: write what is queued and end.
+    closed: bool,
+    /// The writer sleeps until woken (nothing was queued).
+    idle: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    dropped: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Writes [`RunRecord`]s to `<home>/history.db` off the caller's path: [`Self::record`]
@@ -43,9 +71,10 @@ pub struct Recorder {
     path: PathBuf,
     retention: Retention,
     record_payloads: bool,
-    sender: OnceLock<Option<SyncSender<Msg>>>,
+    shared: Arc<Shared>,
+    /// The writer thread, started at the first record; `None` inside when it could not be.
+    writer: OnceLock<Option<Thread>>,
     done: Mutex<Option<Receiver<()>>>,
-    dropped: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -61,9 +90,9 @@ impl Recorder {
             path: store::db_path(home),
             retention: Retention::from_config(config),
             record_payloads: config.record_payloads,
-            sender: OnceLock::new(),
+            shared: Arc::new(Shared { queue: Mutex::new(Queue::default()), dropped: AtomicU64::new(0) }),
+            writer: OnceLock::new(),
             done: Mutex::new(None),
-            dropped: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -79,68 +108,61 @@ impl Recorder {
 
     /// Queues `record` for writing; never blocks on I/O.
     pub fn record(&self, record: RunRecord) {
-        let Some(sender) = self.sender.get_or_init(|| self.start()) else {
+        let Some(writer) = self.writer.get_or_init(|| self.start()) else {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
-        match sender.try_send(Msg::Record(Box::new(record))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                warn_once(&format!(
-                    "run history: the writer of {} falls behind; {dropped} record(s) dropped",
-                    self.path.display()
-                ));
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
+        let mut queue = self.shared.lock();
+        if queue.records.len() >= QUEUE {
+            drop(queue);
+            let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            warn_once(&format!(
+                "run history: the writer of {} falls behind; {dropped} record(s) dropped",
+                self.path.display()
+            ));
+            return;
+        }
+        queue.records.push(record);
+        let wake = std::mem::take(&mut queue.idle);
+        drop(queue);
+        if wake {
+            writer.unpark();
         }
     }
 
     /// Waits until what was queued before is written (or given up on), at most `timeout`.
     /// Returns whether it was.
     pub fn flush(&self, timeout: Duration) -> bool {
-        let Some(Some(sender)) = self.sender.get() else { return true };
+        let Some(Some(writer)) = self.writer.get() else { return true };
         let (ack, acked) = std::sync::mpsc::sync_channel(1);
-        let deadline = Instant::now() + timeout;
-        let mut msg = Msg::Flush(ack);
-        loop {
-            match sender.try_send(msg) {
-                Ok(()) => break,
-                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
-                    msg = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err(_) => return false,
-            }
-        }
-        acked.recv_timeout(deadline.saturating_duration_since(Instant::now())).is_ok()
+        self.shared.lock().flushes.push(ack);
+        writer.unpark();
+        acked.recv_timeout(timeout).is_ok()
     }
 
-    /// Records dropped so far (queue full, writer gone).
+    /// Records dropped so far (queue full, database not writable).
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    fn start(&self) -> Option<SyncSender<Msg>> {
-        let (sender, receiver) = std::sync::mpsc::sync_channel(QUEUE);
+    fn start(&self) -> Option<Thread> {
         let (finished, done) = std::sync::mpsc::sync_channel(1);
         let writer = Writer {
             path: self.path.clone(),
             retention: self.retention,
-            dropped: Arc::clone(&self.dropped),
+            shared: Arc::clone(&self.shared),
             conn: None,
             failed_at: None,
             commits: HashMap::new(),
         };
         let spawned = std::thread::Builder::new().name("agenthub-history".to_owned()).spawn(move || {
-            writer.run(&receiver);
+            writer.run();
             let _ = finished.send(());
         });
         match spawned {
-            Ok(_) => {
+            Ok(handle) => {
                 *self.done.lock().unwrap_or_else(PoisonError::into_inner) = Some(done);
-                Some(sender)
+                Some(handle.thread().clone())
             }
             Err(e) => {
                 warn_once(&format!("run history is off: cannot start its writer thread: {e}"));
@@ -152,8 +174,9 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        // The writer drains what is queued once the last sender is gone.
-        drop(self.sender.take());
+        let Some(Some(writer)) = self.writer.get() else { return };
+        self.shared.lock().closed = true;
+        writer.unpark();
         if let Some(done) = self.done.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
             match done.recv_timeout(DRAIN_WAIT) {
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
@@ -171,7 +194,7 @@ type FileIdentity = (u64, u64, SystemTime);
 struct Writer {
     path: PathBuf,
     retention: Retention,
-    dropped: Arc<AtomicU64>,
+    shared: Arc<Shared>,
     conn: Option<(Connection, Instant)>,
     failed_at: Option<Instant>,
     /// Commit of each installed agent directory seen, with the install record's identity.
@@ -179,24 +202,33 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, receiver: &Receiver<Msg>) {
-        while let Ok(first) = receiver.recv() {
-            let mut batch = Vec::new();
-            let mut acks = Vec::new();
-            let mut next = Some(first);
-            while let Some(msg) = next.take() {
-                match msg {
-                    Msg::Record(record) => batch.push(*record),
-                    Msg::Flush(ack) => acks.push(ack),
+    fn run(mut self) {
+        loop {
+            let mut queue = self.shared.lock();
+            if queue.records.is_empty() && queue.flushes.is_empty() {
+                if queue.closed {
+                    return;
                 }
-                if batch.len() < BATCH {
-                    next = receiver.try_recv().ok();
-                }
+                queue.idle = true;
+                drop(queue);
+                std::thread::park();
+                continue;
             }
+            // Wait out the window for more, unless someone waits for the writer.
+            let since = Instant::now();
+            while queue.flushes.is_empty() && !queue.closed && queue.records.len() < BATCH {
+                let Some(left) = WINDOW.checked_sub(since.elapsed()).filter(|l| !l.is_zero()) else { break };
+                drop(queue);
+                std::thread::park_timeout(left);
+                queue = self.shared.lock();
+            }
+            let batch = std::mem::take(&mut queue.records);
+            let flushes = std::mem::take(&mut queue.flushes);
+            drop(queue);
             if !batch.is_empty() {
                 self.write(batch);
             }
-            for ack in acks {
+            for ack in flushes {
                 let _ = ack.send(());
             }
         }
@@ -204,7 +236,7 @@ impl Writer {
 
     fn write(&mut self, mut batch: Vec<RunRecord>) {
         if self.failed_at.is_some_and(|at| at.elapsed() < BACK_OFF) {
-            self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            self.shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
             return;
         }
         for record in &mut batch {
@@ -254,7 +286,7 @@ impl Writer {
 
     fn failed(&mut self, batch: &[RunRecord], why: &str) {
         self.failed_at = Some(Instant::now());
-        let dropped = self.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
+        let dropped = self.shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
         warn_once(&format!(
             "run history: cannot write {}: {why}; {dropped} record(s) dropped, calls go on (move the file away to \
              start a new history, or set history.enabled: false)",
