@@ -106,6 +106,13 @@ impl Recorder {
         &self.path
     }
 
+    /// Starts the writer, which opens the database at once, if it is not running yet: a
+    /// call about to run calls this, so that a one-shot process's only record is written
+    /// into a database opened while its agent ran, not after.
+    pub fn prepare(&self) {
+        let _ = self.writer.get_or_init(|| self.start());
+    }
+
     /// Queues `record` for writing; never blocks on I/O.
     pub fn record(&self, record: RunRecord) {
         let Some(writer) = self.writer.get_or_init(|| self.start()) else {
@@ -203,6 +210,9 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
+        // Opened ahead of the first record (see `Recorder::prepare`); an error is reported
+        // with the first record that cannot be written.
+        let _ = self.open();
         loop {
             let mut queue = self.shared.lock();
             if queue.records.is_empty() && queue.flushes.is_empty() {
@@ -244,15 +254,8 @@ impl Writer {
                 record.commit = self.commit_of(&record.agent_dir);
             }
         }
-        if self.conn.is_none() {
-            match store::open_write(&self.path) {
-                // Retention is due at once (the last prune's time is in the database).
-                Ok(conn) => {
-                    self.conn =
-                        Some((conn, Instant::now().checked_sub(PRUNE_EVERY).unwrap_or_else(Instant::now)));
-                }
-                Err(e) => return self.failed(&batch, &e.to_string()),
-            }
+        if let Err(e) = self.open() {
+            return self.failed(&batch, &e);
         }
         let Some((conn, pruned)) = self.conn.as_mut() else { return };
         let mut tries = 0;
@@ -284,9 +287,20 @@ impl Writer {
         }
     }
 
+    /// Opens the database unless it is open.
+    fn open(&mut self) -> Result<(), String> {
+        if self.conn.is_none() {
+            let conn = store::open_write(&self.path).map_err(|e| e.to_string())?;
+            // Retention is due at once (the last prune's time is in the database).
+            self.conn = Some((conn, Instant::now().checked_sub(PRUNE_EVERY).unwrap_or_else(Instant::now)));
+        }
+        Ok(())
+    }
+
     fn failed(&mut self, batch: &[RunRecord], why: &str) {
         self.failed_at = Some(Instant::now());
-        let dropped = self.shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
+        let dropped =
+            self.shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
         warn_once(&format!(
             "run history: cannot write {}: {why}; {dropped} record(s) dropped, calls go on (move the file away to \
              start a new history, or set history.enabled: false)",

@@ -216,6 +216,7 @@ impl Inner {
             return Err(ErrorData::internal_error("the server is shutting down", None));
         }
         let tool = &self.tools[index];
+        let span = request_span(&tool.name, &context);
         let params = request.arguments.unwrap_or_default();
         let cancel = CallCancel::new();
         let job = Job::start(&self.running);
@@ -223,7 +224,8 @@ impl Inner {
             let mut call = Call::shared(&tool.agent, tool.method.clone())
                 .params(params)
                 .cancel(&cancel)
-                .grants(self.options.grants.clone());
+                .grants(self.options.grants.clone())
+                .trace_parent(span.clone());
             if let Some(tools) = self.options.tools.as_ref().and_then(|f| (f.0)(&tool.agent)) {
                 call = call.tools(tools);
             }
@@ -278,8 +280,42 @@ impl Inner {
         };
         let response =
             joined.map_err(|e| ErrorData::internal_error(format!("the call's thread failed: {e}"), None))?;
+        if let Some(error) = response.error() {
+            span.record("error.type", error.error_type());
+            span.record("otel.status_description", error.to_string());
+        }
         Ok(CallToolResponse::Complete(crate::tool_result(&response, tool.output_schema.is_some())))
     }
+}
+
+/// The span of one `tools/call` request (OpenTelemetry's MCP conventions), continuing the
+/// trace the client sent in `params._meta` (`traceparent`, `tracestate`) if it sent one.
+fn request_span(tool: &str, context: &RequestContext<RoleServer>) -> tracing::Span {
+    let session = context
+        .extensions
+        .get::<hyper::http::request::Parts>()
+        .and_then(|parts| parts.headers.get("mcp-session-id"))
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 256)
+        .map(str::to_owned);
+    let span = tracing::info_span!(
+        target: "agenthub::mcp",
+        parent: None,
+        "tools/call",
+        otel.name = %format_args!("tools/call {tool}"),
+        otel.kind = "server",
+        mcp.method.name = "tools/call",
+        mcp.session.id = session,
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = tool,
+        jsonrpc.request.id = %context.id,
+        error.type = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    );
+    if let Some(traceparent) = context.meta.get_traceparent() {
+        agenthub_telemetry::set_remote_parent(&span, traceparent, context.meta.get_tracestate());
+    }
+    span
 }
 
 // The requests answered here and by rmcp's defaults (initialize, ping, server/discover) are

@@ -46,6 +46,7 @@ pub struct Call {
     pub(crate) tools: Option<Arc<dyn CallTools>>,
     pub(crate) nested: bool,
     pub(crate) caller: Option<agenthub_core::Caller>,
+    pub(crate) trace_parent: Option<tracing::Span>,
 }
 
 impl Call {
@@ -76,6 +77,7 @@ impl Call {
             tools: None,
             nested: false,
             caller: None,
+            trace_parent: None,
         }
     }
 
@@ -135,6 +137,13 @@ impl Call {
     /// (see [`AgentRuntime::with_caller`]).
     pub fn caller(mut self, caller: agenthub_core::Caller) -> Self {
         self.caller = Some(caller);
+        self
+    }
+
+    /// The span this call's `invoke_agent` span is a child of, instead of the current one
+    /// (a tool call made on another thread, an MCP request's span).
+    pub fn trace_parent(mut self, span: tracing::Span) -> Self {
+        self.trace_parent = Some(span);
         self
     }
 

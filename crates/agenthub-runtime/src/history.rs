@@ -24,6 +24,8 @@ pub(crate) struct CallTrace {
     pub(crate) exit_code: Option<i32>,
     pub(crate) signal: Option<i32>,
     pub(crate) stderr_tail: Option<String>,
+    /// The call's `invoke_agent` span (disabled when nothing exports traces).
+    pub(crate) span: tracing::Span,
 }
 
 impl CallTrace {
@@ -40,6 +42,7 @@ impl CallTrace {
             exit_code: None,
             signal: None,
             stderr_tail: None,
+            span: tracing::Span::none(),
         }
     }
 

@@ -17,6 +17,8 @@
 //! Phase-1 names (`execute_agent`, `load_agent_manifest`, `validate_method`,
 //! `get_agent_info`, `cleanup_processes`) are kept in one block that delegates.
 
+use tracing::Instrument as _;
+
 mod call;
 mod cancel;
 mod history;
@@ -211,7 +213,8 @@ impl AgentRuntime {
     /// Runs one [`Call`]: always one response (never an error, never a panic).
     pub async fn call(&self, call: Call) -> ExecutionResponse {
         let started = Instant::now();
-        let Call { target, method, params, cancel, timeout, grants, tools, nested, caller } = call;
+        let Call { target, method, params, cancel, timeout, grants, tools, nested, caller, trace_parent } =
+            call;
         let loaded;
         let agent = match target {
             call::Target::Loaded(agent) => {
@@ -237,6 +240,7 @@ impl AgentRuntime {
             tools: tools.as_ref(),
             nested,
             caller: caller.as_ref(),
+            parent: trace_parent.as_ref(),
         };
         self.execute_loaded_since(agent, &method, params, started, options).await
     }
@@ -662,12 +666,18 @@ impl AgentRuntime {
         started: Instant,
         options: CallOptions<'_>,
     ) -> ExecutionResponse {
-        let CallOptions { timeout, tools, caller, .. } = options;
+        let CallOptions { timeout, tools, caller, parent, .. } = options;
         let mut trace = history::CallTrace::new();
+        let span = call_span(agent, method, &trace.id, parent);
+        trace.span = span.clone();
         if let Some(tools) = tools {
-            tools.started(&trace.id);
+            tools.started(&trace.id, &span);
         }
         let payload = self.payloads_recorded().then(|| params_text(&params));
+        #[cfg(feature = "history")]
+        if let Some(recorder) = &self.recorder {
+            recorder.prepare();
+        }
         if self.is_shut_down() {
             let response = ExecutionResponse::failed(
                 AgentRuntimeError::Execution {
@@ -694,15 +704,21 @@ impl AgentRuntime {
             }
             None => &self.config.runtime,
         };
-        let mut response = match self.run(agent, method, params, rt, options, &mut trace).await {
-            Ok(response) => response,
-            Err(err) => ExecutionResponse::failed(err, started.elapsed()),
-        };
+        let mut response =
+            match self.run(agent, method, params, rt, options, &mut trace).instrument(span.clone()).await {
+                Ok(response) => response,
+                Err(err) => ExecutionResponse::failed(err, started.elapsed()),
+            };
         // The call is over: its tool calls still in flight end with it.
         if let Some(tools) = tools {
             response.tool_calls = tools.finish();
         }
         response.execution_time = started.elapsed();
+        span.record("agenthub.mode", trace.mode);
+        if let Some(error) = response.error() {
+            span.record("error.type", error.error_type());
+            span.record("otel.status_description", error.to_string());
+        }
         self.record(trace, agent, method, caller, &response, payload);
         response
     }
@@ -781,6 +797,7 @@ impl AgentRuntime {
         trace: &mut history::CallTrace,
     ) -> Result<ExecutionResponse, AgentRuntimeError> {
         let CallOptions { cancel, grants, tools, nested, .. } = options;
+        let span = &trace.span.clone();
         let manifest = &agent.manifest;
         let spec = manifest.method(method).ok_or_else(|| AgentRuntimeError::MethodNotFound {
             method: method.to_owned(),
@@ -843,11 +860,20 @@ impl AgentRuntime {
             env
         } else {
             check_agent_script(dir)?;
+            let env_span = tracing::info_span!(
+                target: "agenthub::call",
+                parent: span,
+                "environment",
+                otel.name = "environment",
+                agenthub.environment.built = tracing::field::Empty,
+            );
             let env = self
                 .environments
                 .ensure_environment(dir, manifest)
+                .instrument(env_span.clone())
                 .await
                 .map_err(|e| e.into_runtime_error(Some(&agent.location.name)))?;
+            env_span.record("agenthub.environment.built", env.built);
             if warm {
                 self.remember_checked(dir, &env, &stamps);
             }
@@ -856,6 +882,7 @@ impl AgentRuntime {
             env
         };
         let activation = EnvironmentManager::activate_environment(&env.venv);
+        let trace_context = trace_headers(span);
         let limits = call_limits(rt);
         let boxed = self.sandbox_for(agent, &env, grants, tools.is_some(), warm, &stamps)?;
         if warm {
@@ -877,6 +904,8 @@ impl AgentRuntime {
                 // From here on the call's timeout bounds everything it waits for: a worker
                 // slot, a worker's start, its answer.
                 deadline: limits.timeout.and_then(|t| Instant::now().checked_add(t)),
+                span: span.clone(),
+                trace: trace_context.clone(),
             };
             match self.run_warm(call).await {
                 _ if cancel.is_some_and(CallCancel::is_cancelled) => return Err(cancelled()),
@@ -897,12 +926,62 @@ impl AgentRuntime {
         }
         oneshot::run(
             &self.processes,
-            oneshot::OneShot { python: env.python, dir, request, activation, limits, sandbox: &boxed, tools },
+            oneshot::OneShot {
+                python: env.python,
+                dir,
+                request,
+                activation,
+                limits,
+                sandbox: &boxed,
+                tools,
+                trace: trace_context,
+            },
             rt,
             cancel,
             trace,
         )
         .await
+    }
+}
+
+/// The span of one call (OpenTelemetry's `GenAI` `invoke_agent`), a child of `parent` or
+/// else of the current span. Exported only when the binary installed an exporter; otherwise
+/// disabled at its call site (no field is even formatted).
+fn call_span(
+    agent: &LoadedAgent,
+    method: &str,
+    run: &agenthub_core::RunId,
+    parent: Option<&tracing::Span>,
+) -> tracing::Span {
+    let parent = parent.map_or_else(|| tracing::Span::current().id(), tracing::Span::id);
+    tracing::info_span!(
+        target: "agenthub::call",
+        parent: parent,
+        "invoke_agent",
+        otel.name = %format_args!("invoke_agent {}", agent.manifest.name),
+        otel.kind = "internal",
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.provider.name = "agenthub",
+        gen_ai.agent.name = %agent.manifest.name,
+        gen_ai.agent.id = %agent.location.id.as_ref().map_or_else(|| agent.location.dir.display().to_string(), ToString::to_string),
+        gen_ai.agent.version = %agent.manifest.version,
+        agenthub.method = method,
+        agenthub.run.id = %run,
+        agenthub.mode = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+        otel.status_description = tracing::field::Empty,
+    )
+}
+
+/// The call's trace context for its agent process (`TRACEPARENT`, `TRACESTATE`), when it
+/// is traced.
+fn trace_headers(span: &tracing::Span) -> Option<(String, Option<String>)> {
+    #[cfg(feature = "otel")]
+    return agenthub_telemetry::trace_headers(span).map(|h| (h.traceparent, h.tracestate));
+    #[cfg(not(feature = "otel"))]
+    {
+        let _ = span;
+        None
     }
 }
 
@@ -997,6 +1076,8 @@ async fn prestart_call(
         cancel: None,
         tools: None,
         deadline: None,
+        span: tracing::Span::none(),
+        trace: None,
     })
 }
 
@@ -1109,6 +1190,8 @@ struct CallOptions<'a> {
     nested: bool,
     /// Who makes the call, when not the runtime's caller.
     caller: Option<&'a agenthub_core::Caller>,
+    /// The span the call's span is a child of, when not the current one.
+    parent: Option<&'a tracing::Span>,
 }
 
 /// No grants, for calls that carry none.
@@ -1116,7 +1199,15 @@ static NO_GRANTS: std::sync::LazyLock<agenthub_core::Grants> = std::sync::LazyLo
 
 impl Default for CallOptions<'_> {
     fn default() -> Self {
-        Self { cancel: None, timeout: None, grants: &NO_GRANTS, tools: None, nested: false, caller: None }
+        Self {
+            cancel: None,
+            timeout: None,
+            grants: &NO_GRANTS,
+            tools: None,
+            nested: false,
+            caller: None,
+            parent: None,
+        }
     }
 }
 

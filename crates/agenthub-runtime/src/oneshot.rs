@@ -24,6 +24,8 @@ pub(crate) struct OneShot<'a> {
     pub(crate) sandbox: &'a crate::sandbox::CallSandbox,
     /// Its tools, served on an endpoint of its own.
     pub(crate) tools: Option<&'a std::sync::Arc<dyn crate::tools::CallTools>>,
+    /// The call's trace context, for `TRACEPARENT` and `TRACESTATE`.
+    pub(crate) trace: Option<(String, Option<String>)>,
 }
 
 /// Runs one call in a process of its own; one response (or the error that stands for it).
@@ -35,6 +37,13 @@ pub(crate) async fn run(
     trace: &mut crate::history::CallTrace,
 ) -> Result<ExecutionResponse, AgentRuntimeError> {
     let mut env_spec = crate::sandboxed_env(agent_env(rt, call.activation), call.sandbox);
+    if let Some((traceparent, tracestate)) = call.trace {
+        env_spec.set.retain(|(k, _)| k != "TRACEPARENT" && k != "TRACESTATE");
+        env_spec.set.push(("TRACEPARENT".into(), traceparent.into()));
+        if let Some(state) = tracestate {
+            env_spec.set.push(("TRACESTATE".into(), state.into()));
+        }
+    }
     if let Some(cancel) = cancel {
         // Marks the process, so that a cancellation can find it while it runs.
         let (name, value) = cancel.attach_one_shot(processes.registry()).ok_or_else(cancelled)?;

@@ -44,8 +44,9 @@ pub trait CallTools: Send + Sync + std::fmt::Debug {
     fn as_any(&self) -> &dyn std::any::Any;
     /// The call got its run id (before anything runs): agent tools name it as their calls'
     /// caller in run history.
-    fn started(&self, run_id: &agenthub_core::RunId) {
-        let _ = run_id;
+    /// `span` is the call's: the tool calls' spans are its children.
+    fn started(&self, run_id: &agenthub_core::RunId, span: &tracing::Span) {
+        let _ = (run_id, span);
     }
 }
 

@@ -54,6 +54,8 @@ pub(crate) struct CallScope {
     pub(crate) admitted: tokio::sync::Semaphore,
     /// The call's run id: its agent tools' calls name it as their caller.
     pub(crate) run_id: std::sync::OnceLock<agenthub_core::RunId>,
+    /// The call's span: each tool call's `execute_tool` span is its child.
+    pub(crate) span: std::sync::OnceLock<tracing::Span>,
 }
 
 impl std::fmt::Debug for CallScope {
@@ -84,8 +86,9 @@ impl CallTools for CallScope {
         self
     }
 
-    fn started(&self, run_id: &agenthub_core::RunId) {
+    fn started(&self, run_id: &agenthub_core::RunId, span: &tracing::Span) {
         let _ = self.run_id.set(run_id.clone());
+        let _ = self.span.set(span.clone());
     }
 }
 
@@ -100,10 +103,18 @@ impl CallScope {
             parallel: Arc::new(tokio::sync::Semaphore::new(MAX_PARALLEL)),
             admitted: tokio::sync::Semaphore::new(MAX_PARALLEL + MAX_WAITING),
             run_id: std::sync::OnceLock::new(),
+            span: std::sync::OnceLock::new(),
         }
     }
 
+    /// Records a tool call's end (in `tool_calls`, and on its span: the current one, since
+    /// every tool call runs inside its own; see [`Self::call`]).
     fn record(&self, name: &str, started: Instant, outcome: &str) {
+        if outcome != "ok" {
+            let span = tracing::Span::current();
+            span.record("error.type", outcome);
+            span.record("otel.status_description", outcome);
+        }
         let mut records = self.records.lock().unwrap_or_else(PoisonError::into_inner);
         if records.len() < MAX_RECORDS && !self.ended.is_cancelled() {
             records.push(ToolCallRecord {
@@ -120,8 +131,31 @@ impl CallScope {
     }
 
     /// Runs the tool `name` with `arguments` for this call; `session` ends with the MCP
-    /// session that asked.
+    /// session that asked. Traced as OpenTelemetry's `GenAI` `execute_tool {name}`, a child of
+    /// the call's span.
     pub(crate) async fn call(
+        &self,
+        name: &str,
+        arguments: Map<String, Json>,
+        session: CancellationToken,
+    ) -> Result<CallToolResult, ErrorData> {
+        let parent = self.span.get().and_then(tracing::Span::id);
+        let span = tracing::info_span!(
+            target: "agenthub::tools",
+            parent: parent,
+            "execute_tool",
+            otel.name = %format_args!("execute_tool {}", shown(name)),
+            otel.kind = "internal",
+            gen_ai.operation.name = "execute_tool",
+            gen_ai.tool.name = %shown(name),
+            gen_ai.tool.call.id = %agenthub_core::RunId::new(),
+            error.type = tracing::field::Empty,
+            otel.status_description = tracing::field::Empty,
+        );
+        tracing::Instrument::instrument(self.call_traced(name, arguments, session), span).await
+    }
+
+    async fn call_traced(
         &self,
         name: &str,
         arguments: Map<String, Json>,
@@ -200,6 +234,7 @@ impl CallScope {
                     if let Some(parent) = self.run_id.get() {
                         call = call.caller(agenthub_core::Caller::Tool { parent: parent.clone() });
                     }
+                    call = call.trace_parent(tracing::Span::current());
                     let runtime = Arc::clone(&self.host.runtime);
                     let mut task = tokio::task::spawn_blocking(move || runtime.call_blocking(call));
                     let joined = tokio::select! {

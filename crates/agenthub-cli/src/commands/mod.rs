@@ -35,7 +35,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
     };
     // The CLI installs `ns/name` on first use unless configured not to.
     config.install.auto_install.get_or_insert(true);
-    init_logging(config.runtime.log_level, ui);
+    let exporter = init_logging(config.runtime.log_level, ui);
     // -v: installers (uv, pip, git) write to our stderr as they run.
     agenthub_runtime::set_stream_tool_output(ui.verbose > 0 && !ui.quiet);
     if matches!(
@@ -53,7 +53,7 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         // Commands that run agents or installers clean up after themselves on a signal.
         crate::signals::handle();
     }
-    match cli.command {
+    let code = match cli.command {
         Command::Exec(args) => exec::run(config, &args),
         Command::List { json } => list::run(&config, json),
         Command::Info { agent, json, tools } => info::run(&config, &agent, json, &tools),
@@ -72,7 +72,15 @@ pub(crate) fn run(cli: Cli) -> ExitCode {
         Command::Runs(args) => runs::runs(&config, &args),
         Command::Stats(args) => runs::stats(&config, &args),
         Command::Completions { shell } => completions::run(shell),
+    };
+    // The command's spans have ended: what is queued goes to the collector now, waiting a
+    // little at most (an unreachable collector costs the exit that, never a call).
+    if let Some(exporter) = exporter
+        && let Some(warning) = exporter.shutdown(std::time::Duration::from_secs(2))
+    {
+        render::err(&agenthub_core::escape_control(&format!("warning: {warning}\n")));
     }
+    code
 }
 
 /// A configuration error (at load, or after flags were applied): exit 2 like any usage
@@ -83,6 +91,11 @@ pub(crate) fn usage_error(e: &ConfigError) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Whether `meta` is an event's (a log line), not a span's.
+fn is_event(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_event()
+}
+
 /// Logs go to stderr at the configured level (`runtime.log_level`, `AGENTHUB_LOG_LEVEL`);
 /// `-v` raises it to info, `-vv` to debug, `-q` lowers it to errors. What people are told
 /// (progress, notices) does not go through logs. Other crates' records (rmcp's, for
@@ -90,9 +103,17 @@ pub(crate) fn usage_error(e: &ConfigError) -> ExitCode {
 /// their authors. rmcp's warnings, unless debug logs were asked for, are not logged either:
 /// they repeat what an MCP peer sent (a request id, an error naming a tool), and the peers of
 /// a call's tool endpoint are the agent, which could fill the log at will.
-fn init_logging(level: agenthub_core::LogLevel, ui: crate::progress::Ui) {
+///
+/// Traces: with the standard `OTEL_*` variables set (`OTEL_EXPORTER_OTLP_ENDPOINT`, …),
+/// agenthub's spans go to an OTLP/HTTP collector (agenthub-telemetry); the log never shows
+/// them. Returns the exporter, to be shut down before the process exits.
+fn init_logging(
+    level: agenthub_core::LogLevel,
+    ui: crate::progress::Ui,
+) -> Option<agenthub_telemetry::export::Exporter> {
     use agenthub_core::LogLevel;
-    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let level = match (ui.quiet, ui.verbose) {
@@ -111,15 +132,23 @@ fn init_logging(level: agenthub_core::LogLevel, ui: crate::progress::Ui) {
     let others = if level >= LevelFilter::DEBUG { level } else { level.min(LevelFilter::WARN) };
     let rmcp = if level >= LevelFilter::DEBUG { level } else { level.min(LevelFilter::ERROR) };
     let filter = Targets::new().with_default(others).with_target("rmcp", rmcp).with_target("agenthub", level);
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
+    let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
         .with_ansi(ui.color)
-        .finish()
-        .with(filter)
-        .try_init();
+        // Spans are for traces: a log line never carries them.
+        .with_filter(filter.and(tracing_subscriber::filter::filter_fn(is_event)));
+    let (exporter, problem) = match agenthub_telemetry::export::Exporter::from_env() {
+        Ok(exporter) => (exporter, None),
+        Err(problem) => (None, Some(problem)),
+    };
+    let traces = exporter.as_ref().map(agenthub_telemetry::export::Exporter::layer);
+    let _ = tracing_subscriber::registry().with(log).with(traces).try_init();
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+    }
+    exporter
 }
 
 /// `--sandbox off` with an installed agent (someone else's code) is said once per call on

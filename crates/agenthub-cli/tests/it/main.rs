@@ -14,6 +14,7 @@ mod permissions;
 mod ray;
 mod sandbox;
 mod tools;
+mod traces;
 mod worker_memory;
 
 use agenthub_core::ParamType;

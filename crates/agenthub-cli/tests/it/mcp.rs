@@ -139,11 +139,27 @@ impl Server {
     /// A server whose stdout is read for `messages` messages; then its read end is closed
     /// (the channel disconnects once it is, see [`Server::wait_output_closed`]).
     fn start_reading(ctx: &TestContext, args: &[&str], messages: usize, output: Output) -> Self {
+        Self::start_with(ctx, args, messages, output, &[])
+    }
+
+    /// [`Server::start`] with extra variables.
+    fn start_env(ctx: &TestContext, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_with(ctx, args, usize::MAX, Output::Pipe, env)
+    }
+
+    fn start_with(
+        ctx: &TestContext,
+        args: &[&str],
+        messages: usize,
+        output: Output,
+        env: &[(&str, &str)],
+    ) -> Self {
         let markers = markers(ctx);
         let mut all = vec!["mcp", "serve"];
         all.extend_from_slice(args);
         all.extend(["--allow-write", markers.to_str().unwrap()]);
         let mut command = command(ctx, &all);
+        command.envs(env.iter().copied());
         command.stdin(Stdio::piped()).stderr(Stdio::piped());
         let ours: Option<Box<dyn Read + Send>> = match output {
             Output::Pipe => {
@@ -901,4 +917,39 @@ fn mcp_serve_takes_mode_isolated() {
         assert_eq!(text(&server.call(1, "count", json!({}))), "1", "{mode}");
         assert_eq!(text(&server.call(2, "count", json!({}))), second, "{mode}");
     }
+}
+
+#[test]
+fn a_tools_call_continues_the_trace_its_client_sent_in_meta() {
+    let mut receiver = crate::traces::Receiver::start();
+    let ctx = TestContext::new();
+    install_conformance(&ctx, "hello");
+    let mut server =
+        Server::start_env(&ctx, &["conf/hello"], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint)]);
+    server.initialize("2025-06-18");
+    let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    server.request(
+        1,
+        "tools/call",
+        json!({"name": "greet", "arguments": {"name": "Trace"}, "_meta": {"traceparent": parent, "tracestate": "vendor=1"}}),
+    );
+    let answer = server.response(1);
+    assert_eq!(answer["result"]["isError"], false, "{answer}");
+    // Spans are sent when the server ends.
+    let (status, _) = server.close(ANSWER);
+    assert!(status.success(), "{}", server.stderr());
+    let spans = receiver.wait_for("tools/call and invoke_agent", |s| {
+        !crate::traces::named(s, "tools/call greet").is_empty()
+            && s.iter().any(|x| x["name"].as_str().is_some_and(|n| n.starts_with("invoke_agent")))
+    });
+    let request = crate::traces::named(&spans, "tools/call greet")[0];
+    assert_eq!(request["trace_id"], "4bf92f3577b34da6a3ce929d0e0e4736");
+    assert_eq!(request["parent_span_id"], "00f067aa0ba902b7");
+    assert_eq!(request["kind"], 2, "a server span");
+    assert_eq!(request["attributes"]["mcp.method.name"], "tools/call");
+    assert_eq!(request["attributes"]["gen_ai.tool.name"], "greet");
+    let call =
+        spans.iter().find(|x| x["name"].as_str().is_some_and(|n| n.starts_with("invoke_agent"))).unwrap();
+    assert_eq!(call["parent_span_id"], request["span_id"]);
+    assert_eq!(call["trace_id"], request["trace_id"]);
 }

@@ -19,7 +19,7 @@ const CALL_LIMIT: Duration = Duration::from_secs(240);
 
 /// A test home with the fixture agents installed as `test/caller`, `test/caller2`,
 /// `test/calc` and `test/hostile`, and `config` as its config.yaml.
-fn home(config: &str) -> TestContext {
+pub(crate) fn home(config: &str) -> TestContext {
     let ctx = TestContext::new();
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tools");
     for (from, to) in [("caller", "caller"), ("caller", "caller2"), ("calc", "calc"), ("hostile", "hostile")]

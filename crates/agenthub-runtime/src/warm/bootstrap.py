@@ -411,6 +411,14 @@ _CURRENT_PID = [None]  # the worker's pid: a forked child's os._exit is its own 
 
 def _call(dispatch, target, form, request):
     """Runs one call; returns (stdout text, exit code) as a one-shot process would give."""
+    traceparent = request.get("traceparent")
+    if traceparent is not None:  # the call is traced: as a one-shot process's environment has it
+        _ENVIRON["TRACEPARENT"] = traceparent
+        tracestate = request.get("tracestate")
+        if tracestate is not None:
+            _ENVIRON["TRACESTATE"] = tracestate
+        else:
+            _ENVIRON.pop("TRACESTATE", None)
     sink = _Sink()
     encoding, errors = _codec(sys.stdout)  # as the agent left stdout at import
     sys.stdout = _TextIOWrapper(sink, encoding=encoding, errors=errors, write_through=True)

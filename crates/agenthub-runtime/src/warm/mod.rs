@@ -115,6 +115,11 @@ pub(crate) struct WarmCall {
     /// When the call's time is up (its timeout from when it reached the pools): waiting for
     /// a slot, for a worker to start and for the answer all end there.
     pub(crate) deadline: Option<Instant>,
+    /// The call's span: a worker started for the call is a child of it.
+    pub(crate) span: tracing::Span,
+    /// The call's trace context (`TRACEPARENT`, `TRACESTATE`), set in the worker's
+    /// environment for the length of the call.
+    pub(crate) trace: Option<(String, Option<String>)>,
 }
 
 impl WarmCall {
@@ -370,7 +375,17 @@ impl Pools {
         let mut startup = None;
         let mut warm = match reuse {
             Some(w) => w,
-            None => match (Instant::now(), self.start(call, call.left(), call.cancel.as_ref())) {
+            None => match (Instant::now(), {
+                let _starting = tracing::info_span!(
+                    target: "agenthub::call",
+                    parent: &call.span,
+                    "start_worker",
+                    otel.name = "start_worker",
+                    agenthub.isolated = self.settings.isolated,
+                )
+                .entered();
+                self.start(call, call.left(), call.cancel.as_ref())
+            }) {
                 (starting, Ok(Some(w))) => {
                     startup = Some(starting.elapsed());
                     w
@@ -810,6 +825,8 @@ impl Pools {
             method: &call.method,
             request: &call.request,
             spin: !spin.is_zero(),
+            traceparent: call.trace.as_ref().map(|t| t.0.as_str()),
+            tracestate: call.trace.as_ref().and_then(|t| t.1.as_deref()),
         })
         .unwrap_or_default();
         let started = Instant::now();

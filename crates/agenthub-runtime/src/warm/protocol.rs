@@ -19,6 +19,12 @@ pub(crate) struct Request<'a> {
     /// answers (the runtime says so while few requests are out: see `Pools::spin_for`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub(crate) spin: bool,
+    /// The call's W3C trace context: `TRACEPARENT` in the agent's environment during the call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) traceparent: Option<&'a str>,
+    /// `TRACESTATE` likewise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tracestate: Option<&'a str>,
 }
 
 /// How the worker will serve calls, as announced.
@@ -159,9 +165,15 @@ mod tests {
         }
         let mut send = |id: u64, params: &str| {
             let request = format!("{{\"method\":\"greet\",\"parameters\":{params}}}");
-            let text =
-                serde_json::to_string(&Request { id, method: "greet", request: &request, spin: false })
-                    .unwrap();
+            let text = serde_json::to_string(&Request {
+                id,
+                method: "greet",
+                request: &request,
+                spin: false,
+                traceparent: None,
+                tracestate: None,
+            })
+            .unwrap();
             writeln!(input, "{text}").unwrap();
         };
         send(7, "{\"n\":1}");
@@ -189,7 +201,15 @@ mod tests {
         writeln!(
             input,
             "{}",
-            serde_json::to_string(&Request { id: 4, method: "greet", request, spin: true }).unwrap()
+            serde_json::to_string(&Request {
+                id: 4,
+                method: "greet",
+                request,
+                spin: true,
+                traceparent: None,
+                tracestate: None
+            })
+            .unwrap()
         )
         .unwrap();
         let exited = Reply::parse(&line(&mut output)).unwrap();
@@ -220,8 +240,15 @@ mod tests {
         assert!(Announcement::parse(&line(&mut output)).is_some());
         for id in 1..=200 {
             let request = format!("{{\"method\":\"greet\",\"parameters\":{{\"n\":{id}}}}}");
-            let text = serde_json::to_string(&Request { id, method: "greet", request: &request, spin: true })
-                .unwrap();
+            let text = serde_json::to_string(&Request {
+                id,
+                method: "greet",
+                request: &request,
+                spin: true,
+                traceparent: None,
+                tracestate: None,
+            })
+            .unwrap();
             writeln!(input, "{text}").unwrap();
             let reply = Reply::parse(&line(&mut output)).unwrap();
             assert_eq!(reply.id, Some(id));
@@ -269,9 +296,15 @@ mod tests {
         }
         let mut send = |id: u64, params: &str| {
             let request = format!("{{\"method\":\"greet\",\"parameters\":{params}}}");
-            let text =
-                serde_json::to_string(&Request { id, method: "greet", request: &request, spin: false })
-                    .unwrap();
+            let text = serde_json::to_string(&Request {
+                id,
+                method: "greet",
+                request: &request,
+                spin: false,
+                traceparent: None,
+                tracestate: None,
+            })
+            .unwrap();
             writeln!(input, "{text}").unwrap();
         };
         for id in 1..=2 {
