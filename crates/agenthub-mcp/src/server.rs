@@ -280,9 +280,16 @@ impl Inner {
         };
         let response =
             joined.map_err(|e| ErrorData::internal_error(format!("the call's thread failed: {e}"), None))?;
-        if let Some(error) = response.error() {
+        if let Some(error) = response.error()
+            && !span.is_disabled()
+        {
             span.record("error.type", error.error_type());
-            span.record("otel.status_description", error.to_string());
+            let message = error.to_string();
+            let mut end = message.len().min(1024);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            span.record("otel.status_description", &message[..end]);
         }
         Ok(CallToolResponse::Complete(crate::tool_result(&response, tool.output_schema.is_some())))
     }

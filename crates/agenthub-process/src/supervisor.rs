@@ -297,9 +297,19 @@ impl Supervisor {
 
     /// Takes `n` bytes from the read buffer; `false` when stdout went past its cap.
     fn accept(&mut self, stream: Stream, n: usize) -> bool {
-        let data = &self.buf[..n];
         match stream {
             Stream::Stdout => {
+                if self.stdout.is_empty()
+                    && n > 0
+                    && let Some(cap) = self.spec_limits.max_memory_bytes
+                    && !self.sigkill_sent
+                {
+                    // The agent answers: its memory is near its peak now, and a short call
+                    // may end before the next periodic sample (its own `wait4` figure is
+                    // lost under a spawner whose high-water mark is higher).
+                    self.sample_memory(cap);
+                }
+                let data = &self.buf[..n];
                 let room = self.spec_limits.max_stdout_bytes.saturating_sub(self.stdout.len());
                 if n > room {
                     self.stdout.extend_from_slice(&data[..room]);
@@ -309,6 +319,7 @@ impl Supervisor {
                 self.stdout.extend_from_slice(data);
             }
             Stream::Stderr => {
+                let data = &self.buf[..n];
                 if self.spec_limits.echo_stderr {
                     let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), data);
                 }
@@ -322,6 +333,17 @@ impl Supervisor {
             }
         }
         true
+    }
+
+    /// Samples the call's memory: the whole tree (children and `multiprocessing` workers
+    /// count, and with a memory cgroup so does shared memory, `/dev/shm`); over `cap`, the
+    /// call is stopped.
+    fn sample_memory(&mut self, cap: u64) {
+        let sample = self.scope.sample_memory(&mut self.tree, cap);
+        self.sampled_peak_rss = self.sampled_peak_rss.max(sample.in_use);
+        if sample.in_use > cap || sample.oom_killed {
+            self.stop(Termination::MemoryLimit);
+        }
     }
 
     /// Kills the group at once for a limit other than time.
@@ -355,13 +377,7 @@ impl Supervisor {
             && now >= at
             && !self.sigkill_sent
         {
-            // The whole tree: children and `multiprocessing` workers count, and with a memory
-            // cgroup so does shared memory (`/dev/shm`).
-            let sample = self.scope.sample_memory(&mut self.tree, cap);
-            self.sampled_peak_rss = self.sampled_peak_rss.max(sample.in_use);
-            if sample.in_use > cap || sample.oom_killed {
-                self.stop(Termination::MemoryLimit);
-            }
+            self.sample_memory(cap);
             self.next_memory_sample = now.checked_add(sample_interval(limits));
         }
         if self.sigkill_sent {

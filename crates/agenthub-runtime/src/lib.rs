@@ -714,10 +714,13 @@ impl AgentRuntime {
             response.tool_calls = tools.finish();
         }
         response.execution_time = started.elapsed();
-        span.record("agenthub.mode", trace.mode);
-        if let Some(error) = response.error() {
-            span.record("error.type", error.error_type());
-            span.record("otel.status_description", error.to_string());
+        if !span.is_disabled() {
+            span.record("agenthub.mode", trace.mode);
+            if let Some(error) = response.error() {
+                span.record("error.type", error.error_type());
+                // The message may carry what the agent wrote: bounded.
+                span.record("otel.status_description", bounded(&error.to_string(), 1024));
+            }
         }
         self.record(trace, agent, method, caller, &response, payload);
         response
@@ -780,7 +783,8 @@ impl AgentRuntime {
                 method,
             };
             let mut trace = history::CallTrace::new();
-            trace.started_at = std::time::SystemTime::now() - response.execution_time;
+            let now = std::time::SystemTime::now();
+            trace.started_at = now.checked_sub(response.execution_time).unwrap_or(now);
             history::record(recorder, trace, named, caller.unwrap_or(&self.caller), response, None);
         }
         #[cfg(not(feature = "history"))]
@@ -971,6 +975,15 @@ fn call_span(
         error.type = tracing::field::Empty,
         otel.status_description = tracing::field::Empty,
     )
+}
+
+/// `text` cut to at most `max` bytes on a character boundary.
+fn bounded(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// The call's trace context for its agent process (`TRACEPARENT`, `TRACESTATE`), when it
