@@ -35,5 +35,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(interrupt::interrupt_fd, m)?)?;
     m.add_function(wrap_pyfunction!(tools::interpreter_exiting, m)?)?;
     m.add_function(wrap_pyfunction!(tools::tools_after_fork, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime::flush_traces, m)?)?;
     Ok(())
 }

@@ -436,9 +436,15 @@ impl Agent {
 
 /// Logs of the runtime (warnings and errors by default, `runtime.log_level` when lower)
 /// go to stderr, once per process.
+/// Logs of the runtime to stderr (warnings unless configured otherwise); traces to an OTLP
+/// collector when the standard `OTEL_*` variables ask for them (agenthub-telemetry), as the
+/// CLI does. Once per process.
 fn init_logging(config: &Config) {
     use agenthub_core::LogLevel;
-    use tracing_subscriber::filter::LevelFilter;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, LevelFilter};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     static ONCE: std::sync::Once = std::sync::Once::new();
     let level = match config.runtime.log_level {
         LogLevel::Error => LevelFilter::ERROR,
@@ -447,11 +453,49 @@ fn init_logging(config: &Config) {
         LogLevel::Trace => LevelFilter::TRACE,
     };
     ONCE.call_once(|| {
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(level)
+        let log = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_target(false)
             .without_time()
-            .try_init();
+            .with_filter(level.and(tracing_subscriber::filter::filter_fn(is_event)));
+        let (exporter, problem) = match agenthub_telemetry::export::Exporter::from_env() {
+            Ok(exporter) => (exporter, None),
+            Err(problem) => (None, Some(problem)),
+        };
+        let traces = exporter.as_ref().map(agenthub_telemetry::export::Exporter::layer);
+        let _ = tracing_subscriber::registry().with(log).with(traces).try_init();
+        if let Some(problem) = problem {
+            tracing::warn!("{problem}");
+        }
+        if let Some(exporter) = exporter {
+            *EXPORTER.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((std::process::id(), exporter));
+        }
     });
+}
+
+/// Whether `meta` is an event's (a log line), not a span's.
+fn is_event(meta: &tracing::Metadata<'_>) -> bool {
+    meta.is_event()
+}
+
+/// The trace exporter, with the pid of the process that made it (its thread is not in a
+/// forked child).
+static EXPORTER: std::sync::Mutex<Option<(u32, agenthub_telemetry::export::Exporter)>> =
+    std::sync::Mutex::new(None);
+
+/// Sends the spans still queued to the collector (waiting at most `timeout` seconds) and
+/// stops tracing; returns a warning when spans were lost. Called at interpreter exit. A
+/// forked child does not touch its parent's exporter.
+#[pyfunction]
+pub(crate) fn flush_traces(py: Python<'_>, timeout: f64) -> Option<String> {
+    let taken = EXPORTER.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take();
+    let (pid, exporter) = taken?;
+    if pid != std::process::id() {
+        // Leaked, not shut down: its thread lives in the parent only.
+        std::mem::forget(exporter);
+        return None;
+    }
+    let timeout = std::time::Duration::try_from_secs_f64(timeout).unwrap_or(std::time::Duration::ZERO);
+    py.detach(|| exporter.shutdown(timeout))
 }

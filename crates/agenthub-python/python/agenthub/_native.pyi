@@ -17,6 +17,9 @@ def interpreter_exiting(wait: float) -> bool:
 def tools_after_fork() -> None:
     """In a forked child: forgets the parent's running tool calls."""
 
+def flush_traces(timeout: float) -> str | None:
+    """Sends queued spans to the collector (at most ``timeout`` s); a warning if spans were lost."""
+
 class Runtime:
     """One agenthub runtime: ``Runtime(home=None, settings=[], auto_install=None)``."""
 

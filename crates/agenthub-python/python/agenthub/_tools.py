@@ -174,6 +174,9 @@ def _spec_of(entry: Any) -> ToolSpec | None:
 #: How long the interpreter's exit waits for tool functions still running.
 EXIT_WAIT_SECONDS = 30.0
 
+#: How long the interpreter's exit waits for queued spans to reach the collector.
+TRACE_FLUSH_SECONDS = 2.0
+
 
 def _invoke(function: Callable[..., Any], arguments: str) -> str:
     """Calls a tool with the agent's arguments (JSON text); its result as JSON text."""
@@ -208,6 +211,12 @@ def _at_exit() -> None:
             "Python may abort when it finalizes",
             file=sys.stderr,
         )
+    # Traces (OTEL_EXPORTER_OTLP_ENDPOINT set): what is queued goes to the collector now.
+    lost = _native.flush_traces(TRACE_FLUSH_SECONDS)
+    if lost:
+        import sys
+
+        print(f"agenthub: warning: {lost}", file=sys.stderr)
 
 
 async def _awaited(awaitable: Any) -> Any:
