@@ -2,8 +2,8 @@
 //! (`SQLite`), and the queries behind `agenthub runs` and `agenthub stats`.
 //!
 //! The runtime only emits: it hands a [`RunRecord`] to a [`Recorder`], which queues it
-//! (a bounded channel, no I/O on the call's path) for a thread of its own that writes
-//! batches in one transaction each. [`History`] is the read side, for the CLI.
+//! (bounded in records and bytes, no I/O on the call's path) for a thread of its own that
+//! writes batches in one transaction each. [`History`] is the read side, for the CLI.
 //!
 //! Invariants:
 //! - recording never fails or slows a call: a database that is locked past the busy

@@ -349,7 +349,7 @@ impl History {
             store::OpenError::Sqlite(source) => HistoryError::Sqlite { path: path.clone(), source },
             other => HistoryError::Unwritable { path: path.clone(), message: other.to_string() },
         })?;
-        store::prune(&conn, retention, crate::writer::now_ms())
+        store::prune(&conn, retention, crate::writer::now_ms(), None)
             .map_err(|source| HistoryError::Sqlite { path, source })
     }
 }
@@ -387,14 +387,22 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
 }
 
 fn full(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    // Whatever the file holds (NaN, infinities, negatives) reads as some duration.
     let ms = |name: &str| -> rusqlite::Result<Option<Duration>> {
-        Ok(row.get::<_, Option<f64>>(name)?.map(|v| Duration::from_secs_f64(v.max(0.0) / 1e3)))
+        Ok(row.get::<_, Option<f64>>(name)?.map(|v| {
+            Duration::try_from_secs_f64(v / 1e3).unwrap_or(if v > 0.0 {
+                Duration::MAX
+            } else {
+                Duration::ZERO
+            })
+        }))
     };
     Ok(RunRecord {
         id: row.get("id")?,
         started_at_ms: row.get("started_at")?,
         agent: row.get("agent")?,
         agent_dir: PathBuf::from(row.get::<_, String>("agent_dir")?),
+        installed_as: None,
         version: row.get("version")?,
         commit: row.get("commit_sha")?,
         method: row.get("method")?,

@@ -24,7 +24,8 @@ pub struct Durations {
     /// Checking (or building) the agent's environment.
     #[serde(rename = "environment_ms", serialize_with = "opt_ms")]
     pub environment: Option<Duration>,
-    /// Starting the warm worker (or zygote) the call waited for.
+    /// Starting the warm worker (or zygote) the call started for itself (a worker started
+    /// ahead of calls, which the call may have waited for, is not counted).
     #[serde(rename = "startup_ms", serialize_with = "opt_ms")]
     pub startup: Option<Duration>,
     /// The agent's process answering: a one-shot process from spawn to exit (its
@@ -47,6 +48,10 @@ pub struct RunRecord {
     pub agent: String,
     /// The agent directory.
     pub agent_dir: PathBuf,
+    /// The id the agent is installed as, when it is: the writer then reads the commit from
+    /// its install record (if that record is the home's own). Not stored.
+    #[serde(skip)]
+    pub installed_as: Option<String>,
     /// The manifest's `version`.
     pub version: Option<String>,
     /// The commit an installed agent was checked out at (from its install record).
@@ -88,6 +93,25 @@ impl RunRecord {
     /// Whether the call returned a result.
     pub fn is_success(&self) -> bool {
         self.error_type.is_none()
+    }
+
+    /// Roughly the bytes it holds (what the writer's queue counts).
+    pub fn approx_bytes(&self) -> usize {
+        let text = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        256 + self.id.len()
+            + self.agent.len()
+            + self.agent_dir.as_os_str().len()
+            + self.method.len()
+            + self.mode.len()
+            + self.caller.len()
+            + text(&self.version)
+            + text(&self.commit)
+            + text(&self.error_type)
+            + text(&self.error_message)
+            + text(&self.stderr_tail)
+            + text(&self.parent_id)
+            + text(&self.params)
+            + text(&self.result)
     }
 }
 

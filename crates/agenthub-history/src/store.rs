@@ -120,6 +120,8 @@ pub(crate) fn open_write(path: &Path) -> Result<Connection, OpenError> {
     }
     // WAL is the file's own (set once, when the schema is made); commits need no fsync.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    // The log is truncated to this after a checkpoint (a burst of large records grows it).
+    conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)?;
     // The last connection to close would otherwise copy the log into the database (and
     // fsync) as the process exits; the log is folded in by later commits instead.
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
@@ -220,21 +222,52 @@ pub struct PruneReport {
     pub left: u64,
 }
 
+/// Rows deleted per transaction: other writers wait for one chunk at most.
+const PRUNE_CHUNK: i64 = 10_000;
+
 /// Deletes the records older than `keep_days` before `now_ms`, then all but the newest
-/// `max_rows` (by the order they were written).
-pub(crate) fn prune(conn: &Connection, retention: Retention, now_ms: i64) -> rusqlite::Result<PruneReport> {
+/// `max_rows` (by the order they were written), in chunks of [`PRUNE_CHUNK`] rows, each its
+/// own transaction; with a `budget`, stops when it is spent (the rest is left for the next
+/// prune). The time of the prune is stamped first, so a prune cut short is not retried by
+/// every writer that opens the database.
+pub(crate) fn prune(
+    conn: &Connection,
+    retention: Retention,
+    now_ms: i64,
+    budget: Option<Duration>,
+) -> rusqlite::Result<PruneReport> {
+    let started = std::time::Instant::now();
+    let spent = || budget.is_some_and(|b| started.elapsed() >= b);
+    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_prune', ?1)", [now_ms])?;
     let mut report = PruneReport::default();
     if retention.keep_days > 0 {
         let days = i64::try_from(retention.keep_days).unwrap_or(i64::MAX);
         let cutoff = now_ms.saturating_sub(days.saturating_mul(86_400_000));
-        report.removed_by_age = conn.execute("DELETE FROM runs WHERE started_at < ?1", [cutoff])? as u64;
+        loop {
+            let n = conn.execute(
+                "DELETE FROM runs WHERE seq IN (SELECT seq FROM runs WHERE started_at < ?1 LIMIT ?2)",
+                [cutoff, PRUNE_CHUNK],
+            )?;
+            report.removed_by_age += n as u64;
+            if n == 0 || spent() {
+                break;
+            }
+        }
     }
-    if retention.max_rows > 0 {
+    if retention.max_rows > 0 && !spent() {
         let keep = i64::try_from(retention.max_rows).unwrap_or(i64::MAX);
-        report.removed_by_count =
-            conn.execute("DELETE FROM runs WHERE seq <= (SELECT max(seq) FROM runs) - ?1", [keep])? as u64;
+        loop {
+            let n = conn.execute(
+                "DELETE FROM runs WHERE seq IN (SELECT seq FROM runs WHERE seq <= \
+                 (SELECT max(seq) FROM runs) - ?1 ORDER BY seq LIMIT ?2)",
+                [keep, PRUNE_CHUNK],
+            )?;
+            report.removed_by_count += n as u64;
+            if n == 0 || spent() {
+                break;
+            }
+        }
     }
-    conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_prune', ?1)", [now_ms])?;
     report.left = conn.query_row("SELECT count(*) FROM runs", [], |r| r.get::<_, i64>(0))? as u64;
     Ok(report)
 }

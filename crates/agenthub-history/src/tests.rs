@@ -20,6 +20,7 @@ pub(crate) fn record(
         started_at_ms,
         agent: "acme/hello".to_owned(),
         agent_dir: "/agents/acme/hello".into(),
+        installed_as: None,
         version: Some("1.0.0".to_owned()),
         commit: None,
         method: method.to_owned(),
@@ -202,4 +203,51 @@ fn a_disabled_history_has_no_recorder_and_an_empty_home_reads_as_empty() {
     assert!(history.list(&RunFilter { limit: 10, ..RunFilter::default() }).unwrap().is_empty());
     assert_eq!(history.stats(&StatsFilter::default()).unwrap().calls, 0);
     assert!(!home.path().join("history.db").exists(), "reading created the database");
+}
+
+fn install_record(dir: &Path, id: &str, install_id: &str, commit: &str) {
+    let record = agenthub_core::InstallRecord {
+        agent_name: id.to_owned(),
+        github_url: "file:///src".to_owned(),
+        commit_sha: Some(commit.to_owned()),
+        requested_ref: None,
+        installed_at: "2026-12-03T00:00:00Z".to_owned(),
+        source: "file:///src".to_owned(),
+        source_kind: agenthub_core::SourceKind::Git,
+        agenthub_version: "0.1.0".to_owned(),
+        install_id: Some(install_id.to_owned()),
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(agenthub_core::INSTALL_RECORD_FILE), serde_json::to_string(&record).unwrap())
+        .unwrap();
+}
+
+#[test]
+fn the_commit_is_taken_only_from_an_install_record_the_home_wrote() {
+    let home = tempfile::tempdir().unwrap();
+    let commit = "0123456789abcdef0123456789abcdef01234567";
+    let ours = home.path().join("agents/acme/hello");
+    let forged = home.path().join("agents/acme/forged");
+    let by_path = home.path().join("elsewhere/agent");
+    install_record(&ours, "acme/hello", "id-ours", commit);
+    install_record(&forged, "acme/forged", "id-forged", commit);
+    install_record(&by_path, "acme/hello", "id-ours", commit);
+    std::fs::create_dir_all(home.path().join("installs/acme")).unwrap();
+    std::fs::write(home.path().join("installs/acme/hello.json"), r#"{"ids": ["id-ours"]}"#).unwrap();
+    std::fs::write(home.path().join("installs/acme/forged.json"), r#"{"ids": ["another"]}"#).unwrap();
+    let mut records = Vec::new();
+    for (n, (dir, id)) in [(&ours, Some("acme/hello")), (&forged, Some("acme/forged")), (&by_path, None)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut r = record(&format!("{n:016x}"), i64::try_from(n).unwrap(), "m", None, 1);
+        r.agent_dir = dir.clone();
+        r.installed_as = id.map(str::to_owned);
+        records.push(r);
+    }
+    write(home.path(), records);
+    let history = History::open(home.path()).unwrap();
+    assert_eq!(history.show("0000000000000000").unwrap().commit.as_deref(), Some(commit));
+    assert_eq!(history.show("0000000000000001").unwrap().commit, None, "a record the home did not write");
+    assert_eq!(history.show("0000000000000002").unwrap().commit, None, "an agent run by path");
 }

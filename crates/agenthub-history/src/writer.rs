@@ -20,9 +20,10 @@ use rusqlite::{Connection, ErrorCode};
 use crate::record::RunRecord;
 use crate::store::{self, Retention};
 
-/// Records waiting for the writer at most; more are dropped (and counted) rather than
-/// held: a writer that falls behind never grows the caller's memory.
+/// Records waiting for the writer at most, and their bytes at most; more are dropped (and
+/// counted) rather than held: a writer that falls behind never grows the caller's memory.
 const QUEUE: usize = 8192;
+const QUEUE_BYTES: usize = 64 << 20;
 
 /// Records that make the writer go at once rather than wait out its window.
 const BATCH: usize = 1024;
@@ -36,8 +37,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// After a failed write, how long the writer drops records before it tries again.
 const BACK_OFF: Duration = Duration::from_secs(60);
 
-/// How long dropping a [`Recorder`] waits for its last records to be written.
-const DRAIN_WAIT: Duration = Duration::from_secs(5);
+/// How long dropping a [`Recorder`] waits for its last records to be written (one write
+/// under the busy timeout, and the database's opening).
+const DRAIN_WAIT: Duration = Duration::from_secs(3);
+
+/// What one automatic retention pass may take (more is left for the next).
+const PRUNE_BUDGET: Duration = Duration::from_millis(200);
 
 /// One warning per process about the history, whatever goes wrong how often.
 static WARNED: AtomicBool = AtomicBool::new(false);
@@ -46,6 +51,8 @@ static WARNED: AtomicBool = AtomicBool::new(false);
 #[derive(Default)]
 struct Queue {
     records: Vec<RunRecord>,
+    /// Their size, roughly ([`RunRecord::approx_bytes`]).
+    bytes: usize,
     flushes: Vec<SyncSender<()>>,
     /// The recorder is gone: write what is queued and end.
     closed: bool,
@@ -119,8 +126,9 @@ impl Recorder {
             self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        let size = record.approx_bytes();
         let mut queue = self.shared.lock();
-        if queue.records.len() >= QUEUE {
+        if queue.records.len() >= QUEUE || queue.bytes + size > QUEUE_BYTES {
             drop(queue);
             let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             warn_once(&format!(
@@ -130,7 +138,9 @@ impl Recorder {
             return;
         }
         queue.records.push(record);
-        let wake = std::mem::take(&mut queue.idle);
+        queue.bytes += size;
+        // An idle writer is woken; one waiting out its window, when a batch is full.
+        let wake = std::mem::take(&mut queue.idle) || queue.records.len() == BATCH;
         drop(queue);
         if wake {
             writer.unpark();
@@ -233,10 +243,12 @@ impl Writer {
                 queue = self.shared.lock();
             }
             let batch = std::mem::take(&mut queue.records);
+            queue.bytes = 0;
             let flushes = std::mem::take(&mut queue.flushes);
+            let closing = queue.closed;
             drop(queue);
             if !batch.is_empty() {
-                self.write(batch);
+                self.write(batch, closing);
             }
             for ack in flushes {
                 let _ = ack.send(());
@@ -244,14 +256,18 @@ impl Writer {
         }
     }
 
-    fn write(&mut self, mut batch: Vec<RunRecord>) {
+    /// Writes `batch`; `closing`: the recorder is gone and the process may be exiting, so
+    /// one try and no retention.
+    fn write(&mut self, mut batch: Vec<RunRecord>, closing: bool) {
         if self.failed_at.is_some_and(|at| at.elapsed() < BACK_OFF) {
             self.shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
             return;
         }
         for record in &mut batch {
-            if record.commit.is_none() {
-                record.commit = self.commit_of(&record.agent_dir);
+            if record.commit.is_none()
+                && let Some(id) = record.installed_as.clone()
+            {
+                record.commit = self.commit_of(&id, &record.agent_dir);
             }
         }
         if let Err(e) = self.open() {
@@ -263,8 +279,9 @@ impl Writer {
             tries += 1;
             match store::insert(conn, &batch) {
                 Err(rusqlite::Error::SqliteFailure(e, _))
-                    if tries < 2 && matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
-                }
+                    if tries < 2
+                        && !closing
+                        && matches!(e.code, ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {}
                 other => break other,
             }
         };
@@ -274,14 +291,16 @@ impl Writer {
             return self.failed(&batch, &e.to_string());
         }
         self.failed_at = None;
-        if pruned.elapsed() >= PRUNE_EVERY {
+        if !closing && pruned.elapsed() >= PRUNE_EVERY {
             *pruned = Instant::now();
             let now = now_ms();
+            let every = i64::try_from(PRUNE_EVERY.as_millis()).unwrap_or(i64::MAX);
+            // A stamp from the future (a clock that was ahead) is due too.
             let due = store::last_prune(conn)
                 .ok()
                 .flatten()
-                .is_none_or(|at| now - at >= PRUNE_EVERY.as_millis() as i64);
-            if due && let Err(e) = store::prune(conn, self.retention, now) {
+                .is_none_or(|at| at > now || now.saturating_sub(at) >= every);
+            if due && let Err(e) = store::prune(conn, self.retention, now, Some(PRUNE_BUDGET)) {
                 tracing::debug!(error = %e, "run history: retention failed");
             }
         }
@@ -308,10 +327,15 @@ impl Writer {
         ));
     }
 
-    /// The commit an installed agent directory's install record names; read once per
-    /// change of that file.
-    fn commit_of(&mut self, dir: &Path) -> Option<String> {
+    /// The commit of the agent installed as `id` in `dir`: what its install record names,
+    /// when that record is this home's (its install id is in `<home>/installs/<id>.json`:
+    /// anything else in the directory could have come with the agent) and the commit is a
+    /// git object id. Read once per change of the agent's record.
+    fn commit_of(&mut self, id: &str, dir: &Path) -> Option<String> {
         use std::os::unix::fs::MetadataExt;
+        if dir.as_os_str().is_empty() {
+            return None;
+        }
         let file = Path::new(agenthub_core::INSTALL_RECORD_FILE);
         let identity = std::fs::symlink_metadata(dir.join(file))
             .ok()
@@ -324,7 +348,17 @@ impl Writer {
         let commit = identity.and_then(|_| {
             let text =
                 agenthub_core::read_agent_file(dir, file, agenthub_core::MAX_INSTALL_RECORD_BYTES).ok()??;
-            serde_json::from_str::<agenthub_core::InstallRecord>(&text).ok()?.commit_sha
+            let record = serde_json::from_str::<agenthub_core::InstallRecord>(&text).ok()?;
+            let agent_id = id.parse::<agenthub_core::AgentId>().ok()?;
+            let install_id = record.install_id.filter(|_| record.agent_name == id)?;
+            let home = self.path.parent()?;
+            let ours = read_bounded(
+                &agenthub_core::home_install_record_path(home, &agent_id),
+                agenthub_core::MAX_HOME_INSTALL_RECORD_BYTES,
+            )?;
+            let ours = serde_json::from_str::<agenthub_core::HomeInstallRecord>(&ours).ok()?;
+            ours.ids.contains(&install_id).then_some(())?;
+            record.commit_sha.filter(|c| agenthub_core::is_object_id(c))
         });
         if self.commits.len() > 1024 {
             self.commits.clear();
@@ -332,6 +366,23 @@ impl Writer {
         self.commits.insert(dir.to_path_buf(), (identity, commit.clone()));
         commit
     }
+}
+
+/// A regular file of the home, read whole up to `max` bytes (never through a symlink).
+fn read_bounded(path: &Path, max: u64) -> Option<String> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut text = String::new();
+    file.take(max).read_to_string(&mut text).ok()?;
+    Some(text)
 }
 
 fn warn_once(message: &str) {

@@ -443,8 +443,6 @@ fn init_logging(config: &Config) {
     use agenthub_core::LogLevel;
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::filter::{FilterExt as _, LevelFilter};
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
     static ONCE: std::sync::Once = std::sync::Once::new();
     let level = match config.runtime.log_level {
         LogLevel::Error => LevelFilter::ERROR,
@@ -458,16 +456,7 @@ fn init_logging(config: &Config) {
             .with_target(false)
             .without_time()
             .with_filter(level.and(tracing_subscriber::filter::filter_fn(is_event)));
-        let (exporter, problem) = match agenthub_telemetry::export::Exporter::from_env() {
-            Ok(exporter) => (exporter, None),
-            Err(problem) => (None, Some(problem)),
-        };
-        let traces = exporter.as_ref().map(agenthub_telemetry::export::Exporter::layer);
-        let _ = tracing_subscriber::registry().with(log).with(traces).try_init();
-        if let Some(problem) = problem {
-            tracing::warn!("{problem}");
-        }
-        if let Some(exporter) = exporter {
+        if let Some(exporter) = agenthub_telemetry::export::install(log) {
             *EXPORTER.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
                 Some((std::process::id(), exporter));
         }

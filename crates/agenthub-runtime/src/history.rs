@@ -63,10 +63,16 @@ impl CallTrace {
 /// The agent a record names: its id when installed, else its directory.
 pub(crate) struct Named<'a> {
     pub(crate) agent: String,
+    /// The id it is installed as, when it is.
+    pub(crate) installed_as: Option<String>,
     pub(crate) dir: &'a std::path::Path,
     pub(crate) version: Option<String>,
     pub(crate) method: &'a str,
 }
+
+/// Longest agent name, version or method name a record keeps.
+#[cfg(feature = "history")]
+const MAX_NAME_BYTES: usize = 1024;
 
 /// The record of a call answered with `response`.
 #[cfg(feature = "history")]
@@ -91,11 +97,13 @@ pub(crate) fn record(
             .started_at
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
-        agent: named.agent,
+        // A manifest's strings are the agent author's: bounded, as every record repeats them.
+        agent: cap_text(&named.agent, MAX_NAME_BYTES, false),
         agent_dir: named.dir.to_path_buf(),
-        version: named.version,
+        installed_as: named.installed_as,
+        version: named.version.map(|v| cap_text(&v, MAX_NAME_BYTES, false)),
         commit: None,
-        method: named.method.to_owned(),
+        method: cap_text(named.method, MAX_NAME_BYTES, false),
         mode: trace.mode.to_owned(),
         error_type: error.map(|e| e.error_type().to_owned()),
         error_message: error.map(|e| cap_text(&e.to_string(), MAX_STDERR_BYTES, false)),

@@ -668,6 +668,13 @@ impl AgentRuntime {
     ) -> ExecutionResponse {
         let CallOptions { timeout, tools, caller, parent, .. } = options;
         let mut trace = history::CallTrace::new();
+        // As configured; the call path says when it took another (a warm call run one-shot).
+        trace.mode = match (self.config.runtime.target, self.config.runtime.mode) {
+            (agenthub_core::ExecutionTarget::Ray, _) => "ray",
+            (_, ExecutionMode::Warm) => "warm",
+            (_, ExecutionMode::Isolated) => "isolated",
+            (_, ExecutionMode::Oneshot) => "oneshot",
+        };
         let span = call_span(agent, method, &trace.id, parent);
         trace.span = span.clone();
         if let Some(tools) = tools {
@@ -749,12 +756,10 @@ impl AgentRuntime {
     ) {
         #[cfg(feature = "history")]
         if let Some(recorder) = &self.recorder {
+            let installed_as = agent.location.id.as_ref().map(ToString::to_string);
             let named = history::Named {
-                agent: agent
-                    .location
-                    .id
-                    .as_ref()
-                    .map_or_else(|| agent.location.dir.display().to_string(), ToString::to_string),
+                agent: installed_as.clone().unwrap_or_else(|| agent.location.dir.display().to_string()),
+                installed_as,
                 dir: &agent.location.dir,
                 version: Some(agent.manifest.version.clone()).filter(|v| !v.is_empty()),
                 method,
@@ -778,6 +783,7 @@ impl AgentRuntime {
         if let Some(recorder) = &self.recorder {
             let named = history::Named {
                 agent: name.to_owned(),
+                installed_as: None,
                 dir: std::path::Path::new(""),
                 version: None,
                 method,
@@ -962,14 +968,14 @@ fn call_span(
         target: "agenthub::call",
         parent: parent,
         "invoke_agent",
-        otel.name = %format_args!("invoke_agent {}", agent.manifest.name),
+        otel.name = %format_args!("invoke_agent {}", bounded(&agent.manifest.name, 256)),
         otel.kind = "internal",
         gen_ai.operation.name = "invoke_agent",
         gen_ai.provider.name = "agenthub",
-        gen_ai.agent.name = %agent.manifest.name,
+        gen_ai.agent.name = bounded(&agent.manifest.name, 256),
         gen_ai.agent.id = %agent.location.id.as_ref().map_or_else(|| agent.location.dir.display().to_string(), ToString::to_string),
-        gen_ai.agent.version = %agent.manifest.version,
-        agenthub.method = method,
+        gen_ai.agent.version = bounded(&agent.manifest.version, 256),
+        agenthub.method = bounded(method, 256),
         agenthub.run.id = %run,
         agenthub.mode = tracing::field::Empty,
         error.type = tracing::field::Empty,

@@ -38,10 +38,12 @@ pub(crate) async fn run(
 ) -> Result<ExecutionResponse, AgentRuntimeError> {
     let mut env_spec = crate::sandboxed_env(agent_env(rt, call.activation), call.sandbox);
     if let Some((traceparent, tracestate)) = call.trace {
+        // The call's context, never one inherited from agenthub's own environment.
         env_spec.set.retain(|(k, _)| k != "TRACEPARENT" && k != "TRACESTATE");
         env_spec.set.push(("TRACEPARENT".into(), traceparent.into()));
-        if let Some(state) = tracestate {
-            env_spec.set.push(("TRACESTATE".into(), state.into()));
+        match tracestate {
+            Some(state) => env_spec.set.push(("TRACESTATE".into(), state.into())),
+            None => env_spec.remove.push("TRACESTATE".into()),
         }
     }
     if let Some(cancel) = cancel {

@@ -94,6 +94,28 @@ impl SpanProcessor for CountingProcessor {
     }
 }
 
+/// Installs the process's subscriber: `log` (the caller's log layer, which should not show
+/// spans) and, when the `OTEL_*` variables ask for traces, the exporter's layer. Returns the
+/// exporter, to be [shut down](Exporter::shutdown) before the process exits; variables that
+/// ask for something agenthub cannot do are one warning, and calls go on untraced.
+pub fn install<L>(log: L) -> Option<Exporter>
+where
+    L: Layer<tracing_subscriber::Registry> + Send + Sync + 'static,
+{
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let (exporter, problem) = match Exporter::from_env() {
+        Ok(exporter) => (exporter, None),
+        Err(problem) => (None, Some(problem)),
+    };
+    let traces = exporter.as_ref().map(Exporter::layer);
+    let _ = tracing_subscriber::registry().with(log).with(traces).try_init();
+    if let Some(problem) = problem {
+        tracing::warn!("{problem}");
+    }
+    exporter
+}
+
 /// The installed exporter: give its [`Self::layer`] to the subscriber, and call
 /// [`Self::shutdown`] before the process exits.
 #[derive(Debug)]

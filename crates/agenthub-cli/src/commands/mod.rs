@@ -114,8 +114,6 @@ fn init_logging(
     use agenthub_core::LogLevel;
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
-    use tracing_subscriber::layer::SubscriberExt as _;
-    use tracing_subscriber::util::SubscriberInitExt as _;
     let level = match (ui.quiet, ui.verbose) {
         (true, _) => LevelFilter::ERROR,
         (false, 0) => match level {
@@ -139,16 +137,7 @@ fn init_logging(
         .with_ansi(ui.color)
         // Spans are for traces: a log line never carries them.
         .with_filter(filter.and(tracing_subscriber::filter::filter_fn(is_event)));
-    let (exporter, problem) = match agenthub_telemetry::export::Exporter::from_env() {
-        Ok(exporter) => (exporter, None),
-        Err(problem) => (None, Some(problem)),
-    };
-    let traces = exporter.as_ref().map(agenthub_telemetry::export::Exporter::layer);
-    let _ = tracing_subscriber::registry().with(log).with(traces).try_init();
-    if let Some(problem) = problem {
-        tracing::warn!("{problem}");
-    }
-    exporter
+    agenthub_telemetry::export::install(log)
 }
 
 /// `--sandbox off` with an installed agent (someone else's code) is said once per call on

@@ -321,6 +321,8 @@ fn since(age: Duration) -> i64 {
 
 /// `2026-12-03 22:50:01` (with milliseconds when `precise`), UTC.
 fn timestamp(ms: i64, precise: bool) -> String {
+    // What the file holds is shown within years 1970 to 9999 (RFC 3339's).
+    let ms = ms.clamp(0, 253_402_300_799_999);
     let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     let text = if precise {
         humantime::format_rfc3339_millis(at).to_string()

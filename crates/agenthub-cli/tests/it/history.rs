@@ -4,7 +4,7 @@
 //!
 //! Every wait is bounded; every process a test starts is killed by a guard.
 
-use std::io::{BufRead as _, BufReader, Write as _};
+use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,11 @@ use agenthub_testkit::TestContext;
 use serde_json::{Value as Json, json};
 
 use crate::{command, ctx_with_agent};
+
+/// Runs `cmd` to its end with `input` on stdin, bounded by [`LIMIT`].
+fn run(cmd: std::process::Command, input: &[u8]) -> Output {
+    crate::run_bounded(cmd, input, LIMIT)
+}
 
 /// Bound of one command (a first environment build included).
 const LIMIT: Duration = Duration::from_secs(180);
@@ -25,28 +30,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// Runs `cmd` to its end with `input` on stdin, bounded by [`LIMIT`].
-fn run(mut cmd: std::process::Command, input: &[u8]) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let Ok(output) = rx.recv_timeout(LIMIT) else {
-        // SAFETY: a plain kill of the child we started (still unreaped: the thread waits).
-        unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
-        panic!("agenthub did not finish within {LIMIT:?}");
-    };
-    let _ = writer.join();
-    output.unwrap()
 }
 
 fn agenthub(ctx: &TestContext, args: &[&str]) -> Output {
@@ -277,6 +260,7 @@ fn fixed_history(ctx: &TestContext) {
         started_at_ms: base + i64::try_from(n).unwrap() * 1000,
         agent: "acme/hello".to_owned(),
         agent_dir: "/home/u/.agenthub/agents/acme/hello".into(),
+        installed_as: None,
         version: Some("1.2.0".to_owned()),
         commit: Some("0123456789abcdef0123456789abcdef01234567".to_owned()),
         method: method.to_owned(),
@@ -409,4 +393,26 @@ fn runs_prune_applies_retention() {
     assert_eq!(json_of(&out), json!({"removed_by_age": 0, "removed_by_count": 5, "left": 3}));
     let left: Vec<_> = runs(&ctx).iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
     assert_eq!(left, ["a1b2c3d400000008", "a1b2c3d400000007", "a1b2c3d400000006"]);
+}
+
+#[test]
+fn what_a_manifest_says_is_bounded_in_each_record() {
+    let ctx = TestContext::new();
+    let dir = ctx.home().join("long");
+    std::fs::create_dir_all(&dir).unwrap();
+    let hello = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/agents/hello");
+    std::fs::copy(hello.join("agent.py"), dir.join("agent.py")).unwrap();
+    let manifest = std::fs::read_to_string(hello.join("agent.yaml")).unwrap();
+    let long = "9".repeat(200_000);
+    std::fs::write(
+        dir.join("agent.yaml"),
+        manifest.replacen("version: \"1.0.0\"", &format!("version: \"{long}\""), 1),
+    )
+    .unwrap();
+    let out = agenthub(&ctx, &["exec", dir.to_str().unwrap(), "greet", "name=x", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = runs(&ctx)[0]["id"].as_str().unwrap().to_owned();
+    let shown = json_of(&agenthub(&ctx, &["runs", "show", &id, "--json"]));
+    let version = shown["version"].as_str().unwrap();
+    assert!(version.len() <= 1024 + "…".len() && version.starts_with("999"), "{} bytes", version.len());
 }

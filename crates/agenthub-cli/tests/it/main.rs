@@ -86,6 +86,35 @@ pub(crate) fn slow_package(agent_dir: &std::path::Path, backend: &str) {
     std::fs::write(pkg.join("backend.py"), backend).unwrap();
 }
 
+/// Runs `cmd` to its end with `input` on stdin; past `limit` it is killed and the test
+/// fails.
+pub(crate) fn run_bounded(
+    mut cmd: std::process::Command,
+    input: &[u8],
+    limit: std::time::Duration,
+) -> std::process::Output {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let Ok(output) = rx.recv_timeout(limit) else {
+        // SAFETY: a plain kill of the child we started (still unreaped: the thread waits).
+        unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
+        panic!("agenthub did not finish within {limit:?}");
+    };
+    let _ = writer.join();
+    output.unwrap()
+}
+
 fn json_of(out: &std::process::Output) -> Json {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(

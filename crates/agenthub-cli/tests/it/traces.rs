@@ -17,6 +17,11 @@ use serde_json::{Value as Json, json};
 
 use crate::command;
 
+/// Runs `cmd` to its end with `input` on stdin, bounded by [`LIMIT`].
+fn run(cmd: std::process::Command, input: &[u8]) -> Output {
+    crate::run_bounded(cmd, input, LIMIT)
+}
+
 /// Bound of one command (a first environment build from `PyPI` included).
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -119,27 +124,6 @@ fn traced(ctx: &TestContext, receiver: &Receiver, args: &[&str], extra: &[(&str,
     run(cmd, b"")
 }
 
-fn run(mut cmd: std::process::Command, input: &[u8]) -> Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let Ok(output) = rx.recv_timeout(LIMIT) else {
-        // SAFETY: a plain kill of the child we started (still unreaped: the thread waits).
-        unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
-        panic!("agenthub did not finish within {LIMIT:?}");
-    };
-    let _ = writer.join();
-    output.unwrap()
-}
-
 fn json_of(out: &Output) -> Json {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -171,9 +155,15 @@ fn traceparent_of(span: &Json) -> String {
 fn a_call_is_an_invoke_agent_span_and_its_process_gets_the_trace_context() {
     let mut receiver = Receiver::start();
     let ctx = home();
-    let out = traced(&ctx, &receiver, &["exec", "test/traced", "context", "--json"], &[]);
+    // A trace context in agenthub's own environment is not the call's.
+    let stale = [
+        ("TRACEPARENT", "00-11111111111111111111111111111111-2222222222222222-01"),
+        ("TRACESTATE", "stale=1"),
+    ];
+    let out = traced(&ctx, &receiver, &["exec", "test/traced", "context", "--json"], &stale);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let given = json_of(&out)["result"]["traceparent"].as_str().expect("TRACEPARENT was set").to_owned();
+    assert!(json_of(&out)["result"]["tracestate"].is_null(), "{:?}", json_of(&out));
     let spans = receiver.wait_for("invoke_agent traced", |s| !named(s, "invoke_agent traced").is_empty());
     let call = one(&spans, "invoke_agent traced");
     assert_eq!(given, traceparent_of(call), "the process got the call's own span as its parent");
@@ -233,11 +223,14 @@ fn warm_calls_each_get_their_own_trace_context_and_the_worker_start_is_a_span() 
     let out =
         traced(&ctx, &receiver, &["exec", "test/traced", "context", "--json"], &[("AGENTHUB_MODE", "warm")]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let spans = receiver.wait_for("the worker's start", |s| !named(s, "start_worker").is_empty());
-    let start = one(&spans, "start_worker");
-    let call =
-        named(&spans, "invoke_agent traced").into_iter().find(|c| c["span_id"] == start["parent_span_id"]);
-    assert!(call.is_some_and(|c| c["trace_id"] == start["trace_id"]), "{spans:#?}");
+    // The process's parent is the call's span: `00-<trace>-<span>-01`.
+    let given = json_of(&out)["result"]["traceparent"].as_str().unwrap().to_owned();
+    let (trace_id, call_id) = (&given[3..35], &given[36..52]);
+    let spans = receiver.wait_for("the worker's start under the call", |s| {
+        named(s, "start_worker").iter().any(|w| w["parent_span_id"] == call_id)
+    });
+    let start = named(&spans, "start_worker").into_iter().find(|w| w["parent_span_id"] == call_id).unwrap();
+    assert_eq!(start["trace_id"], trace_id);
 }
 
 #[test]
