@@ -36,7 +36,9 @@ fn list(config: &Config, args: &RunsArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if runs.is_empty() {
-        render::err(&no_runs(config, args.agent.is_some() || args.failed || args.since.is_some()));
+        let mut said = no_runs(config, args.agent.is_some() || args.failed || args.since.is_some());
+        said.push_str(&directory_hint(args.agent.as_deref()));
+        render::err(&escape_control(&said));
         return ExitCode::SUCCESS;
     }
     render::out(&escape_control(&runs_table(&runs)));
@@ -52,6 +54,17 @@ fn no_runs(config: &Config, filtered: bool) -> String {
     } else {
         "No calls recorded: run history is off (history.enabled: false in config.yaml, or AGENTHUB_HISTORY=false).\n"
             .to_owned()
+    }
+}
+
+/// For an agent named like a directory without `./`: runs of agents called by path are
+/// recorded by their directory, as `exec` names them.
+fn directory_hint(agent: Option<&str>) -> String {
+    match agent {
+        Some(agent) if !agent.starts_with(['.', '/', '~']) && std::path::Path::new(agent).is_dir() => {
+            format!("  help: to see the runs of the directory {agent}, write ./{agent}\n")
+        }
+        _ => String::new(),
     }
 }
 
@@ -213,7 +226,9 @@ pub(crate) fn stats(config: &Config, args: &StatsArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if stats.calls == 0 {
-        render::err(&no_runs(config, args.agent.is_some() || args.since.is_some()));
+        let mut said = no_runs(config, args.agent.is_some() || args.since.is_some());
+        said.push_str(&directory_hint(args.agent.as_deref()));
+        render::err(&escape_control(&said));
         return ExitCode::SUCCESS;
     }
     render::out(&escape_control(&stats_text(&stats)));

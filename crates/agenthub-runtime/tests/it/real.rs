@@ -37,7 +37,13 @@ fn exercise(env: EnvBackendKind, process: ProcessBackendKind) {
     };
     let ok = call("echo", json!({"text": "naïve 🚀"}));
     assert_eq!(ok["result"], json!({"text": "naïve 🚀"}), "{ok}");
-    assert!(ok["memory_usage_bytes"].as_u64().unwrap() > 1 << 20);
+    // Known unless the call ended before the runtime's thread sampled it (a loaded machine)
+    // and this test process's own high-water mark, far above the agent's, hides the agent's
+    // in `wait4` (agenthub-process `Supervisor::peak_rss`; the CLI's spawner is small, and its
+    // tests require the figure). When known, it is the agent's own.
+    if let Some(peak) = ok["memory_usage_bytes"].as_u64() {
+        assert!(peak > 1 << 20, "{ok}");
+    }
     let err = call("raise", json!({}));
     assert_eq!(err["error_type"], "AgentError");
     assert_eq!(err["error"], "nope: broken");
