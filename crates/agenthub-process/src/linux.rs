@@ -262,6 +262,41 @@ pub(crate) fn only_child(parent: u32) -> Option<u32> {
     scan_children(parent, true).into_iter().next()
 }
 
+/// The children of `parent` from `/proc/<parent>/task/*/children`, `None` on a kernel
+/// without those files.
+pub(crate) fn children_if_listed(parent: u32) -> Option<Vec<u32>> {
+    static HAS_FILES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    HAS_FILES
+        .get_or_init(|| std::path::Path::new("/proc/thread-self/children").exists())
+        .then(|| crate::memory::children(parent))
+}
+
+/// This process's resident anonymous memory in bytes (`RssAnon` of `/proc/self/status`),
+/// 0 when unknown.
+pub(crate) fn self_anon_rss_bytes() -> u64 {
+    let mut buf = [0u8; 4096];
+    let Some(n) = read_prefix("/proc/self/status", &mut buf) else { return 0 };
+    std::str::from_utf8(&buf[..n])
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                l.strip_prefix("RssAnon:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()
+            })
+        })
+        .map_or(0, |k| k.saturating_mul(1024))
+}
+
+/// A process's resident high-water mark in bytes (`VmHWM` of `/proc/<pid>/status`: the
+/// peak of its address space since its `exec`).
+pub(crate) fn vm_hwm(pid: u32) -> Option<u64> {
+    let mut buf = [0u8; 4096];
+    let n = read_prefix(&format!("/proc/{pid}/status"), &mut buf)?;
+    let text = std::str::from_utf8(&buf[..n]).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .map(|k| k.saturating_mul(1024))
+}
+
 /// The children of `parent`: from `/proc/<parent>/task/*/children`, or on a kernel without
 /// those files (no `CONFIG_PROC_CHILDREN`) from a scan of `/proc`.
 pub(crate) fn children(parent: u32) -> Vec<u32> {

@@ -27,8 +27,21 @@ pub(crate) const FALLBACK_TICK: Duration = Duration::from_millis(5);
 
 const READ_CHUNK: usize = 64 * 1024;
 
-/// How far above the spawner's own peak a child's `wait4` peak must be to be its own.
-const INHERITED_MARGIN: u64 = 4 << 20;
+/// How far above the spawner's own peak a child's `wait4` peak must be to be its own: the
+/// most the kernel's per-CPU batched RSS counters can be off (each possible CPU may hold
+/// `max(32, 2 × CPUs)` pages uncounted: `percpu_counter_batch`), and at least 1 MiB. A
+/// fixed 4 MiB hid the peak of a small agent under a spawner of about its size (the CLI
+/// running a 10 MiB interpreter).
+fn inherited_margin() -> u64 {
+    static MARGIN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MARGIN.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let cpus = u64::try_from(unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }).unwrap_or(1).max(1);
+        // SAFETY: as above.
+        let page = u64::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(4096);
+        cpus.saturating_mul(32.max(2 * cpus)).saturating_mul(page).max(1 << 20)
+    })
+}
 
 /// A spawned child with its pipes, killed and reaped on drop unless [`Self::reap`] ran.
 pub(crate) struct Spawned {
@@ -40,6 +53,9 @@ pub(crate) struct Spawned {
     pub(crate) started: Duration,
     /// The spawner's own peak RSS at spawn time (see [`linux::self_peak_rss_bytes`]).
     spawner_peak_rss: u64,
+    /// The spawner's resident anonymous memory at spawn time: what a `fork` (the sandbox's
+    /// waiter) counts as its own at first.
+    pub(crate) spawner_anon_rss: u64,
     /// Every process of the call; dropping the last handle kills what is left of them.
     pub(crate) scope: Arc<Scope>,
     registry: Option<Arc<ProcessRegistry>>,
@@ -77,6 +93,7 @@ impl Spawned {
             None => None,
         };
         let spawner_peak_rss = linux::self_peak_rss_bytes();
+        let spawner_anon_rss = linux::self_anon_rss_bytes();
         let started = linux::clock_now();
         let mut child = loop {
             let mut cmd = command(spec, piped_stdin, &run_id, prepared.as_ref().map(|(_, p)| p));
@@ -99,6 +116,7 @@ impl Spawned {
         // The child inherits the spawner's high-water mark as of its `exec`, which may be a
         // little above the figure read before the spawn: read it again after.
         let spawner_peak_rss = spawner_peak_rss.max(linux::self_peak_rss_bytes());
+        let spawner_anon_rss = spawner_anon_rss.max(linux::self_anon_rss_bytes());
         let pid = child.id();
         let stdin = child.stdin.take().map(|p| File::from(OwnedFd::from(p)));
         let stdout = child.stdout.take().map(|p| File::from(OwnedFd::from(p)));
@@ -130,6 +148,7 @@ impl Spawned {
             pidfd: linux::pidfd_open(pid),
             started,
             spawner_peak_rss,
+            spawner_anon_rss,
             scope,
             registry: spec.registry.clone(),
             reaped: false,
@@ -246,7 +265,13 @@ pub(crate) struct Supervisor {
     sigkill_sent: bool,
     next_memory_sample: Option<Duration>,
     sampled_peak_rss: u64,
+    /// The program's own high-water mark (`VmHWM`, its address space's since `exec`: none
+    /// of the spawner's), read when it first wrote to stdout.
+    program_peak_rss: u64,
+    /// Whether the child is the sandbox's waiter (the program two levels below it).
+    sandbox_waiter: bool,
     spawner_peak_rss: u64,
+    spawner_anon_rss: u64,
     /// The call's processes, followed for the memory sum when no memory cgroup holds it.
     tree: Tree,
     buf: Box<[u8]>,
@@ -271,7 +296,10 @@ impl Supervisor {
             sigkill_sent: false,
             next_memory_sample,
             sampled_peak_rss: 0,
+            program_peak_rss: 0,
+            sandbox_waiter: spawned.sandbox_waiter,
             spawner_peak_rss: spawned.spawner_peak_rss,
+            spawner_anon_rss: spawned.spawner_anon_rss,
             tree: Tree::default(),
             buf: vec![0; READ_CHUNK].into_boxed_slice(),
         }
@@ -309,6 +337,9 @@ impl Supervisor {
                     // lost under a spawner whose high-water mark is higher).
                     self.sample_memory(cap);
                 }
+                if self.stdout.is_empty() && n > 0 {
+                    self.program_peak_rss = self.program_peak_rss.max(self.program_high_water());
+                }
                 let data = &self.buf[..n];
                 let room = self.spec_limits.max_stdout_bytes.saturating_sub(self.stdout.len());
                 if n > room {
@@ -333,6 +364,19 @@ impl Supervisor {
             }
         }
         true
+    }
+
+    /// The program's `VmHWM` now, 0 when it cannot be read (it has exited). In a sandbox the
+    /// program is the only child of the init, the only child of the waiter (read from the
+    /// children files; without them, no figure rather than a scan of `/proc`).
+    fn program_high_water(&self) -> u64 {
+        let program = if self.sandbox_waiter {
+            let first = |pid: u32| linux::children_if_listed(pid).and_then(|c| c.first().copied());
+            first(self.pid).and_then(first)
+        } else {
+            Some(self.pid)
+        };
+        program.and_then(linux::vm_hwm).unwrap_or(0)
     }
 
     /// Samples the call's memory: the whole tree (children and `multiprocessing` workers
@@ -438,9 +482,14 @@ impl Supervisor {
     fn peak_rss(&self, from_wait4: Option<u64>) -> Option<u64> {
         // The kernel's RSS counters are batched per CPU: a margin keeps an inherited figure
         // from passing for the child's own.
-        let inherited = self.spawner_peak_rss.saturating_add(INHERITED_MARGIN);
+        // A child `exec`ed straight from the spawner (`posix_spawn` shares its address space
+        // until the `exec`) inherits the spawner's high-water mark; the sandbox's waiter is
+        // a `fork`, whose own count starts from the anonymous pages it copied, and the
+        // agent below it `exec`s from that copy.
+        let floor = if self.sandbox_waiter { self.spawner_anon_rss } else { self.spawner_peak_rss };
+        let inherited = floor.saturating_add(inherited_margin());
         let own = from_wait4.filter(|&peak| peak > inherited).unwrap_or(0);
-        Some(own.max(self.sampled_peak_rss)).filter(|&peak| peak > 0)
+        Some(own.max(self.sampled_peak_rss).max(self.program_peak_rss)).filter(|&peak| peak > 0)
     }
 
     /// The deadline for draining pipes after exit, on [`linux::clock_now`]'s clock.
