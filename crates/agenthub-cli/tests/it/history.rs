@@ -13,7 +13,7 @@ use agenthub_history::{Durations, Recorder, RunRecord};
 use agenthub_testkit::TestContext;
 use serde_json::{Value as Json, json};
 
-use crate::{command, ctx_with_agent};
+use crate::{command, ctx_with_agent, json_of};
 
 /// Runs `cmd` to its end with `input` on stdin, bounded by [`LIMIT`].
 fn run(cmd: std::process::Command, input: &[u8]) -> Output {
@@ -34,16 +34,6 @@ impl Drop for Killed {
 
 fn agenthub(ctx: &TestContext, args: &[&str]) -> Output {
     run(command(ctx, args), b"")
-}
-
-fn json_of(out: &Output) -> Json {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {} / {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 fn runs(ctx: &TestContext) -> Vec<Json> {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use agenthub_testkit::TestContext;
 use serde_json::{Value as Json, json};
 
-use crate::command;
+use crate::{command, json_of};
 
 /// Runs `cmd` to its end with `input` on stdin, bounded by [`LIMIT`].
 fn run(cmd: std::process::Command, input: &[u8]) -> Output {
@@ -122,16 +122,6 @@ fn traced(ctx: &TestContext, receiver: &Receiver, args: &[&str], extra: &[(&str,
     cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint).env("OTEL_SERVICE_NAME", "agenthub-test");
     cmd.envs(extra.iter().copied());
     run(cmd, b"")
-}
-
-fn json_of(out: &Output) -> Json {
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {} / {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
 }
 
 /// A home with the `traced` fixture installed as `test/traced`.
