@@ -36,13 +36,19 @@ fn list(config: &Config, args: &RunsArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if runs.is_empty() {
-        let mut said = no_runs(config, args.agent.is_some() || args.failed || args.since.is_some());
-        said.push_str(&directory_hint(args.agent.as_deref()));
-        render::err(&escape_control(&said));
+        say_no_runs(config, args.agent.as_deref(), args.failed || args.since.is_some());
         return ExitCode::SUCCESS;
     }
     render::out(&escape_control(&runs_table(&runs)));
     ExitCode::SUCCESS
+}
+
+/// Tells people that nothing matched (or nothing is recorded, and why), with a hint for an
+/// agent named like a directory without `./`.
+fn say_no_runs(config: &Config, agent: Option<&str>, filtered: bool) {
+    let mut said = no_runs(config, agent.is_some() || filtered);
+    said.push_str(&directory_hint(agent));
+    render::err(&escape_control(&said));
 }
 
 fn no_runs(config: &Config, filtered: bool) -> String {
@@ -226,9 +232,7 @@ pub(crate) fn stats(config: &Config, args: &StatsArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     if stats.calls == 0 {
-        let mut said = no_runs(config, args.agent.is_some() || args.since.is_some());
-        said.push_str(&directory_hint(args.agent.as_deref()));
-        render::err(&escape_control(&said));
+        say_no_runs(config, args.agent.as_deref(), args.since.is_some());
         return ExitCode::SUCCESS;
     }
     render::out(&escape_control(&stats_text(&stats)));

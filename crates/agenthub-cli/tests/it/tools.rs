@@ -52,24 +52,8 @@ fn run(ctx: &TestContext, args: &[&str], env: &[(&str, &str)]) -> Output {
 /// [`run`] with `input` on stdin.
 fn run_with_input(ctx: &TestContext, args: &[&str], env: &[(&str, &str)], input: &[u8]) -> Output {
     let mut cmd = command(ctx, args);
-    cmd.envs(env.iter().copied()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn agenthub");
-    {
-        use std::io::Write as _;
-        // Dropped at the end of the block: the input ends.
-        let _ = child.stdin.take().expect("stdin").write_all(input);
-    }
-    let pid = child.id();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    let Ok(output) = rx.recv_timeout(CALL_LIMIT) else {
-        // SAFETY: a plain kill of the child we started (still unreaped: the thread waits).
-        unsafe { libc::kill(i32::try_from(pid).unwrap(), libc::SIGKILL) };
-        panic!("agenthub {args:?} did not finish within {CALL_LIMIT:?}");
-    };
-    output.expect("wait for agenthub")
+    cmd.envs(env.iter().copied());
+    crate::run_bounded(cmd, input, CALL_LIMIT)
 }
 
 /// `agenthub exec AGENT METHOD PARAMS --json EXTRA…`: the response object.
