@@ -561,8 +561,11 @@ async fn a_streamable_session_that_is_deleted_cancels_its_call_and_shutdown_ends
     let ctx = TestContext::new();
     let mut dirs = Vec::new();
     for name in ["napa", "napb"] {
-        let dir = ctx
-            .install(&TestAgent::new(name).method(TestMethod::new("nap").behaves(Behaviour::Sleep(120.0))));
+        let dir = ctx.install(
+            &TestAgent::new(name)
+                .method(TestMethod::new("ready").behaves(Behaviour::Return(json!("ready"))))
+                .method(TestMethod::new("nap").behaves(Behaviour::Sleep(120.0))),
+        );
         dirs.push(dir.canonicalize().unwrap().display().to_string());
     }
     let runtime = ctx.runtime_with_kinds(EnvBackendKind::Uv, ProcessBackendKind::Std);
@@ -586,8 +589,14 @@ async fn a_streamable_session_that_is_deleted_cancels_its_call_and_shutdown_ends
         let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string();
         let (status, _, _) = mcp_request(addr, "POST", Some(&session), &initialized).await;
         assert_eq!(status, 202);
-        let tool = names.iter().find(|n| n.contains(agent)).unwrap();
-        let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": {}}});
+        let tool =
+            |method: &str| names.iter().find(|n| n.contains(agent) && n.ends_with(method)).unwrap().clone();
+        // Builds the environment first: until the nap runs, the only processes that name
+        // the agent's directory are the environment's builders.
+        let ready = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool("ready"), "arguments": {}}});
+        let (status, _, body) = mcp_request(addr, "POST", Some(&session), &ready.to_string()).await;
+        assert!(status == 200 && body.contains("ready"), "{status} {body}");
+        let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": tool("nap"), "arguments": {}}});
         let for_call = session.clone();
         calls.push(tokio::spawn(async move {
             mcp_request(addr, "POST", Some(&for_call), &call.to_string()).await
