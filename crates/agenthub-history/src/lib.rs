@@ -3,24 +3,31 @@
 //!
 //! The runtime only emits: it hands a [`RunRecord`] to a [`Recorder`], which queues it
 //! (bounded in records and bytes, no I/O on the call's path) for a thread of its own that
-//! writes batches in one transaction each. [`History`] is the read side, for the CLI.
+//! writes batches in one transaction each. A process's last batch, when it has not opened
+//! the database yet (a one-shot `agenthub exec`), is appended to the journal
+//! `<home>/history.pending` instead, and folded into the database by the next reader or
+//! long-lived writer (`journal.rs` says why). [`History`] is the read side, for the CLI.
 //!
 //! Invariants:
 //! - recording never fails or slows a call: a database that is locked past the busy
-//!   timeout, read-only, full, corrupt or a symlink costs one warning per process, and the
-//!   records that could not be written are dropped (counted in that warning);
+//!   timeout, read-only, full, corrupt or a symlink costs one warning per process that
+//!   tries it, and the records go to the journal until it can be written (the journal takes
+//!   at most 32 MiB; records beyond are dropped and counted in a warning);
 //! - many processes may write at once (WAL, a busy timeout, a retried transaction): none
 //!   loses a record to another;
 //! - parameters and results are stored only with `history.record_payloads`, cut at
 //!   [`MAX_PAYLOAD_BYTES`]; the stderr tail at [`MAX_STDERR_BYTES`];
-//! - the database is only ever opened by its path in the home without following a
-//!   symlink, and nothing but rows in it is ever deleted (retention, `runs prune`).
+//! - the database and the journal are only ever opened by their paths in the home without
+//!   following a symlink, and nothing but rows in the one (retention, `runs prune`) and
+//!   folded lines of the other (by truncating it) is ever deleted.
 
+mod journal;
 mod query;
 mod record;
 mod store;
 mod writer;
 
+pub use journal::JOURNAL_FILE;
 pub use query::{
     EnvironmentBuilds, ErrorCount, GroupStats, History, LatencySplit, RunFilter, RunSummary, Stats,
     StatsFilter,

@@ -146,6 +146,7 @@ impl History {
     /// Opens the history of the home `home` for reading; a home without one reads as empty.
     pub fn open(home: &Path) -> Result<Self, HistoryError> {
         let path = store::db_path(home);
+        fold_journal(&path);
         let conn =
             store::open_read(&path).map_err(|source| HistoryError::Sqlite { path: path.clone(), source })?;
         Ok(Self { path, conn })
@@ -342,6 +343,7 @@ impl History {
     /// Applies `retention` now (`agenthub runs prune`).
     pub fn prune(home: &Path, retention: Retention) -> Result<PruneReport, HistoryError> {
         let path = store::db_path(home);
+        fold_journal(&path);
         if std::fs::symlink_metadata(&path).is_err() {
             return Ok(PruneReport::default());
         }
@@ -351,6 +353,30 @@ impl History {
         })?;
         store::prune(&conn, retention, crate::writer::now_ms(), None)
             .map_err(|source| HistoryError::Sqlite { path, source })
+    }
+}
+
+/// Folds the journal beside `db` into it, when it has records, so that a reader sees the
+/// calls of one-shot processes too. When the database cannot be written (read-only, locked,
+/// corrupt) the records stay in the journal and the reader sees what the database holds.
+fn fold_journal(db: &Path) {
+    let journal = crate::journal::path_beside(db);
+    if !crate::journal::has_records(&journal) {
+        return;
+    }
+    let folded = store::open_write(db)
+        .map_err(|e| e.to_string())
+        .and_then(|mut conn| crate::journal::ingest(&mut conn, &journal));
+    match folded {
+        Ok(folded) if folded.bad_lines > 0 => {
+            tracing::warn!(
+                lines = folded.bad_lines,
+                "run history: dropped lines of {} that were not records",
+                journal.display()
+            );
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "run history: the journal was not folded in"),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest parameters or result stored (`history.record_payloads`); longer ones are cut.
 pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
@@ -13,32 +13,32 @@ pub const MAX_STDERR_BYTES: usize = 8 * 1024;
 
 /// Where a call's time went. `None` is a step the call did not take (no slot to wait for,
 /// an environment found ready by an earlier warm call, a worker already running).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Durations {
     /// From the call to its response.
-    #[serde(rename = "total_ms", serialize_with = "ms")]
+    #[serde(rename = "total_ms", serialize_with = "ms", deserialize_with = "from_ms")]
     pub total: Duration,
     /// Waiting for one of `max_concurrency` slots.
-    #[serde(rename = "slot_ms", serialize_with = "opt_ms")]
+    #[serde(rename = "slot_ms", serialize_with = "opt_ms", deserialize_with = "from_opt_ms")]
     pub slot: Option<Duration>,
     /// Checking (or building) the agent's environment.
-    #[serde(rename = "environment_ms", serialize_with = "opt_ms")]
+    #[serde(rename = "environment_ms", serialize_with = "opt_ms", deserialize_with = "from_opt_ms")]
     pub environment: Option<Duration>,
     /// Starting the warm worker (or zygote) the call started for itself (a worker started
     /// ahead of calls, which the call may have waited for, is not counted).
-    #[serde(rename = "startup_ms", serialize_with = "opt_ms")]
+    #[serde(rename = "startup_ms", serialize_with = "opt_ms", deserialize_with = "from_opt_ms")]
     pub startup: Option<Duration>,
     /// The agent's process answering: a one-shot process from spawn to exit (its
     /// interpreter's start-up included), a worker from request to answer.
-    #[serde(rename = "call_ms", serialize_with = "opt_ms")]
+    #[serde(rename = "call_ms", serialize_with = "opt_ms", deserialize_with = "from_opt_ms")]
     pub call: Option<Duration>,
     /// The tool calls the agent made, added up.
-    #[serde(rename = "tools_ms", serialize_with = "ms")]
+    #[serde(rename = "tools_ms", serialize_with = "ms", deserialize_with = "from_ms")]
     pub tools: Duration,
 }
 
-/// One call, as `agenthub runs show` prints it.
-#[derive(Debug, Clone, Serialize)]
+/// One call, as `agenthub runs show` prints it (and as the journal holds it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     /// The call's id (16 hex digits).
     pub id: String,
@@ -146,6 +146,19 @@ fn opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::
         Some(d) => s.serialize_some(&to_ms(*d)),
         None => s.serialize_none(),
     }
+}
+
+fn from_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Ok(duration_of(f64::deserialize(d)?))
+}
+
+fn from_opt_ms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.map(duration_of))
+}
+
+/// `ms` milliseconds; a negative, infinite or NaN figure (never written) reads as zero.
+fn duration_of(ms: f64) -> Duration {
+    Duration::try_from_secs_f64(ms / 1e3).unwrap_or_default()
 }
 
 /// Milliseconds, to the microsecond.

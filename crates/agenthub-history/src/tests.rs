@@ -1,5 +1,6 @@
-//! The history's own behaviour: what goes in comes out, retention, and a database that
-//! cannot be written never costs the caller anything but a warning.
+//! The history's own behaviour: what goes in comes out (through the database or the
+//! journal), retention, and a database that cannot be written never costs the caller
+//! anything but a warning.
 
 use std::path::Path;
 use std::time::Duration;
@@ -155,9 +156,10 @@ fn retention_drops_by_age_then_by_count() {
 }
 
 #[test]
-fn a_corrupt_database_drops_records_and_never_blocks_the_caller() {
+fn a_corrupt_database_keeps_records_in_the_journal_and_never_blocks_the_caller() {
     let home = tempfile::tempdir().unwrap();
-    std::fs::write(home.path().join("history.db"), vec![0x55; 8192]).unwrap();
+    let db = home.path().join("history.db");
+    std::fs::write(&db, vec![0x55; 8192]).unwrap();
     let recorder = Recorder::new(home.path(), &config()).unwrap();
     let started = std::time::Instant::now();
     for i in 0..100 {
@@ -165,16 +167,21 @@ fn a_corrupt_database_drops_records_and_never_blocks_the_caller() {
     }
     assert!(started.elapsed() < Duration::from_millis(100), "recording waited: {:?}", started.elapsed());
     assert!(recorder.flush(Duration::from_secs(10)));
-    assert_eq!(recorder.dropped(), 100);
+    assert_eq!(recorder.dropped(), 0);
     drop(recorder);
     // Nothing of the file was changed, and reading it is an error that says what to do.
-    assert_eq!(std::fs::read(home.path().join("history.db")).unwrap(), vec![0x55; 8192]);
+    assert_eq!(std::fs::read(&db).unwrap(), vec![0x55; 8192]);
     let err = History::open(home.path()).unwrap_err();
     assert!(err.suggestion().contains("move it away"), "{err}");
+    // Moved away, the next reader folds in what was kept.
+    std::fs::rename(&db, home.path().join("broken.db")).unwrap();
+    let history = History::open(home.path()).unwrap();
+    assert_eq!(history.stats(&StatsFilter::default()).unwrap().calls, 100);
+    assert_eq!(std::fs::metadata(home.path().join(crate::JOURNAL_FILE)).unwrap().len(), 0);
 }
 
 #[test]
-fn a_symlinked_database_is_not_followed() {
+fn symlinks_are_not_followed() {
     let home = tempfile::tempdir().unwrap();
     let elsewhere = tempfile::tempdir().unwrap();
     let target = elsewhere.path().join("theirs.db");
@@ -182,8 +189,67 @@ fn a_symlinked_database_is_not_followed() {
     let recorder = Recorder::new(home.path(), &config()).unwrap();
     recorder.record(record("0000000000000001", 1, "m", None, 1));
     assert!(recorder.flush(Duration::from_secs(10)));
-    assert_eq!(recorder.dropped(), 1);
     assert!(!target.exists(), "the history was written through a symlink");
+    // Nor is a symlinked journal: the record is dropped, the target never created.
+    std::fs::remove_file(home.path().join(crate::JOURNAL_FILE)).unwrap();
+    let theirs = elsewhere.path().join("theirs.pending");
+    std::os::unix::fs::symlink(&theirs, home.path().join(crate::JOURNAL_FILE)).unwrap();
+    recorder.record(record("0000000000000002", 2, "m", None, 1));
+    assert!(recorder.flush(Duration::from_secs(10)));
+    assert_eq!(recorder.dropped(), 1);
+    assert!(!theirs.exists(), "the journal was written through a symlink");
+}
+
+#[test]
+fn a_process_that_ends_leaves_its_records_in_the_journal_and_a_reader_folds_them_in() {
+    let home = tempfile::tempdir().unwrap();
+    let journal = home.path().join(crate::JOURNAL_FILE);
+    for n in 0..3 {
+        // A recorder dropped without a flush: its only batch is its last.
+        let recorder = Recorder::new(home.path(), &config()).unwrap();
+        recorder.prepare();
+        recorder.record(record(&format!("{n:016x}"), n, "m", None, 5));
+        drop(recorder);
+    }
+    assert!(!home.path().join("history.db").exists(), "an ending process opened the database");
+    assert_eq!(std::fs::read_to_string(&journal).unwrap().lines().count(), 3);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&journal).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    // What a killed appender leaves (half a line) and a line that is not a record are
+    // dropped; the records around them are not.
+    let mut text = std::fs::read(&journal).unwrap();
+    text.extend_from_slice(b"{\"not\": \"a record\"}\n");
+    let mut last = serde_json::to_vec(&record("0000000000000009", 9, "m", None, 5)).unwrap();
+    last.push(b'\n');
+    text.extend_from_slice(&last);
+    text.extend_from_slice(&last[..last.len() / 2]);
+    std::fs::write(&journal, text).unwrap();
+    let history = History::open(home.path()).unwrap();
+    let runs = history.list(&RunFilter { limit: 10, ..RunFilter::default() }).unwrap();
+    let ids: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["0000000000000009", "0000000000000002", "0000000000000001", "0000000000000000"]);
+    let shown = history.show("0000000000000002").unwrap();
+    assert_eq!(shown.durations.total, Duration::from_millis(5));
+    assert_eq!(shown.memory_bytes, Some(1 << 20));
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
+    // Folding again (a fold cut short before the truncation) inserts nothing twice.
+    std::fs::write(&journal, &last).unwrap();
+    let history = History::open(home.path()).unwrap();
+    assert_eq!(history.stats(&StatsFilter::default()).unwrap().calls, 4);
+}
+
+#[test]
+fn a_long_lived_writer_folds_the_journal_in_before_its_batch() {
+    let home = tempfile::tempdir().unwrap();
+    let recorder = Recorder::new(home.path(), &config()).unwrap();
+    recorder.record(record("0000000000000001", 1, "m", None, 1));
+    drop(recorder);
+    assert!(crate::journal::has_records(&home.path().join(crate::JOURNAL_FILE)));
+    write(home.path(), vec![record("0000000000000002", 2, "m", None, 1)]);
+    assert!(!crate::journal::has_records(&home.path().join(crate::JOURNAL_FILE)));
+    let conn = rusqlite::Connection::open(home.path().join("history.db")).unwrap();
+    let n: i64 = conn.query_row("SELECT count(*) FROM runs", [], |r| r.get(0)).unwrap();
+    assert_eq!(n, 2);
 }
 
 #[test]

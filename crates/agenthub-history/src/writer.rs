@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode};
 
+use crate::journal;
 use crate::record::RunRecord;
 use crate::store::{self, Retention};
 
@@ -34,7 +35,11 @@ const WINDOW: Duration = Duration::from_millis(100);
 /// How often a long-lived writer applies retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// After a failed write, how long the writer drops records before it tries again.
+/// Journal size at which it takes no more records (its database cannot be written).
+const MAX_JOURNAL: u64 = 4 * journal::FOLD_AT;
+
+/// After a failed write, how long the writer leaves records in the journal before it tries
+/// the database again.
 const BACK_OFF: Duration = Duration::from_secs(60);
 
 /// How long dropping a [`Recorder`] waits for its last records to be written (one write
@@ -113,9 +118,10 @@ impl Recorder {
         &self.path
     }
 
-    /// Starts the writer, which opens the database at once, if it is not running yet: a
-    /// call about to run calls this, so that a one-shot process's only record is written
-    /// into a database opened while its agent ran, not after.
+    /// Starts the writer thread if it is not running yet: a call about to run calls this, so
+    /// that the thread's start is not on the call's path after its answer. (The database is
+    /// opened by the first batch that is not the recorder's last: a one-shot process leaves
+    /// its only record in the journal, `journal.rs`.)
     pub fn prepare(&self) {
         let _ = self.writer.get_or_init(|| self.start());
     }
@@ -166,6 +172,7 @@ impl Recorder {
         let (finished, done) = std::sync::mpsc::sync_channel(1);
         let writer = Writer {
             path: self.path.clone(),
+            journal: journal::path_beside(&self.path),
             retention: self.retention,
             shared: Arc::clone(&self.shared),
             conn: None,
@@ -210,6 +217,7 @@ type FileIdentity = (u64, u64, SystemTime);
 
 struct Writer {
     path: PathBuf,
+    journal: PathBuf,
     retention: Retention,
     shared: Arc<Shared>,
     conn: Option<(Connection, Instant)>,
@@ -220,9 +228,6 @@ struct Writer {
 
 impl Writer {
     fn run(mut self) {
-        // Opened ahead of the first record (see `Recorder::prepare`); an error is reported
-        // with the first record that cannot be written.
-        let _ = self.open();
         loop {
             let mut queue = self.shared.lock();
             if queue.records.is_empty() && queue.flushes.is_empty() {
@@ -256,13 +261,10 @@ impl Writer {
         }
     }
 
-    /// Writes `batch`; `closing`: the recorder is gone and the process may be exiting, so
-    /// one try and no retention.
+    /// Writes `batch` into the database, or leaves it in the journal: when `closing` (the
+    /// recorder is gone and the process may be exiting) and the database is not open yet
+    /// (see `journal.rs` for why), or when the database cannot be written.
     fn write(&mut self, mut batch: Vec<RunRecord>, closing: bool) {
-        if self.failed_at.is_some_and(|at| at.elapsed() < BACK_OFF) {
-            self.shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
-            return;
-        }
         for record in &mut batch {
             if record.commit.is_none()
                 && let Some(id) = record.installed_as.clone()
@@ -270,14 +272,48 @@ impl Writer {
                 record.commit = self.commit_of(&id, &record.agent_dir);
             }
         }
-        if let Err(e) = self.open() {
-            return self.failed(&batch, &e);
+        let backing_off = self.failed_at.is_some_and(|at| at.elapsed() < BACK_OFF);
+        if (!closing || self.conn.is_some()) && !backing_off {
+            match self.insert(&batch, closing) {
+                Ok(()) => {
+                    self.failed_at = None;
+                    if !closing {
+                        self.prune_if_due();
+                    }
+                    return;
+                }
+                Err(why) if closing => {
+                    // Kept in the journal; the next writer or reader tries the database.
+                    tracing::debug!(error = %why, "run history: the last records go to the journal");
+                }
+                Err(why) => {
+                    self.failed_at = Some(Instant::now());
+                    warn_once(&format!(
+                        "run history: cannot write {}: {why}; records are kept in {} until it can be \
+                         written (move the file away to start a new history, or set history.enabled: false)",
+                        self.path.display(),
+                        self.journal.display()
+                    ));
+                }
+            }
         }
-        let Some((conn, pruned)) = self.conn.as_mut() else { return };
+        self.leave(&batch);
+    }
+
+    /// Inserts `batch` (after what the journal holds); one try when `closing`, else a retry
+    /// after a busy timeout.
+    fn insert(&mut self, batch: &[RunRecord], closing: bool) -> Result<(), String> {
+        self.open()?;
+        let Some((conn, _)) = self.conn.as_mut() else { return Err("not open".to_owned()) };
+        if journal::has_records(&self.journal)
+            && let Err(e) = journal::ingest(conn, &self.journal)
+        {
+            tracing::debug!(error = %e, "run history: the journal was not folded in");
+        }
         let mut tries = 0;
         let written = loop {
             tries += 1;
-            match store::insert(conn, &batch) {
+            match store::insert(conn, batch) {
                 Err(rusqlite::Error::SqliteFailure(e, _))
                     if tries < 2
                         && !closing
@@ -285,24 +321,51 @@ impl Writer {
                 other => break other,
             }
         };
-        if let Err(e) = written {
+        written.map_err(|e| {
             // The next write opens the database again (it may have been replaced or fixed).
             self.conn = None;
-            return self.failed(&batch, &e.to_string());
+            e.to_string()
+        })
+    }
+
+    /// Appends `batch` to the journal; folds the journal in when that took it past
+    /// [`journal::FOLD_AT`]. A journal that is already [`MAX_JOURNAL`] (its database cannot
+    /// be written) takes no more: the records are dropped.
+    fn leave(&mut self, batch: &[RunRecord]) {
+        let size = std::fs::symlink_metadata(&self.journal).map_or(0, |m| m.len());
+        if size >= MAX_JOURNAL {
+            return self.failed(batch, &format!("{} is full", self.journal.display()));
         }
-        self.failed_at = None;
-        if !closing && pruned.elapsed() >= PRUNE_EVERY {
-            *pruned = Instant::now();
-            let now = now_ms();
-            let every = i64::try_from(PRUNE_EVERY.as_millis()).unwrap_or(i64::MAX);
-            // A stamp from the future (a clock that was ahead) is due too.
-            let due = store::last_prune(conn)
-                .ok()
-                .flatten()
-                .is_none_or(|at| at > now || now.saturating_sub(at) >= every);
-            if due && let Err(e) = store::prune(conn, self.retention, now, Some(PRUNE_BUDGET)) {
-                tracing::debug!(error = %e, "run history: retention failed");
+        match journal::append(&self.journal, batch) {
+            Ok(size) if size > journal::FOLD_AT => {
+                if let Err(e) = self.open().and_then(|()| {
+                    let Some((conn, _)) = self.conn.as_mut() else { return Err("not open".to_owned()) };
+                    journal::ingest(conn, &self.journal).map(drop)
+                }) {
+                    tracing::debug!(error = %e, "run history: the journal was not folded in");
+                }
             }
+            Ok(_) => {}
+            Err(e) => self.failed(batch, &format!("cannot append to {}: {e}", self.journal.display())),
+        }
+    }
+
+    /// Applies retention when an hour has passed since the last prune (of any process).
+    fn prune_if_due(&mut self) {
+        let Some((conn, pruned)) = self.conn.as_mut() else { return };
+        if pruned.elapsed() < PRUNE_EVERY {
+            return;
+        }
+        *pruned = Instant::now();
+        let now = now_ms();
+        let every = i64::try_from(PRUNE_EVERY.as_millis()).unwrap_or(i64::MAX);
+        // A stamp from the future (a clock that was ahead) is due too.
+        let due = store::last_prune(conn)
+            .ok()
+            .flatten()
+            .is_none_or(|at| at > now || now.saturating_sub(at) >= every);
+        if due && let Err(e) = store::prune(conn, self.retention, now, Some(PRUNE_BUDGET)) {
+            tracing::debug!(error = %e, "run history: retention failed");
         }
     }
 
@@ -316,13 +379,12 @@ impl Writer {
         Ok(())
     }
 
-    fn failed(&mut self, batch: &[RunRecord], why: &str) {
-        self.failed_at = Some(Instant::now());
+    fn failed(&self, batch: &[RunRecord], why: &str) {
         let dropped =
             self.shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
         warn_once(&format!(
-            "run history: cannot write {}: {why}; {dropped} record(s) dropped, calls go on (move the file away to \
-             start a new history, or set history.enabled: false)",
+            "run history: {why}; {dropped} record(s) dropped, calls go on (move {} away to start a new \
+             history, or set history.enabled: false)",
             self.path.display()
         ));
     }
