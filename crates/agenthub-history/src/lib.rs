@@ -12,14 +12,15 @@
 //! - recording never fails or slows a call: a database that is locked past the busy
 //!   timeout, read-only, full, corrupt or a symlink costs one warning per process that
 //!   tries it, and the records go to the journal until it can be written (the journal takes
-//!   at most 32 MiB; records beyond are dropped and counted in a warning);
+//!   at most 32 MiB; records refused are counted in a warning of their own);
 //! - many processes may write at once (WAL, a busy timeout, a retried transaction): none
 //!   loses a record to another;
 //! - parameters and results are stored only with `history.record_payloads`, cut at
 //!   [`MAX_PAYLOAD_BYTES`]; the stderr tail at [`MAX_STDERR_BYTES`];
 //! - the database and the journal are only ever opened by their paths in the home without
-//!   following a symlink, and nothing but rows in the one (retention, `runs prune`) and
-//!   folded lines of the other (by truncating it) is ever deleted.
+//!   following a symlink (the journal only as a regular file of this user with one link);
+//!   nothing but rows of the one (retention, `runs prune`) is ever deleted, and of the other
+//!   only a detached journal (`history.pending.folding`) once a fold has inserted it.
 
 mod journal;
 mod query;

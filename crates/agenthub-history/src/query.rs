@@ -144,9 +144,20 @@ const SUMMARY: &str = "SELECT id, started_at, agent, method, mode, error_type, t
 
 impl History {
     /// Opens the history of the home `home` for reading; a home without one reads as empty.
+    /// The journal of one-shot calls is folded in first (`journal.rs`).
     pub fn open(home: &Path) -> Result<Self, HistoryError> {
         let path = store::db_path(home);
         fold_journal(&path);
+        Self::read(path)
+    }
+
+    /// Opens the history without folding the journal in (nor writing anything): for a
+    /// reader while `history.enabled` is off.
+    pub fn open_unfolded(home: &Path) -> Result<Self, HistoryError> {
+        Self::read(store::db_path(home))
+    }
+
+    fn read(path: PathBuf) -> Result<Self, HistoryError> {
         let conn =
             store::open_read(&path).map_err(|source| HistoryError::Sqlite { path: path.clone(), source })?;
         Ok(Self { path, conn })
@@ -366,12 +377,12 @@ fn fold_journal(db: &Path) {
     }
     let folded = store::open_write(db)
         .map_err(|e| e.to_string())
-        .and_then(|mut conn| crate::journal::ingest(&mut conn, &journal));
+        .and_then(|mut conn| crate::journal::fold(&mut conn, &journal));
     match folded {
-        Ok(folded) if folded.bad_lines > 0 => {
+        Ok(folded) if folded.dropped > 0 => {
             tracing::warn!(
-                lines = folded.bad_lines,
-                "run history: dropped lines of {} that were not records",
+                "run history: {} line(s) of {} were not records and were dropped",
+                folded.dropped,
                 journal.display()
             );
         }

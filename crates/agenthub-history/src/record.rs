@@ -46,7 +46,8 @@ pub struct RunRecord {
     pub started_at_ms: i64,
     /// The agent: its id when installed, else its directory.
     pub agent: String,
-    /// The agent directory.
+    /// The agent directory (written as text, any bytes that are not UTF-8 replaced).
+    #[serde(serialize_with = "lossy_path")]
     pub agent_dir: PathBuf,
     /// The id the agent is installed as, when it is: the writer then reads the commit from
     /// its install record (if that record is the home's own). Not stored.
@@ -134,6 +135,10 @@ pub fn cap_text(text: &str, max: usize, tail: bool) -> String {
         }
         format!("{}…", &text[..at])
     }
+}
+
+fn lossy_path<S: serde::Serializer>(p: &std::path::Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.to_string_lossy())
 }
 
 fn ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

@@ -177,7 +177,7 @@ fn a_corrupt_database_keeps_records_in_the_journal_and_never_blocks_the_caller()
     std::fs::rename(&db, home.path().join("broken.db")).unwrap();
     let history = History::open(home.path()).unwrap();
     assert_eq!(history.stats(&StatsFilter::default()).unwrap().calls, 100);
-    assert_eq!(std::fs::metadata(home.path().join(crate::JOURNAL_FILE)).unwrap().len(), 0);
+    assert!(!crate::journal::has_records(&home.path().join(crate::JOURNAL_FILE)));
 }
 
 #[test]
@@ -212,7 +212,8 @@ fn a_process_that_ends_leaves_its_records_in_the_journal_and_a_reader_folds_them
         drop(recorder);
     }
     assert!(!home.path().join("history.db").exists(), "an ending process opened the database");
-    assert_eq!(std::fs::read_to_string(&journal).unwrap().lines().count(), 3);
+    let lines = std::fs::read_to_string(&journal).unwrap();
+    assert_eq!(lines.lines().filter(|l| !l.is_empty()).count(), 3);
     let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&journal).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     // What a killed appender leaves (half a line) and a line that is not a record are
@@ -231,11 +232,44 @@ fn a_process_that_ends_leaves_its_records_in_the_journal_and_a_reader_folds_them
     let shown = history.show("0000000000000002").unwrap();
     assert_eq!(shown.durations.total, Duration::from_millis(5));
     assert_eq!(shown.memory_bytes, Some(1 << 20));
-    assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0);
-    // Folding again (a fold cut short before the truncation) inserts nothing twice.
-    std::fs::write(&journal, &last).unwrap();
+    assert!(!crate::journal::has_records(&journal));
+    // A fold cut short after its insert leaves the detached file: the next one inserts
+    // nothing twice, and folds the journal as well.
+    std::fs::write(home.path().join("history.pending.folding"), &last).unwrap();
+    std::fs::write(&journal, serde_json::to_vec(&record("000000000000000a", 10, "m", None, 5)).unwrap())
+        .unwrap();
     let history = History::open(home.path()).unwrap();
-    assert_eq!(history.stats(&StatsFilter::default()).unwrap().calls, 4);
+    assert_eq!(history.stats(&StatsFilter::default()).unwrap().calls, 5);
+    assert!(!home.path().join("history.pending.folding").exists());
+}
+
+#[test]
+fn a_torn_line_never_swallows_the_next_record() {
+    let home = tempfile::tempdir().unwrap();
+    let journal = home.path().join(crate::JOURNAL_FILE);
+    // What an appender killed mid-write leaves: half a record, no newline.
+    let torn = serde_json::to_vec(&record("0000000000000001", 1, "m", None, 5)).unwrap();
+    std::fs::write(&journal, &torn[..torn.len() / 2]).unwrap();
+    let recorder = Recorder::new(home.path(), &config()).unwrap();
+    recorder.record(record("0000000000000002", 2, "m", None, 5));
+    drop(recorder);
+    let history = History::open(home.path()).unwrap();
+    let runs = history.list(&RunFilter { limit: 10, ..RunFilter::default() }).unwrap();
+    assert_eq!(runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["0000000000000002"]);
+}
+
+#[test]
+fn a_journal_that_is_a_hard_link_is_neither_written_nor_removed() {
+    let home = tempfile::tempdir().unwrap();
+    let theirs = home.path().join("theirs.txt");
+    std::fs::write(&theirs, b"precious\n").unwrap();
+    std::fs::hard_link(&theirs, home.path().join(crate::JOURNAL_FILE)).unwrap();
+    let recorder = Recorder::new(home.path(), &config()).unwrap();
+    recorder.record(record("0000000000000001", 1, "m", None, 5));
+    drop(recorder);
+    let _ = History::open(home.path()).unwrap();
+    assert_eq!(std::fs::read(&theirs).unwrap(), b"precious\n");
+    assert_eq!(std::fs::read(home.path().join(crate::JOURNAL_FILE)).unwrap(), b"precious\n");
 }
 
 #[test]

@@ -35,9 +35,6 @@ const WINDOW: Duration = Duration::from_millis(100);
 /// How often a long-lived writer applies retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Journal size at which it takes no more records (its database cannot be written).
-const MAX_JOURNAL: u64 = 4 * journal::FOLD_AT;
-
 /// After a failed write, how long the writer leaves records in the journal before it tries
 /// the database again.
 const BACK_OFF: Duration = Duration::from_secs(60);
@@ -49,8 +46,10 @@ const DRAIN_WAIT: Duration = Duration::from_secs(3);
 /// What one automatic retention pass may take (more is left for the next).
 const PRUNE_BUDGET: Duration = Duration::from_millis(200);
 
-/// One warning per process about the history, whatever goes wrong how often.
+/// One warning per process about the history, whatever goes wrong how often; and one more
+/// when records are dropped (a first warning may have said that none were).
 static WARNED: AtomicBool = AtomicBool::new(false);
+static WARNED_DROPPED: AtomicBool = AtomicBool::new(false);
 
 /// What the callers hand the writer.
 #[derive(Default)]
@@ -137,7 +136,7 @@ impl Recorder {
         if queue.records.len() >= QUEUE || queue.bytes + size > QUEUE_BYTES {
             drop(queue);
             let dropped = self.shared.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-            warn_once(&format!(
+            warn_dropped(&format!(
                 "run history: the writer of {} falls behind; {dropped} record(s) dropped",
                 self.path.display()
             ));
@@ -205,7 +204,7 @@ impl Drop for Recorder {
             match done.recv_timeout(DRAIN_WAIT) {
                 Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
                 Err(RecvTimeoutError::Timeout) => {
-                    warn_once("run history: gave up waiting for the last records to be written");
+                    warn_dropped("run history: gave up waiting for the last records to be written");
                 }
             }
         }
@@ -300,16 +299,15 @@ impl Writer {
         self.leave(&batch);
     }
 
-    /// Inserts `batch` (after what the journal holds); one try when `closing`, else a retry
-    /// after a busy timeout.
+    /// Inserts `batch`, after folding in what the journal holds unless `closing` (an exit
+    /// waits for nothing but the insert); one try when `closing`, else a retry after a busy
+    /// timeout.
     fn insert(&mut self, batch: &[RunRecord], closing: bool) -> Result<(), String> {
         self.open()?;
-        let Some((conn, _)) = self.conn.as_mut() else { return Err("not open".to_owned()) };
-        if journal::has_records(&self.journal)
-            && let Err(e) = journal::ingest(conn, &self.journal)
-        {
-            tracing::debug!(error = %e, "run history: the journal was not folded in");
+        if !closing && journal::has_records(&self.journal) {
+            self.fold();
         }
+        let Some((conn, _)) = self.conn.as_mut() else { return Err("not open".to_owned()) };
         let mut tries = 0;
         let written = loop {
             tries += 1;
@@ -328,25 +326,52 @@ impl Writer {
         })
     }
 
-    /// Appends `batch` to the journal; folds the journal in when that took it past
-    /// [`journal::FOLD_AT`]. A journal that is already [`MAX_JOURNAL`] (its database cannot
-    /// be written) takes no more: the records are dropped.
-    fn leave(&mut self, batch: &[RunRecord]) {
-        let size = std::fs::symlink_metadata(&self.journal).map_or(0, |m| m.len());
-        if size >= MAX_JOURNAL {
-            return self.failed(batch, &format!("{} is full", self.journal.display()));
+    /// Folds the journal into the database (opening it); says what it had to drop.
+    fn fold(&mut self) -> bool {
+        let folded = self.open().and_then(|()| {
+            let Some((conn, _)) = self.conn.as_mut() else { return Err("not open".to_owned()) };
+            journal::fold(conn, &self.journal)
+        });
+        match folded {
+            Ok(folded) => {
+                if folded.dropped > 0 {
+                    warn_dropped(&format!(
+                        "run history: {} line(s) of {} were not records and were dropped",
+                        folded.dropped,
+                        self.journal.display()
+                    ));
+                }
+                true
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "run history: the journal was not folded in");
+                false
+            }
         }
-        match journal::append(&self.journal, batch) {
-            Ok(size) if size > journal::FOLD_AT => {
-                if let Err(e) = self.open().and_then(|()| {
-                    let Some((conn, _)) = self.conn.as_mut() else { return Err("not open".to_owned()) };
-                    journal::ingest(conn, &self.journal).map(drop)
-                }) {
-                    tracing::debug!(error = %e, "run history: the journal was not folded in");
+    }
+
+    /// Appends `batch` to the journal. The append that takes the journal past
+    /// [`journal::FOLD_AT`] folds it in; a full journal ([`journal::MAX_JOURNAL`]) is folded
+    /// in once before the records are dropped. Neither while the database is known to fail.
+    fn leave(&mut self, batch: &[RunRecord]) {
+        let backing_off = self.failed_at.is_some_and(|at| at.elapsed() < BACK_OFF);
+        let mut appended = journal::append(&self.journal, batch);
+        if matches!(appended, Ok(journal::Appended::Full)) && !backing_off && self.fold() {
+            appended = journal::append(&self.journal, batch);
+        }
+        match appended {
+            Ok(journal::Appended::Written { before, after, unwritable }) => {
+                if unwritable > 0 {
+                    self.failed(unwritable, "records that cannot be written as JSON");
+                }
+                if before <= journal::FOLD_AT && after > journal::FOLD_AT && !backing_off {
+                    self.fold();
                 }
             }
-            Ok(_) => {}
-            Err(e) => self.failed(batch, &format!("cannot append to {}: {e}", self.journal.display())),
+            Ok(journal::Appended::Full) => {
+                self.failed(batch.len(), &format!("{} is full", self.journal.display()));
+            }
+            Err(e) => self.failed(batch.len(), &format!("cannot append to {}: {e}", self.journal.display())),
         }
     }
 
@@ -379,10 +404,10 @@ impl Writer {
         Ok(())
     }
 
-    fn failed(&self, batch: &[RunRecord], why: &str) {
-        let dropped =
-            self.shared.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed) + batch.len() as u64;
-        warn_once(&format!(
+    /// Counts `count` records as dropped, and says so once.
+    fn failed(&self, count: usize, why: &str) {
+        let dropped = self.shared.dropped.fetch_add(count as u64, Ordering::Relaxed) + count as u64;
+        warn_dropped(&format!(
             "run history: {why}; {dropped} record(s) dropped, calls go on (move {} away to start a new \
              history, or set history.enabled: false)",
             self.path.display()
@@ -449,6 +474,12 @@ fn read_bounded(path: &Path, max: u64) -> Option<String> {
 
 fn warn_once(message: &str) {
     if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!("{message}");
+    }
+}
+
+fn warn_dropped(message: &str) {
+    if !WARNED_DROPPED.swap(true, Ordering::Relaxed) {
         tracing::warn!("{message}");
     }
 }

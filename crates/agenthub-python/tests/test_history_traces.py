@@ -4,6 +4,7 @@ CLI's are, the queued spans sent when the interpreter exits."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -19,21 +20,31 @@ RECEIVER_DIR = REPO / "crates" / "agenthub-cli" / "tests" / "it"
 
 
 def recorded(home: Path, limit: float = 10.0) -> list[tuple]:
-    """The history's rows once there are any (the writer batches; bounded wait)."""
+    """The history's records once there are any (bounded wait): the database's rows (a
+    running program's writer batches them) and the journal's lines (where a program that
+    exits leaves its last records, for `agenthub runs` to fold in)."""
     db = home / "history.db"
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
+        rows = []
+        for name in ("history.pending", "history.pending.folding"):
+            journal = home / name
+            if journal.exists():
+                for line in journal.read_text().splitlines():
+                    if line.strip():
+                        r = json.loads(line)
+                        rows.append((r["caller"], r["method"], r["mode"], r["error_type"], r["id"]))
         if db.exists():
             try:
                 conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
                 try:
-                    rows = conn.execute("SELECT caller, method, mode, error_type, id FROM runs").fetchall()
+                    rows += conn.execute("SELECT caller, method, mode, error_type, id FROM runs").fetchall()
                 finally:
                     conn.close()
-                if rows:
-                    return rows
             except sqlite3.OperationalError:
                 pass
+        if rows:
+            return rows
         time.sleep(0.05)
     return []
 

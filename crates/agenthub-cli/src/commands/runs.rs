@@ -27,7 +27,7 @@ fn list(config: &Config, args: &RunsArgs) -> ExitCode {
         since_ms: args.since.map(since),
         limit: args.limit,
     };
-    let runs = match History::open(&config.home).and_then(|h| h.list(&filter)) {
+    let runs = match open_history(config).and_then(|h| h.list(&filter)) {
         Ok(runs) => runs,
         Err(e) => return failed(&e),
     };
@@ -95,7 +95,7 @@ pub(crate) fn runs_table(runs: &[RunSummary]) -> String {
 }
 
 fn show(config: &Config, id: &str, json: bool) -> ExitCode {
-    let found = History::open(&config.home).and_then(|h| Ok((h.show(id)?, h)));
+    let found = open_history(config).and_then(|h| Ok((h.show(id)?, h)));
     let (run, history) = match found {
         Ok(found) => found,
         Err(e) => return failed(&e),
@@ -223,7 +223,7 @@ fn prune(config: &Config, json: bool) -> ExitCode {
 
 pub(crate) fn stats(config: &Config, args: &StatsArgs) -> ExitCode {
     let filter = StatsFilter { agent: args.agent.as_deref().map(agent_key), since_ms: args.since.map(since) };
-    let stats = match History::open(&config.home).and_then(|h| h.stats(&filter)) {
+    let stats = match open_history(config).and_then(|h| h.stats(&filter)) {
         Ok(stats) => stats,
         Err(e) => return failed(&e),
     };
@@ -371,4 +371,10 @@ fn format_ms(ms: f64) -> String {
 fn failed(e: &HistoryError) -> ExitCode {
     render::err(&escape_control(&format!("error: {e}\n  help: {}\n", e.suggestion())));
     ExitCode::from(1)
+}
+
+/// The history of the home: with the one-shot calls' journal folded in, unless history is
+/// off (then nothing is written, and what was recorded before is still read).
+fn open_history(config: &agenthub_core::Config) -> Result<History, agenthub_history::HistoryError> {
+    if config.history.enabled { History::open(&config.home) } else { History::open_unfolded(&config.home) }
 }

@@ -89,6 +89,49 @@ fn eight_processes_making_200_calls_each_lose_no_record() {
 }
 
 #[test]
+fn one_shot_calls_racing_readers_lose_no_record() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let ctx = Arc::new(ctx_with_agent());
+    assert!(greet(&ctx).status.success());
+    // A reader folds the journal in again and again while the calls append to it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (ctx, stop) = (Arc::clone(&ctx), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(Ordering::Relaxed) && reads < 2000 {
+                let out = agenthub(&ctx, &["runs", "--json", "-n", "1"]);
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert!(history_warnings(&out).is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let ctx = Arc::clone(&ctx);
+            std::thread::spawn(move || {
+                for _ in 0..15 {
+                    let out = greet(&ctx);
+                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                    assert!(history_warnings(&out).is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.join().unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    let ids: std::collections::HashSet<String> =
+        runs(&ctx).iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 61);
+}
+
+#[test]
 fn a_call_is_recorded_with_its_times_exit_and_stderr_tail() {
     let ctx = ctx_with_agent();
     assert!(greet(&ctx).status.success());
