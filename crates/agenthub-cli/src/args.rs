@@ -568,7 +568,7 @@ pub(crate) struct BenchArgs {
     /// calls are shared among them
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub(crate) concurrency: usize,
-    /// Print {"mode", "calls", "concurrency", "median_ms", "p99_ms", "calls_per_sec"}
+    /// Print {"mode", "calls", "concurrency", "median_ms", "p90_ms", "p99_ms", "mean_ms", "calls_per_sec"}
     #[arg(long)]
     pub(crate) json: bool,
     #[command(flatten)]

@@ -216,6 +216,8 @@ fn report(args: &BenchArgs, (times, total): &(Vec<Duration>, Duration)) -> ExitC
     let at = |q: f64| ms[((q * ms.len() as f64).ceil() as usize).clamp(1, ms.len()) - 1];
     let median = at(0.5);
     let p99 = at(0.99);
+    let p90 = at(0.9);
+    let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
     let per_sec = ms.len() as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE);
     let mode = match args.mode {
         ExecutionMode::Oneshot => "oneshot",
@@ -223,7 +225,7 @@ fn report(args: &BenchArgs, (times, total): &(Vec<Duration>, Duration)) -> ExitC
         ExecutionMode::Isolated => "isolated",
     };
     if args.json {
-        let v = json!({"mode": mode, "calls": ms.len(), "concurrency": args.concurrency, "median_ms": median, "p99_ms": p99, "calls_per_sec": per_sec});
+        let v = json!({"mode": mode, "calls": ms.len(), "concurrency": args.concurrency, "median_ms": median, "p90_ms": p90, "p99_ms": p99, "mean_ms": mean, "calls_per_sec": per_sec});
         render::out(&format!("{v}\n"));
     } else {
         render::out(&format!(

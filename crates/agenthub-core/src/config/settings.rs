@@ -67,7 +67,8 @@ settings! {
         workers_per_agent: usize = 1, var "AGENTHUB_WORKERS_PER_AGENT" parse whole_to_1024,
             check ONE_TO_1024;
         /// A worker is replaced after this many calls (with up to 10% jitter); 0 = never.
-        max_calls_per_worker: u64 = 1000, var "AGENTHUB_MAX_CALLS_PER_WORKER";
+        /// Its successor starts in the background while it serves on.
+        max_calls_per_worker: u64 = 10_000, var "AGENTHUB_MAX_CALLS_PER_WORKER";
         /// An idle worker exits after this long.
         worker_idle_timeout: Seconds = Seconds::new(300.0), var "AGENTHUB_WORKER_IDLE_TIMEOUT",
             check POSITIVE_SECONDS;

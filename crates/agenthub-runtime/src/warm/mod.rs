@@ -132,6 +132,30 @@ impl WarmCall {
     fn timed_out(&self, why: String) -> AgentRuntimeError {
         AgentRuntimeError::Timeout { limit: self.limits.timeout.unwrap_or_default(), stderr: Some(why) }
     }
+
+    /// What starts the successor of a worker this call wore out: the same agent, version,
+    /// environment, sandbox and limits, with no request, deadline or cancellation of its own.
+    /// `None` for a call with tools (a worker's tool endpoint is made for the call that
+    /// starts it; such a worker is replaced by the next call, as before).
+    fn successor(&self) -> Option<Self> {
+        self.tools.is_none().then(|| Self {
+            agent_dir: self.agent_dir.clone(),
+            python: self.python.clone(),
+            env: self.env.clone(),
+            limits: self.limits,
+            die_with_parent: self.die_with_parent,
+            sandbox: self.sandbox.clone(),
+            version: self.version.clone(),
+            methods: self.methods.clone(),
+            method: String::new(),
+            request: String::new(),
+            cancel: None,
+            tools: None,
+            deadline: None,
+            span: tracing::Span::none(),
+            trace: None,
+        })
+    }
 }
 
 /// Pool settings (from `RuntimeConfig`).
@@ -173,6 +197,9 @@ struct Warm {
     /// How long this worker's recent answers took (a moving average), once it answered.
     typical: Option<Duration>,
     retire_after: u64,
+    /// The start (an id in `starting`) of the worker that replaces this one, which has
+    /// served its `retire_after` calls: it serves on until that worker is ready.
+    successor: Option<u64>,
     idle_since: Instant,
 }
 
@@ -238,8 +265,34 @@ pub(crate) struct Pools {
     closed: AtomicBool,
     /// Isolated mode: what each agent's last zygote announced.
     isolation: Mutex<HashMap<PathBuf, crate::Isolation>>,
-    /// Requests sent to workers and not answered yet.
+    /// Requests sent to workers and not answered yet, and successors being started.
     in_flight: AtomicUsize,
+    /// Worn workers being shut down on threads of their own (`retire_in_background`).
+    retiring: Arc<Retiring>,
+}
+
+/// A count of background retirements, which [`Pools::close`] waits for.
+#[derive(Default)]
+struct Retiring {
+    count: Mutex<usize>,
+    done: Condvar,
+}
+
+/// One retirement under way: counted from [`Retiring::begin`] until dropped.
+struct Retirement(Arc<Retiring>);
+
+impl Retiring {
+    fn begin(self: &Arc<Self>) -> Retirement {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        Retirement(Arc::clone(self))
+    }
+}
+
+impl Drop for Retirement {
+    fn drop(&mut self) {
+        *self.0.count.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
+        self.0.done.notify_all();
+    }
 }
 
 /// Spawns workers on one thread that lives as long as the pools. With `die_with_parent`
@@ -276,6 +329,7 @@ impl Pools {
             closed: AtomicBool::new(false),
             isolation: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
+            retiring: Arc::default(),
         })
     }
 
@@ -310,6 +364,15 @@ impl Pools {
                 }
                 state = pool.freed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
             }
+        }
+        let mut retiring = self.retiring.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *retiring > 0 {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            retiring =
+                self.retiring.done.wait_timeout(retiring, left).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 
@@ -427,16 +490,84 @@ impl Pools {
         // quarters of the cap at the latest.
         let cap_share = call.limits.max_memory_bytes.map(|cap| cap / 4 * 3);
         let threshold = [self.settings.recycle_bytes, cap_share].into_iter().flatten().min();
-        let worn = (warm.retire_after > 0 && warm.calls >= warm.retire_after)
-            || threshold.is_some_and(|limit| rss.is_some_and(|rss| rss > limit));
-        if reusable && !worn {
-            warm.idle_since = Instant::now();
-            pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle.push(warm);
+        let heavy = threshold.is_some_and(|limit| rss.is_some_and(|rss| rss > limit));
+        let used_up = warm.retire_after > 0 && warm.calls >= warm.retire_after;
+        if reusable && !heavy && used_up && warm.successor.is_none() {
+            warm.successor = self.start_successor(&pool, call);
+        }
+        if reusable && !heavy && (!used_up || warm.successor.is_some()) {
+            let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let replaced = warm.successor.is_some_and(|id| state.starting.iter().all(|s| s.id != id));
+            if replaced {
+                // Its successor is ready (or could not be started: the next call starts one).
+                drop(state);
+                self.retire_in_background(warm);
+            } else {
+                warm.idle_since = Instant::now();
+                state.idle.push(warm);
+            }
         } else if reusable {
-            retire_all(vec![warm]);
+            self.retire_in_background(warm);
         }
         drop(release);
         WarmOutcome::Ran(output, startup)
+    }
+
+    /// Shuts a worn worker down on a thread of its own, so that the call that wore it out
+    /// does not wait for the interpreter's exit (on the caller's thread if no thread can be
+    /// had). [`Self::close`] waits for these.
+    fn retire_in_background(&self, warm: Warm) {
+        let spare = Arc::new(Mutex::new(Some(warm)));
+        let theirs = Arc::clone(&spare);
+        let retirement = self.retiring.begin();
+        let spawned =
+            std::thread::Builder::new().name("agenthub-worker-retire".to_owned()).spawn(move || {
+                retire_all(
+                    theirs.lock().unwrap_or_else(PoisonError::into_inner).take().into_iter().collect(),
+                );
+                drop(retirement);
+            });
+        if spawned.is_err() {
+            // No thread (the count went back with the closure): retired here.
+            retire_all(spare.lock().unwrap_or_else(PoisonError::into_inner).take().into_iter().collect());
+        }
+    }
+
+    /// Starts the successor of a worker that has served its calls, on a thread of its own,
+    /// so that no call waits for the start: the worn worker serves on until the successor
+    /// is ready (see `start_ahead`). Returns the start's id, `None` when no successor is
+    /// started (the pools are closing, the call has tools, no thread): then the worker is
+    /// retired now and the next call starts one, as it would without successors.
+    fn start_successor(self: &Arc<Self>, pool: &Arc<AgentPool>, call: &WarmCall) -> Option<u64> {
+        let successor = call.successor()?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let cancel = crate::CallCancel::new();
+        {
+            // Under the pool's lock, which `close` takes after setting `closed`: a start is
+            // either refused here or seen (and cancelled) there.
+            let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.closed.load(Ordering::SeqCst) {
+                return None;
+            }
+            state.starting.push(Start { id, version: call.version.clone(), cancel: cancel.clone() });
+        }
+        let (pools, agent_pool) = (Arc::clone(self), Arc::clone(pool));
+        // The import takes a CPU as a request does: callers do not spin meanwhile (a caller
+        // spinning on the CPU its worker needs would make every call wait out the spin).
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let spawned = std::thread::Builder::new().name("agenthub-worker-successor".to_owned()).spawn(move || {
+            if let Err(e) = pools.start_ahead(&agent_pool, &successor, id, &cancel) {
+                tracing::debug!(agent = %successor.agent_dir.display(), error = %e, "a worker's successor could not be started");
+            }
+            pools.in_flight.fetch_sub(1, Ordering::Relaxed);
+        });
+        if spawned.is_err() {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            pool.state.lock().unwrap_or_else(PoisonError::into_inner).starting.retain(|s| s.id != id);
+            pool.freed.notify_all();
+            return None;
+        }
+        Some(id)
     }
 
     /// Waits for a worker slot of the agent, then for an idle worker of the call's version
@@ -589,14 +720,19 @@ impl Pools {
         let result = self.start(call, None, Some(cancel));
         let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.starting.retain(|s| s.id != id);
-        let mut unwanted = None;
+        let mut unwanted = Vec::new();
+        // The worker this start replaces, if it is idle (one that is serving a call is
+        // retired when the call gives it back).
+        if let Some(at) = state.idle.iter().position(|w| w.successor == Some(id)) {
+            unwanted.push(state.idle.swap_remove(at));
+        }
         let outcome = match result {
             Ok(Some(w)) if !self.closed.load(Ordering::SeqCst) => {
                 state.idle.push(w);
                 Ok(true)
             }
             Ok(Some(w)) => {
-                unwanted = Some(w);
+                unwanted.push(w);
                 Ok(false)
             }
             Ok(None) => {
@@ -605,9 +741,13 @@ impl Pools {
             }
             Err(e) => Err(e),
         };
+        // Counted before the start leaves `starting` is seen (both under the pool's lock):
+        // `close` waits for these shutdowns too.
+        let retirement = (!unwanted.is_empty()).then(|| self.retiring.begin());
         drop(state);
         pool.freed.notify_all();
-        retire_all(unwanted.into_iter().collect());
+        retire_all(unwanted);
+        drop(retirement);
         outcome
     }
 
@@ -797,6 +937,7 @@ impl Pools {
                     calls: 0,
                     typical: None,
                     retire_after: self.settings.max_calls.saturating_sub(jitter),
+                    successor: None,
                     idle_since: Instant::now(),
                 }))
             }

@@ -245,6 +245,40 @@ fn a_leaking_worker_is_recycled_by_the_memory_threshold() {
 }
 
 #[test]
+fn a_worker_at_its_call_limit_serves_on_until_its_successor_is_ready() {
+    // 3 calls per worker (no jitter under 10), and an import that takes 0.5 s.
+    let ctx = warm_context(|c| c.runtime.max_calls_per_worker = 3);
+    let dir = write_agent(&ctx, "recycled", &format!("import time\ntime.sleep(0.5)\n{HAZARDS}"), &METHODS);
+    let dir = dir.canonicalize().unwrap();
+    let rt = runtime(&ctx);
+    let agent = "test/recycled";
+    let first = call(&rt, agent, "pid", &json!({}))["result"].clone();
+    for _ in 0..2 {
+        assert_eq!(call(&rt, agent, "pid", &json!({}))["result"], first);
+    }
+    // The third call wore it out: its successor imports in the background while it serves
+    // on, so the next call neither waits for an import nor runs in a new worker.
+    let started = Instant::now();
+    assert_eq!(call(&rt, agent, "pid", &json!({}))["result"], first);
+    assert!(started.elapsed() < Duration::from_millis(400), "waited for the import: {:?}", started.elapsed());
+    wait_until("the successor to start beside the worn worker", Duration::from_secs(10), || {
+        workers_of(&dir).len() == 2
+    });
+    // Once the successor is ready, the worn worker (idle) is shut down and the next call
+    // goes to the successor.
+    wait_until("the worn worker to exit", Duration::from_secs(10), || !reported_alive(&first));
+    let second = call(&rt, agent, "pid", &json!({}))["result"].clone();
+    assert_ne!(second, first);
+    assert_eq!(workers_of(&dir).len(), 1);
+    // The successor is replaced in turn, and nothing is left once the runtime is dropped.
+    for _ in 0..4 {
+        let _ = call(&rt, agent, "pid", &json!({}));
+    }
+    drop(rt);
+    assert_eq!(workers_of(&dir), Vec::<u32>::new());
+}
+
+#[test]
 fn a_slow_import_is_paid_once() {
     let ctx = warm_context(|_| {});
     let code = format!("import time\ntime.sleep(0.3)\n{HAZARDS}");
