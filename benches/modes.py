@@ -13,7 +13,9 @@ row) and the ratios the goals are about:
 
 - one-shot: `agenthub exec` (default sandbox) / `python agent.py` by hand, at most 1.10;
 - isolated: a call in a fork of the zygote / an `agenthub exec` call, at most 1/10 for the
-  trivial agent and 1/200 for coding-agent;
+  trivial agent and 1/200 for coding-agent; beside it the floor of an isolated call,
+  benches/fork_floor.py (a bare fork-per-call loop from an interpreter that imported what
+  a call imports, as the zygote learns it);
 - warm: `agenthub bench --mode warm` / the floor, at most 1.10. The floor is
   benches/floor_worker.py (a bare Python loop: read a line, `json.loads`, call,
   `json.dumps`, write) driven over a pipe from this script. Where the scheduler puts the
@@ -41,6 +43,7 @@ from oneshot import interleaved, run  # noqa: E402  (posix_spawn + wait4 around 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOOR = os.path.join(ROOT, "benches", "floor_worker.py")
+FORK_FLOOR = os.path.join(ROOT, "benches", "fork_floor.py")
 
 
 def percentile(sorted_ms, q):
@@ -94,6 +97,16 @@ def floor(python, agent_dir, request, calls):
     return stats_of(times, total)
 
 
+def fork_floor(python, agent_dir, request, calls):
+    """The floor of an isolated call: benches/fork_floor.py, `calls` forks one after another."""
+    out = subprocess.run([python, FORK_FLOOR, agent_dir, json.dumps(request), str(calls)], cwd=agent_dir,
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        sys.exit(f"fork_floor.py failed: {out.stdout} {out.stderr[-2000:]}")
+    v = json.loads(out.stdout.strip().splitlines()[-1])
+    return v["median_ms"], v["p99_ms"], v["calls_per_sec"]
+
+
 def processes(cases, runs, cwd):
     """Each case's (median, p99, calls/s) over `runs` interleaved runs."""
     for argv, env in cases.values():  # page cache and bytecode cache
@@ -124,15 +137,17 @@ def measure(binary, home, name, source, method, params, cli, runs, calls, rounds
         "agenthub exec, sandbox off": ([*exec_argv, "--sandbox", "off"], env),
         "agenthub exec (default sandbox)": (exec_argv, env),
     }, runs, agent)
-    iso, warm, flo, one, two = [], [], [], [], []
+    iso, iso_floor, warm, flo, one, two = [], [], [], [], [], []
     for _ in range(rounds):
         iso.append(bench(binary, env, ident, method, params, "isolated", max(20, calls // 5)))
+        iso_floor.append(fork_floor(python, agent, request, max(20, calls // 5)))
         warm.append(bench(binary, env, ident, method, params, "warm", calls))
         flo.append(floor(python, agent, request, calls))
         if concurrency:
             one.append(bench(binary, env, ident, method, params, "warm", calls, 1))
             two.append(bench(binary, env, ident, method, params, "warm", calls, 2))
     rows["agenthub bench --mode isolated (a fork per call)"] = median_of(iso)
+    rows["floor: bare fork per call, imports learned"] = median_of(iso_floor)
     rows["agenthub bench --mode warm"] = median_of(warm)
     rows["floor: bare Python worker on a pipe"] = median_of(flo)
     # The same two on one CPU (this process and everything it starts): no cross-CPU
@@ -195,7 +210,9 @@ def main():
         goal = "1/10" if agent == "hello" else "1/200"
         print(f"{agent}: exec (default sandbox) / python agent.py = {oneshot / bare:.3f} (goal <= 1.10); "
               f"exec sandbox off / python = {rows['agenthub exec, sandbox off'][0] / bare:.3f}")
-        print(f"{agent}: isolated / exec = 1/{oneshot / iso:.0f} (goal <= {goal})")
+        fork = rows["floor: bare fork per call, imports learned"][0]
+        print(f"{agent}: isolated / exec = 1/{oneshot / iso:.0f} (goal <= {goal}); bare fork floor / exec = "
+              f"1/{oneshot / fork:.0f}; isolated / bare fork floor = {iso / fork:.2f}")
         print(f"{agent}: warm / floor = {warm / flo:.3f} (goal <= 1.10); on one CPU: "
               f"{rows['agenthub bench --mode warm, one CPU'][0] / rows['floor, one CPU'][0]:.3f}")
         if "warm, 2 callers, 2 workers" in rows:
