@@ -6,7 +6,9 @@
 //!   made: every call computes the agent's [`Version`] (the environment key and the
 //!   identity of `agent.yaml` and `agent.py`), and a worker of another version is shut
 //!   down instead of used;
-//! - one request in flight per worker, at most `workers_per_agent` workers per agent;
+//! - one request in flight per worker, at most `workers_per_agent` workers per agent
+//!   serving calls (a worn worker and its successor starting beside it count as one; the
+//!   successor replaces it as soon as it is ready);
 //! - a call waits (for a slot, for a worker being started, for its answer) at most until
 //!   its own deadline: its timeout bounds everything it waits for here;
 //! - a worker that timed out, hit a limit, answered out of turn or died is never reused,
@@ -267,28 +269,29 @@ pub(crate) struct Pools {
     isolation: Mutex<HashMap<PathBuf, crate::Isolation>>,
     /// Requests sent to workers and not answered yet, and successors being started.
     in_flight: AtomicUsize,
-    /// Worn workers being shut down on threads of their own (`retire_in_background`).
-    retiring: Arc<Retiring>,
+    /// Work on threads of the pools' own that [`Pools::close`] waits for: successors being
+    /// started, worn workers being shut down.
+    background: Arc<Background>,
 }
 
-/// A count of background retirements, which [`Pools::close`] waits for.
+/// A count of background tasks, which [`Pools::close`] waits for.
 #[derive(Default)]
-struct Retiring {
+struct Background {
     count: Mutex<usize>,
     done: Condvar,
 }
 
-/// One retirement under way: counted from [`Retiring::begin`] until dropped.
-struct Retirement(Arc<Retiring>);
+/// One background task under way: counted from [`Background::begin`] until dropped.
+struct Task(Arc<Background>);
 
-impl Retiring {
-    fn begin(self: &Arc<Self>) -> Retirement {
+impl Background {
+    fn begin(self: &Arc<Self>) -> Task {
         *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-        Retirement(Arc::clone(self))
+        Task(Arc::clone(self))
     }
 }
 
-impl Drop for Retirement {
+impl Drop for Task {
     fn drop(&mut self) {
         *self.0.count.lock().unwrap_or_else(PoisonError::into_inner) -= 1;
         self.0.done.notify_all();
@@ -329,7 +332,7 @@ impl Pools {
             closed: AtomicBool::new(false),
             isolation: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
-            retiring: Arc::default(),
+            background: Arc::default(),
         })
     }
 
@@ -365,14 +368,13 @@ impl Pools {
                 state = pool.freed.wait_timeout(state, left).unwrap_or_else(PoisonError::into_inner).0;
             }
         }
-        let mut retiring = self.retiring.count.lock().unwrap_or_else(PoisonError::into_inner);
-        while *retiring > 0 {
+        let mut tasks = self.background.count.lock().unwrap_or_else(PoisonError::into_inner);
+        while *tasks > 0 {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
-            retiring =
-                self.retiring.done.wait_timeout(retiring, left).unwrap_or_else(PoisonError::into_inner).0;
+            tasks = self.background.done.wait_timeout(tasks, left).unwrap_or_else(PoisonError::into_inner).0;
         }
     }
 
@@ -400,7 +402,9 @@ impl Pools {
             .collect()
     }
 
-    /// Shuts down every idle worker (of one agent directory, or of all); returns how many.
+    /// Shuts down every idle worker (of one agent directory, or of all) and stops the starts
+    /// under way (ahead of calls, successors: they may have imported the code before the
+    /// restart); returns how many idle workers were shut down.
     pub(crate) fn restart(&self, dir: Option<&Path>) -> usize {
         let pools: Vec<Arc<AgentPool>> = {
             let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
@@ -414,6 +418,9 @@ impl Pools {
         for pool in pools {
             let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
             state.one_shot = None;
+            for start in &state.starting {
+                start.cancel.cancel();
+            }
             retired.append(&mut state.idle);
         }
         let n = retired.len();
@@ -464,8 +471,7 @@ impl Pools {
         };
         if call.left().is_some_and(|left| left.is_zero()) {
             // No time left to send the request: the worker stays for the next call.
-            warm.idle_since = Instant::now();
-            pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle.push(warm);
+            self.give_back(&pool, warm);
             drop(release);
             return WarmOutcome::Failed(call.timed_out(
                 "agenthub: the call's time was up before a warm worker could take its request".to_owned(),
@@ -474,8 +480,7 @@ impl Pools {
         if let Some(cancel) = &call.cancel
             && !cancel.attach(warm.worker.pid())
         {
-            warm.idle_since = Instant::now();
-            pool.state.lock().unwrap_or_else(PoisonError::into_inner).idle.push(warm);
+            self.give_back(&pool, warm);
             drop(release);
             return WarmOutcome::Cancelled;
         }
@@ -496,36 +501,44 @@ impl Pools {
             warm.successor = self.start_successor(&pool, call);
         }
         if reusable && !heavy && (!used_up || warm.successor.is_some()) {
-            let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
-            let replaced = warm.successor.is_some_and(|id| state.starting.iter().all(|s| s.id != id));
-            if replaced {
-                // Its successor is ready (or could not be started: the next call starts one).
-                drop(state);
-                self.retire_in_background(warm);
-            } else {
-                warm.idle_since = Instant::now();
-                state.idle.push(warm);
-            }
+            self.give_back(&pool, warm);
         } else if reusable {
-            self.retire_in_background(warm);
+            let task = self.background.begin();
+            self.retire_in_background(warm, task);
         }
         drop(release);
         WarmOutcome::Ran(output, startup)
     }
 
+    /// Puts a worker that may serve again back among the idle ones, unless it is a worn
+    /// worker whose successor is no longer starting (ready, or it could not be started:
+    /// then the next call starts one), which is retired.
+    fn give_back(&self, pool: &AgentPool, mut warm: Warm) {
+        let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let replaced = warm.successor.is_some_and(|id| state.starting.iter().all(|s| s.id != id));
+        if replaced {
+            // Counted under the pool's lock, as `start_ahead` counts what it retires.
+            let task = self.background.begin();
+            drop(state);
+            self.retire_in_background(warm, task);
+        } else {
+            warm.idle_since = Instant::now();
+            state.idle.push(warm);
+        }
+    }
+
     /// Shuts a worn worker down on a thread of its own, so that the call that wore it out
     /// does not wait for the interpreter's exit (on the caller's thread if no thread can be
-    /// had). [`Self::close`] waits for these.
-    fn retire_in_background(&self, warm: Warm) {
+    /// had). [`Self::close`] waits for these (`task`, counted by the caller).
+    fn retire_in_background(&self, warm: Warm, task: Task) {
         let spare = Arc::new(Mutex::new(Some(warm)));
         let theirs = Arc::clone(&spare);
-        let retirement = self.retiring.begin();
         let spawned =
             std::thread::Builder::new().name("agenthub-worker-retire".to_owned()).spawn(move || {
                 retire_all(
                     theirs.lock().unwrap_or_else(PoisonError::into_inner).take().into_iter().collect(),
                 );
-                drop(retirement);
+                drop(task);
             });
         if spawned.is_err() {
             // No thread (the count went back with the closure): retired here.
@@ -551,23 +564,22 @@ impl Pools {
             }
             state.starting.push(Start { id, version: call.version.clone(), cancel: cancel.clone() });
         }
-        let (pools, agent_pool) = (Arc::clone(self), Arc::clone(pool));
+        // The thread's handles on the pools go before its task ends: `close` waits for the
+        // task, so the runtime that closes keeps the last handle (never this thread).
+        let task = self.background.begin();
         // The import takes a CPU as a request does: callers do not spin meanwhile (a caller
         // spinning on the CPU its worker needs would make every call wait out the spin).
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let start = SuccessorStart { pools: Arc::clone(self), pool: Arc::clone(pool), id };
         let spawned = std::thread::Builder::new().name("agenthub-worker-successor".to_owned()).spawn(move || {
-            if let Err(e) = pools.start_ahead(&agent_pool, &successor, id, &cancel) {
+            let _task = task;
+            if let Err(e) = start.pools.start_ahead(&start.pool, &successor, id, &cancel) {
                 tracing::debug!(agent = %successor.agent_dir.display(), error = %e, "a worker's successor could not be started");
             }
-            pools.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(start);
         });
-        if spawned.is_err() {
-            self.in_flight.fetch_sub(1, Ordering::Relaxed);
-            pool.state.lock().unwrap_or_else(PoisonError::into_inner).starting.retain(|s| s.id != id);
-            pool.freed.notify_all();
-            return None;
-        }
-        Some(id)
+        // No thread: the closure, with `start` (which undoes the above) and `task`, is gone.
+        spawned.is_ok().then_some(id)
     }
 
     /// Waits for a worker slot of the agent, then for an idle worker of the call's version
@@ -652,9 +664,11 @@ impl Pools {
                 return Ok(0);
             }
             // Calls holding a slot start a worker themselves, unless they wait for a start.
-            let have = state.idle.iter().filter(|w| w.version == call.version).count()
-                + state.in_use.saturating_sub(state.awaiting.len())
-                + state.starting_of(&call.version);
+            // A worn worker (with a successor starting) is counted as its successor.
+            let have =
+                state.idle.iter().filter(|w| w.version == call.version && w.successor.is_none()).count()
+                    + state.in_use.saturating_sub(state.awaiting.len())
+                    + state.starting_of(&call.version);
             let missing = self.settings.workers_per_agent.saturating_sub(have);
             (0..missing)
                 .map(|_| {
@@ -743,11 +757,11 @@ impl Pools {
         };
         // Counted before the start leaves `starting` is seen (both under the pool's lock):
         // `close` waits for these shutdowns too.
-        let retirement = (!unwanted.is_empty()).then(|| self.retiring.begin());
+        let task = (!unwanted.is_empty()).then(|| self.background.begin());
         drop(state);
         pool.freed.notify_all();
         retire_all(unwanted);
-        drop(retirement);
+        drop(task);
         outcome
     }
 
@@ -1140,6 +1154,23 @@ impl Drop for Release<'_> {
         state.in_use = state.in_use.saturating_sub(1);
         drop(state);
         self.pool.freed.notify_all();
+    }
+}
+
+/// A successor's start on its thread: dropped when it ends (also by a panic), it takes the
+/// start out of `starting` if `start_ahead` did not, wakes the calls waiting on the pool and
+/// gives back its share of `in_flight`.
+struct SuccessorStart {
+    pools: Arc<Pools>,
+    pool: Arc<AgentPool>,
+    id: u64,
+}
+
+impl Drop for SuccessorStart {
+    fn drop(&mut self) {
+        self.pool.state.lock().unwrap_or_else(PoisonError::into_inner).starting.retain(|s| s.id != self.id);
+        self.pool.freed.notify_all();
+        self.pools.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -246,26 +246,32 @@ fn a_leaking_worker_is_recycled_by_the_memory_threshold() {
 
 #[test]
 fn a_worker_at_its_call_limit_serves_on_until_its_successor_is_ready() {
-    // 3 calls per worker (no jitter under 10), and an import that takes 0.5 s.
+    // 3 calls per worker (no jitter under 10). An import waits while the file `hold` is in
+    // the agent's directory (30 s at most): the test holds a successor's start open so.
     let ctx = warm_context(|c| c.runtime.max_calls_per_worker = 3);
-    let dir = write_agent(&ctx, "recycled", &format!("import time\ntime.sleep(0.5)\n{HAZARDS}"), &METHODS);
+    let hold_while = "import os, time\nfor _ in range(3000):\n    if not os.path.exists('hold'):\n        break\n    time.sleep(0.01)\n";
+    let dir = write_agent(&ctx, "recycled", &format!("{hold_while}{HAZARDS}"), &METHODS);
     let dir = dir.canonicalize().unwrap();
+    let hold = dir.join("hold");
     let rt = runtime(&ctx);
     let agent = "test/recycled";
     let first = call(&rt, agent, "pid", &json!({}))["result"].clone();
+    std::fs::write(&hold, b"").unwrap();
     for _ in 0..2 {
         assert_eq!(call(&rt, agent, "pid", &json!({}))["result"], first);
     }
-    // The third call wore it out: its successor imports in the background while it serves
-    // on, so the next call neither waits for an import nor runs in a new worker.
-    let started = Instant::now();
-    assert_eq!(call(&rt, agent, "pid", &json!({}))["result"], first);
-    assert!(started.elapsed() < Duration::from_millis(400), "waited for the import: {:?}", started.elapsed());
+    // The third call wore it out: its successor is importing (held), and the worn worker
+    // serves on meanwhile, so calls neither wait for the import nor fail.
     wait_until("the successor to start beside the worn worker", Duration::from_secs(10), || {
         workers_of(&dir).len() == 2
     });
+    for _ in 0..3 {
+        assert_eq!(call(&rt, agent, "pid", &json!({}))["result"], first);
+    }
+    assert_eq!(workers_of(&dir).len(), 2, "one successor, not one per call past the count");
     // Once the successor is ready, the worn worker (idle) is shut down and the next call
     // goes to the successor.
+    std::fs::remove_file(&hold).unwrap();
     wait_until("the worn worker to exit", Duration::from_secs(10), || !reported_alive(&first));
     let second = call(&rt, agent, "pid", &json!({}))["result"].clone();
     assert_ne!(second, first);
@@ -276,6 +282,26 @@ fn a_worker_at_its_call_limit_serves_on_until_its_successor_is_ready() {
     }
     drop(rt);
     assert_eq!(workers_of(&dir), Vec::<u32>::new());
+}
+
+#[test]
+fn a_restart_stops_a_successor_that_imported_the_old_code() {
+    let ctx = warm_context(|c| c.runtime.max_calls_per_worker = 2);
+    let hold_while = "import os, time\nfor _ in range(3000):\n    if not os.path.exists('hold'):\n        break\n    time.sleep(0.01)\n";
+    let dir = write_agent(&ctx, "restarted", &format!("{hold_while}{HAZARDS}"), &METHODS);
+    let dir = dir.canonicalize().unwrap();
+    let rt = runtime(&ctx);
+    let agent = "test/restarted";
+    let first = call(&rt, agent, "pid", &json!({}))["result"].clone();
+    std::fs::write(dir.join("hold"), b"").unwrap();
+    let _ = call(&rt, agent, "pid", &json!({})); // worn: a successor starts, held
+    wait_until("the successor to start", Duration::from_secs(10), || workers_of(&dir).len() == 2);
+    rt.restart_workers(Some(agent)).unwrap();
+    // Both go: the idle worn worker, and the successor whose start was under way.
+    wait_until("both workers to exit", Duration::from_secs(10), || workers_of(&dir).is_empty());
+    assert!(!reported_alive(&first));
+    std::fs::remove_file(dir.join("hold")).unwrap();
+    assert_ne!(call(&rt, agent, "pid", &json!({}))["result"], first);
 }
 
 #[test]
