@@ -504,7 +504,7 @@ impl Pools {
             self.give_back(&pool, warm);
         } else if reusable {
             let task = self.background.begin();
-            self.retire_in_background(warm, task);
+            Self::retire_in_background(warm, task);
         }
         drop(release);
         WarmOutcome::Ran(output, startup)
@@ -520,7 +520,7 @@ impl Pools {
             // Counted under the pool's lock, as `start_ahead` counts what it retires.
             let task = self.background.begin();
             drop(state);
-            self.retire_in_background(warm, task);
+            Self::retire_in_background(warm, task);
         } else {
             warm.idle_since = Instant::now();
             state.idle.push(warm);
@@ -530,7 +530,7 @@ impl Pools {
     /// Shuts a worn worker down on a thread of its own, so that the call that wore it out
     /// does not wait for the interpreter's exit (on the caller's thread if no thread can be
     /// had). [`Self::close`] waits for these (`task`, counted by the caller).
-    fn retire_in_background(&self, warm: Warm, task: Task) {
+    fn retire_in_background(warm: Warm, task: Task) {
         let spare = Arc::new(Mutex::new(Some(warm)));
         let theirs = Arc::clone(&spare);
         let spawned =
