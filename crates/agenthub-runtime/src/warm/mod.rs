@@ -97,6 +97,7 @@ pub(crate) fn is_racy(stamps: &Stamps) -> bool {
 }
 
 /// Everything a warm call needs.
+#[derive(Clone)]
 pub(crate) struct WarmCall {
     pub(crate) agent_dir: PathBuf,
     pub(crate) python: PathBuf,
@@ -140,23 +141,17 @@ impl WarmCall {
     /// `None` for a call with tools (a worker's tool endpoint is made for the call that
     /// starts it; such a worker is replaced by the next call, as before).
     fn successor(&self) -> Option<Self> {
-        self.tools.is_none().then(|| Self {
-            agent_dir: self.agent_dir.clone(),
-            python: self.python.clone(),
-            env: self.env.clone(),
-            limits: self.limits,
-            die_with_parent: self.die_with_parent,
-            sandbox: self.sandbox.clone(),
-            version: self.version.clone(),
-            methods: self.methods.clone(),
-            method: String::new(),
-            request: String::new(),
-            cancel: None,
-            tools: None,
-            deadline: None,
-            span: tracing::Span::none(),
-            trace: None,
-        })
+        if self.tools.is_some() {
+            return None;
+        }
+        let mut next = self.clone();
+        next.method.clear();
+        next.request.clear();
+        next.cancel = None;
+        next.deadline = None;
+        next.span = tracing::Span::none();
+        next.trace = None;
+        Some(next)
     }
 }
 

@@ -244,19 +244,37 @@ fn a_leaking_worker_is_recycled_by_the_memory_threshold() {
     wait_until("the recycled worker to exit", Duration::from_secs(10), || !reported_alive(&pid));
 }
 
+/// A runtime whose workers serve `max_calls` calls each, and the hazards agent `test/<name>`
+/// with one worker started, whose next imports wait while the file `hold` is in the agent's
+/// directory (30 s at most; it is there): a test holds a successor's start open so.
+struct Held {
+    rt: AgentRuntime,
+    agent: String,
+    /// The agent's directory (canonical).
+    dir: PathBuf,
+    hold: PathBuf,
+    /// What the first worker's `pid` method said.
+    first: Json,
+    _ctx: TestContext,
+}
+
+fn held_agent(max_calls: u64, name: &str) -> Held {
+    let ctx = warm_context(|c| c.runtime.max_calls_per_worker = max_calls);
+    let hold_while = "import os, time\nfor _ in range(3000):\n    if not os.path.exists('hold'):\n        break\n    time.sleep(0.01)\n";
+    let dir = write_agent(&ctx, name, &format!("{hold_while}{HAZARDS}"), &METHODS).canonicalize().unwrap();
+    let rt = runtime(&ctx);
+    let agent = format!("test/{name}");
+    let first = call(&rt, &agent, "pid", &json!({}))["result"].clone();
+    let hold = dir.join("hold");
+    std::fs::write(&hold, b"").unwrap();
+    Held { rt, agent, dir, hold, first, _ctx: ctx }
+}
+
 #[test]
 fn a_worker_at_its_call_limit_serves_on_until_its_successor_is_ready() {
-    // 3 calls per worker (no jitter under 10). An import waits while the file `hold` is in
-    // the agent's directory (30 s at most): the test holds a successor's start open so.
-    let ctx = warm_context(|c| c.runtime.max_calls_per_worker = 3);
-    let hold_while = "import os, time\nfor _ in range(3000):\n    if not os.path.exists('hold'):\n        break\n    time.sleep(0.01)\n";
-    let dir = write_agent(&ctx, "recycled", &format!("{hold_while}{HAZARDS}"), &METHODS);
-    let dir = dir.canonicalize().unwrap();
-    let hold = dir.join("hold");
-    let rt = runtime(&ctx);
-    let agent = "test/recycled";
-    let first = call(&rt, agent, "pid", &json!({}))["result"].clone();
-    std::fs::write(&hold, b"").unwrap();
+    // 3 calls per worker (no jitter under 10); the first made.
+    let Held { rt, agent, dir, hold, first, _ctx } = held_agent(3, "recycled");
+    let agent = agent.as_str();
     for _ in 0..2 {
         assert_eq!(call(&rt, agent, "pid", &json!({}))["result"], first);
     }
@@ -286,21 +304,15 @@ fn a_worker_at_its_call_limit_serves_on_until_its_successor_is_ready() {
 
 #[test]
 fn a_restart_stops_a_successor_that_imported_the_old_code() {
-    let ctx = warm_context(|c| c.runtime.max_calls_per_worker = 2);
-    let hold_while = "import os, time\nfor _ in range(3000):\n    if not os.path.exists('hold'):\n        break\n    time.sleep(0.01)\n";
-    let dir = write_agent(&ctx, "restarted", &format!("{hold_while}{HAZARDS}"), &METHODS);
-    let dir = dir.canonicalize().unwrap();
-    let rt = runtime(&ctx);
-    let agent = "test/restarted";
-    let first = call(&rt, agent, "pid", &json!({}))["result"].clone();
-    std::fs::write(dir.join("hold"), b"").unwrap();
+    let Held { rt, agent, dir, hold, first, _ctx } = held_agent(2, "restarted");
+    let agent = agent.as_str();
     let _ = call(&rt, agent, "pid", &json!({})); // worn: a successor starts, held
     wait_until("the successor to start", Duration::from_secs(10), || workers_of(&dir).len() == 2);
     rt.restart_workers(Some(agent)).unwrap();
     // Both go: the idle worn worker, and the successor whose start was under way.
     wait_until("both workers to exit", Duration::from_secs(10), || workers_of(&dir).is_empty());
     assert!(!reported_alive(&first));
-    std::fs::remove_file(dir.join("hold")).unwrap();
+    std::fs::remove_file(&hold).unwrap();
     assert_ne!(call(&rt, agent, "pid", &json!({}))["result"], first);
 }
 
