@@ -550,18 +550,18 @@ impl Pools {
         let successor = call.successor()?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let cancel = crate::CallCancel::new();
-        {
+        let task = {
             // Under the pool's lock, which `close` takes after setting `closed`: a start is
-            // either refused here or seen (and cancelled) there.
+            // either refused here or seen (cancelled, and its task waited for) there.
             let mut state = pool.state.lock().unwrap_or_else(PoisonError::into_inner);
             if self.closed.load(Ordering::SeqCst) {
                 return None;
             }
             state.starting.push(Start { id, version: call.version.clone(), cancel: cancel.clone() });
-        }
-        // The thread's handles on the pools go before its task ends: `close` waits for the
-        // task, so the runtime that closes keeps the last handle (never this thread).
-        let task = self.background.begin();
+            // The thread's handles on the pools go before its task ends: `close` waits for
+            // the task, so the runtime that closes keeps the last handle (never this thread).
+            self.background.begin()
+        };
         // The import takes a CPU as a request does: callers do not spin meanwhile (a caller
         // spinning on the CPU its worker needs would make every call wait out the spin).
         self.in_flight.fetch_add(1, Ordering::Relaxed);
