@@ -1147,6 +1147,11 @@ fn bench_shares_its_calls_among_concurrent_callers_and_refuses_none_or_too_many(
     assert!(out.status.success(), "{}", stderr(&out));
     let report = &responses(&out)[0];
     assert_eq!((report["calls"].as_u64(), report["concurrency"].as_u64()), (Some(21), Some(2)), "{report}");
+    // Nearest-rank percentiles and the mean of the 21 times, in order.
+    let ms = |k: &str| report[k].as_f64().unwrap_or_else(|| panic!("no {k}: {report}"));
+    assert!(ms("median_ms") > 0.0, "{report}");
+    assert!(ms("median_ms") <= ms("p90_ms") && ms("p90_ms") <= ms("p99_ms"), "{report}");
+    assert!(ms("mean_ms") > 0.0 && ms("mean_ms") <= ms("p99_ms"), "{report}");
     for n in ["0", "1025"] {
         let out = run(
             &mut command(&ctx, &["bench", "conf/hello", "greet", "x", "-n", "4", "--concurrency", n]),

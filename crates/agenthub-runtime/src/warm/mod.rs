@@ -523,22 +523,14 @@ impl Pools {
     }
 
     /// Shuts a worn worker down on a thread of its own, so that the call that wore it out
-    /// does not wait for the interpreter's exit (on the caller's thread if no thread can be
-    /// had). [`Self::close`] waits for these (`task`, counted by the caller).
+    /// does not wait for the interpreter's exit. [`Self::close`] waits for these (`task`,
+    /// counted by the caller). Without a thread the closure is dropped, and the worker with
+    /// it: killed and reaped by `Worker`'s drop instead of shut down gracefully.
     fn retire_in_background(warm: Warm, task: Task) {
-        let spare = Arc::new(Mutex::new(Some(warm)));
-        let theirs = Arc::clone(&spare);
-        let spawned =
-            std::thread::Builder::new().name("agenthub-worker-retire".to_owned()).spawn(move || {
-                retire_all(
-                    theirs.lock().unwrap_or_else(PoisonError::into_inner).take().into_iter().collect(),
-                );
-                drop(task);
-            });
-        if spawned.is_err() {
-            // No thread (the count went back with the closure): retired here.
-            retire_all(spare.lock().unwrap_or_else(PoisonError::into_inner).take().into_iter().collect());
-        }
+        let _ = std::thread::Builder::new().name("agenthub-worker-retire".to_owned()).spawn(move || {
+            retire_all(vec![warm]);
+            drop(task);
+        });
     }
 
     /// Starts the successor of a worker that has served its calls, on a thread of its own,
